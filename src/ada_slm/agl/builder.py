@@ -1,0 +1,182 @@
+"""Build an AGL corpus: category mix -> generators -> quality filter -> train (and held-out) JSONL.
+
+Determinism: each category draws from its own `random.Random(f"{seed}:{category}")`, the final order comes
+from `random.Random(seed)`, and JSON is written with a fixed key order, so the same arguments give a
+byte-identical file on any machine.
+
+Held-out split: with `val_fraction > 0`, whole prompt templates are assigned to the validation side per
+category, so no template is shared across the split boundary (the seed's eval split duplicated train items).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+
+import yaml
+
+from ada_slm.agl.generators import GENERATORS, TEMPLATE_COUNTS, Sample
+from ada_slm.agl.glyphs import words
+from ada_slm.agl.quality import QualityFilter
+from ada_slm.errors import UserError
+
+CATEGORIES = tuple(GENERATORS)
+# The "pure AGL" mix: every category of AGL.md §3 except polyglot. Weights are relative.
+PURE_MIX = {
+    "certainty": 0.16,  # the seed's headline skill: 5 levels, transitions, evidence-fit
+    "temporal": 0.12,
+    "protocol": 0.06,  # kept small: the protocol string should not dominate what the model learns
+    "edge": 0.10,
+    "reasoning": 0.14,
+    "self": 0.10,
+    "space": 0.10,
+    "existential": 0.10,
+    "tool": 0.12,
+}
+POLYGLOT_MIX = {"polyglot": 1.0}
+NAMED_MIXES = {"pure": PURE_MIX, "polyglot": POLYGLOT_MIX}
+# A generator may be asked this many times per example it must deliver before we call its space exhausted.
+MAX_ATTEMPTS_PER_EXAMPLE = 40
+
+
+@dataclass
+class Corpus:
+    train: list[dict]
+    val: list[dict]
+    mix: dict[str, float]
+    seed: int
+    dropped: Counter = field(default_factory=Counter)
+    attempts: int = 0
+
+
+def resolve_mix(mix: str | dict) -> dict[str, float]:
+    """'pure', 'polyglot', a YAML file of {category: weight}, or such a dict -> normalised weights."""
+    source = "mix"
+    if isinstance(mix, str):
+        if mix in NAMED_MIXES:
+            return dict(NAMED_MIXES[mix])
+        path = Path(mix)
+        if not path.is_file():
+            raise UserError(f"unknown mix {mix!r}: use 'pure', 'polyglot' or a YAML file of category weights")
+        source = str(path)
+        try:
+            mix = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise UserError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(mix, dict) or not mix:
+        raise UserError(f"{source}: expected a mapping of category -> weight")
+    weights = {}
+    for key, value in mix.items():
+        if key not in CATEGORIES:
+            raise UserError(f"{source}: unknown category {key!r} (known: {', '.join(CATEGORIES)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UserError(f"{source}: weight of {key!r} must be a number ≥ 0, got {value!r}")
+        if value > 0:
+            weights[key] = float(value)
+    if not weights:
+        raise UserError(f"{source}: all weights are zero")
+    return weights
+
+
+def allocate(size: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split `size` over categories in proportion to `weights`, exactly (largest remainder)."""
+    total = sum(weights.values())
+    raw = {c: size * w / total for c, w in weights.items()}
+    counts = {c: int(v) for c, v in raw.items()}
+    by_remainder = sorted(raw, key=lambda c: (-(raw[c] - counts[c]), CATEGORIES.index(c)))
+    for c in by_remainder[: size - sum(counts.values())]:
+        counts[c] += 1
+    return counts
+
+
+def _example(sample: Sample, category: str) -> dict:
+    digest = hashlib.sha1(f"{sample.prompt}\x00{sample.response}".encode()).hexdigest()[:12]
+    row = {
+        "id": f"{category}-{digest}",
+        "category": category,
+        "lang": sample.lang,
+        "template": sample.template,
+        "messages": [
+            {"role": "user", "content": sample.prompt},
+            {"role": "assistant", "content": sample.response},
+        ],
+    }
+    row.update(sample.extra)
+    return row
+
+
+def build_corpus(size: int, mix: str | dict = "pure", seed: int = 0, val_fraction: float = 0.0,
+                 progress=None) -> Corpus:
+    """Generate `size` filtered examples (train + val together). `progress(n)` is called as examples land."""
+    if not isinstance(size, int) or size <= 0:
+        raise UserError(f"--size must be a positive integer, got {size}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    weights = resolve_mix(mix)
+    counts = allocate(size, weights)
+    # the held-out share is allocated exactly too, in proportion to each category's count
+    val_counts = allocate(round(size * val_fraction), counts) if val_fraction > 0 else {}
+    quality = QualityFilter()
+    train: list[dict] = []
+    val: list[dict] = []
+    attempts = 0
+    for category in CATEGORIES:
+        n = counts.get(category, 0)
+        if n == 0:
+            continue
+        rng = random.Random(f"{seed}:{category}")
+        templates = list(range(TEMPLATE_COUNTS[category]))
+        n_val = min(val_counts.get(category, 0), n - 1)
+        sides = [(train, templates, n - n_val)]
+        if n_val > 0:
+            k = min(len(templates) - 1, max(1, round(len(templates) * val_fraction)))
+            held_out = sorted(rng.sample(templates, k))
+            sides = [(train, [t for t in templates if t not in held_out], n - n_val), (val, held_out, n_val)]
+        for out, allowed, need in sides:
+            got = tries = 0
+            while got < need:
+                tries += 1
+                if tries > MAX_ATTEMPTS_PER_EXAMPLE * need + 1000:
+                    raise UserError(
+                        f"category {category!r}: only {got} of {need} unique examples after {tries} tries; "
+                        "ask for fewer examples of this category"
+                    )
+                sample = GENERATORS[category](rng, allowed)
+                if quality.accept(sample.prompt, sample.response) is None:
+                    out.append(_example(sample, category))
+                    got += 1
+                    if progress:
+                        progress(1)
+            attempts += tries
+    order = random.Random(seed)
+    order.shuffle(train)
+    order.shuffle(val)
+    return Corpus(train=train, val=val, mix=weights, seed=seed, dropped=quality.dropped, attempts=attempts)
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per category/lang counts, unique prompts and responses, mean AGL tokens per response."""
+    by_group: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        by_group[(row.get("category", "?"), row.get("lang", "?"))].append(row)
+
+    def stats(group: list[dict]) -> dict:
+        prompts = [m["content"] for r in group for m in r["messages"] if m["role"] == "user"]
+        responses = [r["messages"][-1]["content"] for r in group]
+        return {
+            "examples": len(group),
+            "unique_prompts": len(set(prompts)),
+            "unique_responses": len(set(responses)),
+            "mean_response_tokens": round(mean(len(words(t)) for t in responses), 2) if responses else 0.0,
+        }
+
+    return {
+        "groups": {f"{c}/{lang}": stats(g) for (c, lang), g in sorted(by_group.items())},
+        "total": stats(rows),
+    }
