@@ -164,6 +164,33 @@ def data_show(
         console.print(_summary_table(str(file), rows))
 
 
+# ------------------------------------------------------------------------------------------------ train
+@app.command("train", context_settings={"allow_extra_args": False})
+@user_errors
+def train_cmd(
+    args: list[str] = typer.Argument(None, metavar="[CONFIG.yaml] [key.sub=value ...]",
+                                     help="A run config (YAML) and/or overrides such as lora.r=32 batch.micro=1."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
+    merge: bool = typer.Option(False, "--merge", help="Also write a merged model next to the adapter."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or config dump (for subprocesses)."),
+):
+    """Train one LoRA adapter; writes <out_dir>/record.json and the PEFT adapter."""
+    from ada_slm.config import load_config
+    from ada_slm.train import run
+
+    args = list(args or [])
+    config_path = None
+    if args and "=" not in args[0]:
+        config_path = args.pop(0)
+    bad = [a for a in args if "=" not in a]
+    if bad:
+        raise UserError(f"unexpected argument {bad[0]!r}: give one CONFIG.yaml first, then key.sub=value overrides")
+    cfg = load_config(config_path, args)
+    record = run(cfg, resume=resume, quiet=quiet, merge=merge, console=console if not quiet else None)
+    if record["status"]["state"] != "complete":
+        raise typer.Exit(2)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

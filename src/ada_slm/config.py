@@ -1,0 +1,167 @@
+"""Run configuration: one pydantic model whose fields document themselves. Unknown keys are errors.
+
+A run config is YAML; any field can be overridden on the command line as `key.sub=value`
+(`lora.r=32 batch.micro=1 batch.accum=16`). The resolved config is what the run record stores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ada_slm.errors import UserError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    """Where training examples come from: a JSONL corpus, or the AGL builder's arguments."""
+
+    path: Optional[str] = Field(None, description="Training JSONL (chat `messages`); if unset, the corpus is "
+                                "built from size/mix/seed below.")
+    val_path: Optional[str] = Field(None, description="Held-out JSONL for validation loss; default: "
+                                    "<path>.val.jsonl next to `path` if it exists.")
+    size: int = Field(2000, gt=0, description="Builder: total examples (train + held-out).")
+    mix: Union[str, dict[str, float]] = Field("pure", description="Builder: 'pure', 'polyglot', a YAML file "
+                                              "or a {category: weight} mapping.")
+    seed: int = Field(0, description="Builder: corpus seed (independent of the training seed).")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Builder: held-out share, split by template.")
+
+
+class LoraConfig(Strict):
+    """LoRA adapter shape (PEFT)."""
+
+    r: int = Field(16, gt=0, description="Rank of the update matrices.")
+    alpha: float = Field(32, gt=0, description="Scaling numerator: the update is scaled by alpha/r "
+                         "(alpha/sqrt(r) with use_rslora).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    targets: Union[Literal["default", "all-linear"], list[str]] = Field(
+        "default", description="'default' (LFM2: q,k,v,out_proj,in_proj,w1,w2,w3; Llama: attention + MLP), "
+        "'all-linear', or a list of module names.")
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
+    init_adapter: Optional[str] = Field(None, description="Continue training this PEFT adapter directory "
+                                        "(its r/alpha/targets win over the fields above).")
+
+
+class BatchConfig(Strict):
+    """Effective batch = micro × accum sequences per optimizer step (one device)."""
+
+    micro: int = Field(4, gt=0, description="Sequences per forward/backward pass.")
+    accum: int = Field(4, gt=0, description="Micro-batches accumulated per optimizer step.")
+
+    @property
+    def effective(self) -> int:
+        return self.micro * self.accum
+
+
+class TrainConfig(Strict):
+    """One LoRA fine-tuning run."""
+
+    base: str = Field("smollm2-135m", description="Base model: smollm2-135m, tiny-lfm2, a local dir, a .gguf "
+                      "file or a Hub id in the local cache.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    epochs: float = Field(3.0, gt=0, description="Passes over the training set (ignored if max_steps is set).")
+    max_steps: Optional[int] = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="LR decay after warmup.")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps with linear warmup.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay on LoRA weights.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_length: int = Field(256, gt=8, description="Longer examples are truncated (the answer's end kept "
+                            "only if it fits); batches pad only to their longest sequence.")
+    seed: int = Field(0, description="Training seed: LoRA init, data order, dropout.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
+    val_every: int = Field(50, gt=0, description="Held-out loss every N optimizer steps (and at the end).")
+    checkpoint_every: int = Field(50, gt=0, description="Resumable checkpoint every N optimizer steps.")
+    out_dir: str = Field("runs/run", description="Run directory: record.json and checkpoints.")
+    export_dir: Optional[str] = Field(None, description="Where the PEFT adapter goes; default <out_dir>/adapter.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.data.path is None and self.data.val_path is not None:
+            raise ValueError("data.val_path needs data.path")
+        return self
+
+    def adapter_dir(self) -> Path:
+        return Path(self.export_dir) if self.export_dir else Path(self.out_dir) / "adapter"
+
+    def batch_arithmetic(self) -> str:
+        b = self.batch
+        return f"micro {b.micro} × accum {b.accum} = {b.effective} sequences/step"
+
+
+def _set_path(tree: dict, dotted: str, value, source: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"{source}: cannot set {dotted}: {k} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, object]]:
+    out = []
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise UserError(f"override {item!r}: expected key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def format_validation_error(e: ValidationError, source: str) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def build_config(raw: dict, overrides: list[str] = (), source: str = "config") -> TrainConfig:
+    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for key, value in parse_overrides(list(overrides)):
+        _set_path(raw, key, value, "command line")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(format_validation_error(e, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    raw = load_yaml(path) if path else {}
+    return build_config(raw, overrides, source=str(path) if path else "config")

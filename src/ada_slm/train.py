@@ -1,0 +1,457 @@
+"""One LoRA fine-tuning run, top to bottom: config -> data -> model + adapter -> steps -> adapter + record.
+
+The loss is the mean cross-entropy per *target token over the whole optimizer step*: every micro-batch adds its
+summed token losses divided by the step's total target-token count. So `1 × 16`, `4 × 4` and `16 × 1` splits of
+the same 16 sequences produce the same loss and the same gradient — the seed study compared losses whose
+normalisation changed with gradient accumulation, and this makes that impossible.
+
+Targets are the assistant's tokens plus the end-of-turn token; the prompt (and chat-template scaffolding) is
+masked, and batches are padded only to their longest sequence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ada_slm import models
+from ada_slm.config import TrainConfig
+from ada_slm.errors import UserError
+from ada_slm.files import iter_jsonl, write_json
+
+IGNORE = -100
+
+
+# ------------------------------------------------------------------------------------------------ data
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE on prompt tokens; the answer's tokens + end-of-turn otherwise
+
+
+def load_rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], str]:
+    """(train rows, held-out rows, description of the source)."""
+    from ada_slm.agl.quality import example_errors
+
+    if cfg.data.path is None:
+        from ada_slm.agl.builder import build_corpus
+
+        corpus = build_corpus(cfg.data.size, cfg.data.mix, cfg.data.seed, cfg.data.val_fraction)
+        return corpus.train, corpus.val, f"builder(size={cfg.data.size}, mix={cfg.data.mix}, seed={cfg.data.seed})"
+
+    def read(path: str) -> list[dict]:
+        rows = []
+        for lineno, obj in iter_jsonl(path):
+            errors = example_errors(obj, check_agl=False)
+            if errors:
+                raise UserError(f"{path}:{lineno}: {errors[0]}")
+            rows.append(obj)
+        if not rows:
+            raise UserError(f"{path}: no examples")
+        return rows
+
+    train = read(cfg.data.path)
+    val_path = cfg.data.val_path
+    if val_path is None and cfg.data.path.endswith(".jsonl"):
+        sibling = cfg.data.path[: -len(".jsonl")] + ".val.jsonl"
+        val_path = sibling if Path(sibling).is_file() else None
+    val = read(val_path) if val_path else []
+    return train, val, cfg.data.path
+
+
+def rows_hash(rows: list[dict]) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(r["messages"], ensure_ascii=False, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def tokenize(rows: list[dict], tokenizer, max_length: int) -> tuple[list[Example], int]:
+    """Chat-template each example; mask everything but the final assistant message and its end-of-turn token.
+    Returns (examples, number dropped because not one answer token fit in max_length)."""
+    eos = tokenizer.eos_token_id
+    out, dropped = [], 0
+    for row in rows:
+        messages = row["messages"]
+        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"] + [eos]
+        ids = (prompt_ids + answer_ids)[:max_length]
+        labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_length]
+        if all(label == IGNORE for label in labels[1:]):
+            dropped += 1
+            continue
+        out.append(Example(ids, labels))
+    return out, dropped
+
+
+def collate(batch: list[Example], pad_id: int, device) -> dict:
+    """Right-pad to the longest sequence of this micro-batch (not to max_length)."""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def target_tokens(batch: list[Example]) -> int:
+    """Tokens the loss is computed on: labels from position 1 on (position 0 has nothing before it)."""
+    return sum(sum(1 for label in e.labels[1:] if label != IGNORE) for e in batch)
+
+
+def step_indices(n: int, effective: int, seed: int, step: int) -> list[int]:
+    """Example indices of optimizer step `step` (0-based): each epoch is a seeded permutation, cut into
+    steps of `effective` sequences (the last step of an epoch may be smaller). Pure function of its
+    arguments, so a resumed run sees exactly the data order of an uninterrupted one."""
+    steps_per_epoch = math.ceil(n / effective)
+    epoch, k = divmod(step, steps_per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    return order[k * effective : (k + 1) * effective]
+
+
+def summed_loss(model, batch: dict, autocast_dtype) -> torch.Tensor:
+    """Sum of next-token cross-entropy over the target tokens of one micro-batch (not a mean)."""
+    device_type = batch["input_ids"].device.type
+    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+        batch["labels"][:, 1:].reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
+
+
+def accumulate_step(model, chosen: list[Example], micro: int, pad_id: int, device, autocast_dtype) -> tuple[float, int]:
+    """Forward/backward the sequences of one optimizer step in micro-batches of `micro`, leaving in .grad the
+    gradient of (summed target-token loss / the step's target-token count). Returns (that loss, the count).
+    The split into micro-batches changes neither number."""
+    n_target = target_tokens(chosen)
+    loss_sum = 0.0
+    for m in range(0, len(chosen), micro):
+        part = summed_loss(model, collate(chosen[m : m + micro], pad_id, device), autocast_dtype)
+        (part / n_target).backward()
+        loss_sum += part.item()
+    return loss_sum / n_target, n_target
+
+
+@torch.no_grad()
+def heldout_loss(model, examples: list[Example], pad_id: int, device, autocast_dtype, micro: int) -> float | None:
+    """Mean cross-entropy per target token over the whole held-out set (same normalisation as training)."""
+    if not examples:
+        return None
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(examples), micro):
+        chunk = examples[i : i + micro]
+        total += summed_loss(model, collate(chunk, pad_id, device), autocast_dtype).item()
+        count += target_tokens(chunk)
+    model.train(was_training)
+    return total / count
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def lora_state_hash(model) -> str:
+    """sha256 of every LoRA tensor (sorted by name): equal hashes mean identical adapters."""
+    from peft import get_peft_model_state_dict
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(get_peft_model_state_dict(model).items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def package_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("ada-slm", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def choose_precision(cfg: TrainConfig, device: torch.device):
+    """(name, autocast dtype or None). auto = bf16 on CUDA; fp32 on CPU, where bf16 autocast was slower on
+    the AVX2 development machine (measure your CPU with bench/ before choosing bf16 there)."""
+    name = cfg.precision
+    if name == "auto":
+        name = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return name, (torch.bfloat16 if name == "bf16" else None)
+
+
+def adapter_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.glob("adapter_model.*"))
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _config_fingerprint(cfg: TrainConfig) -> str:
+    """What must not change between a checkpoint and its resume (the output locations may)."""
+    d = cfg.model_dump(exclude={"out_dir", "export_dir", "val_every", "checkpoint_every"})
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None) -> dict:
+    """Train one adapter. Returns the run record (also written to <out_dir>/record.json)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import PeftModel, get_peft_model, set_peft_model_state_dict
+    from rich.console import Console
+    from transformers import get_scheduler, set_seed
+    from transformers.utils import logging as hf_logging
+
+    console = console or Console(quiet=quiet)
+    out_dir = Path(cfg.out_dir)
+    record_path, ckpt_path = out_dir / "record.json", out_dir / "checkpoint.pt"
+    if record_path.is_file():
+        previous = json.loads(record_path.read_text())
+        if previous.get("status", {}).get("state") == "complete":
+            raise UserError(f"{record_path}: this run is already complete (choose another out_dir or delete it)")
+    if resume and not ckpt_path.is_file():
+        raise UserError(f"{ckpt_path}: no checkpoint to resume from")
+    if not resume and ckpt_path.is_file():
+        raise UserError(f"{out_dir}: holds a checkpoint of an unfinished run; pass --resume to continue it")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision, autocast_dtype = choose_precision(cfg, device)
+    console.print(f"[bold]ada-slm train[/] → {out_dir}   ({cfg.batch_arithmetic()}, {precision} on {device})")
+    if not quiet:
+        import yaml
+
+        console.print(yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True).rstrip(),
+                      highlight=False, markup=False)
+
+    # 1. data
+    train_rows, val_rows, data_source = load_rows(cfg)
+    model, tokenizer, base_path = models.load(cfg.base)
+    train_set, dropped_train = tokenize(train_rows, tokenizer, cfg.max_length)
+    val_set, _ = tokenize(val_rows, tokenizer, cfg.max_length)
+    if not train_set:
+        raise UserError(f"no training example fits in max_length={cfg.max_length}")
+    pad_id = tokenizer.pad_token_id
+
+    # 2. seed everything *before* the adapter is built, so the LoRA init is a function of the seed
+    set_seed(cfg.seed)
+    if cfg.lora.init_adapter:
+        if not (Path(cfg.lora.init_adapter) / "adapter_config.json").is_file():
+            raise UserError(f"lora.init_adapter {cfg.lora.init_adapter}: not a PEFT adapter directory")
+        model = PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True)
+    else:
+        targets = models.default_targets(model) if cfg.lora.targets == "default" else cfg.lora.targets
+        peft_config = PeftLoraConfig(
+            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets,
+            use_rslora=cfg.lora.use_rslora, task_type="CAUSAL_LM",
+        )
+        try:
+            model = get_peft_model(model, peft_config)
+        except ValueError as e:
+            raise UserError(f"lora.targets {targets}: {str(e).splitlines()[0]}") from None
+    model.to(device)
+    lora_init_hash = lora_state_hash(model)
+    resolved_lora = model.peft_config["default"]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in trainable)
+
+    # 3. optimizer and schedule
+    effective = cfg.batch.effective
+    steps_per_epoch = math.ceil(len(train_set) / effective)
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_scheduler(cfg.schedule if cfg.schedule != "constant" else "constant_with_warmup",
+                              optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+
+    record = {
+        "config": {**cfg.model_dump(), "effective_batch": effective, "batch_arithmetic": cfg.batch_arithmetic(),
+                   "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
+                   "resolved_lora": {"r": resolved_lora.r, "alpha": resolved_lora.lora_alpha,
+                                     "targets": sorted(resolved_lora.target_modules),
+                                     "use_rslora": resolved_lora.use_rslora}},
+        "status": {"state": "running", "reason": None},
+        "train": {"loss_normalisation": "mean per target token over the optimizer step (assistant tokens + "
+                                        "end-of-turn; prompt masked)",
+                  "steps": [], "val": [], "trainable_params": n_trainable},
+        "eval": None,
+        "meta": {
+            "base": cfg.base, "base_path": str(base_path), "base_weights_sha256": models.weights_hash(base_path),
+            "data_source": data_source, "train_examples": len(train_set), "val_examples": len(val_set),
+            "train_dropped_too_long": dropped_train, "data_sha256": rows_hash(train_rows),
+            "val_sha256": rows_hash(val_rows) if val_rows else None, "packages": package_versions(),
+            "git_commit": git_commit(), "device": str(device),
+            "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor()
+            or platform.machine(),
+            "precision": precision, "torch_threads": torch.get_num_threads(), "seed": cfg.seed,
+            "data_seed": cfg.data.seed, "lora_init_sha256": lora_init_hash,
+        },
+    }
+    start_step, wall_before = 0, 0.0
+    if resume:
+        state = torch.load(ckpt_path, weights_only=False)
+        if state["fingerprint"] != _config_fingerprint(cfg):
+            raise UserError(f"{ckpt_path}: made with a different config; resume needs the same config")
+        set_peft_model_state_dict(model, state["lora"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        start_step, wall_before = state["step"], state["wall_s"]
+        record["train"]["steps"], record["train"]["val"] = state["steps"], state["val"]
+        record["meta"]["resumed_from_step"] = start_step
+        console.print(f"resuming at step {start_step}/{total_steps}")
+    write_json(record_path, record)
+
+    def save_checkpoint(step: int, wall: float) -> None:
+        from peft import get_peft_model_state_dict
+
+        _atomic_torch_save({
+            "step": step, "wall_s": wall, "fingerprint": _config_fingerprint(cfg),
+            "lora": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "steps": record["train"]["steps"], "val": record["train"]["val"],
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
+        }, ckpt_path)
+
+    def fail(reason: str) -> dict:
+        record["status"] = {"state": "failed", "reason": reason}
+        record["train"]["wall_s"] = wall_before + (time.perf_counter() - t0)
+        record["train"]["peak_rss_mb"] = peak_rss_mb()
+        write_json(record_path, record)
+        console.print(f"[bold red]run failed:[/] {reason}")
+        return record
+
+    # 4. the steps
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    model.train()
+    t0 = time.perf_counter()
+    progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console, disable=quiet, transient=False)
+    try:
+        with progress:
+            task = progress.add_task("train", total=total_steps, completed=start_step, info="")
+            for step in range(start_step, total_steps):
+                t_step = time.perf_counter()
+                chosen = [train_set[i] for i in step_indices(len(train_set), effective, cfg.seed, step)]
+                loss, n_target = accumulate_step(model, chosen, cfg.batch.micro, pad_id, device, autocast_dtype)
+                if not math.isfinite(loss):
+                    return fail(f"non-finite training loss ({loss}) at step {step + 1}")
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm).item()
+                if not math.isfinite(grad_norm):
+                    return fail(f"non-finite gradient norm at step {step + 1}")
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                dt = time.perf_counter() - t_step
+                n_tokens = sum(len(e.input_ids) for e in chosen)
+                entry = {"step": step + 1, "loss": loss, "grad_norm": grad_norm, "lr": lr,
+                         "sequences": len(chosen), "target_tokens": n_target, "tokens": n_tokens,
+                         "tokens_per_s": n_tokens / dt, "target_tokens_per_s": n_target / dt}
+                record["train"]["steps"].append(entry)
+                done = step + 1
+                if done % cfg.val_every == 0 or done == total_steps:
+                    val = heldout_loss(model, val_set, pad_id, device, autocast_dtype, cfg.batch.micro)
+                    if val is not None:
+                        if not math.isfinite(val):
+                            return fail(f"non-finite held-out loss at step {done}")
+                        record["train"]["val"].append({"step": done, "loss": val})
+                info = f"loss {loss:.4f}  {n_tokens / dt:,.0f} tok/s"
+                if record["train"]["val"]:
+                    info += f"  val {record['train']['val'][-1]['loss']:.4f}"
+                progress.update(task, completed=done, info=info)
+                if done % cfg.checkpoint_every == 0 and done < total_steps:
+                    save_checkpoint(done, wall_before + time.perf_counter() - t0)
+                    record["train"]["last_checkpoint_step"] = done
+                    write_json(record_path, record)
+    except KeyboardInterrupt:
+        record["status"] = {"state": "interrupted", "reason": "interrupted by the user; --resume continues "
+                                                              "from the last checkpoint"}
+        write_json(record_path, record)
+        raise
+
+    # 5. export: the adapter (atomically: a temp dir renamed into place), optionally a merged model
+    wall = wall_before + time.perf_counter() - t0
+    adapter_dir = cfg.adapter_dir()
+    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, adapter_dir)
+    steps = record["train"]["steps"]
+    record["train"].update({
+        "wall_s": wall,
+        "final_train_loss": steps[-1]["loss"],
+        "mean_train_loss": sum(s["loss"] for s in steps) / len(steps),
+        "final_val_loss": record["train"]["val"][-1]["loss"] if record["train"]["val"] else None,
+        "tokens_per_s": sum(s["tokens"] for s in steps) / sum(s["tokens"] / s["tokens_per_s"] for s in steps),
+        "target_tokens_per_s": sum(s["target_tokens"] for s in steps)
+        / sum(s["target_tokens"] / s["target_tokens_per_s"] for s in steps),
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+        "adapter_dir": str(adapter_dir),
+        "adapter_bytes": adapter_bytes(adapter_dir),
+        "final_adapter_sha256": lora_state_hash(model),
+    })
+    if merge:
+        merged_dir = adapter_dir.with_name(adapter_dir.name + "-merged")
+        merged = model.merge_and_unload()
+        merged.save_pretrained(merged_dir)
+        tokenizer.save_pretrained(merged_dir)
+        record["train"]["merged_dir"] = str(merged_dir)
+    record["status"] = {"state": "complete", "reason": None}
+    write_json(record_path, record)
+    ckpt_path.unlink(missing_ok=True)
+    console.print(f"done: {len(steps)} steps in {wall:.1f}s, final loss {steps[-1]['loss']:.4f}"
+                  + (f", held-out {record['train']['final_val_loss']:.4f}" if record["train"]["val"] else "")
+                  + f", adapter → {adapter_dir}")
+    return record

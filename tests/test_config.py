@@ -1,0 +1,48 @@
+import pytest
+
+from ada_slm.config import load_config
+from ada_slm.errors import UserError
+
+
+def test_defaults_and_batch_arithmetic():
+    cfg = load_config(None, ["batch.micro=1", "batch.accum=16", "lora.r=32", "lora.alpha=64"])
+    assert cfg.batch.effective == 16
+    assert cfg.batch_arithmetic() == "micro 1 × accum 16 = 16 sequences/step"
+    assert cfg.lora.r == 32 and cfg.lora.alpha == 64
+
+
+def test_yaml_and_overrides(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text("base: tiny-lfm2\nlora:\n  r: 8\nbatch:\n  micro: 2\n")
+    cfg = load_config(f, ["lora.targets=[q_proj, v_proj]", "lr=1e-3"])
+    assert cfg.base == "tiny-lfm2" and cfg.lora.r == 8 and cfg.batch.micro == 2
+    assert cfg.lora.targets == ["q_proj", "v_proj"] and cfg.lr == 1e-3
+
+
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        ("lora:\n  rank: 8\n", [], "unknown key 'lora.rank'"),
+        ("batchsize: 4\n", [], "unknown key 'batchsize'"),
+        ("batch:\n  micro: 0\n", [], "batch.micro: Input should be greater than 0"),
+        ("lr: -1\n", [], "lr: Input should be greater than 0"),
+        ("lora: [1\n", [], "invalid YAML"),
+        ("- a\n- b\n", [], "expected a mapping"),
+        ("", ["lora.r"], "expected key.sub=value"),
+        ("", ["lora.r.x=3"], "lora.r"),
+        ("precision: fp8\n", [], "precision"),
+    ],
+)
+def test_bad_configs_name_file_and_field(tmp_path, text, overrides, message):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_config(f, overrides)
+    assert message in str(info.value)
+    if not overrides:
+        assert str(f) in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_config(tmp_path / "nope.yaml")
