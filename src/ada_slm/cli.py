@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build, validate and inspect AGL training corpora.", no_args_is_help=True)
 app.add_typer(data_app, name="data", help="Build, validate and inspect AGL training corpora.")
+study_app = typer.Typer(help="Multi-arm studies: plan, run (resumable), status, report.", no_args_is_help=True)
+app.add_typer(study_app, name="study", help="Multi-arm studies: plan, run (resumable), status, report.")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -189,6 +191,268 @@ def train_cmd(
     record = run(cfg, resume=resume, quiet=quiet, merge=merge, console=console if not quiet else None)
     if record["status"]["state"] != "complete":
         raise typer.Exit(2)
+
+
+# ------------------------------------------------------------------------------------------------ eval
+def metric_table(summary: dict, title: str) -> Table:
+    """Metric means with 95 % CIs, and the per-language means, as printed by `ada-slm eval`."""
+    langs = list(summary["by_lang"])
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("mean [95% CI]", justify="right")
+    table.add_column("n", justify="right")
+    for lang in langs:
+        table.add_column(f"{lang} (n={summary['by_lang'][lang]['n']})", justify="right")
+    for name, m in summary["metrics"].items():
+        if m["mean"] is None:
+            cells = ["n/a", "0"]
+        else:
+            ci = f" [{m['ci_low']:.4f}, {m['ci_high']:.4f}]" if m["ci_low"] is not None else ""
+            cells = [f"{m['mean']:.4f}{ci}", str(m["n"])]
+        per_lang = [("—" if summary["by_lang"][lang][name] is None else f"{summary['by_lang'][lang][name]:.4f}")
+                    for lang in langs]
+        table.add_row(name, *cells, *per_lang)
+    return table
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    run_dir: Optional[Path] = typer.Argument(None, help="A finished training run: evaluate its adapter and write "
+                                             "the result into its record.json."),
+    base: str = typer.Option("smollm2-135m", "--base", help="Base model (ignored with RUN_DIR: the run's base)."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="PEFT adapter directory; none = the base arm."),
+    suite: str = typer.Option("multilang", "--suite", help="Suite name (suites/NAME.yaml here or shipped) or file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where eval.jsonl and eval_summary.json go "
+                                       "(default: RUN_DIR, or evals/<base>[-<adapter>])."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generation batch (keep it fixed in a study)."),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N suite items (quick checks)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+):
+    """Score a model (base, base + adapter, or a finished run) on an evaluation suite."""
+    import json
+
+    from rich.progress import Progress
+
+    from ada_slm.evaluate import GenerationSettings, evaluate, load_suite
+    from ada_slm.files import write_json
+
+    if limit is not None and limit <= 0:
+        raise UserError(f"--limit must be positive, got {limit}")
+    if batch_size <= 0 or max_new_tokens <= 0:
+        raise UserError("--batch-size and --max-new-tokens must be positive")
+    record = None
+    if run_dir is not None:
+        record_path = run_dir / "record.json"
+        if not record_path.is_file():
+            raise UserError(f"{run_dir}: no record.json (not a training run directory)")
+        record = json.loads(record_path.read_text())
+        if record.get("status", {}).get("state") != "complete":
+            raise UserError(f"{record_path}: run is not complete ({record.get('status', {}).get('state')})")
+        base, adapter, out = record["config"]["base"], Path(record["train"]["adapter_dir"]), out or run_dir
+    if out is None:
+        out = Path("evals") / (base.replace("/", "_") + (f"-{adapter.name}" if adapter else ""))
+    settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    n_items = len(load_suite(suite)[0].items[:limit] if limit else load_suite(suite)[0].items)
+    with Progress(console=err_console, transient=True, disable=quiet) as bar:
+        task = bar.add_task(f"generating ({n_items} prompts)", total=n_items)
+        summary = evaluate(base, str(adapter) if adapter else None, suite, settings, out, limit=limit,
+                           progress=lambda n: bar.advance(task, n))
+    if record is not None:
+        record["eval"] = summary
+        write_json(run_dir / "record.json", record)
+    if not quiet:
+        title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)")
+        console.print(metric_table(summary, title))
+        ppl = summary["perplexity"]
+        console.print(f"held-out AGL perplexity: {ppl:.2f}" if ppl else "held-out AGL perplexity: n/a")
+    console.print(f"{summary['n_items']} items in {summary['generation_s']:.1f}s "
+                  f"(batch {batch_size}, max_new_tokens {max_new_tokens}) → {out}/eval.jsonl")
+
+
+# ------------------------------------------------------------------------------------------------ study
+STUDY_FILE_HELP = "Study YAML (a path, or the name of a shipped study such as phase14d)."
+SCALE_HELP = "Scale preset of the study file: quick (CPU demo) or full (the seed's sizes)."
+
+
+def _study_specs(file: str, scale: Optional[str], only: Optional[str], seeds: Optional[str], results: Path,
+                 exports: Path):
+    from importlib import resources
+
+    from ada_slm.study import expand, load_study
+
+    path = Path(file)
+    if not path.is_file():
+        shipped = Path(str(resources.files("ada_slm") / "studies")) / f"{file}.yaml"
+        if not shipped.is_file():
+            raise UserError(f"{file}: no such study file (shipped studies: "
+                            + ", ".join(p.stem for p in shipped.parent.glob("*.yaml")) + ")")
+        path = shipped
+    seed_list = None
+    if seeds:
+        try:
+            seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"--seeds {seeds!r}: expected comma-separated integers such as 0,1,2") from None
+    study = load_study(path)
+    only_list = [a.strip() for a in only.split(",")] if only else None
+    return study, expand(study, str(path), scale, only_list, seed_list, results, exports), path
+
+
+_results_opt = typer.Option(Path("results"), "--results", help="Results root (results/<study>/<arm>/seed<k>).")
+_exports_opt = typer.Option(Path("exports"), "--exports", help="Adapter root (exports/<study>/<arm>/seed<k>).")
+
+
+@study_app.command("plan")
+@user_errors
+def study_plan(
+    file: str = typer.Argument(..., help=STUDY_FILE_HELP),
+    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated arms to include."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    results: Path = _results_opt,
+    exports: Path = _exports_opt,
+):
+    """Print the expanded runs, what each arm changes against the baseline, and an estimated time."""
+    from ada_slm.stats import factors_between
+    from ada_slm.study import differences, estimate_seconds, measured_throughput, state_of
+
+    study, specs, path = _study_specs(file, scale, only, seeds, results, exports)
+    base_spec = next((s for s in specs if s.arm == study.baseline), None)
+    rate, per_seq = measured_throughput(specs)
+    table = Table(title=f"{study.name} ({path}, scale {scale or 'as written'})")
+    for col in ("run", "base", "config", "vs baseline", "state", "est. train"):
+        table.add_column(col)
+    from ada_slm.report import describe
+
+    total = 0.0
+    for s in specs:
+        fd = factors_between(differences(s.train, base_spec.train if base_spec else None))
+        diff = "baseline" if s.arm == study.baseline else (
+            ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
+        est = estimate_seconds(s, rate, per_seq)
+        total += est or 0
+        table.add_row(s.key, s.base, describe(s.train), diff, state_of(s), f"{est / 60:.1f} min" if est else "—")
+    console.print(table)
+    if rate:
+        console.print(f"estimated training time of the pending runs: from {rate:,.0f} tokens/s measured in this "
+                      f"study's finished runs; total {total / 60:.1f} min for all listed runs (+ evaluation)")
+    else:
+        console.print("no finished run yet to measure throughput from: run one arm first "
+                      "(`ada-slm study run FILE --only ARM --seeds 0`) and `plan` will estimate the rest")
+
+
+@study_app.command("run")
+@user_errors
+def study_run(
+    file: str = typer.Argument(..., help=STUDY_FILE_HELP),
+    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated arms to run."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    results: Path = _results_opt,
+    exports: Path = _exports_opt,
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the runs are done."),
+):
+    """Run every unfinished (arm, seed) in its own process; finished runs are skipped, so re-running resumes."""
+    from ada_slm.study import run_study, validate_models
+
+    study, specs, path = _study_specs(file, scale, only, seeds, results, exports)
+    validate_models(specs)
+    start = time.perf_counter()
+    try:
+        counts = run_study(study, specs, console, results)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished runs are kept; run the same command again to continue")
+        raise typer.Exit(130)
+    console.print(f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
+                  f"in {time.perf_counter() - start:.0f}s")
+    if report:
+        _write_report(study, specs, scale, results)
+    if counts["failed"]:
+        raise typer.Exit(2)
+
+
+def _write_report(study, specs, scale, results: Path):
+    from ada_slm.report import build_report
+
+    md = build_report(study, specs, scale, results / study.name)
+    console.print(f"report: {md} and {md.with_suffix('.html')}")
+    return md
+
+
+@study_app.command("status")
+@user_errors
+def study_status(
+    file: str = typer.Argument(..., help=STUDY_FILE_HELP),
+    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
+    results: Path = _results_opt,
+    exports: Path = _exports_opt,
+):
+    """Show which runs are done, failed or pending."""
+    from ada_slm.study import record_of, state_of
+
+    study, specs, _ = _study_specs(file, scale, None, None, results, exports)
+    table = Table(title=f"{study.name} status")
+    for col in ("run", "state", "detail"):
+        table.add_column(col)
+    for s in specs:
+        st = state_of(s)
+        rec = record_of(s) or {}
+        detail = (rec.get("status") or {}).get("reason") or ""
+        if st == "done" and rec.get("train"):
+            detail = f"held-out loss {rec['train'].get('final_val_loss') or float('nan'):.4f}"
+        table.add_row(s.key, st, detail)
+    console.print(table)
+
+
+@study_app.command("report")
+@user_errors
+def study_report(
+    file: str = typer.Argument(..., help=STUDY_FILE_HELP),
+    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
+    results: Path = _results_opt,
+    exports: Path = _exports_opt,
+    show: bool = typer.Option(True, "--show/--no-show", help="Print the comparison to the terminal."),
+):
+    """Write results/<study>/report.md, report.html and plots from the finished runs."""
+    study, specs, _ = _study_specs(file, scale, None, None, results, exports)
+    md = _write_report(study, specs, scale, results)
+    if show:
+        _print_report_summary(md)
+
+
+def _print_report_summary(md: Path):
+    """The series summary and decision sections of the report, on the terminal."""
+    from rich.markdown import Markdown
+
+    text = md.read_text()
+    keep, on = [], False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            on = line[3:].startswith(("Full series summary", "Decision", "Factorial", "Rank"))
+        if on:
+            keep.append(line)
+    console.print(Markdown("\n".join(keep)))
+
+
+@study_app.command("exec", hidden=True)
+def study_exec(run_dir: Path = typer.Argument(...)):
+    """Internal: train and evaluate one run of a study (the runner starts one process per run)."""
+    from ada_slm.study import execute_run
+
+    try:
+        code = execute_run(run_dir)
+    except UserError as e:
+        from ada_slm.files import write_json
+        import json
+
+        path = run_dir / "record.json"
+        rec = json.loads(path.read_text()) if path.is_file() else {}
+        write_json(path, {**rec, "status": {"state": "failed", "reason": str(e)}})
+        err_console.print(f"error: {e}")
+        raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -301,7 +301,12 @@ class _Parser:
 
 def parse(text: str) -> Node:
     """Parse one AGL response into a tree, or raise AGLSyntaxError naming the column."""
-    return _Parser(text).response()
+    parser = _Parser(text)
+    try:
+        return parser.response()
+    except RecursionError:  # model output like "((((((…" must be rejected, not crash the evaluation
+        tok = parser.peek()
+        raise AGLSyntaxError("nesting too deep", text, tok.pos if tok else len(text)) from None
 
 
 def is_valid(text: str) -> bool:

@@ -1,0 +1,288 @@
+"""Evaluation: suite (data) -> batched greedy generation -> per-item outputs -> metrics with bootstrap CIs.
+
+Every arm of a study is scored the same way: same suite, same generation settings, same eval batch size, and
+the per-item outputs are kept (eval.jsonl) so comparisons can be paired by item. The base model without an
+adapter is scored exactly like a trained arm, so every study can report the untrained floor.
+
+Generation is greedy with the KV cache, prompts left-padded in batches (sorted by length to waste little
+padding) and stopped at the end-of-turn token; the outputs equal one-prompt-at-a-time `generate` (tested).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ada_slm.agl import glyphs as G
+from ada_slm.errors import UserError
+from ada_slm.files import iter_jsonl, write_json, write_jsonl
+from ada_slm.metrics import METRICS, score
+
+
+class SuiteItem(BaseModel):
+    """One evaluation prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(..., min_length=1, description="Unique within the suite; comparisons pair on it.")
+    lang: str = Field(..., min_length=1, description="Prompt language: en, agl, jbo (Lojban), tok (Toki Pona), …")
+    category: str = Field(..., min_length=1, description="AGL.md §3 category the item probes.")
+    prompt: str = Field(..., min_length=1, description="The user message.")
+    expected_certainty: Optional[str] = Field(None, description="Certainty glyph the stated evidence calls for.")
+    reference: Optional[str] = Field(None, description="Reference AGL translation (for translation_chrf).")
+    asks_protocol: bool = Field(False, description="The prompt asks for the Tonight Protocol (not spontaneous).")
+
+    @field_validator("expected_certainty")
+    @classmethod
+    def _glyph(cls, v):
+        if v is not None and v not in G.CERTAINTY:
+            raise ValueError(f"must be one of {' '.join(G.CERTAINTY)}")
+        return v
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    items: list[SuiteItem] = Field(..., min_length=1)
+    perplexity_texts: list[str] = Field(default_factory=list, description="Held-out AGL for perplexity.")
+
+
+class GenerationSettings(BaseModel):
+    """Identical for every arm of a study; recorded next to the outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["greedy"] = "greedy"
+    max_new_tokens: int = Field(48, gt=0)
+    batch_size: int = Field(8, gt=0)
+    chat_template: bool = True
+
+
+def suite_dirs() -> list[Path]:
+    return [Path.cwd() / "suites", Path(str(resources.files("ada_slm") / "suites"))]
+
+
+def available_suites() -> list[str]:
+    names = set()
+    for d in suite_dirs():
+        if d.is_dir():
+            names |= {p.stem for p in d.iterdir() if p.suffix in (".yaml", ".yml", ".jsonl")}
+    return sorted(names)
+
+
+def _find_suite(name: str) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    for d in suite_dirs():
+        for ext in (".yaml", ".yml", ".jsonl"):
+            if (d / f"{name}{ext}").is_file():
+                return d / f"{name}{ext}"
+    raise UserError(f"unknown suite {name!r} (available: {', '.join(available_suites())}; or give a file path)")
+
+
+def _item_lines(path: Path, text: str) -> list[int]:
+    """Line number of each entry of `items:` in a YAML suite, for error messages."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    for key, value in getattr(root, "value", []) if isinstance(root, yaml.MappingNode) else []:
+        if key.value == "items" and isinstance(value, yaml.SequenceNode):
+            return [node.start_mark.line + 1 for node in value.value]
+    return []
+
+
+def load_suite(name: str) -> tuple[Suite, Path]:
+    """A suite by name (suites/NAME.yaml in the working directory or the package) or by path."""
+    path = _find_suite(name)
+    if path.suffix == ".jsonl":
+        items = []
+        for lineno, obj in iter_jsonl(path):
+            try:
+                items.append(SuiteItem.model_validate(obj))
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise UserError(f"{path}:{lineno}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raw = {"name": path.stem, "items": [i.model_dump() for i in items]}
+        lines = []
+    else:
+        text = path.read_text(encoding="utf-8")
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise UserError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML "
+                            f"({getattr(e, 'problem', None) or e})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping with 'name' and 'items'")
+        raw.setdefault("name", path.stem)
+        lines = _item_lines(path, text)
+    try:
+        suite = Suite.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = err["loc"]
+        where = f":{lines[loc[1]]}" if len(loc) > 1 and loc[0] == "items" and isinstance(loc[1], int) \
+            and loc[1] < len(lines) else ""
+        field = ".".join(map(str, loc))
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise UserError(f"{path}{where}: {field}: {msg}") from None
+    seen = {}
+    for i, item in enumerate(suite.items):
+        if item.id in seen:
+            where = f":{lines[i]}" if i < len(lines) else ""
+            raise UserError(f"{path}{where}: duplicate item id {item.id!r}")
+        seen[item.id] = i
+    return suite, path
+
+
+# ------------------------------------------------------------------------------------------- generation
+def render_prompt(tokenizer, prompt: str, chat_template: bool) -> str:
+    if chat_template:
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+    return prompt
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None) -> list[str]:
+    """Greedy completions of `prompts` as text (special tokens removed, whitespace stripped)."""
+    ids = generate_ids(model, tokenizer, prompts, settings, progress)
+    return [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
+
+
+@torch.no_grad()
+def generate_ids(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None) -> list[list[int]]:
+    """Greedy new-token ids for `prompts` (up to and including end-of-turn), batched `settings.batch_size` at a
+    time (left-padded); trailing padding removed."""
+    device = next(model.parameters()).device
+    texts = [render_prompt(tokenizer, p, settings.chat_template) for p in prompts]
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
+    outputs: list[list[int]] = [[] for _ in texts]
+    pad_id = tokenizer.pad_token_id
+    for start in range(0, len(order), settings.batch_size):
+        batch = order[start : start + settings.batch_size]
+        width = max(len(encoded[i]) for i in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, i in enumerate(batch):
+            n = len(encoded[i])
+            ids[row, width - n :] = torch.tensor(encoded[i])
+            mask[row, width - n :] = 1
+        generated = model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=settings.max_new_tokens,
+            do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id, use_cache=True,
+        )
+        for row, i in enumerate(batch):
+            new = generated[row, width:].tolist()
+            if tokenizer.eos_token_id in new:  # after end-of-turn, generate only pads finished rows
+                new = new[: new.index(tokenizer.eos_token_id) + 1]
+            outputs[i] = new
+        if progress:
+            progress(len(batch))
+    return outputs
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, texts: list[str]) -> float | None:
+    """exp(mean next-token negative log-likelihood) over all tokens of the held-out AGL texts."""
+    if not texts:
+        return None
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for text in texts:
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=device)
+        if ids.size(1) < 2:
+            continue
+        logits = model(input_ids=ids).logits
+        total += torch.nn.functional.cross_entropy(logits[0, :-1].float(), ids[0, 1:], reduction="sum").item()
+        count += ids.size(1) - 1
+    return math.exp(total / count) if count else None
+
+
+# ------------------------------------------------------------------------------------------- summaries
+def bootstrap_ci(values: list[float], seed: int = 0, n_resamples: int = 2000) -> tuple[float, float] | None:
+    """95 % percentile bootstrap CI of the mean over items (scipy)."""
+    from scipy.stats import bootstrap
+
+    if len(values) < 2:
+        return None
+    arr = np.asarray(values, dtype=float)
+    if np.all(arr == arr[0]):
+        return float(arr[0]), float(arr[0])
+    res = bootstrap((arr,), np.mean, confidence_level=0.95, n_resamples=n_resamples, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def summarize(rows: list[dict], metric_names=METRICS, key: str = "metrics") -> dict:
+    """Means with CIs per metric, and per-language means."""
+    out = {"metrics": {}, "by_lang": {}}
+    for m in metric_names:
+        vals = [r[key][m] for r in rows if r[key].get(m) is not None]
+        ci = bootstrap_ci(vals)
+        out["metrics"][m] = {"mean": float(np.mean(vals)) if vals else None, "n": len(vals),
+                             "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
+    for lang in sorted({r["lang"] for r in rows}):
+        sub = [r for r in rows if r["lang"] == lang]
+        out["by_lang"][lang] = {"n": len(sub)}
+        for m in metric_names:
+            vals = [r[key][m] for r in sub if r[key].get(m) is not None]
+            out["by_lang"][lang][m] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def load_model(base: str, adapter: str | None):
+    """Base model (+ adapter, merged for speed) and tokenizer, in eval mode."""
+    from ada_slm import models
+
+    model, tokenizer, _ = models.load(base)
+    if adapter:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise UserError(f"--adapter {adapter}: not a PEFT adapter directory (no adapter_config.json)")
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    if torch.cuda.is_available():
+        model.to("cuda")
+    model.eval()
+    return model, tokenizer
+
+
+def evaluate(base: str, adapter: str | None, suite_name: str, settings: GenerationSettings, out_dir: str | Path,
+             limit: int | None = None, progress=None, model_and_tokenizer=None) -> dict:
+    """Score one model on a suite; writes <out_dir>/eval.jsonl and <out_dir>/eval_summary.json."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    suite, suite_path = load_suite(suite_name)
+    items = suite.items[:limit] if limit else suite.items
+    model, tokenizer = model_and_tokenizer or load_model(base, adapter)
+    start = time.perf_counter()
+    outputs = generate(model, tokenizer, [i.prompt for i in items], settings, progress=progress)
+    gen_s = time.perf_counter() - start
+    rows = []
+    for item, output in zip(items, outputs):
+        rows.append({"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
+                     "output": output, "metrics": score(output, item.model_dump())})
+    summary = {
+        "suite": suite.name, "suite_path": str(suite_path), "n_items": len(rows), "limit": limit,
+        "base": base, "adapter": adapter, "arm": "base" if adapter is None else Path(adapter).parent.name,
+        "generation": settings.model_dump(), "generation_s": gen_s, "items_per_s": len(rows) / gen_s,
+        "perplexity": perplexity(model, tokenizer, suite.perplexity_texts),
+        **summarize(rows),
+    }
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "eval.jsonl", rows)
+    write_json(out_dir / "eval_summary.json", summary)
+    return summary
