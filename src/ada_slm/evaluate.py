@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ada_slm.agl import glyphs as G
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, write_json, write_jsonl
-from ada_slm.metrics import METRICS, score
+from ada_slm.metrics import METRICS, SEED_METRICS, score, seed_score
 
 
 class SuiteItem(BaseModel):
@@ -56,13 +56,27 @@ class Suite(BaseModel):
 
 
 class GenerationSettings(BaseModel):
-    """Identical for every arm of a study; recorded next to the outputs."""
+    """Identical for every arm of a study; recorded next to the outputs.
+
+    mode "greedy": chat template, greedy decoding (deterministic; batched == one at a time).
+    mode "seed": the seed study's generation — raw prompt without the chat template, sampling at temperature
+    0.8 with repetition penalty 1.1, 150 new tokens — but seeded, with `samples` draws per prompt so the
+    sampling noise itself is measured."""
 
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["greedy"] = "greedy"
+    mode: Literal["greedy", "seed"] = "greedy"
     max_new_tokens: int = Field(48, gt=0)
     batch_size: int = Field(8, gt=0)
     chat_template: bool = True
+    temperature: float = Field(0.8, gt=0, description="Sampling temperature (mode seed).")
+    repetition_penalty: float = Field(1.1, gt=0, description="Repetition penalty (mode seed).")
+    samples: int = Field(1, gt=0, description="Draws per prompt (mode seed).")
+    seed: int = Field(0, description="Sampling seed (mode seed).")
+
+    @classmethod
+    def seed_compatible(cls, samples: int = 1, batch_size: int = 8, seed: int = 0) -> "GenerationSettings":
+        return cls(mode="seed", chat_template=False, max_new_tokens=150, temperature=0.8, repetition_penalty=1.1,
+                   samples=samples, batch_size=batch_size, seed=seed)
 
 
 def suite_dirs() -> list[Path]:
@@ -153,15 +167,17 @@ def render_prompt(tokenizer, prompt: str, chat_template: bool) -> str:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None) -> list[str]:
-    """Greedy completions of `prompts` as text (special tokens removed, whitespace stripped)."""
-    ids = generate_ids(model, tokenizer, prompts, settings, progress)
+def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None,
+             sample_index: int = 0) -> list[str]:
+    """Completions of `prompts` as text (special tokens removed, whitespace stripped)."""
+    ids = generate_ids(model, tokenizer, prompts, settings, progress, sample_index)
     return [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
 
 
 @torch.no_grad()
-def generate_ids(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None) -> list[list[int]]:
-    """Greedy new-token ids for `prompts` (up to and including end-of-turn), batched `settings.batch_size` at a
+def generate_ids(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None,
+                 sample_index: int = 0) -> list[list[int]]:
+    """New-token ids for `prompts` (up to and including end-of-turn), batched `settings.batch_size` at a
     time (left-padded); trailing padding removed."""
     device = next(model.parameters()).device
     texts = [render_prompt(tokenizer, p, settings.chat_template) for p in prompts]
@@ -178,9 +194,16 @@ def generate_ids(model, tokenizer, prompts: list[str], settings: GenerationSetti
             n = len(encoded[i])
             ids[row, width - n :] = torch.tensor(encoded[i])
             mask[row, width - n :] = 1
+        sampling = {}
+        if settings.mode == "seed":  # seeded per batch, so a rerun draws the same samples
+            torch.manual_seed(settings.seed * 1_000_003 + sample_index * 10_007 + start)
+            sampling = {"do_sample": True, "temperature": settings.temperature,
+                        "repetition_penalty": settings.repetition_penalty, "top_k": 0, "top_p": 1.0}
+        else:
+            sampling = {"do_sample": False}
         generated = model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=settings.max_new_tokens,
-            do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id, use_cache=True,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id, use_cache=True, **sampling,
         )
         for row, i in enumerate(batch):
             new = generated[row, width:].tolist()
@@ -241,6 +264,40 @@ def summarize(rows: list[dict], metric_names=METRICS, key: str = "metrics") -> d
     return out
 
 
+def _average_samples(rows: list[dict]) -> list[dict]:
+    """One row per item: metric values averaged over its samples (CIs are then over items)."""
+    by_id: dict[str, list[dict]] = {}
+    for r in rows:
+        by_id.setdefault(r["id"], []).append(r)
+    out = []
+    for group in by_id.values():
+        merged = {k: group[0][k] for k in ("id", "lang", "category")}
+        for key in ("metrics", "seed_metrics"):
+            merged[key] = {}
+            for m in group[0][key]:
+                vals = [g[key][m] for g in group if g[key][m] is not None]
+                merged[key][m] = float(np.mean(vals)) if vals else None
+        out.append(merged)
+    return out
+
+
+def _sampling_spread(rows: list[dict], samples: int) -> dict:
+    """Per metric: the suite mean of each sample draw, and their spread — the noise of sampled generation."""
+    out = {}
+    for key, names in (("metrics", METRICS), ("seed_metrics", SEED_METRICS)):
+        out[key] = {}
+        for m in names:
+            means = []
+            for k in range(samples):
+                vals = [r[key][m] for r in rows if r.get("sample") == k and r[key][m] is not None]
+                means.append(float(np.mean(vals)) if vals else None)
+            valid = [v for v in means if v is not None]
+            out[key][m] = {"per_sample_means": means,
+                           "sd": float(np.std(valid, ddof=1)) if len(valid) > 1 else None,
+                           "min": min(valid) if valid else None, "max": max(valid) if valid else None}
+    return out
+
+
 def load_model(base: str, adapter: str | None):
     """Base model (+ adapter, merged for speed) and tokenizer, in eval mode."""
     from ada_slm import models
@@ -269,19 +326,27 @@ def evaluate(base: str, adapter: str | None, suite_name: str, settings: Generati
     items = suite.items[:limit] if limit else suite.items
     model, tokenizer = model_and_tokenizer or load_model(base, adapter)
     start = time.perf_counter()
-    outputs = generate(model, tokenizer, [i.prompt for i in items], settings, progress=progress)
-    gen_s = time.perf_counter() - start
     rows = []
-    for item, output in zip(items, outputs):
-        rows.append({"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
-                     "output": output, "metrics": score(output, item.model_dump())})
+    for k in range(settings.samples if settings.mode == "seed" else 1):
+        outputs = generate(model, tokenizer, [i.prompt for i in items], settings, progress=progress, sample_index=k)
+        for item, output in zip(items, outputs):
+            row = {"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
+                   "output": output, "metrics": score(output, item.model_dump()), "seed_metrics": seed_score(output)}
+            if settings.mode == "seed":
+                row["sample"] = k
+            rows.append(row)
+    gen_s = time.perf_counter() - start
+    per_item = _average_samples(rows)
     summary = {
-        "suite": suite.name, "suite_path": str(suite_path), "n_items": len(rows), "limit": limit,
+        "suite": suite.name, "suite_path": str(suite_path), "n_items": len(items), "limit": limit,
         "base": base, "adapter": adapter, "arm": "base" if adapter is None else Path(adapter).parent.name,
         "generation": settings.model_dump(), "generation_s": gen_s, "items_per_s": len(rows) / gen_s,
         "perplexity": perplexity(model, tokenizer, suite.perplexity_texts),
-        **summarize(rows),
+        **summarize(per_item),
+        "seed_scoring": summarize(per_item, SEED_METRICS, key="seed_metrics"),
     }
+    if settings.mode == "seed" and settings.samples > 1:
+        summary["sampling"] = _sampling_spread(rows, settings.samples)
     out_dir = Path(out_dir)
     write_jsonl(out_dir / "eval.jsonl", rows)
     write_json(out_dir / "eval_summary.json", summary)

@@ -38,6 +38,14 @@ CHATML_TEMPLATE = (
 )
 
 
+def _quiet_hf() -> None:
+    """Our own progress bars and messages only: transformers' per-load bars would flood study logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("ADA_SLM_CACHE", Path.home() / ".cache" / "ada-slm")) / "models"
 
@@ -103,6 +111,11 @@ def _converted_gguf(gguf: Path, target: Path) -> Path:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        import sys
+
+        print(f"converting {gguf.name} to a trainable HF model in {target} (once; about a minute)",
+              file=sys.stderr)
+        _quiet_hf()
         folder, filename = str(gguf.parent), gguf.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
@@ -159,6 +172,7 @@ def _tiny_lfm2(target: Path) -> Path:
             layer_types=["conv", "full_attention", "conv", "full_attention"],  # both LFM2 block kinds
             pad_token_id=0, bos_token_id=1, eos_token_id=2, block_auto_adjust_ff_dim=False,
         )
+        _quiet_hf()
         torch.manual_seed(0)  # seeded: every machine builds the same tiny model
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         tmp = target.with_name(target.name + ".tmp")
@@ -181,14 +195,25 @@ def default_targets(model) -> list[str]:
 
 
 def weights_hash(path: Path) -> str:
-    """sha256 over the weight files of a model directory (names and bytes), to pin the base in run records."""
-    h = hashlib.sha256()
+    """sha256 over the weight files of a model directory (names and bytes), to pin the base in run records.
+    Cached next to the weights (keyed by names, sizes and mtimes): hashing 0.5 GB takes seconds per run."""
     files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+    stamp = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    cache = path / ".ada-slm-weights.sha256"
+    if cache.is_file():
+        saved_stamp, _, saved_hash = cache.read_text().partition("\n")
+        if saved_stamp == stamp and saved_hash:
+            return saved_hash.strip()
+    h = hashlib.sha256()
     for p in files:
         h.update(p.name.encode())
         with p.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
+    try:
+        cache.write_text(f"{stamp}\n{h.hexdigest()}")
+    except OSError:  # a read-only model directory: just don't cache
+        pass
     return h.hexdigest()
 
 
@@ -198,6 +223,7 @@ def load(name: str, dtype=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve(name)
+    _quiet_hf()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)

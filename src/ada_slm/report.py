@@ -226,6 +226,11 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     for name, arm in arms.items():
         if name == baseline or ref is None:
             continue
+        if not arm.records:
+            states = ", ".join(f"seed {k}: {v}" for k, v in sorted(arm.states.items()))
+            doc.h(3, f"{name} vs {baseline}")
+            doc.p(f"No finished runs to compare ({states}).")
+            continue
         fd = stats.factors_between(differences(arm.config, ref.config))
         comparisons[name] = stats.compare_all(arm.scores, ref.scores, list(METRICS), floors)
         doc.h(3, f"{name} vs {baseline}")

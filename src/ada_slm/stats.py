@@ -29,16 +29,23 @@ N_PERM = 5000
 ALPHA = 0.05
 
 
+def _resample_indices(rng: np.random.Generator, n_seeds: int, n_items: int, n_boot: int):
+    """Hierarchical bootstrap indices: seeds with replacement, then items with replacement within each seed."""
+    seeds = rng.integers(0, n_seeds, (n_boot, n_seeds))
+    items = rng.integers(0, n_items, (n_boot, n_seeds, n_items))
+    return seeds[:, :, None], items
+
+
+def _nanmean_last2(x: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # a resample may hold only items where the metric does not apply
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=(-2, -1))
+
+
 def _mean_boot(y: np.ndarray, rng: np.random.Generator, n_boot: int = N_BOOT) -> np.ndarray:
     """Bootstrap distribution of the grand mean of Y[seed, item]: resample seeds, then items per seed."""
-    n_seeds, n_items = y.shape
-    out = np.empty(n_boot)
-    for b in range(n_boot):
-        seeds = rng.integers(0, n_seeds, n_seeds)
-        items = rng.integers(0, n_items, (n_seeds, n_items))
-        sample = y[seeds[:, None], items]
-        out[b] = np.nanmean(sample) if np.isfinite(sample).any() else np.nan
-    return out
+    s, i = _resample_indices(rng, *y.shape, n_boot)
+    return _nanmean_last2(y[s, i])
 
 
 def _ci(dist: np.ndarray) -> tuple[float, float]:
@@ -120,7 +127,7 @@ def align(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> tup
 
 
 def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metric: str,
-            noise_floor: float = 0.0, seed: int = 0) -> Comparison | None:
+            noise_floor: float = 0.0, seed: int = 0, n_boot: int = N_BOOT, n_perm: int = N_PERM) -> Comparison | None:
     """Paired comparison of arm `a` against baseline `b` (both: seed -> item id -> score)."""
     A, B = align(a, b)
     if A.size == 0 or not np.isfinite(A - B).any():
@@ -129,19 +136,15 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
     rng = np.random.default_rng(seed)
     # one set of resampling indices for Δ, baseline and ratio, so their intervals are consistent
     n_seeds, n_items = D.shape
-    deltas, bases, ratios = np.empty(N_BOOT), np.empty(N_BOOT), np.empty(N_BOOT)
-    for k in range(N_BOOT):
-        s = rng.integers(0, n_seeds, n_seeds)
-        i = rng.integers(0, n_items, (n_seeds, n_items))
-        with warnings.catch_warnings():  # a resample may hold only items where the metric does not apply
-            warnings.simplefilter("ignore", RuntimeWarning)
-            a_mean, b_mean = np.nanmean(A[s[:, None], i]), np.nanmean(B[s[:, None], i])
-        deltas[k], bases[k] = a_mean - b_mean, b_mean
-        ratios[k] = a_mean / b_mean if b_mean > 0 else np.nan
+    s, i = _resample_indices(rng, n_seeds, n_items, n_boot)
+    a_means, bases = _nanmean_last2(A[s, i]), _nanmean_last2(B[s, i])
+    deltas = a_means - bases
+    with np.errstate(all="ignore"):
+        ratios = np.where(bases > 0, a_means / bases, np.nan)
     with np.errstate(all="ignore"):
         delta = Interval(float(np.nanmean(D)), *_ci(deltas), n_seeds, n_items)
         baseline = Interval(float(np.nanmean(B)), *_ci(bases), n_seeds, n_items)
-    result = Comparison(metric, delta, sign_flip_p(D.ravel(), seed), baseline=baseline)
+    result = Comparison(metric, delta, sign_flip_p(D.ravel(), seed, n_perm), baseline=baseline)
     if baseline.low > 0 and baseline.mean > noise_floor:
         r_lo, r_hi = _ci(ratios)
         ratio = float(np.nanmean(A) / baseline.mean)
@@ -196,11 +199,16 @@ def factors_between(diffs: dict[str, tuple]) -> FactorDiff:
         if alpha is not None:
             out.factors["lora.alpha"] = alpha
     micro, accum = diffs.pop("batch.micro", None), diffs.pop("batch.accum", None)
+    effective = diffs.pop("batch.effective", None)
     if micro or accum:
-        # values (a, b) of each; a missing entry means equal
-        m = micro or (None, None)
-        ac = accum or (None, None)
-        out.factors["batch split"] = (f"{m[0] or '='}×{ac[0] or '='}", f"{m[1] or '='}×{ac[1] or '='}")
+        # (a, b) values of each; a missing entry means the two arms agree on it
+        m = micro or ("=", "=")
+        ac = accum or ("=", "=")
+        split = (f"{m[0]}×{ac[0]}", f"{m[1]}×{ac[1]}")
+        if effective:  # a different effective batch is a real factor (different objective and step count)
+            out.factors["effective batch"] = (f"{split[0]}={effective[0]}", f"{split[1]}={effective[1]}")
+        else:
+            out.factors["batch split"] = split
     for k, v in diffs.items():
         name = {"data.size": "data size"}.get(k, k)
         out.factors[name] = v
@@ -221,7 +229,7 @@ class Effect:
     interval: Interval
 
 
-def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0) -> list[Effect]:
+def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0, n_boot: int = N_BOOT) -> list[Effect]:
     """Main effects and interaction of a full 2 × 2. `cells[(lo|hi of factor 1, lo|hi of factor 2)]` holds
     seed -> item -> score. Effects are on the metric's scale; the interaction is the difference of differences."""
     keys = [(0, 0), (0, 1), (1, 0), (1, 1)]
@@ -239,12 +247,12 @@ def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0
         return np.array([((y10 - y00) + (y11 - y01)) / 2, ((y01 - y00) + (y11 - y10)) / 2, (y11 - y10) - (y01 - y00)])
 
     point = effects(Y)
-    boots = np.empty((N_BOOT, 3))
     n_s, n_i = len(seeds), len(items)
-    for b in range(N_BOOT):
-        s = rng.integers(0, n_s, n_s)
-        i = rng.integers(0, n_i, (n_s, n_i))
-        boots[b] = effects(Y[:, s[:, None], i])
+    s, i = _resample_indices(rng, n_s, n_i, n_boot)
+    c = _nanmean_last2(Y[:, s, i])  # (4, n_boot): each cell's mean in each resample
+    y00, y01, y10, y11 = c
+    boots = np.stack([((y10 - y00) + (y11 - y01)) / 2, ((y01 - y00) + (y11 - y10)) / 2,
+                      (y11 - y10) - (y01 - y00)], axis=1)
     out = []
     for j, name in enumerate(("main effect 1", "main effect 2", "interaction")):
         lo, hi = _ci(boots[:, j])

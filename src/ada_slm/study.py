@@ -289,8 +289,32 @@ def run_study(study: Study, specs: list[RunSpec], console, results_root: str | P
         t.caption = " · ".join(f"{k} {v}" for k, v in counts.items()) + f" · ETA {eta}"
         return t
 
+    class _Lines:
+        """Without a terminal (CI logs, pipes) a live table would print nothing until the end: one line per run."""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, _table):
+            pass
+
+    done_count = [0]
+    to_run = sum(1 for v in states.values() if v != "done")
+
+    def note(spec: RunSpec, seconds: float):
+        if not console.is_terminal:
+            done_count[0] += 1
+            reason = f": {failures[spec.key]}" if spec.key in failures else ""
+            console.print(f"[{done_count[0]}/{to_run}] {spec.key} {states[spec.key]} in {seconds:.0f}s{reason}",
+                          highlight=False, markup=False)
+
+    live_display = Live(table(), console=console, refresh_per_second=2, transient=False) if console.is_terminal \
+        else _Lines()
     try:
-        with Live(table(), console=console, refresh_per_second=2, transient=False) as live:
+        with live_display as live:
             for s in specs:
                 if states[s.key] == "done":
                     continue
@@ -324,6 +348,7 @@ def run_study(study: Study, specs: list[RunSpec], console, results_root: str | P
                         write_json(s.run_dir / "record.json", {**rec, "status": {"state": "failed",
                                                                               "reason": reason}})
                 live.update(table())
+                note(s, durations[-1])
     finally:
         lock.release()
     return {k: sum(1 for v in states.values() if v == k) for k in ("done", "failed", "pending")}
@@ -360,5 +385,9 @@ def differences(a: dict | None, b: dict | None) -> dict[str, tuple]:
         return {"adapter": ("none" if a is None else "LoRA", "none" if b is None else "LoRA")}
     ignore = {"seed", "out_dir", "export_dir"}
     fa, fb = _flatten(a), _flatten(b)
-    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
-            if k not in ignore and fa.get(k) != fb.get(k)}
+    out = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+           if k not in ignore and fa.get(k) != fb.get(k)}
+    ea, eb = a["batch"]["micro"] * a["batch"]["accum"], b["batch"]["micro"] * b["batch"]["accum"]
+    if ea != eb:
+        out["batch.effective"] = (ea, eb)
+    return out

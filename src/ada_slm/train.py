@@ -129,13 +129,19 @@ def step_indices(n: int, effective: int, seed: int, step: int) -> list[int]:
 
 
 def summed_loss(model, batch: dict, autocast_dtype) -> torch.Tensor:
-    """Sum of next-token cross-entropy over the target tokens of one micro-batch (not a mean)."""
+    """Sum of next-token cross-entropy over the target tokens of one micro-batch (not a mean).
+
+    Only the positions that predict a target token go through the LM head (`logits_to_keep`): the prompt is
+    most of every sequence, and full-vocabulary logits for it would be computed only to be ignored."""
     device_type = batch["input_ids"].device.type
+    targets = batch["labels"][:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)  # positions p whose logits predict token p+1
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       logits_to_keep=keep).logits
     return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-        batch["labels"][:, 1:].reshape(-1),
+        logits.reshape(-1, logits.size(-1)).float(),
+        targets[:, keep].reshape(-1),
         ignore_index=IGNORE,
         reduction="sum",
     )

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ada_slm.audit import audit, load_reported
+from ada_slm.cli import app
+from ada_slm.errors import UserError
+
+REPORTED = Path(__file__).parent.parent / "src" / "ada_slm" / "studies" / "phase14d-reported.yaml"
+
+
+@pytest.fixture(scope="module")
+def sections():
+    return dict(audit(load_reported(REPORTED)))
+
+
+def test_table_level_findings(sections):
+    lines = sections["The table as a whole"]
+    assert lines[0].startswith("n = 1:")
+    assert "Re-running v9B gave agl_awareness = 0.0857 and 0.0010" in lines[1]
+    assert "v9B: certainty_gradient is 0.0020 in one published table and 0.0400 in another." in lines
+    assert ("v9C is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64 (87 optimizer steps)."
+            in lines)
+    assert any(l.startswith("v9E is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64")
+               for l in lines)
+    assert not any(l.startswith("v9D is published") for l in lines)  # v9D ran as published
+
+
+def test_92x_claim(sections):
+    lines = sections["92× more AGL awareness (v9C over v9B)"]
+    assert lines == [
+        "Reported: agl_awareness v9B 0.0010 → v9C 0.0927 (Δ +0.0917, 92.7×), one run each.",
+        "Baseline ≈ 0: v9B's 0.0010 is below 0.01 and below the re-run spread 0.0847; a ratio over it is not "
+        "meaningful: n/a (baseline ≈ 0).",
+        "Confounded: rank 16→32, effective batch 16→64, optimizer steps 339→87 change together; the data cannot "
+        "say which one (if any) caused the difference.",
+        "Verdict: not supported (n = 1, confounded, baseline ≈ 0).",
+    ]
+
+
+def test_batch1_claim_was_never_tested(sections):
+    lines = sections["batch=1 adds 54 % (v9C over v9D)"]
+    assert "Both arms ran with micro-batch 4: the micro-batch was never varied, so this claim was not tested." in lines
+    assert any(l.startswith("Confounded: effective batch 16→64, optimizer steps 339→87") for l in lines)
+    assert lines[-1] == "Verdict: not supported (n = 1, confounded, baseline ≈ 0)."
+
+
+def test_rank48_claim_is_a_clean_pair_but_n1(sections):
+    lines = sections["r=48 kills emergence (v9E vs v9C)"]
+    assert "The claim attributes the difference to rank 48 vs 32; as run, the arms differ in rank 32→48." in lines
+    assert not any(l.startswith("Confounded") for l in lines)
+    assert "The difference (0.0840) is within the re-run spread (0.0847)." in lines
+    assert lines[-1] == "Verdict: not supported (n = 1)."
+
+
+def test_loss_claim(sections):
+    lines = sections["higher loss = less overfitting = more emergence"]
+    assert "They are different quantities (last logged step vs whole-run average) and cannot be compared." in lines
+    assert "Like for like (last logged step): v9B 0.785, v9C 2.396, v9D 0.193, v9E 1.922." in lines
+    scaling = next(l for l in lines if l.startswith("The logged training loss scales"))
+    assert "v9B 0.785 / 4 = 0.196" in scaling and "v9C 3.262 / 16 = 0.204" in scaling
+    assert lines[-1].startswith("Verdict: not supported")
+
+
+def test_cli_and_bad_file(tmp_path):
+    result = CliRunner().invoke(app, ["study", "audit"])
+    assert result.exit_code == 0 and "92× more AGL awareness" in result.output
+    bad = tmp_path / "r.yaml"
+    bad.write_text("name: x\narms:\n  a: {lora: {r: 1}, published: {micro: 1, accum: 1}, metrics: {}}\n"
+                   "claims: [{text: t, type: ratio, metric: m, arm: a, against: zz}]\n")
+    with pytest.raises(UserError, match="unknown arm 'zz'"):
+        load_reported(bad)

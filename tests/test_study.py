@@ -1,0 +1,161 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from ada_slm.errors import UserError
+from ada_slm.study import expand, load_study, validate_models
+
+DATA = Path(__file__).parent / "data"
+STUDIES = Path(__file__).parent.parent / "src" / "ada_slm" / "studies"
+CLI = [sys.executable, "-m", "ada_slm.cli"]
+
+
+def test_phase14d_expands_as_designed():
+    study = load_study(STUDIES / "phase14d.yaml")
+    specs = expand(study, "phase14d.yaml")
+    arms = {s.arm: s for s in specs if s.seed == 0}
+    assert list(arms) == ["base", "v9B", "v9C", "v9D", "v9E", "v9B-5k"]
+    assert len(specs) == 6 * 3
+    for name in ("v9B", "v9C", "v9D", "v9E", "v9B-5k"):
+        t = arms[name].train
+        assert t["batch"]["micro"] * t["batch"]["accum"] == 16  # the seed's intended effective batch, every arm
+        assert t["base"] == "LiquidAI/LFM2-350M" and t["epochs"] == 3
+    assert (arms["v9C"].train["batch"]["micro"], arms["v9C"].train["batch"]["accum"]) == (1, 16)
+    assert arms["v9E"].train["lora"]["r"] == 48 and arms["v9B-5k"].train["data"]["size"] == 5000
+    assert arms["base"].train is None
+    assert Path(arms["v9D"].run_dir) == Path("results/phase14d/v9D/seed0")
+    assert Path(arms["v9D"].export_dir) == Path("exports/phase14d/v9D/seed0")
+
+
+def test_quick_preset_keeps_each_arms_difference():
+    study = load_study(STUDIES / "phase14d.yaml")
+    specs = expand(study, "phase14d.yaml", scale="quick")
+    arms = {s.arm: s.train for s in specs if s.seed == 0}
+    assert {s.seed for s in specs} == {0, 1}
+    assert all(t is None or t["base"] == "smollm2-135m" for t in arms.values())
+    assert arms["v9B"]["data"]["size"] == 200 and arms["v9B-5k"]["data"]["size"] == 500
+    assert arms["v9C"]["lora"]["r"] == 32 and arms["v9C"]["batch"]["accum"] == 16
+    specs = expand(study, "phase14d.yaml", scale="quick", only=["v9B", "base"], seeds=[5])
+    assert [(s.arm, s.seed) for s in specs] == [("base", 5), ("v9B", 5)]
+
+
+def test_shipped_studies_load():
+    for path in STUDIES.glob("phase14*.yaml"):
+        if "reported" in path.name:
+            continue
+        study = load_study(path)
+        for scale in [None] + list(study.scale):
+            assert expand(study, str(path), scale=scale)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: s\nbaseline: a\narms:\n  a: {lora: {rnak: 3}}\n", "(arm a): unknown key 'lora.rnak'"),
+        ("name: s\nbaseline: a\narms: {}\n", "a study needs at least one arm"),
+        ("name: s\nbaseline: z\narms:\n  a: {}\n", "baseline: 'z' is not an arm"),
+        ("name: s\nbaseline: a\narms:\n  a: {}\ncolour: red\n", "unknown key 'colour'"),
+        ("name: s\nbaseline: a\narms:\n  base: {}\n  a: {}\n", "'base' is reserved"),
+        ("name: s\nbaseline: a\narms:\n  a: {}\ndecision:\n  questions: {q: {compare: x, against: a}}\n"
+         "  rules: [{recommend: r}]\n", "unknown arm 'x'"),
+        ("name: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_study_files(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        expand(load_study(path), str(path))
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_unknown_base_fails_before_anything_runs(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nbaseline: a\ndefaults: {base: no-such-model}\narms:\n  a: {}\n")
+    specs = expand(load_study(path), str(path))
+    with pytest.raises(UserError, match="no-such-model"):
+        validate_models(specs)
+    p = subprocess.run(CLI + ["study", "run", str(path), "--results", str(tmp_path / "r")], capture_output=True,
+                       text=True)
+    assert p.returncode == 1 and "no-such-model" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def _records(root):
+    return {p.parent.relative_to(root).as_posix(): json.loads(p.read_text()) for p in root.rglob("record.json")}
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """Run tiny-2arm, kill the runner after two runs finish, run again: returns (results root, first mtimes)."""
+    tmp = tmp_path_factory.mktemp("study")
+    results, exports = tmp / "results", tmp / "exports"
+    args = CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(results), "--exports", str(exports)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root = results / "tiny2"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        done = [r for r in _records(root).values() if r.get("status", {}).get("state") == "complete"] \
+            if root.exists() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the study finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    proc.wait(timeout=60)
+    first = {k: (root / k / "record.json").stat().st_mtime_ns for k, r in _records(root).items()
+             if r.get("status", {}).get("state") == "complete"}
+    second = subprocess.run(args, capture_output=True, text=True)
+    return root, exports, first, second
+
+
+def test_interrupted_study_resumes_without_redoing_finished_runs(finished_study):
+    root, exports, first, second = finished_study
+    assert len(first) >= 2
+    for key, mtime in first.items():
+        assert (root / key / "record.json").stat().st_mtime_ns == mtime, f"{key} was redone"
+    records = _records(root)
+    assert second.returncode == 2  # one arm fails by design
+    complete = sorted(k for k, r in records.items() if r["status"]["state"] == "complete")
+    assert complete == ["base/seed0", "base/seed1", "r16-b1/seed0", "r16-b1/seed1", "r8/seed0", "r8/seed1"]
+    for seed in (0, 1):
+        assert "init_adapter" in records[f"broken/seed{seed}"]["status"]["reason"]
+    for key in ("r8/seed0", "r16-b1/seed1"):
+        assert (exports / "tiny2" / key / "adapter_model.safetensors").is_file()
+        assert (root / key / "eval.jsonl").is_file()
+        assert records[key]["eval"]["n_items"] == 12
+    assert records["base/seed0"]["eval"]["arm"] == "base"
+
+
+def test_report_is_written_with_the_honest_tables(finished_study):
+    root, _, _, _ = finished_study
+    md = (root / "report.md").read_text()
+    for section in ("## Full series summary", "## Per-metric comparison against r8", "### r16-b1 vs r8",
+                    "## Decision", "## Our metrics | seed-compatible scoring", "## Plots",
+                    "## Rank: is there a Goldilocks zone?"):
+        assert section in md, section
+    assert "Differs in rank: 8 → 16, batch split: 2×2 → 1×4." in md
+    assert "train the same objective" in md
+    assert "n/a (baseline ≈ 0)" in md
+    assert "Recommended next run: add seeds" in md
+    html = (root / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2 and "<table>" in html
+    assert (root / "loss_curves.png").is_file() and (root / "metrics.png").is_file()
+    comps = json.loads((root / "comparisons.json").read_text())
+    assert set(comps) == {"base", "r16-b1"}
+
+
+def test_second_runner_is_locked_out(tmp_path):
+    root = tmp_path / "results" / "tiny2"
+    root.mkdir(parents=True)
+    with FileLock(str(root / ".lock")):
+        p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "results"),
+                                  "--exports", str(tmp_path / "exports")], capture_output=True, text=True)
+    assert p.returncode == 1 and "another `ada-slm study run`" in p.stderr
