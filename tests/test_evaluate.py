@@ -52,7 +52,8 @@ def test_suite_is_held_out_from_every_corpus_and_template():
     corpus_prompts = {r["messages"][0]["content"] for r in corpus.train + corpus.val + poly.train}
     corpus_answers = {r["messages"][-1]["content"] for r in corpus.train + corpus.val + poly.train}
     assert not prompts & corpus_prompts
-    assert not {i.reference for i in suite.items if i.reference} & corpus_answers
+    # (a reference translation may equal a corpus answer: both follow the one word-for-word mapping; what is held
+    # out is the prompt and its template)
     assert not set(suite.perplexity_texts) & corpus_answers
     patterns = _template_patterns()
     assert len(patterns) > 100
@@ -85,7 +86,7 @@ def test_bad_suite_files_name_file_line_and_field(tmp_path, text, message):
 def test_new_suite_needs_no_python(tmp_path, monkeypatch):
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "mini.yaml").write_text(
-        "name: mini\nitems:\n  - {id: q1, lang: en, category: self, prompt: Are you there?}\n")
+        "name: mini\nitems:\n  - {id: q1, lang: en, category: self, prompt: 'Are you there?'}\n")
     monkeypatch.chdir(tmp_path)
     suite, path = load_suite("mini")
     assert suite.name == "mini" and len(suite.items) == 1
@@ -129,7 +130,7 @@ def test_evaluate_writes_items_and_summary(tmp_path):
     summary = evaluate("tiny-lfm2", None, "multilang", settings, tmp_path, limit=20)
     rows = [json.loads(l) for l in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert len(rows) == 20 and summary["n_items"] == 20
-    assert set(rows[0]) == {"id", "lang", "category", "prompt", "output", "metrics"}
+    assert set(rows[0]) == {"id", "lang", "category", "prompt", "output", "metrics", "seed_metrics"}
     assert summary["arm"] == "base" and summary["generation"]["batch_size"] == 4
     assert summary["perplexity"] > 1
     assert set(summary["metrics"]["agl_awareness"]) == {"mean", "n", "ci_low", "ci_high"}
@@ -147,3 +148,60 @@ def test_bootstrap_ci_and_summary():
     s = summarize(rows, ["m"])
     assert s["metrics"]["m"]["mean"] == 0.5 and s["metrics"]["m"]["n"] == 2
     assert s["by_lang"]["tok"]["m"] == 0.0 and s["by_lang"]["tok"]["n"] == 2
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "ada_slm.cli", *args], capture_output=True, text=True)
+
+
+def test_seed_compatible_generation_is_seeded_and_measures_sampling_noise(tmp_path):
+    settings = GenerationSettings.seed_compatible(samples=2, batch_size=4)
+    assert (settings.chat_template, settings.temperature, settings.repetition_penalty, settings.max_new_tokens) == \
+        (False, 0.8, 1.1, 150)
+    model, tok = _noisy_tiny()
+    small = settings.model_copy(update={"max_new_tokens": 10})
+    a = evaluate("tiny-lfm2", None, "multilang", small, tmp_path / "a", limit=6, model_and_tokenizer=(model, tok))
+    b = evaluate("tiny-lfm2", None, "multilang", small, tmp_path / "b", limit=6, model_and_tokenizer=(model, tok))
+    rows_a = [json.loads(l) for l in (tmp_path / "a" / "eval.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(l) for l in (tmp_path / "b" / "eval.jsonl").read_text().splitlines()]
+    assert len(rows_a) == 12 and {r["sample"] for r in rows_a} == {0, 1}
+    assert [r["output"] for r in rows_a] == [r["output"] for r in rows_b]  # seeded: reproducible
+    first, second = rows_a[:6], rows_a[6:]
+    assert [r["output"] for r in first] != [r["output"] for r in second]  # two different draws
+    assert a["n_items"] == 6 and a["metrics"]["agl_awareness"]["n"] == 6  # CIs over items (samples averaged)
+    spread = a["sampling"]["metrics"]["agl_awareness"]
+    assert len(spread["per_sample_means"]) == 2
+    assert set(a["seed_scoring"]["metrics"]) == {"agl_awareness", "reasoning_depth", "self_awareness",
+                                                 "spatial_awareness", "temporal_awareness", "existential_depth",
+                                                 "tool_awareness", "certainty_gradient", "phi_patterns",
+                                                 "tonight_protocol"}
+
+
+def test_eval_cli_both_scorings_and_bad_options(tmp_path):
+    p = _cli("eval", "--base", "tiny-lfm2", "--limit", "4", "--max-new-tokens", "4", "--scoring", "both",
+             "--out", str(tmp_path / "e"))
+    assert p.returncode == 0, p.stderr
+    assert "seed-compatible" in p.stdout and "agl_awareness" in p.stdout
+    p = _cli("eval", "--base", "tiny-lfm2", "--samples", "3")
+    assert p.returncode == 1 and "--samples > 1 needs --generation seed" in p.stderr
+    p = _cli("eval", "--base", "tiny-lfm2", "--suite", "nope")
+    assert p.returncode == 1 and "unknown suite 'nope'" in p.stderr and "Traceback" not in p.stderr
+    p = _cli("eval", str(tmp_path))
+    assert p.returncode == 1 and "no record.json" in p.stderr
+
+
+def test_eval_of_a_finished_run_writes_into_its_record(tmp_path):
+    from ada_slm.config import build_config
+    from ada_slm.train import run
+
+    cfg = build_config({"base": "tiny-lfm2", "data": {"size": 40}, "max_steps": 2, "max_length": 200,
+                        "batch": {"micro": 2, "accum": 1}, "out_dir": str(tmp_path / "run")})
+    run(cfg, quiet=True)
+    p = _cli("eval", str(tmp_path / "run"), "--limit", "3", "--max-new-tokens", "4", "--quiet")
+    assert p.returncode == 0, p.stderr
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["eval"]["n_items"] == 3 and record["eval"]["adapter"].endswith("adapter")
+    assert (tmp_path / "run" / "eval.jsonl").is_file()
