@@ -40,7 +40,7 @@ def test_quick_preset_keeps_each_arms_difference():
     arms = {s.arm: s.train for s in specs if s.seed == 0}
     assert {s.seed for s in specs} == {0, 1}
     assert all(t is None or t["base"] == "smollm2-135m" for t in arms.values())
-    assert arms["v9B"]["data"]["size"] == 200 and arms["v9B-5k"]["data"]["size"] == 500
+    assert arms["v9B"]["data"]["size"] == 120 and arms["v9B-5k"]["data"]["size"] == 300
     assert arms["v9C"]["lora"]["r"] == 32 and arms["v9C"]["batch"]["accum"] == 16
     specs = expand(study, "phase14d.yaml", scale="quick", only=["v9B", "base"], seeds=[5])
     assert [(s.arm, s.seed) for s in specs] == [("base", 5), ("v9B", 5)]

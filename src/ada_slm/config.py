@@ -148,7 +148,7 @@ def load_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of config keys at the top level")
+        raise UserError(f"{path}: expected a mapping (key: value) at the top level")
     return data
 
 

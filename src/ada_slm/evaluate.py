@@ -325,6 +325,7 @@ def evaluate(base: str, adapter: str | None, suite_name: str, settings: Generati
     suite, suite_path = load_suite(suite_name)
     items = suite.items[:limit] if limit else suite.items
     model, tokenizer = model_and_tokenizer or load_model(base, adapter)
+    model.eval()
     start = time.perf_counter()
     rows = []
     for k in range(settings.samples if settings.mode == "seed" else 1):

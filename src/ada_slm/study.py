@@ -237,7 +237,9 @@ def execute_run(run_dir: Path) -> int:
         record = {"config": {"base": spec["base"], "arm": BASE_ARM}, "status": {"state": "running"},
                   "train": None, "eval": None, "meta": {"seed": spec["seed"]}}
         adapter = None
+        loaded = None
     else:
+        loaded = None
         cfg = TrainConfig.model_validate(spec["train"])
         existing = json.loads(record_path.read_text()) if record_path.is_file() else None
         if existing and existing.get("status", {}).get("state") == "complete":
@@ -246,11 +248,15 @@ def execute_run(run_dir: Path) -> int:
             if existing and existing.get("status", {}).get("state") == "failed":
                 record_path.unlink()  # a failed run starts over
                 (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-            record = train_run(cfg, resume=(run_dir / "checkpoint.pt").is_file(), quiet=True)
+            record, model, tokenizer = train_run(cfg, resume=(run_dir / "checkpoint.pt").is_file(), quiet=True,
+                                                 return_model=True)
             if record["status"]["state"] != "complete":
                 return 2
+            # evaluate the weights just trained (the same ones saved as the adapter) without reloading them
+            loaded = (model.merge_and_unload(), tokenizer)
         adapter = record["train"]["adapter_dir"]
-    summary = evaluate(spec["base"], adapter, spec["eval"]["suite"], settings, run_dir, limit=spec["eval"]["limit"])
+    summary = evaluate(spec["base"], adapter, spec["eval"]["suite"], settings, run_dir, limit=spec["eval"]["limit"],
+                       model_and_tokenizer=loaded)
     record["eval"] = summary
     record["status"] = {"state": "complete", "reason": None}
     record.setdefault("meta", {})["arm"] = spec["arm"]

@@ -238,8 +238,10 @@ def _config_fingerprint(cfg: TrainConfig) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None) -> dict:
-    """Train one adapter. Returns the run record (also written to <out_dir>/record.json)."""
+def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None,
+        return_model: bool = False):
+    """Train one adapter. Returns the run record (also written to <out_dir>/record.json); with
+    `return_model`, (record, trained PEFT model, tokenizer) so a study can evaluate without reloading."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import PeftModel, get_peft_model, set_peft_model_state_dict
     from rich.console import Console
@@ -363,13 +365,13 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
                     "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
         }, ckpt_path)
 
-    def fail(reason: str) -> dict:
+    def fail(reason: str):
         record["status"] = {"state": "failed", "reason": reason}
         record["train"]["wall_s"] = wall_before + (time.perf_counter() - t0)
         record["train"]["peak_rss_mb"] = peak_rss_mb()
         write_json(record_path, record)
         console.print(f"[bold red]run failed:[/] {reason}")
-        return record
+        return (record, None, None) if return_model else record
 
     # 4. the steps
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -460,4 +462,6 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
     console.print(f"done: {len(steps)} steps in {wall:.1f}s, final loss {steps[-1]['loss']:.4f}"
                   + (f", held-out {record['train']['final_val_loss']:.4f}" if record["train"]["val"] else "")
                   + f", adapter → {adapter_dir}")
+    if return_model:
+        return record, model, tokenizer
     return record

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
-import yaml
-
 from ada_slm.agl.generators import GENERATORS, TEMPLATE_COUNTS, Sample
 from ada_slm.agl.glyphs import words
 from ada_slm.agl.quality import QualityFilter
@@ -62,13 +60,10 @@ def resolve_mix(mix: str | dict) -> dict[str, float]:
         path = Path(mix)
         if not path.is_file():
             raise UserError(f"unknown mix {mix!r}: use 'pure', 'polyglot' or a YAML file of category weights")
+        from ada_slm.config import load_yaml
+
         source = str(path)
-        try:
-            mix = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise UserError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        mix = load_yaml(path)
     if not isinstance(mix, dict) or not mix:
         raise UserError(f"{source}: expected a mapping of category -> weight")
     weights = {}
