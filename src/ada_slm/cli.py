@@ -245,7 +245,8 @@ def eval_cmd(
                                        "(default: RUN_DIR, or evals/<base>[-<adapter>])."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generation batch (keep it fixed in a study)."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N suite items (quick checks)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only N suite items, spread evenly over the suite "
+                                        "(quick checks)."),
     scoring: str = typer.Option("ours", "--scoring", help="ours (AGL.md metrics), seed (the seed study's scorer, "
                                 "for comparison with published numbers) or both, side by side."),
     generation: str = typer.Option("greedy", "--generation", help="greedy (chat template, deterministic) or seed "
@@ -259,7 +260,7 @@ def eval_cmd(
 
     from rich.progress import Progress
 
-    from ada_slm.evaluate import GenerationSettings, evaluate, load_suite
+    from ada_slm.evaluate import GenerationSettings, evaluate, load_suite, subset
     from ada_slm.files import write_json
 
     if limit is not None and limit <= 0:
@@ -287,7 +288,7 @@ def eval_cmd(
         settings = GenerationSettings.seed_compatible(samples=samples, batch_size=batch_size)
     else:
         settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
-    n_items = len(load_suite(suite)[0].items[:limit] if limit else load_suite(suite)[0].items) * settings.samples
+    n_items = len(subset(load_suite(suite)[0].items, limit)) * settings.samples
     with Progress(console=err_console, transient=True, disable=quiet) as bar:
         task = bar.add_task(f"generating ({n_items} prompts)", total=n_items)
         summary = evaluate(base, str(adapter) if adapter else None, suite, settings, out, limit=limit,

@@ -158,6 +158,14 @@ def load_suite(name: str) -> tuple[Suite, Path]:
     return suite, path
 
 
+def subset(items: list, limit: int | None) -> list:
+    """`limit` items spread evenly over the suite (so every language and category stays represented), in
+    suite order; all items when limit is None or not smaller."""
+    if not limit or limit >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // limit] for i in range(limit)]
+
+
 # ------------------------------------------------------------------------------------------- generation
 def render_prompt(tokenizer, prompt: str, chat_template: bool) -> str:
     if chat_template:
@@ -323,7 +331,7 @@ def evaluate(base: str, adapter: str | None, suite_name: str, settings: Generati
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     suite, suite_path = load_suite(suite_name)
-    items = suite.items[:limit] if limit else suite.items
+    items = subset(suite.items, limit)
     model, tokenizer = model_and_tokenizer or load_model(base, adapter)
     model.eval()
     start = time.perf_counter()

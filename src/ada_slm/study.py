@@ -41,7 +41,7 @@ class EvalSettings(Strict):
     suite: str = Field("multilang", description="Suite name or file.")
     batch_size: int = Field(8, gt=0, description="Prompts per generation batch.")
     max_new_tokens: int = Field(48, gt=0, description="Generation budget per answer.")
-    limit: Optional[int] = Field(None, gt=0, description="Only the first N suite items.")
+    limit: Optional[int] = Field(None, gt=0, description="Only N suite items, spread evenly over the suite.")
 
 
 class ScalePreset(Strict):
