@@ -316,7 +316,8 @@ def eval_cmd(
         ppl = summary["perplexity"]
         console.print(f"held-out AGL perplexity: {ppl:.2f}" if ppl else "held-out AGL perplexity: n/a")
     console.print(f"{summary['n_items']} items in {summary['generation_s']:.1f}s "
-                  f"(batch {batch_size}, max_new_tokens {max_new_tokens}) → {out}/eval.jsonl")
+                  f"(batch {settings.batch_size}, max_new_tokens {settings.max_new_tokens}"
+                  + (f", {settings.samples} samples" if settings.samples > 1 else "") + f") → {out}/eval.jsonl")
 
 
 # ------------------------------------------------------------------------------------------------ study
