@@ -25,8 +25,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build, validate and inspect AGL training corpora.", no_args_is_help=True)
 app.add_typer(data_app, name="data", help="Build, validate and inspect AGL training corpora.")
-study_app = typer.Typer(help="Multi-arm studies: plan, run (resumable), status, report.", no_args_is_help=True)
-app.add_typer(study_app, name="study", help="Multi-arm studies: plan, run (resumable), status, report.")
+study_app = typer.Typer(help="Multi-arm studies: plan, run (resumable), status, report, audit.", no_args_is_help=True)
+app.add_typer(study_app, name="study", help="Multi-arm studies: plan, run (resumable), status, report, audit.")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
