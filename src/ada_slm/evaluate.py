@@ -167,7 +167,10 @@ def subset(items: list, limit: int | None) -> list:
 
 
 # ------------------------------------------------------------------------------------------- generation
-def render_prompt(tokenizer, prompt: str, chat_template: bool) -> str:
+def render_prompt(tokenizer, prompt: str | list[dict], chat_template: bool) -> str:
+    """A user prompt (or a whole message list) as the text the model continues."""
+    if isinstance(prompt, list):
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     if chat_template:
         return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
