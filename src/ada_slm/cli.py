@@ -477,6 +477,8 @@ def _study_specs(file: str, scale: Optional[str], only: Optional[str], seeds: Op
 
 _results_opt = typer.Option(Path("results"), "--results", help="Results root (results/<study>/<arm>/seed<k>).")
 _exports_opt = typer.Option(Path("exports"), "--exports", help="Adapter root (exports/<study>/<arm>/seed<k>).")
+_only_opt = typer.Option(None, "--only", help="Comma-separated arms (default: all).")
+_seeds_opt = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the study's).")
 
 
 @study_app.command("plan")
@@ -484,8 +486,8 @@ _exports_opt = typer.Option(Path("exports"), "--exports", help="Adapter root (ex
 def study_plan(
     file: str = typer.Argument(..., help=STUDY_FILE_HELP),
     scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
-    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated arms to include."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    only: Optional[str] = _only_opt,
+    seeds: Optional[str] = _seeds_opt,
     results: Path = _results_opt,
     exports: Path = _exports_opt,
 ):
@@ -523,8 +525,8 @@ def study_plan(
 def study_run(
     file: str = typer.Argument(..., help=STUDY_FILE_HELP),
     scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
-    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated arms to run."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    only: Optional[str] = _only_opt,
+    seeds: Optional[str] = _seeds_opt,
     results: Path = _results_opt,
     exports: Path = _exports_opt,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the runs are done."),

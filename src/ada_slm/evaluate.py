@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ada_slm.agl import glyphs as G
+from ada_slm.config import load_yaml
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, write_json, write_jsonl
 from ada_slm.metrics import METRICS, SEED_METRICS, score, seed_score
@@ -102,7 +103,7 @@ def _find_suite(name: str) -> Path:
     raise UserError(f"unknown suite {name!r} (available: {', '.join(available_suites())}; or give a file path)")
 
 
-def _item_lines(path: Path, text: str) -> list[int]:
+def _item_lines(text: str) -> list[int]:
     """Line number of each entry of `items:` in a YAML suite, for error messages."""
     try:
         root = yaml.compose(text)
@@ -128,17 +129,9 @@ def load_suite(name: str) -> tuple[Suite, Path]:
         raw = {"name": path.stem, "items": [i.model_dump() for i in items]}
         lines = []
     else:
-        text = path.read_text(encoding="utf-8")
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise UserError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML "
-                            f"({getattr(e, 'problem', None) or e})") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}: expected a mapping with 'name' and 'items'")
+        raw = load_yaml(path)  # FILE:LINE errors for malformed YAML
         raw.setdefault("name", path.stem)
-        lines = _item_lines(path, text)
+        lines = _item_lines(path.read_text(encoding="utf-8"))
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as e:

@@ -233,26 +233,21 @@ def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0
     """Main effects and interaction of a full 2 × 2. `cells[(lo|hi of factor 1, lo|hi of factor 2)]` holds
     seed -> item -> score. Effects are on the metric's scale; the interaction is the difference of differences."""
     keys = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    mats = []
-    for k in keys:
-        mats.append(cells[k])
+    mats = [cells[k] for k in keys]
     seeds = sorted(set.intersection(*(set(m) for m in mats)))
     items = sorted(set.intersection(*(set(m[s]) for m in mats for s in seeds)))
     Y = np.array([[[np.nan if m[s][i] is None else m[s][i] for i in items] for s in seeds] for m in mats])
     rng = np.random.default_rng(seed)
 
-    def effects(y):  # y: (4, seeds, items) -> (main1, main2, interaction)
-        c = np.nanmean(y, axis=(1, 2))
-        y00, y01, y10, y11 = c
-        return np.array([((y10 - y00) + (y11 - y01)) / 2, ((y01 - y00) + (y11 - y10)) / 2, (y11 - y10) - (y01 - y00)])
+    def effects(cell_means):  # (4, …) cell means -> (3, …): main effect 1, main effect 2, interaction
+        y00, y01, y10, y11 = cell_means
+        return np.stack([((y10 - y00) + (y11 - y01)) / 2, ((y01 - y00) + (y11 - y10)) / 2,
+                         (y11 - y10) - (y01 - y00)])
 
-    point = effects(Y)
+    point = effects(np.nanmean(Y, axis=(1, 2)))
     n_s, n_i = len(seeds), len(items)
     s, i = _resample_indices(rng, n_s, n_i, n_boot)
-    c = _nanmean_last2(Y[:, s, i])  # (4, n_boot): each cell's mean in each resample
-    y00, y01, y10, y11 = c
-    boots = np.stack([((y10 - y00) + (y11 - y01)) / 2, ((y01 - y00) + (y11 - y10)) / 2,
-                      (y11 - y10) - (y01 - y00)], axis=1)
+    boots = effects(_nanmean_last2(Y[:, s, i])).T  # (n_boot, 3)
     out = []
     for j, name in enumerate(("main effect 1", "main effect 2", "interaction")):
         lo, hi = _ci(boots[:, j])
