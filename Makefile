@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 
 # The quick Phase 14D study on the embedded SmolLM2-135M (4 arms + data arm + base, 2 seeds), then its
 # comparison. Finished runs are kept: re-running continues where it stopped.
+RESULTS ?= results
+EXPORTS ?= exports
 demo: $(STAMP)
-	$(BIN)/ada-slm study run phase14d --scale quick --no-report
-	$(BIN)/ada-slm study report phase14d --scale quick
+	$(BIN)/ada-slm study run phase14d --scale quick --no-report --results $(RESULTS) --exports $(EXPORTS)
+	$(BIN)/ada-slm study report phase14d --scale quick --results $(RESULTS) --exports $(EXPORTS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

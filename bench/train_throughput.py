@@ -34,6 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LR, WARMUP_RATIO, R, ALPHA, DROPOUT = 2e-4, 0.1, 32, 64, 0.05
+ARM_SEQUENCES = 5400  # one Phase 14D seed arm: 2,000 examples, 10 % held out, 3 epochs
 
 
 # --------------------------------------------------------------------------------------------- workers
@@ -53,7 +54,9 @@ def _score(model, tokenizer, val_set) -> float:
 
     from ada_slm.train import heldout_loss
 
-    return heldout_loss(model, val_set, tokenizer.pad_token_id, torch.device("cpu"), None, 4)
+    device = next(model.parameters()).device
+    autocast = torch.bfloat16 if device.type == "cuda" else None
+    return heldout_loss(model, val_set, tokenizer.pad_token_id, device, autocast, 4)
 
 
 def _peft_config():
@@ -168,7 +171,10 @@ def main():
     unknown = [n for n in names if n not in LABELS]
     if unknown:
         ap.error(f"--only: unknown trainer(s) {', '.join(unknown)}; choose from {', '.join(LABELS)}")
-    peak = matmul_gflops(__import__("torch").float32, seconds=1.0)
+    import torch
+
+    peak_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32  # what each trains in by default
+    peak = matmul_gflops(peak_dtype, seconds=1.0, device="cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="ada-bench-") as tmp:
         work = Path(tmp)
         corpus = build_corpus(args.sequences + args.val + 64, "pure", seed=7, val_fraction=0.1)
@@ -193,15 +199,18 @@ def main():
     print(f"\nbase {args.base}, {args.sequences} sequences × 1 epoch = {any_r['steps']} steps of "
           f"{args.micro} micro × {args.accum} accum = {args.micro * args.accum} sequences, max_length "
           f"{args.max_length}, LoRA r{R}/α{ALPHA} all-linear; {any_r['tokens']} tokens "
-          f"({any_r['target_tokens']} answer tokens); fp32 matmul peak {peak:.1f} GFLOP/s")
-    head = f"{'trainer':<30}{'wall s':>9}{'tok/s':>9}{'answer tok/s':>14}{'MFU':>7}{'peak RSS MB':>13}{'held-out loss':>15}"
+          f"({any_r['target_tokens']} answer tokens); {str(peak_dtype).split('.')[-1]} matmul peak {peak:.1f} GFLOP/s; "
+          f"'arm est.' = one Phase 14D seed arm, {ARM_SEQUENCES} sequences (2k × 0.9 train × 3 epochs)")
+    head = (f"{'trainer':<30}{'wall s':>9}{'tok/s':>9}{'answer tok/s':>14}{'MFU':>7}{'peak RSS MB':>13}"
+            f"{'held-out loss':>15}{'arm est.':>10}")
     print(head)
     print("-" * len(head))
     for name, r in results.items():
         tps = r["tokens"] / r["wall_s"]
         mfu = 4 * r["non_embedding_params"] * tps / (peak * 1e9)
         print(f"{LABELS[name]:<30}{r['wall_s']:>9.1f}{tps:>9.1f}{r['target_tokens'] / r['wall_s']:>14.1f}"
-              f"{mfu:>7.1%}{r['peak_rss_mb']:>13.0f}{r['heldout_loss']:>15.4f}")
+              f"{mfu:>7.1%}{r['peak_rss_mb']:>13.0f}{r['heldout_loss']:>15.4f}"
+              f"{ARM_SEQUENCES * r['wall_s'] / args.sequences / 60:>8.1f} m")
     if "ours" in results:
         ours = results["ours"]
         for name, r in results.items():

@@ -159,3 +159,47 @@ def test_second_runner_is_locked_out(tmp_path):
         p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "results"),
                                   "--exports", str(tmp_path / "exports")], capture_output=True, text=True)
     assert p.returncode == 1 and "another `ada-slm study run`" in p.stderr
+
+
+def test_ray_executor_gives_the_records_of_the_local_executor(finished_study, tmp_path):
+    """tiny-2arm's r8 and r16-b1 arms × 2 seeds as Ray tasks on a local Ray instance (with TensorBoard
+    tracking on): the same losses, outputs and metrics as the local executor's runs."""
+    local_root, _, _, _ = finished_study
+    results = tmp_path / "results"
+    p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--only", "r8,r16-b1",
+                              "--executor", "ray", "--track", "tensorboard", "--no-report",
+                              "--results", str(results), "--exports", str(tmp_path / "exports")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    ray_records = _records(results / "tiny2")
+    local_records = _records(local_root)
+    assert sorted(ray_records) == ["r16-b1/seed0", "r16-b1/seed1", "r8/seed0", "r8/seed1"]
+    for key, rec in ray_records.items():
+        ref = local_records[key]
+        assert rec["status"]["state"] == "complete"
+        assert rec["train"]["final_adapter_sha256"] == ref["train"]["final_adapter_sha256"], key
+        assert [s["loss"] for s in rec["train"]["steps"]] == [s["loss"] for s in ref["train"]["steps"]]
+        assert rec["eval"]["metrics"] == ref["eval"]["metrics"], key
+        outputs = [json.loads(line)["output"] for line in (results / "tiny2" / key / "eval.jsonl").open()]
+        assert outputs == [json.loads(line)["output"] for line in (local_root / key / "eval.jsonl").open()]
+    # TensorBoard scalars were written by the Ray workers, one event per training step
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(results / "tiny2" / "r8" / "seed0" / "tensorboard"))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    assert losses == pytest.approx([s["loss"] for s in ray_records["r8/seed0"]["train"]["steps"]], rel=1e-6)
+    assert [e.step for e in acc.Scalars("val/loss")] == [3]
+    assert "eval/agl_awareness" in acc.Tags()["scalars"]
+    # a second Ray run finds everything done and redoes nothing
+    again = subprocess.run(p.args, capture_output=True, text=True)
+    assert again.returncode == 0 and "done 4, failed 0, pending 0" in again.stdout
+
+
+def test_ray_and_tracking_options_are_checked(tmp_path):
+    base = CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "r")]
+    for extra, message in ((["--executor", "slurm"], "--executor slurm: choose local or ray"),
+                           (["--address", "auto"], "need --executor ray"),
+                           (["--track", "wandb"], "--track wandb: choose mlflow or tensorboard")):
+        p = subprocess.run(base + extra, capture_output=True, text=True)
+        assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr

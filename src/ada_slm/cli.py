@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
@@ -170,6 +171,11 @@ def data_show(
 
 
 # ------------------------------------------------------------------------------------------------ train
+def check_track(track: str | None) -> None:
+    if track is not None and track not in ("mlflow", "tensorboard"):
+        raise UserError(f"--track {track}: choose mlflow or tensorboard")
+
+
 @app.command("train", context_settings={"allow_extra_args": False})
 @user_errors
 def train_cmd(
@@ -178,8 +184,13 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
     merge: bool = typer.Option(False, "--merge", help="Also write a merged model next to the adapter."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or config dump (for subprocesses)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Mirror the run to 'mlflow' or 'tensorboard' "
+                                        "(scalars under <out_dir>/tensorboard)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+                                               "sqlite:///<out_dir>/../mlflow.db)."),
 ):
     """Train one LoRA adapter; writes <out_dir>/record.json and the PEFT adapter."""
+    from ada_slm import tracking
     from ada_slm.config import load_config
     from ada_slm.train import run
 
@@ -191,7 +202,19 @@ def train_cmd(
     if bad:
         raise UserError(f"unexpected argument {bad[0]!r}: give one CONFIG.yaml first, then key.sub=value overrides")
     cfg = load_config(config_path, args)
-    record = run(cfg, resume=resume, quiet=quiet, merge=merge, console=console if not quiet else None)
+    tracker = None
+    if track:
+        check_track(track)
+        out_dir = Path(cfg.out_dir)
+        tracker = tracking.open_tracker(tracking.Tracking(
+            kind=track, uri=tracking_uri or tracking.default_uri(out_dir.parent), run_name=out_dir.name), out_dir)
+    record = {"status": {"state": "interrupted"}}
+    try:
+        record = run(cfg, resume=resume, quiet=quiet, merge=merge, console=console if not quiet else None,
+                     tracker=tracker)
+    finally:
+        if tracker:
+            tracker.end(record["status"]["state"])
     if record["status"]["state"] != "complete":
         raise typer.Exit(2)
 
@@ -236,7 +259,22 @@ def side_by_side_table(summary: dict, title: str) -> Table:
     return table
 
 
-@app.command("eval")
+class _EvalGroup(TyperGroup):
+    """`ada-slm eval [RUN_DIR] [OPTIONS]` scores a model (the `run` subcommand, implied);
+    `ada-slm eval export-lm-eval DIR` writes the suite as an lm-evaluation-harness task."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(cls=_EvalGroup, no_args_is_help=True, help="Score models on an eval suite (`ada-slm eval "
+                       "[RUN_DIR] [OPTIONS]`, see `ada-slm eval run --help`), or export the suite to lm-eval.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("run")
 @user_errors
 def eval_cmd(
     run_dir: Optional[Path] = typer.Argument(None, help="A finished training run: evaluate its adapter and write "
@@ -336,6 +374,26 @@ def _pick_model(base, adapter, run, study, arm, seed, scale, results, exports):
         err_console.print(f"{arm}: seed {s}, adapter {a}", highlight=False)
         return b, a
     return base, str(adapter) if adapter else None
+
+
+@eval_app.command("export-lm-eval")
+@user_errors
+def eval_export_lm_eval(
+    out_dir: Path = typer.Argument(..., help="Folder to write (<task>.yaml, <task>.jsonl, utils.py)."),
+    suite: str = typer.Option("multilang", "--suite", help="Suite name (suites/NAME.yaml here or shipped) or file."),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer (as in "
+                                       "`ada-slm eval`)."),
+    task: Optional[str] = typer.Option(None, "--task", help="lm-eval task name (default: agl_<suite name>)."),
+):
+    """Write an lm-evaluation-harness task folder scored by ada-slm's metrics."""
+    from ada_slm.lm_eval_export import export
+
+    if max_new_tokens <= 0:
+        raise UserError("--max-new-tokens must be positive")
+    path = export(out_dir, suite, max_new_tokens, task)
+    name = path.stem
+    console.print(f"wrote {path}; run it with:\n  lm_eval --model hf --model_args pretrained=MODEL_DIR,"
+                  f"peft=ADAPTER_DIR --include_path {out_dir} --tasks {name} --apply_chat_template", highlight=False)
 
 
 @app.command("chat")
@@ -530,22 +588,57 @@ def study_run(
     results: Path = _results_opt,
     exports: Path = _exports_opt,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the runs are done."),
+    executor: str = typer.Option("local", "--executor", help="local: one run after another on this machine; "
+                                 "ray: every run a Ray task (results and exports on storage all nodes share)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: 'auto' or ray://host:10001; "
+                                          "default: start a local Ray instance."),
+    cpus_per_run: Optional[float] = typer.Option(None, "--cpus-per-run", help="Ray: CPUs per run (default: one "
+                                                 "node's CPUs, so CPU runs don't share cores)."),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per run (default: 1 "
+                                                 "when the cluster has GPUs, else 0)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Mirror runs to 'mlflow' (nested study → arm → "
+                                        "seed runs) or 'tensorboard' (scalars under each run directory)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+                                               "sqlite:///<results>/mlflow.db)."),
 ):
     """Run every unfinished (arm, seed) in its own process; finished runs are skipped, so re-running resumes."""
-    from ada_slm.study import run_study, validate_models
+    from ada_slm import tracking
+    from ada_slm.study import LocalExecutor, RayExecutor, run_study, validate_models
 
+    check_track(track)
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor {executor}: choose local or ray")
+    if executor == "local" and (address or cpus_per_run or gpus_per_run is not None):
+        raise UserError("--address/--cpus-per-run/--gpus-per-run need --executor ray")
     study, specs, path = _study_specs(file, scale, only, seeds, results, exports)
     validate_models(specs)
+    runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor()
+    study_runs, tracking_for = None, None
+    if track == "mlflow":
+        study_runs = tracking.StudyRuns(tracking_uri or tracking.default_uri(results), study.name, scale or "default",
+                                        sorted({s.arm for s in specs}),
+                                        {"study_file": str(path), "scale": scale or "default",
+                                         "seeds": sorted({s.seed for s in specs})})
+        tracking_for = lambda s: study_runs.spec_for(s.arm, s.seed, s.key)  # noqa: E731
+    elif track == "tensorboard":
+        tracking_for = lambda s: tracking.Tracking(kind="tensorboard", run_name=s.key)  # noqa: E731
     start = time.perf_counter()
+    counts = {"failed": 1}
     try:
-        counts = run_study(study, specs, console, results)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: finished runs are kept; run the same command again to continue")
-        raise typer.Exit(130)
-    console.print(f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
-                  f"in {time.perf_counter() - start:.0f}s")
-    if report:
-        _write_report(study, specs, scale, results)
+        try:
+            counts = run_study(study, specs, console, results, executor=runner, tracking_for=tracking_for)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished runs are kept; run the same command again to continue")
+            raise typer.Exit(130)
+        console.print(f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
+                      f"in {time.perf_counter() - start:.0f}s")
+        if report:
+            md = _write_report(study, specs, scale, results)
+            if study_runs:
+                study_runs.log_report([md, md.with_suffix(".html"), *sorted(md.parent.glob("*.png"))])
+    finally:
+        if study_runs:
+            study_runs.end(failed=bool(counts["failed"]))
     if counts["failed"]:
         raise typer.Exit(2)
 

@@ -226,6 +226,7 @@ def state_of(spec: RunSpec) -> str:
 # ------------------------------------------------------------------------------------------ one run
 def execute_run(run_dir: Path) -> int:
     """Train (unless base) and evaluate one run described by <run_dir>/spec.json. Runs in its own process."""
+    from ada_slm import tracking
     from ada_slm.config import TrainConfig
     from ada_slm.evaluate import GenerationSettings, evaluate
     from ada_slm.train import run as train_run
@@ -233,44 +234,148 @@ def execute_run(run_dir: Path) -> int:
     spec = json.loads((run_dir / "spec.json").read_text())
     settings = GenerationSettings(batch_size=spec["eval"]["batch_size"], max_new_tokens=spec["eval"]["max_new_tokens"])
     record_path = run_dir / "record.json"
-    if spec["train"] is None:
-        record = {"config": {"base": spec["base"], "arm": BASE_ARM}, "status": {"state": "running"},
-                  "train": None, "eval": None, "meta": {"seed": spec["seed"]}}
-        adapter = None
-        loaded = None
-    else:
-        loaded = None
-        cfg = TrainConfig.model_validate(spec["train"])
-        existing = json.loads(record_path.read_text()) if record_path.is_file() else None
-        if existing and existing.get("status", {}).get("state") == "complete":
-            record = existing  # trained already; only the evaluation is missing
+    track = tracking.Tracking.model_validate(spec["tracking"]) if spec.get("tracking") else None
+    tracker = tracking.open_tracker(track, run_dir)
+    record = {"status": {"state": "interrupted"}}
+    try:
+        if spec["train"] is None:
+            record = {"config": {"base": spec["base"], "arm": BASE_ARM}, "status": {"state": "running"},
+                      "train": None, "eval": None, "meta": {"seed": spec["seed"]}}
+            adapter = None
+            loaded = None
+            if tracker:
+                tracker.params({"base": spec["base"], "arm": BASE_ARM, "adapter": "none"})
         else:
-            if existing and existing.get("status", {}).get("state") == "failed":
-                record_path.unlink()  # a failed run starts over
-                (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-            record, model, tokenizer = train_run(cfg, resume=(run_dir / "checkpoint.pt").is_file(), quiet=True,
-                                                 return_model=True)
-            if record["status"]["state"] != "complete":
-                return 2
-            # evaluate the weights just trained (the same ones saved as the adapter) without reloading them
-            loaded = (model.merge_and_unload(), tokenizer)
-        adapter = record["train"]["adapter_dir"]
-    summary = evaluate(spec["base"], adapter, spec["eval"]["suite"], settings, run_dir, limit=spec["eval"]["limit"],
-                       model_and_tokenizer=loaded)
-    record["eval"] = summary
-    record["status"] = {"state": "complete", "reason": None}
-    record.setdefault("meta", {})["arm"] = spec["arm"]
-    write_json(record_path, record)
-    return 0
+            loaded = None
+            cfg = TrainConfig.model_validate(spec["train"])
+            existing = json.loads(record_path.read_text()) if record_path.is_file() else None
+            if existing and existing.get("status", {}).get("state") == "complete":
+                record = existing  # trained already; only the evaluation is missing
+            else:
+                if existing and existing.get("status", {}).get("state") == "failed":
+                    record_path.unlink()  # a failed run starts over
+                    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+                record, model, tokenizer = train_run(cfg, resume=(run_dir / "checkpoint.pt").is_file(), quiet=True,
+                                                     return_model=True, tracker=tracker)
+                if record["status"]["state"] != "complete":
+                    return 2
+                # evaluate the weights just trained (the same ones saved as the adapter) without reloading them
+                loaded = (model.merge_and_unload(), tokenizer)
+            adapter = record["train"]["adapter_dir"]
+        summary = evaluate(spec["base"], adapter, spec["eval"]["suite"], settings, run_dir,
+                           limit=spec["eval"]["limit"], model_and_tokenizer=loaded)
+        record["eval"] = summary
+        record["status"] = {"state": "complete", "reason": None}
+        record.setdefault("meta", {})["arm"] = spec["arm"]
+        write_json(record_path, record)
+        if tracker:
+            last_step = len(record["train"]["steps"]) if record.get("train") else 0
+            tracker.metrics(last_step, tracking.eval_metrics(summary))
+        return 0
+    finally:
+        if tracker:
+            tracker.end(record.get("status", {}).get("state", "failed"))
+
+
+# ------------------------------------------------------------------------------------------ executors
+def _exec_command(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "ada_slm.cli", "study", "exec", str(run_dir)]
+
+
+def run_in_subprocess(run_dir: str, cwd: str | None = None) -> tuple[int, str, float]:
+    """(exit code, stderr tail, seconds) of `ada-slm study exec RUN_DIR` in a fresh process. This is the body
+    of a Ray task too: the run's own process keeps its memory and threads apart from the worker's."""
+    start = time.perf_counter()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run(_exec_command(Path(run_dir)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, env=env, cwd=cwd if cwd and Path(cwd).is_dir() else None)
+    return proc.returncode, proc.stderr[-4000:], time.perf_counter() - start
+
+
+class LocalExecutor:
+    """One run at a time on this machine, each in its own process (Ctrl-C interrupts the running one)."""
+
+    def run(self, specs: list[RunSpec], started, finished) -> None:
+        for s in specs:
+            started(s)
+            start = time.perf_counter()
+            proc = subprocess.Popen(_exec_command(s.run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            try:
+                _, err = proc.communicate()
+            except KeyboardInterrupt:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                raise
+            finished(s, proc.returncode, err, time.perf_counter() - start)
+
+
+class RayExecutor:
+    """Every run is a Ray task (the same `study exec` process, started on whichever node Ray picks). Results
+    go to the same results directory, so the cluster's nodes must share that storage and have ada-slm
+    installed. Without an address a local Ray instance is started (and stopped at the end)."""
+
+    def __init__(self, address: str | None = None, cpus_per_run: float | None = None,
+                 gpus_per_run: float | None = None):
+        self.address, self.cpus_per_run, self.gpus_per_run = address, cpus_per_run, gpus_per_run
+
+    def run(self, specs: list[RunSpec], started, finished) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--executor ray needs Ray: pip install 'ray>=2.9'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                raise UserError(f"--address {self.address}: cannot connect to Ray ({str(e).splitlines()[0]})") \
+                    from None
+        try:
+            total = ray.cluster_resources()
+            # A run trains on CUDA whenever it sees a GPU: ask for one where the cluster has them, else for a
+            # node's CPUs (Ray sets OMP_NUM_THREADS to num_cpus, so torch uses exactly those cores).
+            gpus = self.gpus_per_run if self.gpus_per_run is not None else (1 if total.get("GPU", 0) >= 1 else 0)
+            cpus = self.cpus_per_run or max(1, int(max((n["Resources"].get("CPU", 1) for n in ray.nodes()
+                                                        if n.get("Alive")), default=1)))
+            task = ray.remote(run_in_subprocess).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+            cwd = str(Path.cwd())
+            pending = {}
+            for s in specs:
+                started(s)
+                pending[task.remote(str(s.run_dir.resolve()), cwd)] = s
+            try:
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    s = pending.pop(ready[0])
+                    try:
+                        code, err, seconds = ray.get(ready[0])
+                    except ray.exceptions.RayError as e:  # the worker or its node died
+                        code, err, seconds = 1, f"Ray task failed: {str(e).splitlines()[0]}", 0.0
+                    finished(s, code, err, seconds)
+            except KeyboardInterrupt:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                raise
+        finally:
+            if started_here:
+                ray.shutdown()
 
 
 # ------------------------------------------------------------------------------------------ the runner
-def run_study(study: Study, specs: list[RunSpec], console, results_root: str | Path = "results") -> dict:
-    """Run every incomplete spec in its own subprocess; returns counts. Holds results/<study>/.lock."""
+def run_study(study: Study, specs: list[RunSpec], console, results_root: str | Path = "results",
+              executor=None, tracking_for=None) -> dict:
+    """Run every incomplete spec in its own process (locally, or as Ray tasks); returns counts.
+    `tracking_for(spec)` gives each run its `tracking.Tracking` (or None). Holds results/<study>/.lock."""
     from filelock import FileLock, Timeout
     from rich.live import Live
     from rich.table import Table
 
+    executor = executor or LocalExecutor()
     root = Path(results_root) / study.name
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(root / ".lock"))
@@ -308,42 +413,23 @@ def run_study(study: Study, specs: list[RunSpec], console, results_root: str | P
             pass
 
     done_count = [0]
-    to_run = sum(1 for v in states.values() if v != "done")
-
-    def note(spec: RunSpec, seconds: float):
-        if not console.is_terminal:
-            done_count[0] += 1
-            reason = f": {failures[spec.key]}" if spec.key in failures else ""
-            console.print(f"[{done_count[0]}/{to_run}] {spec.key} {states[spec.key]} in {seconds:.0f}s{reason}",
-                          highlight=False, markup=False)
-
+    todo = [s for s in specs if states[s.key] != "done"]
     live_display = Live(table(), console=console, refresh_per_second=2, transient=False) if console.is_terminal \
         else _Lines()
     try:
         with live_display as live:
-            for s in specs:
-                if states[s.key] == "done":
-                    continue
+            def started(s: RunSpec) -> None:
                 states[s.key] = "running"
                 live.update(table())
                 s.run_dir.mkdir(parents=True, exist_ok=True)
+                track = tracking_for(s) if tracking_for else None
+                spec_tracking = track.model_dump() if track else None
                 write_json(s.run_dir / "spec.json", {"arm": s.arm, "seed": s.seed, "base": s.base,
-                                                     "train": s.train, "eval": s.eval})
-                start = time.perf_counter()
-                env = dict(os.environ, PYTHONUNBUFFERED="1")
-                proc = subprocess.Popen([sys.executable, "-m", "ada_slm.cli", "study", "exec", str(s.run_dir)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-                try:
-                    _, err = proc.communicate()
-                except KeyboardInterrupt:
-                    proc.send_signal(signal.SIGINT)
-                    try:
-                        proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                    raise
-                durations.append(time.perf_counter() - start)
-                if proc.returncode == 0:
+                                                     "train": s.train, "eval": s.eval, "tracking": spec_tracking})
+
+            def finished(s: RunSpec, code: int, err: str, seconds: float) -> None:
+                durations.append(seconds)
+                if code == 0:
                     states[s.key] = "done"
                 else:
                     states[s.key] = "failed"
@@ -354,7 +440,13 @@ def run_study(study: Study, specs: list[RunSpec], console, results_root: str | P
                         write_json(s.run_dir / "record.json", {**rec, "status": {"state": "failed",
                                                                               "reason": reason}})
                 live.update(table())
-                note(s, durations[-1])
+                if not console.is_terminal:
+                    done_count[0] += 1
+                    why = f": {failures[s.key]}" if s.key in failures else ""
+                    console.print(f"[{done_count[0]}/{len(todo)}] {s.key} {states[s.key]} in {seconds:.0f}s{why}",
+                                  highlight=False, markup=False)
+
+            executor.run(todo, started, finished)
     finally:
         lock.release()
     return {k: sum(1 for v in states.values() if v == k) for k in ("done", "failed", "pending")}

@@ -248,9 +248,10 @@ def _config_fingerprint(cfg: TrainConfig) -> str:
 
 # ------------------------------------------------------------------------------------------------ the run
 def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None,
-        return_model: bool = False):
+        return_model: bool = False, tracker=None):
     """Train one adapter. Returns the run record (also written to <out_dir>/record.json); with
-    `return_model`, (record, trained PEFT model, tokenizer) so a study can evaluate without reloading."""
+    `return_model`, (record, trained PEFT model, tokenizer) so a study can evaluate without reloading.
+    `tracker` (tracking.open_tracker) mirrors the config, every step and the adapter; the caller ends it."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import PeftModel, get_peft_model, set_peft_model_state_dict
     from rich.console import Console
@@ -362,6 +363,8 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
         record["meta"]["resumed_from_step"] = start_step
         console.print(f"resuming at step {start_step}/{total_steps}")
     write_json(record_path, record)
+    if tracker:
+        tracker.params(record["config"])
 
     def save_checkpoint(step: int, wall: float) -> None:
         from peft import get_peft_model_state_dict
@@ -413,12 +416,18 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
                          "tokens_per_s": n_tokens / dt, "target_tokens_per_s": n_target / dt}
                 record["train"]["steps"].append(entry)
                 done = step + 1
+                if tracker:
+                    tracker.metrics(done, {"train/loss": loss, "train/grad_norm": grad_norm, "train/lr": lr,
+                                           "train/tokens_per_s": entry["tokens_per_s"],
+                                           "train/target_tokens_per_s": entry["target_tokens_per_s"]})
                 if done % cfg.val_every == 0 or done == total_steps:
                     val = heldout_loss(model, val_set, pad_id, device, autocast_dtype, cfg.batch.micro)
                     if val is not None:
                         if not math.isfinite(val):
                             return fail(f"non-finite held-out loss at step {done}")
                         record["train"]["val"].append({"step": done, "loss": val})
+                        if tracker:
+                            tracker.metrics(done, {"val/loss": val})
                 info = f"loss {loss:.4f}  {n_tokens / dt:,.0f} tok/s"
                 if record["train"]["val"]:
                     info += f"  val {record['train']['val'][-1]['loss']:.4f}"
@@ -468,6 +477,9 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
     record["status"] = {"state": "complete", "reason": None}
     write_json(record_path, record)
     ckpt_path.unlink(missing_ok=True)
+    if tracker:
+        tracker.metrics(len(steps), {"train/peak_rss_mb": record["train"]["peak_rss_mb"], "train/wall_s": wall})
+        tracker.artifacts(adapter_dir, "adapter")
     console.print(f"done: {len(steps)} steps in {wall:.1f}s, final loss {steps[-1]['loss']:.4f}"
                   + (f", held-out {record['train']['final_val_loss']:.4f}" if record["train"]["val"] else "")
                   + f", adapter → {adapter_dir}")

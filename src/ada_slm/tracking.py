@@ -1,0 +1,212 @@
+"""Experiment tracking: MLflow (nested runs study → arm → seed) or TensorBoard (scalars per step).
+
+The run record (record.json) stays the source of truth; a tracker mirrors it live for people who watch their
+experiments in MLflow or TensorBoard. Each training process opens its own tracker from a `Tracking` spec,
+so the same code serves `ada-slm train`, the local study executor and Ray workers.
+
+MLflow: a SQLite file store (`sqlite:///<results>/mlflow.db`, artifacts beside it) unless `--tracking-uri`
+names a server or another store. MLflow 3 refuses its old `./mlruns` directory store, hence SQLite. The
+study is one MLflow run, each arm a child of it, each seed a child of its arm; reruns of a study find their
+runs again by tags instead of making new ones.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ada_slm.errors import UserError
+
+EXPERIMENT_PREFIX = "ada-slm"
+TAG_LEVEL, TAG_STUDY, TAG_SCALE, TAG_ARM, TAG_KEY = ("ada_slm.level", "ada_slm.study", "ada_slm.scale",
+                                                      "ada_slm.arm", "ada_slm.run_key")
+
+
+class Tracking(BaseModel):
+    """Where one run reports to (stored in a study run's spec.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["mlflow", "tensorboard"]
+    uri: Optional[str] = Field(None, description="MLflow tracking URI (default: SQLite file under results/).")
+    experiment: Optional[str] = Field(None, description="MLflow experiment name.")
+    parent_run_id: Optional[str] = Field(None, description="MLflow run this run is a child of (its arm).")
+    run_name: Optional[str] = Field(None, description="Display name of the run.")
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+def default_uri(results_root: str | Path) -> str:
+    return f"sqlite:///{(Path(results_root) / 'mlflow.db').resolve()}"
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config → {'lora.r': '32', …} (MLflow params are flat strings)."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = str(value)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ mlflow
+def mlflow_client(uri: str):
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise UserError("--track mlflow needs MLflow: pip install mlflow") from None
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its SQLite migrations log at INFO on first use
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(client, name: str, uri: str) -> str:
+    """The experiment `name`, created on first use with its artifacts next to a SQLite store."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = str(Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / name.replace("/", "_"))
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created by a concurrent process in the meantime
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def find_or_create_run(client, exp_id: str, tags: dict[str, str], run_name: str) -> str:
+    """The run carrying exactly these ada_slm tags (reopened), or a new one."""
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items() if k.startswith("ada_slm."))
+    found = client.search_runs([exp_id], filter_string=query, max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    return client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+
+
+class MlflowTracker:
+    """One seed run (or a single `ada-slm train` run) in MLflow."""
+
+    def __init__(self, spec: Tracking, run_dir: Path):
+        self.client = mlflow_client(spec.uri)
+        exp = experiment_id(self.client, spec.experiment or EXPERIMENT_PREFIX, spec.uri)
+        tags = dict(spec.tags)
+        if spec.parent_run_id:
+            tags["mlflow.parentRunId"] = spec.parent_run_id
+        id_file = run_dir / "mlflow_run_id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else None
+        if run_id:  # a resumed run continues its MLflow run
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run_id = self.client.create_run(exp, run_name=spec.run_name or run_dir.name, tags=tags).info.run_id
+            run_dir.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(run_id + "\n")
+        self.run_id = run_id
+
+    def params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params
+        new = [Param(k, v[:6000]) for k, v in flatten(params).items() if k not in existing]
+        for i in range(0, len(new), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=new[i : i + 100])
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def artifacts(self, directory: Path, name: str) -> None:
+        self.client.log_artifacts(self.run_id, str(directory), name)
+
+    def end(self, state: str) -> None:
+        status = {"complete": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}.get(state, "FAILED")
+        self.client.set_terminated(self.run_id, status)
+
+
+# ------------------------------------------------------------------------------------------- tensorboard
+class TensorboardTracker:
+    """Scalars per step in <run_dir>/tensorboard (`tensorboard --logdir results/<study>` shows every run)."""
+
+    def __init__(self, spec: Tracking, run_dir: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("--track tensorboard needs TensorBoard: pip install tensorboard") from None
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def params(self, params: dict) -> None:
+        text = "\n".join(f"    {k}: {v}" for k, v in flatten(params).items())
+        self.writer.add_text("config", text)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        for key, value in values.items():
+            if value is not None:
+                self.writer.add_scalar(key, float(value), step)
+        self.writer.flush()
+
+    def artifacts(self, directory: Path, name: str) -> None:
+        pass  # the adapter already lies in the run's own directory tree
+
+    def end(self, state: str) -> None:
+        self.writer.close()
+
+
+def open_tracker(spec: Tracking | None, run_dir: Path):
+    """A tracker for one run, or None when not tracking."""
+    if spec is None:
+        return None
+    return MlflowTracker(spec, run_dir) if spec.kind == "mlflow" else TensorboardTracker(spec, run_dir)
+
+
+def eval_metrics(summary: dict) -> dict[str, float]:
+    """Final evaluation numbers of an eval summary as flat metrics: eval/<metric> (suite means)."""
+    out = {}
+    for name, stats in (summary.get("metrics") or {}).items():
+        if isinstance(stats, dict) and stats.get("mean") is not None:
+            out[f"eval/{name}"] = stats["mean"]
+    if summary.get("perplexity") is not None:
+        out["eval/perplexity"] = summary["perplexity"]
+    return out
+
+
+# ------------------------------------------------------------------------------------ study parent runs
+class StudyRuns:
+    """The study's MLflow run and one child run per arm, created (or found again) by the study driver."""
+
+    def __init__(self, uri: str, study: str, scale: str, arms: list[str], params: dict):
+        self.uri, self.client = uri, mlflow_client(uri)
+        self.experiment = f"{EXPERIMENT_PREFIX}/{study}"
+        exp = experiment_id(self.client, self.experiment, uri)
+        base = {TAG_STUDY: study, TAG_SCALE: scale}
+        self.study_run = find_or_create_run(self.client, exp, {**base, TAG_LEVEL: "study"}, f"{study} ({scale})")
+        existing = self.client.get_run(self.study_run).data.params
+        for k, v in flatten(params).items():
+            if k not in existing:
+                self.client.log_param(self.study_run, k, v)
+        self.arm_runs = {arm: find_or_create_run(self.client, exp, {**base, TAG_LEVEL: "arm", TAG_ARM: arm,
+                                                                    "mlflow.parentRunId": self.study_run}, arm)
+                         for arm in arms}
+
+    def spec_for(self, arm: str, seed: int, key: str) -> Tracking:
+        return Tracking(kind="mlflow", uri=self.uri, experiment=self.experiment, parent_run_id=self.arm_runs[arm],
+                        run_name=f"{arm}/seed{seed}", tags={TAG_LEVEL: "seed", TAG_ARM: arm, TAG_KEY: key})
+
+    def log_report(self, paths: list[Path]) -> None:
+        for p in paths:
+            self.client.log_artifact(self.study_run, str(p), "report")
+
+    def end(self, failed: bool) -> None:
+        status = "FAILED" if failed else "FINISHED"
+        for run_id in self.arm_runs.values():
+            self.client.set_terminated(run_id, status)
+        self.client.set_terminated(self.study_run, status)
