@@ -152,7 +152,7 @@ def main():
     ap.add_argument("--micro", type=int, default=4)
     ap.add_argument("--accum", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--only", default="plain,trl,trl-fp32,ours", help="comma-separated subset of " + ",".join(LABELS))
+    ap.add_argument("--only", default="ours,trl-fp32,plain,trl", help="comma-separated subset of " + ",".join(LABELS))
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()

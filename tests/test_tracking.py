@@ -46,8 +46,8 @@ def test_study_tracked_in_mlflow_as_nested_runs(tmp_path):
         assert row["metrics.eval/agl_awareness"] == pytest.approx(record["eval"]["metrics"]["agl_awareness"]["mean"])
         client = mlflow.tracking.MlflowClient(uri)
         history = client.get_metric_history(row["run_id"], "train/loss")
-        assert [(m.step, m.value) for m in history] == pytest.approx(
-            [(s["step"], s["loss"]) for s in record["train"]["steps"]])
+        assert [m.step for m in history] == [s["step"] for s in record["train"]["steps"]]
+        assert [m.value for m in history] == pytest.approx([s["loss"] for s in record["train"]["steps"]])
         assert [m.value for m in client.get_metric_history(row["run_id"], "val/loss")] == pytest.approx(
             [v["loss"] for v in record["train"]["val"]])
         adapter_files = {a.path for a in client.list_artifacts(row["run_id"], "adapter")}
@@ -72,7 +72,7 @@ def test_train_tracked_in_tensorboard(tmp_path):
     record = json.loads((out / "record.json").read_text())
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
-    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == pytest.approx(
-        [(s["step"], s["loss"]) for s in record["train"]["steps"]])
+    assert [e.step for e in acc.Scalars("train/loss")] == [s["step"] for s in record["train"]["steps"]]
+    assert [e.value for e in acc.Scalars("train/loss")] == pytest.approx([s["loss"] for s in record["train"]["steps"]])
     assert [e.step for e in acc.Scalars("val/loss")] == [2, 3]
     assert {"train/lr", "train/grad_norm", "train/tokens_per_s"} <= set(acc.Tags()["scalars"])
