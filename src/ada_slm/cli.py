@@ -730,21 +730,10 @@ def study_audit(file: str = typer.Argument("phase14d-reported", help="A table of
 
 @study_app.command("exec", hidden=True)
 def study_exec(run_dir: Path = typer.Argument(...)):
-    """Internal: train and evaluate one run of a study (the runner starts one process per run)."""
-    from ada_slm.study import execute_run
+    """Internal: train and evaluate one run of a study (the Ray executor starts one process per run)."""
+    from ada_slm.study import exec_run
 
-    try:
-        code = execute_run(run_dir)
-    except UserError as e:
-        from ada_slm.files import write_json
-        import json
-
-        path = run_dir / "record.json"
-        rec = json.loads(path.read_text()) if path.is_file() else {}
-        write_json(path, {**rec, "status": {"state": "failed", "reason": str(e)}})
-        err_console.print(f"error: {e}")
-        raise typer.Exit(1)
-    raise typer.Exit(code)
+    raise typer.Exit(exec_run(run_dir))
 
 
 def main() -> None:
