@@ -131,6 +131,25 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
         assert abs(a - b) / b < 1e-4, (ours, plain)
 
 
+def test_auto_precision_on_cpu_follows_the_hardware_and_a_measurement(monkeypatch, tmp_path):
+    from ada_slm import train
+
+    cfg = tiny_cfg(tmp_path)
+    cpu = torch.device("cpu")
+    measure = train.bf16_speedup
+    monkeypatch.setattr(train, "cpu_flags", lambda: {"avx2", "fma"})  # emulated bf16: not even measured
+    monkeypatch.setattr(train, "bf16_speedup", lambda: pytest.fail("must not measure without native bf16"))
+    assert train.choose_precision(cfg, cpu)[:2] == ("fp32", None)
+    monkeypatch.setattr(train, "cpu_flags", lambda: {"avx512f", "amx_bf16"})
+    monkeypatch.setattr(train, "bf16_speedup", lambda: 3.1)
+    name, dtype, why = train.choose_precision(cfg, cpu)
+    assert (name, dtype, why["bf16_speedup"], why["cpu_bf16_flags"]) == ("bf16", torch.bfloat16, 3.1, ["amx_bf16"])
+    monkeypatch.setattr(train, "bf16_speedup", lambda: 0.9)  # native but measured slower: fp32
+    assert train.choose_precision(cfg, cpu)[0] == "fp32"
+    assert train.choose_precision(cfg.model_copy(update={"precision": "bf16"}), cpu)[0] == "bf16"
+    assert 0 < measure(size=64, reps=1)  # the real measurement runs
+
+
 def test_data_order_is_a_function_of_seed_and_step():
     assert step_indices(50, 16, 0, 0) == step_indices(50, 16, 0, 0)
     assert step_indices(50, 16, 0, 0) != step_indices(50, 16, 1, 0)

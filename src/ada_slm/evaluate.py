@@ -67,7 +67,7 @@ class GenerationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["greedy", "seed"] = "greedy"
     max_new_tokens: int = Field(48, gt=0)
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(32, gt=0, description="Prompts per generation batch (bench: 5.8× batch 1 at 32).")
     chat_template: bool = True
     temperature: float = Field(0.8, gt=0, description="Sampling temperature (mode seed).")
     repetition_penalty: float = Field(1.1, gt=0, description="Repetition penalty (mode seed).")
@@ -75,7 +75,7 @@ class GenerationSettings(BaseModel):
     seed: int = Field(0, description="Sampling seed (mode seed).")
 
     @classmethod
-    def seed_compatible(cls, samples: int = 1, batch_size: int = 8, seed: int = 0) -> "GenerationSettings":
+    def seed_compatible(cls, samples: int = 1, batch_size: int = 32, seed: int = 0) -> "GenerationSettings":
         return cls(mode="seed", chat_template=False, max_new_tokens=150, temperature=0.8, repetition_penalty=1.1,
                    samples=samples, batch_size=batch_size, seed=seed)
 

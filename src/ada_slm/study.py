@@ -39,7 +39,7 @@ class EvalSettings(Strict):
     """Identical for every arm of the study."""
 
     suite: str = Field("multilang", description="Suite name or file.")
-    batch_size: int = Field(8, gt=0, description="Prompts per generation batch.")
+    batch_size: int = Field(32, gt=0, description="Prompts per generation batch (outputs identical at any size).")
     max_new_tokens: int = Field(48, gt=0, description="Generation budget per answer.")
     limit: Optional[int] = Field(None, gt=0, description="Only N suite items, spread evenly over the suite.")
 
