@@ -29,7 +29,7 @@ PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src:$PWD/$DEPS/site${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TQDM_DISABLE=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi: not a GPU machine"; } | tee "$OUT/gpu.txt"
 $PY bench/matmul_peak.py --seconds 1 | tee "$OUT/matmul_peak.txt"
 MODEL=/tmp/lfm2-350m-shaped
 $PY bench/lfm2_350m_shaped.py "$MODEL" --tokenizer "$DEPS/tokenizer"

@@ -16,16 +16,7 @@ import time
 
 import torch
 
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+from ada_slm.train import cpu_flags
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0, device: str = "cpu") -> float:
