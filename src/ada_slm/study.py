@@ -377,11 +377,14 @@ class RayExecutor:
                     from None
         try:
             total = ray.cluster_resources()
-            # A run trains on CUDA whenever it sees a GPU: ask for one where the cluster has them, else for a
-            # node's CPUs (Ray sets OMP_NUM_THREADS to num_cpus, so torch uses exactly those cores).
+            # A run trains on CUDA whenever it sees a GPU: ask for one where the cluster has them, with a GPU's
+            # share of its node's CPUs; else for a whole node's CPUs (Ray sets OMP_NUM_THREADS to num_cpus, so
+            # torch uses exactly those cores and concurrent CPU runs don't fight over them).
             gpus = self.gpus_per_run if self.gpus_per_run is not None else (1 if total.get("GPU", 0) >= 1 else 0)
-            cpus = self.cpus_per_run or max(1, int(max((n["Resources"].get("CPU", 1) for n in ray.nodes()
-                                                        if n.get("Alive")), default=1)))
+            nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")] or [{"CPU": 1}]
+            node = max(nodes, key=lambda r: r.get("CPU", 1))
+            share = max(1.0, node.get("GPU", 0)) if gpus else 1.0
+            cpus = self.cpus_per_run or max(1, int(node.get("CPU", 1) // share))
             task = ray.remote(run_in_subprocess).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
             cwd = str(Path.cwd())
             pending = {}
