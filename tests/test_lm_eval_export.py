@@ -7,10 +7,18 @@ import pytest
 import yaml
 
 from ada_slm.evaluate import load_suite
-from ada_slm.lm_eval_export import export, read_results
+from ada_slm.lm_eval_export import export
 from ada_slm.metrics import METRICS, score
 
 CLI = [sys.executable, "-m", "ada_slm.cli"]
+
+
+def read_results(output_path: Path, task: str) -> dict:
+    """Metric means from an lm_eval --output_path folder (the newest results_*.json in it)."""
+    files = sorted(Path(output_path).rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
+    assert files, f"{output_path}: no lm-eval results_*.json"
+    results = json.loads(files[-1].read_text())["results"][task]
+    return {k.split(",")[0]: v for k, v in results.items() if k.endswith(",none") and "_stderr" not in k}
 
 
 def test_export_writes_a_task_folder(tmp_path):

@@ -13,7 +13,6 @@ without it lm-eval sends the raw prompt, as our `--generation seed` does.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
@@ -30,7 +29,6 @@ translation_chrf without a reference, tonight_protocol when the prompt asks for 
 so their means are over the items they apply to, as in ada-slm's own summary.
 """
 
-import json
 from pathlib import Path
 
 from ada_slm.metrics import score
@@ -92,11 +90,3 @@ def export(out_dir: str | Path, suite_name: str = "multilang", max_new_tokens: i
     atomic_write_text(path, header + yaml.dump(config, Dumper=_TaskDumper, sort_keys=False, allow_unicode=True))
     return path
 
-
-def read_results(output_path: str | Path, task: str) -> dict:
-    """Metric means from an lm_eval --output_path folder (the newest results_*.json in it)."""
-    files = sorted(Path(output_path).rglob("results_*.json"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        raise FileNotFoundError(f"{output_path}: no lm-eval results_*.json")
-    results = json.loads(files[-1].read_text())["results"][task]
-    return {k.split(",")[0]: v for k, v in results.items() if k.endswith(",none") and "_stderr" not in k}

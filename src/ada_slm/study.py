@@ -278,16 +278,12 @@ def execute_run(run_dir: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------ executors
-def _exec_command(run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "ada_slm.cli", "study", "exec", str(run_dir)]
-
-
 def run_in_subprocess(run_dir: str, cwd: str | None = None) -> tuple[int, str, float]:
     """(exit code, stderr tail, seconds) of `ada-slm study exec RUN_DIR` in a fresh process. This is the body
     of a Ray task too: the run's own process keeps its memory and threads apart from the worker's."""
     start = time.perf_counter()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.run(_exec_command(Path(run_dir)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.run([sys.executable, "-m", "ada_slm.cli", "study", "exec", run_dir], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True, env=env, cwd=cwd if cwd and Path(cwd).is_dir() else None)
     return proc.returncode, proc.stderr[-4000:], time.perf_counter() - start
 
