@@ -29,6 +29,7 @@ translation_chrf without a reference, tonight_protocol when the prompt asks for 
 so their means are over the items they apply to, as in ada-slm's own summary.
 """
 
+import json
 from pathlib import Path
 
 from ada_slm.metrics import score
