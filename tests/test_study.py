@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from filelock import FileLock
 
+from ada_slm import hardware
 from ada_slm.errors import UserError
 from ada_slm.study import expand, load_study, validate_models
 
@@ -174,9 +176,12 @@ def test_ray_executor_gives_the_records_of_the_local_executor(finished_study, tm
     ray_records = _records(results / "tiny2")
     local_records = _records(local_root)
     assert sorted(ray_records) == ["r16-b1/seed0", "r16-b1/seed1", "r8/seed0", "r8/seed1"]
+    expected_precision = hardware.resolve_precision("auto", torch.device("cpu"))[0]
     for key, rec in ray_records.items():
         ref = local_records[key]
         assert rec["status"]["state"] == "complete"
+        # the bf16 CPU path is what runs wherever the CPU has AMX (a fixed rule, the same in every process)
+        assert rec["meta"]["precision"] == ref["meta"]["precision"] == expected_precision, key
         assert rec["train"]["final_adapter_sha256"] == ref["train"]["final_adapter_sha256"], key
         assert [s["loss"] for s in rec["train"]["steps"]] == [s["loss"] for s in ref["train"]["steps"]]
         assert rec["eval"]["metrics"] == ref["eval"]["metrics"], key

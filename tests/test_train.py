@@ -131,23 +131,25 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
         assert abs(a - b) / b < 1e-4, (ours, plain)
 
 
-def test_auto_precision_on_cpu_follows_the_hardware_and_a_measurement(monkeypatch, tmp_path):
-    from ada_slm import train
+def test_auto_precision_is_a_fixed_rule_of_the_hardware(tmp_path):
+    """`auto` never times anything: the same CPU flags always give the same precision."""
+    from ada_slm import hardware
 
-    cfg = tiny_cfg(tmp_path)
     cpu = torch.device("cpu")
-    measure = train.bf16_speedup
-    monkeypatch.setattr(train, "cpu_flags", lambda: {"avx2", "fma"})  # emulated bf16: not even measured
-    monkeypatch.setattr(train, "bf16_speedup", lambda: pytest.fail("must not measure without native bf16"))
-    assert train.choose_precision(cfg, cpu)[:2] == ("fp32", None)
-    monkeypatch.setattr(train, "cpu_flags", lambda: {"avx512f", "amx_bf16"})
-    monkeypatch.setattr(train, "bf16_speedup", lambda: 3.1)
-    name, dtype, why = train.choose_precision(cfg, cpu)
-    assert (name, dtype, why["bf16_speedup"], why["cpu_bf16_flags"]) == ("bf16", torch.bfloat16, 3.1, ["amx_bf16"])
-    monkeypatch.setattr(train, "bf16_speedup", lambda: 0.9)  # native but measured slower: fp32
-    assert train.choose_precision(cfg, cpu)[0] == "fp32"
-    assert train.choose_precision(cfg.model_copy(update={"precision": "bf16"}), cpu)[0] == "bf16"
-    assert 0 < measure(size=64, reps=1)  # the real measurement runs
+    assert hardware.resolve_precision("auto", cpu, {"avx2", "fma"})[0] == "fp32"  # bf16 emulated: 0.23× fp32
+    assert hardware.resolve_precision("auto", cpu, {"avx512f", "avx512_bf16"})[0] == "fp32"  # not measured
+    name, why = hardware.resolve_precision("auto", cpu, {"avx512f", "amx_bf16", "amx_tile"})
+    assert (name, why["cpu_bf16_flags"], why["machine_kind"]) == ("bf16", ["amx_bf16"], "amx")
+    assert hardware.resolve_precision("bf16", cpu, {"avx2"})[0] == "bf16"  # asked for explicitly
+    assert hardware.resolve_precision("fp32", cpu, {"amx_bf16"})[0] == "fp32"
+    # on this machine: the rule applied to its own flags, and twice the same answer
+    cfg = tiny_cfg(tmp_path)
+    from ada_slm.train import choose_precision
+
+    first, second = choose_precision(cfg, cpu), choose_precision(cfg, cpu)
+    assert first == second
+    assert first[0] == ("bf16" if "amx_bf16" in hardware.cpu_flags() else "fp32")
+    assert first[1] == (torch.bfloat16 if first[0] == "bf16" else None)
 
 
 def test_data_order_is_a_function_of_seed_and_step():

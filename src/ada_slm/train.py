@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ada_slm import models
+from ada_slm import hardware, models
 from ada_slm.config import TrainConfig
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, write_json
@@ -221,51 +221,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def bf16_speedup(size: int = 1024, reps: int = 8) -> float:
-    """Measured bf16 ÷ fp32 throughput of one `size × size` linear layer on this CPU (best of 3, ≈ 0.3 s)."""
-    from torch.nn.functional import linear
-
-    rates = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-        linear(a, b)
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(reps):
-                linear(a, b)
-            best = min(best, time.perf_counter() - start)
-        rates[dtype] = 1 / best
-    return rates[torch.bfloat16] / rates[torch.float32]
-
-
 def choose_precision(cfg: TrainConfig, device: torch.device) -> tuple[str, torch.dtype | None, dict]:
-    """(name, autocast dtype or None, how it was chosen). `auto`: bf16 on CUDA. On a CPU, bf16 only where the
-    CPU computes it natively (AMX or AVX-512 BF16) *and* a quick matmul measurement shows it faster than fp32:
-    on the AVX2 development machine bf16 is emulated and 4-5× slower (bench/matmul_peak.py), so fp32."""
-    name, why = cfg.precision, {"requested": cfg.precision}
-    if name == "auto":
-        if device.type == "cuda":
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        else:
-            native = sorted(cpu_flags() & {"amx_bf16", "avx512_bf16"})
-            why["cpu_bf16_flags"] = native
-            name = "fp32"
-            if native:
-                why["bf16_speedup"] = round(bf16_speedup(), 2)
-                name = "bf16" if why["bf16_speedup"] >= 1.3 else "fp32"
-    return name, (torch.bfloat16 if name == "bf16" else None), why
+    """(name, autocast dtype or None, how it was chosen): the fixed rule of `hardware.resolve_precision`."""
+    name, why = hardware.resolve_precision(cfg.precision, device)
+    return name, hardware.autocast_dtype(name), why
 
 
 def adapter_bytes(path: Path) -> int:
@@ -311,7 +270,8 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = hardware.default_device()
+    n_threads = hardware.set_threads()
     precision, autocast_dtype, precision_choice = choose_precision(cfg, device)
     console.print(f"[bold]ada-slm train[/] → {out_dir}   ({cfg.batch_arithmetic()}, {precision} on {device})")
     if not quiet:
@@ -380,7 +340,7 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
             "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor()
             or platform.machine(),
             "precision": precision, "precision_choice": precision_choice,
-            "torch_threads": torch.get_num_threads(), "seed": cfg.seed,
+            "torch_threads": n_threads, "seed": cfg.seed,
             "data_seed": cfg.data.seed, "lora_init_sha256": lora_init_hash,
         },
     }

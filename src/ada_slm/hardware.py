@@ -1,0 +1,89 @@
+"""What this machine computes with: device, precision and threads — decided by fixed rules, never a stopwatch.
+
+A seeded run must compute the same numbers wherever it runs on the same machine kind (the local executor, a
+Ray task, a resumed process). So `precision: auto` is a pure function of the device's capabilities:
+
+  CUDA                          bf16 where the GPU supports it, else fp32
+  CPU with AMX (amx_bf16)       bf16 — matmuls run on the AMX tiles: measured 965 GFLOP/s vs 174 fp32 on 2 cores
+                                (bench/matmul_peak.py)
+  any other CPU                 fp32 — AVX2-only CPUs emulate bf16 (measured 0.23× fp32); AVX-512-BF16 without
+                                AMX is not measured here, so it keeps the safe default (ask for `bf16` to try)
+
+An earlier version timed a 0.3 s matmul at start-up: under load two runs of one config could then differ in
+precision (and the Ray and local executors gave different adapters on an AMX machine).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+# CPU flags (as /proc/cpuinfo names them) under which `auto` picks bf16 on a CPU.
+BF16_CPU_FLAGS = frozenset({"amx_bf16"})
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine_kind(flags: set[str] | None = None) -> str:
+    """'amx' | 'avx512' | 'avx2' | 'other': the CPU kinds the README's performance tables are measured on."""
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags:
+        return "avx2"
+    return "other"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_precision(requested: str, device: torch.device, flags: set[str] | None = None) -> tuple[str, dict]:
+    """(precision name 'fp32' | 'bf16', how it was chosen). Deterministic: the same machine gives the same answer."""
+    why: dict = {"requested": requested, "rule": "fixed"}
+    if requested != "auto":
+        return requested, why
+    if device.type == "cuda":
+        why["cuda_bf16_supported"] = bool(torch.cuda.is_bf16_supported())
+        return ("bf16" if why["cuda_bf16_supported"] else "fp32"), why
+    flags = cpu_flags() if flags is None else flags
+    why["cpu_bf16_flags"] = sorted(flags & BF16_CPU_FLAGS)
+    why["machine_kind"] = machine_kind(flags)
+    return ("bf16" if why["cpu_bf16_flags"] else "fp32"), why
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a precision name (None: plain fp32)."""
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def threads() -> int:
+    """Intra-op threads a run uses: OMP_NUM_THREADS where set (Ray sets it to a task's CPUs), else the CPUs this
+    process may run on. Both executors set it the same way, so reductions are split the same way."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_threads() -> int:
+    n = threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
