@@ -277,3 +277,35 @@ def test_smollm2_short_run(tmp_path):
     assert record["status"]["state"] == "complete"
     assert record["config"]["resolved_lora"]["targets"] == sorted(models.LLAMA_TARGETS)
     assert (Path(record["train"]["adapter_dir"]) / "adapter_model.safetensors").is_file()
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
+    """Redirected to a file or a pipe (nohup, CI), `train` prints one line every log_every steps with step,
+    loss, tokens/s and ETA, and record.json holds the steps so far at each of those lines."""
+    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "base=tiny-lfm2", "data.size=60",
+           "max_steps=6", "log_every=2", "val_every=3", "max_length=200", "batch.micro=2", "batch.accum=2",
+           f"out_dir={tmp_path / 'run'}"]
+    p = subprocess.run(cli, capture_output=True, text=True)  # stdout is a pipe, not a terminal
+    assert p.returncode == 0, p.stderr
+    lines = [line for line in p.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/6", "4/6", "6/6"], p.stdout
+    for line in lines:
+        assert "loss " in line and "tok/s" in line and "ETA " in line, line
+    assert "val " in lines[1]  # held-out loss shown once measured (step 3)
+
+
+def test_record_holds_the_steps_so_far_while_training(tmp_path, monkeypatch):
+    from ada_slm import train
+    from ada_slm.files import write_json as real_write_json
+
+    seen = []
+
+    def spy(path, obj):
+        if Path(path).name == "record.json" and obj["status"]["state"] == "running":
+            seen.append(len(obj["train"]["steps"]))
+        real_write_json(path, obj)
+
+    cfg = tiny_cfg(tmp_path, log_every=2, checkpoint_every=100, val_every=100)
+    monkeypatch.setattr(train, "write_json", spy)
+    run(cfg, quiet=True)
+    assert [n for n in seen if n] == [2, 4, 6]

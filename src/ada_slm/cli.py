@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
+from ada_slm import records
 from ada_slm.errors import UserError
 
 app = typer.Typer(
@@ -310,12 +311,11 @@ def eval_cmd(
         raise UserError("--batch-size and --max-new-tokens must be positive")
     record = None
     if run_dir is not None:
-        record_path = run_dir / "record.json"
-        if not record_path.is_file():
+        record = records.read_record(run_dir)
+        if record is None:
             raise UserError(f"{run_dir}: no record.json (not a training run directory)")
-        record = json.loads(record_path.read_text())
-        if record.get("status", {}).get("state") != "complete":
-            raise UserError(f"{record_path}: run is not complete ({record.get('status', {}).get('state')})")
+        if not records.is_trained(record):
+            raise UserError(f"{records.record_path(run_dir)}: run is not complete ({records.state(record)})")
         base, adapter, out = record["config"]["base"], Path(record["train"]["adapter_dir"]), out or run_dir
     if out is None:
         out = Path("evals") / (base.replace("/", "_") + (f"-{adapter.name}" if adapter else ""))
@@ -336,7 +336,7 @@ def eval_cmd(
                            progress=lambda n: bar.advance(task, n))
     if record is not None:
         record["eval"] = summary
-        write_json(run_dir / "record.json", record)
+        records.write_record(run_dir, record)
     if not quiet:
         title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)") + \
             f" · {settings.mode} generation" + (f", {settings.samples} samples" if settings.samples > 1 else "")
@@ -660,7 +660,7 @@ def study_status(
     exports: Path = _exports_opt,
 ):
     """Show which runs are done, failed or pending."""
-    from ada_slm.study import record_of, state_of
+    from ada_slm.study import state_of
 
     study, specs, _ = _study_specs(file, scale, None, None, results, exports)
     table = Table(title=f"{study.name} status")
@@ -668,7 +668,10 @@ def study_status(
         table.add_column(col)
     for s in specs:
         st = state_of(s)
-        rec = record_of(s) or {}
+        try:
+            rec = records.read_record(s.run_dir) or {}
+        except records.CorruptRecord as e:
+            rec = {"status": {"reason": str(e)}}
         detail = (rec.get("status") or {}).get("reason") or ""
         if st == "done" and rec.get("train"):
             detail = f"held-out loss {rec['train'].get('final_val_loss') or float('nan'):.4f}"

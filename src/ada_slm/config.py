@@ -77,11 +77,14 @@ class TrainConfig(Strict):
     max_length: int = Field(256, gt=8, description="Longer examples are truncated (the answer's end kept "
                             "only if it fits); batches pad only to their longest sequence.")
     seed: int = Field(0, description="Training seed: LoRA init, data order, dropout.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA; on a CPU bf16 only "
-                                                          "where it has AMX/AVX-512 BF16 and a quick measurement "
-                                                          "shows bf16 faster, else fp32.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: a fixed rule of the hardware "
+                                                          "(ada_slm.hardware): bf16 on CUDA with bf16 and on CPUs "
+                                                          "with AMX, else fp32. Never timed, so every run of a "
+                                                          "config on one machine kind gets the same precision.")
     val_every: int = Field(50, gt=0, description="Held-out loss every N optimizer steps (and at the end).")
     checkpoint_every: int = Field(50, gt=0, description="Resumable checkpoint every N optimizer steps.")
+    log_every: int = Field(10, gt=0, description="Without a terminal (a log file, nohup, CI): one progress line "
+                           "(step, loss, tokens/s, ETA) every N optimizer steps; record.json is rewritten too.")
     out_dir: str = Field("runs/run", description="Run directory: record.json and checkpoints.")
     export_dir: Optional[str] = Field(None, description="Where the PEFT adapter goes; default <out_dir>/adapter.")
 

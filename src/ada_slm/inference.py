@@ -8,17 +8,17 @@ from pathlib import Path
 
 import torch
 
+from ada_slm import records
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl
 
 
 def from_run(run_dir: str | Path) -> tuple[str, str | None]:
     """(base, adapter dir) of a finished training or study run."""
-    path = Path(run_dir) / "record.json"
-    if not path.is_file():
+    record = records.read_record(run_dir)
+    if record is None:
         raise UserError(f"--run {run_dir}: no record.json (not a run directory)")
-    record = json.loads(path.read_text())
-    if record.get("status", {}).get("state") != "complete":
+    if not records.is_trained(record):
         raise UserError(f"--run {run_dir}: run is not complete")
     base = record["config"]["base"]
     adapter = (record.get("train") or {}).get("adapter_dir")
@@ -37,7 +37,7 @@ def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, r
     if not chosen:
         raise UserError(f"--arm {arm!r}: not an arm of {study.name} ({', '.join(arms)})")
     done = [(s, record_of(s)) for s in chosen]
-    done = [(s, r) for s, r in done if r and r.get("status", {}).get("state") == "complete" and r.get("eval")]
+    done = [(s, r) for s, r in done if records.is_complete(r)]
     if seed is not None:
         done = [(s, r) for s, r in done if s.seed == seed]
     if not done:

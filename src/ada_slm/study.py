@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ada_slm import models
+from ada_slm import models, records
 from ada_slm.config import build_config, format_validation_error, load_yaml
 from ada_slm.errors import UserError
 from ada_slm.files import write_json
@@ -199,28 +199,25 @@ def validate_models(specs: list[RunSpec]) -> None:
 
 
 def record_of(spec: RunSpec) -> dict | None:
-    path = spec.run_dir / "record.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
+    """The run's record; None if there is none yet or it is corrupt (such a run is redone)."""
+    return records.read_record_or_none(spec.run_dir)
 
 
 def is_complete(spec: RunSpec) -> bool:
-    rec = record_of(spec)
-    return bool(rec and rec.get("status", {}).get("state") == "complete" and rec.get("eval"))
+    return records.is_complete(record_of(spec))
 
 
 def state_of(spec: RunSpec) -> str:
-    rec = record_of(spec)
+    """done | failed | corrupt | pending (never started, or started and not finished)."""
+    try:
+        rec = records.read_record(spec.run_dir)
+    except records.CorruptRecord:
+        return "corrupt"
     if rec is None:
         return "pending"
-    if is_complete(spec):
+    if records.is_complete(rec):
         return "done"
-    state = rec.get("status", {}).get("state")
-    return "failed" if state == "failed" else "pending"
+    return "failed" if records.state(rec) == records.FAILED else "pending"
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -248,12 +245,12 @@ def execute_run(run_dir: Path) -> int:
         else:
             loaded = None
             cfg = TrainConfig.model_validate(spec["train"])
-            existing = json.loads(record_path.read_text()) if record_path.is_file() else None
-            if existing and existing.get("status", {}).get("state") == "complete":
+            existing = records.read_record_or_none(run_dir)
+            if records.is_trained(existing):
                 record = existing  # trained already; only the evaluation is missing
             else:
-                if existing and existing.get("status", {}).get("state") == "failed":
-                    record_path.unlink()  # a failed run starts over
+                if record_path.is_file() and records.state(existing) in (records.FAILED, None):
+                    record_path.unlink()  # a failed (or corrupt) run starts over
                     (run_dir / "checkpoint.pt").unlink(missing_ok=True)
                 record, model, tokenizer = train_run(cfg, resume=(run_dir / "checkpoint.pt").is_file(), quiet=True,
                                                      return_model=True, tracker=tracker)
@@ -293,9 +290,7 @@ def exec_run(run_dir: Path) -> int:
     try:
         return execute_run(run_dir)
     except UserError as e:
-        path = run_dir / "record.json"
-        rec = json.loads(path.read_text()) if path.is_file() else {}
-        write_json(path, {**rec, "status": {"state": "failed", "reason": str(e)}})
+        records.mark_failed(run_dir, str(e))
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -433,9 +428,11 @@ def run_study(study: Study, specs: list[RunSpec], console, results_root: str | P
         for s in specs:
             colour = {"done": "green", "running": "yellow", "failed": "red"}.get(states[s.key], "white")
             t.add_row(s.key, f"[{colour}]{states[s.key]}[/]" + (f" ({failures[s.key]})" if s.key in failures else ""))
-        todo = sum(1 for v in states.values() if v in ("pending", "running"))
+        todo = sum(1 for v in states.values() if v in ("pending", "running", "corrupt"))
         eta = f"{todo * (sum(durations) / len(durations)) / 60:.1f} min" if durations and todo else "—"
-        counts = {k: sum(1 for v in states.values() if v == k) for k in ("done", "running", "failed", "pending")}
+        counts = {k: sum(1 for v in states.values() if v == k) for k in ("done", "running", "failed", "corrupt",
+                                                                          "pending")}
+        counts = {k: v for k, v in counts.items() if v or k != "corrupt"}
         t.caption = " · ".join(f"{k} {v}" for k, v in counts.items()) + f" · ETA {eta}"
         return t
 
@@ -475,9 +472,8 @@ def run_study(study: Study, specs: list[RunSpec], console, results_root: str | P
                     rec = record_of(s) or {}
                     reason = (rec.get("status") or {}).get("reason") or (err.strip().splitlines() or ["?"])[-1]
                     failures[s.key] = reason[:120]
-                    if not rec or rec.get("status", {}).get("state") != "failed":
-                        write_json(s.run_dir / "record.json", {**rec, "status": {"state": "failed",
-                                                                              "reason": reason}})
+                    if records.state(rec) != records.FAILED:
+                        records.mark_failed(s.run_dir, reason)
                 live.update(table())
                 if not console.is_terminal:
                     done_count[0] += 1

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ada_slm import hardware, models
+from ada_slm import hardware, models, records
 from ada_slm.config import TrainConfig
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, write_json
@@ -227,6 +227,18 @@ def choose_precision(cfg: TrainConfig, device: torch.device) -> tuple[str, torch
     return name, hardware.autocast_dtype(name), why
 
 
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_line(done: int, total: int, info: str, elapsed: float, steps_this_process: int) -> str:
+    """One line of progress for output that is not a terminal, like HF Trainer's logging."""
+    eta = elapsed / max(1, steps_this_process) * (total - done)
+    return f"step {done}/{total} ({100 * done / total:.0f}%)  {info}  elapsed {_clock(elapsed)}  ETA {_clock(eta)}"
+
+
 def adapter_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.glob("adapter_model.*"))
 
@@ -239,7 +251,7 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 def _config_fingerprint(cfg: TrainConfig) -> str:
     """What must not change between a checkpoint and its resume (the output locations may)."""
-    d = cfg.model_dump(exclude={"out_dir", "export_dir", "val_every", "checkpoint_every"})
+    d = cfg.model_dump(exclude={"out_dir", "export_dir", "val_every", "checkpoint_every", "log_every"})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -258,10 +270,8 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
     console = console or Console(quiet=quiet)
     out_dir = Path(cfg.out_dir)
     record_path, ckpt_path = out_dir / "record.json", out_dir / "checkpoint.pt"
-    if record_path.is_file():
-        previous = json.loads(record_path.read_text())
-        if previous.get("status", {}).get("state") == "complete":
-            raise UserError(f"{record_path}: this run is already complete (choose another out_dir or delete it)")
+    if records.is_trained(records.read_record_or_none(out_dir)):  # a corrupt record: the run starts over
+        raise UserError(f"{record_path}: this run is already complete (choose another out_dir or delete it)")
     if resume and not ckpt_path.is_file():
         raise UserError(f"{ckpt_path}: no checkpoint to resume from")
     if not resume and ckpt_path.is_file():
@@ -391,7 +401,7 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
     t0 = time.perf_counter()
     progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console, disable=quiet, transient=False)
+                        console=console, disable=quiet or not console.is_terminal, transient=False)
     try:
         with progress:
             task = progress.add_task("train", total=total_steps, completed=start_step, info="")
@@ -431,6 +441,12 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
                 if record["train"]["val"]:
                     info += f"  val {record['train']['val'][-1]['loss']:.4f}"
                 progress.update(task, completed=done, info=info)
+                if done % cfg.log_every == 0 or done == total_steps:
+                    # the steps so far, for `study status`, the live view and anyone reading the record
+                    write_json(record_path, record)
+                    if not console.is_terminal:  # a log file, nohup, CI: the bar draws nothing there
+                        console.print(progress_line(done, total_steps, info, time.perf_counter() - t0,
+                                                    done - start_step), highlight=False, markup=False)
                 if done % cfg.checkpoint_every == 0 and done < total_steps:
                     save_checkpoint(done, wall_before + time.perf_counter() - t0)
                     record["train"]["last_checkpoint_step"] = done

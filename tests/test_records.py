@@ -1,0 +1,52 @@
+import subprocess
+import sys
+
+import pytest
+
+from ada_slm import records
+from ada_slm.study import RunSpec, state_of
+
+CLI = [sys.executable, "-m", "ada_slm.cli"]
+
+
+def test_read_write_and_states(tmp_path):
+    assert records.read_record(tmp_path) is None
+    records.write_record(tmp_path, {"status": {"state": "complete"}, "eval": None})
+    rec = records.read_record(tmp_path)
+    assert records.is_trained(rec) and not records.is_complete(rec)  # trained, not yet evaluated
+    rec["eval"] = {"metrics": {}}
+    assert not records.is_complete(rec)  # an empty summary is not an evaluation
+    rec["eval"] = {"metrics": {"agl_awareness": {"mean": 0.1}}}
+    assert records.is_complete(rec)
+    records.write_record(tmp_path, {"status": {"state": "running"}, "train": {"steps": [1, 2]}})
+    failed = records.mark_failed(tmp_path, "boom")
+    assert failed["status"] == {"state": "failed", "reason": "boom"} and failed["train"] == {"steps": [1, 2]}
+    paths = records.RunPaths(tmp_path / "results", tmp_path / "exports", "s", "v9B", 2)
+    assert paths.run_dir == tmp_path / "results" / "s" / "v9B" / "seed2"
+    assert paths.export_dir == tmp_path / "exports" / "s" / "v9B" / "seed2" and paths.key == "v9B/seed2"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"status": {"state": "comp', "corrupt run record (Unterminated string"),
+    (b"\xff\xfe\x00garbage", "corrupt run record (not UTF-8 text)"),
+    (b'[1, 2]', "not a run record"),
+    (b'{"config": {}}', "not a run record"),
+])
+def test_a_corrupt_record_is_one_line_naming_the_file(tmp_path, content, message):
+    (tmp_path / "record.json").write_bytes(content)
+    with pytest.raises(records.CorruptRecord) as e:
+        records.read_record(tmp_path)
+    assert str(tmp_path / "record.json") in str(e.value) and message in str(e.value)
+    assert "\n" not in str(e.value)
+    assert records.read_record_or_none(tmp_path) is None
+
+
+def test_study_status_and_eval_report_a_corrupt_record_without_a_traceback(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "record.json").write_text('{"status": {"state": "complete"}, "train": {"adapter_di')
+    p = subprocess.run(CLI + ["eval", str(run_dir)], capture_output=True, text=True)
+    assert p.returncode == 1 and "corrupt run record" in p.stderr and str(run_dir) in p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    spec = RunSpec("a", 0, run_dir, tmp_path / "exp", None, "tiny-lfm2", {})
+    assert state_of(spec) == "corrupt"
