@@ -298,12 +298,9 @@ def eval_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
 ):
     """Score a model (base, base + adapter, or a finished run) on an evaluation suite."""
-    import json
-
     from rich.progress import Progress
 
     from ada_slm.evaluate import GenerationSettings, evaluate, load_suite, subset
-    from ada_slm.files import write_json
 
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be positive, got {limit}")
@@ -517,8 +514,6 @@ def study_path(file: str) -> Path:
 
 def _study_specs(file: str, scale: Optional[str], only: Optional[str], seeds: Optional[str], results: Path,
                  exports: Path):
-    from importlib import resources
-
     from ada_slm.study import expand, load_study
 
     path = study_path(file)
@@ -603,7 +598,9 @@ def study_run(
 ):
     """Run every unfinished (arm, seed) in its own process; finished runs are skipped, so re-running resumes."""
     from ada_slm import tracking
-    from ada_slm.study import LocalExecutor, RayExecutor, run_study, validate_models
+    from ada_slm.display import StudyDisplay
+    from ada_slm.executors import LocalExecutor, RayExecutor, run_study
+    from ada_slm.study import state_of, validate_models
 
     check_track(track)
     if executor not in ("local", "ray"):
@@ -626,7 +623,9 @@ def study_run(
     counts = {"failed": 1}
     try:
         try:
-            counts = run_study(study, specs, console, results, executor=runner, tracking_for=tracking_for)
+            with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console) as display:
+                counts = run_study(study, specs, results, executor=runner, tracking_for=tracking_for,
+                                   events=display)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again to continue")
             raise typer.Exit(130)
@@ -734,7 +733,7 @@ def study_audit(file: str = typer.Argument("phase14d-reported", help="A table of
 @study_app.command("exec", hidden=True)
 def study_exec(run_dir: Path = typer.Argument(...)):
     """Internal: train and evaluate one run of a study (the Ray executor starts one process per run)."""
-    from ada_slm.study import exec_run
+    from ada_slm.executors import exec_run
 
     raise typer.Exit(exec_run(run_dir))
 
