@@ -257,10 +257,11 @@ def _config_fingerprint(cfg: TrainConfig) -> str:
 
 # ------------------------------------------------------------------------------------------------ the run
 def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None,
-        return_model: bool = False, tracker=None):
+        return_model: bool = False, tracker=None, on_step=None):
     """Train one adapter. Returns the run record (also written to <out_dir>/record.json); with
     `return_model`, (record, trained PEFT model, tokenizer) so a study can evaluate without reloading.
-    `tracker` (tracking.open_tracker) mirrors the config, every step and the adapter; the caller ends it."""
+    `tracker` (tracking.open_tracker) mirrors the config, every step and the adapter; the caller ends it.
+    `on_step(step, model, tokenizer)` is called after every optimizer step (bench/learning_curve.py evaluates there)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import PeftModel, get_peft_model, set_peft_model_state_dict
     from rich.console import Console
@@ -447,6 +448,8 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
                     if not console.is_terminal:  # a log file, nohup, CI: the bar draws nothing there
                         console.print(progress_line(done, total_steps, info, time.perf_counter() - t0,
                                                     done - start_step), highlight=False, markup=False)
+                if on_step:
+                    on_step(done, model, tokenizer)
                 if done % cfg.checkpoint_every == 0 and done < total_steps:
                     save_checkpoint(done, wall_before + time.perf_counter() - t0)
                     record["train"]["last_checkpoint_step"] = done
