@@ -261,6 +261,8 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
         ratio = mean_a / baseline.mean
         result.ratio = (ratio, ratio * math.exp(float(l_lo)), ratio * math.exp(float(l_hi)))
         result.percent = tuple(100 * (r - 1) for r in result.ratio)
+    elif baseline.low > 0 and baseline.mean <= noise_floor:
+        result.ratio_note = "n/a (baseline ≤ base model's floor)"
     else:
         result.ratio_note = "n/a (baseline ≈ 0)"
     return result
