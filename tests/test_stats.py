@@ -169,7 +169,7 @@ def test_factor_vocabulary():
     fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (32, 32)})  # α/r changes too
     assert set(fd.factors) == {"rank", "lora.alpha"} and fd.confounded
     # the data arm trains on more examples for the same epochs: more optimizer steps too
-    fd = stats.factors_between({"data.size": (5000, 2000), "optimizer steps": (843, 339)})
+    fd = stats.factors_between({"data.size": (5000, 2000), "optimizer steps": (846, 339)})
     assert fd.factors == {"data size and steps": ("5000 ex, 846 steps", "2000 ex, 339 steps")}
     fd = stats.factors_between({"lora.dropout": (0.0, 0.05), "lora.rslora": (True, False)})
     assert set(fd.factors) == {"LoRA dropout", "rsLoRA"} and fd.confounded
