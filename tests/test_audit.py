@@ -33,8 +33,8 @@ def test_92x_claim(sections):
         "Reported: agl_awareness v9B 0.0010 → v9C 0.0927 (Δ +0.0917, 92.7×), one run each.",
         "Baseline ≈ 0: v9B's 0.0010 is below 0.01 and below the re-run spread 0.0847; a ratio over it is not "
         "meaningful: n/a (baseline ≈ 0).",
-        "Confounded: rank 16→32, effective batch 16→64, optimizer steps 339→87 change together; the data cannot "
-        "say which one (if any) caused the difference.",
+        "Confounded: rank 16→32, effective batch 4×4=16, 339 steps → 4×16=64, 87 steps change together; the data "
+        "cannot say which one (if any) caused the difference.",
         "Verdict: not supported (n = 1, confounded, baseline ≈ 0).",
     ]
 
@@ -42,8 +42,8 @@ def test_92x_claim(sections):
 def test_batch1_claim_was_never_tested(sections):
     lines = sections["batch=1 adds 54 % (v9C over v9D)"]
     assert "Both arms ran with micro-batch 4: the micro-batch was never varied, so this claim was not tested." in lines
-    assert any(l.startswith("Confounded: effective batch 16→64, optimizer steps 339→87") for l in lines)
-    assert lines[-1] == "Verdict: not supported (n = 1, confounded, baseline ≈ 0)."
+    assert "Confounded: rank 32→32" not in " ".join(lines)  # r and α are equal: not a factor
+    assert lines[-1] == ("Verdict: not supported (n = 1, the claimed factor was not varied, baseline ≈ 0).")
 
 
 def test_rank48_claim_is_a_clean_pair_but_n1(sections):
@@ -71,3 +71,38 @@ def test_cli_and_bad_file(tmp_path):
                    "claims: [{text: t, type: ratio, metric: m, arm: a, against: zz}]\n")
     with pytest.raises(UserError, match="unknown arm 'zz'"):
         load_reported(bad)
+
+
+SYNTHETIC = """
+name: synthetic
+arms:
+  small:
+    lora: {r: 16, alpha: 32}
+    published: {micro: 4, accum: 4, steps: 300}
+    loss: {value: 2.10, kind: held_out}
+    metrics: {agl_awareness: 0.100}
+    reruns: {agl_awareness: [0.100, 0.104, 0.098], heldout_loss: [2.10, 2.097, 2.103]}
+  large:
+    lora: {r: 32, alpha: 64}
+    published: {micro: 4, accum: 4, steps: 300}
+    loss: {value: 1.80, kind: held_out}
+    metrics: {agl_awareness: 0.200}
+    reruns: {agl_awareness: [0.200, 0.195, 0.207], heldout_loss: [1.80, 1.79, 1.805]}
+claims:
+  - {text: "2x awareness at r32", type: ratio, metric: agl_awareness, arm: large, against: small}
+  - {text: "rank raises awareness", type: factor, factor: rank 32 vs 16, metric: agl_awareness, arm: large, against: small}
+  - {text: "rank lowers awareness", type: factor, factor: rank 32 vs 16, metric: agl_awareness, arm: large, against: small, direction: lower}
+  - {text: "higher held-out loss, less awareness", type: loss, metric: agl_awareness, direction: lower}
+"""
+
+
+def test_claims_that_hold_are_supported(tmp_path):
+    path = tmp_path / "synthetic.yaml"
+    path.write_text(SYNTHETIC)
+    verdicts = {heading: lines[-1] for heading, lines in audit(load_reported(path))}
+    assert verdicts["2x awareness at r32"].startswith("Verdict: supported (higher by the seed-level test, p 0.0")
+    assert verdicts["rank raises awareness"].startswith("Verdict: supported")
+    assert verdicts["rank lowers awareness"] == "Verdict: not supported (the difference goes the other way)."
+    assert verdicts["higher held-out loss, less awareness"].startswith("Verdict: supported (seed-level tests")
+    general = dict(audit(load_reported(path)))["The table as a whole"]
+    assert general[0].startswith("Runs per arm: small 3, large 3")

@@ -1,66 +1,152 @@
-"""Statistics on synthetic studies with known effects (fixed seeds, so these are deterministic)."""
+"""Statistics on simulated studies with known effects (fixed seeds, so these are deterministic).
+
+Studies are drawn from the crossed random-effects model the module assumes — 3 runs per arm, 133 items shared by
+every run and arm, training noise shared by all items of one run, item effects, an arm × item interaction and
+residual noise — and judged through the public `compare`."""
+
+import math
 
 import numpy as np
 import pytest
 
 from ada_slm import stats
 
-
-def synth(rng, mean, n_seeds=8, n_items=30, seed_sd=0.02, item_sd=0.05, noise_sd=0.03, item_effects=None):
-    """seed -> item -> score: mean + a per-seed (training) effect + a per-item effect shared by all arms + noise."""
-    items = item_effects if item_effects is not None else rng.normal(0, item_sd, n_items)
-    out = {}
-    for s in range(n_seeds):
-        seed_effect = rng.normal(0, seed_sd)
-        out[s] = {f"i{j}": float(mean + seed_effect + items[j] + rng.normal(0, noise_sd)) for j in range(len(items))}
-    return out
+N_ITEMS = 133
+SETTINGS = {  # SDs of: run effect, item effect, arm × item interaction, residual
+    "seed noise dominates": dict(seed_sd=0.02, item_sd=0.05, inter_sd=0.02, resid_sd=0.08),
+    "interaction dominates": dict(seed_sd=0.002, item_sd=0.05, inter_sd=0.05, resid_sd=0.08),
+}
 
 
-def test_ci_covers_the_true_difference_at_about_the_nominal_rate():
-    rng = np.random.default_rng(0)
-    covered, trials, true_delta = 0, 120, 0.04
-    for t in range(trials):
-        items = rng.normal(0, 0.05, 30)
-        a = synth(rng, 0.30 + true_delta, item_effects=items)
-        b = synth(rng, 0.30, item_effects=items)
-        c = stats.compare(a, b, "m", seed=t, n_boot=400, n_perm=200)
-        covered += c.delta.low <= true_delta <= c.delta.high
-    assert 0.85 <= covered / trials <= 1.0
+def crossed_studies(rng, n_studies, delta=0.0, n_seeds=3, n_items=N_ITEMS, seed_sd=0.02, item_sd=0.05,
+                    inter_sd=0.02, resid_sd=0.08, mean=0.3):
+    """Y_A, Y_B of shape (study, run, item) with μ_A - μ_B = delta."""
+    items = rng.normal(0, item_sd, (n_studies, 1, n_items))
+
+    def arm(mu):
+        return (mu + rng.normal(0, seed_sd, (n_studies, n_seeds, 1)) + items
+                + rng.normal(0, inter_sd, (n_studies, 1, n_items)) + rng.normal(0, resid_sd, (n_studies, n_seeds, n_items)))
+
+    return arm(mean + delta), arm(mean)
 
 
-def test_null_effects_are_flagged_at_about_alpha():
-    rng = np.random.default_rng(1)
-    flagged, trials = 0, 120
-    for t in range(trials):
-        items = rng.normal(0, 0.05, 30)
-        a, b = synth(rng, 0.3, item_effects=items), synth(rng, 0.3, item_effects=items)
-        c = stats.compare(a, b, "m", seed=t, n_boot=400, n_perm=200)
-        flagged += c.delta.excludes_zero() and c.p < stats.ALPHA
-    assert flagged / trials <= 0.12
+def as_dict(y):
+    """run seed -> item id -> score, the layout `compare` takes."""
+    return {s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}
 
 
-def test_a_real_effect_is_detected():
-    rng = np.random.default_rng(2)
-    items = rng.normal(0, 0.05, 30)
-    a, b = synth(rng, 0.5, item_effects=items), synth(rng, 0.3, item_effects=items)
-    comps = stats.compare_all({"m": a, "z": b}, {"m": b, "z": b}, ["m", "z"])
-    assert comps["m"].significant and comps["m"].delta.mean == pytest.approx(0.2, abs=0.03)
-    assert comps["m"].ratio[0] == pytest.approx(0.5 / 0.3, rel=0.1)
-    assert comps["m"].ratio[1] < comps["m"].ratio[0] < comps["m"].ratio[2]
-    assert not comps["z"].significant and comps["z"].p == 1.0  # identical arms
+def compare_many(rng, n_studies, delta, **setting):
+    A, B = crossed_studies(rng, n_studies, delta, **setting)
+    return [stats.compare(as_dict(a), as_dict(b), "m") for a, b in zip(A, B)]
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_null_studies_are_rarely_called_real(setting):
+    comps = compare_many(np.random.default_rng(1), 1000, 0.0, **SETTINGS[setting])
+    false_positive = np.mean([c.p < 0.05 for c in comps])
+    assert false_positive <= 0.07
+    assert np.mean([c.significant for c in comps]) <= 0.07
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("delta", [0.0, 0.05])
+def test_ci_covers_the_true_difference(setting, delta):
+    comps = compare_many(np.random.default_rng(2), 400, delta, **SETTINGS[setting])
+    coverage = np.mean([c.delta.low <= delta <= c.delta.high for c in comps])
+    assert coverage >= 0.92
+
+
+def test_a_large_effect_is_found_in_most_studies():
+    comps = compare_many(np.random.default_rng(3), 200, 0.08, **SETTINGS["seed noise dominates"])
+    assert np.mean([c.supported and c.delta.mean > 0 for c in comps]) >= 0.8
+
+
+def test_three_runs_per_arm_cannot_give_a_tiny_permutation_p():
+    a = {s: {"i": 1.0 + s / 10} for s in range(3)}
+    b = {s: {"i": 0.0 + s / 10} for s in range(3)}
+    c = stats.compare(a, b, "m")
+    assert c.p_perm_min == pytest.approx(0.1) and c.p_perm == pytest.approx(0.1)  # 20 arrangements, 2 extreme
+    assert stats.permutation_p(np.arange(4.0), np.arange(3.0) + 10)[1] == pytest.approx(1 / 35)
+    assert c.delta.df == pytest.approx(4.0)  # two arms of 3 runs, equal spread: Welch d.f. = 4
+
+
+def test_one_run_per_arm_gives_no_inference():
+    c = stats.compare({0: {"i": 1.0, "j": 0.5}}, {0: {"i": 0.0, "j": 0.1}}, "m")
+    assert math.isnan(c.p) and not c.supported and math.isnan(c.delta.low)
+
+
+def test_run_level_quantity_is_a_welch_t_test():
+    from scipy import stats as sps
+
+    a, b = [2.097, 2.094, 2.100], [1.797, 1.790, 1.804]
+    c = stats.compare({s: {"run": v} for s, v in enumerate(a)}, {s: {"run": v} for s, v in enumerate(b)}, "loss")
+    assert c.p == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    assert c.supported and c.delta.mean == pytest.approx(0.3, abs=1e-9)
+
+
+def test_variance_components_recover_the_simulated_sds():
+    A, _ = crossed_studies(np.random.default_rng(4), 1, n_seeds=30, seed_sd=0.03, item_sd=0.05, inter_sd=0.0,
+                           resid_sd=0.08)
+    vc = stats.variance_components(A[0])
+    assert vc.seed_sd == pytest.approx(0.03, rel=0.35)
+    assert vc.item_sd == pytest.approx(0.05, rel=0.2) and vc.residual_sd == pytest.approx(0.08, rel=0.05)
+
+
+def test_tost_rejects_a_real_difference_and_accepts_a_null_split():
+    rng = np.random.default_rng(5)
+    setting = dict(seed_sd=0.005, item_sd=0.05, inter_sd=0.01, resid_sd=0.05)
+    A, B = crossed_studies(rng, 100, 0.0, **setting)
+    same = [stats.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B)]
+    A, B = crossed_studies(rng, 100, 0.06, **setting)
+    apart = [stats.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B)]
+    assert np.mean([e.equivalent for e in same]) >= 0.8
+    assert np.mean([e.equivalent for e in apart]) <= 0.05
+    assert all(e.low <= e.high for e in same)
+
+
+def test_power_by_simulation_matches_full_studies():
+    setting = SETTINGS["seed noise dominates"]
+    inputs = stats.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
+                               setting["resid_sd"], setting["inter_sd"], N_ITEMS)
+    A, B = crossed_studies(np.random.default_rng(6), 4000, 0.05, **setting)
+    est, se, df = stats.contrast([A, B], [1.0, -1.0])
+    observed = np.mean(stats.t_test(est, se, df)[0] < 0.05)
+    assert stats.power_at(inputs, 3, 0.05) == pytest.approx(observed, abs=0.03)
+    assert stats.power_at(inputs, 3, 0.0) <= 0.07
+    mde = stats.detectable_effect(inputs, 3)
+    assert stats.power_at(inputs, 3, mde) == pytest.approx(0.8, abs=0.02)
+    k = stats.seeds_needed(inputs, 0.05)
+    assert stats.power_at(inputs, k, 0.05) >= 0.8 > stats.power_at(inputs, k - 1, 0.05)
+    assert stats.detectable_effect(inputs, 10) < mde
+
+
+def test_power_inputs_estimated_from_a_study():
+    setting = SETTINGS["interaction dominates"]
+    A, B = crossed_studies(np.random.default_rng(7), 1, n_seeds=10, **setting)
+    inputs = stats.power_inputs(A[0], B[0])
+    assert inputs.interaction_sd == pytest.approx(0.05, rel=0.25) and inputs.n_items == N_ITEMS
 
 
 def test_ratio_only_over_a_baseline_clearly_above_zero_and_the_noise_floor():
     rng = np.random.default_rng(3)
     zero = {s: {f"i{j}": 0.0 for j in range(20)} for s in range(3)}
     tiny = {s: {f"i{j}": (0.02 if j == 0 else 0.0) for j in range(20)} for s in range(3)}  # one item scores
-    some = synth(rng, 0.1, n_seeds=3, n_items=20)
+    A, B = crossed_studies(rng, 1, 0.0, n_items=20, mean=0.1)
+    some = as_dict(A[0])
     assert stats.compare(some, zero, "m").ratio is None
     assert stats.compare(some, zero, "m").ratio_note == "n/a (baseline ≈ 0)"
     assert stats.compare(some, tiny, "m").ratio is None  # its CI reaches 0
-    clear = synth(rng, 0.05, n_seeds=3, n_items=20, seed_sd=0.001, item_sd=0.001, noise_sd=0.001)
-    assert stats.compare(some, clear, "m").ratio is not None
-    assert stats.compare(some, clear, "m", noise_floor=0.06).ratio is None  # below the base model's floor
+    clear = as_dict(B[0])
+    c = stats.compare(some, clear, "m")
+    assert c.ratio[1] < c.ratio[0] < c.ratio[2] and c.percent[0] == pytest.approx(100 * (c.ratio[0] - 1))
+    below = stats.compare(some, clear, "m", noise_floor=0.5)  # below the base model's floor
+    assert below.ratio is None and below.ratio_note == "n/a (baseline ≤ base model's floor)"
+
+
+def test_ratio_interval_covers():
+    A, B = crossed_studies(np.random.default_rng(8), 300, 0.1, **SETTINGS["seed noise dominates"])
+    ratios = [stats.compare(as_dict(a), as_dict(b), "m").ratio for a, b in zip(A, B)]
+    assert np.mean([lo <= 0.4 / 0.3 <= hi for _, lo, hi in ratios]) >= 0.92
 
 
 def test_holm():
@@ -68,60 +154,57 @@ def test_holm():
     assert adj == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
 
 
-def test_confound_and_equivalence_rules():
+def test_factor_vocabulary():
     # the seed's v9C vs v9B as designed: rank doubles, split 4×4 → 1×16 at the same effective batch
     fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (1, 4),
                                 "batch.accum": (16, 4)})
     assert set(fd.factors) == {"rank", "batch split"} and not fd.confounded
     # as it actually ran: micro 4 × accum 16 = 64 → a second real factor
-    fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.accum": (16, 4),
-                                "batch.effective": (64, 16)})
+    fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (4, 4),
+                                "batch.accum": (16, 4), "batch.effective": (64, 16), "optimizer steps": (87, 339)})
     assert set(fd.factors) == {"rank", "effective batch"} and fd.confounded
+    assert fd.factors["effective batch"] == ("4×16=64, 87 steps", "4×4=16, 339 steps")
     fd = stats.factors_between({"batch.micro": (1, 4), "batch.accum": (16, 4)})
     assert fd.split_only and not fd.confounded
     fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (32, 32)})  # α/r changes too
     assert set(fd.factors) == {"rank", "lora.alpha"} and fd.confounded
-    fd = stats.factors_between({"data.size": (5000, 2000)})
-    assert set(fd.factors) == {"data size"} and not fd.confounded
+    # the data arm trains on more examples for the same epochs: more optimizer steps too
+    fd = stats.factors_between({"data.size": (5000, 2000), "optimizer steps": (846, 339)})
+    assert fd.factors == {"data size and steps": ("5000 ex, 846 steps", "2000 ex, 339 steps")}
+    fd = stats.factors_between({"lora.dropout": (0.0, 0.05), "lora.rslora": (True, False)})
+    assert set(fd.factors) == {"LoRA dropout", "rsLoRA"} and fd.confounded
 
 
 def test_factorial_2x2_recovers_known_effects():
-    """Factor 1 adds 0.1, factor 2 nothing, no interaction: over 30 synthetic studies the main effect of factor 1
-    is always found and its CI covers 0.1; the null effects are flagged rarely."""
-    rng = np.random.default_rng(4)
-    cells = {(0, 0): 0.20, (0, 1): 0.20, (1, 0): 0.30, (1, 1): 0.30}
-    found = covered = false_main2 = false_inter = 0
-    for t in range(30):
-        items = rng.normal(0, 0.03, 40)
-        data = {k: synth(rng, v, n_seeds=6, n_items=40, seed_sd=0.005, item_effects=items) for k, v in cells.items()}
-        main1, main2, inter = stats.factorial_2x2(data, seed=t, n_boot=300)
-        found += main1.interval.excludes_zero()
-        covered += main1.interval.low < 0.1 < main1.interval.high
-        false_main2 += main2.interval.excludes_zero()
-        false_inter += inter.interval.excludes_zero()
-    assert found == 30 and covered >= 25
-    assert false_main2 <= 6 and false_inter <= 6
+    """Factor 1 adds 0.08, factor 2 nothing, no interaction, 3 runs per cell: the main effect of factor 1 is
+    found in most studies and its CI covers 0.08; null effects are flagged rarely."""
+    rng = np.random.default_rng(9)
+    means = {(0, 0): 0.20, (0, 1): 0.20, (1, 0): 0.28, (1, 1): 0.28}
+    found = covered = false = 0
+    n = 150
+    for _ in range(n):
+        items = rng.normal(0, 0.05, N_ITEMS)
+        cells = {}
+        for k, mu in means.items():
+            y = (mu + rng.normal(0, 0.01, (3, 1)) + items + rng.normal(0, 0.02, N_ITEMS)
+                 + rng.normal(0, 0.08, (3, N_ITEMS)))
+            cells[k] = as_dict(y)
+        main1, main2, inter = stats.factorial_2x2(cells)
+        found += main1.supported
+        covered += main1.interval.low <= 0.08 <= main1.interval.high
+        false += main2.supported or inter.supported
+    assert found / n >= 0.8 and covered / n >= 0.92 and false / n <= 0.07
 
 
 def test_goldilocks_only_with_support():
-    rng = np.random.default_rng(5)
-    items = rng.normal(0, 0.03, 30)
-    peak = [(16, synth(rng, 0.2, item_effects=items)), (32, synth(rng, 0.4, item_effects=items)),
-            (48, synth(rng, 0.2, item_effects=items))]
+    rng = np.random.default_rng(10)
+    setting = dict(seed_sd=0.005, item_sd=0.05, inter_sd=0.01, resid_sd=0.05)
+    lo, mid = crossed_studies(rng, 1, 0.1, **setting)
+    hi, _ = crossed_studies(rng, 1, 0.0, **setting)
+    peak = [(16, as_dict(mid[0])), (32, as_dict(lo[0])), (48, as_dict(hi[0]))]
     claimed, text = stats.goldilocks(peak)
     assert claimed and "interior optimum at 32" in text
-    flat = [(16, synth(rng, 0.3, item_effects=items)), (32, synth(rng, 0.3, item_effects=items)),
-            (48, synth(rng, 0.3, item_effects=items))]
-    assert stats.goldilocks(flat) == (False, stats.goldilocks(flat)[1])
-    assert "not supported" in stats.goldilocks(flat)[1]
+    flat = [(r, as_dict(crossed_studies(rng, 1, 0.0, **setting)[0][0])) for r in (16, 32, 48)]
+    claimed, text = stats.goldilocks(flat)
+    assert not claimed and "not supported" in text
     assert not stats.goldilocks(peak[:2])[0]
-
-
-def test_required_seeds_formula():
-    # per-seed mean differences 0.1 ± sd: n = ((1.96 + 0.8416) · sd / δ)²
-    a = {s: {"i": 0.1 + d} for s, d in enumerate([0.05, -0.05, 0.05, -0.05])}
-    b = {s: {"i": 0.0} for s in range(4)}
-    sd = np.std([0.15, 0.05, 0.15, 0.05], ddof=1)
-    expected = int(np.ceil(((1.959964 + 0.841621) * sd / 0.1) ** 2))
-    assert stats.required_seeds(a, b) == max(2, expected)
-    assert stats.required_seeds({0: {"i": 1.0}}, {0: {"i": 0.0}}) is None  # one seed: no spread to estimate

@@ -642,10 +642,10 @@ def study_run(
         raise typer.Exit(2)
 
 
-def _write_report(study, specs, scale, results: Path):
+def _write_report(study, specs, scale, results: Path, analysis=None):
     from ada_slm.report import build_report
 
-    md = build_report(study, specs, scale, results / study.name)
+    md = build_report(study, specs, scale, results / study.name, analysis)
     console.print(f"report: {md} and {md.with_suffix('.html')}")
     return md
 
@@ -688,24 +688,67 @@ def study_report(
     show: bool = typer.Option(True, "--show/--no-show", help="Print the comparison to the terminal."),
 ):
     """Write results/<study>/report.md, report.html and plots from the finished runs."""
-    study, specs, _ = _study_specs(file, scale, None, None, results, exports)
-    md = _write_report(study, specs, scale, results)
-    if show:
-        _print_report_summary(md)
-
-
-def _print_report_summary(md: Path):
-    """The series summary and decision sections of the report, on the terminal."""
     from rich.markdown import Markdown
 
-    text = md.read_text()
-    keep, on = [], False
-    for line in text.splitlines():
-        if line.startswith("## "):
-            on = line[3:].startswith(("Full series summary", "Decision", "Factorial", "Rank"))
-        if on:
-            keep.append(line)
-    console.print(Markdown("\n".join(keep)))
+    from ada_slm.analysis import analyse
+    from ada_slm.report import summary
+
+    study, specs, _ = _study_specs(file, scale, None, None, results, exports)
+    analysis = analyse(study, specs, scale)
+    _write_report(study, specs, scale, results, analysis)
+    if show:  # the series summary, designs, decision and power, rendered from the same analysis
+        console.print(Markdown(summary(analysis)))
+
+
+@study_app.command("power")
+@user_errors
+def study_power(
+    file: str = typer.Argument(..., help=STUDY_FILE_HELP),
+    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Metric (default: the decision's)."),
+    effect: Optional[float] = typer.Option(None, "--effect", help="A difference to detect: print the runs per "
+                                           "arm it needs at 80 % power (default: the decision's min_effect)."),
+    run_mean_sd: Optional[float] = typer.Option(None, "--run-mean-sd", help="Instead of a finished study's: SD "
+                                                "of one run's mean on the metric."),
+    interaction_sd: float = typer.Option(0.0, "--interaction-sd", help="With --run-mean-sd: arm × item SD."),
+    residual_sd: float = typer.Option(0.0, "--residual-sd", help="With --run-mean-sd: run × item residual SD."),
+    items: int = typer.Option(133, "--items", help="With --run-mean-sd: items in the suite."),
+    seeds: int = typer.Option(3, "--runs", help="With --run-mean-sd: runs per arm now."),
+    results: Path = _results_opt,
+    exports: Path = _exports_opt,
+):
+    """Smallest difference the seed-level rule detects with 80 % power, and runs per arm for a given one —
+    by simulation, from a finished study's variance components or stated ones."""
+    from ada_slm import stats
+    from ada_slm.analysis import collect, power, power_from
+    from ada_slm.study import _check_metric
+
+    study, specs, _ = _study_specs(file, scale, None, None, results, exports)
+    metric = metric or (study.decision.metric if study.decision else "agl_awareness")
+    try:
+        _check_metric(metric)
+    except ValueError as e:
+        raise UserError(f"--metric: {e}") from None
+    n_tests = len(study.decision.questions) if study.decision else 1
+    if run_mean_sd is not None:
+        inputs = stats.PowerInputs(run_mean_sd, residual_sd, interaction_sd, items)
+        result = power_from(inputs, metric, seeds, n_tests, effect)
+        source = "stated variance components"
+    else:
+        result = power(study, collect(specs), metric, effect)
+        if result is None:
+            raise UserError(f"{file}: power needs two finished runs in the baseline and another arm "
+                            f"(or pass --run-mean-sd)")
+        source = f"the variance components of {study.name}'s finished runs"
+    i = result.inputs
+    console.print(f"{metric}: from {source} (run-mean SD {i.run_mean_sd:.4f}, arm × item SD "
+                  f"{i.interaction_sd:.4f}, residual SD {i.residual_sd:.4f}, {i.n_items} items), α {result.alpha:.3g}")
+    for k, v in result.detectable.items():
+        console.print(f"  {k:3d} runs per arm: smallest Δ detected with 80 % power {v:.4f}"
+                      + ("  (now)" if k == result.n_seeds else ""), highlight=False)
+    if result.min_effect:
+        console.print(f"runs per arm for Δ = {result.min_effect:g}: "
+                      + (str(result.seeds_for_min_effect) if result.seeds_for_min_effect else "more than 100"))
 
 
 @study_app.command("audit")

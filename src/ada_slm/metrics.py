@@ -25,6 +25,13 @@ METRICS = (
     "well_formed", "certainty_match", "translation_chrf",
 )
 SEED_METRICS = METRICS[:10]  # the ten the seed study reported
+# One number per training run (from its record, not per item), compared across arms with the same seed-level
+# test: name -> True when higher is better.
+RUN_METRICS = {"heldout_loss": False, "train_loss": False, "tokens_per_s": True}
+
+
+def higher_is_better(metric: str) -> bool:
+    return RUN_METRICS.get(metric, True)
 
 _GLYPH_SET = set(G.ALL_GLYPHS)
 _TIME_RE = re.compile(r"^t[₀-₉][a-z]?$")

@@ -11,45 +11,15 @@ import datetime as dt
 import html
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ada_slm import stats
+from ada_slm.analysis import ArmData, StudyAnalysis, analyse, collect, matrix  # noqa: F401 (collect: record reading)
 from ada_slm.files import atomic_write_text, iter_jsonl
-from ada_slm.metrics import METRICS, SEED_METRICS, seed_score
-from ada_slm.study import BASE_ARM, RunSpec, Study, differences, estimate_seconds, measured_throughput, record_of
-
-
-@dataclass
-class ArmData:
-    name: str
-    config: dict | None  # resolved train config of the first seed (None for base)
-    records: dict[int, dict]  # seed -> record
-    scores: dict[str, dict[int, dict[str, float | None]]]  # metric -> seed -> item -> score
-    seed_scores: dict[str, dict[int, dict[str, float]]]  # seed-compatible scorer, same layout
-    states: dict[int, str]
-
-
-def collect(specs: list[RunSpec]) -> dict[str, ArmData]:
-    arms: dict[str, ArmData] = {}
-    for s in specs:
-        arm = arms.setdefault(s.arm, ArmData(s.arm, s.train, {}, {m: {} for m in METRICS},
-                                             {m: {} for m in SEED_METRICS}, {}))
-        rec = record_of(s)
-        state = (rec or {}).get("status", {}).get("state", "pending") if rec else "pending"
-        arm.states[s.seed] = state
-        if not rec or state != "complete" or not (s.run_dir / "eval.jsonl").is_file():
-            continue
-        arm.records[s.seed] = rec
-        for _, row in iter_jsonl(s.run_dir / "eval.jsonl"):
-            for m in METRICS:
-                arm.scores[m].setdefault(s.seed, {})[row["id"]] = row["metrics"].get(m)
-            compat = seed_score(row["output"])
-            for m in SEED_METRICS:
-                arm.seed_scores[m].setdefault(s.seed, {})[row["id"]] = compat[m]
-    return arms
+from ada_slm.metrics import METRICS, RUN_METRICS, SEED_METRICS
+from ada_slm.study import BASE_ARM, RunSpec, Study
 
 
 # ----------------------------------------------------------------------------------------- formatting
@@ -68,13 +38,7 @@ def signed(iv: stats.Interval) -> str:
 
 
 def arm_matrix(arm: ArmData, metric: str) -> np.ndarray | None:
-    data = arm.scores[metric]
-    if not data:
-        return None
-    seeds = sorted(data)
-    items = sorted(set.intersection(*(set(data[s]) for s in seeds)))
-    y = np.array([[np.nan if data[s][i] is None else data[s][i] for i in items] for s in seeds], dtype=float)
-    return y if np.isfinite(y).any() else None
+    return matrix(arm.scores[metric])
 
 
 def describe(cfg: dict | None) -> str:
@@ -142,131 +106,233 @@ class Doc:
         return "\n".join(parts)
 
 
-def _loss_summary(arm: ArmData) -> tuple[str, str]:
-    vals = [r["train"]["final_val_loss"] for r in arm.records.values() if r.get("train") and
-            r["train"].get("final_val_loss") is not None]
-    train = [r["train"]["final_train_loss"] for r in arm.records.values() if r.get("train")]
-
-    def fmt(v):
-        if not v:
-            return "—"
-        return f"{np.mean(v):.3f}" + (f" ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else "")
-
-    return fmt(vals), fmt(train)
+def fmt_p(p: float) -> str:
+    return "—" if p is None or not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir: Path) -> Path:
-    import matplotlib
+def _mean_sd(iv: stats.Interval | None, vc: stats.VarianceComponents | None) -> str:
+    if iv is None or math.isnan(iv.mean):
+        return "—"
+    return f"{iv.mean:.3f}" + (f" ± {vc.seed_sd:.3f}" if vc is not None else "")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    arms = collect(specs)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    doc = Doc()
-    baseline = study.baseline
-    base_arm = arms.get(BASE_ARM)
-    n_done = sum(1 for a in arms.values() for s in a.states.values() if s == "complete")
-    n_failed = sum(1 for a in arms.values() for s in a.states.values() if s == "failed")
-    seeds = sorted({s.seed for s in specs})
-    any_eval = next((r["eval"] for a in arms.values() for r in a.records.values() if r.get("eval")), None)
+def _verdict(c: stats.Comparison) -> str:
+    return "real" if c.supported else "not distinguishable"
 
+
+def render_header(doc: Doc, a: StudyAnalysis):
+    study = a.study
     doc.h(1, f"Study {study.name}")
     if study.description.strip():
         doc.p(study.description.strip())
-    doc.p(f"Scale preset: {scale or 'as written (no preset)'} · seeds {', '.join(map(str, seeds))} · "
-          f"runs complete {n_done}/{len(specs)}" + (f", failed {n_failed}" if n_failed else "") +
+    doc.p(f"Scale preset: {a.scale or 'as written (no preset)'} · seeds {', '.join(map(str, a.seeds))} · "
+          f"runs complete {a.n_complete}/{a.n_runs}" + (f", failed {a.n_failed}" if a.n_failed else "") +
           f" · generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}")
-    if any_eval:
-        g = any_eval["generation"]
-        doc.p(f"Every arm: suite {any_eval['suite']} ({any_eval['n_items']} items), {g['mode']} generation, "
+    if a.eval_info:
+        g = a.eval_info["generation"]
+        doc.p(f"Every arm: suite {a.eval_info['suite']} ({a.eval_info['n_items']} items), {g['mode']} generation, "
               f"max_new_tokens {g['max_new_tokens']}, eval batch size {g['batch_size']}. Losses are mean "
               "cross-entropy per answer token over each optimizer step (prompt masked), so they are comparable "
               "across arms whatever their micro-batch × accumulation split; the held-out loss is the primary "
               "loss column.")
 
-    # noise floor per metric: the base model's upper CI bound (below it a baseline is indistinguishable from
-    # an untrained model)
-    floors = {}
-    if base_arm:
-        for m in METRICS:
-            y = arm_matrix(base_arm, m)
-            if y is not None:
-                floors[m] = stats.arm_interval(y).high
 
-    # ---- full series summary
+def render_summary(doc: Doc, a: StudyAnalysis):
     doc.h(2, "Full series summary")
-    ref = arms.get(baseline)
+    doc.p(f"Losses: mean ± seed-to-seed SD over the arm's runs. {a.primary}: mean [95 % CI] over runs and items, "
+          "and the variance components of one arm — seed SD (training-run effect) vs item SD (spread of item "
+          "means): a large seed SD asks for more seeds, a large item SD for more items.")
     rows = []
-    primary = study.decision.metric if study.decision else "agl_awareness"
-    for name, arm in arms.items():
-        y = arm_matrix(arm, primary)
-        iv = stats.arm_interval(y) if y is not None else None
+    for name, arm in a.arms.items():
+        iv, vc = arm.intervals.get(a.primary), arm.components.get(a.primary)
         vs = "—"
-        if name != baseline and ref is not None:
-            c = stats.compare(arm.scores[primary], ref.scores[primary], primary, floors.get(primary, 0.0))
-            if c:
-                vs = f"Δ {signed(c.delta)}; " + (f"× {c.ratio[0]:.2f}" if c.ratio else c.ratio_note)
-        val, train = _loss_summary(arm)
-        status = ", ".join(f"{v} {sum(1 for s in arm.states.values() if s == v)}"
-                           for v in sorted(set(arm.states.values())))
-        rows.append([name + (" (baseline)" if name == baseline else ""), describe(arm.config), val, train,
-                     ci4(iv), vs, status])
-    doc.table(["arm", "config", "held-out loss", "final train loss", f"{primary} [95% CI]", "vs baseline",
-               "runs"], rows)
+        comp = a.comparisons.get(name)
+        c = comp.comparisons.get(a.primary) if comp else None
+        if c:
+            vs = f"Δ {signed(c.delta)} ({_verdict(c)}); " + (f"× {c.ratio[0]:.2f}" if c.ratio else c.ratio_note)
+        status = ", ".join(f"{v} {list(arm.states.values()).count(v)}" for v in sorted(set(arm.states.values())))
+        rows.append([name + (" (baseline)" if name == a.study.baseline else ""), describe(arm.config),
+                     _mean_sd(arm.intervals.get("heldout_loss"), arm.components.get("heldout_loss")),
+                     _mean_sd(arm.intervals.get("train_loss"), arm.components.get("train_loss")), ci4(iv),
+                     f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}" if vc else "—", vs, status])
+    doc.table(["arm", "config", "held-out loss", "final train loss", f"{a.primary} [95% CI]",
+               "seed SD / item SD", "vs baseline", "runs"], rows)
 
-    # ---- per-metric comparisons
+
+def render_comparisons(doc: Doc, a: StudyAnalysis):
+    baseline = a.study.baseline
     doc.h(2, f"Per-metric comparison against {baseline}")
-    doc.p("Δ is paired by eval item and seed, with a 95 % hierarchical bootstrap CI (seeds, then items); p is "
-          "a paired sign-flip permutation test, Holm-corrected across the metrics of one comparison. % and × "
-          "are shown only when the baseline's CI excludes 0 and its mean is above the base model's noise floor; "
-          "otherwise 'n/a (baseline ≈ 0)'. 'real' = CI excludes 0 and Holm p < 0.05; "
-          "'not distinguishable' = these seeds and items cannot tell the arms apart on that metric.")
-    comparisons = {}
-    for name, arm in arms.items():
-        if name == baseline or ref is None:
+    doc.p(f"The training run is the unit: Δ is the difference of arm means over the items both arms share; its "
+          f"95 % CI and p come from a {stats.TEST_NAME} — the seed part is the spread of per-run means, the item "
+          "part the arm × item interaction, so the interval is about new runs and new items, not only these. "
+          "p is Holm-corrected across the metrics of one comparison; 'real' = Holm p < 0.05 (the one rule used "
+          "everywhere in this report). 'perm p' is the exact permutation test of run labels (its smallest "
+          "possible value in brackets: 3 vs 3 runs have 20 arrangements, so it cannot go below 0.1). Held-out "
+          "loss, final train loss and tokens/s are one number per run, tested the same way (lower loss is "
+          "better). % and × are shown only when the baseline's CI excludes 0 and its mean is above the base "
+          "model's noise floor; otherwise 'n/a (baseline ≈ 0)'. 'not distinguishable' = these runs and items "
+          "cannot tell the arms apart — it is not a claim that they are equal.")
+    for name, arm in a.arms.items():
+        if name == baseline:
             continue
-        if not arm.records:
+        comp = a.comparisons.get(name)
+        doc.h(3, f"{name} vs {baseline}")
+        if comp is None:
             states = ", ".join(f"seed {k}: {v}" for k, v in sorted(arm.states.items()))
-            doc.h(3, f"{name} vs {baseline}")
             doc.p(f"No finished runs to compare ({states}).")
             continue
-        fd = stats.factors_between(differences(arm.config, ref.config))
-        comparisons[name] = stats.compare_all(arm.scores, ref.scores, list(METRICS), floors)
-        doc.h(3, f"{name} vs {baseline}")
-        label = ", ".join(f"{k}: {v[1]} → {v[0]}" for k, v in fd.factors.items()) or "nothing"
-        note = f"Differs in {label}."
-        if name == BASE_ARM:
-            note += " (The base model: the untrained floor.)"
-        elif fd.confounded:
-            note += (" CONFOUNDED: more than one factor changes, so this difference cannot be attributed to "
-                     "any one of them.")
-        if "batch split" in fd.factors and not stats.effective_changes(arm.config, ref.config):
-            note += (" The micro × accum split keeps the effective batch, and with the per-token loss both "
-                     "splits train the same objective: treat their difference as seed noise unless its CI "
-                     "excludes 0.")
-        doc.p(note)
+        doc.p(_factor_note(comp, name))
         rows = []
-        for m, c in comparisons[name].items():
+        for m, c in comp.comparisons.items():
             pct = f"{c.percent[0]:+.1f}% [{c.percent[1]:+.1f}, {c.percent[2]:+.1f}]" if c.percent else c.ratio_note
             ratio = f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note
+            perm = f"{fmt_p(c.p_perm)} (≥ {c.p_perm_min:.3g})" if math.isfinite(c.p_perm) else "—"
             rows.append([m, ci4(c.baseline), f4(c.baseline.mean + c.delta.mean), signed(c.delta), pct, ratio,
-                         f"{c.p_holm:.3f}", "real" if c.significant else "not distinguishable"])
-        doc.table(["metric", f"{baseline} [CI]", name, "Δ [95% CI]", "%", "×", "p (Holm)", "difference"], rows)
-        seeds_needed = stats.required_seeds(arm.scores[primary], ref.scores[primary])
-        if seeds_needed:
-            doc.p(f"Seeds per arm needed to detect the observed {primary} difference with 80 % power: "
-                  f"{seeds_needed} (from the seed-to-seed spread; this study ran {len(arm.records)}).")
+                         f"{c.delta.df:.1f}", fmt_p(c.p_holm), perm, _verdict(c)])
+        doc.table(["metric", f"{baseline} [CI]", name, "Δ [95% CI]", "%", "×", "d.f.", "p (t, Holm)",
+                   "perm p (min)", "difference"], rows)
+        if comp.equivalence:
+            doc.p("Equivalence (TOST, 90 % CI of Δ inside ±margin; margin = "
+                  + ("the study's equivalence_margins or " if a.study.equivalence_margins else "")
+                  + "10 % of the baseline's mean): "
+                  + "; ".join(f"{m} ±{e.margin:.4g}: [{e.low:+.4f}, {e.high:+.4f}] → "
+                              + ("equivalent" if e.equivalent else "not shown equivalent") + f" (p {fmt_p(e.p)})"
+                              for m, e in comp.equivalence.items()) + ".")
 
-    # ---- factorial and ordered-factor analyses
-    _factorial_section(doc, arms, primary)
-    _goldilocks_section(doc, arms, primary)
 
-    # ---- decision
-    if study.decision:
-        _decision_section(doc, study, arms, specs)
+def _factor_note(comp, name: str) -> str:
+    fd = comp.factors
+    label = ", ".join(f"{k}: {v[1]} → {v[0]}" for k, v in fd.factors.items()) or "nothing"
+    note = f"Differs in {label}."
+    if name == BASE_ARM:
+        note += " (The base model: the untrained floor.)"
+    elif fd.confounded:
+        note += (" CONFOUNDED: more than one factor changes, so this difference cannot be attributed to "
+                 "any one of them.")
+    if "batch split" in fd.factors:
+        note += (" The micro × accum split keeps the effective batch; with the per-token loss both splits train "
+                 "the same objective in expectation (with LoRA dropout not the same run). Their equality is "
+                 "claimed only by the equivalence test, never from 'not distinguishable'.")
+    return note
 
-    # ---- seed-compatible scoring side by side
+
+def render_designs(doc: Doc, a: StudyAnalysis):
+    doc.h(2, "Factorial analysis")
+    if not a.factorials:
+        doc.p("No four trained arms form a full 2 × 2 with everything else in the config equal, so main effects "
+              "and interactions cannot be separated; pairwise comparisons that change two factors at once are "
+              "labelled confounded.")
+    for f in a.factorials:
+        names = {"main effect 1": f"main effect of {f.factor1}", "main effect 2": f"main effect of {f.factor2}",
+                 "interaction": "interaction"}
+        doc.p(f"{f.factor1} ({f.levels1[0]} → {f.levels1[1]}) × {f.factor2} ({f.levels2[0]} → {f.levels2[1]}) on "
+              f"{a.primary}, arms {', '.join(f.cells[k] for k in sorted(f.cells))} (contrasts of arm means, "
+              "same seed-level t rule, Holm over the three effects):")
+        doc.table(["effect", "estimate [95% CI]", "p (Holm)", "supported"],
+                  [[names[e.name], signed(e.interval), fmt_p(e.p), "yes" if e.supported else "no"]
+                   for e in f.effects])
+        supported = [names[e.name] for e in f.effects if e.supported]
+        doc.p("What explains the differences: " + (", ".join(supported) if supported else
+              "none of the effects is distinguishable from zero with these runs") + ".")
+    doc.h(2, "Rank: is there a Goldilocks zone?")
+    g = a.goldilocks
+    if g is None or len(g.by_rank) < 3:
+        doc.p("Not supported by the data: fewer than three ranks at otherwise equal settings.")
+    else:
+        doc.p(f"Ranks {', '.join(f'{r} ({n})' for r, n in g.by_rank.items())} on {a.primary}: {g.text}.")
+
+
+def render_decision(doc: Doc, a: StudyAnalysis):
+    d = a.decision
+    if d is None:
+        return
+    doc.h(2, "Decision")
+    better = "higher" if d.metric not in RUN_METRICS or RUN_METRICS[d.metric] else "lower"
+    doc.p(f"A question is answered yes when the comparison is supported by the seed-level test (Holm over the "
+          f"{len(d.answers)} question(s)) in the better direction ({better} {d.metric}).")
+    rows = []
+    for x in d.answers:
+        c = x.comparison
+        evidence = f"Δ {signed(c.delta)}, p (Holm) {fmt_p(c.p_holm)}" if c else "no data"
+        rows.append([x.question, f"{x.compare} vs {x.against}" + (" (confounded)" if x.confounded else ""),
+                     evidence, "yes" if x.yes else "no"])
+    doc.table(["question", "comparison", f"{d.metric} evidence", "answer"], rows)
+    if d.rule is None:
+        doc.p("No rule matches these answers.")
+        return
+    doc.p(f"Recommended next run: {d.rule.recommend}")
+    if d.rule.config:
+        doc.p("Config (baseline arm with these changes): " + json.dumps(d.rule.config, ensure_ascii=False))
+    if d.seconds and d.next_config:
+        cfg = d.next_config
+        doc.p(f"Estimated training time on this machine: {d.seconds / 3600:.1f} h per seed "
+              f"({cfg['data']['size']} examples × {cfg['epochs']:g} epochs at the measured {d.rate:,.0f} tokens/s"
+              f", {d.per_seq:.0f} tokens per sequence; the study's runs used base {cfg.get('base')}).")
+
+
+def render_power(doc: Doc, a: StudyAnalysis):
+    doc.h(2, "Power")
+    pw = a.power
+    if pw is None:
+        doc.p(f"Not estimable: needs at least two finished runs in the baseline and in another arm on {a.primary}.")
+        return
+    i = pw.inputs
+    doc.p(f"By simulation of the same seed-level rule (4000 simulated studies per point) from this study's "
+          f"variance components on {pw.metric}: SD of one run's mean {i.run_mean_sd:.4f}, arm × item SD "
+          f"{i.interaction_sd:.4f}, residual SD {i.residual_sd:.4f}, {i.n_items} items; α = {pw.alpha:.3g} (the "
+          "first Holm step over the decision's questions). With the current "
+          f"{pw.n_seeds} runs per arm the smallest difference detected with 80 % power is "
+          f"{pw.detectable[pw.n_seeds]:.4f}.")
+    doc.table(["runs per arm", "smallest Δ at 80 % power"], [[str(k), f"{v:.4f}"] for k, v in pw.detectable.items()])
+    if pw.min_effect:
+        doc.p(f"Runs per arm to detect the decision's min_effect {pw.min_effect:g} with 80 % power: "
+              + (str(pw.seeds_for_min_effect) if pw.seeds_for_min_effect else "more than 100") + ".")
+
+
+def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir: Path,
+                 analysis: StudyAnalysis | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = analysis or analyse(study, specs, scale)
+    arms = a.data
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = Doc()
+    render_header(doc, a)
+    render_summary(doc, a)
+    render_comparisons(doc, a)
+    render_designs(doc, a)
+    render_decision(doc, a)
+    render_power(doc, a)
+    _seed_compatible(doc, arms)
+    _plots(doc, arms, a.primary, out_dir, plt)
+    _examples(doc, arms, specs)
+    md_path = out_dir / "report.md"
+    atomic_write_text(md_path, doc.markdown())
+    atomic_write_text(out_dir / "report.html", doc.html(f"Study {study.name}"))
+    atomic_write_text(out_dir / "comparisons.json", json.dumps(
+        {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "df": c.delta.df, "p": c.p,
+                   "p_holm": c.p_holm, "p_perm": c.p_perm, "p_perm_min": c.p_perm_min, "test": c.test,
+                   "ratio": c.ratio, "ratio_note": c.ratio_note, "supported": c.supported,
+                   "significant": c.supported}
+               for m, c in comp.comparisons.items()} for arm, comp in a.comparisons.items()}, indent=2,
+        allow_nan=True))
+    return md_path
+
+
+def summary(a: StudyAnalysis) -> str:
+    """What the CLI prints: the series summary, designs, decision and power, as Markdown."""
+    doc = Doc()
+    render_summary(doc, a)
+    render_designs(doc, a)
+    render_decision(doc, a)
+    render_power(doc, a)
+    return doc.markdown()
+
+
+def _seed_compatible(doc: Doc, arms: dict[str, ArmData]):
     doc.h(2, "Our metrics | seed-compatible scoring")
     doc.p("The seed study's scorer (distinct marker-list entries found as substrings ÷ word count; certainty "
           "= distinct glyphs / 5; protocol 1 / 0.5 / 0) applied to the same outputs. It differs from AGL.md's "
@@ -275,152 +341,25 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     rows = []
     for m in SEED_METRICS:
         row = [m]
-        for name, arm in arms.items():
+        for arm in arms.values():
             y = arm_matrix(arm, m)
-            ours = np.nanmean(y) if y is not None else None
+            ours = float(np.nanmean(y)) if y is not None else None
             s = arm.seed_scores[m]
-            theirs = np.mean([v for seed in s.values() for v in seed.values()]) if s else None
+            theirs = float(np.mean([v for seed in s.values() for v in seed.values()])) if s else None
             row.append(f"{f4(ours)} | {f4(theirs)}")
         rows.append(row)
     doc.table(["metric"] + [f"{n} (ours | seed)" for n in arms], rows)
 
-    # ---- plots
-    _plots(doc, arms, primary, out_dir, plt)
 
-    # ---- examples
+def _examples(doc: Doc, arms: dict[str, ArmData], specs: list[RunSpec]):
     doc.h(2, "Example outputs")
-    for name, arm in arms.items():
+    for name in arms:
         spec = next((s for s in specs if s.arm == name and (s.run_dir / "eval.jsonl").is_file()), None)
         if spec is None:
             continue
         rows = [[r["id"], r["prompt"][:60], r["output"][:80]] for _, r in list(iter_jsonl(spec.run_dir / "eval.jsonl"))[:3]]
         doc.h(3, f"{name} (seed {spec.seed})")
         doc.table(["item", "prompt", "output"], rows)
-
-    md_path = out_dir / "report.md"
-    atomic_write_text(md_path, doc.markdown())
-    atomic_write_text(out_dir / "report.html", doc.html(f"Study {study.name}"))
-    atomic_write_text(out_dir / "comparisons.json", json.dumps(
-        {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "p_holm": c.p_holm,
-                   "ratio": c.ratio, "ratio_note": c.ratio_note, "significant": c.significant}
-               for m, c in comps.items()} for arm, comps in comparisons.items()}, indent=2))
-    return md_path
-
-
-def _factor_levels(arms: dict[str, ArmData]) -> dict[str, dict]:
-    """arm -> {factor: level} for trained arms (rank, effective batch, split, data size)."""
-    out = {}
-    for name, arm in arms.items():
-        c = arm.config
-        if c is None or not arm.records:
-            continue
-        out[name] = {"rank": c["lora"]["r"], "split": f"{c['batch']['micro']}×{c['batch']['accum']}",
-                     "data size": c["data"]["size"], "effective batch": c["batch"]["micro"] * c["batch"]["accum"],
-                     "rest": json.dumps({k: v for k, v in c.items() if k not in ("lora", "batch", "data", "seed",
-                                                                                "out_dir", "export_dir")},
-                                        sort_keys=True) + str(c["lora"]["alpha"] / c["lora"]["r"])}
-    return out
-
-
-def _factorial_section(doc: Doc, arms: dict[str, ArmData], metric: str):
-    levels = _factor_levels(arms)
-    factors = ["rank", "split", "data size"]
-    found = False
-    for i, f1 in enumerate(factors):
-        for f2 in factors[i + 1:]:
-            others = [f for f in factors if f not in (f1, f2)] + ["rest"]
-            groups: dict[tuple, list[str]] = {}
-            for name, lv in levels.items():
-                groups.setdefault(tuple(lv[o] for o in others), []).append(name)
-            for members in groups.values():
-                v1 = sorted({levels[n][f1] for n in members}, key=str)
-                v2 = sorted({levels[n][f2] for n in members}, key=str)
-                if len(v1) != 2 or len(v2) != 2:
-                    continue
-                cell = {}
-                for n in members:
-                    cell[(v1.index(levels[n][f1]), v2.index(levels[n][f2]))] = n
-                if len(cell) != 4:
-                    continue
-                if not found:
-                    doc.h(2, "Factorial analysis")
-                    found = True
-                effects = stats.factorial_2x2({k: arms[n].scores[metric] for k, n in cell.items()})
-                doc.p(f"{f1} ({v1[0]} → {v1[1]}) × {f2} ({v2[0]} → {v2[1]}) on {metric}, arms "
-                      f"{', '.join(cell[k] for k in sorted(cell))}:")
-                names = {"main effect 1": f"main effect of {f1}", "main effect 2": f"main effect of {f2}",
-                         "interaction": "interaction"}
-                doc.table(["effect", "estimate [95% CI]", "supported"],
-                          [[names[e.name], signed(e.interval), "yes" if e.interval.excludes_zero() else "no"]
-                           for e in effects])
-                supported = [names[e.name] for e in effects if e.interval.excludes_zero()]
-                doc.p("What explains the differences: " + (", ".join(supported) if supported else
-                      "none of the effects is distinguishable from zero with these seeds") + ".")
-    if not found:
-        doc.h(2, "Factorial analysis")
-        doc.p("No four trained arms form a full 2 × 2 of rank, batch split and data size with everything else "
-              "equal, so main effects and interactions cannot be separated; pairwise comparisons that change "
-              "two factors at once are labelled confounded above.")
-
-
-def _goldilocks_section(doc: Doc, arms: dict[str, ArmData], metric: str):
-    levels = _factor_levels(arms)
-    # arms that differ only in rank (a batch split at equal effective batch trains the same objective)
-    groups: dict[tuple, list[str]] = {}
-    for name, lv in levels.items():
-        groups.setdefault((lv["data size"], lv["effective batch"], lv["rest"]), []).append(name)
-    doc.h(2, "Rank: is there a Goldilocks zone?")
-    best = max(groups.values(), key=lambda g: len({levels[n]["rank"] for n in g}), default=[])
-    by_rank: dict[int, str] = {}
-    for n in sorted(best, key=lambda n: levels[n]["split"] != "4×4"):
-        by_rank.setdefault(levels[n]["rank"], n)
-    if len(by_rank) < 3:
-        doc.p("Not supported by the data: fewer than three ranks at otherwise equal settings.")
-        return
-    ordered = [(float(r), arms[by_rank[r]].scores[metric]) for r in sorted(by_rank)]
-    claimed, text = stats.goldilocks(ordered)
-    doc.p(f"Ranks {', '.join(f'{r} ({by_rank[r]})' for r in sorted(by_rank))} on {metric}: {text}.")
-
-
-def _decision_section(doc: Doc, study: Study, arms: dict[str, ArmData], specs: list[RunSpec]):
-    d = study.decision
-    doc.h(2, "Decision")
-    answers, rows = {}, []
-    for q, spec in d.questions.items():
-        a, b = arms.get(spec.compare), arms.get(spec.against)
-        c = stats.compare(a.scores[d.metric], b.scores[d.metric], d.metric) if a and b else None
-        answers[q] = bool(c and c.delta.low > 0)
-        evidence = f"Δ {signed(c.delta)}, p {c.p:.3f}" if c else "no data"
-        fd = stats.factors_between(differences(a.config if a else None, b.config if b else None))
-        caveat = " (confounded)" if fd.confounded else ""
-        rows.append([q, f"{spec.compare} vs {spec.against}{caveat}", evidence, "yes" if answers[q] else "no"])
-    doc.table(["question", "comparison", f"{d.metric} evidence", "answer"], rows)
-    rule = next((r for r in d.rules if all(answers.get(k) == v for k, v in r.when.items())), None)
-    if rule is None:
-        doc.p("No rule matches these answers.")
-        return
-    doc.p(f"Recommended next run: {rule.recommend}")
-    if rule.config:
-        baseline_spec = next((s for s in specs if s.arm == study.baseline), None)
-        cfg = json.loads(json.dumps(baseline_spec.train)) if baseline_spec else {}
-        _merge(cfg, rule.config)
-        doc.p("Config (baseline arm with these changes): " + json.dumps(rule.config, ensure_ascii=False))
-        rate, per_seq = measured_throughput([s for s in specs if s.train])
-        if rate and cfg:
-            next_spec = RunSpec("next", 0, Path("."), Path("."), cfg | {"max_steps": None}, cfg.get("base", ""), {})
-            seconds = estimate_seconds(next_spec, rate, per_seq)
-            doc.p(f"Estimated training time on this machine: {seconds / 3600:.1f} h per seed "
-                  f"({cfg['data']['size']} examples × {cfg['epochs']:g} epochs at the measured {rate:,.0f} tokens/s"
-                  f", {per_seq:.0f} tokens per sequence; the study's runs used base {cfg.get('base')}).")
-
-
-def _merge(into: dict, changes: dict):
-    for k, v in changes.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
-
 
 def _plots(doc: Doc, arms: dict[str, ArmData], primary: str, out_dir: Path, plt):
     doc.h(2, "Plots")

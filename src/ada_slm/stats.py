@@ -1,61 +1,48 @@
-"""Statistics that keep a study honest.
+"""Statistics that keep a study honest: the training run is the unit of inference.
 
-Data shape: for one arm and one metric, a matrix `Y[seed, item]` of per-item scores (NaN where the metric does
-not apply). Training noise lives between seeds, generation/item noise between items, so every interval here
-is a *hierarchical* bootstrap: resample seeds, then items within them. Comparisons are paired: arm A and
-baseline B are matched on seed and on eval item, and the difference matrix `A - B` is what gets resampled.
+Data shape: for one arm and one metric, a matrix `Y[run, item]` of per-item scores (NaN where the metric does
+not apply); a run-level quantity (held-out loss, tokens/s) is the same with one column. The model behind every
+interval is a crossed random-effects model
 
-  arm_interval         mean and 95 % CI of one arm
-  compare              paired Δ with CI, a sign-flip permutation p-value, % and × (only over a baseline that
-                       is clearly above zero and above the base model's noise floor), Holm over metrics
-  factors_between      which config factors differ between two arms (grouping r with α when α/r is fixed,
-                       and micro × accum when the effective batch is fixed), to label confounded comparisons
-  factorial_2x2        main effects and interaction with CIs where four arms form a full 2 × 2
-  goldilocks           an interior optimum over an ordered factor, claimed only with paired CIs
-  required_seeds       seeds per arm a difference needs for 80 % power at α = 0.05
+    Y[arm, run, item] = μ_arm + u[arm, run] + v[item] + w[arm, item] + e[arm, run, item]
+
+— training noise u is shared by every item of one run, item effects v are shared by every run and arm (the same
+items are scored everywhere), w is the arm × item interaction, e the residual. The 133 items of one run are
+not 133 independent facts: they share u. So a contrast of arm means (Δ of two arms, a 2 × 2 effect, a ratio)
+gets its variance from
+
+    seed part   Σ c²ₖ s²ₖ / nₖ        s²ₖ = variance of arm k's per-run means (n_k - 1 degrees of freedom)
+    item part   (var over items of Σ cₖ ȳₖ[item] - Σ c²ₖ MSₑₖ / nₖ)⁺ / n_items      (n_items - 1 d.f.)
+
+with Welch–Satterthwaite degrees of freedom, a t interval and a t p-value: the interval targets the population
+of items (not only these 133) and of training runs. At 3 vs 3 runs that is a t with ≈ 4 d.f., not a normal.
+
+  Interval / arm_interval  mean and 95 % CI of one arm
+  compare                  Δ of two arms with CI, t p-value, exact seed-level permutation p, % and × (only
+                           over a baseline clearly above zero and the base model's noise floor)
+  Comparison.supported     THE rule: Holm-adjusted p < 0.05 (which implies the CI excludes 0)
+  equivalence              TOST with a stated margin: the only way this module claims "no difference"
+  variance_components      seed-to-seed SD vs item SD vs residual SD of one arm
+  factorial_2x2, goldilocks  contrasts over several arms, judged by the same rule
+  power_at, detectable_effect, seeds_needed   power of that rule by simulation from variance components
+  factors_between          config differences grouped into study factors (shared with the audit)
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats as sps
 
-N_BOOT = 2000
-N_PERM = 5000
 ALPHA = 0.05
+N_PERM = 10000  # above this many arrangements the permutation p is a Monte Carlo estimate
+N_BOOT = 2000  # kept for callers that pass n_boot; intervals are analytic (no seed bootstrap over 3 runs)
 
 
-def _resample_indices(rng: np.random.Generator, n_seeds: int, n_items: int, n_boot: int):
-    """Hierarchical bootstrap indices: seeds with replacement, then items with replacement within each seed."""
-    seeds = rng.integers(0, n_seeds, (n_boot, n_seeds))
-    items = rng.integers(0, n_items, (n_boot, n_seeds, n_items))
-    return seeds[:, :, None], items
-
-
-def _nanmean_last2(x: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():  # a resample may hold only items where the metric does not apply
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(x, axis=(-2, -1))
-
-
-def _mean_boot(y: np.ndarray, rng: np.random.Generator, n_boot: int = N_BOOT) -> np.ndarray:
-    """Bootstrap distribution of the grand mean of Y[seed, item]: resample seeds, then items per seed."""
-    s, i = _resample_indices(rng, *y.shape, n_boot)
-    return _nanmean_last2(y[s, i])
-
-
-def _ci(dist: np.ndarray) -> tuple[float, float]:
-    d = dist[np.isfinite(dist)]
-    if d.size == 0:
-        return (math.nan, math.nan)
-    lo, hi = np.percentile(d, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
+# ------------------------------------------------------------------------------------------ the contrast
 @dataclass
 class Interval:
     mean: float
@@ -63,29 +50,116 @@ class Interval:
     high: float
     n_seeds: int
     n_items: int
+    se: float = math.nan
+    df: float = math.nan
 
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
 
+def _finite_items(mats: list[np.ndarray]) -> list[np.ndarray]:
+    """Keep the items (columns) scored in every run of every arm: the contrast is over shared items."""
+    keep = np.all([np.isfinite(m).all(axis=-2) for m in mats], axis=0)
+    return [m[..., keep] for m in mats]
+
+
+def _arm_summary(y: np.ndarray):
+    """(grand mean, item means, variance of run means, residual mean square) of Y[..., run, item]."""
+    n_s, n_i = y.shape[-2:]
+    run_means, item_means = y.mean(-1), y.mean(-2)
+    grand = run_means.mean(-1)
+    with np.errstate(all="ignore"):
+        s2 = run_means.var(-1, ddof=1) if n_s > 1 else np.full(grand.shape, np.nan)
+        if n_s > 1 and n_i > 1:
+            resid = y - run_means[..., None] - item_means[..., None, :] + grand[..., None, None]
+            ms_e = (resid ** 2).sum((-2, -1)) / ((n_s - 1) * (n_i - 1))
+        else:
+            ms_e = np.zeros(grand.shape)
+    return grand, item_means, s2, ms_e
+
+
+def contrast(mats: list[np.ndarray], coefs: list[float]):
+    """Σ cₖ · mean(armₖ) with its standard error and Welch–Satterthwaite degrees of freedom.
+
+    `mats` are Y[..., run, item] over the same items (leading axes = independent simulated studies). Returns
+    arrays (estimate, se, df); se is NaN when an arm has a single run (no seed-to-seed variance to estimate)."""
+    summaries = [_arm_summary(m) for m in mats]
+    est = sum(c * s[0] for c, s in zip(coefs, summaries))
+    seed_parts = [c * c * s[2] / m.shape[-2] for c, s, m in zip(coefs, summaries, mats)]
+    seed_dfs = [m.shape[-2] - 1 for m in mats]
+    n_i = mats[0].shape[-1]
+    if n_i > 1:
+        d = sum(c * s[1] for c, s in zip(coefs, summaries))
+        residual = sum(c * c * s[3] / m.shape[-2] for c, s, m in zip(coefs, summaries, mats))
+        item_part = np.maximum(0.0, d.var(-1, ddof=1) - residual) / n_i
+    else:
+        item_part = np.zeros(np.shape(est))
+    return _combine(est, seed_parts, seed_dfs, item_part, n_i - 1)
+
+
+def _combine(est, seed_parts, seed_dfs, item_part, item_df):
+    var = sum(seed_parts) + item_part
+    with np.errstate(all="ignore"):
+        denom = sum(p * p / max(k, 1) for p, k in zip(seed_parts, seed_dfs)) + item_part ** 2 / max(item_df, 1)
+        df = np.where(denom > 0, var * var / denom, np.inf)
+    return est, np.sqrt(var), df
+
+
+def t_test(est, se, df, alpha: float = ALPHA):
+    """(p two-sided, low, high) of the t interval; se = 0 gives p 1 for a zero estimate, else 0."""
+    with np.errstate(all="ignore"):
+        t = np.abs(est) / se
+        p = np.where(se > 0, 2 * sps.t.sf(t, df), np.where(est == 0, 1.0, 0.0))
+        p = np.where(np.isnan(se), np.nan, p)  # one run per arm: no seed-level variance, no test
+        half = sps.t.ppf(1 - alpha / 2, df) * se
+    return p, est - half, est + half
+
+
+def _interval(est, se, df, n_seeds, n_items) -> Interval:
+    _, lo, hi = t_test(est, se, df)
+    return Interval(float(est), float(lo), float(hi), n_seeds, n_items, float(se), float(df))
+
+
 def arm_interval(y: np.ndarray, seed: int = 0) -> Interval:
-    rng = np.random.default_rng(seed)
-    low, high = _ci(_mean_boot(y, rng))
-    return Interval(float(np.nanmean(y)) if np.isfinite(y).any() else math.nan, low, high, y.shape[0], y.shape[1])
+    """Mean of one arm with a 95 % t interval over runs and items (runs and items both random)."""
+    (y,) = _finite_items([y])
+    if y.size == 0:
+        return Interval(math.nan, math.nan, math.nan, y.shape[0], 0)
+    est, se, df = contrast([y], [1.0])
+    if not np.isfinite(se):  # one run: only the item part is estimable; say so by an open interval
+        return Interval(float(est), math.nan, math.nan, y.shape[0], y.shape[1])
+    return _interval(est, se, df, y.shape[0], y.shape[1])
 
 
-def sign_flip_p(d: np.ndarray, seed: int = 0, n_perm: int = N_PERM) -> float:
-    """Two-sided paired permutation test of mean(d) = 0: flip the sign of each paired difference at random."""
-    d = d[np.isfinite(d)]
-    if d.size == 0 or np.all(d == 0):
-        return 1.0
-    rng = np.random.default_rng(seed)
-    observed = abs(d.mean())
-    signs = rng.choice([-1.0, 1.0], size=(n_perm, d.size))
-    null = np.abs((signs * d).mean(axis=1))
-    return float((1 + np.sum(null >= observed - 1e-15)) / (n_perm + 1))
+# ------------------------------------------------------------------------------------------ variance components
+@dataclass
+class VarianceComponents:
+    """Of one arm on one metric: what adding runs vs adding items would buy."""
+
+    seed_sd: float  # SD of training-run effects (u), after removing the item noise in each run's mean
+    item_sd: float  # SD of item effects (v + w) across items
+    residual_sd: float  # SD of run × item noise (e)
+    n_seeds: int
+    n_items: int
+
+    @property
+    def run_mean_sd(self) -> float:
+        """SD of one run's mean over these items: what the seed-level test divides by."""
+        return math.sqrt(self.seed_sd ** 2 + self.residual_sd ** 2 / max(self.n_items, 1))
 
 
+def variance_components(y: np.ndarray) -> VarianceComponents | None:
+    (y,) = _finite_items([y])
+    if y.shape[0] < 2 or y.size == 0:
+        return None
+    _, item_means, s2, ms_e = _arm_summary(y)
+    n_s, n_i = y.shape
+    item_var = max(0.0, float(item_means.var(ddof=1) - ms_e / n_s)) if n_i > 1 else 0.0
+    seed_var = max(0.0, float(s2 - ms_e / n_i)) if n_i > 1 else float(s2)
+    return VarianceComponents(math.sqrt(seed_var), math.sqrt(item_var), math.sqrt(float(ms_e)), n_s, n_i)
+
+
+# ------------------------------------------------------------------------------------------ comparison
 def holm(pvalues: dict[str, float]) -> dict[str, float]:
     """Holm–Bonferroni adjusted p-values (step-down, monotone)."""
     names = sorted(pvalues, key=lambda k: pvalues[k])
@@ -95,6 +169,9 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
         running = max(running, min(1.0, (m - rank) * pvalues[name]))
         adjusted[name] = running
     return adjusted
+
+
+TEST_NAME = "Welch t on per-run means (+ arm × item variance), Satterthwaite d.f."
 
 
 @dataclass
@@ -107,49 +184,85 @@ class Comparison:
     ratio: tuple[float, float, float] | None = None  # (×, low, high) or None when not meaningful
     percent: tuple[float, float, float] | None = None
     ratio_note: str = ""
+    p_perm: float = math.nan  # exact seed-level permutation p (run labels shuffled), when ≥ 2 runs per arm
+    p_perm_min: float = math.nan  # the smallest p that permutation can give with these runs
+    test: str = TEST_NAME
+    interaction_sd: float = math.nan  # SD of the arm × item interaction, for power
 
     @property
-    def significant(self) -> bool:
-        return self.delta.excludes_zero() and self.p_holm < ALPHA
+    def supported(self) -> bool:
+        """The one rule for 'this difference is real': Holm-adjusted (or, alone, raw) t p-value below 0.05."""
+        p = self.p_holm if math.isfinite(self.p_holm) else self.p
+        return bool(math.isfinite(p) and p < ALPHA and self.delta.excludes_zero())
+
+    @property
+    def significant(self) -> bool:  # the name older scripts use
+        return self.supported
 
 
 def align(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Matrices A[seed, item], B[seed, item] over the seeds and items both arms have."""
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
+    """Matrices A[run, item], B[run, item] over the items every run of both arms has (runs need not pair)."""
+    if not a or not b:
         return np.empty((0, 0)), np.empty((0, 0))
-    items = sorted(set.intersection(*(set(a[s]) for s in seeds), *(set(b[s]) for s in seeds)))
+    items = sorted(set.intersection(*(set(x[s]) for x in (a, b) for s in x)))
 
     def mat(x):
-        return np.array([[np.nan if x[s][i] is None else x[s][i] for i in items] for s in seeds], dtype=float)
+        return np.array([[np.nan if x[s][i] is None else x[s][i] for i in items] for s in sorted(x)], dtype=float)
 
     return mat(a), mat(b)
 
 
+def permutation_p(run_a: np.ndarray, run_b: np.ndarray, seed: int = 0, n_perm: int = N_PERM) -> tuple[float, float]:
+    """(p, smallest possible p) of an exact two-sided permutation test of run labels on per-run means: the
+    training run is what gets shuffled. 3 vs 3 runs have 20 arrangements, so p ≥ 0.1."""
+    pooled, n_a = np.concatenate([run_a, run_b]), len(run_a)
+    n = len(pooled)
+    total = math.comb(n, n_a)
+    if total <= n_perm:
+        idx = np.array(list(itertools.combinations(range(n), n_a)))
+    else:
+        rng = np.random.default_rng(seed)
+        idx = np.argsort(rng.random((n_perm, n)), axis=1)[:, :n_a]
+    in_a = np.zeros((len(idx), n), bool)
+    np.put_along_axis(in_a, idx, True, axis=1)
+    stat = np.abs((in_a * pooled).sum(1) / n_a - (~in_a * pooled).sum(1) / (n - n_a))
+    observed = abs(run_a.mean() - run_b.mean())
+    p = float(np.mean(stat >= observed - 1e-12 * max(1.0, abs(observed))))
+    smallest = (2 if n_a == n - n_a else 1) / total
+    return p, smallest
+
+
 def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metric: str,
             noise_floor: float = 0.0, seed: int = 0, n_boot: int = N_BOOT, n_perm: int = N_PERM) -> Comparison | None:
-    """Paired comparison of arm `a` against baseline `b` (both: seed -> item id -> score)."""
+    """Arm `a` against baseline `b` (both: run seed -> item id -> score); None without shared data."""
     A, B = align(a, b)
-    if A.size == 0 or not np.isfinite(A - B).any():
+    if A.size == 0:
         return None
-    D = A - B
-    rng = np.random.default_rng(seed)
-    # one set of resampling indices for Δ, baseline and ratio, so their intervals are consistent
-    n_seeds, n_items = D.shape
-    s, i = _resample_indices(rng, n_seeds, n_items, n_boot)
-    a_means, bases = _nanmean_last2(A[s, i]), _nanmean_last2(B[s, i])
-    deltas = a_means - bases
-    with np.errstate(all="ignore"):
-        ratios = np.where(bases > 0, a_means / bases, np.nan)
-    with np.errstate(all="ignore"):
-        delta = Interval(float(np.nanmean(D)), *_ci(deltas), n_seeds, n_items)
-        baseline = Interval(float(np.nanmean(B)), *_ci(bases), n_seeds, n_items)
-    result = Comparison(metric, delta, sign_flip_p(D.ravel(), seed, n_perm), baseline=baseline)
-    if baseline.low > 0 and baseline.mean > noise_floor:
-        r_lo, r_hi = _ci(ratios)
-        ratio = float(np.nanmean(A) / baseline.mean)
-        result.ratio = (ratio, r_lo, r_hi)
-        result.percent = (100 * (ratio - 1), 100 * (r_lo - 1), 100 * (r_hi - 1))
+    A, B = _finite_items([A, B])
+    if A.shape[-1] == 0:
+        return None
+    n_runs, n_items = min(A.shape[0], B.shape[0]), A.shape[1]
+    est, se, df = contrast([A, B], [1.0, -1.0])
+    p, lo, hi = t_test(est, se, df)
+    delta = Interval(float(est), float(lo), float(hi), n_runs, n_items, float(se), float(df))
+    baseline = arm_interval(B)
+    result = Comparison(metric, delta, float(p), baseline=baseline)
+    if A.shape[0] > 1 and B.shape[0] > 1:
+        result.p_perm, result.p_perm_min = permutation_p(A.mean(1), B.mean(1), seed, n_perm)
+        if n_items > 1:
+            d = A.mean(0) - B.mean(0)
+            resid = _arm_summary(A)[3] / A.shape[0] + _arm_summary(B)[3] / B.shape[0]
+            result.interaction_sd = math.sqrt(max(0.0, float(d.var(ddof=1) - resid)) / 2)
+    mean_a = float(A.mean())
+    if baseline.low > 0 and baseline.mean > noise_floor and mean_a > 0:
+        # delta method on log(mean_a / mean_b), with the same seed and item parts
+        l_est, l_se, l_df = contrast([A, B], [1.0 / mean_a, -1.0 / baseline.mean])
+        _, l_lo, l_hi = t_test(0.0, l_se, l_df)
+        ratio = mean_a / baseline.mean
+        result.ratio = (ratio, ratio * math.exp(float(l_lo)), ratio * math.exp(float(l_hi)))
+        result.percent = tuple(100 * (r - 1) for r in result.ratio)
+    elif baseline.low > 0 and baseline.mean <= noise_floor:
+        result.ratio_note = "n/a (baseline ≤ base model's floor)"
     else:
         result.ratio_note = "n/a (baseline ≈ 0)"
     return result
@@ -162,9 +275,169 @@ def compare_all(a, b, metrics: list[str], noise_floors: dict[str, float] | None 
         c = compare(a.get(m, {}), b.get(m, {}), m, (noise_floors or {}).get(m, 0.0))
         if c is not None and math.isfinite(c.delta.mean):
             out[m] = c
-    for m, p in holm({m: c.p for m, c in out.items()}).items():
+    finite = {m: c.p for m, c in out.items() if math.isfinite(c.p)}
+    for m, p in holm(finite).items():
         out[m].p_holm = p
     return out
+
+
+@dataclass
+class Equivalence:
+    margin: float
+    low: float  # 90 % CI of Δ (the TOST interval)
+    high: float
+    p: float  # TOST p: the larger of the two one-sided p-values
+
+    @property
+    def equivalent(self) -> bool:
+        return bool(self.p < ALPHA)
+
+
+def equivalence(a, b, margin: float) -> Equivalence | None:
+    """Two one-sided t tests of |Δ| < margin (same seed and item parts as `compare`): equivalence is claimed
+    only when both reject, i.e. the 90 % CI of Δ lies inside ±margin — never from 'not significant'."""
+    A, B = align(a, b)
+    if A.size == 0 or A.shape[0] < 2 or B.shape[0] < 2:
+        return None
+    A, B = _finite_items([A, B])
+    est, se, df = contrast([A, B], [1.0, -1.0])
+    if not se > 0:
+        return Equivalence(margin, float(est), float(est), 0.0 if abs(est) < margin else 1.0)
+    p_low = sps.t.sf((est + margin) / se, df)  # H0: Δ ≤ -margin
+    p_high = sps.t.cdf((est - margin) / se, df)  # H0: Δ ≥ margin
+    half = sps.t.ppf(0.95, df) * se
+    return Equivalence(margin, float(est - half), float(est + half), float(max(p_low, p_high)))
+
+
+# ------------------------------------------------------------------------------------------ several arms
+@dataclass
+class Effect:
+    name: str
+    interval: Interval
+    p: float = math.nan
+
+    @property
+    def supported(self) -> bool:
+        return bool(math.isfinite(self.p) and self.p < ALPHA)
+
+
+def _matrices(cells: list[dict[int, dict[str, float]]]) -> list[np.ndarray]:
+    items = sorted(set.intersection(*(set(c[s]) for c in cells for s in c)))
+    mats = [np.array([[np.nan if c[s][i] is None else c[s][i] for i in items] for s in sorted(c)], dtype=float)
+            for c in cells]
+    return _finite_items(mats)
+
+
+def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0, n_boot: int = N_BOOT) -> list[Effect]:
+    """Main effects and interaction of a full 2 × 2. `cells[(lo|hi of factor 1, lo|hi of factor 2)]` holds
+    run -> item -> score. Each effect is a contrast of the four arm means with the seed and item parts above;
+    its p is Holm-corrected over the three effects."""
+    mats = _matrices([cells[k] for k in [(0, 0), (0, 1), (1, 0), (1, 1)]])
+    contrasts = {"main effect 1": [-0.5, -0.5, 0.5, 0.5], "main effect 2": [-0.5, 0.5, -0.5, 0.5],
+                 "interaction": [1.0, -1.0, -1.0, 1.0]}
+    n_s, n_i = min(m.shape[0] for m in mats), mats[0].shape[1]
+    out, ps = [], {}
+    for name, c in contrasts.items():
+        est, se, df = contrast(mats, c)
+        ps[name] = float(t_test(est, se, df)[0])
+        out.append(Effect(name, _interval(est, se, df, n_s, n_i)))
+    adjusted = holm(ps)
+    for e in out:
+        e.p = adjusted[e.name]
+    return out
+
+
+def goldilocks(levels: list[tuple[float, dict]], seed: int = 0) -> tuple[bool, str]:
+    """Ordered factor (e.g. rank 16/32/48): an interior optimum is claimed only when a middle level beats both
+    neighbours, each comparison supported by the rule (Holm over the two)."""
+    if len(levels) < 3:
+        return False, "not supported by the data (needs at least three levels)"
+    for j in range(1, len(levels) - 1):
+        (lo_v, lo), (mid_v, mid), (hi_v, hi) = levels[j - 1], levels[j], levels[j + 1]
+        left, right = compare(mid, lo, "m", seed=seed), compare(mid, hi, "m", seed=seed)
+        if not (left and right):
+            continue
+        adj = holm({"l": left.p, "r": right.p})
+        left.p_holm, right.p_holm = adj["l"], adj["r"]
+        if left.supported and right.supported and left.delta.mean > 0 and right.delta.mean > 0:
+            return True, (f"interior optimum at {mid_v:g}: beats {lo_v:g} by {left.delta.mean:+.4f} "
+                          f"[{left.delta.low:+.4f}, {left.delta.high:+.4f}] (p {left.p_holm:.3f}) and {hi_v:g} by "
+                          f"{right.delta.mean:+.4f} [{right.delta.low:+.4f}, {right.delta.high:+.4f}] "
+                          f"(p {right.p_holm:.3f}, Holm over the two)")
+    return False, "not supported by the data (no middle level beats both neighbours by the seed-level test)"
+
+
+# ------------------------------------------------------------------------------------------ power
+@dataclass
+class PowerInputs:
+    """What the test's power depends on, per arm: SD of one run's mean over the items, residual SD, and the SD
+    of the arm × item interaction; plus the number of items."""
+
+    run_mean_sd: float
+    residual_sd: float
+    interaction_sd: float
+    n_items: int
+
+
+def _simulate_null(inputs: PowerInputs, n_seeds: int, n_sim: int, rng: np.random.Generator):
+    """(estimate − Δ, se, df) of `compare` on simulated 2-arm studies, drawn from the statistics' exact
+    distributions under the crossed normal model (balanced ANOVA: the mean squares are independent χ² and
+    independent of the means), then combined by the same `_combine` the real comparison uses."""
+    n_i, k = inputs.n_items, n_seeds
+    s2_run, s2_e, s2_w = inputs.run_mean_sd ** 2, inputs.residual_sd ** 2, inputs.interaction_sd ** 2
+    est = rng.normal(0, math.sqrt(2 * s2_run / k + 2 * s2_w / n_i), n_sim)
+    s2 = [s2_run * rng.chisquare(k - 1, n_sim) / (k - 1) for _ in range(2)]
+    if n_i > 1:
+        ms_e = [s2_e * rng.chisquare((k - 1) * (n_i - 1), n_sim) / ((k - 1) * (n_i - 1)) for _ in range(2)]
+        d_var = (2 * s2_w + 2 * s2_e / k) * rng.chisquare(n_i - 1, n_sim) / (n_i - 1)
+        item_part = np.maximum(0.0, d_var - (ms_e[0] + ms_e[1]) / k) / n_i
+    else:
+        item_part = np.zeros(n_sim)
+    return _combine(est, [s / k for s in s2], [k - 1, k - 1], item_part, n_i - 1)
+
+
+def power_at(inputs: PowerInputs, n_seeds: int, effect: float, alpha: float = ALPHA, n_sim: int = 4000,
+             seed: int = 0) -> float:
+    """P(the rule supports Δ = effect) with n_seeds runs per arm, by simulation."""
+    noise, se, df = _simulate_null(inputs, n_seeds, n_sim, np.random.default_rng(seed))
+    p, _, _ = t_test(noise + effect, se, df, alpha)
+    return float(np.mean(p < alpha))
+
+
+def detectable_effect(inputs: PowerInputs, n_seeds: int, power: float = 0.8, alpha: float = ALPHA,
+                      n_sim: int = 4000, seed: int = 0) -> float:
+    """Smallest |Δ| the rule detects with `power` at n_seeds runs per arm (common random numbers, bisection)."""
+    noise, se, df = _simulate_null(inputs, n_seeds, n_sim, np.random.default_rng(seed))
+    crit = sps.t.ppf(1 - alpha / 2, df) * se
+    lo, hi = 0.0, float(np.nanmax(crit) * 4 + 1e-12)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if np.mean(np.abs(noise + mid) > crit) >= power else (mid, hi)
+    return hi
+
+
+def seeds_needed(inputs: PowerInputs, effect: float, power: float = 0.8, alpha: float = ALPHA,
+                 max_seeds: int = 100, n_sim: int = 4000, seed: int = 0) -> int | None:
+    """Fewest runs per arm (≥ 2) at which the rule supports Δ = effect with `power`; None beyond max_seeds."""
+    for k in range(2, max_seeds + 1):
+        if power_at(inputs, k, effect, alpha, n_sim, seed) >= power:
+            return k
+    return None
+
+
+def power_inputs(a: np.ndarray, b: np.ndarray) -> PowerInputs | None:
+    """Pooled power inputs of two arms' Y[run, item] (each with ≥ 2 runs)."""
+    ca, cb = variance_components(a), variance_components(b)
+    if ca is None or cb is None:
+        return None
+    A, B = _finite_items([a, b])
+    run_sd = math.sqrt((ca.run_mean_sd ** 2 + cb.run_mean_sd ** 2) / 2)
+    res_sd = math.sqrt((ca.residual_sd ** 2 + cb.residual_sd ** 2) / 2)
+    inter = 0.0
+    if A.shape[1] > 1:
+        d = A.mean(0) - B.mean(0)
+        inter = math.sqrt(max(0.0, float(d.var(ddof=1)) - res_sd ** 2 * (1 / A.shape[0] + 1 / B.shape[0])) / 2)
+    return PowerInputs(run_sd, res_sd, inter, A.shape[1])
 
 
 # ------------------------------------------------------------------------------------------ design
@@ -182,12 +455,19 @@ class FactorDiff:
         return list(self.factors) == ["batch split"]
 
 
+FACTOR_NAMES = {"data.size": "data size", "lora.dropout": "LoRA dropout", "lora.targets": "LoRA targets",
+                "lora.rslora": "rsLoRA", "data.mix": "data mix", "lr": "learning rate", "base": "base model"}
+
+
 def factors_between(diffs: dict[str, tuple]) -> FactorDiff:
-    """Group raw config differences into study factors.
+    """Group raw config differences (`study.differences`) into study factors — the one vocabulary the report,
+    the plan and the audit use.
 
     r and α that change together at a fixed α/r are one factor, 'rank'. micro × accum that keep the effective
-    batch are one factor, 'batch split' — with our per-token loss it does not change the objective, so it is
-    noted but does not confound; a change of effective batch is its own factor."""
+    batch are one factor, 'batch split' — with the per-token loss it is the same objective (in expectation,
+    when LoRA dropout is on), so it is noted but does not confound; a change of effective batch is its own
+    factor. A corpus size that also changes the number of optimizer steps is 'data size and steps'; other step
+    changes (epochs, max_steps) are 'training length'."""
     diffs = dict(diffs)
     out = FactorDiff()
     r, alpha = diffs.pop("lora.r", None), diffs.pop("lora.alpha", None)
@@ -201,17 +481,25 @@ def factors_between(diffs: dict[str, tuple]) -> FactorDiff:
     micro, accum = diffs.pop("batch.micro", None), diffs.pop("batch.accum", None)
     effective = diffs.pop("batch.effective", None)
     if micro or accum:
-        # (a, b) values of each; a missing entry means the two arms agree on it
-        m = micro or ("=", "=")
-        ac = accum or ("=", "=")
+        m, ac = micro or ("=", "="), accum or ("=", "=")  # a missing entry means the two arms agree on it
         split = (f"{m[0]}×{ac[0]}", f"{m[1]}×{ac[1]}")
         if effective:  # a different effective batch is a real factor (different objective and step count)
-            out.factors["effective batch"] = (f"{split[0]}={effective[0]}", f"{split[1]}={effective[1]}")
+            st = [f", {s} steps" for s in diffs["optimizer steps"]] if "optimizer steps" in diffs else ["", ""]
+            out.factors["effective batch"] = (f"{split[0]}={effective[0]}{st[0]}", f"{split[1]}={effective[1]}{st[1]}")
         else:
             out.factors["batch split"] = split
+    steps = diffs.pop("optimizer steps", None)
+    length = {k: diffs.pop(k) for k in ("epochs", "max_steps") if k in diffs}
+    size = diffs.pop("data.size", None)
+    if size is not None:
+        if steps is not None and not effective:
+            out.factors["data size and steps"] = (f"{size[0]} ex, {steps[0]} steps", f"{size[1]} ex, {steps[1]} steps")
+        else:
+            out.factors["data size"] = size
+    elif length or (steps is not None and not effective):
+        out.factors["training length"] = steps or next(iter(length.values()))
     for k, v in diffs.items():
-        name = {"data.size": "data size"}.get(k, k)
-        out.factors[name] = v
+        out.factors[FACTOR_NAMES.get(k, k)] = v
     return out
 
 
@@ -222,66 +510,3 @@ def effective_changes(cfg_a: dict | None, cfg_b: dict | None) -> bool:
     eb = cfg_b["batch"]["micro"] * cfg_b["batch"]["accum"]
     return ea != eb
 
-
-@dataclass
-class Effect:
-    name: str
-    interval: Interval
-
-
-def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0, n_boot: int = N_BOOT) -> list[Effect]:
-    """Main effects and interaction of a full 2 × 2. `cells[(lo|hi of factor 1, lo|hi of factor 2)]` holds
-    seed -> item -> score. Effects are on the metric's scale; the interaction is the difference of differences."""
-    keys = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    mats = [cells[k] for k in keys]
-    seeds = sorted(set.intersection(*(set(m) for m in mats)))
-    items = sorted(set.intersection(*(set(m[s]) for m in mats for s in seeds)))
-    Y = np.array([[[np.nan if m[s][i] is None else m[s][i] for i in items] for s in seeds] for m in mats])
-    rng = np.random.default_rng(seed)
-
-    def effects(cell_means):  # (4, …) cell means -> (3, …): main effect 1, main effect 2, interaction
-        y00, y01, y10, y11 = cell_means
-        return np.stack([((y10 - y00) + (y11 - y01)) / 2, ((y01 - y00) + (y11 - y10)) / 2,
-                         (y11 - y10) - (y01 - y00)])
-
-    point = effects(np.nanmean(Y, axis=(1, 2)))
-    n_s, n_i = len(seeds), len(items)
-    s, i = _resample_indices(rng, n_s, n_i, n_boot)
-    boots = effects(_nanmean_last2(Y[:, s, i])).T  # (n_boot, 3)
-    out = []
-    for j, name in enumerate(("main effect 1", "main effect 2", "interaction")):
-        lo, hi = _ci(boots[:, j])
-        out.append(Effect(name, Interval(float(point[j]), lo, hi, n_s, n_i)))
-    return out
-
-
-def goldilocks(levels: list[tuple[float, dict]], seed: int = 0) -> tuple[bool, str]:
-    """Ordered factor (e.g. rank 16/32/48): an interior optimum is claimed only when a middle level beats both
-    neighbours with paired CIs excluding zero. `levels` = [(level, seed -> item -> score)] sorted by level."""
-    if len(levels) < 3:
-        return False, "not supported by the data (needs at least three levels)"
-    for j in range(1, len(levels) - 1):
-        (lo_v, lo), (mid_v, mid), (hi_v, hi) = levels[j - 1], levels[j], levels[j + 1]
-        left, right = compare(mid, lo, "m", seed=seed), compare(mid, hi, "m", seed=seed)
-        if left and right and left.delta.low > 0 and right.delta.low > 0:
-            return True, (f"interior optimum at {mid_v:g}: beats {lo_v:g} by {left.delta.mean:+.4f} "
-                          f"[{left.delta.low:+.4f}, {left.delta.high:+.4f}] and {hi_v:g} by {right.delta.mean:+.4f} "
-                          f"[{right.delta.low:+.4f}, {right.delta.high:+.4f}]")
-    return False, "not supported by the data (no middle level beats both neighbours with CIs excluding 0)"
-
-
-def required_seeds(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], power: float = 0.8,
-                   alpha: float = ALPHA) -> int | None:
-    """Seeds per arm for a paired test of the observed difference to reach `power`, from the seed-to-seed
-    spread of per-seed mean differences: n = ((z₁₋α/₂ + z_power) σ / δ)². None if it can't be estimated."""
-    A, B = align(a, b)
-    if A.shape[0] < 2:
-        return None
-    per_seed = np.nanmean(A - B, axis=1)
-    delta, sd = abs(float(per_seed.mean())), float(per_seed.std(ddof=1))
-    if delta == 0:
-        return None
-    if sd == 0:
-        return 2
-    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
-    return max(2, math.ceil((z * sd / delta) ** 2))

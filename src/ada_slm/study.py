@@ -12,11 +12,12 @@ The `base` arm (no adapter) is evaluated like every other arm, to show the untra
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ada_slm import models, records
 from ada_slm.config import build_config, format_validation_error, load_yaml
@@ -65,9 +66,26 @@ class Rule(Strict):
 
 
 class Decision(Strict):
-    metric: str = Field("agl_awareness", description="The metric the questions are asked on.")
+    metric: str = Field("agl_awareness", description="The metric the questions are asked on: a per-item metric "
+                        "(metrics.METRICS) or a run-level one (heldout_loss, train_loss: lower is better; "
+                        "tokens_per_s).")
     questions: dict[str, Question]
     rules: list[Rule] = Field(..., min_length=1, description="First matching rule wins.")
+    min_effect: Optional[float] = Field(None, gt=0, description="Smallest difference on `metric` worth acting on: "
+                                        "the report says how many seeds per arm detect it with 80 % power.")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        return _check_metric(v)
+
+
+def _check_metric(name: str) -> str:
+    from ada_slm.metrics import METRICS, RUN_METRICS
+
+    if name not in METRICS and name not in RUN_METRICS:
+        raise ValueError(f"unknown metric {name!r} (one of: {', '.join((*METRICS, *RUN_METRICS))})")
+    return name
 
 
 class Study(Strict):
@@ -83,6 +101,18 @@ class Study(Strict):
     scale: dict[str, ScalePreset] = Field(default_factory=dict)
     decision: Optional[Decision] = None
     followup_of: Optional[str] = Field(None, description="Study whose best arm `champion:` references use.")
+    equivalence_margins: dict[str, float] = Field(default_factory=dict, description="Metric -> margin of the "
+                                                  "equivalence test (TOST) for arms that differ only in batch split "
+                                                  "(default: 10 % of the baseline's mean).")
+
+    @field_validator("equivalence_margins")
+    @classmethod
+    def _known_margins(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, margin in v.items():
+            _check_metric(name)
+            if not margin > 0:
+                raise ValueError(f"margin of {name} must be > 0")
+        return v
 
     @model_validator(mode="after")
     def _check(self):
@@ -247,7 +277,23 @@ def differences(a: dict | None, b: dict | None) -> dict[str, tuple]:
     fa, fb = _flatten(a), _flatten(b)
     out = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
            if k not in ignore and fa.get(k) != fb.get(k)}
+    if "batch.micro" in out or "batch.accum" in out:  # a split is named by both numbers
+        for k in ("batch.micro", "batch.accum"):
+            out[k] = (fa[k], fb[k])
     ea, eb = a["batch"]["micro"] * a["batch"]["accum"], b["batch"]["micro"] * b["batch"]["accum"]
     if ea != eb:
         out["batch.effective"] = (ea, eb)
+    sa, sb = optimizer_steps(a), optimizer_steps(b)
+    if sa != sb:
+        out["optimizer steps"] = (sa, sb)
     return out
+
+
+def optimizer_steps(cfg: dict) -> int:
+    """Optimizer steps of a run as train.py counts them: max_steps, or ⌈epochs × ⌈train examples / effective
+    batch⌉⌉ (train examples ≈ size × (1 - val_fraction): the builder splits by template)."""
+    if cfg.get("max_steps"):
+        return int(cfg["max_steps"])
+    n_train = int(cfg["data"]["size"] * (1 - cfg["data"]["val_fraction"]))
+    effective = cfg["batch"]["micro"] * cfg["batch"]["accum"]
+    return max(1, math.ceil(cfg["epochs"] * math.ceil(n_train / effective)))

@@ -1,0 +1,342 @@
+"""Finished runs -> one typed analysis of a study: comparisons, factor differences, factorials, the rank
+question, decision answers, power and the next run's time. `report.py` renders it and the CLI prints from it;
+nothing here formats text for a page.
+
+Every "supported" below is `stats.Comparison.supported` (or the same t rule on a contrast): one rule for the
+tables, the decision, the 2 × 2, the Goldilocks question, the % and × columns and the power estimate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ada_slm import stats
+from ada_slm.files import iter_jsonl
+from ada_slm.metrics import METRICS, RUN_METRICS, SEED_METRICS, higher_is_better, seed_score
+from ada_slm.study import (BASE_ARM, Rule, RunSpec, Study, differences, estimate_seconds, measured_throughput,
+                           record_of)
+
+# record["train"] field of each run-level metric
+RUN_FIELDS = {"heldout_loss": "final_val_loss", "train_loss": "final_train_loss", "tokens_per_s": "tokens_per_s"}
+EQUIVALENCE_SHARE = 0.10  # default TOST margin: 10 % of the baseline's mean
+
+
+@dataclass
+class ArmData:
+    name: str
+    config: dict | None  # resolved train config of the first seed (None for base)
+    records: dict[int, dict]  # seed -> record
+    scores: dict[str, dict[int, dict[str, float | None]]]  # metric -> seed -> item -> score (run metrics: 1 item)
+    seed_scores: dict[str, dict[int, dict[str, float]]]  # seed-compatible scorer, same layout
+    states: dict[int, str]
+
+
+def collect(specs: list[RunSpec]) -> dict[str, ArmData]:
+    """Read every run's record and per-item outputs (the one place that reads records)."""
+    arms: dict[str, ArmData] = {}
+    for s in specs:
+        arm = arms.setdefault(s.arm, ArmData(s.arm, s.train, {}, {m: {} for m in (*METRICS, *RUN_METRICS)},
+                                             {m: {} for m in SEED_METRICS}, {}))
+        rec = record_of(s)
+        state = (rec or {}).get("status", {}).get("state", "pending") if rec else "pending"
+        arm.states[s.seed] = state
+        if not rec or state != "complete" or not (s.run_dir / "eval.jsonl").is_file():
+            continue
+        arm.records[s.seed] = rec
+        for _, row in iter_jsonl(s.run_dir / "eval.jsonl"):
+            for m in METRICS:
+                arm.scores[m].setdefault(s.seed, {})[row["id"]] = row["metrics"].get(m)
+            compat = seed_score(row["output"])
+            for m in SEED_METRICS:
+                arm.seed_scores[m].setdefault(s.seed, {})[row["id"]] = compat[m]
+        for m, key in RUN_FIELDS.items():
+            value = (rec.get("train") or {}).get(key)
+            if value is not None:
+                arm.scores[m][s.seed] = {"run": float(value)}
+    return arms
+
+
+def matrix(scores: dict[int, dict[str, float | None]]) -> np.ndarray | None:
+    """Y[run, item] over the items every run has; None when nothing is scored."""
+    if not scores:
+        return None
+    items = sorted(set.intersection(*(set(v) for v in scores.values())))
+    y = np.array([[np.nan if scores[s][i] is None else scores[s][i] for i in items] for s in sorted(scores)],
+                 dtype=float)
+    return y if y.size and np.isfinite(y).any() else None
+
+
+# ------------------------------------------------------------------------------------------ the result
+@dataclass
+class ArmResult:
+    name: str
+    config: dict | None
+    states: dict[int, str]
+    n_complete: int
+    intervals: dict[str, stats.Interval]  # metric -> mean with CI (item and run metrics)
+    components: dict[str, stats.VarianceComponents]  # metric -> seed SD vs item SD
+
+
+@dataclass
+class ArmComparison:
+    arm: str
+    against: str
+    factors: stats.FactorDiff
+    comparisons: dict[str, stats.Comparison]  # Holm across all metrics of this comparison
+    equivalence: dict[str, stats.Equivalence] = field(default_factory=dict)  # only when the split alone differs
+
+
+@dataclass
+class Factorial:
+    factor1: str
+    factor2: str
+    levels1: tuple
+    levels2: tuple
+    cells: dict[tuple, str]  # (0|1, 0|1) -> arm
+    effects: list[stats.Effect]
+
+
+@dataclass
+class Goldilocks:
+    by_rank: dict[int, str]
+    claimed: bool
+    text: str
+
+
+@dataclass
+class Answer:
+    question: str
+    compare: str
+    against: str
+    comparison: stats.Comparison | None  # p_holm is Holm over the decision's questions
+    confounded: bool
+    yes: bool
+
+
+@dataclass
+class DecisionResult:
+    metric: str
+    answers: list[Answer]
+    rule: Rule | None
+    next_config: dict | None = None
+    seconds: float | None = None
+    rate: float | None = None
+    per_seq: float | None = None
+
+
+@dataclass
+class Power:
+    metric: str
+    inputs: stats.PowerInputs
+    alpha: float  # the threshold of the first Holm step over the decision's questions
+    n_seeds: int
+    detectable: dict[int, float]  # runs per arm -> smallest |Δ| detected with 80 % power
+    min_effect: float | None = None
+    seeds_for_min_effect: int | None = None
+
+
+@dataclass
+class StudyAnalysis:
+    study: Study
+    scale: str | None
+    seeds: list[int]
+    n_runs: int
+    n_complete: int
+    n_failed: int
+    eval_info: dict | None
+    primary: str
+    arms: dict[str, ArmResult]
+    floors: dict[str, float]
+    comparisons: dict[str, ArmComparison]
+    factorials: list[Factorial]
+    goldilocks: Goldilocks | None
+    decision: DecisionResult | None
+    power: Power | None
+    data: dict[str, ArmData] = field(repr=False, default_factory=dict)
+
+
+def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
+            arms: dict[str, ArmData] | None = None) -> StudyAnalysis:
+    arms = arms if arms is not None else collect(specs)
+    primary = study.decision.metric if study.decision else "agl_awareness"
+    states = [s for a in arms.values() for s in a.states.values()]
+    any_eval = next((r["eval"] for a in arms.values() for r in a.records.values() if r.get("eval")), None)
+    results = {name: _arm_result(a) for name, a in arms.items()}
+    # noise floor per metric: the base model's upper CI bound (below it a baseline is indistinguishable from
+    # an untrained model)
+    floors = {m: iv.high for m, iv in results[BASE_ARM].intervals.items()} if BASE_ARM in results else {}
+    ref = arms.get(study.baseline)
+    comparisons = {}
+    for name, arm in arms.items():
+        if name != study.baseline and ref is not None and arm.records and ref.records:
+            comparisons[name] = _compare_arm(study, arm, ref, floors)
+    return StudyAnalysis(
+        study, scale, sorted({s.seed for s in specs}), len(specs), states.count("complete"), states.count("failed"),
+        any_eval, primary, results, floors, comparisons, factorials(arms, primary), goldilocks(arms, primary),
+        decide(study, arms, specs) if study.decision else None, power(study, arms, primary), arms)
+
+
+def _arm_result(arm: ArmData) -> ArmResult:
+    intervals, components = {}, {}
+    for m, scores in arm.scores.items():
+        y = matrix(scores)
+        if y is None:
+            continue
+        intervals[m] = stats.arm_interval(y)
+        vc = stats.variance_components(y)
+        if vc is not None:
+            components[m] = vc
+    return ArmResult(arm.name, arm.config, arm.states, len(arm.records), intervals, components)
+
+
+def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float]) -> ArmComparison:
+    fd = stats.factors_between(differences(arm.config, ref.config))
+    comps = stats.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors)
+    out = ArmComparison(arm.name, ref.name, fd, comps)
+    if fd.split_only:  # same objective in expectation: the one place equivalence is asked for, by TOST
+        for m, c in comps.items():
+            margin = study.equivalence_margins.get(m, EQUIVALENCE_SHARE * abs(c.baseline.mean))
+            if margin > 0:
+                eq = stats.equivalence(arm.scores[m], ref.scores[m], margin)
+                if eq is not None:
+                    out.equivalence[m] = eq
+    return out
+
+
+# ------------------------------------------------------------------------------------------ designs
+def _trained(arms: dict[str, ArmData]) -> list[str]:
+    return [n for n, a in arms.items() if a.config is not None and a.records]
+
+
+def _factors(arms, x: str, y: str) -> dict[str, tuple]:
+    return stats.factors_between(differences(arms[y].config, arms[x].config)).factors
+
+
+def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
+    """Every four trained arms that form a full 2 × 2: arms x, y differ from arm o in one factor each (f1, f2,
+    from the full config difference), and arm z differs from o in exactly f1 and f2 at y's and x's levels."""
+    names, found, seen = _trained(arms), [], set()
+    for o in names:
+        single = {}
+        for x in names:
+            f = _factors(arms, o, x)
+            if len(f) == 1:
+                single.setdefault(next(iter(f)), []).append(x)
+        for (f1, xs), (f2, ys) in itertools.combinations(sorted(single.items()), 2):
+            for x, y in itertools.product(xs, ys):
+                for z in names:
+                    fz = _factors(arms, o, z)
+                    if set(fz) != {f1, f2} or fz[f1] != _factors(arms, o, x)[f1] or fz[f2] != _factors(arms, o, y)[f2]:
+                        continue
+                    key = frozenset((o, x, y, z))
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    cells = {(0, 0): o, (1, 0): x, (0, 1): y, (1, 1): z}
+                    levels1 = (_factors(arms, o, x)[f1][1], _factors(arms, o, x)[f1][0])
+                    levels2 = (_factors(arms, o, y)[f2][1], _factors(arms, o, y)[f2][0])
+                    effects = stats.factorial_2x2({k: arms[n].scores[metric] for k, n in cells.items()})
+                    found.append(Factorial(f1, f2, levels1, levels2, cells, effects))
+    return found
+
+
+def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
+    """Arms that differ from each other only in rank (a batch split at the same effective batch trains the same
+    objective in expectation, so it may differ too): is a middle rank best?"""
+    names = _trained(arms)
+    best: dict[int, str] = {}
+    for anchor in names:
+        group = {arms[anchor].config["lora"]["r"]: anchor}
+        for n in names:
+            if n != anchor and set(_factors(arms, anchor, n)) <= {"rank", "batch split"}:
+                group.setdefault(arms[n].config["lora"]["r"], n)
+        if len(group) > len(best):
+            best = group
+    if len(best) < 3:
+        return Goldilocks(best, False, "not supported by the data: fewer than three ranks at otherwise equal settings")
+    ordered = [(float(r), arms[best[r]].scores[metric]) for r in sorted(best)]
+    claimed, text = stats.goldilocks(ordered)
+    return Goldilocks(dict(sorted(best.items())), claimed, text)
+
+
+# ------------------------------------------------------------------------------------------ decision
+def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec]) -> DecisionResult:
+    """Answer each question with the rule (Holm over the questions, in the metric's better direction) and pick
+    the first matching rule; estimate the recommended run's training time from measured throughput."""
+    d = study.decision
+    sign = 1.0 if higher_is_better(d.metric) else -1.0
+    answers = []
+    for q, spec in d.questions.items():
+        a, b = arms.get(spec.compare), arms.get(spec.against)
+        c = stats.compare(a.scores[d.metric], b.scores[d.metric], d.metric) if a and b else None
+        fd = stats.factors_between(differences(a.config if a else None, b.config if b else None))
+        answers.append(Answer(q, spec.compare, spec.against, c, fd.confounded, False))
+    adjusted = stats.holm({x.question: x.comparison.p for x in answers
+                           if x.comparison and math.isfinite(x.comparison.p)})
+    for x in answers:
+        if x.question in adjusted:
+            x.comparison.p_holm = adjusted[x.question]
+            x.yes = x.comparison.supported and sign * x.comparison.delta.mean > 0
+    given = {x.question: x.yes for x in answers}
+    rule = next((r for r in d.rules if all(given.get(k) == v for k, v in r.when.items())), None)
+    result = DecisionResult(d.metric, answers, rule)
+    if rule and rule.config:
+        baseline_spec = next((s for s in specs if s.arm == study.baseline), None)
+        cfg = json.loads(json.dumps(baseline_spec.train)) if baseline_spec else {}
+        _merge(cfg, rule.config)
+        result.next_config = cfg
+        result.rate, result.per_seq = measured_throughput([s for s in specs if s.train])
+        if result.rate and cfg:
+            next_spec = RunSpec("next", 0, Path("."), Path("."), cfg | {"max_steps": None}, cfg.get("base", ""), {})
+            result.seconds = estimate_seconds(next_spec, result.rate, result.per_seq)
+    return result
+
+
+def _merge(into: dict, changes: dict):
+    for k, v in changes.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+# ------------------------------------------------------------------------------------------ power
+DEFAULT_POWER_SEEDS = (3, 5, 8, 12, 20)
+
+
+def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float | None = None) -> Power | None:
+    """Power of the rule on `metric` from this study's variance components (the median over the trained arms'
+    comparisons with the baseline), at the first Holm step of the decision's questions."""
+    ref = arms.get(study.baseline)
+    ref_y = matrix(ref.scores[metric]) if ref else None
+    if ref_y is None:
+        return None
+    found = []
+    for name in _trained(arms):
+        y = matrix(arms[name].scores[metric])
+        if name != study.baseline and y is not None:
+            inputs = stats.power_inputs(y, ref_y)
+            if inputs is not None:
+                found.append(inputs)
+    if not found:
+        return None
+    inputs = stats.PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
+                                 for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
+                               int(min(i.n_items for i in found)))
+    return power_from(inputs, metric, ref_y.shape[0], len(study.decision.questions) if study.decision else 1,
+                      min_effect or (study.decision.min_effect if study.decision else None))
+
+
+def power_from(inputs: stats.PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
+               min_effect: float | None = None) -> Power:
+    alpha = stats.ALPHA / max(1, n_tests)
+    seeds = sorted({n_seeds, *DEFAULT_POWER_SEEDS} - {0, 1})
+    detectable = {k: stats.detectable_effect(inputs, k, alpha=alpha) for k in seeds}
+    needed = stats.seeds_needed(inputs, min_effect, alpha=alpha) if min_effect else None
+    return Power(metric, inputs, alpha, n_seeds, detectable, min_effect, needed)

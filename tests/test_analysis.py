@@ -1,0 +1,165 @@
+"""The study analysis on simulated finished runs: decisions calibrated at 3 seeds, run-level metrics, designs
+built from the full config difference, the report rendered from the analysis, metric names checked at load."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ada_slm import analysis
+from ada_slm.errors import UserError
+from ada_slm.metrics import METRICS
+from ada_slm.report import build_report, summary
+from ada_slm.study import expand, load_study
+
+N_ITEMS = 133
+STUDY = """
+name: sim
+baseline: b16
+seeds: [0, 1, 2]
+defaults:
+  base: tiny-lfm2
+  data: {size: 2000, val_fraction: 0.1}
+  lora: {r: 16, alpha: 32, dropout: 0.05}
+  batch: {micro: 4, accum: 4}
+  epochs: 3
+arms:
+  b16: {}
+  r32: {lora: {r: 32, alpha: 64}}
+  r48: {lora: {r: 48, alpha: 96}}
+  split: {batch: {micro: 1, accum: 16}}
+  r32-split: {lora: {r: 32, alpha: 64}, batch: {micro: 1, accum: 16}}
+  data5k: {data: {size: 5000}}
+  drop0: {lora: {r: 32, alpha: 64, dropout: 0.0}}
+decision:
+  metric: agl_awareness
+  min_effect: 0.03
+  questions:
+    rank: {compare: r32, against: b16}
+    data: {compare: data5k, against: b16}
+  rules:
+    - {when: {rank: true, data: true}, recommend: "Path C"}
+    - {when: {rank: true, data: false}, recommend: "Path A", config: {lora: {r: 32, alpha: 64}}}
+    - {when: {rank: false, data: true}, recommend: "Path B"}
+    - {when: {}, recommend: "No path is supported yet"}
+"""
+
+
+@pytest.fixture(scope="module")
+def study_specs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("s") / "sim.yaml"
+    path.write_text(STUDY)
+    study = load_study(path)
+    return study, expand(study, str(path), results_root=path.parent / "results")
+
+
+def simulate_arms(study, specs, rng, means, seed_sd=0.02, item_sd=0.05, inter_sd=0.02, resid_sd=0.08, losses=None):
+    """In-memory ArmData for the arms in `means` from the crossed random-effects model (3 runs per arm)."""
+    items = rng.normal(0, item_sd, N_ITEMS)
+    arms = {}
+    for name, mu in means.items():
+        cfg = next(s.train for s in specs if s.arm == name)
+        y = (mu + rng.normal(0, seed_sd, (3, 1)) + items + rng.normal(0, inter_sd, N_ITEMS)
+             + rng.normal(0, resid_sd, (3, N_ITEMS)))
+        scores = {m: {} for m in analysis.RUN_FIELDS} | {"agl_awareness": {
+            s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}}
+        if losses:
+            scores["heldout_loss"] = {s: {"run": float(losses[name] + rng.normal(0, 0.005))} for s in range(3)}
+        arms[name] = analysis.ArmData(name, cfg, {s: {} for s in range(3)}, scores, {}, {s: "complete" for s in range(3)})
+    return arms
+
+
+def _path_picked(study, specs, arms) -> bool:
+    return analysis.decide(study, arms, specs).rule.recommend.startswith("Path")
+
+
+def test_decision_picks_a_path_rarely_without_effects_and_mostly_with_a_large_one(study_specs):
+    study, specs = study_specs
+    rng = np.random.default_rng(0)
+    null = [_path_picked(study, specs, simulate_arms(study, specs, rng, {"b16": 0.3, "r32": 0.3, "data5k": 0.3}))
+            for _ in range(500)]
+    assert np.mean(null) <= 0.05
+    big = [analysis.decide(study, specs_arms := simulate_arms(study, specs, rng,
+                                                              {"b16": 0.3, "r32": 0.4, "data5k": 0.3}), specs)
+           for _ in range(100)]
+    assert np.mean([d.rule.recommend == "Path A" for d in big]) >= 0.7
+    assert specs_arms  # the last simulated study
+
+
+def test_decision_on_a_lower_is_better_run_metric(study_specs):
+    study, specs = study_specs
+    study = study.model_copy(update={"decision": study.decision.model_copy(update={"metric": "heldout_loss"})})
+    arms = simulate_arms(study, specs, np.random.default_rng(1), {"b16": 0.3, "r32": 0.3, "data5k": 0.3},
+                         losses={"b16": 2.097, "r32": 1.797, "data5k": 2.097})
+    d = analysis.decide(study, arms, specs)
+    rank = d.answers[0]
+    assert rank.comparison.delta.mean == pytest.approx(-0.3, abs=0.02) and rank.yes  # lower loss: yes
+    assert d.rule.recommend == "Path A"
+
+
+def test_designs_from_the_full_config_difference(study_specs):
+    study, specs = study_specs
+    arms = simulate_arms(study, specs, np.random.default_rng(2),
+                         {n: 0.3 for n in ("b16", "r32", "r48", "split", "r32-split", "data5k", "drop0")})
+    facs = analysis.factorials(arms, "agl_awareness")
+    assert [(f.factor1, f.factor2) for f in facs] == [("batch split", "rank")]
+    assert set(facs[0].cells.values()) == {"b16", "r32", "split", "r32-split"}  # drop0 differs in dropout too
+    g = analysis.goldilocks(arms, "agl_awareness")
+    assert sorted(g.by_rank) == [16, 32, 48] and "drop0" not in g.by_rank.values() and not g.claimed
+    comp = analysis._compare_arm(study, arms["data5k"], arms["b16"], {})
+    assert list(comp.factors.factors) == ["data size and steps"]
+    assert comp.factors.factors["data size and steps"] == ("5000 ex, 846 steps", "2000 ex, 339 steps")
+    split = analysis._compare_arm(study, arms["split"], arms["b16"], {})
+    assert split.factors.split_only and "agl_awareness" in split.equivalence
+
+
+def _write_run(spec, rng, mean, loss):
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for j in range(20):
+        metrics = {m: None for m in METRICS} | {"agl_awareness": float(max(0.0, mean + rng.normal(0, 0.02))),
+                                                 "well_formed": float(rng.random() < 0.5)}
+        rows.append({"id": f"i{j}", "prompt": "p", "output": "⟨self⟩ exists", "metrics": metrics})
+    (spec.run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    steps = [{"step": k, "loss": loss + 0.5 / k, "tokens": 1000, "sequences": 16} for k in (1, 2, 3)]
+    train = None if spec.train is None else {
+        "steps": steps, "val": [{"step": 3, "loss": loss}], "final_val_loss": loss, "final_train_loss": loss + 0.1,
+        "tokens_per_s": 500.0 + rng.normal(0, 5)}
+    record = {"status": {"state": "complete"}, "train": train,
+              "eval": {"suite": "multilang", "n_items": 20, "generation": {"mode": "greedy", "max_new_tokens": 8,
+                                                                           "batch_size": 8}}}
+    (spec.run_dir / "record.json").write_text(json.dumps(record))
+
+
+def test_report_and_summary_render_from_the_analysis(study_specs):
+    study, specs = study_specs
+    rng = np.random.default_rng(3)
+    means = {"base": 0.0, "b16": 0.1, "r32": 0.1, "r48": 0.1, "split": 0.1, "r32-split": 0.1, "data5k": 0.1,
+             "drop0": 0.1}
+    for s in specs:
+        _write_run(s, rng, means[s.arm], {"r32": 1.797}.get(s.arm, 2.097) + rng.normal(0, 0.005))
+    a = analysis.analyse(study, specs)
+    held = a.comparisons["r32"].comparisons["heldout_loss"]
+    assert held.supported and held.delta.mean == pytest.approx(-0.3, abs=0.02)
+    assert a.arms["b16"].components["agl_awareness"].n_seeds == 3 and a.power.detectable[3] > 0
+    md = build_report(study, specs, None, specs[0].run_dir.parent.parent, a).read_text()
+    for text in ("## Power", "seed SD / item SD", "perm p (min)", "(≥ 0.1)", "| heldout_loss |",
+                 "Differs in data size and steps: 2000 ex, 339 steps → 5000 ex, 846 steps.",
+                 "Equivalence (TOST", "Runs per arm to detect the decision's min_effect 0.03"):
+        assert text in md, text
+    printed = summary(a)
+    assert "## Decision" in printed and "## Power" in printed and "## Per-metric" not in printed
+
+
+@pytest.mark.parametrize("field, text", [
+    ("decision:\n  metric: agl_awarness\n  questions: {q: {compare: a, against: a}}\n  rules: [{recommend: r}]\n",
+     "decision.metric"),
+    ("equivalence_margins: {welformed: 0.1}\n", "equivalence_margins"),
+])
+def test_metric_names_are_checked_when_the_study_loads(tmp_path, field, text):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nbaseline: a\narms:\n  a: {}\n" + field)
+    with pytest.raises(UserError) as info:
+        load_study(path)
+    message = str(info.value)
+    assert text in message and "unknown metric" in message and "\n" not in message.strip()
