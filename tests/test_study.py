@@ -154,6 +154,44 @@ def test_report_is_written_with_the_honest_tables(finished_study):
     assert set(comps) == {"base", "r16-b1"}
 
 
+def test_study_next_writes_a_followup_that_plan_accepts(finished_study, tmp_path):
+    """`study next` on the finished tiny study: the fallback rule of a copy of tiny-2arm changes the corpus size,
+    so the follow-up has the best arm as baseline, `next` = baseline r8 with that change, and loads as a study."""
+    import yaml
+
+    root, exports, _, _ = finished_study
+    raw = yaml.safe_load((DATA / "tiny-2arm.yaml").read_text())
+    raw["decision"]["rules"][-1]["config"] = {"data": {"size": 80}}
+    variant = tmp_path / "tiny2-variant.yaml"
+    variant.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    out = tmp_path / "next.yaml"
+    p = subprocess.run(CLI + ["study", "next", str(variant), "--results", str(root.parent), "--exports",
+                              str(exports), "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "recommended: add seeds" in p.stdout and f"wrote {out}" in p.stdout
+    text = out.read_text()
+    assert text.startswith("# Written by `ada-slm study next tiny2`") and "# Seeds: " in text
+    followup = load_study(out)
+    records = _records(root)
+    means = {arm: sum(records[f"{arm}/seed{k}"]["eval"]["metrics"]["agl_awareness"]["mean"] for k in (0, 1))
+             for arm in ("r8", "r16-b1")}
+    best = max(means, key=lambda arm: (means[arm], arm))  # the best mean; a tie goes to the later name
+    assert followup.baseline == best and followup.followup_of == "tiny2"
+    assert set(followup.arms) == {best, "next"} and followup.arms[best] == {}
+    assert followup.arms["next"]["data"]["size"] == 80
+    if best == "r16-b1":  # next is r8's config (the study baseline) + the change, shown against r16-b1
+        assert followup.arms["next"]["lora"]["r"] == 8 and followup.arms["next"]["batch"]["micro"] == 2
+    assert 3 <= len(followup.seeds) <= 20
+    assert followup.eval.limit == 12 and followup.eval.max_new_tokens == 6  # the same eval settings
+    plan = subprocess.run(CLI + ["study", "plan", str(out)], capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr
+    # the shipped rules of tiny-2arm recommend only more seeds: nothing to write, said so
+    p = subprocess.run(CLI + ["study", "next", str(DATA / "tiny-2arm.yaml"), "--results", str(root.parent),
+                              "--exports", str(exports), "--out", str(tmp_path / "none.yaml")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "nothing to write" in p.stdout and not (tmp_path / "none.yaml").exists()
+
+
 def test_second_runner_is_locked_out(tmp_path):
     root = tmp_path / "results" / "tiny2"
     root.mkdir(parents=True)

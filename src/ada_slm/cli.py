@@ -700,6 +700,42 @@ def study_report(
         console.print(Markdown(summary(analysis)))
 
 
+@study_app.command("next")
+@user_errors
+def study_next(
+    file: str = typer.Argument(..., help=STUDY_FILE_HELP),
+    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the follow-up study (default: "
+                                       "<results>/<study>/next-study.yaml)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the follow-up study (default: <study>-next)."),
+    run: bool = typer.Option(False, "--run", help="Run the follow-up study right away (`ada-slm study run FILE`)."),
+    results: Path = _results_opt,
+    exports: Path = _exports_opt,
+):
+    """Write the follow-up study the decision block recommends (Path A/B/C config, the best arm as baseline,
+    seeds from the power simulation) as a YAML file to read and edit; --run runs it."""
+    import subprocess
+
+    from ada_slm.next_study import write_next_study
+
+    study, specs, _ = _study_specs(file, scale, None, None, results, exports)
+    target = out or results / study.name / "next-study.yaml"
+    result = write_next_study(study, specs, scale, target, name)
+    console.print(f"recommended: {result.recommendation}", highlight=False)
+    if result.path is None:
+        console.print("nothing to write: the matching rule changes no config (add seeds, e.g. "
+                      f"`ada-slm study power {file}`)", highlight=False)
+        return
+    console.print(f"baseline: {result.best_arm} (best on the decision metric); next: {result.changes}",
+                  highlight=False)
+    console.print(f"seeds: {result.seeds_reason}", highlight=False)
+    console.print(f"wrote {result.path}: check it with `ada-slm study plan {result.path}`", highlight=False)
+    if run:
+        cmd = [sys.executable, "-m", "ada_slm.cli", "study", "run", str(result.path), "--results", str(results),
+               "--exports", str(exports)]
+        raise typer.Exit(subprocess.run(cmd).returncode)
+
+
 @study_app.command("power")
 @user_errors
 def study_power(

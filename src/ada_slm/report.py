@@ -263,6 +263,8 @@ def render_decision(doc: Doc, a: StudyAnalysis):
     doc.p(f"Recommended next run: {d.rule.recommend}")
     if d.rule.config:
         doc.p("Config (baseline arm with these changes): " + json.dumps(d.rule.config, ensure_ascii=False))
+        doc.p(f"Write it as a study to read, edit and run: `ada-slm study next {a.study.name}"
+              + (f" --scale {a.scale}" if a.scale else "") + "` (`--run` runs it).")
     if d.seconds and d.next_config:
         cfg = d.next_config
         doc.p(f"Estimated training time on this machine: {d.seconds / 3600:.1f} h per seed "
