@@ -595,6 +595,15 @@ def study_run(
                                         "seed runs) or 'tensorboard' (scalars under each run directory)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
                                                "sqlite:///<results>/mlflow.db)."),
+    until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
+                                       "runs in rounds to the arms whose questions are still open (and drop arms "
+                                       "clearly worse than the leader in a sweep) until every question is answered; "
+                                       "group-sequential rule, see README."),
+    max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per "
+                                            "arm at most (default: the study's adaptive.max_seeds)."),
+    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.0, help="With --until-decided: "
+                                                 "start no new round once the study's measured run time plus "
+                                                 "the round's would exceed this."),
 ):
     """Run every unfinished (arm, seed) in its own process; finished runs are skipped, so re-running resumes."""
     from ada_slm import tracking
@@ -607,6 +616,10 @@ def study_run(
         raise UserError(f"--executor {executor}: choose local or ray")
     if executor == "local" and (address or cpus_per_run or gpus_per_run is not None):
         raise UserError("--address/--cpus-per-run/--gpus-per-run need --executor ray")
+    if (max_seeds or budget_hours is not None) and not until_decided:
+        raise UserError("--max-seeds/--budget-hours need --until-decided")
+    if until_decided and only:
+        raise UserError("--only cannot be combined with --until-decided (the rounds decide which arms run)")
     study, specs, path = _study_specs(file, scale, only, seeds, results, exports)
     validate_models(specs)
     runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor()
@@ -623,9 +636,24 @@ def study_run(
     counts = {"failed": 1}
     try:
         try:
-            with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console) as display:
-                counts = run_study(study, specs, results, executor=runner, tracking_for=tracking_for,
-                                   events=display)
+            if until_decided:
+                from ada_slm import adaptive
+
+                def run_round(round_specs):
+                    with StudyDisplay(study.name, round_specs, {s.key: state_of(s) for s in round_specs},
+                                      console) as display:
+                        return run_study(study, round_specs, results, executor=runner, tracking_for=tracking_for,
+                                         events=display)
+
+                plan = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports,
+                                       max_seeds)
+                progress, counts = adaptive.run_until_decided(plan, run_round, budget_hours,
+                                                              lambda p: console.print(adaptive.describe_look(p)))
+                specs = progress.specs or specs
+            else:
+                with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console) as display:
+                    counts = run_study(study, specs, results, executor=runner, tracking_for=tracking_for,
+                                       events=display)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again to continue")
             raise typer.Exit(130)
