@@ -273,3 +273,42 @@ def describe_look(prog: Progress) -> str:
     elif prog.new_runs:
         parts.append(f"next round: {len(prog.new_runs)} runs ({', '.join(r['next_arms'])})")
     return "; ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------ planning
+@dataclass
+class Expectation:
+    scenario: str
+    runs_mean: float  # trained runs of the whole adaptive study (base arm excluded)
+    runs_p90: float
+    decided: float  # share of simulated studies that end "decided" before max seeds
+    seconds_left: float | None  # expected time of the runs not yet finished
+
+
+def expected_cost(d: Design, n_sim: int = 1000, seed: int = 0) -> tuple[list[Expectation], stats.PowerInputs] | None:
+    """Expected runs and time of the adaptive study, by simulating its rounds with the variance components and
+    arm means measured so far (and with no difference at all); None before two runs of two arms are finished."""
+    from ada_slm.analysis import matrix, power
+
+    trained = [a for a in d.arms if a != BASE_ARM]
+    specs = [s for a in trained for s in d.specs(a, d.plan.max_runs)]
+    arms = collect(specs)
+    pw = power(d.study, arms, d.metric)
+    if pw is None:
+        return None
+    observed = {a: matrix(arms[a].scores[d.metric]) for a in trained}
+    fallback = float(np.nanmean(observed[d.study.baseline])) if observed.get(d.study.baseline) is not None else 0.0
+    means = np.array([float(np.nanmean(y)) if y is not None else fallback for y in observed.values()])
+    questions = [(trained.index(a), trained.index(b)) for a, b in d.questions.values() if BASE_ARM not in (a, b)]
+    sweep = [trained.index(a) for a in d.sweep] or None
+    noise = sequential.Noise.from_power_inputs(pw.inputs)
+    seconds = run_seconds(specs)
+    per_run = sum(seconds) / len(seconds) if seconds else None
+    out = []
+    for name, mu in (("differences as measured so far", means), ("no difference", np.full(len(means), means.mean()))):
+        sim = sequential.simulate(d.plan, mu, noise, questions, sweep, d.sign, d.margin, n_sim, seed)
+        decided = ((sim.status != OPEN).all(-1) & (sim.n < d.plan.max_runs).any(-1)).mean()
+        left = np.maximum(0, sim.runs - len(seconds)).mean()
+        out.append(Expectation(name, float(sim.runs.mean()), float(np.percentile(sim.runs, 90)), float(decided),
+                               left * per_run if per_run else None))
+    return out, pw.inputs

@@ -543,6 +543,11 @@ def study_plan(
     seeds: Optional[str] = _seeds_opt,
     results: Path = _results_opt,
     exports: Path = _exports_opt,
+    until_decided: bool = typer.Option(False, "--until-decided", help="Also print the expected runs and time of "
+                                       "`study run --until-decided`, simulated from the finished runs' variance "
+                                       "components and throughput."),
+    max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per "
+                                            "arm at most (default: the study's adaptive.max_seeds)."),
 ):
     """Print the expanded runs, what each arm changes against the baseline, and an estimated time."""
     from ada_slm.stats import factors_between
@@ -571,6 +576,26 @@ def study_plan(
     else:
         console.print("no finished run yet to measure throughput from: run one arm first "
                       "(`ada-slm study run FILE --only ARM --seeds 0`) and `plan` will estimate the rest")
+    if until_decided:
+        _plan_adaptive(study, path, scale, specs, results, exports, max_seeds)
+
+
+def _plan_adaptive(study, path, scale, specs, results, exports, max_seeds):
+    from ada_slm import adaptive
+
+    d = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports, max_seeds)
+    console.print(f"--until-decided: looks at {d.plan.looks} runs per arm on {d.metric}; {adaptive.sequential.RULE}")
+    found = adaptive.expected_cost(d)
+    if found is None:
+        console.print("expected runs: needs two finished runs in the baseline and another arm (run round 1 first)")
+        return
+    rows, i = found
+    console.print(f"simulated from run-mean SD {i.run_mean_sd:.4f}, arm × item SD {i.interaction_sd:.4f}, "
+                  f"residual SD {i.residual_sd:.4f}, {i.n_items} items (1000 simulated studies):", highlight=False)
+    for e in rows:
+        time_left = f", about {e.seconds_left / 3600:.1f} h of runs left" if e.seconds_left is not None else ""
+        console.print(f"  {e.scenario}: {e.runs_mean:.1f} runs expected (90 % ≤ {e.runs_p90:.0f}), decided before "
+                      f"max seeds in {100 * e.decided:.0f} %{time_left}", highlight=False)
 
 
 @study_app.command("run")
