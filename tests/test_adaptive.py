@@ -87,3 +87,22 @@ def test_rank_sweep_ships_six_ranks_at_alpha_2r(tmp_path):
         assert {s.base for s in specs} == {"smollm2-135m"}
     d = adaptive.design(study, "rank-sweep", "cpu", study.seeds, tmp_path, tmp_path)
     assert d.sweep == list(study.arms) and d.plan.looks == [3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_a_look_of_the_sweep_on_run_scores_drops_the_clearly_worse_arm(tmp_path):
+    """`replay`'s elimination step on per-item scores (arm -> seed -> item -> score) of three runs per rank."""
+    import numpy as np
+
+    study = load_study(STUDIES / "rank-sweep.yaml")
+    d = adaptive.design(study, "rank-sweep", "cpu", study.seeds, tmp_path, tmp_path)
+    rng = np.random.default_rng(0)
+    means = {"r4": 0.10, "r8": 0.28, "r16": 0.30, "r32": 0.31, "r48": 0.30, "r64": 0.29}
+    scores = {arm: {s: {f"i{j}": float(mu + 0.003 * rng.standard_normal() + 0.01 * rng.standard_normal())
+                        for j in range(40)} for s in range(3)} for arm, mu in means.items()}
+    alive = np.ones((1, len(d.arms)), bool)
+    entry, prog = {}, adaptive.Progress()
+    settled = adaptive._eliminate(d, scores, alive, 0, entry, prog)
+    assert entry["leader"] == "r32" and prog.leader == "r32"
+    assert entry["eliminated"] == ["r4"] and not alive[0, d.arms.index("r4")]
+    assert not settled and set(entry["versus_leader"]) == set(means) - {"r32"}
+    assert entry["versus_leader"]["r4"]["delta"] < -0.2 and entry["versus_leader"]["r4"]["p"] < entry["elimination_threshold"]

@@ -183,7 +183,8 @@ def replay(d: Design) -> Progress:
 def _eliminate(d: Design, scores: dict, alive: np.ndarray, k: int, entry: dict, prog: Progress) -> bool:
     """One look of the sweep; updates `alive` in place, records the look; True when the sweep is settled."""
     n_arms = len(d.arms)
-    est, se, df = np.zeros((1, n_arms, n_arms)), np.full((1, n_arms, n_arms), np.nan), np.full((1, n_arms, n_arms), np.nan)
+    shape = (1, n_arms, n_arms)
+    est, se, df = np.zeros(shape), np.full(shape, np.nan), np.full(shape, np.nan)
     live = [i for i in range(n_arms) if alive[0, i]]
     for i in live:
         y = scores[d.arms[i]]
@@ -267,7 +268,8 @@ def describe_look(prog: Progress) -> str:
     parts = [f"round {r['round']} looked at {', '.join(f'{a} {n}' for a, n in r['runs_per_arm'].items())} runs"]
     parts += [f"{q}: Δ {x['delta']:+.4f}, p {x['p']:.4f} → {x['status']}" for q, x in r["questions"].items()]
     if "leader" in r:
-        parts.append(f"leader {r['leader']}" + (f", eliminated {', '.join(r['eliminated'])}" if r["eliminated"] else ""))
+        dropped = f", eliminated {', '.join(r['eliminated'])}" if r["eliminated"] else ""
+        parts.append(f"leader {r['leader']}{dropped}")
     if prog.outcome:
         parts.append(f"stopped: {prog.outcome}")
     elif prog.new_runs:
@@ -305,7 +307,8 @@ def expected_cost(d: Design, n_sim: int = 1000, seed: int = 0) -> tuple[list[Exp
     seconds = run_seconds(specs)
     per_run = sum(seconds) / len(seconds) if seconds else None
     out = []
-    for name, mu in (("differences as measured so far", means), ("no difference", np.full(len(means), means.mean()))):
+    null = np.full(len(means), means.mean())
+    for name, mu in (("differences as measured so far", means), ("no difference", null)):
         sim = sequential.simulate(d.plan, mu, noise, questions, sweep, d.sign, d.margin, n_sim, seed)
         decided = ((sim.status != OPEN).all(-1) & (sim.n < d.plan.max_runs).any(-1)).mean()
         left = np.maximum(0, sim.runs - len(seconds)).mean()

@@ -662,19 +662,8 @@ def study_run(
     try:
         try:
             if until_decided:
-                from ada_slm import adaptive
-
-                def run_round(round_specs):
-                    with StudyDisplay(study.name, round_specs, {s.key: state_of(s) for s in round_specs},
-                                      console) as display:
-                        return run_study(study, round_specs, results, executor=runner, tracking_for=tracking_for,
-                                         events=display)
-
-                plan = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports,
-                                       max_seeds)
-                progress, counts = adaptive.run_until_decided(plan, run_round, budget_hours,
-                                                              lambda p: console.print(adaptive.describe_look(p)))
-                specs = progress.specs or specs
+                specs, counts = _run_rounds(study, path, scale, specs, results, exports, runner, tracking_for,
+                                            max_seeds, budget_hours)
             else:
                 with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console) as display:
                     counts = run_study(study, specs, results, executor=runner, tracking_for=tracking_for,
@@ -693,6 +682,23 @@ def study_run(
             study_runs.end(failed=bool(counts["failed"]))
     if counts["failed"]:
         raise typer.Exit(2)
+
+
+def _run_rounds(study, path, scale, specs, results, exports, runner, tracking_for, max_seeds, budget_hours):
+    """`study run --until-decided`: rounds of run_study until decided; (every run of the last look, counts)."""
+    from ada_slm import adaptive
+    from ada_slm.display import StudyDisplay
+    from ada_slm.executors import run_study
+    from ada_slm.study import state_of
+
+    def run_round(round_specs):
+        with StudyDisplay(study.name, round_specs, {s.key: state_of(s) for s in round_specs}, console) as display:
+            return run_study(study, round_specs, results, executor=runner, tracking_for=tracking_for, events=display)
+
+    d = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports, max_seeds)
+    progress, counts = adaptive.run_until_decided(d, run_round, budget_hours,
+                                                  lambda p: console.print(adaptive.describe_look(p), highlight=False))
+    return progress.specs or specs, counts
 
 
 def _write_report(study, specs, scale, results: Path, analysis=None):

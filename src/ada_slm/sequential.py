@@ -99,8 +99,10 @@ def obf_boundaries(fractions: tuple[float, ...], alpha: float, one_sided: bool =
                 lower = 0.0 if one_sided else special.ndtr((-c * math.sqrt(t) - shift) / scale)
                 return float(np.sum(mass * (upper + lower)))
 
-            c = 12.0 if target <= crossing(12.0) else float(optimize.brentq(lambda c: crossing(c) - target, 0, 12.0,
-                                                                            xtol=1e-10))
+            if target <= crossing(12.0):
+                c = 12.0
+            else:
+                c = float(optimize.brentq(lambda c: crossing(c) - target, 0, 12.0, xtol=1e-10))
         # sub-density of Z_k on its continuation region, for the next look
         new_grid = np.linspace(-12.0 if one_sided else -c, c, GRID)
         new_weights = np.full(GRID, new_grid[1] - new_grid[0])
@@ -109,7 +111,8 @@ def obf_boundaries(fractions: tuple[float, ...], alpha: float, one_sided: bool =
             new_density = sps.norm.pdf(new_grid)
         else:
             z = (new_grid[:, None] * math.sqrt(t) - grid[None, :] * math.sqrt(prev_t)) / math.sqrt(t - prev_t)
-            new_density = (np.exp(-z * z / 2) / math.sqrt(2 * math.pi) * (weights * density)[None, :]).sum(1) * math.sqrt(t / (t - prev_t))
+            kernel = np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+            new_density = (kernel * (weights * density)[None, :]).sum(1) * math.sqrt(t / (t - prev_t))
         grid, weights, density = new_grid, new_weights, new_density
         bounds.append(c)
         prev_t, prev_spent = t, spent(t, alpha)
