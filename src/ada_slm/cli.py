@@ -543,6 +543,11 @@ def study_plan(
     seeds: Optional[str] = _seeds_opt,
     results: Path = _results_opt,
     exports: Path = _exports_opt,
+    until_decided: bool = typer.Option(False, "--until-decided", help="Also print the expected runs and time of "
+                                       "`study run --until-decided`, simulated from the finished runs' variance "
+                                       "components and throughput."),
+    max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per "
+                                            "arm at most (default: the study's adaptive.max_seeds)."),
 ):
     """Print the expanded runs, what each arm changes against the baseline, and an estimated time."""
     from ada_slm.stats import factors_between
@@ -571,6 +576,26 @@ def study_plan(
     else:
         console.print("no finished run yet to measure throughput from: run one arm first "
                       "(`ada-slm study run FILE --only ARM --seeds 0`) and `plan` will estimate the rest")
+    if until_decided:
+        _plan_adaptive(study, path, scale, specs, results, exports, max_seeds)
+
+
+def _plan_adaptive(study, path, scale, specs, results, exports, max_seeds):
+    from ada_slm import adaptive
+
+    d = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports, max_seeds)
+    console.print(f"--until-decided: looks at {d.plan.looks} runs per arm on {d.metric}; {adaptive.sequential.RULE}")
+    found = adaptive.expected_cost(d)
+    if found is None:
+        console.print("expected runs: needs two finished runs in the baseline and another arm (run round 1 first)")
+        return
+    rows, i = found
+    console.print(f"simulated from run-mean SD {i.run_mean_sd:.4f}, arm × item SD {i.interaction_sd:.4f}, "
+                  f"residual SD {i.residual_sd:.4f}, {i.n_items} items (1000 simulated studies):", highlight=False)
+    for e in rows:
+        time_left = f", about {e.seconds_left / 3600:.1f} h of runs left" if e.seconds_left is not None else ""
+        console.print(f"  {e.scenario}: {e.runs_mean:.1f} runs expected (90 % ≤ {e.runs_p90:.0f}), decided before "
+                      f"max seeds in {100 * e.decided:.0f} %{time_left}", highlight=False)
 
 
 @study_app.command("run")
@@ -595,6 +620,15 @@ def study_run(
                                         "seed runs) or 'tensorboard' (scalars under each run directory)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
                                                "sqlite:///<results>/mlflow.db)."),
+    until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
+                                       "runs in rounds to the arms whose questions are still open (and drop arms "
+                                       "clearly worse than the leader in a sweep) until every question is answered; "
+                                       "group-sequential rule, see README."),
+    max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per "
+                                            "arm at most (default: the study's adaptive.max_seeds)."),
+    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.0, help="With --until-decided: "
+                                                 "start no new round once the study's measured run time plus "
+                                                 "the round's would exceed this."),
 ):
     """Run every unfinished (arm, seed) in its own process; finished runs are skipped, so re-running resumes."""
     from ada_slm import tracking
@@ -607,6 +641,10 @@ def study_run(
         raise UserError(f"--executor {executor}: choose local or ray")
     if executor == "local" and (address or cpus_per_run or gpus_per_run is not None):
         raise UserError("--address/--cpus-per-run/--gpus-per-run need --executor ray")
+    if (max_seeds or budget_hours is not None) and not until_decided:
+        raise UserError("--max-seeds/--budget-hours need --until-decided")
+    if until_decided and only:
+        raise UserError("--only cannot be combined with --until-decided (the rounds decide which arms run)")
     study, specs, path = _study_specs(file, scale, only, seeds, results, exports)
     validate_models(specs)
     runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor()
@@ -623,9 +661,13 @@ def study_run(
     counts = {"failed": 1}
     try:
         try:
-            with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console) as display:
-                counts = run_study(study, specs, results, executor=runner, tracking_for=tracking_for,
-                                   events=display)
+            if until_decided:
+                specs, counts = _run_rounds(study, path, scale, specs, results, exports, runner, tracking_for,
+                                            max_seeds, budget_hours)
+            else:
+                with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console) as display:
+                    counts = run_study(study, specs, results, executor=runner, tracking_for=tracking_for,
+                                       events=display)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again to continue")
             raise typer.Exit(130)
@@ -640,6 +682,23 @@ def study_run(
             study_runs.end(failed=bool(counts["failed"]))
     if counts["failed"]:
         raise typer.Exit(2)
+
+
+def _run_rounds(study, path, scale, specs, results, exports, runner, tracking_for, max_seeds, budget_hours):
+    """`study run --until-decided`: rounds of run_study until decided; (every run of the last look, counts)."""
+    from ada_slm import adaptive
+    from ada_slm.display import StudyDisplay
+    from ada_slm.executors import run_study
+    from ada_slm.study import state_of
+
+    def run_round(round_specs):
+        with StudyDisplay(study.name, round_specs, {s.key: state_of(s) for s in round_specs}, console) as display:
+            return run_study(study, round_specs, results, executor=runner, tracking_for=tracking_for, events=display)
+
+    d = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports, max_seeds)
+    progress, counts = adaptive.run_until_decided(d, run_round, budget_hours,
+                                                  lambda p: console.print(adaptive.describe_look(p), highlight=False))
+    return progress.specs or specs, counts
 
 
 def _write_report(study, specs, scale, results: Path, analysis=None):

@@ -291,6 +291,39 @@ def render_power(doc: Doc, a: StudyAnalysis):
               + (str(pw.seeds_for_min_effect) if pw.seeds_for_min_effect else "more than 100") + ".")
 
 
+def render_rounds(doc: Doc, rounds: dict | None):
+    """The round history of an adaptive study (results/<study>/rounds.json)."""
+    if not rounds:
+        return
+    plan = rounds["plan"]
+    doc.h(2, "Adaptive rounds")
+    doc.p(f"Run with `--until-decided`: the study's seeds {plan['seeds']}, then {plan['seeds_per_round']} more run(s) "
+          f"per round to each arm still open, at most {plan['max_seeds']} per arm (looks at {plan['looks']} runs per "
+          f"arm) on {plan['metric']}. Rule: {plan['rule']}; overall α {plan['alpha']:g}"
+          + (f"; equivalence margin ±{plan['margin']:g}" if plan.get("margin") else "") + ". The answers below "
+          "are this rule's; the fixed-sample p-values elsewhere in the report ignore the repeated looks. "
+          f"Outcome: **{rounds['outcome']}**.")
+    rows = []
+    for r in rounds["rounds"]:
+        qs = "; ".join(f"{q}: Δ {x['delta']:+.4f}, p {fmt_p(x['p'])} → {x['status']}" for q, x in r["questions"].items())
+        sweep = ""
+        if "leader" in r:
+            vs = ", ".join(f"{a} {x['delta']:+.4f} (p {fmt_p(x['p'])})" for a, x in r["versus_leader"].items())
+            sweep = (f"leader {r['leader']}; vs leader: {vs or '—'}; threshold {fmt_p(r['elimination_threshold'])}"
+                     + (f"; **eliminated {', '.join(r['eliminated'])}**" if r["eliminated"] else ""))
+        runs = ", ".join(f"{a} {n}" for a, n in r["runs_per_arm"].items())
+        rows.append([str(r["round"]), runs, qs or "—", fmt_p(r["threshold"]), sweep or "—",
+                     ", ".join(r["next_arms"]) or "stop"])
+    doc.table(["round", "runs per arm", "questions (open at this look)", "threshold (first Holm step)",
+               "elimination", "next round"], rows)
+    if rounds.get("answers"):
+        doc.p("Answers: " + "; ".join(f"{q}: {s}" for q, s in rounds["answers"].items()) + ".")
+    if rounds.get("sweep"):
+        doc.p(f"Sweep over {', '.join(rounds['sweep'])}: leader {rounds.get('leader')}; eliminated "
+              f"{', '.join(rounds['eliminated']) or 'none'} (each arm's elimination threshold is α / (arms − 1), "
+              "so the eventual best arm is dropped with probability ≤ α / 2).")
+
+
 def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir: Path,
                  analysis: StudyAnalysis | None = None) -> Path:
     import matplotlib
@@ -308,6 +341,8 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     render_designs(doc, a)
     render_decision(doc, a)
     render_power(doc, a)
+    rounds_path = out_dir / "rounds.json"
+    render_rounds(doc, json.loads(rounds_path.read_text()) if rounds_path.is_file() else None)
     _seed_compatible(doc, arms)
     _plots(doc, arms, a.primary, out_dir, plt)
     _examples(doc, arms, specs)

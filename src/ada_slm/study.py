@@ -88,6 +88,27 @@ def _check_metric(name: str) -> str:
     return name
 
 
+class Adaptive(Strict):
+    """How `ada-slm study run --until-decided` adds runs (README, "Adaptive studies")."""
+
+    seeds_per_round: int = Field(1, gt=0, description="Runs added to each arm that is still open, per round.")
+    max_seeds: int = Field(10, ge=2, description="Runs per arm at most (the last planned look; the alpha "
+                           "spending is planned over the looks up to it).")
+    eliminate: bool = Field(False, description="Sweep: arms significantly worse than the current leader stop "
+                            "receiving runs; the sweep ends when one arm is left (or the rest are equivalent "
+                            "within `margin`).")
+    metric: Optional[str] = Field(None, description="Metric of the elimination (default: the decision's).")
+    margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the metric: a question (or "
+                                    "the sweep) also ends when the difference is shown to lie within ±margin "
+                                    "(default: equivalence_margins of the metric, else decision.min_effect, "
+                                    "else no equivalence stop).")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _check_metric(v)
+
+
 class Study(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -101,6 +122,7 @@ class Study(Strict):
     scale: dict[str, ScalePreset] = Field(default_factory=dict)
     decision: Optional[Decision] = None
     followup_of: Optional[str] = Field(None, description="Study whose best arm `champion:` references use.")
+    adaptive: Adaptive = Field(default_factory=Adaptive, description="Rounds of `study run --until-decided`.")
     equivalence_margins: dict[str, float] = Field(default_factory=dict, description="Metric -> margin of the "
                                                   "equivalence test (TOST) for arms that differ only in batch split "
                                                   "(default: 10 % of the baseline's mean).")
