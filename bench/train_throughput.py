@@ -17,7 +17,9 @@ All four are scored by the same function (`ada_slm.train.heldout_loss`: mean cro
 the same held-out set) and their throughput counts the same tokens (ada-slm's tokenization of the sequences):
 tokens/s = real (non-pad) tokens ÷ training wall time; "answer tok/s" counts only the trained tokens. MFU is
 model FLOPs utilisation: (2 forward + 2 input-gradient) × non-embedding parameters per real token — the frozen
-base needs no weight gradients — over the fp32 matmul peak measured by bench/matmul_peak.py in this process.
+base needs no weight gradients — over the matmul peak *of the precision that trainer computes in* (bf16 for
+ada-slm where `precision: auto` picks it and for TRL's defaults, fp32 otherwise), both measured by
+bench/matmul_peak.py in this process. The table names the machine kind (`hardware.machine_kind()`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def worker(name: str, args) -> dict:
         record, model, tokenizer = run(cfg, quiet=True, return_model=True)
         step_s = [s["tokens"] / s["tokens_per_s"] for s in record["train"]["steps"]]
         wall = sum(step_s)
+        precision = record["meta"]["precision"]
     else:
         from datasets import Dataset
         from transformers import Trainer, TrainingArguments, default_data_collator
@@ -121,6 +124,7 @@ def worker(name: str, args) -> dict:
             trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=data,
                                  args=SFTConfig(**common, max_length=args.max_length, **extra),
                                  peft_config=_peft_config())
+        precision = "bf16" if trainer.args.bf16 else "fp32"
         start = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - start
@@ -130,7 +134,7 @@ def worker(name: str, args) -> dict:
 
     n_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n and "embed" not in n)
     return {
-        "name": name, "wall_s": wall, "steps": steps,
+        "name": name, "wall_s": wall, "steps": steps, "precision": precision,
         "tokens": sum(len(e.input_ids) for e in train_set),
         "target_tokens": sum(sum(1 for t in e.labels[1:] if t != -100) for e in train_set),
         "non_embedding_params": n_params,
@@ -173,8 +177,11 @@ def main():
         ap.error(f"--only: unknown trainer(s) {', '.join(unknown)}; choose from {', '.join(LABELS)}")
     import torch
 
-    peak_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32  # what each trains in by default
-    peak = matmul_gflops(peak_dtype, seconds=1.0, device="cuda" if torch.cuda.is_available() else "cpu")
+    from ada_slm.hardware import machine_kind
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    peaks = {"fp32": matmul_gflops(torch.float32, seconds=1.0, device=device),
+             "bf16": matmul_gflops(torch.bfloat16, seconds=1.0, device=device)}
     with tempfile.TemporaryDirectory(prefix="ada-bench-") as tmp:
         work = Path(tmp)
         corpus = build_corpus(args.sequences + args.val + 64, "pure", seed=7, val_fraction=0.1)
@@ -199,16 +206,18 @@ def main():
     print(f"\nbase {args.base}, {args.sequences} sequences × 1 epoch = {any_r['steps']} steps of "
           f"{args.micro} micro × {args.accum} accum = {args.micro * args.accum} sequences, max_length "
           f"{args.max_length}, LoRA r{R}/α{ALPHA} all-linear; {any_r['tokens']} tokens "
-          f"({any_r['target_tokens']} answer tokens); {str(peak_dtype).split('.')[-1]} matmul peak {peak:.1f} GFLOP/s; "
-          f"'arm est.' = one Phase 14D seed arm, {ARM_SEQUENCES} sequences (2k × 0.9 train × 3 epochs)")
-    head = (f"{'trainer':<30}{'wall s':>9}{'tok/s':>9}{'answer tok/s':>14}{'MFU':>7}{'peak RSS MB':>13}"
+          f"({any_r['target_tokens']} answer tokens); machine kind {machine_kind() if device == 'cpu' else device}, "
+          f"matmul peak fp32 {peaks['fp32']:.1f} / bf16 {peaks['bf16']:.1f} GFLOP/s (MFU against the peak of "
+          f"each trainer's precision); 'arm est.' = one Phase 14D seed arm, {ARM_SEQUENCES} sequences "
+          f"(2k × 0.9 train × 3 epochs)")
+    head = (f"{'trainer':<30}{'prec':>5}{'wall s':>9}{'tok/s':>9}{'answer tok/s':>14}{'MFU':>7}{'peak RSS MB':>13}"
             f"{'held-out loss':>15}{'arm est.':>10}")
     print(head)
     print("-" * len(head))
     for name, r in results.items():
         tps = r["tokens"] / r["wall_s"]
-        mfu = 4 * r["non_embedding_params"] * tps / (peak * 1e9)
-        print(f"{LABELS[name]:<30}{r['wall_s']:>9.1f}{tps:>9.1f}{r['target_tokens'] / r['wall_s']:>14.1f}"
+        mfu = 4 * r["non_embedding_params"] * tps / (peaks[r["precision"]] * 1e9)
+        print(f"{LABELS[name]:<30}{r['precision']:>5}{r['wall_s']:>9.1f}{tps:>9.1f}{r['target_tokens'] / r['wall_s']:>14.1f}"
               f"{mfu:>7.1%}{r['peak_rss_mb']:>13.0f}{r['heldout_loss']:>15.4f}"
               f"{ARM_SEQUENCES * r['wall_s'] / args.sequences / 60:>8.1f} m")
     if "ours" in results:

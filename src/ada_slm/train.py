@@ -186,6 +186,35 @@ def heldout_loss(model, examples: list[Example], pad_id: int, device, autocast_d
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def hold_frozen_linears_in(model, dtype: torch.dtype | None) -> dict:
+    """Keep the frozen base's Linear weights in `dtype` (the autocast dtype) for the run; returns what
+    `restore_frozen_linears` needs to put the original weights back.
+
+    Autocast casts a weight that does not require grad again on *every* call (it caches only casts of leaves
+    that require grad), so with fp32 master weights every forward re-casts the whole frozen base. Casting once
+    gives bit-identical matmuls — autocast would round the same fp32 weight to the same bf16 value — while the
+    LoRA weights, the optimizer state, the embeddings (whose output feeds the fp32 residual stream) and the
+    norms stay fp32. A Linear that shares its weight with the input embedding (a tied LM head) is left alone
+    for the same reason."""
+    if dtype is None:
+        return {}
+    embedding = model.get_input_embeddings().weight
+    originals = {}
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if (isinstance(module, torch.nn.Linear) and weight is not None and not weight.requires_grad
+                and weight.dtype != dtype and weight is not embedding):
+            originals[module] = weight
+            module.weight = torch.nn.Parameter(weight.detach().to(dtype), requires_grad=False)
+    return originals
+
+
+def restore_frozen_linears(originals: dict) -> None:
+    """Put back the weights `hold_frozen_linears_in` replaced (a merge or an fp32 evaluation needs them)."""
+    for module, weight in originals.items():
+        module.weight = weight
+
+
 def lora_state_hash(model) -> str:
     """sha256 of every LoRA tensor (sorted by name): equal hashes mean identical adapters."""
     from peft import get_peft_model_state_dict
@@ -318,6 +347,7 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
             raise UserError(f"lora.targets {targets}: {str(e).splitlines()[0]}") from None
     model.to(device)
     lora_init_hash = lora_state_hash(model)
+    frozen_originals = hold_frozen_linears_in(model, autocast_dtype)
     resolved_lora = model.peft_config["default"]
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in trainable)
@@ -351,6 +381,7 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
             "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor()
             or platform.machine(),
             "precision": precision, "precision_choice": precision_choice,
+            "base_dtype": str(autocast_dtype if frozen_originals else torch.float32).removeprefix("torch."),
             "torch_threads": n_threads, "seed": cfg.seed,
             "data_seed": cfg.data.seed, "lora_init_sha256": lora_init_hash,
         },
@@ -462,6 +493,7 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
 
     # 5. export: the adapter (atomically: a temp dir renamed into place), optionally a merged model
     wall = wall_before + time.perf_counter() - t0
+    restore_frozen_linears(frozen_originals)  # the merged model and the returned one are the fp32 base + LoRA
     adapter_dir = cfg.adapter_dir()
     tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
