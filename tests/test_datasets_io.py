@@ -221,6 +221,7 @@ def test_bad_files_are_one_line_errors_naming_the_line(name, fmt, message):
 
 @pytest.mark.parametrize("line, message", [
     ({"prompt": "q"}, "has 'prompt' but no 'completion'"),
+    ({"prompt": "q", "chosen": "a", "rejected": "b"}, r"preference data \(chosen/rejected\)"),
     ({"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "x"}]},
      r"messages\[1\].role must be one of system, user, assistant, got 'tool'"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]}]},
@@ -353,3 +354,33 @@ def test_cli_reports_every_problem_and_train_writes_nothing_on_bad_data(tmp_path
     assert [line for line in p.stderr.splitlines() if line.strip()] == [
         f"error: {bad}:2: messages[1]: empty assistant turn"]
     assert not (tmp_path / "run" / "record.json").exists()
+
+
+def test_a_study_can_train_on_a_user_corpus(tmp_path):
+    """`defaults.data` of a study names a user corpus with a column mapping; every arm's resolved run config
+    reads it (each run then goes through train.run, tested above)."""
+    from ada_slm.study import expand, load_study
+
+    study = tmp_path / "mine.yaml"
+    study.write_text(f"name: mine\nbaseline: a\nseeds: [0]\n"
+                     f"defaults: {{base: tiny-lfm2, data: {{path: {FORMATS / 'questions.csv'}, "
+                     "columns: {prompt: question, completion: answer, category: topic}}}\n"
+                     "arms:\n  a: {}\n  b: {lora: {r: 4}}\n")
+    specs = {s.arm: s for s in expand(load_study(study), str(study), results_root=tmp_path)}
+    for arm in ("a", "b"):
+        data = build_config(specs[arm].train).data
+        assert data.columns == {"prompt": "question", "completion": "answer", "category": "topic"}
+        assert [r["category"] for r in load_rows(data)[0]] == ["math", "geography"]
+
+
+def test_cli_error_keeps_its_brackets(tmp_path):
+    """Rich markup must not eat '[test]' (a split) from an error line."""
+    import datasets
+
+    good = [json.loads(line) for line in (FORMATS / "bad-empty-turn.jsonl").read_text().splitlines()]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(good[:1]),
+                          "test": datasets.Dataset.from_list(good[1:])}).save_to_disk(tmp_path / "saved")
+    assert runner.invoke(app, ["data", "show", str(tmp_path / "saved")]).exit_code == 0
+    result = runner.invoke(app, ["data", "show", str(tmp_path / "saved"), "--split", "test"])
+    assert result.exit_code == 1
+    assert f"error: {tmp_path / 'saved'}[test] row 1: messages[1]: empty assistant turn" in result.output

@@ -24,8 +24,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Build, validate and inspect AGL training corpora.", no_args_is_help=True)
-app.add_typer(data_app, name="data", help="Build, validate and inspect AGL training corpora.")
+data_app = typer.Typer(help="Build AGL corpora; validate and inspect any training corpus.", no_args_is_help=True)
+app.add_typer(data_app, name="data", help="Build AGL corpora; validate and inspect any training corpus.")
 study_app = typer.Typer(help="Multi-arm studies: plan, run (resumable), status, report, audit.", no_args_is_help=True)
 app.add_typer(study_app, name="study", help="Multi-arm studies: plan, run (resumable), status, report, audit.")
 
@@ -44,7 +44,9 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            from rich.markup import escape  # a message may hold [brackets]: "messages[1]", "data[test] row 3"
+
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -84,10 +84,10 @@ def read_records(source: str, split: str = "train", columns: dict | None = None,
         return _renamed(_read_json(path), columns or {})
     else:
         dataset, name = _read_file(path, kind), source
-    missing = {f: c for f, c in (columns or {}).items() if c not in dataset.column_names}
-    for field, column in missing.items():
-        raise UserError(f"{source}: data.columns.{field}: no column {column!r} "
-                        f"(columns: {', '.join(dataset.column_names)})")
+    for field, column in (columns or {}).items():
+        if column not in dataset.column_names:
+            raise UserError(f"{source}: data.columns.{field}: no column {column!r} "
+                            f"(columns: {', '.join(dataset.column_names)})")
     return _renamed([(f"{name} row {i}", row) for i, row in enumerate(dataset.to_list(), 1)], columns or {})
 
 
@@ -180,6 +180,9 @@ def detect(obj: dict) -> str:
         raise RowError(f"ambiguous: it has the fields of both {chat[0]} and {chat[1]}; set data.format")
     if found:
         return (chat or found)[0]
+    if {"chosen", "rejected"} & present:
+        raise RowError("preference data (chosen/rejected) is for a preference trainer such as DPO; ada-slm "
+                       "trains on demonstrations: keep the chosen answer as the completion")
     for fmt, keys in FORMATS.items():
         have = [k for k in keys if k in present]
         if have:
