@@ -101,7 +101,7 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
     from ada_slm.train import load_rows, lora_state_hash
 
     assert lora_state_hash(model) == record["meta"]["lora_init_sha256"]
-    train_set, _ = tokenize(load_rows(cfg)[0], tok, cfg.max_length)
+    train_set, _ = tokenize(load_rows(cfg.data)[0], tok, cfg.max_length)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
     sched = get_scheduler("linear", opt, num_warmup_steps=int(cfg.warmup_ratio * 8), num_training_steps=8)

@@ -25,8 +25,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Build, validate and inspect AGL training corpora.", no_args_is_help=True)
-app.add_typer(data_app, name="data", help="Build, validate and inspect AGL training corpora.")
+data_app = typer.Typer(help="Build AGL corpora; validate and inspect any training corpus.", no_args_is_help=True)
+app.add_typer(data_app, name="data", help="Build AGL corpora; validate and inspect any training corpus.")
 study_app = typer.Typer(help="Multi-arm studies: plan, run (resumable), status, report, audit.", no_args_is_help=True)
 app.add_typer(study_app, name="study", help="Multi-arm studies: plan, run (resumable), status, report, audit.")
 
@@ -45,7 +45,9 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            from rich.markup import escape  # a message may hold [brackets]: "messages[1]", "data[test] row 3"
+
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -111,64 +113,92 @@ def data_build(
                   + f" examples to {out} in {elapsed:.1f}s")
 
 
+CORPUS_HELP = ("Corpus: a .jsonl/.json/.parquet/.csv/.arrow file, a save_to_disk or data folder, or a Hub dataset "
+               "id in the local cache.")
+FORMAT_HELP = "auto (detected per file), messages, sharegpt, prompt_completion, alpaca or text."
+COLUMN_HELP = "FIELD=COLUMN: read FIELD (prompt, completion, messages, …) from COLUMN; repeatable."
+
+
+def _data_config(file: str, fmt: str, column: list[str] | None, split: str):
+    """The DataConfig these options describe; its checks give the same errors as a run config's."""
+    from pydantic import ValidationError
+
+    from ada_slm.config import DataConfig, format_validation_error
+
+    columns = {}
+    for item in column or []:
+        field, sep, name = item.partition("=")
+        if not sep or not field or not name:
+            raise UserError(f"--column {item!r}: expected FIELD=COLUMN, e.g. prompt=question")
+        columns[field] = name
+    try:
+        return DataConfig(path=file, format=fmt, columns=columns, split=split)
+    except ValidationError as e:
+        raise UserError(format_validation_error(e, "--format/--column/--split")) from None
+
+
 @data_app.command("validate")
 @user_errors
 def data_validate(
-    file: Path = typer.Argument(..., help="Corpus JSONL to check."),
-    no_parse: bool = typer.Option(False, "--no-parse", help="Check the schema only, not that answers are AGL."),
+    file: str = typer.Argument(..., help=CORPUS_HELP),
+    no_parse: bool = typer.Option(False, "--no-parse", help="AGL corpus: check the schema only, not that "
+                                  "answers are AGL."),
+    fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
+    column: Optional[list[str]] = typer.Option(None, "--column", help=COLUMN_HELP),
+    split: str = typer.Option("train", "--split", help="Split of a folder or Hub dataset."),
 ):
-    """Check a corpus: JSON per line, chat schema, unique ids, every assistant message parses as AGL."""
-    from ada_slm.agl.quality import example_errors
-    from ada_slm.files import iter_jsonl
+    """Check a corpus: every example valid in its format (one per file), unique ids; a corpus of the AGL builder
+    is also held to its schema and every answer must parse as AGL."""
+    from ada_slm.datasets_io import validate
 
-    problems: list[str] = []
-    ids: dict[str, int] = {}
-    count = 0
-    for lineno, obj in iter_jsonl(file):
-        count += 1
-        for e in example_errors(obj, check_agl=not no_parse):
-            problems.append(f"{file}:{lineno}: {e}")
-        if isinstance(obj.get("id"), str):
-            if obj["id"] in ids:
-                problems.append(f"{file}:{lineno}: duplicate id {obj['id']!r} (first on line {ids[obj['id']]})")
-            ids.setdefault(obj["id"], lineno)
+    data = _data_config(file, fmt, column, split)
+    count, problems, checked = validate(file, data.format, data.columns, data.split, check_agl=not no_parse)
     if count == 0:
         raise UserError(f"{file}: no examples")
     if problems:
         for p in problems[:20]:
-            err_console.print(p, highlight=False, soft_wrap=True)
+            err_console.print(p, highlight=False, soft_wrap=True, markup=False)
         if len(problems) > 20:
             err_console.print(f"… and {len(problems) - 20} more problems")
         raise UserError(f"{file}: {len(problems)} problem(s) in {count} examples")
-    console.print(f"{file}: {count} examples, all valid")
+    console.print(f"{file}: {count} examples, all valid ({checked})", highlight=False, markup=False)
 
 
 @data_app.command("show")
 @user_errors
 def data_show(
-    file: Path = typer.Argument(..., help="Corpus JSONL to print."),
+    file: str = typer.Argument(..., help=CORPUS_HELP),
     n: int = typer.Option(5, "-n", help="How many examples to show."),
     category: Optional[str] = typer.Option(None, "--category", help="Only this category."),
     summary: bool = typer.Option(False, "--summary", help="Print the per-category summary table too."),
+    fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
+    column: Optional[list[str]] = typer.Option(None, "--column", help=COLUMN_HELP),
+    split: str = typer.Option("train", "--split", help="Split of a folder or Hub dataset."),
 ):
-    """Pretty-print examples of a corpus."""
+    """Pretty-print examples of a corpus as they will be trained on (assistant turns without loss marked)."""
+    from rich.markup import escape
     from rich.panel import Panel
 
-    from ada_slm.files import iter_jsonl
+    from ada_slm.datasets_io import read_rows
 
     if n <= 0:
         raise UserError(f"-n must be positive, got {n}")
-    rows = [obj for _, obj in iter_jsonl(file)]
-    chosen = [r for r in rows if category is None or r.get("category") == category]
+    data = _data_config(file, fmt, column, split)
+    rows, _ = read_rows(file, data.format, data.columns, data.split, "--split")
+    chosen = [r for r in rows if category is None or r["category"] == category]
     if category is not None and not chosen:
-        known = sorted({str(r.get("category")) for r in rows})
+        known = sorted({r["category"] for r in rows})
         raise UserError(f"{file}: no examples of category {category!r} (present: {', '.join(known)})")
     for row in chosen[:n]:
-        body = "\n".join(f"[bold]{m.get('role')}:[/] {m.get('content')}" for m in row.get("messages", []))
-        console.print(Panel(body, title=f"{row.get('id')} · {row.get('category')} · {row.get('lang')}",
+        turns = zip(row["messages"], row["train_on"]) if "messages" in row else [({"role": "text",
+                                                                                   "content": row["text"]}, True)]
+        body = "\n".join(f"[bold]{m['role']}:[/] {escape(m['content'])}"
+                         + (" [dim](context: no loss)[/]" if m["role"] == "assistant" and not trained else "")
+                         for m, trained in turns)
+        console.print(Panel(body, title=escape(f"{row['id']} · {row['category']} · {row['lang']}"),
                             title_align="left"), highlight=False)
     if summary:
-        console.print(_summary_table(str(file), rows))
+        console.print(_summary_table(file, rows))
 
 
 # ------------------------------------------------------------------------------------------------ train

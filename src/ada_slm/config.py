@@ -19,18 +19,47 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(Strict):
-    """Where training examples come from: a JSONL corpus, or the AGL builder's arguments."""
+# Fields of an example that `data.columns` can read from a differently named column.
+DataField = Literal["id", "category", "lang", "messages", "conversations", "prompt", "completion", "instruction",
+                    "input", "output", "system", "history", "text"]
 
-    path: Optional[str] = Field(None, description="Training JSONL (chat `messages`); if unset, the corpus is "
-                                "built from size/mix/seed below.")
-    val_path: Optional[str] = Field(None, description="Held-out JSONL for validation loss; default: "
-                                    "<path>.val.jsonl next to `path` if it exists.")
+
+class DataConfig(Strict):
+    """Where training examples come from: your corpus (any format of datasets_io.py), or the AGL builder."""
+
+    path: Optional[str] = Field(None, description="Training data: a .jsonl/.json/.parquet/.csv/.arrow file, a "
+                                "`save_to_disk` or data-file folder, or a Hub dataset id already in the local HF "
+                                "cache. If unset, the AGL corpus is built from size/mix/seed below.")
+    val_path: Optional[str] = Field(None, description="Held-out data (same kinds as `path`) for the validation "
+                                    "loss; default: <name>.val.<ext> next to `path` if it exists.")
+    format: Literal["auto", "messages", "sharegpt", "prompt_completion", "alpaca", "text"] = Field(
+        "auto", description="Example format of `path`: auto detects it per file from the fields (messages, "
+        "conversations, prompt+completion, instruction+output); `text` (loss on every token) only when set here.")
+    columns: dict[DataField, str] = Field(default_factory=dict, description="Read a field from a differently "
+                                          "named column: {prompt: question, completion: answer}.")
+    split: str = Field("train", description="Split of `path` to train on (a folder or Hub dataset has several).")
+    val_split: Optional[str] = Field(None, description="Split of `path` for the held-out loss, e.g. test.")
     size: int = Field(2000, gt=0, description="Builder: total examples (train + held-out).")
     mix: Union[str, dict[str, float]] = Field("pure", description="Builder: 'pure', 'polyglot', a YAML file "
                                               "or a {category: weight} mapping.")
-    seed: int = Field(0, description="Builder: corpus seed (independent of the training seed).")
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Builder: held-out share, split by template.")
+    seed: int = Field(0, description="Builder: corpus seed (independent of the training seed); with `path`: "
+                      "which examples val_fraction holds out.")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out share. Builder: split by template. "
+                                "With `path` and no val_path, val_split or <name>.val.<ext>: this share of its "
+                                "examples, drawn with `seed`.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.path is None:
+            chosen = {"format": self.format != "auto", "columns": bool(self.columns),
+                      "split": self.split != "train", "val_split": self.val_split is not None}
+            for name in (name for name, is_set in chosen.items() if is_set):
+                raise ValueError(f"data.{name} needs data.path (the builder's corpus has no such choice)")
+        if self.val_path is not None and self.val_split is not None:
+            raise ValueError("give data.val_path or data.val_split, not both")
+        if self.val_split is not None and self.val_split == self.split:
+            raise ValueError(f"data.val_split {self.val_split!r} is the training split")
+        return self
 
 
 class LoraConfig(Strict):

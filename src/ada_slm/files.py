@@ -46,13 +46,35 @@ def write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
+def utf8_error(path: Path, data: bytes, e: UnicodeDecodeError, first_line: int = 1) -> UserError:
+    """'FILE:LINE: not UTF-8 text (byte 0x.. at column C)' for a decoding error in `data`."""
+    line = first_line + data.count(b"\n", 0, e.start)
+    column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+    return UserError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at column {column}); "
+                     "save the file as UTF-8")
+
+
+def read_utf8(path: str | Path) -> str:
+    """The whole file as text; bytes that are not UTF-8 are a UserError naming FILE:LINE."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")  # a leading BOM is not data
+    except UnicodeDecodeError as e:
+        raise utf8_error(Path(path), data, e) from None
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; a malformed line is a UserError naming FILE:LINE."""
+    """Yield (line number, object) for each non-blank line; a malformed line (bad JSON, not UTF-8, not an
+    object) is a UserError naming FILE:LINE."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a leading BOM is not data
+            except UnicodeDecodeError as e:
+                raise utf8_error(path, raw, e, lineno) from None
             if not line.strip():
                 continue
             try:

@@ -5,9 +5,9 @@ summed token losses divided by the step's total target-token count. So `1 × 16`
 the same 16 sequences produce the same loss and the same gradient — the seed study compared losses whose
 normalisation changed with gradient accumulation, and this makes that impossible.
 
-Targets are the assistant's tokens plus the end-of-turn token; the prompt (and chat-template scaffolding) is
-masked; each step's sequences are grouped by length into micro-batches, which are padded only to their longest
-sequence.
+Targets are the tokens of every assistant turn plus its end-of-turn token (every token for plain text); the
+prompt, user turns and chat-template scaffolding are masked (datasets_io.py); each step's sequences are
+grouped by length into micro-batches, which are padded only to their longest sequence.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import resource
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,73 +30,14 @@ import torch.nn.functional as F
 
 from ada_slm import hardware, models, records
 from ada_slm.config import TrainConfig
+from ada_slm.datasets_io import IGNORE, Example, load_rows, rows_hash, tokenize
 from ada_slm.errors import UserError
-from ada_slm.files import iter_jsonl, write_json
-
-IGNORE = -100
+from ada_slm.files import write_json
 
 
 # ------------------------------------------------------------------------------------------------ data
-@dataclass
-class Example:
-    input_ids: list[int]
-    labels: list[int]  # IGNORE on prompt tokens; the answer's tokens + end-of-turn otherwise
-
-
-def load_rows(cfg: TrainConfig) -> tuple[list[dict], list[dict], str]:
-    """(train rows, held-out rows, description of the source)."""
-    from ada_slm.agl.quality import example_errors
-
-    if cfg.data.path is None:
-        from ada_slm.agl.builder import build_corpus
-
-        corpus = build_corpus(cfg.data.size, cfg.data.mix, cfg.data.seed, cfg.data.val_fraction)
-        return corpus.train, corpus.val, f"builder(size={cfg.data.size}, mix={cfg.data.mix}, seed={cfg.data.seed})"
-
-    def read(path: str) -> list[dict]:
-        rows = []
-        for lineno, obj in iter_jsonl(path):
-            errors = example_errors(obj, check_agl=False)
-            if errors:
-                raise UserError(f"{path}:{lineno}: {errors[0]}")
-            rows.append(obj)
-        if not rows:
-            raise UserError(f"{path}: no examples")
-        return rows
-
-    train = read(cfg.data.path)
-    val_path = cfg.data.val_path
-    if val_path is None and cfg.data.path.endswith(".jsonl"):
-        sibling = cfg.data.path[: -len(".jsonl")] + ".val.jsonl"
-        val_path = sibling if Path(sibling).is_file() else None
-    val = read(val_path) if val_path else []
-    return train, val, cfg.data.path
-
-
-def rows_hash(rows: list[dict]) -> str:
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(json.dumps(r["messages"], ensure_ascii=False, sort_keys=True).encode())
-    return h.hexdigest()
-
-
-def tokenize(rows: list[dict], tokenizer, max_length: int) -> tuple[list[Example], int]:
-    """Chat-template each example; mask everything but the final assistant message and its end-of-turn token.
-    Returns (examples, number dropped because not one answer token fit in max_length)."""
-    eos = tokenizer.eos_token_id
-    out, dropped = [], 0
-    for row in rows:
-        messages = row["messages"]
-        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"] + [eos]
-        ids = (prompt_ids + answer_ids)[:max_length]
-        labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_length]
-        if all(label == IGNORE for label in labels[1:]):
-            dropped += 1
-            continue
-        out.append(Example(ids, labels))
-    return out, dropped
+# Reading a corpus (the builder's, or the user's in any supported format), its held-out split and the loss
+# masks (load_rows, rows_hash, tokenize) live in datasets_io.py; from here on an example is token ids + labels.
 
 
 def collate(batch: list[Example], pad_id: int, device) -> dict:
@@ -321,7 +261,7 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
                       highlight=False, markup=False)
 
     # 1. data
-    train_rows, val_rows, data_source = load_rows(cfg)
+    train_rows, val_rows, data_source = load_rows(cfg.data)
     model, tokenizer, base_path = models.load(cfg.base)
     train_set, dropped_train = tokenize(train_rows, tokenizer, cfg.max_length)
     val_set, _ = tokenize(val_rows, tokenizer, cfg.max_length)

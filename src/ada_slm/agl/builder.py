@@ -161,9 +161,9 @@ def summarize(rows: list[dict]) -> dict:
     for row in rows:
         by_group[(row.get("category", "?"), row.get("lang", "?"))].append(row)
 
-    def stats(group: list[dict]) -> dict:
-        prompts = [m["content"] for r in group for m in r["messages"] if m["role"] == "user"]
-        responses = [r["messages"][-1]["content"] for r in group]
+    def stats(group: list[dict]) -> dict:  # a plain-text row (datasets_io) counts as a response
+        prompts = [m["content"] for r in group for m in r.get("messages", []) if m["role"] == "user"]
+        responses = [r["messages"][-1]["content"] if "messages" in r else r["text"] for r in group]
         return {
             "examples": len(group),
             "unique_prompts": len(set(prompts)),
