@@ -208,7 +208,9 @@ def test_default_study_and_scale_from_the_runs_on_disk(tmp_path):
 
 # ------------------------------------------------------------------------------------------ the server
 def _tree(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*")}
+    """Every file under root with its mtime and size: a file the server created or touched shows up here."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*")
+            if p.is_file()}
 
 
 def _get(url: str, host: str | None = None):
@@ -267,3 +269,138 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
         p = subprocess.run(CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", str(port)],
                            capture_output=True, text=True)
     assert p.returncode == 1 and f"--port {port}: cannot listen there" in p.stderr and "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------------------------------ in a real browser
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HELD_BACK = "r16-b1/seed1"  # the run that finishes while the page is open
+
+
+def chromium_or_skip() -> str:
+    """Debian's Chromium and the playwright package; in CI (CI=true) their absence fails instead of skipping."""
+    import os
+    import shutil
+
+    why = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        why = "the playwright package is missing (pip install -e '.[test]')"
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        why = "no Chromium on this machine (Debian: apt-get install chromium)"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the browser test cannot run: {why}")
+        pytest.skip(f"browser test skipped: {why}")
+    return path
+
+
+def _finish_held_back_run(done: Path, root: Path) -> list[str]:
+    """What the runner writes for one run, in its order (each write atomic, as the runner's): spec.json and
+    record.json while training (two steps so far), then eval.jsonl and the complete record.json."""
+    import shutil
+
+    src, dst = done / HELD_BACK, root / HELD_BACK
+    dst.mkdir(parents=True)
+    shutil.copy(src / "spec.json", dst / "spec.json")
+    final = json.loads((src / "record.json").read_text())
+    training = {**final, "status": {"state": "running", "reason": None}, "eval": None,
+                "train": {"steps": final["train"]["steps"][:2], "val": []}}
+    write_json(dst / "record.json", training)
+    yield "running"
+    for name in ("eval.jsonl", "eval_summary.json"):
+        shutil.copy(src / name, dst / (name + ".tmp"))
+        (dst / (name + ".tmp")).replace(dst / name)
+    write_json(dst / "record.json", final)
+    yield "complete"
+
+
+def _page_matches_report(page, md: str) -> None:
+    for row in md_table(md, "## Full series summary"):
+        arm = row["arm"].removesuffix(" (baseline)")
+        for col, header in (("held_out_loss", "held-out loss"), ("final_train_loss", "final train loss"),
+                            ("metric", "agl_awareness [95% CI]"), ("vs_baseline", "vs baseline")):
+            assert page.inner_text(f'#arms tr[data-arm="{arm}"] td[data-col="{col}"]') == row[header], (arm, col)
+    for row in md_table(md, "### r16-b1 vs r8"):
+        cells = f'#comparisons table[data-arm="r16-b1"] tr[data-metric="{row["metric"]}"]'
+        assert page.inner_text(cells + ' td[data-col="delta"]') == row["Δ [95% CI]"]
+        assert page.inner_text(cells + ' td[data-col="p_holm"]') == row["p (Holm)"]
+        assert page.inner_text(cells + ' td[data-col="supported"]') == ("yes" if row["difference"] == "real" else "no")
+    for row in md_table(md, "## Decision"):
+        assert page.inner_text(f'#decision tr[data-question="{row["question"]}"] td[data-col="evidence"]') == \
+            row["agl_awareness evidence"]
+        assert page.inner_text(f'#decision tr[data-question="{row["question"]}"] td[data-col="answer"]') == row["answer"]
+    recommended = page.inner_text("#decision .recommend")
+    assert recommended.startswith("Recommended next run: ") and recommended in md
+
+
+def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(finished_study, tmp_path):
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = chromium_or_skip()
+    done = finished_study[0]
+    results, root = tmp_path / "results", tmp_path / "results" / "tiny2"
+    reports = {"report.md", "report.html", "comparisons.json", "loss_curves.png", "metrics.png", "metric_vs_rank.png"}
+    shutil.copytree(done, root, ignore=lambda d, names: [n for n in names if (Path(d) == done and n in reports)
+                                                         or (Path(d) == done / "r16-b1" and n == "seed1")])
+    study = load_study(TINY)
+    partial_md = report.build_report(study, expand(study, str(TINY), results_root=results), None,
+                                     tmp_path / "report-before").read_text()
+    before = _tree(results)
+    proc, url = start_server(results)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(180_000)  # a guard against a hang, not a speed requirement
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.wait_for_selector('#arms tr[data-arm="r16-b1"]')
+            page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
+            cells = {el.get_attribute("data-run"): el.get_attribute("data-state")
+                     for el in page.query_selector_all("#grid [data-run]")}
+            assert cells == {"base/seed0": "complete", "base/seed1": "complete", "r8/seed0": "complete",
+                             "r8/seed1": "complete", "r16-b1/seed0": "complete", HELD_BACK: "pending",
+                             "broken/seed0": "failed", "broken/seed1": "failed"}
+            assert "init_adapter" in page.inner_text('[data-run="broken/seed0"]')
+            _page_matches_report(page, partial_md)
+
+            with FileLock(str(root / ".lock")):  # the test plays the runner, which holds the study lock
+                steps = _finish_held_back_run(done, root)
+                next(steps)
+                page.wait_for_selector(f'[data-run="{HELD_BACK}"][data-state="running"]:has-text("step 2/3")')
+                assert "ETA" in page.inner_text(f'[data-run="{HELD_BACK}"]')
+                next(steps)
+                page.wait_for_selector(f'[data-run="{HELD_BACK}"][data-state="complete"]')
+            page.wait_for_selector('#arms tr[data-arm="r16-b1"] td[data-col="runs"]:has-text("complete 2")')
+            assert page.evaluate("window.sameDocument") is True
+            _page_matches_report(page, (done / "report.md").read_text())
+            assert page.locator('#curves .panel[data-arm="r16-b1"] polyline').count() == 4  # 2 seeds × train, val
+            page.screenshot(path=str(tmp_path / "serve-overview.png"), full_page=True)
+
+            page.click('[data-run="r8/seed0"]')
+            page.wait_for_selector("#items tr[data-item]")
+            assert page.locator("#items tr[data-item]").count() == 12
+            assert "lora.r" in page.inner_text("#run-config") and "complete" in page.inner_text("#run-state")
+            lang = page.eval_on_selector("#filter-lang", "s => s.options[1].value")
+            page.select_option("#filter-lang", lang)
+            langs = {el.get_attribute("data-lang") for el in page.query_selector_all("#items tr[data-item]")}
+            assert langs == {lang} and 0 < page.locator("#items tr[data-item]").count() < 12
+            category = page.eval_on_selector("#filter-category", "s => s.options[1].value")
+            page.select_option("#filter-category", category)
+            assert all(el.get_attribute("data-category") == category
+                       for el in page.query_selector_all("#items tr[data-item]"))
+            page.screenshot(path=str(tmp_path / "serve-run.png"), full_page=True)
+            assert errors == []
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    after = {k: v for k, v in _tree(results).items() if not k.startswith(f"tiny2/{HELD_BACK}") and k != "tiny2/.lock"}
+    assert after == {k: v for k, v in before.items() if k != "tiny2/.lock"}, "the server wrote into results"
+    print(f"screenshots: {tmp_path / 'serve-overview.png'} {tmp_path / 'serve-run.png'}")

@@ -261,7 +261,7 @@ function kvTable(id, obj, empty) {
 
 function options(id, values) {
   const sel = $(id), keep = sel.value;
-  sel.replaceChildren(h("option", { value: "" }, "all"), values.map((v) => h("option", { value: v }, v)));
+  sel.replaceChildren(h("option", { value: "" }, "all"), ...values.map((v) => h("option", { value: v }, v)));
   sel.value = values.includes(keep) ? keep : "";
 }
 
@@ -282,7 +282,9 @@ function renderRun(d) {
     fill("run-curve", h("p", { class: "muted" }, d.config ? "No training step recorded yet." : "The base model: no training."));
   }
   kvTable("run-config", d.config ? d.config : { base: d.base, adapter: "none (the untrained base model)" }, "");
-  kvTable("run-record", d.record, "No record.json yet.");
+  // the record's status, training summary, evaluation and provenance first; its resolved config last
+  const record = d.record && { status: d.record.status, train: d.record.train, eval: d.record.eval, meta: d.record.meta, ...d.record };
+  kvTable("run-record", record, "No record.json yet.");
   options("filter-lang", [...new Set(d.items.map((r) => r.lang).filter(Boolean))].sort());
   options("filter-category", [...new Set(d.items.map((r) => r.category).filter(Boolean))].sort());
   renderItems();
