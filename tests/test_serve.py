@@ -2,6 +2,7 @@
 report's own numbers, the HTTP endpoints, and that serving never writes into results or takes the study lock."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -33,8 +34,9 @@ def finished_run(spec, rng, lift: float, n_items: int = 24) -> None:
     for i in range(n_items):
         metrics = {m: float(np.clip(rng.uniform(0, 0.6) + lift, 0, 1)) for m in METRICS}
         metrics["translation_chrf"] = None if i % 4 else metrics["translation_chrf"]
-        rows.append({"id": f"item{i:02d}", "lang": ["en", "de", "jbo"][i % 3], "category": ["certainty", "temporal"][i % 2],
-                     "prompt": f"prompt {i}", "output": f"⊕ self here t₀ {i}", "metrics": metrics})
+        rows.append({"id": f"item{i:02d}", "lang": ["en", "de", "jbo"][i % 3],
+                     "category": ["certainty", "temporal"][i % 2], "prompt": f"prompt {i}",
+                     "output": f"⊕ self here t₀ {i}", "metrics": metrics})
     write_jsonl(spec.run_dir / "eval.jsonl", rows)
     evaluation = {"suite": "multilang", "n_items": n_items, "generation_s": 2.0,
                   "generation": {"mode": "greedy", "max_new_tokens": 6, "batch_size": 8}}
@@ -105,7 +107,8 @@ def test_run_states_from_what_a_results_folder_can_hold(tiny):
     assert (r["state"], r["step"], r["total_steps"], r["loss"]) == ("running", 4, 10, pytest.approx(4.6))
     assert r["eta_s"] == pytest.approx(6 * 2.0)  # 6 steps left at 100 tokens / 50 tokens/s
     assert (states["broken/seed0"]["state"], states["broken/seed0"]["detail"]) == ("failed", "no adapter")
-    assert states["broken/seed1"]["state"] == "unreadable" and "half-written or corrupt" in states["broken/seed1"]["detail"]
+    assert states["broken/seed1"]["state"] == "unreadable"
+    assert "half-written or corrupt" in states["broken/seed1"]["detail"]
     assert states["base/seed0"]["state"] == "running" and states["base/seed0"]["detail"] == "evaluating"
     assert states["base/seed1"]["state"] == "unreadable" and "JSON list" in states["base/seed1"]["detail"]
     assert states["r16-b1/seed0"]["state"] == "unreadable" and "unexpected content" in states["r16-b1/seed0"]["detail"]
@@ -226,7 +229,7 @@ def start_server(results: Path, *extra) -> tuple[subprocess.Popen, str]:
     """`ada-slm study serve` on tiny-2arm in its own process, at a free port; returns it and its URL."""
     proc = subprocess.Popen(CLI + ["study", "serve", str(TINY), "--results", str(results), "--port", "0", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()
     match = re.search(r"http://\S+/", line)
     if not match:
@@ -279,12 +282,11 @@ HELD_BACK = "r16-b1/seed1"  # the run that finishes while the page is open
 
 def chromium_or_skip() -> str:
     """Debian's Chromium and the playwright package; in CI (CI=true) their absence fails instead of skipping."""
-    import os
     import shutil
 
     why = None
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401  (only whether it is there)
     except ImportError:
         why = "the playwright package is missing (pip install -e '.[test]')"
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -329,9 +331,9 @@ def _page_matches_report(page, md: str) -> None:
         assert page.inner_text(cells + ' td[data-col="p_holm"]') == row["p (Holm)"]
         assert page.inner_text(cells + ' td[data-col="supported"]') == ("yes" if row["difference"] == "real" else "no")
     for row in md_table(md, "## Decision"):
-        assert page.inner_text(f'#decision tr[data-question="{row["question"]}"] td[data-col="evidence"]') == \
-            row["agl_awareness evidence"]
-        assert page.inner_text(f'#decision tr[data-question="{row["question"]}"] td[data-col="answer"]') == row["answer"]
+        question = f'#decision tr[data-question="{row["question"]}"]'
+        assert page.inner_text(question + ' td[data-col="evidence"]') == row["agl_awareness evidence"]
+        assert page.inner_text(question + ' td[data-col="answer"]') == row["answer"]
     recommended = page.inner_text("#decision .recommend")
     assert recommended.startswith("Recommended next run: ") and recommended in md
 

@@ -724,7 +724,11 @@ def study_serve(
 
     path = study_path(file or serve.default_study(results))
     study = load_study(path)
-    scale = scale or serve.infer_scale(study, str(path), results, exports)
+    if scale is None:
+        scale = serve.infer_scale(study, str(path), results, exports)
+        if scale is None and study.scale:
+            console.print(f"scale: as written (no run on disk says otherwise; --scale {'|'.join(study.scale)} "
+                          "chooses one)", highlight=False)
     specs = expand(study, str(path), scale, results_root=results, exports_root=exports)
     serve.serve(study, specs, scale, results, host, port,
                 announce=lambda line: console.print(line, highlight=False, markup=False))

@@ -102,7 +102,7 @@ def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float
     rec, err = reader.read(spec.run_dir / RECORD)
     stamp = _stamp(spec.run_dir / RECORD) or _stamp(spec.run_dir / SPEC)
     out["updated_s_ago"] = max(0.0, now - stamp[0] / 1e9) if stamp else None
-    out["version"] = _digest([_stamp(spec.run_dir / f) for f in (RECORD, SPEC, EVAL)])  # the run page refetches on change
+    out["version"] = _digest([_stamp(spec.run_dir / f) for f in (RECORD, SPEC, EVAL)])  # run page: refetch on change
     if err:
         return {**out, "state": "unreadable", "detail": err}
     if rec is None:
@@ -232,7 +232,8 @@ def _comparison_json(c, report) -> dict:
     """One row of the report's per-metric comparison table, its strings and its numbers."""
     return {"metric": c.metric, "baseline": report.ci4(c.baseline), "value": report.f4(c.baseline.mean + c.delta.mean),
             "delta": {"mean": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "text": report.signed(c.delta)},
-            "percent": f"{c.percent[0]:+.1f}% [{c.percent[1]:+.1f}, {c.percent[2]:+.1f}]" if c.percent else c.ratio_note,
+            "percent": f"{c.percent[0]:+.1f}% [{c.percent[1]:+.1f}, {c.percent[2]:+.1f}]" if c.percent
+            else c.ratio_note,
             "ratio": f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note,
             "p_holm": f"{c.p_holm:.3f}", "supported": c.significant}
 

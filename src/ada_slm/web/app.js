@@ -141,7 +141,9 @@ function renderGrid(st) {
       const r = byKey[`${arm}/seed${seed}`];
       if (!r) return h("td", {});
       const detail = cellDetail(r);
-      const ago = r.state === "running" && r.updated_s_ago != null ? ` · written ${duration(r.updated_s_ago)} ago` : "";
+      // training: when the record (steps so far) was last written; starting or evaluating: for how long
+      const ago = r.state !== "running" || r.updated_s_ago == null ? ""
+        : r.total_steps ? ` · record written ${duration(r.updated_s_ago)} ago` : ` · for ${duration(r.updated_s_ago)}`;
       return h("td", {}, h("a", { class: "cell", href: `#/run/${encodeURIComponent(arm)}/${seed}`, "data-run": r.key,
         "data-state": r.state, title: r.detail || detail },
         h("span", { class: "what" }, STATE_WORD[r.state] || r.state),
@@ -178,11 +180,14 @@ function renderCurves() {
 function renderAnalysis(a) {
   if (!a.available) {
     fill("analysis-note", h("div", { class: "note" }, a.reason));
-    for (const id of ["arms", "ci-chart", "all-metrics", "comparisons"]) fill(id);
+    for (const id of ["arms", "ci-chart", "all-metrics"]) fill(id);
+    $("all-metrics-box").hidden = true;
+    fill("comparisons", h("p", { class: "muted" }, "Each arm is compared with the baseline once both have finished runs."));
     fill("decision", h("p", { class: "muted" }, "The decision questions are answered from finished runs."));
     return;
   }
   fill("analysis-note");
+  $("all-metrics-box").hidden = false;
   const metric = a.metric;
   fill("metric-name", `the decision metric is ${metric}; every number below is the report's`);
   fill("baseline-name", `${a.baseline}; Δ paired by item and seed, 95% CI`);
