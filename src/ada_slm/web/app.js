@@ -5,7 +5,8 @@
 const POLL_MS = 2000;
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
 const $ = (id) => document.getElementById(id);
-const app = { state: null, versions: {}, curves: null, analysis: null, route: null, run: null, runVersion: null };
+const app = { state: null, versions: {}, curves: null, analysis: null, analysisPending: false, route: null, run: null,
+  runVersion: null };
 
 // ------------------------------------------------------------------------------------------ DOM helpers
 function h(tag, attrs, ...children) {
@@ -222,7 +223,13 @@ function renderComparisons(a) {
     if (r.baseline) continue;
     const rows = a.comparisons[r.arm];
     blocks.push(h("h3", {}, `${r.arm} vs ${a.baseline}`));
-    if (!rows) { blocks.push(h("p", { class: "muted" }, "No finished run of this arm to compare yet.")); continue; }
+    if (!rows) {
+      const ref = a.arms.find((x) => x.baseline);
+      const why = !r.n_complete ? "No finished run of this arm yet." : ref && !ref.n_complete
+        ? `No finished run of the baseline ${a.baseline} yet.` : "No item and seed that both arms have finished.";
+      blocks.push(h("p", { class: "muted" }, why));
+      continue;
+    }
     const head = ["metric", `${a.baseline} [CI]`, r.arm, "Δ [95% CI]", "%", "×", "p (Holm)", "supported"];
     blocks.push(h("div", { class: "scroll" }, h("table", { class: "data small", "data-arm": r.arm },
       h("thead", {}, h("tr", {}, head.map((x) => h("th", {}, x)))),
@@ -340,6 +347,20 @@ async function refreshRun(st) {
   }
 }
 
+// The statistics take a while on a large study (and the server yields the CPU to the runner): fetched beside the
+// polling, never blocking it; the numbers on screen stay until the new ones arrive.
+function refreshAnalysis() {
+  app.analysisPending = true;
+  fill("analysis-status", app.analysis ? "updating with the runs that just finished…" : "computing…");
+  getJSON("/api/analysis").then((a) => {
+    app.analysis = a;
+    app.versions.analysis = a.version;
+    renderAnalysis(a);
+  }).catch((e) => {
+    fill("analysis-note", h("div", { class: "note error" }, `The analysis could not be fetched (${e.message || e}); retrying.`));
+  }).finally(() => { app.analysisPending = false; fill("analysis-status"); });
+}
+
 function setLive(ok, text) {
   const el = $("live");
   el.dataset.live = ok ? "ok" : "down";
@@ -357,11 +378,7 @@ async function tick() {
       app.versions.curves = st.versions.curves;
       renderCurves();
     }
-    if (st.versions.analysis !== app.versions.analysis) {
-      app.analysis = await getJSON("/api/analysis");
-      app.versions.analysis = app.analysis.version;
-      renderAnalysis(app.analysis);
-    }
+    if (st.versions.analysis !== app.versions.analysis && !app.analysisPending) refreshAnalysis();
     await refreshRun(st);
     setLive(true, `live · updated ${new Date().toLocaleTimeString()}`);
   } catch (e) {
