@@ -118,6 +118,18 @@ def test_run_states_from_what_a_results_folder_can_hold(tiny):
     assert serve.run_state(by["base/seed0"], reader, False, now)["state"] == "pending"
 
 
+def test_compute_left_is_estimated_from_the_finished_runs():
+    runs = [{"arm": "r8", "state": "complete", "seconds": 10.0, "eval_s": 2.0},
+            {"arm": "base", "state": "complete", "seconds": 3.0, "eval_s": 3.0},
+            {"arm": "r8", "state": "pending"},                                   # r8's mean run: 10
+            {"arm": "r16-b1", "state": "pending"},                               # no r16-b1 yet: trained mean 10
+            {"arm": "r8", "state": "running", "detail": "training", "eta_s": 4.0},   # 4 + mean evaluation 2.5
+            {"arm": "base", "state": "running", "detail": "evaluating"},         # mean evaluation 2.5
+            {"arm": "broken", "state": "failed"}]
+    assert serve._compute_left(runs) == pytest.approx(10 + 10 + 6.5 + 2.5)
+    assert serve._compute_left([{"arm": "r8", "state": "pending"}]) is None
+
+
 def test_state_of_a_study_with_no_run_yet(tiny):
     study, specs, _ = tiny
     view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])

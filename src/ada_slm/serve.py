@@ -116,7 +116,8 @@ def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float
         if state == "complete" and rec.get("eval"):
             return {**out, "state": "complete", "detail": "", "final_val_loss": train.get("final_val_loss"),
                     "final_train_loss": train.get("final_train_loss"), "n_items": rec["eval"].get("n_items"),
-                    "seconds": (train.get("wall_s") or 0) + (rec["eval"].get("generation_s") or 0)}
+                    "eval_s": rec["eval"].get("generation_s") or 0.0,
+                    "seconds": (train.get("wall_s") or 0.0) + (rec["eval"].get("generation_s") or 0.0)}
         if state in ("complete", "running") and runner is False:
             return {**out, "state": "interrupted", "detail": "no runner holds the study lock (stopped?): "
                     "`study run` again continues it"}
@@ -132,23 +133,25 @@ def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float
 
 
 def _compute_left(runs: list[dict]) -> float | None:
-    """Seconds of runs still to do: each pending run at the mean duration of its arm's finished runs (of the
-    trained arms' finished runs, for an arm with none yet); a running one at its ETA plus its evaluation."""
+    """Seconds of runs still to do, from the finished ones: a pending run takes the mean duration of its arm's
+    finished runs (of all trained arms' for an arm with none yet); a training run its ETA plus a mean evaluation;
+    an evaluating run a mean evaluation; a starting run a whole mean run. Failed runs are not counted."""
     done = [r for r in runs if r["state"] == "complete"]
     if not done:
         return None
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     by_arm: dict[str, list[float]] = {}
     for r in done:
         by_arm.setdefault(r["arm"], []).append(r["seconds"])
     trained = [r["seconds"] for r in done if r["arm"] != BASE_ARM] or [r["seconds"] for r in done]
+    evaluation = mean([r["eval_s"] for r in done])
     total = 0.0
     for r in runs:
-        typical = by_arm.get(r["arm"]) or trained
-        mean = sum(typical) / len(typical)
-        if r["state"] in ("pending", "interrupted"):
-            total += mean
+        whole_run = mean(by_arm.get(r["arm"]) or trained)
+        if r["state"] in ("pending", "interrupted") or r.get("detail") == "starting":
+            total += whole_run
         elif r["state"] == "running":
-            total += r.get("eta_s") or 0.0
+            total += (r.get("eta_s") or 0.0) + evaluation
     return total
 
 

@@ -201,7 +201,7 @@ function renderAnalysis(a) {
         let text = r[key];
         if (key === "metric") text = r.metrics[metric] ? r.metrics[metric].text : "—";
         if (key === "runs") text = Object.entries(r.runs).map(([k, v]) => `${k} ${v}`).join(", ");
-        return h("td", { "data-col": key, class: key === "config" || key === "runs" ? null : "num" }, text);
+        return h("td", { "data-col": key, class: ["config", "runs", "vs_baseline"].includes(key) ? null : "num" }, text);
       })))));
   const ciRows = a.arms.map((r) => ({ label: r.arm, color: armColor(r.arm), ...(r.metrics[metric] || { mean: null }) }));
   const deltaRows = a.arms.filter((r) => !r.baseline).map((r) => {
