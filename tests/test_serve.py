@@ -1,0 +1,420 @@
+"""`study serve` without a browser: run states from what a results folder can hold, the analysis against the
+report's own numbers, the HTTP endpoints, and that serving never writes into results or takes the study lock."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import FileLock
+
+from ada_slm import report, serve
+from ada_slm.errors import UserError
+from ada_slm.files import write_json, write_jsonl
+from ada_slm.metrics import METRICS
+from ada_slm.study import expand, load_study
+
+DATA = Path(__file__).parent / "data"
+STUDIES = Path(__file__).parent.parent / "src" / "ada_slm" / "studies"
+CLI = [sys.executable, "-m", "ada_slm.cli"]
+TINY = DATA / "tiny-2arm.yaml"
+
+
+# ------------------------------------------------------------------------------------------ fabricated results
+def finished_run(spec, rng, lift: float, n_items: int = 24) -> None:
+    """A finished run's record.json and eval.jsonl as the runner writes them (numbers drawn at random, `lift`
+    added to every metric), so the statistics have something non-trivial to compare."""
+    rows = []
+    for i in range(n_items):
+        metrics = {m: float(np.clip(rng.uniform(0, 0.6) + lift, 0, 1)) for m in METRICS}
+        metrics["translation_chrf"] = None if i % 4 else metrics["translation_chrf"]
+        rows.append({"id": f"item{i:02d}", "lang": ["en", "de", "jbo"][i % 3],
+                     "category": ["certainty", "temporal"][i % 2], "prompt": f"prompt {i}",
+                     "output": f"⊕ self here t₀ {i}", "metrics": metrics})
+    write_jsonl(spec.run_dir / "eval.jsonl", rows)
+    evaluation = {"suite": "multilang", "n_items": n_items, "generation_s": 2.0,
+                  "generation": {"mode": "greedy", "max_new_tokens": 6, "batch_size": 8}}
+    train = None
+    if spec.train is not None:
+        steps = [{"step": k, "loss": 5 - 0.2 * k - lift + rng.normal(0, 0.02), "tokens": 400, "sequences": 4,
+                  "tokens_per_s": 200.0} for k in (1, 2, 3)]
+        train = {"steps": steps, "val": [{"step": 3, "loss": 4.5 - lift + rng.normal(0, 0.02)}],
+                 "final_train_loss": steps[-1]["loss"], "final_val_loss": 4.5 - lift, "wall_s": 6.0,
+                 "tokens_per_s": 200.0}
+    write_json(spec.run_dir / "record.json", {"config": {"total_steps": 3}, "status": {"state": "complete",
+                                                                                      "reason": None},
+                                              "train": train, "eval": evaluation, "meta": {"seed": spec.seed}})
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    study = load_study(TINY)
+    specs = expand(study, str(TINY), results_root=tmp_path / "results", exports_root=tmp_path / "exports")
+    return study, specs, {s.key: s for s in specs}
+
+
+@pytest.fixture
+def fabricated(tiny):
+    """tiny2 with base, r8 and r16-b1 finished (r16-b1 clearly better), broken failed."""
+    study, specs, by_key = tiny
+    rng = np.random.default_rng(7)
+    for s in specs:
+        if s.arm == "broken":
+            write_json(s.run_dir / "record.json", {"status": {"state": "failed", "reason": "lora.init_adapter: gone"}})
+        else:
+            finished_run(s, rng, {"base": 0.0, "r8": 0.1, "r16-b1": 0.3}[s.arm])
+    return tiny
+
+
+def md_table(md: str, heading: str) -> list[dict]:
+    """The first table after `heading` in report.md, as {column: cell} rows."""
+    lines = md[md.index(heading + "\n"):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append([c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return [dict(zip(table[0], row)) for row in table[2:]]
+
+
+# ------------------------------------------------------------------------------------------ run states
+def test_run_states_from_what_a_results_folder_can_hold(tiny):
+    study, specs, by = tiny
+    reader, now = serve.JsonReader(), 1e10
+    finished_run(by["r8/seed0"], np.random.default_rng(0), 0.1)
+    running = by["r8/seed1"]
+    steps = [{"step": k, "loss": 5.0 - k / 10, "tokens": 100, "tokens_per_s": 50.0} for k in (1, 2, 3, 4)]
+    write_json(running.run_dir / "record.json", {"config": {"total_steps": 10}, "status": {"state": "running"},
+                                                 "train": {"steps": steps, "val": []}, "eval": None})
+    write_json(by["broken/seed0"].run_dir / "record.json", {"status": {"state": "failed", "reason": "no adapter"}})
+    by["broken/seed1"].run_dir.mkdir(parents=True)
+    (by["broken/seed1"].run_dir / "record.json").write_text('{"status": {"state": "comp')  # half-written
+    write_json(by["base/seed0"].run_dir / "spec.json", {"arm": "base"})  # started, no record yet
+    by["base/seed1"].run_dir.mkdir(parents=True)
+    (by["base/seed1"].run_dir / "record.json").write_text("[1, 2]")
+    write_json(by["r16-b1/seed0"].run_dir / "record.json", {"status": "complete"})  # wrong shape
+    states = {k: serve.run_state(s, reader, True, now) for k, s in by.items()}
+
+    assert states["r8/seed0"]["state"] == "complete" and states["r8/seed0"]["final_val_loss"] == pytest.approx(4.4)
+    r = states["r8/seed1"]
+    assert (r["state"], r["step"], r["total_steps"], r["loss"]) == ("running", 4, 10, pytest.approx(4.6))
+    assert r["eta_s"] == pytest.approx(6 * 2.0)  # 6 steps left at 100 tokens / 50 tokens/s
+    assert (states["broken/seed0"]["state"], states["broken/seed0"]["detail"]) == ("failed", "no adapter")
+    assert states["broken/seed1"]["state"] == "unreadable"
+    assert "half-written or corrupt" in states["broken/seed1"]["detail"]
+    assert states["base/seed0"]["state"] == "running" and states["base/seed0"]["detail"] == "evaluating"
+    assert states["base/seed1"]["state"] == "unreadable" and "JSON list" in states["base/seed1"]["detail"]
+    assert states["r16-b1/seed0"]["state"] == "unreadable" and "unexpected content" in states["r16-b1/seed0"]["detail"]
+    assert states["r16-b1/seed1"]["state"] == "pending"
+    # without a runner holding the lock, a 'running' record is a stopped run, and spec.json alone is pending
+    assert serve.run_state(running, reader, False, now)["state"] == "interrupted"
+    assert serve.run_state(by["base/seed0"], reader, False, now)["state"] == "pending"
+
+
+def test_compute_left_is_estimated_from_the_finished_runs():
+    runs = [{"arm": "r8", "state": "complete", "seconds": 10.0, "eval_s": 2.0},
+            {"arm": "base", "state": "complete", "seconds": 3.0, "eval_s": 3.0},
+            {"arm": "r8", "state": "pending"},                                   # r8's mean run: 10
+            {"arm": "r16-b1", "state": "pending"},                               # no r16-b1 yet: trained mean 10
+            {"arm": "r8", "state": "running", "detail": "training", "eta_s": 4.0},   # 4 + mean evaluation 2.5
+            {"arm": "base", "state": "running", "detail": "evaluating"},         # mean evaluation 2.5
+            {"arm": "broken", "state": "failed"}]
+    assert serve._compute_left(runs) == pytest.approx(10 + 10 + 6.5 + 2.5)
+    assert serve._compute_left([{"arm": "r8", "state": "pending"}]) is None
+
+
+def test_state_of_a_study_with_no_run_yet(tiny):
+    study, specs, _ = tiny
+    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    st = view.state()
+    assert st["counts"]["pending"] == len(specs) and st["runner"] is False
+    assert "does not exist yet" in st["notes"][0]
+    assert view.analysis() == {"available": False, "reason": "No finished run yet: nothing to compare.",
+                               "version": st["versions"]["analysis"]}
+    assert view.curves() == {"runs": {}}
+
+
+def test_runner_is_seen_through_the_lock_without_taking_it(fabricated):
+    study, specs, _ = fabricated
+    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    lock = FileLock(str(view.root / ".lock"))
+    with lock.acquire(timeout=0):  # a runner at work: the server answers and leaves the lock alone
+        assert view.state()["runner"] in (True, None)
+        assert view.analysis()["available"]
+        assert lock.is_locked
+    assert view.state()["runner"] in (False, None)
+
+
+# ------------------------------------------------------------------------------------------ one analysis, two views
+def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
+    study, specs, _ = fabricated
+    md = report.build_report(study, specs, None, tmp_path / "report").read_text()
+    a = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2]).analysis()
+    assert a["available"], a
+    rows = {r["arm"]: r for r in a["arms"]}
+    for row in md_table(md, "## Full series summary"):
+        arm = row["arm"].removesuffix(" (baseline)")
+        assert rows[arm]["held_out_loss"] == row["held-out loss"]
+        assert rows[arm]["final_train_loss"] == row["final train loss"]
+        assert (rows[arm]["metrics"].get("agl_awareness") or {}).get("text", "—") == row["agl_awareness [95% CI]"]
+        assert rows[arm]["vs_baseline"] == row["vs baseline"]
+        assert rows[arm]["config"] == row["config"]
+    for arm in ("base", "r16-b1"):
+        shown = {c["metric"]: c for c in a["comparisons"][arm]}
+        for row in md_table(md, f"### {arm} vs r8"):
+            c = shown[row["metric"]]
+            assert [c["baseline"], c["value"], c["delta"]["text"], c["percent"], c["ratio"], c["p_holm"]] == \
+                [row["r8 [CI]"], row[arm], row["Δ [95% CI]"], row["%"], row["×"], row["p (Holm)"]]
+            assert c["supported"] == (row["difference"] == "real")
+    assert any(c["supported"] for c in shown.values())  # r16-b1 was made clearly better: not all "no"
+    assert "broken" not in a["comparisons"]
+    decision = md_table(md, "## Decision")
+    assert [[q["question"], q["comparison"], q["evidence"], q["answer"]] for q in a["decision"]["questions"]] == \
+        [[r["question"], r["comparison"], r["agl_awareness evidence"], r["answer"]] for r in decision]
+    assert a["decision"]["questions"][0]["answer"] == "yes"
+    assert a["decision"]["notes"][0] == "Recommended next run: more rank" and "Recommended next run: more rank" in md
+    assert all(note in md for note in a["decision"]["notes"])
+
+
+def test_a_corrupt_eval_file_is_reported_not_raised(fabricated):
+    study, specs, by = fabricated
+    with open(by["r8/seed1"].run_dir / "eval.jsonl", "a") as f:
+        f.write('{"id": "cut off\n')
+    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    a = view.analysis()
+    assert not a["available"] and "eval.jsonl:25: invalid JSON" in a["reason"]
+    detail = view.run("r8", 1)
+    assert len(detail["items"]) == 24 and "eval.jsonl:25: invalid JSON" in detail["errors"][0]
+
+
+def test_run_page_data(fabricated):
+    study, specs, _ = fabricated
+    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    d = view.run("r16-b1", 0)
+    assert d["config"]["lora"]["r"] == 16 and d["config"]["batch"]["micro"] == 1
+    assert "steps" not in d["record"]["train"] and d["curve"]["train"][0][0] == 1
+    assert {r["lang"] for r in d["items"]} == {"en", "de", "jbo"} and d["errors"] == []
+    assert view.run("base", 0)["config"] is None and view.run("r8", 9) is None
+
+
+# ------------------------------------------------------------------------------------------ choosing study and scale
+def test_default_study_and_scale_from_the_runs_on_disk(tmp_path):
+    results = tmp_path / "results"
+    with pytest.raises(UserError, match="none yet"):
+        serve.default_study(results)
+    study = load_study(STUDIES / "phase14d.yaml")
+    assert serve.infer_scale(study, "phase14d.yaml", results, tmp_path / "exports") is None
+    for s in expand(study, "phase14d.yaml", "quick", only=["v9B"], results_root=results, exports_root="elsewhere"):
+        write_json(s.run_dir / "spec.json", {"arm": s.arm, "seed": s.seed, "base": s.base, "train": s.train,
+                                             "eval": s.eval, "tracking": None})
+    assert serve.default_study(results) == "phase14d"
+    assert serve.infer_scale(study, "phase14d.yaml", results, tmp_path / "exports") == "quick"
+    (results / "other").mkdir()
+    with pytest.raises(UserError, match="other, phase14d"):
+        serve.default_study(results)
+
+
+# ------------------------------------------------------------------------------------------ the server
+def _tree(root: Path) -> dict:
+    """Every file under root with its mtime and size: a file the server created or touched shows up here."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*")
+            if p.is_file()}
+
+
+def _get(url: str, host: str | None = None):
+    req = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def start_server(results: Path, *extra) -> tuple[subprocess.Popen, str]:
+    """`ada-slm study serve` on tiny-2arm in its own process, at a free port; returns it and its URL."""
+    proc = subprocess.Popen(CLI + ["study", "serve", str(TINY), "--results", str(results), "--port", "0", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    line = proc.stdout.readline()
+    match = re.search(r"http://\S+/", line)
+    if not match:
+        proc.kill()
+        raise AssertionError(f"no URL announced: {line!r} {proc.stderr.read()}")
+    return proc, match.group(0)
+
+
+def test_server_answers_and_never_writes_into_results(fabricated):
+    study, specs, _ = fabricated
+    results = specs[0].run_dir.parents[2]
+    before = _tree(results)
+    proc, url = start_server(results)
+    try:
+        status, body = _get(url + "api/state")
+        st = json.loads(body)
+        assert status == 200 and st["counts"]["complete"] == 6 and st["counts"]["failed"] == 2
+        assert json.loads(_get(url + "api/analysis")[1])["available"]
+        assert set(json.loads(_get(url + "api/curves")[1])["runs"]) == {f"{a}/seed{k}" for a in ("r8", "r16-b1")
+                                                                       for k in (0, 1)}
+        assert json.loads(_get(url + "api/run/r8/1")[1])["state"]["state"] == "complete"
+        assert _get(url + "api/run/nope/0")[0] == 404 and _get(url + "api/run/r8/x")[0] == 404
+        page = _get(url)[1]
+        assert "/static/app.js" in page and "http" not in page.replace("http-equiv", "")  # nothing from outside
+        assert "lineChart" in _get(url + "static/app.js")[1]
+        assert _get(url + "api/state", host="attacker.example")[0] == 400  # DNS rebinding guard on loopback
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert _tree(results) == before
+
+
+def test_port_in_use_is_a_one_line_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = subprocess.run(CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", str(port)],
+                           capture_output=True, text=True)
+    assert p.returncode == 1 and f"--port {port}: cannot listen there" in p.stderr and "Traceback" not in p.stderr
+
+
+# ------------------------------------------------------------------------------------------ in a real browser
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HELD_BACK = "r16-b1/seed1"  # the run that finishes while the page is open
+
+
+def chromium_or_skip() -> str:
+    """Debian's Chromium and the playwright package; in CI (CI=true) their absence fails instead of skipping."""
+    import shutil
+
+    why = None
+    try:
+        import playwright.sync_api  # noqa: F401  (only whether it is there)
+    except ImportError:
+        why = "the playwright package is missing (pip install -e '.[test]')"
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        why = "no Chromium on this machine (Debian: apt-get install chromium)"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the browser test cannot run: {why}")
+        pytest.skip(f"browser test skipped: {why}")
+    return path
+
+
+def _finish_held_back_run(done: Path, root: Path) -> list[str]:
+    """What the runner writes for one run, in its order (each write atomic, as the runner's): spec.json and
+    record.json while training (two steps so far), then eval.jsonl and the complete record.json."""
+    import shutil
+
+    src, dst = done / HELD_BACK, root / HELD_BACK
+    dst.mkdir(parents=True)
+    shutil.copy(src / "spec.json", dst / "spec.json")
+    final = json.loads((src / "record.json").read_text())
+    training = {**final, "status": {"state": "running", "reason": None}, "eval": None,
+                "train": {"steps": final["train"]["steps"][:2], "val": []}}
+    write_json(dst / "record.json", training)
+    yield "running"
+    for name in ("eval.jsonl", "eval_summary.json"):
+        shutil.copy(src / name, dst / (name + ".tmp"))
+        (dst / (name + ".tmp")).replace(dst / name)
+    write_json(dst / "record.json", final)
+    yield "complete"
+
+
+def _page_matches_report(page, md: str) -> None:
+    for row in md_table(md, "## Full series summary"):
+        arm = row["arm"].removesuffix(" (baseline)")
+        for col, header in (("held_out_loss", "held-out loss"), ("final_train_loss", "final train loss"),
+                            ("metric", "agl_awareness [95% CI]"), ("vs_baseline", "vs baseline")):
+            assert page.inner_text(f'#arms tr[data-arm="{arm}"] td[data-col="{col}"]') == row[header], (arm, col)
+    for row in md_table(md, "### r16-b1 vs r8"):
+        cells = f'#comparisons table[data-arm="r16-b1"] tr[data-metric="{row["metric"]}"]'
+        assert page.inner_text(cells + ' td[data-col="delta"]') == row["Δ [95% CI]"]
+        assert page.inner_text(cells + ' td[data-col="p_holm"]') == row["p (Holm)"]
+        assert page.inner_text(cells + ' td[data-col="supported"]') == ("yes" if row["difference"] == "real" else "no")
+    for row in md_table(md, "## Decision"):
+        question = f'#decision tr[data-question="{row["question"]}"]'
+        assert page.inner_text(question + ' td[data-col="evidence"]') == row["agl_awareness evidence"]
+        assert page.inner_text(question + ' td[data-col="answer"]') == row["answer"]
+    recommended = page.inner_text("#decision .recommend")
+    assert recommended.startswith("Recommended next run: ") and recommended in md
+
+
+def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(finished_study, tmp_path):
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = chromium_or_skip()
+    done = finished_study[0]
+    results, root = tmp_path / "results", tmp_path / "results" / "tiny2"
+    reports = {"report.md", "report.html", "comparisons.json", "loss_curves.png", "metrics.png", "metric_vs_rank.png"}
+    shutil.copytree(done, root, ignore=lambda d, names: [n for n in names if (Path(d) == done and n in reports)
+                                                         or (Path(d) == done / "r16-b1" and n == "seed1")])
+    study = load_study(TINY)
+    partial_md = report.build_report(study, expand(study, str(TINY), results_root=results), None,
+                                     tmp_path / "report-before").read_text()
+    before = _tree(results)
+    proc, url = start_server(results)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(180_000)  # a guard against a hang, not a speed requirement
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.wait_for_selector('#arms tr[data-arm="r16-b1"]')
+            page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
+            cells = {el.get_attribute("data-run"): el.get_attribute("data-state")
+                     for el in page.query_selector_all("#grid [data-run]")}
+            assert cells == {"base/seed0": "complete", "base/seed1": "complete", "r8/seed0": "complete",
+                             "r8/seed1": "complete", "r16-b1/seed0": "complete", HELD_BACK: "pending",
+                             "broken/seed0": "failed", "broken/seed1": "failed"}
+            assert "init_adapter" in page.inner_text('[data-run="broken/seed0"]')
+            _page_matches_report(page, partial_md)
+
+            with FileLock(str(root / ".lock")):  # the test plays the runner, which holds the study lock
+                steps = _finish_held_back_run(done, root)
+                next(steps)
+                page.wait_for_selector(f'[data-run="{HELD_BACK}"][data-state="running"]:has-text("step 2/3")')
+                assert "ETA" in page.inner_text(f'[data-run="{HELD_BACK}"]')
+                next(steps)
+                page.wait_for_selector(f'[data-run="{HELD_BACK}"][data-state="complete"]')
+            page.wait_for_selector('#arms tr[data-arm="r16-b1"] td[data-col="runs"]:has-text("complete 2")')
+            assert page.evaluate("window.sameDocument") is True
+            _page_matches_report(page, (done / "report.md").read_text())
+            assert page.locator('#curves .panel[data-arm="r16-b1"] polyline').count() == 4  # 2 seeds × train, val
+            page.screenshot(path=str(tmp_path / "serve-overview.png"), full_page=True)
+
+            page.click('[data-run="r8/seed0"]')
+            page.wait_for_selector("#items tr[data-item]")
+            assert page.locator("#items tr[data-item]").count() == 12
+            assert "lora.r" in page.inner_text("#run-config") and "complete" in page.inner_text("#run-state")
+            lang = page.eval_on_selector("#filter-lang", "s => s.options[1].value")
+            page.select_option("#filter-lang", lang)
+            langs = {el.get_attribute("data-lang") for el in page.query_selector_all("#items tr[data-item]")}
+            assert langs == {lang} and 0 < page.locator("#items tr[data-item]").count() < 12
+            category = page.eval_on_selector("#filter-category", "s => s.options[1].value")
+            page.select_option("#filter-category", category)
+            assert all(el.get_attribute("data-category") == category
+                       for el in page.query_selector_all("#items tr[data-item]"))
+            page.screenshot(path=str(tmp_path / "serve-run.png"), full_page=True)
+            assert errors == []
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    after = {k: v for k, v in _tree(results).items() if not k.startswith(f"tiny2/{HELD_BACK}") and k != "tiny2/.lock"}
+    assert after == {k: v for k, v in before.items() if k != "tiny2/.lock"}, "the server wrote into results"
+    print(f"screenshots: {tmp_path / 'serve-overview.png'} {tmp_path / 'serve-run.png'}")
