@@ -80,7 +80,7 @@ def worker(name: str, args) -> dict:
 
     if name == "ours":
         from ada_slm.config import build_config
-        from ada_slm.train import run
+        from ada_slm.train import train
 
         cfg = build_config({
             "base": args.base, "data": {"path": str(work / "train.jsonl"), "val_path": str(work / "val.jsonl")},
@@ -90,7 +90,8 @@ def worker(name: str, args) -> dict:
             "val_every": 10**6, "checkpoint_every": 10**6,
         })
         del model
-        record, model, tokenizer = run(cfg, quiet=True, return_model=True)
+        trained = train(cfg, quiet=True)
+        record, model, tokenizer = trained.record, trained.model, trained.tokenizer
         step_s = [s["tokens"] / s["tokens_per_s"] for s in record["train"]["steps"]]
         wall = sum(step_s)
         precision = record["meta"]["precision"]

@@ -30,7 +30,7 @@ def execute_run(run_dir: Path) -> int:
     from ada_slm import tracking
     from ada_slm.config import TrainConfig
     from ada_slm.evaluate import GenerationSettings, evaluate
-    from ada_slm.train import run as train_run
+    from ada_slm.train import train
 
     spec = json.loads((run_dir / "spec.json").read_text())
     settings = GenerationSettings(batch_size=spec["eval"]["batch_size"], max_new_tokens=spec["eval"]["max_new_tokens"])
@@ -56,12 +56,12 @@ def execute_run(run_dir: Path) -> int:
                 if record_path.is_file() and records.state(existing) in (records.FAILED, None):
                     record_path.unlink()  # a failed (or corrupt) run starts over
                     (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-                record, model, tokenizer = train_run(cfg, resume=(run_dir / "checkpoint.pt").is_file(), quiet=True,
-                                                     return_model=True, tracker=tracker)
-                if record["status"]["state"] != "complete":
+                trained = train(cfg, resume=(run_dir / "checkpoint.pt").is_file(), quiet=True, tracker=tracker)
+                record = trained.record
+                if not records.is_trained(record):
                     return 2
                 # evaluate the weights just trained (the same ones saved as the adapter) without reloading them
-                loaded = (model.merge_and_unload(), tokenizer)
+                loaded = (trained.model.merge_and_unload(), trained.tokenizer)
             adapter = record["train"]["adapter_dir"]
         summary = evaluate(spec["base"], adapter, spec["eval"]["suite"], settings, run_dir,
                            limit=spec["eval"]["limit"], model_and_tokenizer=loaded)

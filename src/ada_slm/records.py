@@ -13,6 +13,8 @@ not valid JSON (a disk filled up, a hand edit) is reported naming the file inste
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +111,28 @@ def mark_failed(run_dir: str | Path, reason: str) -> dict:
     record = {**record, "status": {"state": FAILED, "reason": reason}}
     write_record(run_dir, record)
     return record
+
+
+# ------------------------------------------------------------------------------ provenance for a record's meta
+def package_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("ada-slm", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -13,22 +13,18 @@ grouped by length into micro-batches, which are padded only to their longest seq
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import platform
-import random
-import resource
 import shutil
-import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ada_slm import hardware, models, records
+from ada_slm import checkpoints, hardware, models, records
 from ada_slm.config import TrainConfig
 from ada_slm.datasets_io import IGNORE, Example, load_rows, rows_hash, tokenize
 from ada_slm.errors import UserError
@@ -166,30 +162,6 @@ def lora_state_hash(model) -> str:
     return h.hexdigest()
 
 
-def package_versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("ada-slm", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def choose_precision(cfg: TrainConfig, device: torch.device) -> tuple[str, torch.dtype | None, dict]:
     """(name, autocast dtype or None, how it was chosen): the fixed rule of `hardware.resolve_precision`."""
     name, why = hardware.resolve_precision(cfg.precision, device)
@@ -212,34 +184,137 @@ def adapter_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.glob("adapter_model.*"))
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _config_fingerprint(cfg: TrainConfig) -> str:
-    """What must not change between a checkpoint and its resume (the output locations may)."""
-    d = cfg.model_dump(exclude={"out_dir", "export_dir", "val_every", "checkpoint_every", "log_every"})
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
-
-
 # ------------------------------------------------------------------------------------------------ the run
-def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None,
-        return_model: bool = False, tracker=None, on_step=None):
-    """Train one adapter. Returns the run record (also written to <out_dir>/record.json); with
-    `return_model`, (record, trained PEFT model, tokenizer) so a study can evaluate without reloading.
+@dataclass
+class TrainedRun:
+    """What `train` returns: the run record (also in <out_dir>/record.json) and, when the run completed, the
+    trained PEFT model (fp32 base + LoRA) and its tokenizer, so a study can evaluate without reloading."""
+
+    record: dict
+    model: object | None = None
+    tokenizer: object | None = None
+
+
+@dataclass
+class Loop:
+    """Everything the optimizer steps need, built by the stages before them."""
+
+    cfg: TrainConfig
+    model: object
+    tokenizer: object
+    train_set: list[Example]
+    val_set: list[Example]
+    trainable: list
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    total_steps: int
+    record_path: Path
+    ckpt_path: Path
+
+
+def run(cfg: TrainConfig, **kwargs) -> dict:
+    """Train one adapter; returns the run record. Same arguments as `train`."""
+    return train(cfg, **kwargs).record
+
+
+def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None,
+          tracker=None, on_step=None) -> TrainedRun:
+    """Train one adapter: check the run directory, data, model + adapter, optimizer, (resume), steps, export.
     `tracker` (tracking.open_tracker) mirrors the config, every step and the adapter; the caller ends it.
     `on_step(step, model, tokenizer)` is called after every optimizer step (bench/learning_curve.py evaluates there)."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import PeftModel, get_peft_model, set_peft_model_state_dict
     from rich.console import Console
-    from transformers import get_scheduler, set_seed
+    from transformers import set_seed
     from transformers.utils import logging as hf_logging
 
     console = console or Console(quiet=quiet)
+    record_path, ckpt_path = check_run_dir(cfg, resume)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    device = hardware.default_device()
+    n_threads = hardware.set_threads()
+    precision, autocast_dtype, precision_choice = choose_precision(cfg, device)
+    console.print(f"[bold]ada-slm train[/] → {cfg.out_dir}   ({cfg.batch_arithmetic()}, {precision} on {device})")
+    if not quiet:
+        import yaml
+
+        console.print(yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True).rstrip(),
+                      highlight=False, markup=False)
+
+    # 1. data, tokenized by the base model's tokenizer
+    train_rows, val_rows, data_source = load_rows(cfg.data)
+    model, tokenizer, base_path = models.load(cfg.base)
+    train_set, dropped_train = tokenize(train_rows, tokenizer, cfg.max_length)
+    val_set, _ = tokenize(val_rows, tokenizer, cfg.max_length)
+    if not train_set:
+        raise UserError(f"no training example fits in max_length={cfg.max_length}")
+
+    # 2. seed everything *before* the adapter is built, so the LoRA init is a function of the seed
+    set_seed(cfg.seed)
+    model = attach_adapter(cfg, model).to(device)
+    lora_init_hash = lora_state_hash(model)
+    frozen_originals = hold_frozen_linears_in(model, autocast_dtype)
+
+    # 3. optimizer and schedule: micro × accum = effective sequences per optimizer step
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch.effective)
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    optimizer, scheduler = make_optimizer(cfg, trainable, total_steps)
+    loop = Loop(cfg, model, tokenizer, train_set, val_set, trainable, optimizer, scheduler, device, autocast_dtype,
+                total_steps, record_path, ckpt_path)
+
+    record = new_record(cfg, model, total_steps, steps_per_epoch, sum(p.numel() for p in trainable))
+    record["meta"] = {
+        "base": cfg.base, "base_path": str(base_path), "base_weights_sha256": models.weights_hash(base_path),
+        "data_source": data_source, "train_examples": len(train_set), "val_examples": len(val_set),
+        "train_dropped_too_long": dropped_train, "data_sha256": rows_hash(train_rows),
+        "val_sha256": rows_hash(val_rows) if val_rows else None, "packages": records.package_versions(),
+        "git_commit": records.git_commit(), "device": str(device),
+        "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor()
+        or platform.machine(),
+        "precision": precision, "precision_choice": precision_choice,
+        "base_dtype": str(autocast_dtype if frozen_originals else torch.float32).removeprefix("torch."),
+        "torch_threads": n_threads, "seed": cfg.seed, "data_seed": cfg.data.seed, "lora_init_sha256": lora_init_hash,
+    }
+    start_step, wall_before = 0, 0.0
+    if resume:
+        start_step, wall_before = checkpoints.restore_checkpoint(loop, record)
+        console.print(f"resuming at step {start_step}/{total_steps}")
+    write_json(record_path, record)
+    if tracker:
+        tracker.params(record["config"])
+
+    # 4. the steps
+    t0 = time.perf_counter()
+    failure = train_steps(loop, record, start_step, wall_before, console, quiet, tracker, on_step)
+    wall = wall_before + time.perf_counter() - t0
+    if failure:
+        record["status"] = {"state": "failed", "reason": failure}
+        record["train"].update({"wall_s": wall, "peak_rss_mb": records.peak_rss_mb()})
+        write_json(record_path, record)
+        console.print(f"[bold red]run failed:[/] {failure}")
+        return TrainedRun(record)
+
+    # 5. export: the adapter (atomically), optionally a merged model; the record completes last
+    restore_frozen_linears(frozen_originals)  # the merged model and the returned one are the fp32 base + LoRA
+    export(loop, record, wall, merge)
+    ckpt_path.unlink(missing_ok=True)
+    steps = record["train"]["steps"]
+    if tracker:
+        tracker.metrics(len(steps), {"train/peak_rss_mb": record["train"]["peak_rss_mb"], "train/wall_s": wall})
+        tracker.artifacts(Path(record["train"]["adapter_dir"]), "adapter")
+    console.print(f"done: {len(steps)} steps in {wall:.1f}s, final loss {steps[-1]['loss']:.4f}"
+                  + (f", held-out {record['train']['final_val_loss']:.4f}" if record["train"]["val"] else "")
+                  + f", adapter → {record['train']['adapter_dir']}")
+    return TrainedRun(record, model, tokenizer)
+
+
+# ------------------------------------------------------------------------------------------------ the stages
+def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, Path]:
+    """(record path, checkpoint path) of a run directory that may be (re)started."""
     out_dir = Path(cfg.out_dir)
-    record_path, ckpt_path = out_dir / "record.json", out_dir / "checkpoint.pt"
+    record_path, ckpt_path = out_dir / records.RECORD, out_dir / "checkpoint.pt"
     if records.is_trained(records.read_record_or_none(out_dir)):  # a corrupt record: the run starts over
         raise UserError(f"{record_path}: this run is already complete (choose another out_dir or delete it)")
     if resume and not ckpt_path.is_file():
@@ -247,63 +322,44 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
     if not resume and ckpt_path.is_file():
         raise UserError(f"{out_dir}: holds a checkpoint of an unfinished run; pass --resume to continue it")
     out_dir.mkdir(parents=True, exist_ok=True)
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    return record_path, ckpt_path
 
-    device = hardware.default_device()
-    n_threads = hardware.set_threads()
-    precision, autocast_dtype, precision_choice = choose_precision(cfg, device)
-    console.print(f"[bold]ada-slm train[/] → {out_dir}   ({cfg.batch_arithmetic()}, {precision} on {device})")
-    if not quiet:
-        import yaml
 
-        console.print(yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True).rstrip(),
-                      highlight=False, markup=False)
+def attach_adapter(cfg: TrainConfig, model):
+    """A new LoRA adapter on `model`, or the existing one of `lora.init_adapter`, trainable."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import PeftModel, get_peft_model
 
-    # 1. data
-    train_rows, val_rows, data_source = load_rows(cfg.data)
-    model, tokenizer, base_path = models.load(cfg.base)
-    train_set, dropped_train = tokenize(train_rows, tokenizer, cfg.max_length)
-    val_set, _ = tokenize(val_rows, tokenizer, cfg.max_length)
-    if not train_set:
-        raise UserError(f"no training example fits in max_length={cfg.max_length}")
-    pad_id = tokenizer.pad_token_id
-
-    # 2. seed everything *before* the adapter is built, so the LoRA init is a function of the seed
-    set_seed(cfg.seed)
     if cfg.lora.init_adapter:
         if not (Path(cfg.lora.init_adapter) / "adapter_config.json").is_file():
             raise UserError(f"lora.init_adapter {cfg.lora.init_adapter}: not a PEFT adapter directory")
-        model = PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True)
-    else:
-        targets = models.default_targets(model) if cfg.lora.targets == "default" else cfg.lora.targets
-        peft_config = PeftLoraConfig(
-            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, target_modules=targets,
-            use_rslora=cfg.lora.use_rslora, task_type="CAUSAL_LM",
-        )
-        try:
-            model = get_peft_model(model, peft_config)
-        except ValueError as e:
-            raise UserError(f"lora.targets {targets}: {str(e).splitlines()[0]}") from None
-    model.to(device)
-    lora_init_hash = lora_state_hash(model)
-    frozen_originals = hold_frozen_linears_in(model, autocast_dtype)
-    resolved_lora = model.peft_config["default"]
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in trainable)
+        return PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True)
+    targets = models.default_targets(model) if cfg.lora.targets == "default" else cfg.lora.targets
+    peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                 target_modules=targets, use_rslora=cfg.lora.use_rslora, task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as e:
+        raise UserError(f"lora.targets {targets}: {str(e).splitlines()[0]}") from None
 
-    # 3. optimizer and schedule
-    effective = cfg.batch.effective
-    steps_per_epoch = math.ceil(len(train_set) / effective)
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+
+def make_optimizer(cfg: TrainConfig, trainable: list, total_steps: int):
+    """AdamW on the LoRA weights, with warmup and the configured decay over `total_steps`."""
+    from transformers import get_scheduler
+
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(cfg.schedule if cfg.schedule != "constant" else "constant_with_warmup",
                               optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
+    return optimizer, scheduler
 
-    record = {
-        "config": {**cfg.model_dump(), "effective_batch": effective, "batch_arithmetic": cfg.batch_arithmetic(),
-                   "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
+
+def new_record(cfg: TrainConfig, model, total_steps: int, steps_per_epoch: int, n_trainable: int) -> dict:
+    resolved_lora = model.peft_config["default"]
+    return {
+        "config": {**cfg.model_dump(), "effective_batch": cfg.batch.effective,
+                   "batch_arithmetic": cfg.batch_arithmetic(), "total_steps": total_steps,
+                   "steps_per_epoch": steps_per_epoch,
                    "resolved_lora": {"r": resolved_lora.r, "alpha": resolved_lora.lora_alpha,
                                      "targets": sorted(resolved_lora.target_modules),
                                      "use_rslora": resolved_lora.use_rslora}},
@@ -312,63 +368,17 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
                                         "end-of-turn; prompt masked)",
                   "steps": [], "val": [], "trainable_params": n_trainable},
         "eval": None,
-        "meta": {
-            "base": cfg.base, "base_path": str(base_path), "base_weights_sha256": models.weights_hash(base_path),
-            "data_source": data_source, "train_examples": len(train_set), "val_examples": len(val_set),
-            "train_dropped_too_long": dropped_train, "data_sha256": rows_hash(train_rows),
-            "val_sha256": rows_hash(val_rows) if val_rows else None, "packages": package_versions(),
-            "git_commit": git_commit(), "device": str(device),
-            "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor()
-            or platform.machine(),
-            "precision": precision, "precision_choice": precision_choice,
-            "base_dtype": str(autocast_dtype if frozen_originals else torch.float32).removeprefix("torch."),
-            "torch_threads": n_threads, "seed": cfg.seed,
-            "data_seed": cfg.data.seed, "lora_init_sha256": lora_init_hash,
-        },
     }
-    start_step, wall_before = 0, 0.0
-    if resume:
-        state = torch.load(ckpt_path, weights_only=False)
-        if state["fingerprint"] != _config_fingerprint(cfg):
-            raise UserError(f"{ckpt_path}: made with a different config; resume needs the same config")
-        set_peft_model_state_dict(model, state["lora"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        start_step, wall_before = state["step"], state["wall_s"]
-        record["train"]["steps"], record["train"]["val"] = state["steps"], state["val"]
-        record["meta"]["resumed_from_step"] = start_step
-        console.print(f"resuming at step {start_step}/{total_steps}")
-    write_json(record_path, record)
-    if tracker:
-        tracker.params(record["config"])
 
-    def save_checkpoint(step: int, wall: float) -> None:
-        from peft import get_peft_model_state_dict
 
-        _atomic_torch_save({
-            "step": step, "wall_s": wall, "fingerprint": _config_fingerprint(cfg),
-            "lora": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "steps": record["train"]["steps"], "val": record["train"]["val"],
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
-        }, ckpt_path)
-
-    def fail(reason: str):
-        record["status"] = {"state": "failed", "reason": reason}
-        record["train"]["wall_s"] = wall_before + (time.perf_counter() - t0)
-        record["train"]["peak_rss_mb"] = peak_rss_mb()
-        write_json(record_path, record)
-        console.print(f"[bold red]run failed:[/] {reason}")
-        return (record, None, None) if return_model else record
-
-    # 4. the steps
+def train_steps(loop: Loop, record: dict, start_step: int, wall_before: float, console, quiet: bool, tracker,
+                on_step) -> str | None:
+    """The optimizer steps from `start_step`, with held-out loss, progress, the record kept current and
+    checkpoints. Returns why the run failed (a non-finite loss or gradient), or None."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    cfg, model, total = loop.cfg, loop.model, loop.total_steps
+    pad_id, effective = loop.tokenizer.pad_token_id, cfg.batch.effective
     model.train()
     t0 = time.perf_counter()
     progress = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
@@ -376,36 +386,36 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
                         console=console, disable=quiet or not console.is_terminal, transient=False)
     try:
         with progress:
-            task = progress.add_task("train", total=total_steps, completed=start_step, info="")
-            for step in range(start_step, total_steps):
+            task = progress.add_task("train", total=total, completed=start_step, info="")
+            for step in range(start_step, total):
                 t_step = time.perf_counter()
-                chosen = [train_set[i] for i in step_indices(len(train_set), effective, cfg.seed, step)]
-                loss, n_target = accumulate_step(model, chosen, cfg.batch.micro, pad_id, device, autocast_dtype)
+                chosen = [loop.train_set[i] for i in step_indices(len(loop.train_set), effective, cfg.seed, step)]
+                loss, n_target = accumulate_step(model, chosen, cfg.batch.micro, pad_id, loop.device,
+                                                 loop.autocast_dtype)
                 if not math.isfinite(loss):
-                    return fail(f"non-finite training loss ({loss}) at step {step + 1}")
-                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm).item()
+                    return f"non-finite training loss ({loss}) at step {step + 1}"
+                grad_norm = torch.nn.utils.clip_grad_norm_(loop.trainable, cfg.max_grad_norm).item()
                 if not math.isfinite(grad_norm):
-                    return fail(f"non-finite gradient norm at step {step + 1}")
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                dt = time.perf_counter() - t_step
+                    return f"non-finite gradient norm at step {step + 1}"
+                lr = loop.scheduler.get_last_lr()[0]
+                loop.optimizer.step()
+                loop.scheduler.step()
+                loop.optimizer.zero_grad(set_to_none=True)
+                dt, done = time.perf_counter() - t_step, step + 1
                 n_tokens = sum(len(e.input_ids) for e in chosen)
-                entry = {"step": step + 1, "loss": loss, "grad_norm": grad_norm, "lr": lr,
+                entry = {"step": done, "loss": loss, "grad_norm": grad_norm, "lr": lr,
                          "sequences": len(chosen), "target_tokens": n_target, "tokens": n_tokens,
                          "tokens_per_s": n_tokens / dt, "target_tokens_per_s": n_target / dt}
                 record["train"]["steps"].append(entry)
-                done = step + 1
                 if tracker:
                     tracker.metrics(done, {"train/loss": loss, "train/grad_norm": grad_norm, "train/lr": lr,
                                            "train/tokens_per_s": entry["tokens_per_s"],
                                            "train/target_tokens_per_s": entry["target_tokens_per_s"]})
-                if done % cfg.val_every == 0 or done == total_steps:
-                    val = heldout_loss(model, val_set, pad_id, device, autocast_dtype, cfg.batch.micro)
+                if done % cfg.val_every == 0 or done == total:
+                    val = heldout_loss(model, loop.val_set, pad_id, loop.device, loop.autocast_dtype, cfg.batch.micro)
                     if val is not None:
                         if not math.isfinite(val):
-                            return fail(f"non-finite held-out loss at step {done}")
+                            return f"non-finite held-out loss at step {done}"
                         record["train"]["val"].append({"step": done, "loss": val})
                         if tracker:
                             tracker.metrics(done, {"val/loss": val})
@@ -413,32 +423,33 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
                 if record["train"]["val"]:
                     info += f"  val {record['train']['val'][-1]['loss']:.4f}"
                 progress.update(task, completed=done, info=info)
-                if done % cfg.log_every == 0 or done == total_steps:
+                if done % cfg.log_every == 0 or done == total:
                     # the steps so far, for `study status`, the live view and anyone reading the record
-                    write_json(record_path, record)
+                    write_json(loop.record_path, record)
                     if not console.is_terminal:  # a log file, nohup, CI: the bar draws nothing there
-                        console.print(progress_line(done, total_steps, info, time.perf_counter() - t0,
-                                                    done - start_step), highlight=False, markup=False)
+                        console.print(progress_line(done, total, info, time.perf_counter() - t0, done - start_step),
+                                      highlight=False, markup=False)
                 if on_step:
-                    on_step(done, model, tokenizer)
-                if done % cfg.checkpoint_every == 0 and done < total_steps:
-                    save_checkpoint(done, wall_before + time.perf_counter() - t0)
+                    on_step(done, model, loop.tokenizer)
+                if done % cfg.checkpoint_every == 0 and done < total:
+                    checkpoints.save_checkpoint(loop, record, done, wall_before + time.perf_counter() - t0)
                     record["train"]["last_checkpoint_step"] = done
-                    write_json(record_path, record)
+                    write_json(loop.record_path, record)
     except KeyboardInterrupt:
         record["status"] = {"state": "interrupted", "reason": "interrupted by the user; --resume continues "
                                                               "from the last checkpoint"}
-        write_json(record_path, record)
+        write_json(loop.record_path, record)
         raise
+    return None
 
-    # 5. export: the adapter (atomically: a temp dir renamed into place), optionally a merged model
-    wall = wall_before + time.perf_counter() - t0
-    restore_frozen_linears(frozen_originals)  # the merged model and the returned one are the fp32 base + LoRA
-    adapter_dir = cfg.adapter_dir()
+
+def export(loop: Loop, record: dict, wall: float, merge: bool) -> None:
+    """The adapter (a temp dir renamed into place), optionally a merged model, then the complete record."""
+    adapter_dir = loop.cfg.adapter_dir()
     tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    loop.model.save_pretrained(tmp)
+    loop.tokenizer.save_pretrained(tmp)
     if adapter_dir.exists():
         shutil.rmtree(adapter_dir)
     adapter_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -452,27 +463,17 @@ def run(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool
         "tokens_per_s": sum(s["tokens"] for s in steps) / sum(s["tokens"] / s["tokens_per_s"] for s in steps),
         "target_tokens_per_s": sum(s["target_tokens"] for s in steps)
         / sum(s["target_tokens"] / s["target_tokens_per_s"] for s in steps),
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+        "peak_rss_mb": records.peak_rss_mb(),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if loop.device.type == "cuda" else None,
         "adapter_dir": str(adapter_dir),
         "adapter_bytes": adapter_bytes(adapter_dir),
-        "final_adapter_sha256": lora_state_hash(model),
+        "final_adapter_sha256": lora_state_hash(loop.model),
     })
     if merge:
         merged_dir = adapter_dir.with_name(adapter_dir.name + "-merged")
-        merged = model.merge_and_unload()
+        merged = loop.model.merge_and_unload()
         merged.save_pretrained(merged_dir)
-        tokenizer.save_pretrained(merged_dir)
+        loop.tokenizer.save_pretrained(merged_dir)
         record["train"]["merged_dir"] = str(merged_dir)
     record["status"] = {"state": "complete", "reason": None}
-    write_json(record_path, record)
-    ckpt_path.unlink(missing_ok=True)
-    if tracker:
-        tracker.metrics(len(steps), {"train/peak_rss_mb": record["train"]["peak_rss_mb"], "train/wall_s": wall})
-        tracker.artifacts(adapter_dir, "adapter")
-    console.print(f"done: {len(steps)} steps in {wall:.1f}s, final loss {steps[-1]['loss']:.4f}"
-                  + (f", held-out {record['train']['final_val_loss']:.4f}" if record["train"]["val"] else "")
-                  + f", adapter → {adapter_dir}")
-    if return_model:
-        return record, model, tokenizer
-    return record
+    write_json(loop.record_path, record)
