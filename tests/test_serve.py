@@ -200,8 +200,8 @@ def test_rounds_of_an_adaptive_study_are_shown_and_a_corrupt_file_is_reported(fa
     view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
     first = view.analysis()
     assert not any(b[0] == "h" and b[2] == "Adaptive rounds" for b in first["blocks"])
-    rounds = {"plan": {"seeds": [0, 1], "seeds_per_round": 1, "max_seeds": 3, "looks": [2, 3], "metric": "agl_awareness",
-                       "rule": "O'Brien-Fleming", "alpha": 0.05}, "outcome": "decided",
+    rounds = {"plan": {"seeds": [0, 1], "seeds_per_round": 1, "max_seeds": 3, "looks": [2, 3],
+                       "metric": "agl_awareness", "rule": "O'Brien-Fleming", "alpha": 0.05}, "outcome": "decided",
               "rounds": [{"round": 1, "questions": {"rank": {"delta": 0.19, "p": 0.0004, "status": "supported"}},
                           "runs_per_arm": {"r8": 2, "r16-b1": 2}, "threshold": 0.0005, "next_arms": []}]}
     write_json(view.root / "rounds.json", rounds)
@@ -379,10 +379,14 @@ def _page_matches_report(page, md: str) -> None:
     for row in table:
         assert texts(f'#comparisons table[data-arm="r16-b1"] tr[data-metric="{row["metric"]}"] td') == \
             list(row.values())
+    notes = texts("#comparisons p")  # what differs, why an arm is not compared: the report's paragraphs
+    assert len(notes) == 3 and all(f"\n{n}\n" in md for n in notes), notes
     decision = md_table(md, "## Decision")
     assert texts("#decision thead th") == list(decision[0])
     for row in decision:
         assert texts(f'#decision tr[data-question="{row["question"]}"] td') == list(row.values())
+    assert all(f"\n{n}\n" in md for n in texts("#decision p") + texts("#blocks p"))  # intro, notes, power...
+    assert texts("#blocks h3") == ["Factorial analysis", "Rank: is there a Goldilocks zone?", "Power"]
     recommended = page.inner_text("#decision .recommend")
     assert recommended.startswith("Recommended next run: ") and f"\n{recommended}\n" in md
 

@@ -217,15 +217,16 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
             for (name, arm), row in zip(a.arms.items(), cells)]
     comparisons = {}
     for name, arm in a.arms.items():
-        comp = a.comparisons.get(name)
         if name == study.baseline:
             continue
+        comp = a.comparisons.get(name)
         if comp is None:
             comparisons[name] = {"notes": [report.no_comparison_note(arm)], "rows": []}
             continue
         head, rows = report.comparison_table(a, comp)
+        notes = [report.factor_note(comp, name), report.equivalence_note(a, comp)]
         comparisons[name] = {
-            "header": head, "notes": [n for n in (report.factor_note(comp, name), report.equivalence_note(a, comp)) if n],
+            "header": head, "notes": [n for n in notes if n],
             "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": _interval(c.delta),
                       "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows)]}
     decision = None

@@ -217,7 +217,7 @@ function renderComparisons(a) {
   for (const r of a.arms) {
     const comp = a.comparisons[r.arm];
     if (r.baseline || !comp) continue;
-    blocks.push(h("h3", {}, `${r.arm} vs ${a.baseline}`), comp.notes.map((n) => h("p", { class: "muted" }, n)));
+    blocks.push(h("h3", {}, `${r.arm} vs ${a.baseline}`), ...comp.notes.map((n) => h("p", { class: "muted" }, n)));
     if (!comp.rows.length) continue;
     const keys = Object.keys(comp.rows[0].cells);
     blocks.push(h("div", { class: "scroll" }, h("table", { class: "data small", "data-arm": r.arm },
