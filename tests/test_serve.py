@@ -154,33 +154,66 @@ def test_runner_is_seen_through_the_lock_without_taking_it(fabricated):
 
 # ------------------------------------------------------------------------------------------ one analysis, two views
 def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
+    """Every cell the page shows equals report.md's cell in the same place (headers included)."""
     study, specs, _ = fabricated
     md = report.build_report(study, specs, None, tmp_path / "report").read_text()
     a = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2]).analysis()
-    assert a["available"], a
-    rows = {r["arm"]: r for r in a["arms"]}
-    for row in md_table(md, "## Full series summary"):
-        arm = row["arm"].removesuffix(" (baseline)")
-        assert rows[arm]["held_out_loss"] == row["held-out loss"]
-        assert rows[arm]["final_train_loss"] == row["final train loss"]
-        assert (rows[arm]["metrics"].get("agl_awareness") or {}).get("text", "—") == row["agl_awareness [95% CI]"]
-        assert rows[arm]["vs_baseline"] == row["vs baseline"]
-        assert rows[arm]["config"] == row["config"]
+    assert a["available"] and a["errors"] == [], a
+    summary = md_table(md, "## Full series summary")
+    assert [title for _, title in a["summary_header"]] == list(summary[0])
+    assert [[r["cells"][k] for k, _ in a["summary_header"]] for r in a["arms"]] == [list(r.values()) for r in summary]
+    assert [r["arm"] for r in a["arms"] if r["baseline"]] == ["r8"]
     for arm in ("base", "r16-b1"):
-        shown = {c["metric"]: c for c in a["comparisons"][arm]}
-        for row in md_table(md, f"### {arm} vs r8"):
-            c = shown[row["metric"]]
-            assert [c["baseline"], c["value"], c["delta"]["text"], c["percent"], c["ratio"], c["p_holm"]] == \
-                [row["r8 [CI]"], row[arm], row["Δ [95% CI]"], row["%"], row["×"], row["p (Holm)"]]
-            assert c["supported"] == (row["difference"] == "real")
-    assert any(c["supported"] for c in shown.values())  # r16-b1 was made clearly better: not all "no"
-    assert "broken" not in a["comparisons"]
+        comp, table = a["comparisons"][arm], md_table(md, f"### {arm} vs r8")
+        assert comp["header"] == list(table[0])
+        assert [list(r["cells"].values()) for r in comp["rows"]] == [list(r.values()) for r in table]
+        assert [r["supported"] for r in comp["rows"]] == [r["difference"] == "real" for r in table]
+        assert comp["notes"] and all(f"\n{n}\n" in md for n in comp["notes"])
+    shown = {r["metric"]: r for r in a["comparisons"]["r16-b1"]["rows"]}
+    assert {"heldout_loss", "train_loss", "tokens_per_s"} <= set(shown)  # the run-level quantities too
+    assert shown["agl_awareness"]["supported"] and shown["heldout_loss"]["supported"]  # r16-b1 made clearly better
+    assert shown["agl_awareness"]["delta"]["mean"] == pytest.approx(0.1892, abs=5e-5)
+    assert a["comparisons"]["broken"] == {"notes": ["No finished runs to compare (seed 0: failed, seed 1: failed)."],
+                                          "rows": []} and a["comparisons"]["broken"]["notes"][0] in md
     decision = md_table(md, "## Decision")
-    assert [[q["question"], q["comparison"], q["evidence"], q["answer"]] for q in a["decision"]["questions"]] == \
-        [[r["question"], r["comparison"], r["agl_awareness evidence"], r["answer"]] for r in decision]
+    assert a["decision"]["header"] == list(decision[0])
+    assert [list(q.values()) for q in a["decision"]["questions"]] == [list(r.values()) for r in decision]
     assert a["decision"]["questions"][0]["answer"] == "yes"
-    assert a["decision"]["notes"][0] == "Recommended next run: more rank" and "Recommended next run: more rank" in md
-    assert all(note in md for note in a["decision"]["notes"])
+    assert f"\n{a['decision']['intro']}\n" in md
+    notes = a["decision"]["notes"]
+    assert notes[0] == "Recommended next run: more rank" and "`ada-slm study next tiny2`" in notes[2]
+    assert "\n\n".join(notes) in md  # the recommendation, config, `study next` hint and time, as in the report
+    # designs, power (and an adaptive study's rounds): the report's own blocks, each as report.md has it
+    assert [b[2] for b in a["blocks"] if b[0] == "h"] == ["Factorial analysis", "Rank: is there a Goldilocks zone?",
+                                                         "Power"]
+    for block in a["blocks"]:
+        doc = report.Doc()
+        doc.blocks = [tuple(block)]
+        assert doc.markdown() in md, block
+    assert a["metrics"][-3:] == ["heldout_loss", "train_loss", "tokens_per_s"]
+    r8 = next(r for r in a["arms"] if r["arm"] == "r8")
+    assert r8["metrics"]["heldout_loss"]["text"] == "4.4000 [4.4000, 4.4000]"
+
+
+def test_rounds_of_an_adaptive_study_are_shown_and_a_corrupt_file_is_reported(fabricated):
+    study, specs, _ = fabricated
+    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    first = view.analysis()
+    assert not any(b[0] == "h" and b[2] == "Adaptive rounds" for b in first["blocks"])
+    rounds = {"plan": {"seeds": [0, 1], "seeds_per_round": 1, "max_seeds": 3, "looks": [2, 3],
+                       "metric": "agl_awareness", "rule": "O'Brien-Fleming", "alpha": 0.05}, "outcome": "decided",
+              "rounds": [{"round": 1, "questions": {"rank": {"delta": 0.19, "p": 0.0004, "status": "supported"}},
+                          "runs_per_arm": {"r8": 2, "r16-b1": 2}, "threshold": 0.0005, "next_arms": []}]}
+    write_json(view.root / "rounds.json", rounds)
+    shown = view.analysis()
+    assert shown["version"] != first["version"] and shown["errors"] == []
+    doc = report.Doc()
+    report.render_rounds(doc, rounds)
+    assert shown["blocks"][-len(doc.blocks):] == [list(b) for b in doc.blocks]
+    (view.root / "rounds.json").write_text('{"plan": ')
+    broken = view.analysis()
+    assert broken["available"] and "rounds.json is half-written or corrupt" in broken["errors"][0]
+    assert not any(b[0] == "h" and b[2] == "Adaptive rounds" for b in broken["blocks"])
 
 
 def test_a_corrupt_eval_file_is_reported_not_raised(fabricated):
@@ -332,22 +365,30 @@ def _finish_held_back_run(done: Path, root: Path) -> list[str]:
 
 
 def _page_matches_report(page, md: str) -> None:
-    for row in md_table(md, "## Full series summary"):
-        arm = row["arm"].removesuffix(" (baseline)")
-        for col, header in (("held_out_loss", "held-out loss"), ("final_train_loss", "final train loss"),
-                            ("metric", "agl_awareness [95% CI]"), ("vs_baseline", "vs baseline")):
-            assert page.inner_text(f'#arms tr[data-arm="{arm}"] td[data-col="{col}"]') == row[header], (arm, col)
-    for row in md_table(md, "### r16-b1 vs r8"):
-        cells = f'#comparisons table[data-arm="r16-b1"] tr[data-metric="{row["metric"]}"]'
-        assert page.inner_text(cells + ' td[data-col="delta"]') == row["Δ [95% CI]"]
-        assert page.inner_text(cells + ' td[data-col="p_holm"]') == row["p (Holm)"]
-        assert page.inner_text(cells + ' td[data-col="supported"]') == ("yes" if row["difference"] == "real" else "no")
-    for row in md_table(md, "## Decision"):
-        question = f'#decision tr[data-question="{row["question"]}"]'
-        assert page.inner_text(question + ' td[data-col="evidence"]') == row["agl_awareness evidence"]
-        assert page.inner_text(question + ' td[data-col="answer"]') == row["answer"]
+    """The page's tables cell by cell against report.md's: the series summary, r16-b1 against the baseline and
+    the decision, headers included."""
+    def texts(selector: str) -> list[str]:
+        return page.eval_on_selector_all(selector, "els => els.map(e => e.innerText.trim())")
+
+    summary = md_table(md, "## Full series summary")
+    assert texts("#arms thead th") == list(summary[0])
+    for row in summary:
+        assert texts(f'#arms tr[data-arm="{row["arm"].removesuffix(" (baseline)")}"] td') == list(row.values())
+    table = md_table(md, "### r16-b1 vs r8")
+    assert texts('#comparisons table[data-arm="r16-b1"] thead th') == list(table[0])
+    for row in table:
+        assert texts(f'#comparisons table[data-arm="r16-b1"] tr[data-metric="{row["metric"]}"] td') == \
+            list(row.values())
+    notes = texts("#comparisons p")  # what differs, why an arm is not compared: the report's paragraphs
+    assert len(notes) == 3 and all(f"\n{n}\n" in md for n in notes), notes
+    decision = md_table(md, "## Decision")
+    assert texts("#decision thead th") == list(decision[0])
+    for row in decision:
+        assert texts(f'#decision tr[data-question="{row["question"]}"] td') == list(row.values())
+    assert all(f"\n{n}\n" in md for n in texts("#decision p") + texts("#blocks p"))  # intro, notes, power...
+    assert texts("#blocks h3") == ["Factorial analysis", "Rank: is there a Goldilocks zone?", "Power"]
     recommended = page.inner_text("#decision .recommend")
-    assert recommended.startswith("Recommended next run: ") and recommended in md
+    assert recommended.startswith("Recommended next run: ") and f"\n{recommended}\n" in md
 
 
 def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(finished_study, tmp_path):

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ada_slm import stats
-from ada_slm.analysis import ArmData, StudyAnalysis, analyse, collect, matrix  # noqa: F401 (collect: record reading)
+from ada_slm.analysis import (ArmComparison, ArmData, ArmResult, DecisionResult, StudyAnalysis,  # noqa: F401
+                              analyse, collect, matrix)  # (collect: record reading)
 from ada_slm.files import atomic_write_text, iter_jsonl
 from ada_slm.metrics import METRICS, RUN_METRICS, SEED_METRICS
 from ada_slm.study import BASE_ARM, RunSpec, Study
@@ -142,6 +143,12 @@ def render_summary(doc: Doc, a: StudyAnalysis):
     doc.p(f"Losses: mean ± seed-to-seed SD over the arm's runs. {a.primary}: mean [95 % CI] over runs and items, "
           "and the variance components of one arm — seed SD (training-run effect) vs item SD (spread of item "
           "means): a large seed SD asks for more seeds, a large item SD for more items.")
+    doc.table(*summary_table(a))
+
+
+# The cells of report.md's tables, as pure functions of the analysis: `study serve` shows the same strings.
+def summary_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
+    """The series summary: its header and one row per arm."""
     rows = []
     for name, arm in a.arms.items():
         iv, vc = arm.intervals.get(a.primary), arm.components.get(a.primary)
@@ -155,8 +162,37 @@ def render_summary(doc: Doc, a: StudyAnalysis):
                      _mean_sd(arm.intervals.get("heldout_loss"), arm.components.get("heldout_loss")),
                      _mean_sd(arm.intervals.get("train_loss"), arm.components.get("train_loss")), ci4(iv),
                      f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}" if vc else "—", vs, status])
-    doc.table(["arm", "config", "held-out loss", "final train loss", f"{a.primary} [95% CI]",
-               "seed SD / item SD", "vs baseline", "runs"], rows)
+    return (["arm", "config", "held-out loss", "final train loss", f"{a.primary} [95% CI]", "seed SD / item SD",
+             "vs baseline", "runs"], rows)
+
+
+def comparison_table(a: StudyAnalysis, comp: ArmComparison) -> tuple[list[str], list[list[str]]]:
+    """One arm against the baseline: its header and one row per metric (item and run-level)."""
+    rows = []
+    for m, c in comp.comparisons.items():
+        pct = f"{c.percent[0]:+.1f}% [{c.percent[1]:+.1f}, {c.percent[2]:+.1f}]" if c.percent else c.ratio_note
+        ratio = f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note
+        perm = f"{fmt_p(c.p_perm)} (≥ {c.p_perm_min:.3g})" if math.isfinite(c.p_perm) else "—"
+        rows.append([m, ci4(c.baseline), f4(c.baseline.mean + c.delta.mean), signed(c.delta), pct, ratio,
+                     f"{c.delta.df:.1f}", fmt_p(c.p_holm), perm, _verdict(c)])
+    return (["metric", f"{comp.against} [CI]", comp.arm, "Δ [95% CI]", "%", "×", "d.f.", "p (t, Holm)",
+             "perm p (min)", "difference"], rows)
+
+
+def no_comparison_note(arm: ArmResult) -> str:
+    states = ", ".join(f"seed {k}: {v}" for k, v in sorted(arm.states.items()))
+    return f"No finished runs to compare ({states})."
+
+
+def equivalence_note(a: StudyAnalysis, comp: ArmComparison) -> str | None:
+    if not comp.equivalence:
+        return None
+    return ("Equivalence (TOST, 90 % CI of Δ inside ±margin; margin = "
+            + ("the study's equivalence_margins or " if a.study.equivalence_margins else "")
+            + "10 % of the baseline's mean): "
+            + "; ".join(f"{m} ±{e.margin:.4g}: [{e.low:+.4f}, {e.high:+.4f}] → "
+                        + ("equivalent" if e.equivalent else "not shown equivalent") + f" (p {fmt_p(e.p)})"
+                        for m, e in comp.equivalence.items()) + ".")
 
 
 def render_comparisons(doc: Doc, a: StudyAnalysis):
@@ -178,29 +214,15 @@ def render_comparisons(doc: Doc, a: StudyAnalysis):
         comp = a.comparisons.get(name)
         doc.h(3, f"{name} vs {baseline}")
         if comp is None:
-            states = ", ".join(f"seed {k}: {v}" for k, v in sorted(arm.states.items()))
-            doc.p(f"No finished runs to compare ({states}).")
+            doc.p(no_comparison_note(arm))
             continue
-        doc.p(_factor_note(comp, name))
-        rows = []
-        for m, c in comp.comparisons.items():
-            pct = f"{c.percent[0]:+.1f}% [{c.percent[1]:+.1f}, {c.percent[2]:+.1f}]" if c.percent else c.ratio_note
-            ratio = f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note
-            perm = f"{fmt_p(c.p_perm)} (≥ {c.p_perm_min:.3g})" if math.isfinite(c.p_perm) else "—"
-            rows.append([m, ci4(c.baseline), f4(c.baseline.mean + c.delta.mean), signed(c.delta), pct, ratio,
-                         f"{c.delta.df:.1f}", fmt_p(c.p_holm), perm, _verdict(c)])
-        doc.table(["metric", f"{baseline} [CI]", name, "Δ [95% CI]", "%", "×", "d.f.", "p (t, Holm)",
-                   "perm p (min)", "difference"], rows)
+        doc.p(factor_note(comp, name))
+        doc.table(*comparison_table(a, comp))
         if comp.equivalence:
-            doc.p("Equivalence (TOST, 90 % CI of Δ inside ±margin; margin = "
-                  + ("the study's equivalence_margins or " if a.study.equivalence_margins else "")
-                  + "10 % of the baseline's mean): "
-                  + "; ".join(f"{m} ±{e.margin:.4g}: [{e.low:+.4f}, {e.high:+.4f}] → "
-                              + ("equivalent" if e.equivalent else "not shown equivalent") + f" (p {fmt_p(e.p)})"
-                              for m, e in comp.equivalence.items()) + ".")
+            doc.p(equivalence_note(a, comp))
 
 
-def _factor_note(comp, name: str) -> str:
+def factor_note(comp, name: str) -> str:
     fd = comp.factors
     label = ", ".join(f"{k}: {v[1]} → {v[0]}" for k, v in fd.factors.items()) or "nothing"
     note = f"Differs in {label}."
@@ -243,33 +265,47 @@ def render_designs(doc: Doc, a: StudyAnalysis):
 
 
 def render_decision(doc: Doc, a: StudyAnalysis):
-    d = a.decision
-    if d is None:
+    if a.decision is None:
         return
     doc.h(2, "Decision")
+    doc.p(decision_intro(a.decision))
+    doc.table(*decision_table(a.decision))
+    for note in decision_notes(a):
+        doc.p(note)
+
+
+def decision_intro(d: DecisionResult) -> str:
     better = "higher" if d.metric not in RUN_METRICS or RUN_METRICS[d.metric] else "lower"
-    doc.p(f"A question is answered yes when the comparison is supported by the seed-level test (Holm over the "
-          f"{len(d.answers)} question(s)) in the better direction ({better} {d.metric}).")
+    return (f"A question is answered yes when the comparison is supported by the seed-level test (Holm over the "
+            f"{len(d.answers)} question(s)) in the better direction ({better} {d.metric}).")
+
+
+def decision_table(d: DecisionResult) -> tuple[list[str], list[list[str]]]:
     rows = []
     for x in d.answers:
         c = x.comparison
         evidence = f"Δ {signed(c.delta)}, p (Holm) {fmt_p(c.p_holm)}" if c else "no data"
         rows.append([x.question, f"{x.compare} vs {x.against}" + (" (confounded)" if x.confounded else ""),
                      evidence, "yes" if x.yes else "no"])
-    doc.table(["question", "comparison", f"{d.metric} evidence", "answer"], rows)
+    return ["question", "comparison", f"{d.metric} evidence", "answer"], rows
+
+
+def decision_notes(a: StudyAnalysis) -> list[str]:
+    """What follows the questions: the recommended next run, its config, the `study next` command, its time."""
+    d = a.decision
     if d.rule is None:
-        doc.p("No rule matches these answers.")
-        return
-    doc.p(f"Recommended next run: {d.rule.recommend}")
+        return ["No rule matches these answers."]
+    notes = [f"Recommended next run: {d.rule.recommend}"]
     if d.rule.config:
-        doc.p("Config (baseline arm with these changes): " + json.dumps(d.rule.config, ensure_ascii=False))
-        doc.p(f"Write it as a study to read, edit and run: `ada-slm study next {a.study.name}"
-              + (f" --scale {a.scale}" if a.scale else "") + "` (`--run` runs it).")
+        notes.append("Config (baseline arm with these changes): " + json.dumps(d.rule.config, ensure_ascii=False))
+        notes.append(f"Write it as a study to read, edit and run: `ada-slm study next {a.study.name}"
+                     + (f" --scale {a.scale}" if a.scale else "") + "` (`--run` runs it).")
     if d.seconds and d.next_config:
         cfg = d.next_config
-        doc.p(f"Estimated training time on this machine: {d.seconds / 3600:.1f} h per seed "
-              f"({cfg['data']['size']} examples × {cfg['epochs']:g} epochs at the measured {d.rate:,.0f} tokens/s"
-              f", {d.per_seq:.0f} tokens per sequence; the study's runs used base {cfg.get('base')}).")
+        notes.append(f"Estimated training time on this machine: {d.seconds / 3600:.1f} h per seed "
+                     f"({cfg['data']['size']} examples × {cfg['epochs']:g} epochs at the measured {d.rate:,.0f} "
+                     f"tokens/s, {d.per_seq:.0f} tokens per sequence; the study's runs used base {cfg.get('base')}).")
+    return notes
 
 
 def render_power(doc: Doc, a: StudyAnalysis):

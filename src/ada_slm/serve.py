@@ -3,7 +3,8 @@
     GET /                        the page (web/index.html, app.js, style.css — shipped in the package, no CDN)
     GET /api/state               the arm × seed grid: each run's state, step, ETA, failure reason; runner active?
     GET /api/curves              train and held-out loss of every run that has trained
-    GET /api/analysis            per-arm metrics with CIs, Δ against the baseline, the decision (the report's numbers)
+    GET /api/analysis            report.md's numbers and strings, from one analysis.analyse: per-arm metrics with
+                                 CIs, Δ against the baseline, the decision, designs, power, adaptive rounds
     GET /api/run/{arm}/{seed}    one run: its config, its record, its eval items with per-item metrics
 
 The page polls /api/state every 2 s and fetches curves, analysis or a run page only when the files behind them
@@ -30,7 +31,7 @@ from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl
 from ada_slm.study import BASE_ARM, RunSpec, Study, expand
 
-RECORD, SPEC, EVAL = "record.json", "spec.json", "eval.jsonl"
+RECORD, SPEC, EVAL, ROUNDS = "record.json", "spec.json", "eval.jsonl", "rounds.json"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -187,58 +188,60 @@ def _eval_rows(path: Path) -> tuple[list[dict], str | None]:
 
 
 # ------------------------------------------------------------------------------------------ the analysis
-def _analysis_json(study: Study, specs: list[RunSpec]) -> dict:
-    """The page's statistics, computed by the report's own functions exactly as report.build_report calls them
-    (report.collect; stats.arm_interval over report.arm_matrix; stats.compare_all with the base model's noise
-    floors; report._loss_summary; report._decision_section), formatted with the report's own formatters so the
-    page shows report.md's strings. The only place serve.py touches the report: swap for analysis.py here."""
-    from ada_slm import report, stats
-    from ada_slm.metrics import METRICS
+# Keys for the cells of report.md's tables, in the report's column order (the headers come from the report).
+SUMMARY_KEYS = ("arm", "config", "held_out_loss", "final_train_loss", "metric", "seed_item_sd", "vs_baseline", "runs")
+COMPARISON_KEYS = ("metric", "baseline", "value", "delta", "percent", "ratio", "df", "p_holm", "p_perm", "difference")
+DECISION_KEYS = ("question", "comparison", "evidence", "answer")
 
-    arms = report.collect(specs)
-    primary = study.decision.metric if study.decision else "agl_awareness"
-    intervals = {name: {m: stats.arm_interval(y) for m in METRICS
-                        if (y := report.arm_matrix(arm, m)) is not None} for name, arm in arms.items()}
-    floors = {m: iv.high for m, iv in intervals.get(BASE_ARM, {}).items()}
-    ref = arms.get(study.baseline)
-    rows, comparisons = [], {}
-    for name, arm in arms.items():
-        comps = stats.compare_all(arm.scores, ref.scores, list(METRICS), floors) \
-            if ref is not None and name != study.baseline and arm.records else {}
-        if comps:
-            comparisons[name] = [_comparison_json(c, report) for c in comps.values()]
-        vs = "—"
-        if primary in comps:
-            c = comps[primary]
-            vs = f"Δ {report.signed(c.delta)}; " + (f"× {c.ratio[0]:.2f}" if c.ratio else c.ratio_note)
-        held_out, train = report._loss_summary(arm)
-        runs = {v: sum(1 for s in arm.states.values() if s == v) for v in sorted(set(arm.states.values()))}
-        rows.append({"arm": name, "baseline": name == study.baseline, "config": report.describe(arm.config),
-                     "held_out_loss": held_out, "final_train_loss": train, "vs_baseline": vs, "runs": runs,
-                     "n_complete": len(arm.records),
-                     "metrics": {m: {"mean": iv.mean, "low": iv.low, "high": iv.high, "text": report.ci4(iv)}
-                                 for m, iv in intervals[name].items()}})
+
+def _interval(iv) -> dict:
+    from ada_slm.report import ci4
+
+    return {"mean": iv.mean, "low": iv.low, "high": iv.high, "text": ci4(iv)}
+
+
+def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds: dict | None = None) -> dict:
+    """The page's statistics: ONE `analysis.analyse` (what report.md renders), its cells made by report.py's own
+    table helpers (summary_table, comparison_table, decision_table, decision_notes) and its other sections by
+    report.py's render functions, so the page shows report.md's strings. The only place serve.py touches the
+    statistics."""
+    from ada_slm import report
+    from ada_slm.analysis import analyse
+    from ada_slm.metrics import METRICS, RUN_METRICS
+
+    a = analyse(study, specs, scale)
+    header, cells = report.summary_table(a)
+    arms = [{"arm": name, "baseline": name == study.baseline, "n_complete": arm.n_complete,
+             "cells": dict(zip(SUMMARY_KEYS, row)),
+             "metrics": {m: _interval(iv) for m, iv in arm.intervals.items()}}
+            for (name, arm), row in zip(a.arms.items(), cells)]
+    comparisons = {}
+    for name, arm in a.arms.items():
+        if name == study.baseline:
+            continue
+        comp = a.comparisons.get(name)
+        if comp is None:
+            comparisons[name] = {"notes": [report.no_comparison_note(arm)], "rows": []}
+            continue
+        head, rows = report.comparison_table(a, comp)
+        notes = [report.factor_note(comp, name), report.equivalence_note(a, comp)]
+        comparisons[name] = {
+            "header": head, "notes": [n for n in notes if n],
+            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": _interval(c.delta),
+                      "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows)]}
     decision = None
-    if study.decision:
-        doc = report.Doc()
-        report._decision_section(doc, study, arms, specs)
-        table = next((b for b in doc.blocks if b[0] == "table"), None)
-        decision = {"metric": study.decision.metric,
-                    "questions": [dict(zip(("question", "comparison", "evidence", "answer"), row))
-                                  for row in (table[2] if table else [])],
-                    "notes": [b[1] for b in doc.blocks if b[0] == "p"]}
-    return {"metric": primary, "baseline": study.baseline, "metrics": list(METRICS), "arms": rows,
-            "comparisons": comparisons, "decision": decision}
-
-
-def _comparison_json(c, report) -> dict:
-    """One row of the report's per-metric comparison table, its strings and its numbers."""
-    return {"metric": c.metric, "baseline": report.ci4(c.baseline), "value": report.f4(c.baseline.mean + c.delta.mean),
-            "delta": {"mean": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "text": report.signed(c.delta)},
-            "percent": f"{c.percent[0]:+.1f}% [{c.percent[1]:+.1f}, {c.percent[2]:+.1f}]" if c.percent
-            else c.ratio_note,
-            "ratio": f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note,
-            "p_holm": f"{c.p_holm:.3f}", "supported": c.significant}
+    if a.decision:
+        head, rows = report.decision_table(a.decision)
+        decision = {"metric": a.decision.metric, "intro": report.decision_intro(a.decision), "header": head,
+                    "questions": [dict(zip(DECISION_KEYS, row)) for row in rows], "notes": report.decision_notes(a)}
+    doc = report.Doc()  # the report's remaining sections, read back from its own renderer
+    report.render_designs(doc, a)
+    report.render_power(doc, a)
+    report.render_rounds(doc, rounds)
+    present = [m for m in (*METRICS, *RUN_METRICS) if any(m in arm.intervals for arm in a.arms.values())]
+    return {"metric": a.primary, "baseline": study.baseline, "metrics": present,
+            "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header)], "arms": arms,
+            "comparisons": comparisons, "decision": decision, "blocks": [list(b) for b in doc.blocks if b[0] != "img"]}
 
 
 # ------------------------------------------------------------------------------------------ the view
@@ -262,6 +265,11 @@ class StudyView:
                 out.append((s.key, _stamp(s.run_dir / RECORD), _stamp(s.run_dir / EVAL)))
         return out
 
+    def _analysis_version(self) -> tuple[list, str]:
+        """The finished runs' stamps, and a version that changes with them or with an adaptive study's rounds."""
+        stamps = self._complete_stamps()
+        return stamps, _digest([stamps, _stamp(self.root / ROUNDS)])
+
     def state(self) -> dict:
         now = time.time()
         runner = runner_holds_lock(self.root / ".lock")
@@ -279,7 +287,7 @@ class StudyView:
                 "seeds": sorted({s.seed for s in self.specs}), "runs": runs, "counts": counts, "runner": runner,
                 "compute_left_s": _compute_left(runs), "notes": notes,
                 "versions": {"curves": _digest([(s.key, _stamp(s.run_dir / RECORD)) for s in self.specs]),
-                             "analysis": _digest(self._complete_stamps())}}
+                             "analysis": self._analysis_version()[1]}}
 
     def curves(self) -> dict:
         out = {}
@@ -291,15 +299,16 @@ class StudyView:
 
     def analysis(self) -> dict:
         with self._analysis_lock:  # one computation at a time; polls in between get the cached result
-            stamps = self._complete_stamps()
-            version = _digest(stamps)
+            stamps, version = self._analysis_version()
             if self._analysis and self._analysis[0] == version:
                 return self._analysis[1]
             if not stamps:
                 result = {"available": False, "reason": "No finished run yet: nothing to compare."}
             else:
                 try:
-                    result = {"available": True, **_analysis_json(self.study, self.specs)}
+                    rounds, rounds_err = self.reader.read(self.root / ROUNDS)  # an adaptive study's history
+                    result = {"available": True, **_analysis_json(self.study, self.specs, self.scale, rounds),
+                              "errors": [f"{rounds_err}: the adaptive rounds are not shown"] if rounds_err else []}
                 except UserError as e:
                     result = {"available": False, "reason": f"The finished runs cannot be analysed: {e}"}
                 except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:

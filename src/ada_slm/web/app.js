@@ -178,34 +178,28 @@ function renderCurves() {
   fill("curves", panels);
 }
 
+// The analysis is report.md's: every cell below is a string the report renders, placed under the report's headers.
 function renderAnalysis(a) {
   if (!a.available) {
     fill("analysis-note", h("div", { class: "note" }, a.reason));
-    for (const id of ["arms", "ci-chart", "all-metrics"]) fill(id);
+    for (const id of ["arms", "ci-chart", "all-metrics", "blocks"]) fill(id);
     $("all-metrics-box").hidden = true;
     fill("comparisons", h("p", { class: "muted" }, "Each arm is compared with the baseline once both have finished runs."));
     fill("decision", h("p", { class: "muted" }, "The decision questions are answered from finished runs."));
     return;
   }
-  fill("analysis-note");
+  fill("analysis-note", a.errors.map((e) => h("div", { class: "note error" }, e)));
   $("all-metrics-box").hidden = false;
   const metric = a.metric;
   fill("metric-name", `the decision metric is ${metric}; every number below is the report's`);
-  fill("baseline-name", `${a.baseline}; Δ paired by item and seed, 95% CI`);
-  const cols = [["config", "config"], ["held_out_loss", "held-out loss"], ["final_train_loss", "final train loss"],
-    ["metric", `${metric} [95% CI]`], ["vs_baseline", "vs baseline"], ["runs", "runs"]];
-  fill("arms", h("thead", {}, h("tr", {}, h("th", {}, "arm"), cols.map((c) => h("th", {}, c[1])))),
+  fill("baseline-name", `${a.baseline}; the training run is the unit, 95% CI, Holm p, one rule for "real"`);
+  const numeric = new Set(["held_out_loss", "final_train_loss", "metric", "seed_item_sd"]);
+  fill("arms", h("thead", {}, h("tr", {}, a.summary_header.map(([, title]) => h("th", {}, title)))),
     h("tbody", {}, a.arms.map((r) => h("tr", { "data-arm": r.arm, class: r.baseline ? "baseline-row" : null },
-      h("td", {}, r.arm + (r.baseline ? " (baseline)" : "")),
-      cols.map(([key]) => {
-        let text = r[key];
-        if (key === "metric") text = r.metrics[metric] ? r.metrics[metric].text : "—";
-        if (key === "runs") text = Object.entries(r.runs).map(([k, v]) => `${k} ${v}`).join(", ");
-        return h("td", { "data-col": key, class: ["config", "runs", "vs_baseline"].includes(key) ? null : "num" }, text);
-      })))));
+      a.summary_header.map(([key]) => h("td", { "data-col": key, class: numeric.has(key) ? "num" : null }, r.cells[key]))))));
   const ciRows = a.arms.map((r) => ({ label: r.arm, color: armColor(r.arm), ...(r.metrics[metric] || { mean: null }) }));
   const deltaRows = a.arms.filter((r) => !r.baseline).map((r) => {
-    const c = (a.comparisons[r.arm] || []).find((x) => x.metric === metric);
+    const c = ((a.comparisons[r.arm] || {}).rows || []).find((x) => x.metric === metric);
     return { label: r.arm, color: armColor(r.arm), ...(c ? c.delta : { mean: null }) };
   });
   fill("ci-chart", intervalChart(ciRows, `${metric} per arm: mean and 95% CI`),
@@ -215,42 +209,43 @@ function renderAnalysis(a) {
       a.arms.map((r) => h("td", { class: "num" }, r.metrics[m] ? r.metrics[m].text : "—"))))));
   renderComparisons(a);
   renderDecision(a.decision);
+  fill("blocks", a.blocks.map(renderBlock));
 }
 
 function renderComparisons(a) {
   const blocks = [];
   for (const r of a.arms) {
-    if (r.baseline) continue;
-    const rows = a.comparisons[r.arm];
-    blocks.push(h("h3", {}, `${r.arm} vs ${a.baseline}`));
-    if (!rows) {
-      const ref = a.arms.find((x) => x.baseline);
-      const why = !r.n_complete ? "No finished run of this arm yet." : ref && !ref.n_complete
-        ? `No finished run of the baseline ${a.baseline} yet.` : "No item and seed that both arms have finished.";
-      blocks.push(h("p", { class: "muted" }, why));
-      continue;
-    }
-    const head = ["metric", `${a.baseline} [CI]`, r.arm, "Δ [95% CI]", "%", "×", "p (Holm)", "supported"];
+    const comp = a.comparisons[r.arm];
+    if (r.baseline || !comp) continue;
+    blocks.push(h("h3", {}, `${r.arm} vs ${a.baseline}`), ...comp.notes.map((n) => h("p", { class: "muted" }, n)));
+    if (!comp.rows.length) continue;
+    const keys = Object.keys(comp.rows[0].cells);
     blocks.push(h("div", { class: "scroll" }, h("table", { class: "data small", "data-arm": r.arm },
-      h("thead", {}, h("tr", {}, head.map((x) => h("th", {}, x)))),
-      h("tbody", {}, rows.map((c) => h("tr", { "data-metric": c.metric }, h("td", {}, c.metric),
-        h("td", { class: "num", "data-col": "baseline" }, c.baseline), h("td", { class: "num", "data-col": "value" }, c.value),
-        h("td", { class: "num", "data-col": "delta" }, c.delta.text), h("td", { "data-col": "percent" }, c.percent),
-        h("td", { "data-col": "ratio" }, c.ratio), h("td", { class: "num", "data-col": "p_holm" }, c.p_holm),
-        h("td", { "data-col": "supported", class: c.supported ? "yes" : "no" }, c.supported ? "yes" : "no")))))));
+      h("thead", {}, h("tr", {}, comp.header.map((x) => h("th", {}, x)))),
+      h("tbody", {}, comp.rows.map((c) => h("tr", { "data-metric": c.metric }, keys.map((k) =>
+        h("td", { "data-col": k, class: k === "difference" ? (c.supported ? "yes" : "no")
+          : ["metric", "percent", "ratio"].includes(k) ? null : "num" }, c.cells[k]))))))));
   }
   fill("comparisons", blocks);
 }
 
 function renderDecision(d) {
   if (!d) { fill("decision", h("p", { class: "muted" }, "The study defines no decision questions.")); return; }
-  const head = ["question", "comparison", `${d.metric} evidence`, "answer"];
-  fill("decision", h("table", { class: "data" }, h("thead", {}, h("tr", {}, head.map((x) => h("th", {}, x)))),
+  fill("decision", h("p", { class: "muted" }, d.intro), h("table", { class: "data" },
+    h("thead", {}, h("tr", {}, d.header.map((x) => h("th", {}, x)))),
     h("tbody", {}, d.questions.map((q) => h("tr", { "data-question": q.question },
       h("td", {}, q.question), h("td", { "data-col": "comparison" }, q.comparison),
       h("td", { "data-col": "evidence" }, q.evidence),
       h("td", { "data-col": "answer", class: q.answer === "yes" ? "yes" : "no" }, q.answer))))),
   d.notes.map((n, i) => h("p", { class: i === 0 ? "recommend" : "muted" }, n)));
+}
+
+// A block of the report's own rendering (designs, power, adaptive rounds): heading, paragraph or table.
+function renderBlock(b) {
+  if (b[0] === "h") return h(`h${Math.min(6, b[1] + 1)}`, {}, b[2]);
+  if (b[0] === "p") return h("p", {}, b[1].replaceAll("**", ""));
+  return h("div", { class: "scroll" }, h("table", { class: "data small" }, h("thead", {}, h("tr", {}, b[1].map((x) => h("th", {}, x)))),
+    h("tbody", {}, b[2].map((row) => h("tr", {}, row.map((c) => h("td", {}, c)))))));
 }
 
 // ------------------------------------------------------------------------------------------ a run's page
