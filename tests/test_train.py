@@ -365,3 +365,21 @@ def test_bf16_run_learns_what_the_fp32_run_learns(tmp_path):
     assert a != b  # bf16 really ran
     for x, y in zip(a, b):
         assert abs(x - y) / x < 2**-9, (a, b)
+
+
+def test_on_step_sees_the_model_a_study_evaluates(tmp_path):
+    """In a bf16 run the frozen base is held in bf16 between steps; the on_step hook (learning curves) gets the
+    fp32 base + LoRA that a study evaluates, and training goes on unchanged afterwards."""
+    seen = []
+
+    def check(step, model, tokenizer):
+        dtypes = {m.weight.dtype for m in model.modules() if isinstance(m, torch.nn.Linear)}
+        seen.append((step, dtypes, model.training))
+
+    with_hook = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "a"), precision="bf16", max_steps=3), quiet=True,
+                    on_step=check)
+    without = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "b"), precision="bf16", max_steps=3), quiet=True)
+    assert [s for s, _, _ in seen] == [1, 2, 3]
+    assert all(dtypes == {torch.float32} for _, dtypes, _ in seen)
+    assert [s["loss"] for s in with_hook["train"]["steps"]] == [s["loss"] for s in without["train"]["steps"]]
+    assert with_hook["train"]["final_adapter_sha256"] == without["train"]["final_adapter_sha256"]

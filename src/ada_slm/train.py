@@ -212,6 +212,7 @@ class Loop:
     total_steps: int
     record_path: Path
     ckpt_path: Path
+    frozen: dict  # the fp32 weights of the frozen Linears held in bf16 (hold_frozen_linears_in), to restore
 
 
 def run(cfg: TrainConfig, **kwargs) -> dict:
@@ -262,7 +263,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     optimizer, scheduler = make_optimizer(cfg, trainable, total_steps)
     loop = Loop(cfg, model, tokenizer, train_set, val_set, trainable, optimizer, scheduler, device, autocast_dtype,
-                total_steps, record_path, ckpt_path)
+                total_steps, record_path, ckpt_path, frozen_originals)
 
     record = new_record(cfg, model, total_steps, steps_per_epoch, sum(p.numel() for p in trainable))
     record["meta"] = {
@@ -297,7 +298,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
         return TrainedRun(record)
 
     # 5. export: the adapter (atomically), optionally a merged model; the record completes last
-    restore_frozen_linears(frozen_originals)  # the merged model and the returned one are the fp32 base + LoRA
+    restore_frozen_linears(loop.frozen)  # the merged model and the returned one are the fp32 base + LoRA
     export(loop, record, wall, merge)
     ckpt_path.unlink(missing_ok=True)
     steps = record["train"]["steps"]
@@ -429,8 +430,11 @@ def train_steps(loop: Loop, record: dict, start_step: int, wall_before: float, c
                     if not console.is_terminal:  # a log file, nohup, CI: the bar draws nothing there
                         console.print(progress_line(done, total, info, time.perf_counter() - t0, done - start_step),
                                       highlight=False, markup=False)
-                if on_step:
+                if on_step:  # it sees the model as a study evaluates it: the fp32 base + LoRA
+                    restore_frozen_linears(loop.frozen)
                     on_step(done, model, loop.tokenizer)
+                    loop.frozen = hold_frozen_linears_in(model, loop.autocast_dtype)
+                    model.train()
                 if done % cfg.checkpoint_every == 0 and done < total:
                     checkpoints.save_checkpoint(loop, record, done, wall_before + time.perf_counter() - t0)
                     record["train"]["last_checkpoint_step"] = done
