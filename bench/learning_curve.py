@@ -17,6 +17,7 @@ their 95 % item-bootstrap CIs, and the training seconds spent so far on this mac
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -95,10 +96,10 @@ def main() -> int:
             if step not in targets:
                 return
             t = time.perf_counter()
-            was_training = model.training
+            merged = copy.deepcopy(model).merge_and_unload()  # evaluated as a study does: merged, fp32
             summary = evaluate(spec.base, None, spec.eval["suite"], settings, work / arm / f"step{step}",
-                               limit=limit, model_and_tokenizer=(model, tokenizer))
-            model.train(was_training)
+                               limit=limit, model_and_tokenizer=(merged, tokenizer))
+            del merged
             eval_s = time.perf_counter() - t
             train_s = time.perf_counter() - train_clock["start"] - train_clock["eval"]
             train_clock["eval"] += eval_s
