@@ -171,8 +171,21 @@ def test_factor_vocabulary():
     # the data arm trains on more examples for the same epochs: more optimizer steps too
     fd = stats.factors_between({"data.size": (5000, 2000), "optimizer steps": (846, 339)})
     assert fd.factors == {"data size and steps": ("5000 ex, 846 steps", "2000 ex, 339 steps")}
-    fd = stats.factors_between({"lora.dropout": (0.0, 0.05), "lora.rslora": (True, False)})
+    fd = stats.factors_between({"lora.dropout": (0.0, 0.05), "lora.use_rslora": (True, False)})
     assert set(fd.factors) == {"LoRA dropout", "rsLoRA"} and fd.confounded
+
+
+def test_factor_names_are_config_fields_and_label_rslora_and_dora_arms():
+    """The vocabulary is keyed by the names `study.differences` gives real configs, so an rsLoRA or DoRA arm is
+    labelled as such (not by its raw field name)."""
+    from ada_slm.config import build_config
+    from ada_slm.study import _flatten, differences
+
+    baseline = build_config({}).model_dump()
+    assert set(stats.FACTOR_NAMES) <= set(_flatten(baseline))
+    for field, label in (("use_rslora", "rsLoRA"), ("use_dora", "DoRA")):
+        arm = build_config({"lora": {field: True}}).model_dump()
+        assert stats.factors_between(differences(arm, baseline)).factors == {label: (True, False)}
 
 
 def test_factorial_2x2_recovers_known_effects():

@@ -231,6 +231,36 @@ def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_dora_run_writes_a_dora_adapter_and_resumes_exactly(tmp_path):
+    """lora.use_dora trains a DoRA adapter (PEFT's magnitude vectors next to A and B), the record says so, and a
+    run interrupted after a checkpoint and resumed ends with the adapter of an uninterrupted one."""
+    from peft import PeftModel
+
+    dora = {"r": 4, "alpha": 8, "use_dora": True}
+    clean = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "clean"), lora=dora), quiet=True)
+    assert clean["status"]["state"] == "complete"
+    assert clean["config"]["lora"]["use_dora"] is True and clean["config"]["resolved_lora"]["use_dora"] is True
+    adapter = tmp_path / "clean" / "adapter"
+    assert json.loads((adapter / "adapter_config.json").read_text())["use_dora"] is True
+    weights = load_file(adapter / "adapter_model.safetensors")
+    magnitudes = [k for k in weights if "lora_magnitude_vector" in k]
+    assert magnitudes and len(magnitudes) == len([k for k in weights if "lora_A" in k])
+    base, _, _ = models.load("tiny-lfm2")
+    loaded = PeftModel.from_pretrained(base, adapter)
+    assert loaded.peft_config["default"].use_dora
+
+    def interrupt_at_5(step, model, tokenizer):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    killed = tiny_cfg(tmp_path, out_dir=str(tmp_path / "killed"), lora=dora)
+    with pytest.raises(KeyboardInterrupt):
+        run(killed, quiet=True, on_step=interrupt_at_5)
+    resumed = run(killed, resume=True, quiet=True)
+    assert resumed["meta"]["resumed_from_step"] == 4
+    assert resumed["train"]["final_adapter_sha256"] == clean["train"]["final_adapter_sha256"]
+
+
 def test_nan_loss_fails_the_run_with_reason(tmp_path):
     model, tok, _ = models.load("tiny-lfm2")
     with torch.no_grad():

@@ -73,8 +73,10 @@ class LoraConfig(Strict):
         "default", description="'default' (LFM2: q,k,v,out_proj,in_proj,w1,w2,w3; Llama: attention + MLP), "
         "'all-linear', or a list of module names.")
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
+    use_dora: bool = Field(False, description="DoRA (PEFT's use_dora): the update is split into a per-output "
+                           "magnitude vector (trained) and a LoRA direction; more parameters and slower steps.")
     init_adapter: Optional[str] = Field(None, description="Continue training this PEFT adapter directory "
-                                        "(its r/alpha/targets win over the fields above).")
+                                        "(its r/alpha/targets/use_rslora/use_dora win over the fields above).")
 
 
 class BatchConfig(Strict):

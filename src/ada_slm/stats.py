@@ -455,8 +455,10 @@ class FactorDiff:
         return list(self.factors) == ["batch split"]
 
 
+# keys are config fields as `study.differences` names them (a test checks them against TrainConfig)
 FACTOR_NAMES = {"data.size": "data size", "lora.dropout": "LoRA dropout", "lora.targets": "LoRA targets",
-                "lora.rslora": "rsLoRA", "data.mix": "data mix", "lr": "learning rate", "base": "base model"}
+                "lora.use_rslora": "rsLoRA", "lora.use_dora": "DoRA", "data.mix": "data mix", "lr": "learning rate",
+                "base": "base model"}
 
 
 def factors_between(diffs: dict[str, tuple]) -> FactorDiff:

@@ -337,7 +337,8 @@ def attach_adapter(cfg: TrainConfig, model):
         return PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True)
     targets = models.default_targets(model) if cfg.lora.targets == "default" else cfg.lora.targets
     peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                 target_modules=targets, use_rslora=cfg.lora.use_rslora, task_type="CAUSAL_LM")
+                                 target_modules=targets, use_rslora=cfg.lora.use_rslora, use_dora=cfg.lora.use_dora,
+                                 task_type="CAUSAL_LM")
     try:
         return get_peft_model(model, peft_config)
     except ValueError as e:
@@ -363,7 +364,8 @@ def new_record(cfg: TrainConfig, model, total_steps: int, steps_per_epoch: int, 
                    "steps_per_epoch": steps_per_epoch,
                    "resolved_lora": {"r": resolved_lora.r, "alpha": resolved_lora.lora_alpha,
                                      "targets": sorted(resolved_lora.target_modules),
-                                     "use_rslora": resolved_lora.use_rslora}},
+                                     "use_rslora": resolved_lora.use_rslora,
+                                     "use_dora": resolved_lora.use_dora}},
         "status": {"state": "running", "reason": None},
         "train": {"loss_normalisation": "mean per target token over the optimizer step (assistant tokens + "
                                         "end-of-turn; prompt masked)",
