@@ -216,6 +216,6 @@ def test_ray_and_tracking_options_are_checked(tmp_path):
     base = CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "r")]
     for extra, message in ((["--executor", "slurm"], "--executor slurm: choose local or ray"),
                            (["--address", "auto"], "need --executor ray"),
-                           (["--track", "wandb"], "--track wandb: choose mlflow or tensorboard")):
+                           (["--track", "comet"], "--track comet: choose mlflow, tensorboard or wandb")):
         p = subprocess.run(base + extra, capture_output=True, text=True)
         assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr

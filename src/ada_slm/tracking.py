@@ -1,17 +1,23 @@
-"""Experiment tracking: MLflow (nested runs study → arm → seed) or TensorBoard (scalars per step).
+"""Experiment tracking: MLflow (nested runs study → arm → seed), TensorBoard (scalars per step) or Weights &
+Biases (a run per seed, grouped by study, job type = arm).
 
 The run record (record.json) stays the source of truth; a tracker mirrors it live for people who watch their
-experiments in MLflow or TensorBoard. Each training process opens its own tracker from a `Tracking` spec,
+experiments in MLflow, TensorBoard or W&B. Each training process opens its own tracker from a `Tracking` spec,
 so the same code serves `ada-slm train`, the local study executor and Ray workers.
 
 MLflow: a SQLite file store (`sqlite:///<results>/mlflow.db`, artifacts beside it) unless `--tracking-uri`
 names a server or another store. MLflow 3 refuses its old `./mlruns` directory store, hence SQLite. The
 study is one MLflow run, each arm a child of it, each seed a child of its arm; reruns of a study find their
 runs again by tags instead of making new ones.
+
+W&B: wandb's own settings decide where a run goes (`wandb login`, WANDB_MODE, WANDB_ENTITY, WANDB_PROJECT);
+with WANDB_MODE=offline nothing leaves the machine: the run is written under <run_dir>/wandb/offline-run-*
+for `wandb sync` later. A resumed run continues its W&B run (same id).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Literal, Optional
@@ -29,11 +35,12 @@ class Tracking(BaseModel):
     """Where one run reports to (stored in a study run's spec.json)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["mlflow", "tensorboard"]
+    kind: Literal["mlflow", "tensorboard", "wandb"]
     uri: Optional[str] = Field(None, description="MLflow tracking URI (default: SQLite file under results/).")
     experiment: Optional[str] = Field(None, description="MLflow experiment name.")
     parent_run_id: Optional[str] = Field(None, description="MLflow run this run is a child of (its arm).")
     run_name: Optional[str] = Field(None, description="Display name of the run.")
+    group: Optional[str] = Field(None, description="W&B run group (a study's name).")
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -161,11 +168,58 @@ class TensorboardTracker:
         self.writer.close()
 
 
+# ------------------------------------------------------------------------------------- weights & biases
+def import_wandb():
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("--track wandb needs Weights & Biases: pip install 'ada-slm[wandb]'") from None
+    return wandb
+
+
+class WandbTracker:
+    """One seed run (or a single `ada-slm train` run) in W&B; its local files under <run_dir>/wandb."""
+
+    def __init__(self, spec: Tracking, run_dir: Path):
+        wandb = import_wandb()
+        id_file = run_dir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            # console="off": the CLI's own progress output stays as it is; the record holds what it shows
+            self.run = wandb.init(project=os.environ.get("WANDB_PROJECT") or EXPERIMENT_PREFIX, group=spec.group,
+                                  job_type=spec.tags.get(TAG_ARM), name=spec.run_name or run_dir.name,
+                                  dir=str(run_dir), id=run_id, resume="allow" if run_id else None,
+                                  settings=wandb.Settings(console="off"))
+        except wandb.Error as e:
+            raise UserError(f"--track wandb: {str(e).splitlines()[0]} (run `wandb login`, or set "
+                            f"WANDB_MODE=offline to write the run under {run_dir / 'wandb'})") from None
+        if run_id is None:
+            id_file.write_text(self.run.id + "\n")
+        # a resumed run logs its steps after the checkpoint again: plot against our step, not wandb's counter
+        self.run.define_metric("*", step_metric="step")
+
+    def params(self, params: dict) -> None:
+        self.run.config.update(params, allow_val_change=True)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        values = {k: float(v) for k, v in values.items() if v is not None}
+        if values:
+            self.run.log({"step": step, **values})
+
+    def artifacts(self, directory: Path, name: str) -> None:
+        self.run.summary[f"{name}_dir"] = str(directory)  # the files stay in the run's directory tree
+
+    def end(self, state: str) -> None:
+        self.run.finish(exit_code=0 if state == "complete" else 1)
+
+
 def open_tracker(spec: Tracking | None, run_dir: Path):
     """A tracker for one run, or None when not tracking."""
     if spec is None:
         return None
-    return MlflowTracker(spec, run_dir) if spec.kind == "mlflow" else TensorboardTracker(spec, run_dir)
+    kinds = {"mlflow": MlflowTracker, "tensorboard": TensorboardTracker, "wandb": WandbTracker}
+    return kinds[spec.kind](spec, run_dir)
 
 
 def eval_metrics(summary: dict) -> dict[str, float]:

@@ -47,8 +47,8 @@ def user_errors(fn):
 
 
 def check_track(track: str | None) -> None:
-    if track is not None and track not in ("mlflow", "tensorboard"):
-        raise UserError(f"--track {track}: choose mlflow or tensorboard")
+    if track is not None and track not in ("mlflow", "tensorboard", "wandb"):
+        raise UserError(f"--track {track}: choose mlflow, tensorboard or wandb")
 
 
 def study_path(file: str) -> Path:

@@ -121,7 +121,8 @@ def study_run(
     gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per run (default: 1 "
                                                  "when the cluster has GPUs, else 0)."),
     track: Optional[str] = typer.Option(None, "--track", help="Mirror runs to 'mlflow' (nested study → arm → "
-                                        "seed runs) or 'tensorboard' (scalars under each run directory)."),
+                                        "seed runs), 'tensorboard' (scalars under each run directory) or 'wandb' "
+                                        "(a run per seed, grouped by study; WANDB_MODE=offline: local files)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
                                                "sqlite:///<results>/mlflow.db)."),
     until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
@@ -161,6 +162,10 @@ def study_run(
         tracking_for = lambda s: study_runs.spec_for(s.arm, s.seed, s.key)  # noqa: E731
     elif track == "tensorboard":
         tracking_for = lambda s: tracking.Tracking(kind="tensorboard", run_name=s.key)  # noqa: E731
+    elif track == "wandb":
+        tracking.import_wandb()  # a missing package is said once here, not by every run
+        tracking_for = lambda s: tracking.Tracking(kind="wandb", run_name=s.key, group=study.name,  # noqa: E731
+                                                   tags={tracking.TAG_ARM: s.arm, tracking.TAG_KEY: s.key})
     start = time.perf_counter()
     counts = {"failed": 1}
     try:

@@ -22,8 +22,9 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
     merge: bool = typer.Option(False, "--merge", help="Also write a merged model next to the adapter."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or config dump (for subprocesses)."),
-    track: Optional[str] = typer.Option(None, "--track", help="Mirror the run to 'mlflow' or 'tensorboard' "
-                                        "(scalars under <out_dir>/tensorboard)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Mirror the run to 'mlflow', 'tensorboard' "
+                                        "(scalars under <out_dir>/tensorboard) or 'wandb' (WANDB_MODE=offline: "
+                                        "local files under <out_dir>/wandb)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
                                                "sqlite:///<out_dir>/../mlflow.db)."),
 ):
