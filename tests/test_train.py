@@ -261,6 +261,32 @@ def test_dora_run_writes_a_dora_adapter_and_resumes_exactly(tmp_path):
     assert resumed["train"]["final_adapter_sha256"] == clean["train"]["final_adapter_sha256"]
 
 
+def test_train_runs_on_the_core_dependencies_alone(tmp_path):
+    """What only an extra installs (trl: the `bench` extra; mlflow, wandb, ray, …) is not needed to train: the
+    run completes with every module of those packages made unimportable. accelerate stays a core dependency:
+    peft imports it at import time."""
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    core = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    optional = {canonicalize_name(Requirement(r).name) for extra in project["optional-dependencies"].values()
+                for r in extra} - core - {"ada-slm"}
+    assert {"trl", "wandb"} <= optional and "accelerate" in core
+    blocked = sorted(module for module, dists in packages_distributions().items()
+                     if any(canonicalize_name(d) in optional for d in dists))
+    assert {"trl", "wandb", "mlflow"} <= set(blocked)
+    program = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from ada_slm.cli import main; main()"
+    p = subprocess.run([sys.executable, "-c", program, "train", "--quiet", "base=tiny-lfm2", "data.size=40",
+                        "max_steps=2", "batch.micro=2", "batch.accum=1", "max_length=160", "lora.r=4",
+                        f"out_dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "record.json").read_text())["status"]["state"] == "complete"
+
+
 def test_nan_loss_fails_the_run_with_reason(tmp_path):
     model, tok, _ = models.load("tiny-lfm2")
     with torch.no_grad():
