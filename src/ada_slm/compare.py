@@ -52,6 +52,9 @@ class ImportedRun(BaseModel):
     scores: dict[str, dict[str, Optional[float]]] = Field(description="Metric -> item id -> score (None where "
                                                           "the metric does not apply to the item).")
     lower_is_better: list[str] = Field(default_factory=list, description="Metrics where lower is better.")
+    item_hashes: dict[str, str] = Field(default_factory=dict, description="Item id -> a hash of the item's "
+                                        "content where the tool records one (lm-eval's doc_hash): one id must "
+                                        "mean one item in every run.")
     arm: Optional[str] = Field(None, description="The arm a table row names, if any.")
 
 
@@ -93,6 +96,15 @@ def _strip_functions(value):
     return value
 
 
+def _task_config(config: dict) -> dict:
+    """A task's config as lm-eval records it, less what describes the model rather than the task: lm-eval
+    copies the model args (pretrained=…, dtype=…) and the task file's path into `metadata`."""
+    config = dict(config)
+    if isinstance(config.get("metadata"), dict):
+        config["metadata"] = {"version": config["metadata"].get("version")}
+    return _strip_functions(config)
+
+
 def read_lm_eval(path: str | Path) -> ImportedRun:
     """An lm-eval run written with `--output_path … --log_samples`: a results_<time>.json, or a folder holding
     exactly one, and the samples_<task>_<time>.jsonl files beside it."""
@@ -110,6 +122,7 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
         raise UserError(f"{path}: not an lm-eval results file (no 'results' and 'configs')")
     stamp = path.stem.removeprefix("results_")
     scores: dict[str, dict[str, float | None]] = {}
+    hashes: dict[str, str] = {}
     lower: set[str] = set()
     for task in sorted(results["configs"]):
         samples = path.with_name(f"samples_{task}_{stamp}.jsonl")
@@ -121,6 +134,8 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
             if "doc_id" not in row or not isinstance(row.get("metrics"), list):
                 raise UserError(f"{where}: not an lm-eval sample (no doc_id or metrics)")
             item = f"{task}/{row['doc_id']}"
+            if row.get("doc_hash"):
+                hashes[item] = str(row["doc_hash"])
             flt = row.get("filter", "none")
             for metric in row["metrics"]:
                 name = metric if flt == "none" else f"{metric},{flt}"
@@ -136,10 +151,11 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
     return ImportedRun(
         source="lm-eval", path=str(path), name=str(path.parent if path.parent.name else path),
         task={"tasks": sorted(results["configs"]), "versions": results.get("versions"),
-              "n-shot": results.get("n-shot"), "configs": _strip_functions(results["configs"])},
+              "n-shot": results.get("n-shot"),
+              "configs": {t: _task_config(c) for t, c in results["configs"].items()}},
         model={"model": config.get("model"), "model_args": config.get("model_args"),
                "seed": config.get("random_seed"), "gen_kwargs": config.get("gen_kwargs")},
-        scores=scores, lower_is_better=sorted(m for m in lower if m in scores))
+        scores=scores, lower_is_better=sorted(m for m in lower if m in scores), item_hashes=hashes)
 
 
 # ------------------------------------------------------------------------------------------ Inspect

@@ -140,6 +140,11 @@ def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED) ->
         if r.task != ref.task:
             raise UserError(f"{r.name} and {ref.name} ran different task configurations "
                             f"({_first_difference(r.task, ref.task)}): their scores are not comparable")
+    for r in runs[1:]:
+        for item, h in r.item_hashes.items():
+            if ref.item_hashes.get(item, h) != h:
+                raise UserError(f"item {item} is not the same item in {r.name} and {ref.name} (its content hash "
+                                "differs): the runs evaluated different data under the same ids")
     all_metrics = list(dict.fromkeys(m for r in runs for m in r.scores))
     left_out = {m: [r.name for r in runs if m not in r.scores] for m in all_metrics}
     left_out = {m: names for m, names in left_out.items() if names}
