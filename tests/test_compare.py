@@ -38,7 +38,7 @@ def compared(p: subprocess.CompletedProcess) -> dict:
 def one_line_error(p: subprocess.CompletedProcess, text: str):
     assert p.returncode == 1, p.stdout + p.stderr
     assert "Traceback" not in p.stderr and text in p.stderr, p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1 or "\n" not in p.stderr.strip().replace("\n  ", ""), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -327,3 +327,95 @@ def test_inspect_missing_names_the_extra(inspect_logs):
             % (inspect_logs["good"][0], inspect_logs["poor"][0]))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     one_line_error(p, "pip install 'ada-slm[inspect]'")
+
+
+# ------------------------------------------------------------------------------------------ TRL trainer_state.json
+TRL_RUNS = [("lora", 1e-2, 0), ("lora", 1e-2, 1), ("lora", 1e-2, 2), ("frozen", 0.0, 0), ("frozen", 0.0, 1)]
+
+
+@pytest.fixture(scope="module")
+def trl_runs(tmp_path_factory):
+    """Real TRL SFTTrainer runs (LoRA on the tiny LFM2, 4 steps, eval every 2): learning rate 1e-2 at three
+    seeds, and learning rate 0 (the adapter never moves: the planted difference) at two."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from ada_slm import models
+
+    root = tmp_path_factory.mktemp("trl")
+    pairs = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Japan", "Tokyo"),
+             ("Egypt", "Cairo"), ("Peru", "Lima"), ("Cuba", "Havana")]
+    data = Dataset.from_list([{"text": f"The capital of {c} is {k}."} for c, k in pairs * 2])
+    out = {}
+    for arm, lr, seed in TRL_RUNS:
+        folder = root / f"{arm}-s{seed}"
+        args = SFTConfig(output_dir=str(folder), max_steps=4, per_device_train_batch_size=4, learning_rate=lr,
+                         eval_strategy="steps", eval_steps=2, logging_steps=1, save_strategy="no", seed=seed,
+                         report_to=[], use_cpu=True, max_length=32, disable_tqdm=True)
+        trainer = SFTTrainer(model=str(models.resolve("tiny-lfm2")), args=args, train_dataset=data,
+                             eval_dataset=data.select(range(4)), peft_config=LoraConfig(r=4, lora_alpha=8,
+                                                                                       target_modules="all-linear"))
+        trainer.train()
+        trainer.save_state()  # <output_dir>/trainer_state.json
+        out.setdefault(arm, []).append(folder)
+    return out
+
+
+@pytest.mark.slow
+def test_trainer_state_run_level_quantities(trl_runs, tmp_path):
+    folder = trl_runs["lora"][0]
+    history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
+    run = read_trainer_state(folder)
+    evals = [e["eval_loss"] for e in history if "eval_loss" in e]
+    assert len(evals) == 2
+    assert run.scores["final_eval_loss"] == {"run": evals[-1]} and run.scores["best_eval_loss"] == {"run": min(evals)}
+    assert run.scores["final_train_loss"] == {"run": [e["loss"] for e in history if "loss" in e][-1]}
+    assert run.scores["train_runtime"]["run"] == history[-1]["train_runtime"] > 0
+    arms = [f"--arm=lora={','.join(map(str, trl_runs['lora']))}",
+            f"--arm=frozen={','.join(map(str, trl_runs['frozen']))}"]
+    out = compared(run_compare(*arms, "--baseline", "frozen", "--json", "--out", tmp_path / "report"))
+    assert out["primary"] == "final_eval_loss" and "final_eval_loss" in out["lower_is_better"]
+    lowered = out["comparisons"]["lora"]["metrics"]["final_eval_loss"]
+    assert lowered["supported"] is True and lowered["delta"]["high"] < 0  # training lowered the held-out loss
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Lower is better for best_eval_loss, final_eval_loss, final_train_loss, train_runtime" in md
+
+
+# ------------------------------------------------------------------------------------------ ada-slm run folders
+@pytest.fixture(scope="module")
+def ada_slm_runs(tmp_path_factory):
+    """`ada-slm train` (tiny LFM2, 2 steps) and `ada-slm eval` (4 suite items) at seeds 0-3."""
+    from typer.testing import CliRunner
+
+    from ada_slm.cli import app
+
+    root = tmp_path_factory.mktemp("ada")
+    runner = CliRunner()
+    out = []
+    for seed in range(4):
+        run_dir = root / f"seed{seed}"
+        r = runner.invoke(app, ["train", "base=tiny-lfm2", "data.size=40", "max_steps=2", "batch.micro=2",
+                                "batch.accum=2", "max_length=160", f"seed={seed}", f"out_dir={run_dir}", "--quiet"])
+        assert r.exit_code == 0, r.output[-2000:]
+        r = runner.invoke(app, ["eval", str(run_dir), "--limit", "4", "--max-new-tokens", "8", "--quiet"])
+        assert r.exit_code == 0, r.output[-2000:]
+        out.append(run_dir)
+    return out
+
+
+@pytest.mark.slow
+def test_ada_slm_run_folders(ada_slm_runs):
+    from ada_slm.compare import read_ada_slm
+
+    run = read_ada_slm(ada_slm_runs[0])
+    rows = [json.loads(line) for line in (ada_slm_runs[0] / "eval.jsonl").open()]
+    assert sorted(run.scores["agl_awareness"]) == sorted(r["id"] for r in rows)
+    assert run.scores["well_formed"] == {r["id"]: r["metrics"]["well_formed"] for r in rows}
+    record = json.loads((ada_slm_runs[0] / "record.json").read_text())
+    assert run.scores["heldout_loss"] == {"run": record["train"]["final_val_loss"]}
+    assert run.task["suite"] == "multilang" and run.task["n_items"] == 4
+    a, b = ",".join(map(str, ada_slm_runs[:2])), ",".join(map(str, ada_slm_runs[2:]))
+    out = compared(run_compare("--arm", f"s01={a}", "--arm", f"s23={b}", "--metric", "heldout_loss", "--json"))
+    assert out["items"]["agl_awareness"]["n_shared"] == 4
+    assert out["comparisons"]["s23"]["metrics"]["heldout_loss"]["supported"] is False  # same config, other seeds
