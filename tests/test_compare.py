@@ -419,3 +419,9 @@ def test_ada_slm_run_folders(ada_slm_runs):
     out = compared(run_compare("--arm", f"s01={a}", "--arm", f"s23={b}", "--metric", "heldout_loss", "--json"))
     assert out["items"]["agl_awareness"]["n_shared"] == 4
     assert out["comparisons"]["s23"]["metrics"]["heldout_loss"]["supported"] is False  # same config, other seeds
+
+
+def test_a_run_in_two_arms_is_refused(tmp_path):
+    table = write_csv(tmp_path / "t.csv", [r | {"arm": ""} for r in crossed_rows({"a": 0.0}, n_items=5)])
+    one_line_error(run_compare("--arm", f"a={table}", "--arm", f"b={table}"), "run a-0 (")
+    one_line_error(run_compare("--arm", f"a={table}", "--arm", f"b={table}"), "is listed in arms a and b")

@@ -108,7 +108,7 @@ def _task_config(config: dict) -> dict:
 def read_lm_eval(path: str | Path) -> ImportedRun:
     """An lm-eval run written with `--output_path … --log_samples`: a results_<time>.json, or a folder holding
     exactly one, and the samples_<task>_<time>.jsonl files beside it."""
-    path = Path(path)
+    path = given = Path(path)
     if path.is_dir():
         found = sorted(path.rglob("results_*.json"))
         if not found:
@@ -149,7 +149,7 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
                 lower.add(metric)
     config = results.get("config") or {}
     return ImportedRun(
-        source="lm-eval", path=str(path), name=str(path.parent if path.parent.name else path),
+        source="lm-eval", path=str(path), name=str(given),
         task={"tasks": sorted(results["configs"]), "versions": results.get("versions"),
               "n-shot": results.get("n-shot"),
               "configs": {t: _task_config(c) for t, c in results["configs"].items()}},
@@ -201,8 +201,8 @@ def read_inspect(path: str | Path) -> ImportedRun:
         source="inspect", path=str(path), name=str(path),
         task={"task": ev.task, "task_version": ev.task_version, "task_args": ev.task_args,
               "dataset": ev.dataset.name, "epochs": ev.config.epochs, "scorers": sorted(scores)},
-        model={"model": ev.model, "model_args": ev.model_args, "seed": ev.config.seed if hasattr(ev.config, "seed")
-               else None, "generate": (log.plan.config.model_dump(exclude_none=True) if log.plan else None)},
+        model={"model": ev.model, "model_args": ev.model_args,
+               "generate": log.plan.config.model_dump(exclude_none=True) if log.plan else None},
         scores=scores)
 
 
@@ -274,8 +274,10 @@ def read_ada_slm(path: str | Path) -> ImportedRun:
         raise UserError(f"{path}: neither eval.jsonl nor training losses to compare (run `ada-slm eval` on it)")
     ev = record.get("eval") or {}
     return ImportedRun(source="ada-slm", path=str(path), name=str(path),
+                       # the generation batch size is left out: outputs are identical at any size
                        task={"suite": ev.get("suite"), "n_items": ev.get("n_items"), "limit": ev.get("limit"),
-                             "generation": ev.get("generation")},
+                             "generation": {k: v for k, v in (ev.get("generation") or {}).items()
+                                            if k != "batch_size"}},
                        model={"base": (record.get("config") or {}).get("base"),
                               "seed": (record.get("config") or {}).get("seed")},
                        scores=scores, lower_is_better=[m for m, higher in RUN_METRICS.items()

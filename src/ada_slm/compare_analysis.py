@@ -108,13 +108,15 @@ class Matched:
 
 
 def read_arms(spec: CompareSpec) -> dict[str, list[ImportedRun]]:
-    arms = {}
+    arms, seen = {}, {}
     for arm, paths in spec.arms.items():
         runs = [r for p in paths for r in read_runs(p, arm)]
-        names = [r.name for r in runs]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup is not None:
-            raise UserError(f"arm {arm}: run {dup} is listed twice")
+        for r in runs:  # one run in two places would be counted twice, or compared with itself
+            key = (r.path, r.name)
+            if key in seen:
+                where = "twice in arm " + arm if seen[key] == arm else f"in arms {seen[key]} and {arm}"
+                raise UserError(f"run {r.name} ({r.path}) is listed {where}")
+            seen[key] = arm
         arms[arm] = runs
     return arms
 
