@@ -93,7 +93,7 @@ def test_table_formats_read_alike(tmp_path):
     write_csv(tmp_path / "t.csv", rows)
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
-    results = [to_json(compare(CompareSpec(arms={"a": [str(tmp_path / f"t.{ext}")], "b": [str(tmp_path / f"t.{ext}")]})))
+    results = [to_json(compare(CompareSpec(arms={arm: [str(tmp_path / f"t.{ext}")] for arm in ("a", "b")})))
                for ext in ("csv", "jsonl", "parquet")]
     assert results[0]["comparisons"] == results[1]["comparisons"] == results[2]["comparisons"]
     assert [r.name for r in read_table(tmp_path / "t.csv", "b")] == ["b-0", "b-1", "b-2"]
