@@ -425,3 +425,25 @@ def test_a_run_in_two_arms_is_refused(tmp_path):
     table = write_csv(tmp_path / "t.csv", [r | {"arm": ""} for r in crossed_rows({"a": 0.0}, n_items=5)])
     one_line_error(run_compare("--arm", f"a={table}", "--arm", f"b={table}"), "run a-0 (")
     one_line_error(run_compare("--arm", f"a={table}", "--arm", f"b={table}"), "is listed in arms a and b")
+
+
+@pytest.mark.slow
+def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs):
+    """The same runs as a study sees them (analysis.collect over RunSpecs) and as compare reads them give the
+    same Δ, CI and Holm p on every metric."""
+    from ada_slm import stats
+    from ada_slm.analysis import collect
+    from ada_slm.metrics import METRICS, RUN_METRICS
+    from ada_slm.study import RunSpec
+
+    specs = [RunSpec(arm, k % 2, run_dir, run_dir, {}, "tiny-lfm2", {})
+             for k, (arm, run_dir) in enumerate(zip(["s01", "s01", "s23", "s23"], ada_slm_runs))]
+    study_arms = collect(specs)
+    expected = stats.compare_all(study_arms["s23"].scores, study_arms["s01"].scores, [*METRICS, *RUN_METRICS])
+    got = compare(CompareSpec(arms={"s01": list(map(str, ada_slm_runs[:2])), "s23": list(map(str, ada_slm_runs[2:]))}))
+    comps = got.analysis.comparisons["s23"].comparisons
+    assert set(comps) == set(expected) and expected
+    for m, c in expected.items():
+        assert comps[m].delta.mean == pytest.approx(c.delta.mean, nan_ok=True)
+        assert comps[m].delta.low == pytest.approx(c.delta.low, nan_ok=True)
+        assert comps[m].p_holm == pytest.approx(c.p_holm, nan_ok=True)
