@@ -210,7 +210,7 @@ def test_lm_eval_null_pair_and_planted_pair(lm_eval_runs, tmp_path):
     smol = out["comparisons"]["smol"]["metrics"]["acc"]
     assert smol["supported"] is True and smol["delta"]["low"] > 0  # a model that knows capitals
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "Runs made with lm-eval" in md and "acc: 24 of 24 items scored in every run (none dropped)" in md
+    assert "Runs made with lm-evaluation-harness" in md and "acc: 24 of 24 items scored in every run (none dropped)" in md
 
 
 @pytest.mark.slow
@@ -317,7 +317,7 @@ def test_inspect_null_pair_and_planted_pair(inspect_logs, tmp_path):
     assert out["comparisons"]["good_again"]["metrics"]["close"]["supported"] is False
     poor = out["comparisons"]["poor"]["metrics"]["close"]
     assert poor["supported"] is True and poor["delta"]["high"] < 0
-    assert "Runs made with inspect" in (tmp_path / "report" / "report.md").read_text()
+    assert "Runs made with Inspect" in (tmp_path / "report" / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -380,6 +380,7 @@ def test_trainer_state_run_level_quantities(trl_runs, tmp_path):
     assert lowered["supported"] is True and lowered["delta"]["high"] < 0  # training lowered the held-out loss
     md = (tmp_path / "report" / "report.md").read_text()
     assert "Lower is better for best_eval_loss, final_eval_loss, final_train_loss, train_runtime" in md
+    assert "Runs made with HF Trainer / TRL" in md and "final_eval_loss: one number per run." in md
 
 
 # ------------------------------------------------------------------------------------------ ada-slm run folders

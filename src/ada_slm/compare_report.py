@@ -8,15 +8,21 @@ import json
 from pathlib import Path
 
 from ada_slm import report, stats
+from ada_slm.compare import RUN_ITEM
 from ada_slm.compare_analysis import CompareResult
 from ada_slm.files import atomic_write_text
 
 SHOW_DROPPED = 12  # dropped item ids listed per run (the rest counted)
+TOOLS = {"lm-eval": "lm-evaluation-harness", "inspect": "Inspect", "trainer": "HF Trainer / TRL (trainer_state.json)",
+         "ada-slm": "ada-slm", "table": "a table"}
 
 
 def _items_note(result: CompareResult) -> list[str]:
     notes = []
     for m, mi in result.matched.metrics.items():
+        if mi.shared == [RUN_ITEM]:
+            notes.append(f"{m}: one number per run.")
+            continue
         line = f"{m}: {len(mi.shared)} of {mi.n_items} items scored in every run"
         if mi.dropped:
             line += " — left out: " + "; ".join(
@@ -61,7 +67,7 @@ def render(result: CompareResult) -> report.Doc:
         doc.p(spec.description.strip())
     runs = result.matched.runs
     source = next(iter(runs.values()))[0].source
-    doc.p(f"Runs made with {source}, read by `ada-slm compare` · arms {', '.join(runs)} · baseline {baseline} · "
+    doc.p(f"Runs made with {TOOLS[source]}, read by `ada-slm compare` · arms {', '.join(runs)} · baseline {baseline} · "
           f"primary metric {a.primary} · generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}")
     doc.table(["arm", "run", "model / settings"], [[arm, r.name, _model(r)] for arm, rs in runs.items() for r in rs])
     doc.h(2, "Items")
