@@ -191,7 +191,8 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
     return StudyAnalysis(
         study, scale, sorted({s.seed for s in specs}), len(specs), states.count("complete"), states.count("failed"),
         any_eval, primary, results, floors, comparisons, factorials(arms, primary), goldilocks(arms, primary),
-        decide(study, arms, specs, scale) if study.decision else None, power(study, arms, primary), arms)
+        decide(study, arms, specs, scale) if study.decision else None,
+        power(study, arms, primary, n_tests=len(questions_asked(study, specs, scale)) or 1), arms)
 
 
 def _arm_result(arm: ArmData) -> ArmResult:
@@ -359,6 +360,16 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
             f"differ only in which examples are seen, not how many")
 
 
+def questions_asked(study: Study, specs: list[RunSpec], scale: str | None = None) -> list[str]:
+    """The decision's questions these runs can ask (from the configs alone: `question_not_asked`)."""
+    if study.decision is None:
+        return []
+    configs = {s.arm: s.train for s in specs}
+    arm = lambda name: ArmData(name, configs[name], {}, {}, {}, {}) if name in configs else None  # noqa: E731
+    return [q for q, spec in study.decision.questions.items()
+            if question_not_asked(study, spec, set(configs), arm(spec.compare), arm(spec.against), scale) is None]
+
+
 def _merge(into: dict, changes: dict):
     for k, v in changes.items():
         if isinstance(v, dict) and isinstance(into.get(k), dict):
@@ -371,9 +382,11 @@ def _merge(into: dict, changes: dict):
 DEFAULT_POWER_SEEDS = (3, 5, 8, 12, 20)
 
 
-def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float | None = None) -> Power | None:
+def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float | None = None,
+          n_tests: int | None = None) -> Power | None:
     """Power of the rule on `metric` from this study's variance components (the median over the trained arms'
-    comparisons with the baseline), at the first Holm step of the decision's questions."""
+    comparisons with the baseline), at the first Holm step of the decision's questions (`n_tests`: those
+    asked; default all)."""
     ref = arms.get(study.baseline)
     ref_y = matrix(ref.scores[metric]) if ref else None
     if ref_y is None:
@@ -390,7 +403,8 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
     inputs = stats.PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
                                  for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
                                int(min(i.n_items for i in found)))
-    return power_from(inputs, metric, ref_y.shape[0], len(study.decision.questions) if study.decision else 1,
+    n_tests = n_tests or (len(study.decision.questions) if study.decision else 1)
+    return power_from(inputs, metric, ref_y.shape[0], n_tests,
                       min_effect or (study.decision.min_effect if study.decision else None))
 
 
