@@ -189,3 +189,29 @@ def test_shipped_studies_hold_out_one_fixed_set_for_every_arm():
             datas = [{k: v for k, v in s.train["data"].items() if k != "size"}
                      for s in expand(study, str(path), scale) if s.train]
             assert datas and all(d == datas[0] for d in datas) and datas[0]["val_size"], (name, scale)
+
+
+def test_adaptive_design_asks_only_what_the_scale_asks(tmp_path):
+    from importlib import resources
+
+    from ada_slm import adaptive
+    path = resources.files("ada_slm") / "studies" / "phase14d.yaml"
+    study = load_study(path)
+    cpu = adaptive.design(study, str(path), "cpu", [0, 1, 2], tmp_path / "r", tmp_path / "e")
+    assert "v9B-5k" not in cpu.arms and set(cpu.questions) == {"rank", "split"}
+    quick = adaptive.design(study, str(path), "quick", [0, 1], tmp_path / "r", tmp_path / "e")
+    assert "v9B-5k" in quick.arms and set(quick.questions) == {"rank", "split"}  # run, but its question moot
+    full = adaptive.design(study, str(path), "full", [0, 1, 2], tmp_path / "r", tmp_path / "e")
+    assert set(full.questions) == {"rank", "split", "data"}
+
+
+def test_a_question_that_also_compares_something_else_stays_asked(study):
+    from ada_slm.study import Question
+    specs = _specs(study, "capped")
+    arms = analysis.collect(specs)
+    mixed = Question(compare="data5k", against="r32")  # corpus size and rank: the rank part is still asked
+    assert analysis.question_not_asked(study[0], mixed, {s.arm for s in specs}, arms["data5k"], arms["r32"],
+                                       "capped") is None
+    pure = Question(compare="data5k", against="b16")
+    assert analysis.question_not_asked(study[0], pure, {s.arm for s in specs}, arms["data5k"], arms["b16"],
+                                       "capped").startswith("not asked at this scale: both arms see 320")

@@ -339,8 +339,8 @@ def _question_margin(study: Study, spec, comparison: stats.Comparison) -> float:
 def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None, b: ArmData | None,
                        scale: str | None) -> str | None:
     """Why these runs cannot ask the question, from the configs alone (before any result is seen): an arm
-    this scale does not run, or a corpus-size question whose arms see the same number of distinct training
-    examples (max_steps stops both before the smaller corpus is used up, so the data differ only in which
+    this scale does not run, or a corpus-size question (the arms differ in data.size alone) whose arms see
+    the same number of distinct training examples (max_steps stops both before the smaller corpus is used up, so the data differ only in which
     examples, not how many)."""
     for arm in (spec.compare, spec.against):
         if arm not in run_arms:
@@ -348,8 +348,9 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
             return f"not asked at this scale: {where} ({arm})"
     if a is None or b is None or a.config is None or b.config is None:
         return None
-    if a.config["data"].get("size") == b.config["data"].get("size"):
-        return None
+    differ = set(differences(a.config, b.config))
+    if "data.size" not in differ or not differ <= {"data.size", "data.val_size", "optimizer steps"}:
+        return None  # not a corpus-size question, or one that also compares something else
     seen_a, seen_b = distinct_examples_seen(a.config), distinct_examples_seen(b.config)
     if seen_a is None or seen_a != seen_b:
         return None
