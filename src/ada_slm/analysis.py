@@ -366,7 +366,10 @@ def questions_asked(study: Study, specs: list[RunSpec], scale: str | None = None
     if study.decision is None:
         return []
     configs = {s.arm: s.train for s in specs}
-    arm = lambda name: ArmData(name, configs[name], {}, {}, {}, {}) if name in configs else None  # noqa: E731
+
+    def arm(name: str) -> ArmData | None:  # only the config matters here
+        return ArmData(name, configs[name], {}, {}, {}, {}) if name in configs else None
+
     return [q for q, spec in study.decision.questions.items()
             if question_not_asked(study, spec, set(configs), arm(spec.compare), arm(spec.against), scale) is None]
 
