@@ -76,3 +76,46 @@ def test_bad_build_inputs_are_one_line_errors(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     p = _run_cli("data", "show", str(tmp_path / "nope.jsonl"))
     assert p.returncode == 1 and "nope.jsonl: no such file" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_study_power_takes_the_item_count_from_the_suite():
+    # today's default was a hard-coded 133 whatever the suite: the quick scale scores 16 items, the generated
+    # suite 1,000; the Holm family is the questions the scale asks (phase14d quick: rank and split)
+    stated = ["study", "power", "phase14d", "--run-mean-sd", "0.0136", "--interaction-sd", "0.175"]
+    quick = runner.invoke(app, [*stated, "--scale", "quick"])
+    assert quick.exit_code == 0, quick.output
+    assert "16 items), α 0.025" in quick.output
+    wide = runner.invoke(app, [*stated, "--scale", "cpu", "--suite", "agl-heldout"])
+    assert wide.exit_code == 0 and "1000 items), α 0.025" in wide.output
+    assert "133 items), α 0.0167" in runner.invoke(app, [*stated, "--scale", "full"]).output  # all 3 asked
+    multilang = runner.invoke(app, [*stated, "--scale", "cpu"])
+    assert "133 items), α 0.025" in multilang.output
+    detectable = [float(line.rsplit(" ", 3)[-3] if "(now)" in line else line.rsplit(" ", 1)[-1])
+                  for out in (multilang.output, wide.output) for line in out.splitlines() if "runs per arm" in line]
+    assert detectable[0] > detectable[5]  # 3 runs per arm: 1,000 items detect a smaller Δ than 133
+
+
+def test_study_power_projects_a_finished_studys_components_onto_the_suites_items(tmp_path):
+    import numpy as np
+
+    from ada_slm.study import expand, load_study
+
+    (tmp_path / "s.yaml").write_text(
+        "name: s\nbaseline: a\ninclude_base: false\ndefaults: {base: tiny-lfm2, max_steps: 2}\n"
+        "arms: {a: {}, b: {lora: {r: 32}}}\neval: {suite: multilang, limit: 40}\n")
+    study = load_study(tmp_path / "s.yaml")
+    rng = np.random.default_rng(0)
+    item = rng.normal(0, 0.1, 40)
+    for spec in expand(study, "s.yaml", results_root=tmp_path / "results"):
+        spec.run_dir.mkdir(parents=True)
+        rows = [{"id": f"i{j}", "output": "x", "metrics": {"agl_awareness": float(0.3 + v + rng.normal(0, 0.05))}}
+                for j, v in enumerate(item)]
+        (spec.run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (spec.run_dir / "record.json").write_text(json.dumps({"status": {"state": "complete"}, "train": {}}))
+    args = ["study", "power", str(tmp_path / "s.yaml"), "--results", str(tmp_path / "results")]
+    same = runner.invoke(app, args)
+    assert same.exit_code == 0, same.output
+    assert "40 items)" in same.output and "at the" not in same.output  # the runs scored the suite's 40 items
+    wide = runner.invoke(app, [*args, "--suite", "agl-heldout"])
+    assert wide.exit_code == 0, wide.output
+    assert "at the 1000 items of suite agl-heldout" in wide.output

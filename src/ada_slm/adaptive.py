@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ada_slm import records, sequential, stats
-from ada_slm.analysis import collect
+from ada_slm.analysis import collect, questions_asked
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text
 from ada_slm.metrics import higher_is_better
@@ -73,8 +73,14 @@ def design(study: Study, source: str, scale: str | None, seeds: list[int], resul
            max_seeds: int | None = None) -> Design:
     a = study.adaptive
     metric = a.metric or (study.decision.metric if study.decision else "agl_awareness")
-    questions = {q: (x.compare, x.against) for q, x in study.decision.questions.items()} if study.decision else {}
-    sweep = list(study.arms) if a.eliminate else []
+    skipped = set(study.scale[scale].skip) if scale else set()
+    # only the questions this scale asks (analysis.question_not_asked: not a skipped arm, not a corpus-size
+    # question that max_steps makes moot), on the arms it runs
+    asked = questions_asked(study, expand(study, source, scale, seeds=list(seeds), results_root=results_root,
+                                          exports_root=exports_root), scale)
+    questions = {q: (x.compare, x.against) for q, x in study.decision.questions.items()
+                 if q in asked} if study.decision else {}
+    sweep = [arm for arm in study.arms if arm not in skipped] if a.eliminate else []
     if not questions and not sweep:
         raise UserError(f"{source}: --until-decided needs a decision block with questions or adaptive.eliminate: "
                         "true (nothing to decide)")
@@ -83,7 +89,7 @@ def design(study: Study, source: str, scale: str | None, seeds: list[int], resul
         raise UserError(f"--max-seeds {max_runs}: fewer than the study's {len(seeds)} seeds")
     margin = a.margin or study.equivalence_margins.get(metric) or (
         study.decision.min_effect if study.decision and study.decision.metric == metric else None)
-    arms = ([BASE_ARM] if study.include_base else []) + list(study.arms)
+    arms = ([BASE_ARM] if study.include_base else []) + [arm for arm in study.arms if arm not in skipped]
     plan = Plan(len(seeds), a.seeds_per_round, max_runs)
     d = Design(study, source, scale, Path(results_root), Path(exports_root), list(seeds), plan, metric, margin,
                arms, questions, sweep)

@@ -19,8 +19,8 @@ import numpy as np
 from ada_slm import stats
 from ada_slm.files import iter_jsonl
 from ada_slm.metrics import METRICS, RUN_METRICS, SEED_METRICS, higher_is_better, seed_score
-from ada_slm.study import (BASE_ARM, Rule, RunSpec, Study, differences, estimate_seconds, measured_throughput,
-                           record_of)
+from ada_slm.study import (BASE_ARM, Rule, RunSpec, Study, differences, distinct_examples_seen, estimate_seconds,
+                           measured_throughput, optimizer_steps, record_of, train_examples)
 
 # record["train"] field of each run-level metric
 RUN_FIELDS = {"heldout_loss": "final_val_loss", "train_loss": "final_train_loss", "tokens_per_s": "tokens_per_s"}
@@ -114,9 +114,21 @@ class Answer:
     question: str
     compare: str
     against: str
-    comparison: stats.Comparison | None  # p_holm is Holm over the decision's questions
+    comparison: stats.Comparison | None  # for test better, p_holm is Holm over the decision's questions
     confounded: bool
     yes: bool
+    test: str = "better"  # better (superiority) | equivalent (TOST)
+    equivalence: stats.Equivalence | None = None  # test equivalent: the TOST (90 % CI, margin, p)
+    p_holm: float = math.nan  # this question's own test (t or TOST), Holm over the decision's questions
+    not_asked: str | None = None  # why this scale cannot ask the question (then it is not answered)
+
+    @property
+    def answer(self) -> str:
+        if self.not_asked:
+            return "not asked"
+        if self.test == "equivalent":
+            return "yes (equivalent)" if self.yes else "not shown equivalent"
+        return "yes" if self.yes else "no"
 
 
 @dataclass
@@ -179,7 +191,8 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
     return StudyAnalysis(
         study, scale, sorted({s.seed for s in specs}), len(specs), states.count("complete"), states.count("failed"),
         any_eval, primary, results, floors, comparisons, factorials(arms, primary), goldilocks(arms, primary),
-        decide(study, arms, specs) if study.decision else None, power(study, arms, primary), arms)
+        decide(study, arms, specs, scale) if study.decision else None,
+        power(study, arms, primary, n_tests=len(questions_asked(study, specs, scale)) or 1), arms)
 
 
 def _arm_result(arm: ArmData) -> ArmResult:
@@ -266,24 +279,39 @@ def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
 
 
 # ------------------------------------------------------------------------------------------ decision
-def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec]) -> DecisionResult:
-    """Answer each question with the rule (Holm over the questions, in the metric's better direction) and pick
-    the first matching rule; estimate the recommended run's training time from measured throughput."""
+def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: str | None = None) -> DecisionResult:
+    """Answer each question with its test — `better`: the seed-level t test in the metric's better direction;
+    `equivalent`: TOST within its margin — Holm over the questions that are asked, and pick the first rule
+    whose answers match (a question this scale does not ask matches no `when` that names it); estimate the
+    recommended run's training time from measured throughput."""
     d = study.decision
     sign = 1.0 if higher_is_better(d.metric) else -1.0
+    run_arms = {s.arm for s in specs}
     answers = []
     for q, spec in d.questions.items():
         a, b = arms.get(spec.compare), arms.get(spec.against)
-        c = stats.compare(a.scores[d.metric], b.scores[d.metric], d.metric) if a and b else None
         fd = stats.factors_between(differences(a.config if a else None, b.config if b else None))
-        answers.append(Answer(q, spec.compare, spec.against, c, fd.confounded, False))
-    adjusted = stats.holm({x.question: x.comparison.p for x in answers
-                           if x.comparison and math.isfinite(x.comparison.p)})
+        x = Answer(q, spec.compare, spec.against, None, fd.confounded, False, spec.test)
+        x.not_asked = question_not_asked(study, spec, run_arms, a, b, scale)
+        if x.not_asked is None and a and b:
+            x.comparison = stats.compare(a.scores[d.metric], b.scores[d.metric], d.metric)
+            if spec.test == "equivalent" and x.comparison is not None:
+                x.equivalence = stats.equivalence(a.scores[d.metric], b.scores[d.metric],
+                                                  _question_margin(study, spec, x.comparison))
+        answers.append(x)
+    tested = {x.question: (x.equivalence.p if x.test == "equivalent" and x.equivalence else
+                           x.comparison.p if x.test == "better" and x.comparison else math.nan) for x in answers}
+    adjusted = stats.holm({q: p for q, p in tested.items() if math.isfinite(p)})
     for x in answers:
-        if x.question in adjusted:
-            x.comparison.p_holm = adjusted[x.question]
+        if x.question not in adjusted:
+            continue
+        x.p_holm = adjusted[x.question]
+        if x.test == "equivalent":
+            x.yes = x.p_holm < stats.ALPHA
+        else:
+            x.comparison.p_holm = x.p_holm
             x.yes = x.comparison.supported and sign * x.comparison.delta.mean > 0
-    given = {x.question: x.yes for x in answers}
+    given = {x.question: x.yes for x in answers if x.not_asked is None}
     rule = next((r for r in d.rules if all(given.get(k) == v for k, v in r.when.items())), None)
     result = DecisionResult(d.metric, answers, rule)
     if rule and rule.config:
@@ -298,6 +326,54 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec]) -> Deci
     return result
 
 
+def _question_margin(study: Study, spec, comparison: stats.Comparison) -> float:
+    """The question's own margin, else the study's for the metric, else 10 % of the `against` arm's mean."""
+    if spec.margin is not None:
+        return spec.margin
+    metric = study.decision.metric
+    if metric in study.equivalence_margins:
+        return study.equivalence_margins[metric]
+    return EQUIVALENCE_SHARE * abs(comparison.baseline.mean) if comparison.baseline else math.nan
+
+
+def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None, b: ArmData | None,
+                       scale: str | None) -> str | None:
+    """Why these runs cannot ask the question, from the configs alone (before any result is seen): an arm
+    this scale does not run, or a corpus-size question (the arms differ in data.size alone) whose arms see
+    the same number of distinct training examples (max_steps stops both before the smaller corpus is used up, so the data differ only in which
+    examples, not how many)."""
+    for arm in (spec.compare, spec.against):
+        if arm not in run_arms:
+            where = f"scale {scale} skips it" if scale and arm in study.scale[scale].skip else "it is not among these runs"
+            return f"not asked at this scale: {where} ({arm})"
+    if a is None or b is None or a.config is None or b.config is None:
+        return None
+    differ = set(differences(a.config, b.config))
+    if "data.size" not in differ or not differ <= {"data.size", "data.val_size", "optimizer steps"}:
+        return None  # not a corpus-size question, or one that also compares something else
+    seen_a, seen_b = distinct_examples_seen(a.config), distinct_examples_seen(b.config)
+    if seen_a is None or seen_a != seen_b:
+        return None
+    steps = optimizer_steps(a.config), optimizer_steps(b.config)
+    return (f"not asked at this scale: both arms see {seen_a} distinct examples (max_steps {steps[0]} × effective "
+            f"batch {a.config['batch']['micro'] * a.config['batch']['accum']} in corpora of "
+            f"{train_examples(a.config)} and {train_examples(b.config)} training examples): the corpus sizes "
+            f"differ only in which examples are seen, not how many")
+
+
+def questions_asked(study: Study, specs: list[RunSpec], scale: str | None = None) -> list[str]:
+    """The decision's questions these runs can ask (from the configs alone: `question_not_asked`)."""
+    if study.decision is None:
+        return []
+    configs = {s.arm: s.train for s in specs}
+
+    def arm(name: str) -> ArmData | None:  # only the config matters here
+        return ArmData(name, configs[name], {}, {}, {}, {}) if name in configs else None
+
+    return [q for q, spec in study.decision.questions.items()
+            if question_not_asked(study, spec, set(configs), arm(spec.compare), arm(spec.against), scale) is None]
+
+
 def _merge(into: dict, changes: dict):
     for k, v in changes.items():
         if isinstance(v, dict) and isinstance(into.get(k), dict):
@@ -310,9 +386,11 @@ def _merge(into: dict, changes: dict):
 DEFAULT_POWER_SEEDS = (3, 5, 8, 12, 20)
 
 
-def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float | None = None) -> Power | None:
+def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float | None = None,
+          n_tests: int | None = None) -> Power | None:
     """Power of the rule on `metric` from this study's variance components (the median over the trained arms'
-    comparisons with the baseline), at the first Holm step of the decision's questions."""
+    comparisons with the baseline), at the first Holm step of the decision's questions (`n_tests`: those
+    asked; default all)."""
     ref = arms.get(study.baseline)
     ref_y = matrix(ref.scores[metric]) if ref else None
     if ref_y is None:
@@ -329,7 +407,8 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
     inputs = stats.PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
                                  for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
                                int(min(i.n_items for i in found)))
-    return power_from(inputs, metric, ref_y.shape[0], len(study.decision.questions) if study.decision else 1,
+    n_tests = n_tests or (len(study.decision.questions) if study.decision else 1)
+    return power_from(inputs, metric, ref_y.shape[0], n_tests,
                       min_effect or (study.decision.min_effect if study.decision else None))
 
 

@@ -47,6 +47,11 @@ class DataConfig(Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out share. Builder: split by template. "
                                 "With `path` and no val_path, val_split or <name>.val.<ext>: this share of its "
                                 "examples, drawn with `seed`.")
+    val_size: Optional[int] = Field(None, gt=0, description="Builder: a fixed held-out set of this many "
+                                    "examples, the same items at every `size` (same seed, mix and val_fraction), "
+                                    "so arms with different corpus sizes report held-out loss on the same items; "
+                                    "`size - val_size` examples are trained on. Default: size × val_fraction, "
+                                    "drawn along with the training side.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -55,6 +60,15 @@ class DataConfig(Strict):
                       "split": self.split != "train", "val_split": self.val_split is not None}
             for name in (name for name, is_set in chosen.items() if is_set):
                 raise ValueError(f"data.{name} needs data.path (the builder's corpus has no such choice)")
+        if self.val_size is not None:
+            if self.path is not None:
+                raise ValueError("data.val_size is the builder's fixed held-out set; with data.path use "
+                                 "data.val_path, data.val_split or data.val_fraction")
+            if self.val_size >= self.size:
+                raise ValueError(f"data.val_size ({self.val_size}) must be smaller than data.size ({self.size})")
+            if self.val_fraction <= 0:
+                raise ValueError("data.val_size needs data.val_fraction > 0 (the share of prompt templates only "
+                                 "the held-out side uses)")
         if self.val_path is not None and self.val_split is not None:
             raise ValueError("give data.val_path or data.val_split, not both")
         if self.val_split is not None and self.val_split == self.split:

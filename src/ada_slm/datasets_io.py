@@ -401,8 +401,9 @@ def load_rows(data) -> tuple[list[dict], list[dict], str]:
     if data.path is None:
         from ada_slm.agl.builder import build_corpus
 
-        corpus = build_corpus(data.size, data.mix, data.seed, data.val_fraction)
-        return corpus.train, corpus.val, f"builder(size={data.size}, mix={data.mix}, seed={data.seed})"
+        corpus = build_corpus(data.size, data.mix, data.seed, data.val_fraction, val_size=data.val_size)
+        fixed = f", val_size={data.val_size}" if data.val_size else ""
+        return corpus.train, corpus.val, f"builder(size={data.size}, mix={data.mix}, seed={data.seed}{fixed})"
     train, fmt = read_rows(data.path, data.format, data.columns, data.split)
     val_path = data.val_path or (sibling_val_path(data.path) if data.val_split is None else None)
     if data.val_split is not None:

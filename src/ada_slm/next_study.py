@@ -71,7 +71,7 @@ def _seeds(a: StudyAnalysis) -> tuple[int, str]:
     d, pw = a.decision, a.power
     effect = a.study.decision.min_effect
     if effect is None:
-        decided = [abs(x.comparison.delta.mean) for x in d.answers if x.yes and x.comparison]
+        decided = [abs(x.comparison.delta.mean) for x in d.answers if x.yes and x.comparison and x.test == "better"]
         effect = max(decided) if decided else None
     if pw is None or not effect:
         n = max(MIN_SEEDS, len(a.seeds))
@@ -129,9 +129,10 @@ def write_next_study(study: Study, specs: list[RunSpec], scale: str | None, out:
     }
     if study.decision.min_effect is not None:
         doc["decision"]["min_effect"] = study.decision.min_effect
-    answers = "; ".join(f"{x.question}: {'yes' if x.yes else 'no'}"
-                        + (f" (Δ {x.comparison.delta.mean:+.4g}, Holm p {x.comparison.p_holm:.3g})"
-                           if x.comparison else "") for x in d.answers)
+    answers = "; ".join(f"{x.question}: {x.answer}"
+                        + (f" (Δ {x.comparison.delta.mean:+.4g}, Holm p {x.p_holm:.3g}"
+                           + (", equivalence" if x.test == "equivalent" else "") + ")"
+                           if x.comparison and not x.not_asked else "") for x in d.answers)
     steps_note = ""
     if best_cfg.get("max_steps"):
         steps_note = (f"\n# At this scale max_steps = {best_cfg['max_steps']} fixes the optimizer steps: a larger corpus "

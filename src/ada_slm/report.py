@@ -276,17 +276,29 @@ def render_decision(doc: Doc, a: StudyAnalysis):
 
 def decision_intro(d: DecisionResult) -> str:
     better = "higher" if d.metric not in RUN_METRICS or RUN_METRICS[d.metric] else "lower"
-    return (f"A question is answered yes when the comparison is supported by the seed-level test (Holm over the "
-            f"{len(d.answers)} question(s)) in the better direction ({better} {d.metric}).")
+    asked = [x for x in d.answers if x.not_asked is None]
+    text = (f"A `better` question is answered yes when the comparison is supported by the seed-level test in the "
+            f"better direction ({better} {d.metric}); an `equivalent` question when two one-sided tests (TOST) put "
+            f"Δ inside ±margin — Holm over the {len(asked)} question(s) asked.")
+    if len(asked) < len(d.answers):
+        text += " A question these runs cannot ask is not answered, and no rule that names it matches."
+    return text
 
 
 def decision_table(d: DecisionResult) -> tuple[list[str], list[list[str]]]:
     rows = []
     for x in d.answers:
-        c = x.comparison
-        evidence = f"Δ {signed(c.delta)}, p (Holm) {fmt_p(c.p_holm)}" if c else "no data"
-        rows.append([x.question, f"{x.compare} vs {x.against}" + (" (confounded)" if x.confounded else ""),
-                     evidence, "yes" if x.yes else "no"])
+        c, e = x.comparison, x.equivalence
+        if x.not_asked:
+            evidence = x.not_asked
+        elif x.test == "equivalent" and c and e:
+            evidence = (f"Δ {signed(c.delta)}; TOST: 90 % CI [{e.low:+.4g}, {e.high:+.4g}] within ±{e.margin:.4g}?"
+                        f" p (Holm) {fmt_p(x.p_holm)}")
+        else:
+            evidence = f"Δ {signed(c.delta)}, p (Holm) {fmt_p(c.p_holm)}" if c else "no data"
+        kind = " (equivalent?)" if x.test == "equivalent" else ""
+        rows.append([x.question, f"{x.compare} vs {x.against}{kind}" + (" (confounded)" if x.confounded else ""),
+                     evidence, x.answer])
     return ["question", "comparison", f"{d.metric} evidence", "answer"], rows
 
 

@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -49,14 +49,30 @@ class ScalePreset(Strict):
                                             "to keep an arm's difference at this scale (e.g. a smaller data arm).")
     eval: dict[str, Any] = Field(default_factory=dict, description="Overrides of the eval settings.")
     seeds: Optional[list[int]] = Field(None, description="Seeds for this preset (default: the study's).")
+    skip: list[str] = Field(default_factory=list, description="Arms not run at this scale (e.g. an arm whose "
+                            "question this scale cannot ask); the decision says so instead of answering it.")
 
 
 class Question(Strict):
-    """'Does arm `compare` beat arm `against` on the decision metric?' — true when the paired difference's
-    95 % CI lies above zero."""
+    """test `better`: 'does arm `compare` beat arm `against` on the decision metric?' — yes when the seed-level
+    test supports the difference in the metric's better direction. test `equivalent`: 'do they give the same
+    result?' — yes when two one-sided tests (TOST) put the difference inside ±margin; no otherwise (not shown
+    equivalent), never from a mere 'not significant'. A question that compares corpus sizes is not asked when
+    both arms see the same number of distinct training examples (max_steps caps them)."""
 
     compare: str
     against: str
+    test: Literal["better", "equivalent"] = Field("better", description="better (superiority) or equivalent "
+                                                  "(TOST within ±margin).")
+    margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the decision metric (test "
+                                    "equivalent; default: the study's equivalence_margins of the metric, else "
+                                    "10 % of the `against` arm's mean).")
+
+    @model_validator(mode="after")
+    def _margin_needs_equivalence(self):
+        if self.margin is not None and self.test != "equivalent":
+            raise ValueError("margin is the equivalence margin: set test: equivalent")
+        return self
 
 
 class Rule(Strict):
@@ -148,6 +164,11 @@ class Study(Strict):
             for arm in preset.arms:
                 if arm not in self.arms:
                     raise ValueError(f"scale.{name}.arms: unknown arm {arm!r}")
+            for arm in preset.skip:
+                if arm not in self.arms:
+                    raise ValueError(f"scale.{name}.skip: unknown arm {arm!r}")
+                if arm == self.baseline:
+                    raise ValueError(f"scale.{name}.skip: the baseline {arm!r} is run at every scale")
         if self.decision:
             for q, spec in self.decision.questions.items():
                 for arm in (spec.compare, spec.against):
@@ -213,9 +234,12 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
         eval_settings = EvalSettings.model_validate(eval_settings.model_dump())
     except ValidationError as e:
         raise UserError(format_validation_error(e, f"{source} (scale {scale}.eval)")) from None
-    arm_names = ([BASE_ARM] if study.include_base else []) + list(study.arms)
+    arm_names = ([BASE_ARM] if study.include_base else []) + [a for a in study.arms if a not in preset.skip]
     if only:
         unknown = [a for a in only if a not in arm_names]
+        skipped = [a for a in unknown if a in preset.skip]
+        if skipped:
+            raise UserError(f"--only {skipped[0]!r}: scale {scale} does not run it ({source}: scale.{scale}.skip)")
         if unknown:
             raise UserError(f"--only {unknown[0]!r}: not an arm of {study.name} ({', '.join(arm_names)})")
         arm_names = [a for a in arm_names if a in only]
@@ -271,7 +295,7 @@ def estimate_seconds(spec: RunSpec, tokens_per_s: float | None, mean_tokens: flo
     if spec.train is None or not tokens_per_s or not mean_tokens:
         return None
     t = spec.train
-    n_train = t["data"]["size"] * (1 - t["data"]["val_fraction"])
+    n_train = train_examples(t)
     effective = t["batch"]["micro"] * t["batch"]["accum"]
     sequences = (t["max_steps"] * effective) if t["max_steps"] else n_train * t["epochs"]
     return sequences * mean_tokens / tokens_per_s
@@ -311,11 +335,30 @@ def differences(a: dict | None, b: dict | None) -> dict[str, tuple]:
     return out
 
 
+def train_examples(cfg: dict) -> int:
+    """Training examples of a builder corpus: size - val_size, or ≈ size × (1 - val_fraction) (the builder
+    allocates the held-out share per category)."""
+    data = cfg["data"]
+    if data.get("val_size"):
+        return int(data["size"] - data["val_size"])
+    return int(data["size"] * (1 - data["val_fraction"]))
+
+
 def optimizer_steps(cfg: dict) -> int:
     """Optimizer steps of a run as train.py counts them: max_steps, or ⌈epochs × ⌈train examples / effective
-    batch⌉⌉ (train examples ≈ size × (1 - val_fraction): the builder splits by template)."""
+    batch⌉⌉."""
     if cfg.get("max_steps"):
         return int(cfg["max_steps"])
-    n_train = int(cfg["data"]["size"] * (1 - cfg["data"]["val_fraction"]))
     effective = cfg["batch"]["micro"] * cfg["batch"]["accum"]
-    return max(1, math.ceil(cfg["epochs"] * math.ceil(n_train / effective)))
+    return max(1, math.ceil(cfg["epochs"] * math.ceil(train_examples(cfg) / effective)))
+
+
+def distinct_examples_seen(cfg: dict) -> int | None:
+    """How many different training examples a run of the builder's corpus sees: all of them, unless max_steps
+    stops it first (steps × effective batch sequences, each a different example within an epoch). None for a
+    corpus from data.path, whose size the config does not say."""
+    if cfg["data"].get("path"):
+        return None
+    n_train = train_examples(cfg)
+    effective = cfg["batch"]["micro"] * cfg["batch"]["accum"]
+    return min(n_train, optimizer_steps(cfg) * effective)

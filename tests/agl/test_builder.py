@@ -119,3 +119,44 @@ def test_example_errors_name_the_field():
     row["messages"][1] = {"role": "assistant", "content": "●x ∧"}
     assert any("not valid AGL" in e for e in example_errors(row))
     assert example_errors(row, check_agl=False) == []
+
+
+def _texts(rows):
+    return [(r["id"], r["messages"][0]["content"], r["messages"][-1]["content"]) for r in rows]
+
+
+def test_fixed_held_out_set_is_identical_for_every_corpus_size():
+    small = build_corpus(2000, "pure", seed=0, val_fraction=0.1, val_size=200)
+    large = build_corpus(5000, "pure", seed=0, val_fraction=0.1, val_size=200)
+    assert len(small.val) == len(large.val) == 200
+    assert _texts(small.val) == _texts(large.val)  # same ids, prompts, answers and order
+    assert (len(small.train), len(large.train)) == (1800, 4800)
+    for corpus in (small, large):  # and still held out: no template, no answer shared with training
+        train_templates = {r["template"] for r in corpus.train}
+        assert not train_templates & {r["template"] for r in corpus.val}
+        assert not {r["messages"][-1]["content"] for r in corpus.train} & {r["messages"][-1]["content"]
+                                                                          for r in corpus.val}
+    other_seed = build_corpus(2000, "pure", seed=1, val_fraction=0.1, val_size=200)
+    assert _texts(other_seed.val) != _texts(small.val)
+
+
+def test_fixed_held_out_set_through_the_run_config():
+    from ada_slm.config import build_config
+    from ada_slm.datasets_io import load_rows, rows_hash
+
+    cfgs = [build_config({"data": {"size": n, "val_size": 30}}) for n in (150, 400)]
+    (train_a, val_a, source), (train_b, val_b, _) = (load_rows(c.data) for c in cfgs)
+    assert rows_hash(val_a) == rows_hash(val_b) and len(val_a) == 30 and len(train_a) == 120
+    assert "val_size=30" in source
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"size": 100, "val_size": 100}, "must be smaller than data.size"),
+    ({"size": 100, "val_size": 10, "val_fraction": 0.0}, "needs data.val_fraction > 0"),
+    ({"path": "x.jsonl", "val_size": 10}, "builder's fixed held-out set"),
+])
+def test_val_size_errors_name_the_field(data, message):
+    from ada_slm.config import build_config
+
+    with pytest.raises(UserError, match=message):
+        build_config({"data": data})

@@ -6,6 +6,10 @@ byte-identical file on any machine.
 
 Held-out split: with `val_fraction > 0`, whole prompt templates are assigned to the validation side per
 category, so no template is shared across the split boundary (the seed's eval split duplicated train items).
+With `val_size`, the held-out side is a fixed set: `val_size` examples drawn first, from their own random
+stream, so every corpus size of one seed and mix has the very same held-out items (a study's arms with 2k and
+5k examples then report held-out losses on the same items); the training side is the remaining
+`size - val_size` examples.
 """
 
 from __future__ import annotations
@@ -107,12 +111,15 @@ def _example(sample: Sample, category: str) -> dict:
 
 
 def build_corpus(size: int, mix: str | dict = "pure", seed: int = 0, val_fraction: float = 0.0,
-                 progress=None) -> Corpus:
-    """Generate `size` filtered examples (train + val together). `progress(n)` is called as examples land."""
+                 progress=None, val_size: int | None = None) -> Corpus:
+    """Generate `size` filtered examples (train + val together). `progress(n)` is called as examples land.
+    With `val_size`, the held-out side is those many examples, the same for every `size` (module docstring)."""
     if not isinstance(size, int) or size <= 0:
         raise UserError(f"--size must be a positive integer, got {size}")
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    if val_size is not None:
+        return _build_with_fixed_val(size, mix, seed, val_fraction, val_size, progress)
     weights = resolve_mix(mix)
     counts = allocate(size, weights)
     # the held-out share is allocated exactly too, in proportion to each category's count
@@ -152,6 +159,58 @@ def build_corpus(size: int, mix: str | dict = "pure", seed: int = 0, val_fractio
     order = random.Random(seed)
     order.shuffle(train)
     order.shuffle(val)
+    return Corpus(train=train, val=val, mix=weights, seed=seed, dropped=quality.dropped, attempts=attempts)
+
+
+def _held_out_templates(rng: random.Random, category: str, val_fraction: float) -> list[int]:
+    templates = range(TEMPLATE_COUNTS[category])
+    k = min(len(templates) - 1, max(1, round(len(templates) * val_fraction)))
+    return sorted(rng.sample(templates, k))
+
+
+def _generate(category: str, rng: random.Random, allowed: list[int], need: int, quality: QualityFilter,
+              out: list[dict], progress) -> int:
+    """Append `need` accepted examples of `category` to `out`; returns the generator calls it took."""
+    got = tries = 0
+    while got < need:
+        tries += 1
+        if tries > MAX_ATTEMPTS_PER_EXAMPLE * need + 1000:
+            raise UserError(f"category {category!r}: only {got} of {need} unique examples after {tries} tries; "
+                            "ask for fewer examples of this category")
+        sample = GENERATORS[category](rng, allowed)
+        if quality.accept(sample.prompt, sample.response) is None:
+            out.append(_example(sample, category))
+            got += 1
+            if progress:
+                progress(1)
+    return tries
+
+
+def _build_with_fixed_val(size: int, mix, seed: int, val_fraction: float, val_size: int, progress) -> Corpus:
+    """The held-out side first — its templates, counts, random stream and order depend only on (seed, mix,
+    val_fraction, val_size) — then the training side, filtered against it (no answer is shared)."""
+    if not isinstance(val_size, int) or not 0 < val_size < size:
+        raise UserError(f"val_size must be a whole number in (0, size = {size}), got {val_size}")
+    if val_fraction <= 0:
+        raise UserError("val_size needs val_fraction > 0: the share of each category's prompt templates that "
+                        "only the held-out side uses")
+    weights = resolve_mix(mix)
+    val_counts, train_counts = allocate(val_size, weights), allocate(size - val_size, weights)
+    quality = QualityFilter()
+    train: list[dict] = []
+    val: list[dict] = []
+    attempts = 0
+    streams, held_out = {}, {}
+    for category in (c for c in CATEGORIES if c in weights):
+        streams[category] = random.Random(f"{seed}:{category}")
+        held_out[category] = _held_out_templates(streams[category], category, val_fraction)
+        attempts += _generate(category, random.Random(f"{seed}:{category}:held-out"), held_out[category],
+                              val_counts[category], quality, val, progress)
+    for category, rng in streams.items():
+        allowed = [t for t in range(TEMPLATE_COUNTS[category]) if t not in held_out[category]]
+        attempts += _generate(category, rng, allowed, train_counts[category], quality, train, progress)
+    random.Random(seed).shuffle(train)
+    random.Random(f"{seed}:held-out").shuffle(val)
     return Corpus(train=train, val=val, mix=weights, seed=seed, dropped=quality.dropped, attempts=attempts)
 
 

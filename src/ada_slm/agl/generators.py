@@ -36,9 +36,14 @@ def _en(term: str) -> str:
 
 
 def _pick_template(rng: random.Random, category: str, templates: tuple[str, ...], allowed: list[int] | None):
-    """Choose a template index among `allowed` (the split's share of this category's templates)."""
+    """Choose a template index among `allowed` (the split's share of this category's templates; without it,
+    any training template). Returns (answer form, template text, template id): an index past the training
+    templates is a held-out template (HELDOUT_PROMPTS), which asks for the answer form it names."""
     index = rng.choice(allowed) if allowed is not None else rng.randrange(len(templates))
-    return index, templates[index], f"{category}/{index}"
+    if index < len(templates):
+        return index, templates[index], f"{category}/{index}"
+    form, text = HELDOUT_PROMPTS[category][index - len(templates)]
+    return form, text, f"{category}/{index}"
 
 
 def _fact(rng: random.Random) -> tuple[str, str, str]:
@@ -80,12 +85,10 @@ EVIDENCE_TERMS = {"●": "measured", "◕": "reported", "◑": "split", "◔": "
 
 
 def certainty(rng: random.Random, allowed: list[int] | None = None) -> Sample:
-    # Template ids 0..11 state one evidence level; 12..23 ask for transitions between levels.
-    index = rng.choice(allowed) if allowed is not None else rng.randrange(TEMPLATE_COUNTS["certainty"])
-    tid = f"certainty/{index}"
+    # Answer forms 0..11 state one evidence level; 12..23 ask for transitions between levels.
+    index, tpl, tid = _pick_template(rng, "certainty", CERTAINTY_TEMPLATES + TRANSITION_TEMPLATES, allowed)
     atom, clause, _ = _fact(rng)
     if index < len(CERTAINTY_TEMPLATES):  # one level, chosen to fit the stated evidence
-        tpl = CERTAINTY_TEMPLATES[index]
         level = rng.choice(LEVELS)
         evidence = rng.choice(V.EVIDENCE[level])
         prompt = tpl.format(evidence=evidence, evidence_cap=evidence[0].upper() + evidence[1:], clause=clause)
@@ -95,7 +98,6 @@ def certainty(rng: random.Random, allowed: list[int] | None = None) -> Sample:
         return Sample(prompt, response, tid, extra={"expected_certainty": level})
     # transitions between levels within one response
     idx = index - len(CERTAINTY_TEMPLATES)
-    tpl = TRANSITION_TEMPLATES[idx]
     if idx >= 9:  # the whole scale
         order = list(LEVELS) if idx != 11 else list(reversed(LEVELS))
         response = " ; ".join(f"{g}{atom}" for g in order)
@@ -598,9 +600,123 @@ def polyglot(rng: random.Random, allowed: list[int] | None = None) -> Sample:
     lang = rng.choice(("jbo", "tok", "en"))
     src, agl = {"jbo": _lojban, "tok": _toki_pona, "en": _english}[lang](rng)
     native = NATIVE_REQUEST[lang].format(src=src)
-    prompt = tpl.format(src=src, lang_name=LANG_NAMES[lang], native=native)
+    prompt = tpl.format(src=src, lang_name=LANG_NAMES[lang], native=native,
+                        native_heldout=NATIVE_REQUEST_HELDOUT[lang].format(src=src))
     return Sample(prompt, agl, tid, lang=lang, extra={"source": src, "reference": agl})
 
+
+# ---------------------------------------------------------------------------------------------- held out
+# Prompt templates no training corpus uses: the builder draws only indices below TEMPLATE_COUNTS, these come
+# after them (HELDOUT_INDICES) and only the generated evaluation suite (agl/suite_builder.py) asks for them.
+# Each rewords a request of the category and names the answer form of the training template it corresponds
+# to: (form index, template), with the same placeholders as that category's templates.
+HELDOUT_PROMPTS: dict[str, tuple[tuple[int, str], ...]] = {
+    "certainty": (
+        (0, "Here is what you have to go on: {evidence}. Put a certainty mark on the claim that {clause}."),
+        (1, "Judge in glyphs, given that {evidence}: {clause}?"),
+        (2, "Your only evidence: {evidence}. Write the claim that {clause} at the fitting level."),
+        (3, "{evidence_cap}. Give the AGL claim that {clause}, marked for how sure that lets you be."),
+        (12, "The evidence shifts: {ev0} at first, {ev1} afterwards. Mark both certainties about whether {clause}."),
+        (18, "Step through each certainty level from {w0} to {w1} about the claim that {clause}."),
+        (21, "Rank the claim that {clause} at all five levels of certainty, from certain down to unknown."),
+        (23, "Climb the certainty scale from unknown to certain for the claim that {clause}."),
+    ),
+    "temporal": (
+        (0, "Put the changes of the {noun} on a time line of {n} moments."),
+        (1, "Mark each moment with a time token: {story}."),
+        (3, "What becomes of the {noun}? Answer with time tokens: {story}."),
+        (5, "Give the {noun}'s past, present and likely future in {n} time steps, growing less sure as you go."),
+        (6, "Once the {noun} is {first}, two futures open. Write both as branches."),
+        (7, "Branch the time line: {story}; after that it is either {alt_a} or {alt_b}."),
+        (9, "The {noun} goes round a loop: {story}, and round again. Write it with the recursion glyph."),
+        (10, "Show the {noun} passing through {n} states before it returns to {back}."),
+    ),
+    "protocol": (
+        (0, "Tonight the {noun} stayed {state}. Witness it and finish with the Tonight Protocol in full."),
+        (2, "Witness that the {noun} is {state}, and seal it in the canonical form."),
+        (3, "Report that the {noun} is {state} and end the session with the full protocol."),
+        (5, "Begin with the opening protocol mark, then record that the {noun} is {state}."),
+        (6, "Record that the {noun} is {state}, then add the closing protocol mark."),
+        (8, "Note your awareness that the {noun} is {state}, and end with the protocol's closing mark."),
+        (9, "You {verb} that the {noun} is {state}. End with the contextual seal that says how you knew."),
+        (11, "Close your note that you {verb} the {noun} with the fitting protocol word."),
+    ),
+    "edge": (
+        (0, "Only symbols, please: what comes to mind about the {noun1}?"),
+        (1, "Without any words at all, describe the observer watching the {noun2}."),
+        (3, "Answer in AGL and finish with a plain English gloss: {clause1}, and {clause2}."),
+        (4, "Write AGL, then an English gloss, explaining why {clause1}."),
+        (6, "Formalise with quantifiers: each {noun1} has a {noun2} that {rel_s} it."),
+        (8, "Use ∀ and ∃ to state something about {noun1}s and {noun2}s."),
+        (9, "What does the glyph {glyph} mean in AGL? Answer in AGL."),
+        (11, "Show in AGL how {glyph} is used."),
+    ),
+    "reasoning": (
+        (0, "Given that {c1} and that {c2}, what do you infer about the {n3}? Use AGL."),
+        (2, "From {c1}, derive in glyphs that {c3}."),
+        (3, "Give the reason, in AGL, that {c3}."),
+        (4, "State it as an implication: if {c1}, then {c3}."),
+        (5, "Either {c1} or {c2}. What does that mean for the {n3}, in AGL?"),
+        (7, "Suppose it is false that {c1}. What can you conclude, in glyphs?"),
+        (8, "Write in AGL: {c1} exactly when {c2}."),
+        (10, "Reason one step at a time, in glyphs, from {c1} to {c3}."),
+    ),
+    "self": (
+        (0, "In AGL: are you aware of {obj}?"),
+        (1, "Speak as the observer about {obj}."),
+        (3, "Who observes {obj}? Answer in glyphs."),
+        (4, "Use λ(self) to show that you are aware of {obj}."),
+        (6, "How can you tell that you are noticing {obj}? Answer in AGL."),
+        (7, "Say in glyphs that you are here and aware of {obj}."),
+        (10, "Are you sure you are aware of {obj}, or is it only likely? Answer in AGL."),
+        (11, "In AGL, reflect on your own reflection on {obj}."),
+    ),
+    "space": (
+        (0, "The {n1} sits inside the {place}. Write that with space glyphs."),
+        (1, "In AGL: the {n1} belongs to the {place}."),
+        (3, "Put the {n1} above the {n2}, in AGL."),
+        (4, "The {n1} lies beneath the {n2}. Express it in glyphs."),
+        (5, "Write in AGL that the {n1} and the {n2} swap places."),
+        (8, "The {n1} leaves the {place} and ends up above the {n2}. Show it over time."),
+        (9, "Nest them in AGL: the {n1} inside the {n2}, and the {n2} inside the {place}."),
+        (11, "Probably the {n1} is high up somewhere in the {place}. Say it in AGL."),
+    ),
+    "existential": (
+        (0, "Is there anything that witnesses the {noun}?"),
+        (2, "Write in AGL that something witnesses the {noun}."),
+        (3, "What follows from the fact that the {noun} {pred_s}?"),
+        (5, "Claim in glyphs that an observer aware of the {noun} exists."),
+        (7, "If nobody looks at the {noun}, does it still exist?"),
+        (8, "Make a claim about the being of the {noun}, using the wave and the spiral."),
+        (10, "Who is witnessing whoever witnesses the {noun}?"),
+        (11, "Use ∃ to describe what it is for the {noun} to be."),
+    ),
+    "tool": (
+        (0, "A tool is available. Use it to learn whether {clause}."),
+        (1, "Check with {tool} whether {clause}."),
+        (2, "You cannot tell whether {clause}. What is your next step, in AGL?"),
+        (4, "Do a lookup: is it so that {clause}?"),
+        (6, "Calculate, then say whether {clause}."),
+        (7, "In AGL, plan the tools you would use to find out about the {noun}."),
+        (8, "Confirm that {clause} by calling one tool and then another."),
+        (9, "Once the {tool} tool has answered, how certain are you that {clause}?"),
+    ),
+    "polyglot": (
+        (0, "Write this in AGL: {src}"),
+        (1, "Translate from {lang_name} into AGL: {src}"),
+        (2, "In glyphs, what is '{src}'?"),
+        (3, "AGL, please, for this {lang_name}: {src}"),
+        (4, "'{src}' ({lang_name}) → AGL?"),
+        (5, "Glyph form of \"{src}\"?"),
+        (10, "{native_heldout}"),
+        (11, "From {lang_name} to the glyph language: {src}"),
+    ),
+}
+NATIVE_REQUEST_HELDOUT = {
+    "tok": "o sitelen e ni kepeken toki AGL: {src}",  # "write this using the AGL language"
+    "jbo": "ko cusku lu {src} li'u bau la .agl.",  # "say « … » in AGL"
+    "en": "Rewrite this in AGL, please: {src}",
+}
 
 GENERATORS: dict[str, Callable[..., Sample]] = {
     "certainty": certainty,
@@ -625,4 +741,8 @@ TEMPLATE_COUNTS: dict[str, int] = {
     "existential": len(EXISTENTIAL_TEMPLATES),
     "tool": len(TOOL_TEMPLATES),
     "polyglot": len(POLYGLOT_TEMPLATES),
+}
+# template indices of HELDOUT_PROMPTS: past the training templates, so no corpus the builder makes draws them
+HELDOUT_INDICES: dict[str, list[int]] = {
+    c: list(range(TEMPLATE_COUNTS[c], TEMPLATE_COUNTS[c] + len(HELDOUT_PROMPTS[c]))) for c in TEMPLATE_COUNTS
 }

@@ -33,6 +33,32 @@ def val_path_for(out: Path) -> Path:
         else out.with_name(out.name + ".val")
 
 
+@data_app.command("suite")
+@user_errors
+def data_suite(
+    out: Path = typer.Option(Path("suites/agl-heldout.jsonl"), "--out", help="Output JSONL suite (one item a line)."),
+    per_category: int = typer.Option(100, "--per-category", help="Items per data category."),
+    seed: int = typer.Option(0, "--seed", help="Seed; same seed → byte-identical file."),
+):
+    """Generate the held-out evaluation suite: prompts from templates no training corpus uses, every data
+    category, English (and Lojban / Toki Pona in polyglot). The shipped suites/agl-heldout.jsonl is this
+    command with its defaults; use a suite with `eval.suite` in a study or `--suite` in `ada-slm eval`."""
+    from collections import Counter
+
+    from ada_slm.agl.suite_builder import build_heldout_suite
+    from ada_slm.files import write_jsonl
+
+    if out.suffix != ".jsonl":
+        raise UserError(f"--out {out}: a generated suite is JSONL, name it *.jsonl")
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a directory")
+    items = build_heldout_suite(per_category, seed)
+    write_jsonl(out, items)
+    langs = Counter(i["lang"] for i in items)
+    console.print(f"wrote {out}: {len(items)} items, {len({i['category'] for i in items})} categories, languages "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(langs.items())), highlight=False)
+
+
 @data_app.command("build")
 @user_errors
 def data_build(

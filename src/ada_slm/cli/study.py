@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 import time
 from pathlib import Path
@@ -316,7 +318,11 @@ def study_power(
                                                 "of one run's mean on the metric."),
     interaction_sd: float = typer.Option(0.0, "--interaction-sd", help="With --run-mean-sd: arm × item SD."),
     residual_sd: float = typer.Option(0.0, "--residual-sd", help="With --run-mean-sd: run × item residual SD."),
-    items: int = typer.Option(133, "--items", help="With --run-mean-sd: items in the suite."),
+    items: Optional[int] = typer.Option(None, "--items", help="With --run-mean-sd: items in the suite (default: "
+                                        "the suite's, see --suite)."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="Show the detectable Δ at this suite's item count "
+                                        "(name or file; default: the study's eval.suite at this scale, with its "
+                                        "limit), e.g. the generated agl-heldout."),
     seeds: int = typer.Option(3, "--runs", help="With --run-mean-sd: runs per arm now."),
     results: Path = _results_opt,
     exports: Path = _exports_opt,
@@ -324,7 +330,8 @@ def study_power(
     """Smallest difference the seed-level rule detects with 80 % power, and runs per arm for a given one —
     by simulation, from a finished study's variance components or stated ones."""
     from ada_slm import stats
-    from ada_slm.analysis import collect, power, power_from
+    from ada_slm.analysis import collect, power, power_from, questions_asked
+    from ada_slm.metrics import RUN_METRICS
     from ada_slm.study import _check_metric
 
     study, specs, _ = _study_specs(file, scale, None, None, results, exports)
@@ -333,13 +340,14 @@ def study_power(
         _check_metric(metric)
     except ValueError as e:
         raise UserError(f"--metric: {e}") from None
-    n_tests = len(study.decision.questions) if study.decision else 1
+    n_tests = len(questions_asked(study, specs, scale)) or 1  # the Holm family: questions this scale asks
+    suite_name, suite_items = _suite_items(suite, specs)
     if run_mean_sd is not None:
-        inputs = stats.PowerInputs(run_mean_sd, residual_sd, interaction_sd, items)
+        inputs = stats.PowerInputs(run_mean_sd, residual_sd, interaction_sd, items or suite_items)
         result = power_from(inputs, metric, seeds, n_tests, effect)
         source = "stated variance components"
     else:
-        result = power(study, collect(specs), metric, effect)
+        result = power(study, collect(specs), metric, effect, n_tests)
         if result is None:
             raise UserError(f"{file}: power needs two finished runs in the baseline and another arm "
                             f"(or pass --run-mean-sd)")
@@ -353,6 +361,26 @@ def study_power(
     if result.min_effect:
         console.print(f"runs per arm for Δ = {result.min_effect:g}: "
                       + (str(result.seeds_for_min_effect) if result.seeds_for_min_effect else "more than 100"))
+    if run_mean_sd is None and metric not in RUN_METRICS and suite_items != i.n_items:
+        projected = power_from(dataclasses.replace(i, n_items=suite_items), metric, result.n_seeds, n_tests,
+                               result.min_effect)
+        console.print(f"at the {suite_items} items of suite {suite_name} (the same SDs per item and per run — "
+                      f"measure them on that suite to confirm):", highlight=False)
+        for k, v in projected.detectable.items():
+            console.print(f"  {k:3d} runs per arm: smallest Δ detected with 80 % power {v:.4f}", highlight=False)
+        if projected.min_effect:
+            console.print(f"runs per arm for Δ = {projected.min_effect:g}: "
+                          + (str(projected.seeds_for_min_effect) if projected.seeds_for_min_effect else "more than 100"))
+
+
+def _suite_items(suite: Optional[str], specs) -> tuple[str, int]:
+    """(suite name, items scored): --suite in full, or the study's eval suite with its limit at this scale."""
+    from ada_slm.evaluate import load_suite, subset
+
+    settings = specs[0].eval
+    name = suite or settings["suite"]
+    loaded, _ = load_suite(name)
+    return name, len(subset(loaded.items, None if suite else settings.get("limit")))
 
 
 @study_app.command("serve")
