@@ -30,7 +30,7 @@ def test_table_level_findings(sections):
 def test_92x_claim(sections):
     lines = sections["92× more AGL awareness (v9C over v9B)"]
     assert lines == [
-        "Reported: agl_awareness v9B 0.0010 → v9C 0.0927 (Δ +0.0917, 92.7×), one run each.",
+        "Reported: agl_awareness v9B 0.0010 → v9C 0.0927 (Δ +0.0917, ratio 92.7 without a CI), one run each.",
         "Baseline ≈ 0: v9B's 0.0010 is below 0.01 and below the re-run spread 0.0847; a ratio over it is not "
         "meaningful: n/a (baseline ≈ 0).",
         "Confounded: rank 16→32, effective batch 4×4=16, 339 steps → 4×16=64, 87 steps change together; the data "

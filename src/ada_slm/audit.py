@@ -166,7 +166,7 @@ def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
                 "Verdict: not supported (no data)."]
     delta = va - vb
     lines = [f"Reported: {claim.metric} {claim.against} {vb:.4f} → {claim.arm} {va:.4f} "
-             f"(Δ {delta:+.4f}" + (f", {va / vb:.1f}×" if vb > 0 else "") + "), one run each."]
+             f"(Δ {delta:+.4f}" + (f", ratio {va / vb:.1f} without a CI" if vb > 0 else "") + "), one run each."]
     reasons = []
     runs_a, runs_b = _values(a, claim.metric), _values(b, claim.metric)
     test = _seed_level_test(runs_a, runs_b)

@@ -213,6 +213,7 @@ class Comparison:
     p_perm_min: float = math.nan  # the smallest p that permutation can give with these runs
     test: str = TEST_NAME
     interaction_sd: float = math.nan  # SD of the arm × item interaction, for power
+    family: str = ""  # the Holm family p_holm is adjusted over, in words ("" = tested alone)
 
     @property
     def supported(self) -> bool:
@@ -223,6 +224,30 @@ class Comparison:
     @property
     def significant(self) -> bool:  # the name older scripts use
         return self.supported
+
+
+def format_p(p: float) -> str:
+    return "—" if p is None or not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def apply_holm(comparisons: dict[str, "Comparison"], family: str) -> None:
+    """Holm's correction over one named family of comparisons: sets p_holm and names the family, so every
+    verdict says which tests it was corrected with (a Δ can be corrected in two families: the metrics of a
+    comparison in its table, the questions in the decision)."""
+    finite = {k: c.p for k, c in comparisons.items() if math.isfinite(c.p)}
+    for k, p in holm(finite).items():
+        comparisons[k].p_holm = p
+        comparisons[k].family = f"{family} ({len(finite)} tests)" if len(finite) > 1 else ""
+
+
+def verdict(c: "Comparison") -> str:
+    """The rule in words, with its p and the family it was corrected over."""
+    if math.isnan(c.p):
+        return "no test (one run per arm)"
+    word = "supported" if c.supported else "not distinguishable"
+    if c.family:
+        return f"{word} (Holm p {format_p(c.p_holm)} over {c.family})"
+    return f"{word} (p {format_p(c.p)})"
 
 
 def align(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -300,9 +325,7 @@ def compare_all(a, b, metrics: list[str], noise_floors: dict[str, float] | None 
         c = compare(a.get(m, {}), b.get(m, {}), m, (noise_floors or {}).get(m, 0.0))
         if c is not None and math.isfinite(c.delta.mean):
             out[m] = c
-    finite = {m: c.p for m, c in out.items() if math.isfinite(c.p)}
-    for m, p in holm(finite).items():
-        out[m].p_holm = p
+    apply_holm(out, "the metrics of this comparison")
     return out
 
 
@@ -372,24 +395,27 @@ def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0
     return out
 
 
-def goldilocks(levels: list[tuple[float, dict]], seed: int = 0) -> tuple[bool, str]:
-    """Ordered factor (e.g. rank 16/32/48): an interior optimum is claimed only when a middle level beats both
-    neighbours, each comparison supported by the rule (Holm over the two)."""
+def goldilocks(levels: list[tuple[float, dict]], seed: int = 0, higher_is_better: bool = True) -> tuple[bool, str]:
+    """Ordered factor (e.g. rank 16/32/48): an interior optimum is claimed only when a middle level is better
+    than both neighbours in the metric's better direction (lower for a loss), each comparison supported by the
+    rule (Holm over the two)."""
     if len(levels) < 3:
         return False, "not supported by the data (needs at least three levels)"
+    sign = 1.0 if higher_is_better else -1.0
+    word = "above" if higher_is_better else "below"
     for j in range(1, len(levels) - 1):
         (lo_v, lo), (mid_v, mid), (hi_v, hi) = levels[j - 1], levels[j], levels[j + 1]
         left, right = compare(mid, lo, "m", seed=seed), compare(mid, hi, "m", seed=seed)
         if not (left and right):
             continue
-        adj = holm({"l": left.p, "r": right.p})
-        left.p_holm, right.p_holm = adj["l"], adj["r"]
-        if left.supported and right.supported and left.delta.mean > 0 and right.delta.mean > 0:
-            return True, (f"interior optimum at {mid_v:g}: beats {lo_v:g} by {left.delta.mean:+.4f} "
-                          f"[{left.delta.low:+.4f}, {left.delta.high:+.4f}] (p {left.p_holm:.3f}) and {hi_v:g} by "
-                          f"{right.delta.mean:+.4f} [{right.delta.low:+.4f}, {right.delta.high:+.4f}] "
-                          f"(p {right.p_holm:.3f}, Holm over the two)")
-    return False, "not supported by the data (no middle level beats both neighbours by the seed-level test)"
+        apply_holm({"l": left, "r": right}, "the two sides of the peak")
+        if left.supported and right.supported and sign * left.delta.mean > 0 and sign * right.delta.mean > 0:
+            return True, (f"interior optimum at {mid_v:g} ({word} both neighbours): Δ vs {lo_v:g} "
+                          f"{left.delta.mean:+.4f} [{left.delta.low:+.4f}, {left.delta.high:+.4f}], vs {hi_v:g} "
+                          f"{right.delta.mean:+.4f} [{right.delta.low:+.4f}, {right.delta.high:+.4f}]; "
+                          f"{verdict(left)}, {verdict(right)}")
+    return False, ("not supported by the data (no middle level is " + ("better" if higher_is_better else
+                   "better (lower)") + " than both neighbours by the seed-level test)")
 
 
 # ------------------------------------------------------------------------------------------ power

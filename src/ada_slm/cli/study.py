@@ -126,7 +126,8 @@ def study_run(
                                                "sqlite:///<results>/mlflow.db)."),
     until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
                                        "runs in rounds to the arms whose questions are still open (and drop arms "
-                                       "clearly worse than the leader in a sweep) until every question is answered; "
+                                       "the leader beats by the elimination test in a sweep) until every question "
+                                       "is answered; "
                                        "group-sequential rule, see README."),
     max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per "
                                             "arm at most (default: the study's adaptive.max_seeds)."),
