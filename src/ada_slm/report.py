@@ -280,6 +280,25 @@ def render_decision(doc: Doc, a: StudyAnalysis):
         doc.p(note)
 
 
+def criteria_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
+    """The study's success criteria, judged from the runs' CIs: header and one row per criterion."""
+    from ada_slm.criteria import judge_all
+
+    rows = [[j.criterion.text, j.verdict, j.evidence] for j in judge_all(a.study, a.data)]
+    return ["criterion (stated before the runs)", "judged", "evidence [95 % CI]"], rows
+
+
+def render_criteria(doc: Doc, a: StudyAnalysis):
+    if not a.study.criteria:
+        return
+    doc.h(2, "Success criteria")
+    doc.p("Stated in the study file before the runs. A threshold is met when the arm's 95 % CI lies beyond it, not "
+          "met when the CI lies on the other side, undecided while the CI contains it; 'better than' is met when "
+          "the seed-level rule supports the difference in the better direction, not met when its CI lies on the "
+          "worse side of 0. Each criterion is judged alone (not corrected over the criteria).")
+    doc.table(*criteria_table(a))
+
+
 def decision_intro(d: DecisionResult) -> str:
     better = "higher" if d.metric not in RUN_METRICS or RUN_METRICS[d.metric] else "lower"
     return (f"A question is answered yes when the comparison is supported by the seed-level test (Holm over the "
@@ -384,6 +403,7 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     render_comparisons(doc, a)
     render_designs(doc, a)
     render_decision(doc, a)
+    render_criteria(doc, a)
     render_power(doc, a)
     rounds_path = out_dir / "rounds.json"
     render_rounds(doc, json.loads(rounds_path.read_text()) if rounds_path.is_file() else None)
@@ -409,6 +429,7 @@ def summary(a: StudyAnalysis) -> str:
     render_summary(doc, a)
     render_designs(doc, a)
     render_decision(doc, a)
+    render_criteria(doc, a)
     render_power(doc, a)
     return doc.markdown()
 
