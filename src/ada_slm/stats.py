@@ -217,7 +217,7 @@ class Comparison:
 
     @property
     def supported(self) -> bool:
-        """The one rule for 'this difference is real': Holm-adjusted (or, alone, raw) t p-value below 0.05."""
+        """The one rule for 'supported': Holm-adjusted (over `family`; alone, raw) t p-value below 0.05."""
         p = self.p_holm if math.isfinite(self.p_holm) else self.p
         return bool(math.isfinite(p) and p < ALPHA and self.delta.excludes_zero())
 
