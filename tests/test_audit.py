@@ -102,6 +102,7 @@ def test_claims_that_hold_are_supported(tmp_path):
     verdicts = {heading: lines[-1] for heading, lines in audit(load_reported(path))}
     assert verdicts["2x awareness at r32"].startswith("Verdict: supported (higher by the seed-level test, p 0.0")
     assert verdicts["rank raises awareness"].startswith("Verdict: supported")
+    assert verdicts["2x awareness at r32"].endswith("; this claim tested alone, not corrected over the other claims).")
     assert verdicts["rank lowers awareness"] == "Verdict: not supported (the difference goes the other way)."
     assert verdicts["higher held-out loss, less awareness"].startswith("Verdict: supported (seed-level tests")
     general = dict(audit(load_reported(path)))["The table as a whole"]

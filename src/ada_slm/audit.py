@@ -154,7 +154,9 @@ def audit(rep: Reported) -> list[tuple[str, list[str]]]:
 
 
 def _verdict(test: str, reasons: list[str]) -> str:
-    return f"Verdict: supported ({test})." if not reasons else f"Verdict: not supported ({', '.join(reasons)})."
+    # each claim is its own family: p is not corrected over the table's claims, and the verdict says so
+    return (f"Verdict: supported ({test}; this claim tested alone, not corrected over the other claims)."
+            if not reasons else f"Verdict: not supported ({', '.join(reasons)}).")
 
 
 def _pair_claim(rep: Reported, claim: Claim) -> list[str]:

@@ -417,6 +417,7 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
         {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "df": c.delta.df, "p": c.p,
                    "p_holm": c.p_holm, "p_perm": c.p_perm, "p_perm_min": c.p_perm_min, "test": c.test,
                    "ratio": c.ratio, "ratio_note": c.ratio_note, "supported": c.supported,
+                   "holm_family": c.family, "verdict": stats.verdict(c),
                    "significant": c.supported}
                for m, c in comp.comparisons.items()} for arm, comp in a.comparisons.items()}, indent=2,
         allow_nan=True))
