@@ -75,3 +75,10 @@ def test_study_plan_prints_time_and_power_before_any_run(tmp_path):
     assert "time of all 12 listed runs: training 2.7 min + evaluation 1.6 min" in out
     assert "power on agl_awareness from default components" in out and "16 items" in out
     assert "at 2 runs per arm (this plan)" in out
+
+
+def test_a_record_of_another_shape_is_no_measurement(tmp_path):
+    odd = record(100.0)
+    odd["train"]["steps"] = [{"step": 1}]  # no token counts
+    assert plan.remember([("s", odd)], tmp_path / "throughput.json") == []
+    assert not (tmp_path / "throughput.json").exists()

@@ -108,17 +108,25 @@ def measurements(records: list[tuple[str, dict]]) -> dict[str, dict]:
             found.setdefault(key, []).append((study, rec))
     out = {}
     for key, runs in found.items():
-        per_seq = [sum(s["tokens"] for s in r["train"]["steps"]) / max(1, sum(s["sequences"] for s in r["train"]["steps"]))
-                   for _, r in runs]
-        evals = [r["eval"] for _, r in runs if (r.get("eval") or {}).get("generation_s") and r["eval"].get("n_items")]
-        entry = {"tokens_per_s": statistics.mean(r["train"]["tokens_per_s"] for _, r in runs),
-                 "tokens_per_sequence": statistics.mean(per_seq), "runs": len(runs), "study": runs[0][0],
-                 "measured": dt.date.today().isoformat()}
-        if evals:
-            entry["eval_s_per_item"] = statistics.mean(e["generation_s"] / e["n_items"] for e in evals)
-            entry["eval_max_new_tokens"] = evals[0]["generation"]["max_new_tokens"]
-        out[key] = entry
+        try:
+            out[key] = _entry(runs)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):  # a record of another shape: no measurement
+            continue
     return out
+
+
+def _entry(runs: list[tuple[str, dict]]) -> dict:
+    """One cache entry from the finished runs of one machine key."""
+    per_seq = [sum(s["tokens"] for s in r["train"]["steps"]) / max(1, sum(s["sequences"] for s in r["train"]["steps"]))
+               for _, r in runs]
+    evals = [r["eval"] for _, r in runs if (r.get("eval") or {}).get("generation_s") and r["eval"].get("n_items")]
+    entry = {"tokens_per_s": statistics.mean(r["train"]["tokens_per_s"] for _, r in runs),
+             "tokens_per_sequence": statistics.mean(per_seq), "runs": len(runs), "study": runs[0][0],
+             "measured": dt.date.today().isoformat()}
+    if evals:
+        entry["eval_s_per_item"] = statistics.mean(e["generation_s"] / e["n_items"] for e in evals)
+        entry["eval_max_new_tokens"] = evals[0]["generation"]["max_new_tokens"]
+    return entry
 
 
 def remember(records: list[tuple[str, dict]], path: Path | None = None) -> list[str]:
