@@ -107,3 +107,29 @@ def test_claims_that_hold_are_supported(tmp_path):
     assert verdicts["higher held-out loss, less awareness"].startswith("Verdict: supported (seed-level tests")
     general = dict(audit(load_reported(path)))["The table as a whole"]
     assert general[0].startswith("Runs per arm: small 3, large 3")
+
+
+def test_the_seeds_criteria_are_undecided_on_single_runs(sections):
+    lines = sections["Success criteria (stated before the runs)"]
+    assert lines[0] == ("AGL awareness > 0.15: undecided (n = 1: no CI; as reported v9C 0.0927, not above 0.15 on "
+                        "one run).")
+    assert all(": undecided (n = 1" in line for line in lines) and len(lines) == 4
+
+
+def test_criteria_with_reruns_are_judged_from_cis(tmp_path):
+    path = tmp_path / "synthetic.yaml"
+    path.write_text(SYNTHETIC + """criteria:
+  - {text: "large above 0.15", arm: large, metric: agl_awareness, above: 0.15}
+  - {text: "large above 0.3", arm: large, metric: agl_awareness, above: 0.3}
+  - {text: "small above 0.1", arm: small, metric: agl_awareness, above: 0.1}
+  - {text: "large beats small", arm: large, metric: agl_awareness, better_than: small}
+  - {text: "small beats large", arm: small, metric: agl_awareness, better_than: large}
+""")
+    lines = dict(audit(load_reported(path)))["Success criteria (stated before the runs)"]
+    assert [line.split(" (")[0] for line in lines] == [
+        "large above 0.15: met", "large above 0.3: not met", "small above 0.1: undecided", "large beats small: met",
+        "small beats large: not met"]
+    assert lines[0] == "large above 0.15: met (large 0.2007 [0.1857, 0.2156] over 3 runs)."
+    path.write_text(SYNTHETIC + "criteria:\n  - {text: t, arm: large, metric: agl_awareness, above: 0.1, below: 1}\n")
+    with pytest.raises(UserError, match="criteria.0: give exactly one of above, below, better_than"):
+        load_reported(path)
