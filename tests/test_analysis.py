@@ -163,3 +163,40 @@ def test_metric_names_are_checked_when_the_study_loads(tmp_path, field, text):
         load_study(path)
     message = str(info.value)
     assert text in message and "unknown metric" in message and "\n" not in message.strip()
+
+
+def test_goldilocks_follows_the_metric_direction(study_specs):
+    """On held-out loss (lower is better) the middle rank with the WORST loss is no optimum (the old code called
+    it one: it 'beat' both neighbours by having the larger loss); the middle rank with the lowest loss is."""
+    study, specs = study_specs
+    means = {"b16": 0.3, "r32": 0.3, "r48": 0.3}
+    worst = simulate_arms(study, specs, np.random.default_rng(4), means,
+                          losses={"b16": 2.0, "r32": 2.3, "r48": 2.0})
+    g = analysis.goldilocks(worst, "heldout_loss")
+    assert sorted(g.by_rank) == [16, 32, 48] and not g.claimed
+    best = simulate_arms(study, specs, np.random.default_rng(4), means, losses={"b16": 2.3, "r32": 2.0, "r48": 2.3})
+    g = analysis.goldilocks(best, "heldout_loss")
+    assert g.claimed and "interior optimum at 32 (below both neighbours)" in g.text
+    assert "over the two sides of the peak (2 tests)" in g.text
+
+
+def test_every_verdict_names_its_holm_family(study_specs):
+    """A Δ is corrected over the metrics of its comparison in the table and over the decision's questions in the
+    decision: each verdict says which, so a 'not distinguishable' beside a 'yes' is explained, not a contradiction."""
+    from ada_slm.report import comparison_table, decision_table, summary_table
+
+    study, specs = study_specs
+    arms = simulate_arms(study, specs, np.random.default_rng(5), {"b16": 0.3, "r32": 0.36, "data5k": 0.3},
+                         losses={"b16": 2.0, "r32": 2.0, "data5k": 2.0})
+    a = analysis.analyse(study, specs, arms=arms)
+    header, rows = comparison_table(a, a.comparisons["r32"])
+    verdicts = {r[0]: r[header.index("difference")] for r in rows}
+    assert verdicts["agl_awareness"].endswith("over the metrics of this comparison (2 tests))")
+    assert verdicts["agl_awareness"].startswith(("supported (Holm p ", "not distinguishable (Holm p "))
+    _, decision_rows = decision_table(a.decision)
+    rank = next(r for r in decision_rows if r[0] == "rank")
+    assert "over the decision's questions (2 tests))" in rank[2]
+    _, summary_rows = summary_table(a)
+    r32 = next(r for r in summary_rows if r[0] == "r32")
+    assert "over the metrics of this comparison" in r32[6] and "× [" in r32[6]  # × only with its CI
+    assert not any("real" in cell for row in rows + decision_rows + summary_rows for cell in row)

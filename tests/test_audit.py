@@ -30,7 +30,7 @@ def test_table_level_findings(sections):
 def test_92x_claim(sections):
     lines = sections["92× more AGL awareness (v9C over v9B)"]
     assert lines == [
-        "Reported: agl_awareness v9B 0.0010 → v9C 0.0927 (Δ +0.0917, 92.7×), one run each.",
+        "Reported: agl_awareness v9B 0.0010 → v9C 0.0927 (Δ +0.0917, ratio 92.7 without a CI), one run each.",
         "Baseline ≈ 0: v9B's 0.0010 is below 0.01 and below the re-run spread 0.0847; a ratio over it is not "
         "meaningful: n/a (baseline ≈ 0).",
         "Confounded: rank 16→32, effective batch 4×4=16, 339 steps → 4×16=64, 87 steps change together; the data "
@@ -102,7 +102,34 @@ def test_claims_that_hold_are_supported(tmp_path):
     verdicts = {heading: lines[-1] for heading, lines in audit(load_reported(path))}
     assert verdicts["2x awareness at r32"].startswith("Verdict: supported (higher by the seed-level test, p 0.0")
     assert verdicts["rank raises awareness"].startswith("Verdict: supported")
+    assert verdicts["2x awareness at r32"].endswith("; this claim tested alone, not corrected over the other claims).")
     assert verdicts["rank lowers awareness"] == "Verdict: not supported (the difference goes the other way)."
     assert verdicts["higher held-out loss, less awareness"].startswith("Verdict: supported (seed-level tests")
     general = dict(audit(load_reported(path)))["The table as a whole"]
     assert general[0].startswith("Runs per arm: small 3, large 3")
+
+
+def test_the_seeds_criteria_are_undecided_on_single_runs(sections):
+    lines = sections["Success criteria (stated before the runs)"]
+    assert lines[0] == ("AGL awareness > 0.15: undecided (n = 1: no CI; as reported v9C 0.0927, not above 0.15 on "
+                        "one run).")
+    assert all(": undecided (n = 1" in line for line in lines) and len(lines) == 4
+
+
+def test_criteria_with_reruns_are_judged_from_cis(tmp_path):
+    path = tmp_path / "synthetic.yaml"
+    path.write_text(SYNTHETIC + """criteria:
+  - {text: "large above 0.15", arm: large, metric: agl_awareness, above: 0.15}
+  - {text: "large above 0.3", arm: large, metric: agl_awareness, above: 0.3}
+  - {text: "small above 0.1", arm: small, metric: agl_awareness, above: 0.1}
+  - {text: "large beats small", arm: large, metric: agl_awareness, better_than: small}
+  - {text: "small beats large", arm: small, metric: agl_awareness, better_than: large}
+""")
+    lines = dict(audit(load_reported(path)))["Success criteria (stated before the runs)"]
+    assert [line.split(" (")[0] for line in lines] == [
+        "large above 0.15: met", "large above 0.3: not met", "small above 0.1: undecided", "large beats small: met",
+        "small beats large: not met"]
+    assert lines[0] == "large above 0.15: met (large 0.2007 [0.1857, 0.2156] over 3 runs)."
+    path.write_text(SYNTHETIC + "criteria:\n  - {text: t, arm: large, metric: agl_awareness, above: 0.1, below: 1}\n")
+    with pytest.raises(UserError, match="criteria.0: give exactly one of above, below, better_than"):
+        load_reported(path)

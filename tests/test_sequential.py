@@ -48,7 +48,7 @@ def test_no_true_effect_is_rarely_supported_despite_a_look_every_round(setting):
     print(f"\n{setting}: P(any of 2 questions supported | no effect, 8 looks) = {type_one:.4f} "
           f"(looking at p < 0.05 every round, one question: {naive:.4f}); mean runs {sim.runs.mean():.1f}")
     assert type_one <= 0.05
-    assert naive > 0.10  # the repeated looks the rule corrects for do inflate
+    assert naive > 0.07  # the repeated looks the rule corrects for do inflate (8–14 % against 5 %)
 
 
 def test_a_real_effect_is_decided_with_fewer_runs_than_a_fixed_design_of_equal_power():
@@ -96,3 +96,14 @@ def test_holm_passes_alpha_on_and_equivalence_needs_the_margin():
     eq = sequential.answer_questions(np.array([[0.001]]), np.array([[0.01]]), np.array([[18.0]]),
                                      np.zeros((1, 1), int), k, PLAN, 1.0, margin=0.05)
     assert eq.tolist() == [[sequential.EQUIVALENT]]
+
+
+def test_a_sweep_controls_dropping_the_best_arm_not_dropping_some_arm():
+    """Six equal arms: each given arm is eliminated in ≤ α / 2 of sweeps (what the rule controls), yet some arm
+    is eliminated far more often — so the report says an eliminated arm is not shown to be worse. The figures
+    are sequential.SWEEP_COMPLETE_NULL's."""
+    sim = sequential.simulate(PLAN, np.full(6, 0.3), Noise(0.02, 0.02, 0.08, 20), [], sweep=list(range(6)),
+                              n_sim=2000, seed=5)
+    assert sim.eliminated.mean(0).max() <= 0.025
+    assert sim.eliminated.any(1).mean() > 0.05  # 0.0875 with this seed
+    assert "8.8 %" in sequential.SWEEP_COMPLETE_NULL

@@ -167,11 +167,15 @@ def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
         comp, table = a["comparisons"][arm], md_table(md, f"### {arm} vs r8")
         assert comp["header"] == list(table[0])
         assert [list(r["cells"].values()) for r in comp["rows"]] == [list(r.values()) for r in table]
-        assert [r["supported"] for r in comp["rows"]] == [r["difference"] == "real" for r in table]
+        assert [r["supported"] for r in comp["rows"]] == [r["difference"].startswith("supported") for r in table]
         assert comp["notes"] and all(f"\n{n}\n" in md for n in comp["notes"])
     shown = {r["metric"]: r for r in a["comparisons"]["r16-b1"]["rows"]}
     assert {"heldout_loss", "train_loss", "tokens_per_s"} <= set(shown)  # the run-level quantities too
-    assert shown["agl_awareness"]["supported"] and shown["heldout_loss"]["supported"]  # r16-b1 made clearly better
+    assert shown["heldout_loss"]["supported"]  # r16-b1 made clearly better
+    # at 2 runs per arm (t with ≈ 2 d.f.) agl_awareness's p 0.034 is not supported over the 16 metrics of the
+    # table, yet answers the one decision question: each verdict names its family
+    assert not shown["agl_awareness"]["supported"]
+    assert shown["agl_awareness"]["cells"]["difference"].endswith("over the metrics of this comparison (16 tests))")
     assert shown["agl_awareness"]["delta"]["mean"] == pytest.approx(0.1892, abs=5e-5)
     assert a["comparisons"]["broken"] == {"notes": ["No finished runs to compare (seed 0: failed, seed 1: failed)."],
                                           "rows": []} and a["comparisons"]["broken"]["notes"][0] in md

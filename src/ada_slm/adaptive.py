@@ -1,5 +1,6 @@
 """Adaptive studies (`ada-slm study run STUDY --until-decided`): rounds of runs until the study's questions are
-answered, arms that are clearly worse than the leader dropped on the way.
+answered, arms that the leader beats by the elimination test dropped on the way (what that controls: the eventual
+best arm is dropped with probability ≤ α / 2 — not that every dropped arm is worse; see sequential.py).
 
 Round 1 runs every arm at the study's seeds; after each round the study looks at its data with the
 group-sequential rule of `sequential.py`, and the next round adds `seeds_per_round` runs only to the arms of

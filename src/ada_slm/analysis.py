@@ -274,7 +274,7 @@ def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
     if len(best) < 3:
         return Goldilocks(best, False, "not supported by the data: fewer than three ranks at otherwise equal settings")
     ordered = [(float(r), arms[best[r]].scores[metric]) for r in sorted(best)]
-    claimed, text = stats.goldilocks(ordered)
+    claimed, text = stats.goldilocks(ordered, higher_is_better=higher_is_better(metric))
     return Goldilocks(dict(sorted(best.items())), claimed, text)
 
 
@@ -310,6 +310,7 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
             x.yes = x.p_holm < stats.ALPHA
         else:
             x.comparison.p_holm = x.p_holm
+            x.comparison.family = f"the decision's questions ({len(adjusted)} tests)" if len(adjusted) > 1 else ""
             x.yes = x.comparison.supported and sign * x.comparison.delta.mean > 0
     given = {x.question: x.yes for x in answers if x.not_asked is None}
     rule = next((r for r in d.rules if all(given.get(k) == v for k, v in r.when.items())), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ada_slm import stats
@@ -55,12 +56,26 @@ class Claim(Strict):
                                                   "(or lower) than `against` on `metric`.")
 
 
+class ReportedCriterion(Strict):
+    """A success criterion the study stated before its runs: `arm`'s `metric` above / below a value, or higher
+    than another arm's (the reported metrics are all higher-is-better)."""
+
+    text: str
+    arm: str
+    metric: str
+    above: Optional[float] = None
+    below: Optional[float] = None
+    better_than: Optional[str] = None
+
+
 class Reported(Strict):
     name: str
     source: str = ""
     train_examples: Optional[int] = None
     arms: dict[str, ReportedArm]
     claims: list[Claim] = Field(default_factory=list)
+    criteria: list[ReportedCriterion] = Field(default_factory=list, description="Success criteria the study "
+                                              "stated before its runs: judged met / not met / undecided.")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -73,6 +88,12 @@ def load_reported(path) -> Reported:
         for arm in (c.arm, c.against):
             if arm is not None and arm not in rep.arms:
                 raise UserError(f"{path}: claims.{i}: unknown arm {arm!r}")
+    for i, c in enumerate(rep.criteria):
+        for arm in (c.arm, c.better_than):
+            if arm is not None and arm not in rep.arms:
+                raise UserError(f"{path}: criteria.{i}: unknown arm {arm!r}")
+        if sum(x is not None for x in (c.above, c.below, c.better_than)) != 1:
+            raise UserError(f"{path}: criteria.{i}: give exactly one of above, below, better_than")
     return rep
 
 
@@ -150,11 +171,40 @@ def audit(rep: Reported) -> list[tuple[str, list[str]]]:
     for claim in rep.claims:
         lines = _pair_claim(rep, claim) if claim.type in ("ratio", "factor") else _loss_claim(rep, claim)
         sections.append((claim.text, lines))
+    if rep.criteria:
+        sections.append(("Success criteria (stated before the runs)", [_criterion(rep, c) for c in rep.criteria]))
     return sections
 
 
+def _criterion(rep: Reported, c: ReportedCriterion) -> str:
+    """met / not met from a 95 % CI over the arm's runs, as the study report judges them; undecided with one run."""
+    runs = _values(rep.arms[c.arm], c.metric)
+    if not runs:
+        return f"{c.text}: undecided ({c.metric} of {c.arm} is not reported)."
+    if c.better_than is not None:
+        test = _seed_level_test(runs, _values(rep.arms[c.better_than], c.metric))
+        if test is None:
+            return f"{c.text}: undecided (n = 1: no CI; as reported {c.arm} {runs[0]:.4f})."
+        ci = f"Δ {test.delta.mean:+.4f} [{test.delta.low:+.4f}, {test.delta.high:+.4f}]"
+        verdict = "met" if test.supported and test.delta.mean > 0 else "not met" if test.delta.high < 0 else "undecided"
+        return f"{c.text}: {verdict} ({ci}, {stats.verdict(test)})."
+    above = c.above is not None
+    t = c.above if above else c.below
+    if len(runs) < 2:
+        side = "above" if above else "below"
+        beyond = runs[0] > t if above else runs[0] < t
+        return (f"{c.text}: undecided (n = 1: no CI; as reported {c.arm} {runs[0]:.4f}, "
+                f"{side if beyond else 'not ' + side} {t:g} on one run).")
+    iv = stats.arm_interval(np.array(runs)[:, None])
+    beyond, short = (iv.low > t, iv.high < t) if above else (iv.high < t, iv.low > t)
+    verdict = "met" if beyond else "not met" if short else "undecided"
+    return f"{c.text}: {verdict} ({c.arm} {iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}] over {len(runs)} runs)."
+
+
 def _verdict(test: str, reasons: list[str]) -> str:
-    return f"Verdict: supported ({test})." if not reasons else f"Verdict: not supported ({', '.join(reasons)})."
+    # each claim is its own family: p is not corrected over the table's claims, and the verdict says so
+    return (f"Verdict: supported ({test}; this claim tested alone, not corrected over the other claims)."
+            if not reasons else f"Verdict: not supported ({', '.join(reasons)}).")
 
 
 def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
@@ -166,7 +216,7 @@ def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
                 "Verdict: not supported (no data)."]
     delta = va - vb
     lines = [f"Reported: {claim.metric} {claim.against} {vb:.4f} → {claim.arm} {va:.4f} "
-             f"(Δ {delta:+.4f}" + (f", {va / vb:.1f}×" if vb > 0 else "") + "), one run each."]
+             f"(Δ {delta:+.4f}" + (f", ratio {va / vb:.1f} without a CI" if vb > 0 else "") + "), one run each."]
     reasons = []
     runs_a, runs_b = _values(a, claim.metric), _values(b, claim.metric)
     test = _seed_level_test(runs_a, runs_b)

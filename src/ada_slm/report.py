@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ada_slm import stats
+from ada_slm import sequential, stats
 from ada_slm.analysis import (ArmComparison, ArmData, ArmResult, DecisionResult, StudyAnalysis,  # noqa: F401
                               analyse, collect, matrix)  # (collect: record reading)
 from ada_slm.files import atomic_write_text, iter_jsonl
@@ -107,8 +107,7 @@ class Doc:
         return "\n".join(parts)
 
 
-def fmt_p(p: float) -> str:
-    return "—" if p is None or not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+fmt_p = stats.format_p
 
 
 def _mean_sd(iv: stats.Interval | None, vc: stats.VarianceComponents | None) -> str:
@@ -118,7 +117,12 @@ def _mean_sd(iv: stats.Interval | None, vc: stats.VarianceComponents | None) -> 
 
 
 def _verdict(c: stats.Comparison) -> str:
-    return "real" if c.supported else "not distinguishable"
+    return stats.verdict(c)
+
+
+def ratio_ci(c: stats.Comparison) -> str:
+    """× with its 95 % CI — never a bare ratio."""
+    return f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note
 
 
 def render_header(doc: Doc, a: StudyAnalysis):
@@ -156,7 +160,7 @@ def summary_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
         comp = a.comparisons.get(name)
         c = comp.comparisons.get(a.primary) if comp else None
         if c:
-            vs = f"Δ {signed(c.delta)} ({_verdict(c)}); " + (f"× {c.ratio[0]:.2f}" if c.ratio else c.ratio_note)
+            vs = f"Δ {signed(c.delta)} ({_verdict(c)}); {ratio_ci(c)}"
         status = ", ".join(f"{v} {list(arm.states.values()).count(v)}" for v in sorted(set(arm.states.values())))
         rows.append([name + (" (baseline)" if name == a.study.baseline else ""), describe(arm.config),
                      _mean_sd(arm.intervals.get("heldout_loss"), arm.components.get("heldout_loss")),
@@ -171,7 +175,7 @@ def comparison_table(a: StudyAnalysis, comp: ArmComparison) -> tuple[list[str], 
     rows = []
     for m, c in comp.comparisons.items():
         pct = f"{c.percent[0]:+.1f}% [{c.percent[1]:+.1f}, {c.percent[2]:+.1f}]" if c.percent else c.ratio_note
-        ratio = f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note
+        ratio = ratio_ci(c)
         perm = f"{fmt_p(c.p_perm)} (≥ {c.p_perm_min:.3g})" if math.isfinite(c.p_perm) else "—"
         rows.append([m, ci4(c.baseline), f4(c.baseline.mean + c.delta.mean), signed(c.delta), pct, ratio,
                      f"{c.delta.df:.1f}", fmt_p(c.p_holm), perm, _verdict(c)])
@@ -201,8 +205,10 @@ def render_comparisons(doc: Doc, a: StudyAnalysis):
     doc.p(f"The training run is the unit: Δ is the difference of arm means over the items both arms share; its "
           f"95 % CI and p come from a {stats.TEST_NAME} — the seed part is the spread of per-run means, the item "
           "part the arm × item interaction, so the interval is about new runs and new items, not only these. "
-          "p is Holm-corrected across the metrics of one comparison; 'real' = Holm p < 0.05 (the one rule used "
-          "everywhere in this report). 'perm p' is the exact permutation test of run labels (its smallest "
+          "p is Holm-corrected across the metrics of one comparison; 'supported' = Holm p < 0.05 (the one rule "
+          "used everywhere in this report), and every verdict names the family its p was corrected over: the "
+          "same Δ is corrected over the metrics of its comparison here and over the decision's questions in the "
+          "Decision, so the two verdicts can differ. 'perm p' is the exact permutation test of run labels (its smallest "
           "possible value in brackets: 3 vs 3 runs have 20 arrangements, so it cannot go below 0.1). Held-out "
           "loss, final train loss and tokens/s are one number per run, tested the same way (lower loss is "
           "better). % and × are shown only when the baseline's CI excludes 0 and its mean is above the base "
@@ -274,6 +280,25 @@ def render_decision(doc: Doc, a: StudyAnalysis):
         doc.p(note)
 
 
+def criteria_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
+    """The study's success criteria, judged from the runs' CIs: header and one row per criterion."""
+    from ada_slm.criteria import judge_all
+
+    rows = [[j.criterion.text, j.verdict, j.evidence] for j in judge_all(a.study, a.data)]
+    return ["criterion (stated before the runs)", "judged", "evidence [95 % CI]"], rows
+
+
+def render_criteria(doc: Doc, a: StudyAnalysis):
+    if not a.study.criteria:
+        return
+    doc.h(2, "Success criteria")
+    doc.p("Stated in the study file before the runs. A threshold is met when the arm's 95 % CI lies beyond it, not "
+          "met when the CI lies on the other side, undecided while the CI contains it; 'better than' is met when "
+          "the seed-level rule supports the difference in the better direction, not met when its CI lies on the "
+          "worse side of 0. Each criterion is judged alone (not corrected over the criteria).")
+    doc.table(*criteria_table(a))
+
+
 def decision_intro(d: DecisionResult) -> str:
     better = "higher" if d.metric not in RUN_METRICS or RUN_METRICS[d.metric] else "lower"
     asked = [x for x in d.answers if x.not_asked is None]
@@ -295,7 +320,7 @@ def decision_table(d: DecisionResult) -> tuple[list[str], list[list[str]]]:
             evidence = (f"Δ {signed(c.delta)}; TOST: 90 % CI [{e.low:+.4g}, {e.high:+.4g}] within ±{e.margin:.4g}?"
                         f" p (Holm) {fmt_p(x.p_holm)}")
         else:
-            evidence = f"Δ {signed(c.delta)}, p (Holm) {fmt_p(c.p_holm)}" if c else "no data"
+            evidence = f"Δ {signed(c.delta)}, {_verdict(c)}" if c else "no data"
         kind = " (equivalent?)" if x.test == "equivalent" else ""
         rows.append([x.question, f"{x.compare} vs {x.against}{kind}" + (" (confounded)" if x.confounded else ""),
                      evidence, x.answer])
@@ -368,8 +393,10 @@ def render_rounds(doc: Doc, rounds: dict | None):
         doc.p("Answers: " + "; ".join(f"{q}: {s}" for q, s in rounds["answers"].items()) + ".")
     if rounds.get("sweep"):
         doc.p(f"Sweep over {', '.join(rounds['sweep'])}: leader {rounds.get('leader')}; eliminated "
-              f"{', '.join(rounds['eliminated']) or 'none'} (each arm's elimination threshold is α / (arms − 1), "
-              "so the eventual best arm is dropped with probability ≤ α / 2).")
+              f"{', '.join(rounds['eliminated']) or 'none'}. What the sweep controls: each arm's elimination "
+              "threshold is α / (arms − 1), so the eventual best arm is dropped with probability ≤ α / 2. An "
+              "eliminated arm is not shown to be worse: when all arms are equal, some arm is still eliminated in "
+              f"some sweeps ({sequential.SWEEP_COMPLETE_NULL}).")
 
 
 def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir: Path,
@@ -388,6 +415,7 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     render_comparisons(doc, a)
     render_designs(doc, a)
     render_decision(doc, a)
+    render_criteria(doc, a)
     render_power(doc, a)
     rounds_path = out_dir / "rounds.json"
     render_rounds(doc, json.loads(rounds_path.read_text()) if rounds_path.is_file() else None)
@@ -401,6 +429,7 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
         {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "df": c.delta.df, "p": c.p,
                    "p_holm": c.p_holm, "p_perm": c.p_perm, "p_perm_min": c.p_perm_min, "test": c.test,
                    "ratio": c.ratio, "ratio_note": c.ratio_note, "supported": c.supported,
+                   "holm_family": c.family, "verdict": stats.verdict(c),
                    "significant": c.supported}
                for m, c in comp.comparisons.items()} for arm, comp in a.comparisons.items()}, indent=2,
         allow_nan=True))
@@ -413,6 +442,7 @@ def summary(a: StudyAnalysis) -> str:
     render_summary(doc, a)
     render_designs(doc, a)
     render_decision(doc, a)
+    render_criteria(doc, a)
     render_power(doc, a)
     return doc.markdown()
 

@@ -35,6 +35,11 @@ from scipy import stats as sps
 
 from ada_slm import stats
 
+# Simulated (tests/test_sequential.py): what the elimination does NOT control — with every arm equal, some arm
+# is still dropped in this share of sweeps.
+SWEEP_COMPLETE_NULL = ("six equal arms, looks at 3…10 runs per arm, run SD 0.02, arm × item SD 0.02, residual "
+                       "SD 0.08, 20 items: some arm eliminated in 8.8 % of 2,000 simulated sweeps, each given arm "
+                       "in at most 2 %")
 RULE = ("group-sequential: Lan–DeMets alpha spending, O'Brien–Fleming type, over the planned looks, applied to "
         "the seed-level t test (nominal p-value per look); graphical Holm across questions")
 GRID = 401  # points of the numerical integration per look

@@ -125,6 +125,32 @@ class Adaptive(Strict):
         return None if v is None else _check_metric(v)
 
 
+class Criterion(Strict):
+    """A success criterion stated before the runs and judged from the runs' CIs in the report: met, not met or
+    undecided. Exactly one of `above`, `below`, `better_than`."""
+
+    text: str = Field(..., description="The criterion in the study's own words.")
+    arm: str = Field(..., description="The arm it is about.")
+    metric: str = Field(..., description="A per-item or run-level metric.")
+    above: Optional[float] = Field(None, description="Met when the arm's 95 % CI lies above this value, not met "
+                                   "when it lies below, else undecided.")
+    below: Optional[float] = Field(None, description="Met when the arm's 95 % CI lies below this value.")
+    better_than: Optional[str] = Field(None, description="Met when the arm beats this arm on the metric by the "
+                                       "seed-level rule (lower for losses); not met when the 95 % CI of the "
+                                       "difference lies on the worse side of 0.")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        return _check_metric(v)
+
+    @model_validator(mode="after")
+    def _one_test(self):
+        if sum(x is not None for x in (self.above, self.below, self.better_than)) != 1:
+            raise ValueError("give exactly one of above, below, better_than")
+        return self
+
+
 class Study(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -142,6 +168,8 @@ class Study(Strict):
     equivalence_margins: dict[str, float] = Field(default_factory=dict, description="Metric -> margin of the "
                                                   "equivalence test (TOST) for arms that differ only in batch split "
                                                   "(default: 10 % of the baseline's mean).")
+    criteria: list[Criterion] = Field(default_factory=list, description="Success criteria stated before the "
+                                      "runs, judged met / not met / undecided in the report.")
 
     @field_validator("equivalence_margins")
     @classmethod
@@ -169,6 +197,10 @@ class Study(Strict):
                     raise ValueError(f"scale.{name}.skip: unknown arm {arm!r}")
                 if arm == self.baseline:
                     raise ValueError(f"scale.{name}.skip: the baseline {arm!r} is run at every scale")
+        for i, c in enumerate(self.criteria):
+            for arm in (c.arm, c.better_than):
+                if arm is not None and arm not in self.arms and arm != BASE_ARM:
+                    raise ValueError(f"criteria.{i}: unknown arm {arm!r}")
         if self.decision:
             for q, spec in self.decision.questions.items():
                 for arm in (spec.compare, spec.against):

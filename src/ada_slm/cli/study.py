@@ -55,7 +55,9 @@ def study_plan(
     max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per "
                                             "arm at most (default: the study's adaptive.max_seeds)."),
 ):
-    """Print the expanded runs, what each arm changes against the baseline, and an estimated time."""
+    """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
+    the design — before any run from this machine kind's kept throughput (or the README's estimate) and default
+    variance components."""
     from ada_slm.stats import factors_between
     from ada_slm.study import differences, estimate_seconds, measured_throughput, state_of
 
@@ -65,23 +67,22 @@ def study_plan(
     table = Table(title=f"{study.name} ({path}, scale {scale or 'as written'})")
     for col in ("run", "base", "config", "vs baseline", "state", "est. train"):
         table.add_column(col)
+    from ada_slm import plan
     from ada_slm.report import describe
 
-    total = 0.0
+    plan.remember(plan.finished_records(specs))
+    store = plan.read_store()
     for s in specs:
         fd = factors_between(differences(s.train, base_spec.train if base_spec else None))
         diff = "baseline" if s.arm == study.baseline else (
             ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
-        est = estimate_seconds(s, rate, per_seq)
-        total += est or 0
-        table.add_row(s.key, s.base, describe(s.train), diff, state_of(s), f"{est / 60:.1f} min" if est else "—")
+        t = plan.throughput_of(s, rate, per_seq, store)
+        est = estimate_seconds(s, t.tokens_per_s, t.tokens_per_sequence) if t else None
+        table.add_row(s.key, s.base, describe(s.train), diff, state_of(s),
+                      f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—")
     console.print(table)
-    if rate:
-        console.print(f"estimated training time of the pending runs: from {rate:,.0f} tokens/s measured in this "
-                      f"study's finished runs; total {total / 60:.1f} min for all listed runs (+ evaluation)")
-    else:
-        console.print("no finished run yet to measure throughput from: run one arm first "
-                      "(`ada-slm study run FILE --only ARM --seeds 0`) and `plan` will estimate the rest")
+    for line in plan.plan_report(study, specs, rate, per_seq, store):
+        console.print(line, highlight=False, markup=False)
     if until_decided:
         _plan_adaptive(study, path, scale, specs, results, exports, max_seeds)
 
@@ -129,7 +130,8 @@ def study_run(
                                                "sqlite:///<results>/mlflow.db)."),
     until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
                                        "runs in rounds to the arms whose questions are still open (and drop arms "
-                                       "clearly worse than the leader in a sweep) until every question is answered; "
+                                       "the leader beats by the elimination test in a sweep) until every question "
+                                       "is answered; "
                                        "group-sequential rule, see README."),
     max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per "
                                             "arm at most (default: the study's adaptive.max_seeds)."),
@@ -184,6 +186,10 @@ def study_run(
             raise typer.Exit(130)
         console.print(f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
                       f"in {time.perf_counter() - start:.0f}s")
+        from ada_slm import plan
+
+        if plan.remember(plan.finished_records(specs)):
+            console.print(f"throughput of this machine kind kept for later plans: {plan.cache_path()}")
         if report:
             md = _write_report(study, specs, scale, results)
             if study_runs:

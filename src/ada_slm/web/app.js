@@ -192,7 +192,7 @@ function renderAnalysis(a) {
   $("all-metrics-box").hidden = false;
   const metric = a.metric;
   fill("metric-name", `the decision metric is ${metric}; every number below is the report's`);
-  fill("baseline-name", `${a.baseline}; the training run is the unit, 95% CI, Holm p, one rule for "real"`);
+  fill("baseline-name", `${a.baseline}; the training run is the unit, 95% CI, Holm p, one rule for "supported"`);
   const numeric = new Set(["held_out_loss", "final_train_loss", "metric", "seed_item_sd"]);
   fill("arms", h("thead", {}, h("tr", {}, a.summary_header.map(([, title]) => h("th", {}, title)))),
     h("tbody", {}, a.arms.map((r) => h("tr", { "data-arm": r.arm, class: r.baseline ? "baseline-row" : null },
