@@ -111,7 +111,7 @@ def test_run_states_from_what_a_results_folder_can_hold(tiny):
     assert "half-written or corrupt" in states["broken/seed1"]["detail"]
     assert states["base/seed0"]["state"] == "running" and states["base/seed0"]["detail"] == "evaluating"
     assert states["base/seed1"]["state"] == "unreadable" and "JSON list" in states["base/seed1"]["detail"]
-    assert states["r16-b1/seed0"]["state"] == "unreadable" and "unexpected content" in states["r16-b1/seed0"]["detail"]
+    assert states["r16-b1/seed0"]["state"] == "unreadable" and "not a run record" in states["r16-b1/seed0"]["detail"]
     assert states["r16-b1/seed1"]["state"] == "pending"
     # without a runner holding the lock, a 'running' record is a stopped run, and spec.json alone is pending
     assert serve.run_state(running, reader, False, now)["state"] == "interrupted"
@@ -221,10 +221,25 @@ def test_a_corrupt_eval_file_is_reported_not_raised(fabricated):
     with open(by["r8/seed1"].run_dir / "eval.jsonl", "a") as f:
         f.write('{"id": "cut off\n')
     view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
-    a = view.analysis()
-    assert not a["available"] and "eval.jsonl:25: invalid JSON" in a["reason"]
+    a = view.analysis()  # the damaged run is left out, with its reason; the rest is analysed
+    assert a["available"] and len(a["errors"]) == 1
+    assert "r8/seed1" in a["errors"][0] and "eval.jsonl:25: invalid JSON" in a["errors"][0]
+    arms = {arm["arm"]: arm for arm in a["arms"]}
+    assert (arms["r8"]["n_complete"], arms["r16-b1"]["n_complete"], arms["base"]["n_complete"]) == (1, 2, 2)
+    assert "unreadable 1" in arms["r8"]["cells"]["runs"] and "r16-b1" in a["comparisons"]
     detail = view.run("r8", 1)
     assert len(detail["items"]) == 24 and "eval.jsonl:25: invalid JSON" in detail["errors"][0]
+
+
+def test_a_damaged_eval_file_costs_its_run_only_in_the_report(fabricated, tmp_path):
+    study, specs, by = fabricated
+    with open(by["r8/seed1"].run_dir / "eval.jsonl", "a") as f:
+        f.write("[" * 5000 + "]" * 5000 + "\n")  # nested past the recursion limit: RecursionError on main
+    md = report.build_report(study, specs, None, tmp_path / "report")
+    text = md.read_text()
+    assert "Left out of every number in this report" in text and "r8/seed1: " in text and "nested deeper" in text
+    rows = {r["arm"].removesuffix(" (baseline)"): r for r in md_table(text, "## Full series summary")}
+    assert rows["r8"]["runs"] == "complete 1, unreadable 1" and rows["r16-b1"]["runs"] == "complete 2"
 
 
 def test_run_page_data(fabricated):

@@ -146,16 +146,24 @@ def read_record(run_dir: str | Path, limit: int | None = None, within: list[Path
         raise CorruptRecord(f"{path}: corrupt run record ({e.reason}); delete it to redo the run") from None
     if record is None:
         return None
+    return check_record(record, path)
+
+
+def check_record(record: Any, path: str | Path) -> dict:
+    """`record` when it has a run record's shape (RecordShape); else CorruptRecord naming the file and field."""
+    problem = None
     if not isinstance(record, dict) or not isinstance(record.get("status"), dict):
-        raise CorruptRecord(f"{path}: not a run record (no 'status' object); delete it to redo the run")
-    try:
-        RecordShape.model_validate(record)
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise CorruptRecord(f"{path}: not a run record ({where}: {err['msg']}); delete it to redo the run") from None
-    except RecursionError:
-        raise CorruptRecord(f"{path}: not a run record (nested too deeply); delete it to redo the run") from None
+        problem = "no 'status' object"
+    else:
+        try:
+            RecordShape.model_validate(record)
+        except ValidationError as e:
+            err = e.errors()[0]
+            problem = f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+        except RecursionError:
+            problem = "nested too deeply"
+    if problem:
+        raise CorruptRecord(f"{path}: not a run record ({problem}); delete it to redo the run")
     return record
 
 
