@@ -334,6 +334,13 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
     assert p.returncode == 1 and f"--port {port}: cannot listen there" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("port", ["-1", "99999"])
+def test_a_port_out_of_range_is_refused_without_a_traceback(tmp_path, port):
+    p = subprocess.run(CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", port],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "Invalid value for '--port'" in p.stderr and "Traceback" not in p.stderr
+
+
 # ------------------------------------------------------------------------------------------ in a real browser
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -465,7 +465,7 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as e:
+    except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
         sock.close()
         raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
                         "choose another --port") from None
