@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -95,14 +95,57 @@ def parse_json(data: bytes | str, where: str) -> Any:
         except UnicodeDecodeError as e:
             raise UnreadableFile(where, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except json.JSONDecodeError as e:
         at = f"line {e.lineno}, column {e.colno}" if e.lineno > 1 else f"column {e.colno}"
         raise UnreadableFile(where, f"invalid JSON ({e.msg} at {at})") from None
     except RecursionError:
-        raise UnreadableFile(where, f"invalid JSON (nested deeper than {sys.getrecursionlimit()} levels)") from None
-    except ValueError as e:  # an integer too long to convert; a lone surrogate cannot reach here as str
+        raise UnreadableFile(where, f"invalid JSON (nested deeper than {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as e:  # an integer too long to convert
         raise UnreadableFile(where, f"invalid JSON ({e})") from None
+    if data.count("[") + data.count("{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise UnreadableFile(where, f"invalid JSON (nested deeper than {MAX_JSON_DEPTH} levels)")
+    if _SURROGATE_ESCAPE.search(data) and _has_lone_surrogate(value):  # "\ud800": no text, and unwritable as UTF-8
+        raise UnreadableFile(where, "invalid JSON (a string holds a lone surrogate such as \\ud800, which is not text)")
+    return value
+
+
+# Far above what the tool writes (a record nests 4 deep), far below the recursion limit: a value read here can
+# be walked recursively (rendered, validated, dumped) by every reader without a RecursionError.
+MAX_JSON_DEPTH = 100
+
+
+def _deeper_than(value, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def read_json(path: str | Path, limit: int | None = None, within: list[Path] | None = None) -> Any:

@@ -377,6 +377,12 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def render_json(content) -> bytes:
+    """An API answer's bytes: NaN as null, and only ASCII (a string that is no text, such as a lone surrogate
+    read from some file, is escaped instead of failing the whole answer)."""
+    return json.dumps(_finite(content), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
 def web_dir() -> Path:
     return Path(str(resources.files("ada_slm") / "web"))
 
@@ -392,7 +398,7 @@ def create_app(view: StudyView, allowed_hosts: list[str] | None = None):
 
     class Json(JSONResponse):
         def render(self, content) -> bytes:
-            return json.dumps(_finite(content), ensure_ascii=False, allow_nan=False).encode("utf-8")
+            return render_json(content)
 
     def answer(content, status: int = 200):
         return Json(content, status_code=status, headers={"Cache-Control": "no-store"})
