@@ -349,9 +349,11 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
         return None
     found = []
     for name in _trained(arms):
-        y = matrix(arms[name].scores[metric])
-        if name != study.baseline and y is not None:
-            inputs = stats.power_inputs(y, ref_y)
+        if name == study.baseline:
+            continue
+        y, paired_ref = _on_shared_items(arms[name].scores[metric], ref.scores[metric])
+        if y is not None and paired_ref is not None:  # a run with fewer items (a cut eval.jsonl) narrows both
+            inputs = stats.power_inputs(y, paired_ref)
             if inputs is not None:
                 found.append(inputs)
     if not found:
@@ -361,6 +363,15 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
                                int(min(i.n_items for i in found)))
     return power_from(inputs, metric, ref_y.shape[0], len(study.decision.questions) if study.decision else 1,
                       min_effect or (study.decision.min_effect if study.decision else None))
+
+
+def _on_shared_items(a: dict, b: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """matrix() of two arms' scores over the items every run of both has."""
+    if not a or not b:
+        return None, None
+    shared = set.intersection(*(set(v) for v in (*a.values(), *b.values())))
+    return (matrix({k: {i: v[i] for i in shared} for k, v in a.items()}),
+            matrix({k: {i: v[i] for i in shared} for k, v in b.items()}))
 
 
 def power_from(inputs: stats.PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,

@@ -185,16 +185,18 @@ YAML_MAX_VALUES = 1_000_000  # after aliases are expanded: a "billion laughs" fi
 
 
 def _count_values(obj, budget: int) -> int:
-    """Values in `obj` with aliases expanded, counting down from `budget` (stops below zero: bounded time)."""
-    stack = [obj]
+    """Values in `obj` with aliases expanded, counting down from `budget` (stops below zero: bounded time); a
+    value nested deeper than MAX_JSON_DEPTH spends the whole budget."""
+    stack = [(obj, 1)]
     while stack and budget >= 0:
-        item = stack.pop()
+        item, depth = stack.pop()
         budget -= 1
+        if depth > MAX_JSON_DEPTH:
+            return -1
         if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            stack.extend((x, depth + 1) for x in (*item.keys(), *item.values()))
         elif isinstance(item, (list, tuple, set)):
-            stack.extend(item)
+            stack.extend((x, depth + 1) for x in item)
     return budget
 
 
@@ -218,7 +220,8 @@ def load_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever the parser said
+        raise UserError(f"{path}{where}: invalid YAML ({problem})") from None
     except RecursionError:
         raise UserError(f"{path}: invalid YAML (nested too deeply)") from None
     except ValueError as e:  # an integer too long to convert
@@ -228,8 +231,8 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(value, dict):
         raise UserError(f"{path}: expected a mapping (key: value) at the top level")
     if _count_values(value, YAML_MAX_VALUES) < 0:
-        raise UserError(f"{path}: its aliases (*name) refer to themselves or expand to more than {YAML_MAX_VALUES:,} values; "
-                        "write the values out")
+        raise UserError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels, or aliases (*name) that refer to "
+                        f"themselves or expand to more than {YAML_MAX_VALUES:,} values; write the values out")
     return value
 
 

@@ -371,6 +371,17 @@ def render_rounds(doc: Doc, rounds: dict | None):
               "so the eventual best arm is dropped with probability ≤ α / 2).")
 
 
+def render_rounds_or_why(doc: Doc, rounds) -> str | None:
+    """render_rounds; for a rounds.json that lacks what it needs, nothing rendered and the reason returned."""
+    before = len(doc.blocks)
+    try:
+        render_rounds(doc, rounds)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        del doc.blocks[before:]
+        return f"not a rounds record ({type(e).__name__}: {e})"
+    return None
+
+
 def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir: Path,
                  analysis: StudyAnalysis | None = None) -> Path:
     import matplotlib
@@ -388,15 +399,13 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     render_designs(doc, a)
     render_decision(doc, a)
     render_power(doc, a)
-    rounds_path, before = out_dir / "rounds.json", len(doc.blocks)
-    try:  # a damaged rounds.json costs its own section only
-        render_rounds(doc, read_json(rounds_path))
+    rounds_path = out_dir / "rounds.json"
+    try:
+        why = render_rounds_or_why(doc, read_json(rounds_path))
     except UserError as e:
-        del doc.blocks[before:]
-        doc.p(f"The adaptive rounds are not shown: {e}")
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        del doc.blocks[before:]
-        doc.p(f"The adaptive rounds are not shown: {rounds_path} lacks what they need ({type(e).__name__}: {e}).")
+        why = str(e)
+    if why:  # a damaged rounds.json costs its own section only
+        doc.p(f"The adaptive rounds are not shown: {rounds_path}: {why}.")
     _seed_compatible(doc, arms)
     _plots(doc, arms, a.primary, out_dir, plt)
     _examples(doc, arms, specs)

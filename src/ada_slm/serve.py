@@ -251,13 +251,9 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     report.render_designs(doc, a)
     report.render_power(doc, a)
     errors = [f"left out of the analysis: {run}" for run in report.unreadable_runs(a)]
-    before = len(doc.blocks)
-    try:
-        report.render_rounds(doc, rounds)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        del doc.blocks[before:]
-        errors.append(f"{ROUNDS} lacks what the rounds section needs ({type(e).__name__}: {e}): the adaptive rounds "
-                      "are not shown")
+    why = report.render_rounds_or_why(doc, rounds)
+    if why:
+        errors.append(f"{ROUNDS}: {why}: the adaptive rounds are not shown")
     present = [m for m in (*METRICS, *RUN_METRICS) if any(m in arm.intervals for arm in a.arms.values())]
     return {"metric": a.primary, "baseline": study.baseline, "metrics": present,
             "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header)], "arms": arms,
