@@ -66,3 +66,19 @@ def test_study_status_and_eval_report_a_corrupt_record_without_a_traceback(tmp_p
     assert "Traceback" not in p.stderr, p.stderr
     spec = RunSpec("a", 0, run_dir, tmp_path / "exp", None, "tiny-lfm2", {})
     assert state_of(spec) == "corrupt"
+
+
+def test_study_status_shows_a_record_that_parses_badly_as_corrupt(tmp_path):
+    from pathlib import Path
+
+    run_dir = tmp_path / "results" / "tiny2" / "r8" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "record.json").write_text('{"status": {"state": "complete"}, "meta": {"seed": ' + "7" * 5000 + "}}")
+    deep = tmp_path / "results" / "tiny2" / "r8" / "seed1"
+    deep.mkdir(parents=True)
+    (deep / "record.json").write_text('{"status": {"state": "complete"}, "meta": ' + "[" * 5000 + "]" * 5000 + "}")
+    study = Path(__file__).parent / "data" / "tiny-2arm.yaml"
+    p = subprocess.run(CLI + ["study", "status", str(study), "--results", str(tmp_path / "results")],
+                       capture_output=True, text=True)  # on main: a ValueError / RecursionError traceback
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert p.stdout.count("corrupt") >= 2 and "4300 digits" in p.stdout and "nested deeper" in p.stdout
