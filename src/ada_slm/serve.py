@@ -11,7 +11,9 @@ The page polls /api/state every 2 s and fetches curves, analysis or a run page o
 changed. Nothing here slows the runner: files are only read (a runner's writes are atomic renames, so a read sees
 an old or a new file, and a corrupt one is shown, not raised), the study lock is never taken (whether a runner
 holds it is read from /proc/locks), nothing is written under results/, and the server runs at a lower CPU
-priority than the runner.
+priority than the runner. Only regular files are read (a FIFO or device would block a worker thread), only where
+they resolve inside the results folder (a symlink to ~/.ssh is not followed), and only up to MAX_READ_BYTES; such
+a file, or one that does not parse, costs its own run's cell (state 'unreadable', with the reason), never a route.
 """
 
 from __future__ import annotations
@@ -469,7 +471,7 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
         sock.close()
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({getattr(e, 'strerror', None) or e}); "
                         "choose another --port") from None
     sock.listen(128)  # from here on a request waits in the backlog until the server accepts it
     return sock
