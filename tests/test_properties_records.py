@@ -26,7 +26,7 @@ from ada_slm.metrics import METRICS
 from ada_slm.study import expand, load_study
 from test_serve import TINY, finished_run
 
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 STATES = {"pending", "running", "complete", "failed", "interrupted", "unreadable"}
 
 
@@ -179,7 +179,7 @@ def eval_files(draw) -> bytes:
     return b"\n".join(good[:draw(st.integers(0, 6))] + lines) + b"\n"
 
 
-@settings(PROPERTY, max_examples=12)
+@settings(PROPERTY, max_examples=10)
 @given(content=eval_files())
 def test_eval_jsonl_costs_its_own_run_only(study_on_disk, content):
     study, specs, target, valid_record, valid_rows, results = study_on_disk
