@@ -118,10 +118,6 @@ def study_on_disk(tmp_path_factory):
     return study, specs, target, valid_record, valid_rows, root / "results"
 
 
-def _valid_record(study_on_disk) -> dict:
-    return study_on_disk[3]
-
-
 def _served(view: serve.StudyView, target) -> None:
     """What `study serve` answers about the target run, rendered as the API would: never an exception."""
     cell = serve.run_state(target, view.reader, True, time.time())
