@@ -111,7 +111,7 @@ def test_run_states_from_what_a_results_folder_can_hold(tiny):
     assert "half-written or corrupt" in states["broken/seed1"]["detail"]
     assert states["base/seed0"]["state"] == "running" and states["base/seed0"]["detail"] == "evaluating"
     assert states["base/seed1"]["state"] == "unreadable" and "JSON list" in states["base/seed1"]["detail"]
-    assert states["r16-b1/seed0"]["state"] == "unreadable" and "unexpected content" in states["r16-b1/seed0"]["detail"]
+    assert states["r16-b1/seed0"]["state"] == "unreadable" and "not a run record" in states["r16-b1/seed0"]["detail"]
     assert states["r16-b1/seed1"]["state"] == "pending"
     # without a runner holding the lock, a 'running' record is a stopped run, and spec.json alone is pending
     assert serve.run_state(running, reader, False, now)["state"] == "interrupted"
@@ -225,10 +225,25 @@ def test_a_corrupt_eval_file_is_reported_not_raised(fabricated):
     with open(by["r8/seed1"].run_dir / "eval.jsonl", "a") as f:
         f.write('{"id": "cut off\n')
     view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
-    a = view.analysis()
-    assert not a["available"] and "eval.jsonl:25: invalid JSON" in a["reason"]
+    a = view.analysis()  # the damaged run is left out, with its reason; the rest is analysed
+    assert a["available"] and len(a["errors"]) == 1
+    assert "r8/seed1" in a["errors"][0] and "eval.jsonl:25: invalid JSON" in a["errors"][0]
+    arms = {arm["arm"]: arm for arm in a["arms"]}
+    assert (arms["r8"]["n_complete"], arms["r16-b1"]["n_complete"], arms["base"]["n_complete"]) == (1, 2, 2)
+    assert "unreadable 1" in arms["r8"]["cells"]["runs"] and "r16-b1" in a["comparisons"]
     detail = view.run("r8", 1)
     assert len(detail["items"]) == 24 and "eval.jsonl:25: invalid JSON" in detail["errors"][0]
+
+
+def test_a_damaged_eval_file_costs_its_run_only_in_the_report(fabricated, tmp_path):
+    study, specs, by = fabricated
+    with open(by["r8/seed1"].run_dir / "eval.jsonl", "a") as f:
+        f.write("[" * 5000 + "]" * 5000 + "\n")  # nested past the recursion limit: RecursionError on main
+    md = report.build_report(study, specs, None, tmp_path / "report")
+    text = md.read_text()
+    assert "Left out of every number in this report" in text and "r8/seed1: " in text and "nested deeper" in text
+    rows = {r["arm"].removesuffix(" (baseline)"): r for r in md_table(text, "## Full series summary")}
+    assert rows["r8"]["runs"] == "complete 1, unreadable 1" and rows["r16-b1"]["runs"] == "complete 2"
 
 
 def test_run_page_data(fabricated):
@@ -321,6 +336,78 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
         p = subprocess.run(CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", str(port)],
                            capture_output=True, text=True)
     assert p.returncode == 1 and f"--port {port}: cannot listen there" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_corrupt_a_huge_a_fifo_and_an_escaping_record_cost_their_own_cells_under_load(fabricated, tmp_path):
+    """One record nested 100 000 deep, one of 50 MB, one FIFO (a FIFO eval.jsonl too) and one symlink to a JSON
+    outside the results: under concurrent polling every route answers 200 with the other runs' content, the
+    four runs are 'unreadable' with their reason, and nothing outside the results folder is served. On main
+    the FIFO blocks the server's threads (the requests time out) and the deep record makes every route 500."""
+    import concurrent.futures
+    import threading
+
+    study, specs, by = fabricated
+    results = specs[0].run_dir.parents[2]
+    (by["r8/seed1"].run_dir / "record.json").write_text('{"status": {"state": "complete"}, "meta": '
+                                                        + "[" * 100_000 + "]" * 100_000 + "}")
+    with open(by["r16-b1/seed1"].run_dir / "record.json", "w") as f:  # a valid record of 50 MB
+        f.write('{"status": {"state": "complete"}, "meta": {"padding": "' + "x" * (50 * 2**20) + '"}}')
+    (by["base/seed1"].run_dir / "record.json").unlink()
+    os.mkfifo(by["base/seed1"].run_dir / "record.json")
+    (by["broken/seed1"].run_dir / "eval.jsonl").unlink(missing_ok=True)
+    by["broken/seed1"].run_dir.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(by["broken/seed1"].run_dir / "eval.jsonl")
+    secret = tmp_path / "outside.json"
+    secret.write_text('{"status": {"state": "failed", "reason": "SECRET-OUTSIDE-THE-RESULTS"}}')
+    (by["broken/seed0"].run_dir / "record.json").unlink()
+    (by["broken/seed0"].run_dir / "record.json").symlink_to(secret)
+
+    urls = ["api/state", "api/curves", "api/analysis"] + [f"api/run/{s.arm}/{s.seed}" for s in specs]
+    answers: list[tuple[str, int, str]] = []
+
+    def fetch(path: str):
+        with urllib.request.urlopen(url + path, timeout=120) as r:
+            return path, r.status, r.read().decode()
+
+    def load():
+        with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+            answers.extend(pool.map(fetch, urls * 3))
+
+    proc, url = start_server(results)
+    try:
+        poller = threading.Thread(target=load, daemon=True)
+        poller.start()
+        poller.join(timeout=900)  # a server that hangs fails here, however slow the machine
+        assert not poller.is_alive(), "the server stopped answering"
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert len(answers) == 3 * len(urls) and all(status == 200 for _, status, _ in answers)
+    assert not any("SECRET-OUTSIDE" in body for _, _, body in answers)
+    state = json.loads(next(body for path, _, body in answers if path == "api/state"))
+    cells = {r["key"]: r for r in state["runs"]}
+    assert {k for k, r in cells.items() if r["state"] == "complete"} == {"base/seed0", "r8/seed0", "r16-b1/seed0"}
+    assert cells["broken/seed1"]["state"] == "failed"
+    assert "nested deeper than" in cells["r8/seed1"]["detail"]
+    assert "too large (50.0 MiB" in cells["r16-b1/seed1"]["detail"]
+    assert "not a regular file (a FIFO)" in cells["base/seed1"]["detail"]
+    assert "outside" in cells["broken/seed0"]["detail"]
+    assert all(cells[k]["state"] == "unreadable" for k in ("r8/seed1", "r16-b1/seed1", "base/seed1", "broken/seed0"))
+    analysis = json.loads(next(body for path, _, body in answers if path == "api/analysis"))
+    assert analysis["available"] and {a["arm"]: a["n_complete"] for a in analysis["arms"]} == \
+        {"base": 1, "r8": 1, "r16-b1": 1, "broken": 0}
+    assert sum("left out of the analysis" in e for e in analysis["errors"]) == 4
+    run_pages = {path: json.loads(body) for path, _, body in answers if path.startswith("api/run/")}
+    assert len(run_pages["api/run/r8/0"]["items"]) == 24 and run_pages["api/run/r8/0"]["errors"] == []
+    assert any("not a regular file (a FIFO)" in e for e in run_pages["api/run/broken/1"]["errors"])
+    assert run_pages["api/run/broken/0"]["record"] is None
+
+
+@pytest.mark.parametrize("port", ["-1", "99999"])
+def test_a_port_out_of_range_is_refused_without_a_traceback(tmp_path, port):
+    p = subprocess.run(CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", port],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "Invalid value for '--port'" in p.stderr and "Traceback" not in p.stderr
 
 
 # ------------------------------------------------------------------------------------------ in a real browser

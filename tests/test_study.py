@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,12 @@ def test_shipped_studies_load():
         ("name: s\nbaseline: a\narms:\n  a: {}\ndecision:\n  questions: {q: {compare: x, against: a}}\n"
          "  rules: [{recommend: r}]\n", "unknown arm 'x'"),
         ("name: [\n", "invalid YAML"),
+        # the same arm twice: on main the second silently replaced the first
+        ("name: s\nbaseline: a\narms:\n  a: {lora: {r: 8}}\n  b: {}\n  a: {lora: {r: 16}}\n",
+         ":6: key 'a' given twice (first at line 4)"),
+        ("name: s\nbaseline: a\narms:\n  a:\n    lr: 1.0e-4\n    lr: 2.0e-4\n", ":6: key 'lr' given twice (first at line 5)"),
+        ("name: s\nbaseline: a\narms:\n  a: {}\nseeds: [" + "[" * 2000 + "]" * 2000 + "]\n", "nested too deeply"),
+        ("name: s\nbaseline: a\narms:\n  a: {}\nseeds: [" + "7" * 5000 + "]\n", "4300 digits"),
     ],
 )
 def test_bad_study_files(tmp_path, text, message):
@@ -163,6 +170,24 @@ def test_study_next_writes_a_followup_that_plan_accepts(finished_study, tmp_path
                               "--exports", str(exports), "--out", str(tmp_path / "none.yaml")],
                        capture_output=True, text=True)
     assert p.returncode == 0 and "nothing to write" in p.stdout and not (tmp_path / "none.yaml").exists()
+
+
+def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "taken").write_text("a file where the results folder should be")
+    p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "taken"),
+                              "--exports", str(tmp_path / "exports")], capture_output=True, text=True)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert f"{tmp_path / 'taken' / 'tiny2'}: cannot write the study's results there" in p.stderr
+    assert (tmp_path / "taken").read_text() == "a file where the results folder should be"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_a_read_only_results_folder_is_one_line(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "ro"),
+                              "--exports", str(tmp_path / "exports")], capture_output=True, text=True)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "cannot write the study's results there (Permission denied)" in p.stderr
 
 
 def test_second_runner_is_locked_out(tmp_path):

@@ -28,7 +28,7 @@ import numpy as np
 from ada_slm import records, sequential, stats
 from ada_slm.analysis import collect, questions_asked
 from ada_slm.errors import UserError
-from ada_slm.files import atomic_write_text
+from ada_slm.files import UnreadableFile, atomic_write_text, read_json
 from ada_slm.metrics import higher_is_better
 from ada_slm.sequential import OPEN, STATUS_NAMES, Plan
 from ada_slm.study import BASE_ARM, RunSpec, Study, expand, is_complete
@@ -115,12 +115,13 @@ def _check_stored_plan(d: Design) -> None:
 
 
 def read_rounds(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: corrupt rounds file ({e}); delete it, it is recomputed from the runs") from None
+        stored = read_json(path)
+    except UnreadableFile as e:
+        raise UserError(f"{path}: corrupt rounds file ({e.reason}); delete it, it is recomputed from the runs") from None
+    if stored is not None and not (isinstance(stored, dict) and isinstance(stored.get("plan", {}), dict)):
+        raise UserError(f"{path}: corrupt rounds file (not a rounds record); delete it, it is recomputed from the runs")
+    return stored
 
 
 # ------------------------------------------------------------------------------------------ the looks

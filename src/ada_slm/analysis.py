@@ -11,16 +11,18 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ada_slm import stats
+from ada_slm import records, stats
+from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl
 from ada_slm.metrics import METRICS, RUN_METRICS, SEED_METRICS, higher_is_better, seed_score
 from ada_slm.study import (BASE_ARM, Rule, RunSpec, Study, differences, distinct_examples_seen, estimate_seconds,
-                           measured_throughput, optimizer_steps, record_of, train_examples)
+                           measured_throughput, optimizer_steps, train_examples)
 
 # record["train"] field of each run-level metric
 RUN_FIELDS = {"heldout_loss": "final_val_loss", "train_loss": "final_train_loss", "tokens_per_s": "tokens_per_s"}
@@ -35,31 +37,60 @@ class ArmData:
     scores: dict[str, dict[int, dict[str, float | None]]]  # metric -> seed -> item -> score (run metrics: 1 item)
     seed_scores: dict[str, dict[int, dict[str, float]]]  # seed-compatible scorer, same layout
     states: dict[int, str]
+    unreadable: dict[int, str] = field(default_factory=dict)  # seed -> why its record or eval.jsonl is left out
 
 
-def collect(specs: list[RunSpec]) -> dict[str, ArmData]:
-    """Read every run's record and per-item outputs (the one place that reads records)."""
+UNREADABLE = "unreadable"  # the state of a run whose record.json or eval.jsonl cannot be read
+
+
+def collect(specs: list[RunSpec], limit: int | None = None, within: list[Path] | None = None) -> dict[str, ArmData]:
+    """Read every run's record and per-item outputs (the one place that reads records). A run whose record or
+    eval.jsonl cannot be read (files.read_json, iter_jsonl: corrupt, not a regular file, larger than `limit`,
+    a symlink out of `within`) is left out with its reason: one damaged file costs its own run only."""
     arms: dict[str, ArmData] = {}
     for s in specs:
         arm = arms.setdefault(s.arm, ArmData(s.arm, s.train, {}, {m: {} for m in (*METRICS, *RUN_METRICS)},
                                              {m: {} for m in SEED_METRICS}, {}))
-        rec = record_of(s)
-        state = (rec or {}).get("status", {}).get("state", "pending") if rec else "pending"
+        try:
+            rec = records.read_record(s.run_dir, limit, within)
+            state = records.state(rec) or "pending"
+            items = None
+            if rec and state == "complete" and os.path.lexists(s.run_dir / "eval.jsonl"):
+                items = _item_scores(s.run_dir / "eval.jsonl", limit, within)
+        except UserError as e:
+            arm.states[s.seed], arm.unreadable[s.seed] = UNREADABLE, str(e)
+            continue
         arm.states[s.seed] = state
-        if not rec or state != "complete" or not (s.run_dir / "eval.jsonl").is_file():
+        if items is None:
             continue
         arm.records[s.seed] = rec
-        for _, row in iter_jsonl(s.run_dir / "eval.jsonl"):
+        for item, (metrics, compat) in items.items():
             for m in METRICS:
-                arm.scores[m].setdefault(s.seed, {})[row["id"]] = row["metrics"].get(m)
-            compat = seed_score(row["output"])
+                arm.scores[m].setdefault(s.seed, {})[item] = metrics.get(m)
             for m in SEED_METRICS:
-                arm.seed_scores[m].setdefault(s.seed, {})[row["id"]] = compat[m]
+                arm.seed_scores[m].setdefault(s.seed, {})[item] = compat[m]
         for m, key in RUN_FIELDS.items():
             value = (rec.get("train") or {}).get(key)
             if value is not None:
                 arm.scores[m][s.seed] = {"run": float(value)}
     return arms
+
+
+def _item_scores(path: Path, limit: int | None, within: list[Path] | None) -> dict[str, tuple[dict, dict]]:
+    """item id -> (its metrics, its seed-compatible scores), from eval.jsonl; a row without a string id and
+    output or with a metric that is not a number is a UserError naming FILE:LINE."""
+    out = {}
+    for lineno, row in iter_jsonl(path, limit, within):
+        metrics, item, output = row.get("metrics"), row.get("id"), row.get("output")
+        if not isinstance(item, str) or not isinstance(output, str) or not isinstance(metrics, dict):
+            raise UserError(f"{path}:{lineno}: not an evaluated item (needs a string id and output and a metrics "
+                            "object)")
+        for m in METRICS:
+            value = metrics.get(m)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise UserError(f"{path}:{lineno}: metrics.{m} is {value!r}, not a number")
+        out[item] = (metrics, seed_score(output))
+    return out
 
 
 def matrix(scores: dict[int, dict[str, float | None]]) -> np.ndarray | None:
@@ -398,9 +429,11 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
         return None
     found = []
     for name in _trained(arms):
-        y = matrix(arms[name].scores[metric])
-        if name != study.baseline and y is not None:
-            inputs = stats.power_inputs(y, ref_y)
+        if name == study.baseline:
+            continue
+        y, paired_ref = _on_shared_items(arms[name].scores[metric], ref.scores[metric])
+        if y is not None and paired_ref is not None:  # a run with fewer items (a cut eval.jsonl) narrows both
+            inputs = stats.power_inputs(y, paired_ref)
             if inputs is not None:
                 found.append(inputs)
     if not found:
@@ -411,6 +444,15 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
     n_tests = n_tests or (len(study.decision.questions) if study.decision else 1)
     return power_from(inputs, metric, ref_y.shape[0], n_tests,
                       min_effect or (study.decision.min_effect if study.decision else None))
+
+
+def _on_shared_items(a: dict, b: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """matrix() of two arms' scores over the items every run of both has."""
+    if not a or not b:
+        return None, None
+    shared = set.intersection(*(set(v) for v in (*a.values(), *b.values())))
+    return (matrix({k: {i: v[i] for i in shared} for k, v in a.items()}),
+            matrix({k: {i: v[i] for i in shared} for k, v in b.items()}))
 
 
 def power_from(inputs: stats.PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,

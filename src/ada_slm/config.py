@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ada_slm.errors import UserError
+from ada_slm.files import load_yaml  # noqa: F401  (the one loader of user YAML, re-exported)
 
 
 class Strict(BaseModel):
@@ -170,6 +171,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, object]]:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
+        except (RecursionError, ValueError):  # nested too deeply; an integer too long to convert
+            raise UserError(f"override {item!r}: not a value this tool can read") from None
         out.append((key.strip(), value))
     return out
 
@@ -183,23 +186,6 @@ def format_validation_error(e: ValidationError, source: str) -> str:
         else:
             parts.append(f"{loc}: {err['msg']}")
     return f"{source}: " + "; ".join(parts)
-
-
-def load_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping (key: value) at the top level")
-    return data
 
 
 def build_config(raw: dict, overrides: list[str] = (), source: str = "config") -> TrainConfig:

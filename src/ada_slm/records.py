@@ -12,14 +12,16 @@ not valid JSON (a disk filled up, a hand edit) is reported naming the file inste
 
 from __future__ import annotations
 
-import json
 import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from ada_slm.errors import UserError
-from ada_slm.files import write_json
+from ada_slm.files import UnreadableFile, read_json, write_json
 
 RECORD = "record.json"
 SPEC = "spec.json"
@@ -61,21 +63,107 @@ def record_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / RECORD
 
 
-def read_record(run_dir: str | Path) -> dict | None:
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+Number = StrictFloat  # JSON numbers only (an int is one too): "1.5" in a record is damage, not a number
+
+
+class _Step(_Open):
+    """One optimizer step of record["train"]["steps"]."""
+
+    step: StrictInt
+    loss: Number
+    tokens: Optional[Number] = None
+    sequences: Optional[Number] = None
+    tokens_per_s: Optional[Number] = None
+
+
+class _Point(_Open):
+    """One held-out evaluation of record["train"]["val"]."""
+
+    step: StrictInt
+    loss: Number
+
+
+class _Train(_Open):
+    """record["train"]: what the readers of a record (the analysis, the page, the status table) use of it."""
+
+    steps: list[_Step] = Field(default_factory=list)
+    val: list[_Point] = Field(default_factory=list)
+    final_val_loss: Optional[Number] = None
+    final_train_loss: Optional[Number] = None
+    tokens_per_s: Optional[Number] = None
+    wall_s: Optional[Number] = None
+    adapter_dir: Optional[str] = None
+
+
+class _Generation(_Open):
+    mode: str
+    max_new_tokens: StrictInt
+    batch_size: StrictInt
+
+
+class _Eval(_Open):
+    """record["eval"]: the evaluation's summary."""
+
+    suite: Optional[str] = None
+    n_items: Optional[StrictInt] = None
+    generation_s: Optional[Number] = None
+    generation: Optional[_Generation] = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Status(_Open):
+    state: Optional[str] = None
+    reason: Optional[str] = None
+
+
+class _Config(_Open):
+    total_steps: Optional[StrictInt] = None
+
+
+class RecordShape(_Open):
+    """The parts of a run record its readers rely on, checked once when it is read so that a damaged record is
+    one CorruptRecord naming the field, never a KeyError deep in a reader. Other keys are kept as they are."""
+
+    status: _Status
+    config: Optional[_Config] = None
+    train: Optional[_Train] = None
+    eval: Optional[_Eval] = None
+    meta: Optional[dict[str, Any]] = None
+
+
+def read_record(run_dir: str | Path, limit: int | None = None, within: list[Path] | None = None) -> dict | None:
     """The record of a run directory; None when there is none yet. Raises CorruptRecord (one line, naming the
-    file) when the file is truncated, not JSON, or not a record."""
+    file) when the file is truncated, not JSON, not a record, or not a regular file (files.read_json: also
+    larger than `limit` or outside `within`)."""
     path = record_path(run_dir)
-    if not path.is_file():
-        return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise CorruptRecord(f"{path}: corrupt run record (not UTF-8 text); delete it to redo the run") from None
-    except json.JSONDecodeError as e:
-        raise CorruptRecord(f"{path}: corrupt run record ({e.msg} at line {e.lineno}, column {e.colno}); "
-                            "delete it to redo the run") from None
+        record = read_json(path, limit, within)
+    except UnreadableFile as e:
+        raise CorruptRecord(f"{path}: corrupt run record ({e.reason}); delete it to redo the run") from None
+    if record is None:
+        return None
+    return check_record(record, path)
+
+
+def check_record(record: Any, path: str | Path) -> dict:
+    """`record` when it has a run record's shape (RecordShape); else CorruptRecord naming the file and field."""
+    problem = None
     if not isinstance(record, dict) or not isinstance(record.get("status"), dict):
-        raise CorruptRecord(f"{path}: not a run record (no 'status' object); delete it to redo the run")
+        problem = "no 'status' object"
+    else:
+        try:
+            RecordShape.model_validate(record)
+        except ValidationError as e:
+            err = e.errors()[0]
+            problem = f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+        except RecursionError:
+            problem = "nested too deeply"
+    if problem:
+        raise CorruptRecord(f"{path}: not a run record ({problem}); delete it to redo the run")
     return record
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import itertools
 import json
 import math
 from pathlib import Path
@@ -18,7 +19,8 @@ import numpy as np
 from ada_slm import sequential, stats
 from ada_slm.analysis import (ArmComparison, ArmData, ArmResult, DecisionResult, StudyAnalysis,  # noqa: F401
                               analyse, collect, matrix)  # (collect: record reading)
-from ada_slm.files import atomic_write_text, iter_jsonl
+from ada_slm.errors import UserError
+from ada_slm.files import atomic_write_text, iter_jsonl, read_json
 from ada_slm.metrics import METRICS, RUN_METRICS, SEED_METRICS
 from ada_slm.study import BASE_ARM, RunSpec, Study
 
@@ -148,6 +150,15 @@ def render_summary(doc: Doc, a: StudyAnalysis):
           "and the variance components of one arm — seed SD (training-run effect) vs item SD (spread of item "
           "means): a large seed SD asks for more seeds, a large item SD for more items.")
     doc.table(*summary_table(a))
+    left_out = unreadable_runs(a)
+    if left_out:
+        doc.p("Left out of every number in this report, because their files cannot be read (the run's state is "
+              "'unreadable'; delete the file named to redo the run): " + "; ".join(left_out) + ".")
+
+
+def unreadable_runs(a: StudyAnalysis) -> list[str]:
+    """'ARM/seedK: why' for every run the analysis left out because its record or eval.jsonl cannot be read."""
+    return [f"{name}/seed{seed}: {why}" for name, arm in a.data.items() for seed, why in sorted(arm.unreadable.items())]
 
 
 # The cells of report.md's tables, as pure functions of the analysis: `study serve` shows the same strings.
@@ -399,6 +410,17 @@ def render_rounds(doc: Doc, rounds: dict | None):
               f"some sweeps ({sequential.SWEEP_COMPLETE_NULL}).")
 
 
+def render_rounds_or_why(doc: Doc, rounds) -> str | None:
+    """render_rounds; for a rounds.json that lacks what it needs, nothing rendered and the reason returned."""
+    before = len(doc.blocks)
+    try:
+        render_rounds(doc, rounds)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        del doc.blocks[before:]
+        return f"not a rounds record ({type(e).__name__}: {e})"
+    return None
+
+
 def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir: Path,
                  analysis: StudyAnalysis | None = None) -> Path:
     import matplotlib
@@ -418,7 +440,12 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     render_criteria(doc, a)
     render_power(doc, a)
     rounds_path = out_dir / "rounds.json"
-    render_rounds(doc, json.loads(rounds_path.read_text()) if rounds_path.is_file() else None)
+    try:
+        why = render_rounds_or_why(doc, read_json(rounds_path))
+    except UserError as e:
+        why = str(e)
+    if why:  # a damaged rounds.json costs its own section only
+        doc.p(f"The adaptive rounds are not shown: {rounds_path}: {why}.")
     _seed_compatible(doc, arms)
     _plots(doc, arms, a.primary, out_dir, plt)
     _examples(doc, arms, specs)
@@ -469,10 +496,14 @@ def _seed_compatible(doc: Doc, arms: dict[str, ArmData]):
 def _examples(doc: Doc, arms: dict[str, ArmData], specs: list[RunSpec]):
     doc.h(2, "Example outputs")
     for name in arms:
-        spec = next((s for s in specs if s.arm == name and (s.run_dir / "eval.jsonl").is_file()), None)
+        spec = next((s for s in specs if s.arm == name and s.seed in arms[name].records), None)  # readable runs
         if spec is None:
             continue
-        rows = [[r["id"], r["prompt"][:60], r["output"][:80]] for _, r in list(iter_jsonl(spec.run_dir / "eval.jsonl"))[:3]]
+        try:
+            rows = [[str(r.get("id")), str(r.get("prompt"))[:60], str(r.get("output"))[:80]]
+                    for _, r in itertools.islice(iter_jsonl(spec.run_dir / "eval.jsonl"), 3)]
+        except UserError:  # changed since the analysis read it
+            continue
         doc.h(3, f"{name} (seed {spec.seed})")
         doc.table(["item", "prompt", "output"], rows)
 

@@ -11,7 +11,9 @@ The page polls /api/state every 2 s and fetches curves, analysis or a run page o
 changed. Nothing here slows the runner: files are only read (a runner's writes are atomic renames, so a read sees
 an old or a new file, and a corrupt one is shown, not raised), the study lock is never taken (whether a runner
 holds it is read from /proc/locks), nothing is written under results/, and the server runs at a lower CPU
-priority than the runner.
+priority than the runner. Only regular files are read (a FIFO or device would block a worker thread), only where
+they resolve inside the results folder (a symlink to ~/.ssh is not followed), and only up to MAX_READ_BYTES; such
+a file, or one that does not parse, costs its own run's cell (state 'unreadable', with the reason), never a route.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ada_slm.errors import UserError
-from ada_slm.files import iter_jsonl
+from ada_slm.files import UnreadableFile, iter_jsonl, parse_json, read_json, read_regular
+from ada_slm.records import check_record
 from ada_slm.study import BASE_ARM, RunSpec, Study, expand
 
 RECORD, SPEC, EVAL, ROUNDS = "record.json", "spec.json", "eval.jsonl", "rounds.json"
@@ -36,14 +39,22 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 # ------------------------------------------------------------------------------------------ reading results
+# A file larger than this is shown as "too large", not read: one stray 50 MB file must not stall every poll.
+# A record of 20 000 optimizer steps is about 4 MB; an eval.jsonl of 5 000 items about 5 MB.
+MAX_READ_BYTES = 32 * 2**20
+
+
 class JsonReader:
     """JSON files read without ever writing or locking, re-parsed only when their size or mtime changes.
-    A missing file reads as (None, None); a half-written or corrupt one as (None, why) for the page to show."""
+    A missing file reads as (None, None); one that cannot be used as (None, why) for the page to show: half-written
+    or corrupt, not an object, failing `check`, not a regular file (a FIFO would block the reading thread), larger
+    than MAX_READ_BYTES, or resolving (a symlink) outside the folders in `within`."""
 
-    def __init__(self):
+    def __init__(self, within: list[Path] | None = None, limit: int | None = MAX_READ_BYTES):
+        self.within, self.limit = within, limit
         self._cache: dict[Path, tuple] = {}
 
-    def read(self, path: Path) -> tuple[dict | None, str | None]:
+    def read(self, path: Path, check=None) -> tuple[dict | None, str | None]:
         try:
             st = path.stat()
         except OSError:
@@ -54,13 +65,17 @@ class JsonReader:
             return hit[1], hit[2]
         obj, err = None, None
         try:
-            obj = json.loads(path.read_bytes())
-            if not isinstance(obj, dict):
+            data = read_regular(path, self.limit, self.within)
+            obj = None if data is None else parse_json(data, path.name)
+            if obj is not None and not isinstance(obj, dict):
                 obj, err = None, f"{path.name} holds a JSON {type(obj).__name__}, not an object"
-        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-            err = f"{path.name} is half-written or corrupt ({e})"
-        except OSError as e:
-            err = f"{path.name} cannot be read ({e.strerror or e})"
+            elif obj is not None and check is not None:
+                check(obj, path.name)
+        except UnreadableFile as e:
+            what = "is half-written or corrupt" if e.where == path.name else "cannot be read"
+            obj, err = None, f"{path.name} {what} ({e.reason})"
+        except UserError as e:  # check's verdict
+            obj, err = None, str(e)
         self._cache[path] = (stamp, obj, err)
         return obj, err
 
@@ -100,7 +115,7 @@ def _train_progress(rec: dict) -> dict:
 def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float) -> dict:
     """One cell of the grid. state: pending, running, complete, failed, interrupted or unreadable."""
     out = {"key": spec.key, "arm": spec.arm, "seed": spec.seed, "state": "pending", "detail": ""}
-    rec, err = reader.read(spec.run_dir / RECORD)
+    rec, err = reader.read(spec.run_dir / RECORD, check_record)
     stamp = _stamp(spec.run_dir / RECORD) or _stamp(spec.run_dir / SPEC)
     out["updated_s_ago"] = max(0.0, now - stamp[0] / 1e9) if stamp else None
     out["version"] = _digest([_stamp(spec.run_dir / f) for f in (RECORD, SPEC, EVAL)])  # run page: refetch on change
@@ -171,19 +186,18 @@ def _curve(rec: dict | None) -> dict | None:
         return None
 
 
-def _eval_rows(path: Path) -> tuple[list[dict], str | None]:
-    """The items of eval.jsonl (every one read before a malformed line), and what is wrong with it, if anything."""
+def _eval_rows(path: Path, within: list[Path] | None = None) -> tuple[list[dict], str | None]:
+    """The items of eval.jsonl (every one read before a malformed line), and what is wrong with it, if anything
+    (iter_jsonl: also a FIFO, a file larger than MAX_READ_BYTES or a symlink out of `within`)."""
     rows: list[dict] = []
-    if not path.is_file():
+    if not os.path.lexists(path):
         return rows, None
     keep = ("id", "lang", "category", "prompt", "output", "reference", "sample", "metrics")
     try:
-        for _, row in iter_jsonl(path):
+        for _, row in iter_jsonl(path, MAX_READ_BYTES, within):
             rows.append({k: row.get(k) for k in keep if k in row})
     except UserError as e:
         return rows, str(e)
-    except (OSError, UnicodeDecodeError) as e:
-        return rows, f"{path}: cannot be read ({e})"
     return rows, None
 
 
@@ -200,16 +214,17 @@ def _interval(iv) -> dict:
     return {"mean": iv.mean, "low": iv.low, "high": iv.high, "text": ci4(iv)}
 
 
-def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds: dict | None = None) -> dict:
+def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds: dict | None = None,
+                   within: list[Path] | None = None) -> dict:
     """The page's statistics: ONE `analysis.analyse` (what report.md renders), its cells made by report.py's own
     table helpers (summary_table, comparison_table, decision_table, decision_notes) and its other sections by
     report.py's render functions, so the page shows report.md's strings. The only place serve.py touches the
     statistics."""
     from ada_slm import report
-    from ada_slm.analysis import analyse
+    from ada_slm.analysis import analyse, collect
     from ada_slm.metrics import METRICS, RUN_METRICS
 
-    a = analyse(study, specs, scale)
+    a = analyse(study, specs, scale, collect(specs, MAX_READ_BYTES, within))
     header, cells = report.summary_table(a)
     arms = [{"arm": name, "baseline": name == study.baseline, "n_complete": arm.n_complete,
              "cells": dict(zip(SUMMARY_KEYS, row)),
@@ -237,11 +252,15 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     doc = report.Doc()  # the report's remaining sections, read back from its own renderer
     report.render_designs(doc, a)
     report.render_power(doc, a)
-    report.render_rounds(doc, rounds)
+    errors = [f"left out of the analysis: {run}" for run in report.unreadable_runs(a)]
+    why = report.render_rounds_or_why(doc, rounds)
+    if why:
+        errors.append(f"{ROUNDS}: {why}: the adaptive rounds are not shown")
     present = [m for m in (*METRICS, *RUN_METRICS) if any(m in arm.intervals for arm in a.arms.values())]
     return {"metric": a.primary, "baseline": study.baseline, "metrics": present,
             "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header)], "arms": arms,
-            "comparisons": comparisons, "decision": decision, "blocks": [list(b) for b in doc.blocks if b[0] != "img"]}
+            "comparisons": comparisons, "decision": decision, "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
+            "errors": errors}
 
 
 # ------------------------------------------------------------------------------------------ the view
@@ -251,7 +270,10 @@ class StudyView:
     def __init__(self, study: Study, specs: list[RunSpec], scale: str | None, results_root: str | Path):
         self.study, self.specs, self.scale = study, specs, scale
         self.root = Path(results_root) / study.name
-        self.reader = JsonReader()
+        # files are read only where they resolve inside the results folder (or the study's folder, which may
+        # itself be a link to elsewhere): a symlink in a run folder does not serve ~/.ssh
+        self.within = [Path(results_root), self.root]
+        self.reader = JsonReader(self.within)
         self._analysis_lock = threading.Lock()
         self._analysis: tuple[str, dict] | None = None
 
@@ -259,7 +281,7 @@ class StudyView:
         """(run, record and eval.jsonl stamps) of the runs the analysis reads: a change means new numbers."""
         out = []
         for s in self.specs:
-            rec, _ = self.reader.read(s.run_dir / RECORD)
+            rec, _ = self.reader.read(s.run_dir / RECORD, check_record)
             if isinstance(rec, dict) and isinstance(rec.get("status"), dict) and \
                     rec["status"].get("state") == "complete" and rec.get("eval"):
                 out.append((s.key, _stamp(s.run_dir / RECORD), _stamp(s.run_dir / EVAL)))
@@ -292,7 +314,7 @@ class StudyView:
     def curves(self) -> dict:
         out = {}
         for s in self.specs:
-            curve = _curve(self.reader.read(s.run_dir / RECORD)[0])
+            curve = _curve(self.reader.read(s.run_dir / RECORD, check_record)[0])
             if curve:
                 out[s.key] = {"arm": s.arm, "seed": s.seed, **curve}
         return {"runs": out}
@@ -307,8 +329,10 @@ class StudyView:
             else:
                 try:
                     rounds, rounds_err = self.reader.read(self.root / ROUNDS)  # an adaptive study's history
-                    result = {"available": True, **_analysis_json(self.study, self.specs, self.scale, rounds),
-                              "errors": [f"{rounds_err}: the adaptive rounds are not shown"] if rounds_err else []}
+                    result = {"available": True, **_analysis_json(self.study, self.specs, self.scale, rounds,
+                                                                  self.within)}
+                    if rounds_err:
+                        result["errors"].append(f"{rounds_err}: the adaptive rounds are not shown")
                 except UserError as e:
                     result = {"available": False, "reason": f"The finished runs cannot be analysed: {e}"}
                 except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
@@ -322,14 +346,14 @@ class StudyView:
         spec = next((s for s in self.specs if s.arm == arm and s.seed == seed), None)
         if spec is None:
             return None
-        rec, rec_err = self.reader.read(spec.run_dir / RECORD)
+        rec, rec_err = self.reader.read(spec.run_dir / RECORD, check_record)
         on_disk, spec_err = self.reader.read(spec.run_dir / SPEC)
         record = None
         if rec is not None:  # the steps are drawn as the curve, not listed
             train = rec.get("train")
             record = {**rec, "train": {k: v for k, v in train.items() if k not in ("steps", "val")}} \
                 if isinstance(train, dict) else rec
-        items, items_err = _eval_rows(spec.run_dir / EVAL)
+        items, items_err = _eval_rows(spec.run_dir / EVAL, self.within)
         return {"key": spec.key, "arm": arm, "seed": seed, "run_dir": str(spec.run_dir),
                 "state": run_state(spec, self.reader, runner_holds_lock(self.root / ".lock"), time.time()),
                 # what the runner was given (spec.json) where it has started, else what it will be given
@@ -351,6 +375,12 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def render_json(content) -> bytes:
+    """An API answer's bytes: NaN as null, and only ASCII (a string that is no text, such as a lone surrogate
+    read from some file, is escaped instead of failing the whole answer)."""
+    return json.dumps(_finite(content), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
 def web_dir() -> Path:
     return Path(str(resources.files("ada_slm") / "web"))
 
@@ -366,7 +396,7 @@ def create_app(view: StudyView, allowed_hosts: list[str] | None = None):
 
     class Json(JSONResponse):
         def render(self, content) -> bytes:
-            return json.dumps(_finite(content), ensure_ascii=False, allow_nan=False).encode("utf-8")
+            return render_json(content)
 
     def answer(content, status: int = 200):
         return Json(content, status_code=status, headers={"Cache-Control": "no-store"})
@@ -413,8 +443,9 @@ def infer_scale(study: Study, source: str, results_root: str | Path, exports_roo
     on_disk = {}
     for path in (Path(results_root) / study.name).glob(f"*/seed*/{SPEC}"):
         try:
-            on_disk[f"{path.parent.parent.name}/{path.parent.name}"] = json.loads(path.read_text())
-        except (OSError, ValueError):
+            on_disk[f"{path.parent.parent.name}/{path.parent.name}"] = read_json(path, MAX_READ_BYTES,
+                                                                                  [Path(results_root)])
+        except UserError:  # a spec that cannot be read says nothing about the scale
             continue
 
     def strip(train: dict | None) -> dict | None:
@@ -438,9 +469,9 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as e:
+    except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
         sock.close()
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({getattr(e, 'strerror', None) or e}); "
                         "choose another --port") from None
     sock.listen(128)  # from here on a request waits in the backlog until the server accepts it
     return sock

@@ -156,6 +156,7 @@ def study_run(
         raise UserError("--only cannot be combined with --until-decided (the rounds decide which arms run)")
     study, specs, path = _study_specs(file, scale, only, seeds, results, exports)
     validate_models(specs)
+    _check_writable(results / study.name)
     runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor()
     study_runs, tracking_for = None, None
     if track == "mlflow":
@@ -199,6 +200,19 @@ def study_run(
             study_runs.end(failed=bool(counts["failed"]))
     if counts["failed"]:
         raise typer.Exit(2)
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse, before any run starts, a results folder the runner cannot write (read-only, a file in the way)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):  # unnamed where the OS allows it: nothing is left behind
+            pass
+    except OSError as e:
+        raise UserError(f"{folder}: cannot write the study's results there ({e.strerror or e}); "
+                        "choose another --results") from None
 
 
 def _run_rounds(study, path, scale, specs, results, exports, runner, tracking_for, max_seeds, budget_hours):
@@ -397,7 +411,7 @@ def study_serve(
                                         "on disk."),
     results: Path = _results_opt,
     exports: Path = _exports_opt,
-    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
 ):
     """A live page of the study in the browser: the arm × seed grid, loss curves, the report's comparison and
