@@ -60,6 +60,7 @@ def test_study_plan_prints_time_and_power_before_any_run(tmp_path):
     """The quick phase14d before any run, with this machine kind's throughput kept in the cache."""
     kind, precision = plan.this_machine()
     env = os.environ | {"ADA_SLM_CACHE": str(tmp_path / "cache")}
+    env.pop("ADA_SLM_THROUGHPUT")  # conftest's; here the default place beside the model cache is tested
     store = {plan.machine_key(kind, precision, "smollm2-135m", 96): {
         "tokens_per_s": 100.0, "tokens_per_sequence": 50.0, "eval_s_per_item": 0.5, "eval_max_new_tokens": 10,
         "runs": 2, "study": "earlier", "measured": "2026-12-01"}}
