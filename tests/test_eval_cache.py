@@ -6,6 +6,7 @@ generated batch with the number of prompts in it."""
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,37 +117,47 @@ def _changed_template(model, tok, tmp_path):
     return {"model_and_tokenizer": (model, changed)}
 
 
-# component -> (baseline evaluate kwargs, changed kwargs); kwargs may be functions of (model, tokenizer, tmp_path)
+# component -> (baseline, changed evaluate kwargs); the baselines are evaluated once (fixture `baselines`), plain =
+# tiny-lfm2 as loaded by name; changed kwargs may be a function of (model, tokenizer, tmp_path)
 MISSES = {
-    "base weights": ({}, _changed_weights),
-    "adapter": ({"model_and_tokenizer": None}, _adapter),
-    "suite items": ({}, _changed_suite),
-    "limit": ({}, {"limit": LIMIT - 1}),
-    "chat template": ({}, _changed_template),
-    "max_new_tokens": ({}, {"settings": GREEDY.model_copy(update={"max_new_tokens": 7})}),
-    "batch_size": ({}, {"settings": GREEDY.model_copy(update={"batch_size": 3})}),
-    "chat_template off": ({}, {"settings": GREEDY.model_copy(update={"chat_template": False})}),
-    "sampled generation": ({}, {"settings": SAMPLED}),
-    "sampling seed": ({"settings": SAMPLED}, {"settings": SAMPLED.model_copy(update={"seed": 1})}),
-    "temperature": ({"settings": SAMPLED}, {"settings": SAMPLED.model_copy(update={"temperature": 0.9})}),
-    "samples": ({"settings": SAMPLED}, {"settings": SAMPLED.model_copy(update={"samples": 3})}),
-    "precision (weights)": ({}, lambda m, t, _: {"model_and_tokenizer": (copy.deepcopy(m).to(torch.bfloat16), t)}),
-    "precision (autocast)": ({}, {"autocast": torch.bfloat16}),
-    "torch threads": ({}, {"threads": torch.get_num_threads() + 1}),
-    "generation code version": ({}, {"cache": {"code_version": "bumped"}}),
-    "library versions": ({}, {"cache": {"libraries": {**library_versions(), "transformers": "0.0.0"}}}),
+    "base weights": ("greedy", _changed_weights),
+    "adapter": ("plain", _adapter),
+    "suite items": ("greedy", _changed_suite),
+    "limit": ("greedy", {"limit": LIMIT - 1}),
+    "chat template": ("greedy", _changed_template),
+    "max_new_tokens": ("greedy", {"settings": GREEDY.model_copy(update={"max_new_tokens": 7})}),
+    "batch_size": ("greedy", {"settings": GREEDY.model_copy(update={"batch_size": 3})}),
+    "chat_template off": ("greedy", {"settings": GREEDY.model_copy(update={"chat_template": False})}),
+    "sampled generation": ("greedy", {"settings": SAMPLED}),
+    "sampling seed": ("sampled", {"settings": SAMPLED.model_copy(update={"seed": 1})}),
+    "temperature": ("sampled", {"settings": SAMPLED.model_copy(update={"temperature": 0.9})}),
+    "samples": ("sampled", {"settings": SAMPLED.model_copy(update={"samples": 3})}),
+    "precision (weights)": ("greedy", lambda m, t, _: {"model_and_tokenizer": (copy.deepcopy(m).to(torch.bfloat16), t)}),
+    "precision (autocast)": ("greedy", {"autocast": torch.bfloat16}),
+    "torch threads": ("greedy", {"threads": torch.get_num_threads() + 1}),
+    "generation code version": ("greedy", {"cache": {"code_version": "bumped"}}),
+    "library versions": ("greedy", {"cache": {"libraries": {**library_versions(), "transformers": "0.0.0"}}}),
 }
 
 
-def _resolve(spec, model, tok, tmp_path):
-    return spec(model, tok, tmp_path) if callable(spec) else dict(spec)
+@pytest.fixture(scope="module")
+def baselines(tmp_path_factory, noisy):
+    """(cache entry, summary, out dir) of the noisy model's greedy and sampled evaluations, generated once."""
+    out = {}
+    for name, settings in (("greedy", GREEDY), ("sampled", SAMPLED)):
+        folder = tmp_path_factory.mktemp(name)
+        cache = EvalCache(folder / "cache")
+        summary, generated = _eval(folder / "a", cache, noisy, settings=settings)
+        assert generated > 0 and summary["cached_from"] is None
+        out[name] = (cache.path(summary["eval_cache"]["key"]), summary, folder / "a")
+    return out
 
 
-def _run(kwargs, out_dir, cache_dir, model, tok):
+def _run(kwargs, out_dir, cache_dir, model_and_tokenizer):
     kwargs = dict(kwargs)
     cache = EvalCache(cache_dir, **kwargs.pop("cache", {}))
     autocast, threads = kwargs.pop("autocast", None), kwargs.pop("threads", None)
-    kwargs.setdefault("model_and_tokenizer", (model, tok))
+    kwargs.setdefault("model_and_tokenizer", model_and_tokenizer)
     before = torch.get_num_threads()
     try:
         if threads:
@@ -158,16 +169,24 @@ def _run(kwargs, out_dir, cache_dir, model, tok):
 
 
 @pytest.mark.parametrize("component", list(MISSES))
-def test_a_change_of_any_key_component_misses(tmp_path, noisy, component):
-    model, tok = load_model("tiny-lfm2", None) if component == "adapter" else noisy
-    baseline, changed = (_resolve(spec, model, tok, tmp_path) for spec in MISSES[component])
+def test_a_change_of_any_key_component_misses(tmp_path, noisy, baselines, component):
+    baseline, changed = MISSES[component]
     cache_dir = tmp_path / "cache"
-    first, generated = _run(baseline, tmp_path / "a", cache_dir, model, tok)
-    assert generated > 0 and first["cached_from"] is None
-    summary, generated = _run(changed, tmp_path / "b", cache_dir, model, tok)
+    if baseline == "plain":
+        model, tok = load_model("tiny-lfm2", None)
+        first, generated = _run({"model_and_tokenizer": None}, tmp_path / "a", cache_dir, (model, tok))
+        assert generated > 0
+        baseline_key = first["eval_cache"]["key"]
+    else:
+        (model, tok), (entry, first, _) = noisy, baselines[baseline]
+        cache_dir.mkdir()
+        shutil.copy(entry, cache_dir / entry.name)  # the cache holds the baseline's outputs
+        baseline_key = first["eval_cache"]["key"]
+    changed = changed(model, tok, tmp_path) if callable(changed) else changed
+    summary, generated = _run(changed, tmp_path / "b", cache_dir, (model, tok))
     assert generated > 0 and summary["cached_from"] is None, f"{component}: a change of it must miss"
-    assert summary["eval_cache"]["key"] != first["eval_cache"]["key"]
-    again, generated = _run(changed, tmp_path / "c", cache_dir, model, tok)  # and the changed key is itself kept
+    assert summary["eval_cache"]["key"] != baseline_key
+    again, generated = _run(changed, tmp_path / "c", cache_dir, (model, tok))  # and the changed key is itself kept
     assert generated == 0 and again["cached_from"]["run"] == "b"  # relative to the folder holding the cache
     assert _outputs(tmp_path / "c") == _outputs(tmp_path / "b")
 
@@ -192,22 +211,25 @@ def _corrupt_not_utf8(path):
 
 @pytest.mark.parametrize("corrupt", [_corrupt_truncated, _corrupt_edited_outputs, _corrupt_not_an_entry,
                                      _corrupt_not_utf8])
-def test_a_corrupt_entry_is_a_miss_and_is_rewritten(tmp_path, noisy, corrupt, capsys):
+def test_a_corrupt_entry_is_a_miss_and_is_rewritten(tmp_path, noisy, baselines, corrupt, capsys):
+    stored, first, first_dir = baselines["greedy"]
     cache = EvalCache(tmp_path / "cache")
-    first, _ = _eval(tmp_path / "a", cache, noisy)
     entry = cache.path(first["eval_cache"]["key"])
+    entry.parent.mkdir()
+    shutil.copy(stored, entry)
     corrupt(entry)
     second, generated = _eval(tmp_path / "b", cache, noisy)
     assert generated == LIMIT and second["cached_from"] is None
     assert f"eval cache: {entry}:" in capsys.readouterr().err
-    assert _outputs(tmp_path / "b") == _outputs(tmp_path / "a")
+    assert _outputs(tmp_path / "b") == _outputs(first_dir)
     third, generated = _eval(tmp_path / "c", cache, noisy)  # rewritten: a valid entry again
     assert generated == 0 and third["cached_from"]["run"] == "b"
 
 
-def test_rescore_uses_the_stored_outputs_without_a_model(tmp_path, noisy):
+def test_rescore_uses_the_stored_outputs_without_a_model(tmp_path, baselines):
+    _, summary, first_dir = baselines["greedy"]
     out = tmp_path / "run"
-    summary, _ = _eval(out, None, noisy)
+    shutil.copytree(first_dir, out)
     rows = [json.loads(line) for line in (out / "eval.jsonl").open()]
     # as if evaluated by an older version: one metric missing from every item, another with other values
     stale_rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k != "agl_awareness"} | {

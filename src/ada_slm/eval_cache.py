@@ -65,7 +65,7 @@ def weights_sha256(model) -> str:
         if same_tensor in seen:  # a tied weight: its name is hashed, its bytes once
             continue
         seen.add(same_tensor)
-        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # the bytes, not a copy
     return h.hexdigest()
 
 
