@@ -6,6 +6,9 @@ adapter is scored exactly like a trained arm, so every study can report the untr
 
 Generation is greedy with the KV cache, prompts left-padded in batches (sorted by length to waste little
 padding) and stopped at the end-of-turn token; the outputs equal one-prompt-at-a-time `generate` (tested).
+With an `EvalCache` (eval_cache.py) an evaluation whose generation was already paid for — the base arm's other
+seeds, a run re-evaluated after a crash — reuses the stored outputs; `rescore` re-scores stored outputs with
+today's metrics without a model (eval_cache.rescore).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from ada_slm.config import load_yaml
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, write_json, write_jsonl
 from ada_slm.metrics import METRICS, SEED_METRICS, score, seed_score
+
+# Part of every eval-cache key: bump it whenever the code that turns prompts into output ids changes
+# (render_prompt, encode_prompts, generate_ids), so outputs of older code are never reused.
+GENERATION_VERSION = "1"
 
 
 class SuiteItem(BaseModel):
@@ -170,6 +177,12 @@ def render_prompt(tokenizer, prompt: str | list[dict], chat_template: bool) -> s
     return prompt
 
 
+def encode_prompts(tokenizer, prompts: list[str | list[dict]], chat_template: bool) -> list[list[int]]:
+    """The input ids generation continues, one list per prompt."""
+    texts = [render_prompt(tokenizer, p, chat_template) for p in prompts]
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None,
              sample_index: int = 0) -> list[str]:
@@ -184,10 +197,9 @@ def generate_ids(model, tokenizer, prompts: list[str], settings: GenerationSetti
     """New-token ids for `prompts` (up to and including end-of-turn), batched `settings.batch_size` at a
     time (left-padded); trailing padding removed."""
     device = next(model.parameters()).device
-    texts = [render_prompt(tokenizer, p, settings.chat_template) for p in prompts]
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
-    outputs: list[list[int]] = [[] for _ in texts]
+    encoded = encode_prompts(tokenizer, prompts, settings.chat_template)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
+    outputs: list[list[int]] = [[] for _ in encoded]
     pad_id = tokenizer.pad_token_id
     for start in range(0, len(order), settings.batch_size):
         batch = order[start : start + settings.batch_size]
@@ -319,9 +331,53 @@ def load_model(base: str, adapter: str | None):
     return model, tokenizer
 
 
+def _generate_samples(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress) -> list:
+    return [generate_ids(model, tokenizer, prompts, settings, progress=progress, sample_index=k)
+            for k in range(settings.samples if settings.mode == "seed" else 1)]
+
+
+def _cached_or_generated(model, tokenizer, items: list[SuiteItem], settings: GenerationSettings, out_dir: Path,
+                         progress, cache) -> tuple[list, dict | None, str | None]:
+    """(output ids per sample per item, where they came from if the cache had them, cache key)."""
+    prompts = [i.prompt for i in items]
+    if cache is None:
+        return _generate_samples(model, tokenizer, prompts, settings, progress), None, None
+    material = cache.material(model, tokenizer, [i.id for i in items],
+                              encode_prompts(tokenizer, prompts, settings.chat_template), settings)
+    key = cache.key(material)
+    with cache.lock(key):  # a concurrent evaluation of the same key waits for this one, then hits
+        entry = cache.load(material)
+        if entry is not None:
+            return entry.outputs, {"run": entry.generated_by, "generated_at": entry.generated_at,
+                                   "generation_s": entry.generation_s, "key": key}, key
+        start = time.perf_counter()
+        outputs = _generate_samples(model, tokenizer, prompts, settings, progress)
+        cache.store(material, outputs, cache.label(out_dir), time.perf_counter() - start)
+    return outputs, None, key
+
+
+def item_row(item: SuiteItem, output: str, sample: int | None) -> dict:
+    row = {"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
+           "output": output, "metrics": score(output, item.model_dump()), "seed_metrics": seed_score(output)}
+    if sample is not None:
+        row["sample"] = sample
+    return row
+
+
+def score_rows(rows: list[dict], settings: GenerationSettings) -> dict:
+    """The summary's metric parts: means and CIs over items (samples averaged), seed scoring, sampling spread."""
+    per_item = _average_samples(rows)
+    out = {**summarize(per_item), "seed_scoring": summarize(per_item, SEED_METRICS, key="seed_metrics")}
+    if settings.mode == "seed" and settings.samples > 1:
+        out["sampling"] = _sampling_spread(rows, settings.samples)
+    return out
+
+
 def evaluate(base: str, adapter: str | None, suite_name: str, settings: GenerationSettings, out_dir: str | Path,
-             limit: int | None = None, progress=None, model_and_tokenizer=None) -> dict:
-    """Score one model on a suite; writes <out_dir>/eval.jsonl and <out_dir>/eval_summary.json."""
+             limit: int | None = None, progress=None, model_and_tokenizer=None, cache=None) -> dict:
+    """Score one model on a suite; writes <out_dir>/eval.jsonl and <out_dir>/eval_summary.json. With `cache`
+    (an eval_cache.EvalCache) the outputs come from it when it holds this exact generation (the summary's
+    `cached_from` then names the run that generated them), else they are generated and stored in it."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -330,29 +386,24 @@ def evaluate(base: str, adapter: str | None, suite_name: str, settings: Generati
     items = subset(suite.items, limit)
     model, tokenizer = model_and_tokenizer or load_model(base, adapter)
     model.eval()
+    out_dir = Path(out_dir)
     start = time.perf_counter()
+    ids, cached_from, key = _cached_or_generated(model, tokenizer, items, settings, out_dir, progress, cache)
     rows = []
-    for k in range(settings.samples if settings.mode == "seed" else 1):
-        outputs = generate(model, tokenizer, [i.prompt for i in items], settings, progress=progress, sample_index=k)
-        for item, output in zip(items, outputs):
-            row = {"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
-                   "output": output, "metrics": score(output, item.model_dump()), "seed_metrics": seed_score(output)}
-            if settings.mode == "seed":
-                row["sample"] = k
-            rows.append(row)
-    gen_s = time.perf_counter() - start
-    per_item = _average_samples(rows)
+    for k, sample in enumerate(ids):
+        for item, output in zip(items, sample):
+            rows.append(item_row(item, tokenizer.decode(output, skip_special_tokens=True).strip(),
+                             k if settings.mode == "seed" else None))
+    gen_s = time.perf_counter() - start  # on a hit: the time this evaluation spent, not the stored generation's
     summary = {
         "suite": suite.name, "suite_path": str(suite_path), "n_items": len(items), "limit": limit,
         "base": base, "adapter": adapter, "arm": "base" if adapter is None else Path(adapter).parent.name,
-        "generation": settings.model_dump(), "generation_s": gen_s, "items_per_s": len(rows) / gen_s,
+        "generation": settings.model_dump(), "generation_s": gen_s,
+        "items_per_s": None if cached_from else len(rows) / gen_s,
+        "cached_from": cached_from, "eval_cache": {"dir": str(cache.directory), "key": key} if cache else None,
         "perplexity": perplexity(model, tokenizer, suite.perplexity_texts),
-        **summarize(per_item),
-        "seed_scoring": summarize(per_item, SEED_METRICS, key="seed_metrics"),
+        **score_rows(rows, settings),
     }
-    if settings.mode == "seed" and settings.samples > 1:
-        summary["sampling"] = _sampling_spread(rows, settings.samples)
-    out_dir = Path(out_dir)
     write_jsonl(out_dir / "eval.jsonl", rows)
     write_json(out_dir / "eval_summary.json", summary)
     return summary

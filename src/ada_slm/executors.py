@@ -29,6 +29,7 @@ def execute_run(run_dir: Path) -> int:
     """Train (unless base) and evaluate one run described by <run_dir>/spec.json. Runs in its own process."""
     from ada_slm import tracking
     from ada_slm.config import TrainConfig
+    from ada_slm.eval_cache import STUDY_CACHE_DIR, EvalCache
     from ada_slm.evaluate import GenerationSettings, evaluate
     from ada_slm.train import train
 
@@ -63,8 +64,10 @@ def execute_run(run_dir: Path) -> int:
                 # evaluate the weights just trained (the same ones saved as the adapter) without reloading them
                 loaded = (trained.model.merge_and_unload(), trained.tokenizer)
             adapter = record["train"]["adapter_dir"]
+        # the study's runs share one eval cache: the base arm's seeds generate once, a re-run after a crash not again
+        cache = EvalCache(run_dir.parent.parent / STUDY_CACHE_DIR)  # results/<study>/.eval-cache
         summary = evaluate(spec["base"], adapter, spec["eval"]["suite"], settings, run_dir,
-                           limit=spec["eval"]["limit"], model_and_tokenizer=loaded)
+                           limit=spec["eval"]["limit"], model_and_tokenizer=loaded, cache=cache)
         record["eval"] = summary
         record["status"] = {"state": "complete", "reason": None}
         record.setdefault("meta", {})["arm"] = spec["arm"]

@@ -276,6 +276,9 @@ def study_report(
     results: Path = _results_opt,
     exports: Path = _exports_opt,
     show: bool = typer.Option(True, "--show/--no-show", help="Print the comparison to the terminal."),
+    rescore: bool = typer.Option(False, "--rescore", help="First re-score every finished run's stored outputs "
+                                 "(eval.jsonl) with today's metrics and suite items: new or changed metrics "
+                                 "without generating again."),
 ):
     """Write results/<study>/report.md, report.html and plots from the finished runs."""
     from rich.markdown import Markdown
@@ -284,10 +287,34 @@ def study_report(
     from ada_slm.report import summary
 
     study, specs, _ = _study_specs(file, scale, None, None, results, exports)
+    if rescore:
+        _rescore(study, specs, results)
     analysis = analyse(study, specs, scale)
     _write_report(study, specs, scale, results, analysis)
     if show:  # the series summary, designs, decision and power, rendered from the same analysis
         console.print(Markdown(summary(analysis)))
+
+
+def _rescore(study, specs, results: Path) -> None:
+    """`study report --rescore`, under the study's lock: a runner writing records meanwhile would race it."""
+    from filelock import FileLock, Timeout
+
+    from ada_slm.eval_cache import rescore_runs
+
+    root = results / study.name
+    if not root.is_dir():
+        return
+    lock = FileLock(str(root / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"{root}/.lock: a `study run` of this study is running; --rescore rewrites its records, "
+                        "so run it when that has finished") from None
+    try:
+        keys = rescore_runs(specs)
+    finally:
+        lock.release()
+    console.print(f"rescored {len(keys)} runs from their stored outputs (nothing generated)", highlight=False)
 
 
 @study_app.command("next")
