@@ -4,7 +4,8 @@
     GET /api/state               the arm × seed grid: each run's state, step, ETA, failure reason; runner active?
     GET /api/curves              train and held-out loss of every run that has trained
     GET /api/analysis            report.md's numbers and strings, from one analysis.analyse: per-arm metrics with
-                                 CIs, Δ against the baseline, the decision, designs, power, adaptive rounds
+                                 CIs, Δ against the baseline, the decision, success criteria, designs, power,
+                                 adaptive rounds
     GET /api/run/{arm}/{seed}    one run: its config, its record, its eval items with per-item metrics
 
 The page polls /api/state every 2 s and fetches curves, analysis or a run page only when the files behind them
@@ -206,6 +207,7 @@ def _eval_rows(path: Path, within: list[Path] | None = None) -> tuple[list[dict]
 SUMMARY_KEYS = ("arm", "config", "held_out_loss", "final_train_loss", "metric", "seed_item_sd", "vs_baseline", "runs")
 COMPARISON_KEYS = ("metric", "baseline", "value", "delta", "percent", "ratio", "df", "p_holm", "p_perm", "difference")
 DECISION_KEYS = ("question", "comparison", "evidence", "answer")
+CRITERIA_KEYS = ("criterion", "judged", "evidence")
 
 
 def _interval(iv) -> dict:
@@ -249,6 +251,11 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
         head, rows = report.decision_table(a.decision)
         decision = {"metric": a.decision.metric, "intro": report.decision_intro(a.decision), "header": head,
                     "questions": [dict(zip(DECISION_KEYS, row)) for row in rows], "notes": report.decision_notes(a)}
+    criteria = None
+    if study.criteria:  # report.md's "Success criteria" table, judged by the same function
+        head, rows = report.criteria_table(a)
+        criteria = {"intro": report.CRITERIA_INTRO, "header": head,
+                    "rows": [dict(zip(CRITERIA_KEYS, row)) for row in rows]}
     doc = report.Doc()  # the report's remaining sections, read back from its own renderer
     report.render_designs(doc, a)
     report.render_power(doc, a)
@@ -259,7 +266,7 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     present = [m for m in (*METRICS, *RUN_METRICS) if any(m in arm.intervals for arm in a.arms.values())]
     return {"metric": a.primary, "baseline": study.baseline, "metrics": present,
             "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header)], "arms": arms,
-            "comparisons": comparisons, "decision": decision, "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
+            "comparisons": comparisons, "decision": decision, "criteria": criteria, "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
             "errors": errors}
 
 

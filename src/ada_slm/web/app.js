@@ -186,6 +186,7 @@ function renderAnalysis(a) {
     $("all-metrics-box").hidden = true;
     fill("comparisons", h("p", { class: "muted" }, "Each arm is compared with the baseline once both have finished runs."));
     fill("decision", h("p", { class: "muted" }, "The decision questions are answered from finished runs."));
+    renderCriteria(null);
     return;
   }
   fill("analysis-note", a.errors.map((e) => h("div", { class: "note error" }, e)));
@@ -209,7 +210,19 @@ function renderAnalysis(a) {
       a.arms.map((r) => h("td", { class: "num" }, r.metrics[m] ? r.metrics[m].text : "—"))))));
   renderComparisons(a);
   renderDecision(a.decision);
+  renderCriteria(a.criteria);
   fill("blocks", a.blocks.map(renderBlock));
+}
+
+// The study's success criteria: report.md's table, met / not met / undecided from the runs' CIs.
+function renderCriteria(c) {
+  $("criteria-box").hidden = !c;
+  if (!c) { fill("criteria"); return; }
+  const keys = c.rows.length ? Object.keys(c.rows[0]) : [];
+  fill("criteria", h("p", { class: "muted" }, c.intro), h("table", { class: "data", "data-table": "criteria" },
+    h("thead", {}, h("tr", {}, c.header.map((x) => h("th", {}, x)))),
+    h("tbody", {}, c.rows.map((r) => h("tr", {}, keys.map((k) => h("td", { "data-col": k,
+      class: k !== "judged" ? null : r.judged === "met" ? "yes" : r.judged === "not met" ? "no" : null }, r[k])))))));
 }
 
 function renderComparisons(a) {
