@@ -83,3 +83,18 @@ def test_compare_view_without_a_report_folder(tmp_path):
     a = view.analysis()
     assert a["decision"] is None and a["criteria"] is None and a["comparisons"]["b"]["notes"] == []
     assert a["metrics"] == ["score"] and a["arms"][0]["metrics"]["score"]["text"]
+
+
+def test_compare_serve_on_a_port_in_use_is_a_one_line_error(tmp_path):
+    import socket
+
+    from test_compare import one_line_error, run_compare
+
+    table = write_csv(tmp_path / "t.csv", crossed_rows({"a": 0.0, "b": 0.0}, n_items=12, seed=1))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        p = run_compare(table, "--serve", "--port", port, "--out", tmp_path / "report")
+    one_line_error(p, f"--host 127.0.0.1 --port {port}: cannot listen there")
+    assert not (tmp_path / "report").exists()  # refused before anything is written
