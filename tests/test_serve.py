@@ -199,6 +199,33 @@ def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
     assert r8["metrics"]["heldout_loss"]["text"] == "4.4000 [4.4000, 4.4000]"
 
 
+CRITERIA = """criteria:
+  - {text: "r16-b1 lower held-out loss than r8", arm: r16-b1, metric: heldout_loss, better_than: r8}
+  - {text: "r8 AGL awareness above 0.99", arm: r8, metric: agl_awareness, above: 0.99}
+  - {text: "broken AGL awareness above 0", arm: broken, metric: agl_awareness, above: 0.0}
+"""
+
+
+def test_success_criteria_are_the_reports(fabricated, tmp_path):
+    """The page's success criteria equal report.md's table cell by cell (the same runs, tiny2 with a criteria
+    block): met, not met and undecided alike; a study without criteria has none on the page."""
+    study, specs, _ = fabricated
+    results = specs[0].run_dir.parents[2]
+    assert serve.StudyView(study, specs, None, results).analysis()["criteria"] is None
+    with_criteria = tmp_path / "tiny-criteria.yaml"
+    with_criteria.write_text(TINY.read_text() + CRITERIA)
+    study = load_study(with_criteria)
+    specs = expand(study, str(with_criteria), results_root=results, exports_root=tmp_path / "exports")
+    md = report.build_report(study, specs, None, tmp_path / "report").read_text()
+    a = serve.StudyView(study, specs, None, results).analysis()
+    assert a["available"] and a["errors"] == [], a
+    table = md_table(md, "## Success criteria")
+    assert a["criteria"]["header"] == list(table[0])
+    assert [list(r.values()) for r in a["criteria"]["rows"]] == [list(r.values()) for r in table]
+    assert [r["judged"] for r in a["criteria"]["rows"]] == ["met", "not met", "undecided"]
+    assert f"\n{a['criteria']['intro']}\n" in md
+
+
 def test_rounds_of_an_adaptive_study_are_shown_and_a_corrupt_file_is_reported(fabricated):
     study, specs, _ = fabricated
     view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])

@@ -58,6 +58,26 @@ def summary_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     return ["arm", "runs", f"{a.primary} [95% CI]", "run SD / item SD", "vs baseline"], rows
 
 
+def equivalence_note(comp) -> str:
+    return ("Equivalence (TOST, 90 % CI of Δ inside ±margin): "
+            + "; ".join(f"{m} ±{e.margin:.4g}: [{e.low:+.4f}, {e.high:+.4f}] → "
+                        + ("equivalent" if e.equivalent else "not shown equivalent")
+                        + f" (p {report.fmt_p(e.p)})" for m, e in comp.equivalence.items()) + ".")
+
+
+def provenance(result: CompareResult) -> str:
+    """The line under the title: which tool made the runs, the arms, the baseline and the primary metric."""
+    runs = result.matched.runs
+    source = next(iter(runs.values()))[0].source
+    return (f"Runs made with {TOOLS[source]}, read by `ada-slm compare` · arms {', '.join(runs)} · baseline "
+            f"{result.spec.baseline_arm} · primary metric {result.analysis.primary}")
+
+
+def runs_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
+    return ["arm", "run", "model / settings"], [[arm, r.name, _model(r)] for arm, rs in result.matched.runs.items()
+                                                for r in rs]
+
+
 def render(result: CompareResult) -> report.Doc:
     a, spec = result.analysis, result.spec
     baseline = spec.baseline_arm
@@ -65,11 +85,8 @@ def render(result: CompareResult) -> report.Doc:
     doc.h(1, f"Comparison {spec.name}")
     if spec.description.strip():
         doc.p(spec.description.strip())
-    runs = result.matched.runs
-    source = next(iter(runs.values()))[0].source
-    doc.p(f"Runs made with {TOOLS[source]}, read by `ada-slm compare` · arms {', '.join(runs)} · baseline {baseline} · "
-          f"primary metric {a.primary} · generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}")
-    doc.table(["arm", "run", "model / settings"], [[arm, r.name, _model(r)] for arm, rs in runs.items() for r in rs])
+    doc.p(f"{provenance(result)} · generated {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}")
+    doc.table(*runs_table(result))
     doc.h(2, "Items")
     doc.p("Items are matched by id across every run; only items scored in every run are compared. "
           + " ".join(_items_note(result)))
@@ -98,10 +115,7 @@ def render(result: CompareResult) -> report.Doc:
             continue
         doc.table(*report.comparison_table(a, comp))
         if comp.equivalence:
-            doc.p("Equivalence (TOST, 90 % CI of Δ inside ±margin): "
-                  + "; ".join(f"{m} ±{e.margin:.4g}: [{e.low:+.4f}, {e.high:+.4f}] → "
-                              + ("equivalent" if e.equivalent else "not shown equivalent")
-                              + f" (p {report.fmt_p(e.p)})" for m, e in comp.equivalence.items()) + ".")
+            doc.p(equivalence_note(comp))
     doc.h(2, "Power")
     pw = a.power
     if pw is None:

@@ -291,6 +291,12 @@ def render_decision(doc: Doc, a: StudyAnalysis):
         doc.p(note)
 
 
+CRITERIA_INTRO = ("Stated in the study file before the runs. A threshold is met when the arm's 95 % CI lies beyond it, "
+                  "not met when the CI lies on the other side, undecided while the CI contains it; 'better than' is "
+                  "met when the seed-level rule supports the difference in the better direction, not met when its "
+                  "CI lies on the worse side of 0. Each criterion is judged alone (not corrected over the criteria).")
+
+
 def criteria_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
     """The study's success criteria, judged from the runs' CIs: header and one row per criterion."""
     from ada_slm.criteria import judge_all
@@ -303,10 +309,7 @@ def render_criteria(doc: Doc, a: StudyAnalysis):
     if not a.study.criteria:
         return
     doc.h(2, "Success criteria")
-    doc.p("Stated in the study file before the runs. A threshold is met when the arm's 95 % CI lies beyond it, not "
-          "met when the CI lies on the other side, undecided while the CI contains it; 'better than' is met when "
-          "the seed-level rule supports the difference in the better direction, not met when its CI lies on the "
-          "worse side of 0. Each criterion is judged alone (not corrected over the criteria).")
+    doc.p(CRITERIA_INTRO)
     doc.table(*criteria_table(a))
 
 

@@ -4,7 +4,8 @@
     GET /api/state               the arm × seed grid: each run's state, step, ETA, failure reason; runner active?
     GET /api/curves              train and held-out loss of every run that has trained
     GET /api/analysis            report.md's numbers and strings, from one analysis.analyse: per-arm metrics with
-                                 CIs, Δ against the baseline, the decision, designs, power, adaptive rounds
+                                 CIs, Δ against the baseline, the decision, success criteria, designs, power,
+                                 adaptive rounds
     GET /api/run/{arm}/{seed}    one run: its config, its record, its eval items with per-item metrics
 
 The page polls /api/state every 2 s and fetches curves, analysis or a run page only when the files behind them
@@ -206,6 +207,7 @@ def _eval_rows(path: Path, within: list[Path] | None = None) -> tuple[list[dict]
 SUMMARY_KEYS = ("arm", "config", "held_out_loss", "final_train_loss", "metric", "seed_item_sd", "vs_baseline", "runs")
 COMPARISON_KEYS = ("metric", "baseline", "value", "delta", "percent", "ratio", "df", "p_holm", "p_perm", "difference")
 DECISION_KEYS = ("question", "comparison", "evidence", "answer")
+CRITERIA_KEYS = ("criterion", "judged", "evidence")
 
 
 def _interval(iv) -> dict:
@@ -249,6 +251,11 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
         head, rows = report.decision_table(a.decision)
         decision = {"metric": a.decision.metric, "intro": report.decision_intro(a.decision), "header": head,
                     "questions": [dict(zip(DECISION_KEYS, row)) for row in rows], "notes": report.decision_notes(a)}
+    criteria = None
+    if study.criteria:  # report.md's "Success criteria" table, judged by the same function
+        head, rows = report.criteria_table(a)
+        criteria = {"intro": report.CRITERIA_INTRO, "header": head,
+                    "rows": [dict(zip(CRITERIA_KEYS, row)) for row in rows]}
     doc = report.Doc()  # the report's remaining sections, read back from its own renderer
     report.render_designs(doc, a)
     report.render_power(doc, a)
@@ -259,7 +266,7 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     present = [m for m in (*METRICS, *RUN_METRICS) if any(m in arm.intervals for arm in a.arms.values())]
     return {"metric": a.primary, "baseline": study.baseline, "metrics": present,
             "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header)], "arms": arms,
-            "comparisons": comparisons, "decision": decision, "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
+            "comparisons": comparisons, "decision": decision, "criteria": criteria, "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
             "errors": errors}
 
 
@@ -269,6 +276,7 @@ class StudyView:
 
     def __init__(self, study: Study, specs: list[RunSpec], scale: str | None, results_root: str | Path):
         self.study, self.specs, self.scale = study, specs, scale
+        self.label = f"study {study.name}"  # what a 404 names
         self.root = Path(results_root) / study.name
         # files are read only where they resolve inside the results folder (or the study's folder, which may
         # itself be a link to elsewhere): a symlink in a run folder does not serve ~/.ssh
@@ -385,8 +393,9 @@ def web_dir() -> Path:
     return Path(str(resources.files("ada_slm") / "web"))
 
 
-def create_app(view: StudyView, allowed_hosts: list[str] | None = None):
-    """The Starlette app. `allowed_hosts` guards a loopback server against DNS rebinding (None: any host)."""
+def create_app(view, allowed_hosts: list[str] | None = None):
+    """The Starlette app over a StudyView (or serve_compare.CompareView: the same endpoints). `allowed_hosts`
+    guards a loopback server against DNS rebinding (None: any host)."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -409,7 +418,7 @@ def create_app(view: StudyView, allowed_hosts: list[str] | None = None):
         detail = view.run(request.path_params["arm"], seed) if seed is not None else None
         if detail is None:
             return answer({"error": f"no run {request.path_params['arm']}/seed{request.path_params['seed']} "
-                                    f"in study {view.study.name}"}, 404)
+                                    f"in {view.label}"}, 404)
         return answer(detail)
 
     web = web_dir()
@@ -463,7 +472,7 @@ def infer_scale(study: Study, source: str, results_root: str | Path, exports_roo
 
 
 # ------------------------------------------------------------------------------------------ serving
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -480,18 +489,24 @@ def _listen(host: str, port: int) -> socket.socket:
 def serve(study: Study, specs: list[RunSpec], scale: str | None, results_root: str | Path, host: str, port: int,
           announce=print) -> None:
     """Serve the page until Ctrl-C. `--port 0` picks a free port; the URL is announced either way."""
+    sock = listen(host, port)
+    view = StudyView(study, specs, scale, results_root)
+    if hasattr(os, "nice"):
+        os.nice(10)  # the runner's training gets the CPU first
+    serve_view(view, sock, f"study {study.name} (scale {scale or 'as written'}, results {view.root})", host,
+               announce)
+
+
+def serve_view(view, sock: socket.socket, what: str, host: str, announce=print) -> None:
+    """Serve `view` (a StudyView or serve_compare.CompareView) on the listening `sock` until Ctrl-C: the URL is
+    announced; on a loopback address only requests naming a loopback host are answered."""
     import uvicorn
 
-    sock = _listen(host, port)
-    view = StudyView(study, specs, scale, results_root)
     loopback = host in LOOPBACK or host.startswith("127.")
     app = create_app(view, allowed_hosts=[host, "127.0.0.1", "localhost", "[::1]"] if loopback else None)
     bound = sock.getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
-    announce(f"study {study.name} (scale {scale or 'as written'}, results {view.root}): "
-             f"http://{url_host}:{bound}/  — Ctrl-C stops")
+    announce(f"{what}: http://{url_host}:{bound}/  — Ctrl-C stops")
     if not loopback:
         announce(f"note: listening on {host}, so anyone who can reach this machine can read these results")
-    if hasattr(os, "nice"):
-        os.nice(10)  # the runner's training gets the CPU first
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")).run(sockets=[sock])

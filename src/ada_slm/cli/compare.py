@@ -84,6 +84,12 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", help="Write report.md, report.html and comparisons.json "
                                        "here (default: print the summary only)."),
     as_json: bool = typer.Option(False, "--json", help="Print the typed result as JSON (for scripts)."),
+    serve: bool = typer.Option(False, "--serve", help="Then show the result on `study serve`'s page in the "
+                               "browser (read once; Ctrl-C stops)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="With --serve: port to listen on (0: any "
+                             "free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="With --serve: address to listen on (default: this "
+                             "machine only)."),
 ):
     """Compare runs made with other tools (lm-eval, Inspect, HF Trainer/TRL, ada-slm, any table) with the
     statistics of a study: the run is the unit, items are matched by id, Holm, TOST, power."""
@@ -93,15 +99,31 @@ def compare(
 
     spec = _spec(spec_file, arm, baseline, metric, equivalence_margin, min_effect, min_shared, name)
     result = run_compare(spec)
+    sock = None
+    if serve:  # a port in use is refused before anything is printed or written
+        from ada_slm.serve import listen
+
+        sock = listen(host, port)
     if out is not None:
         md = write_report(result, out)
         if not as_json:
             console.print(f"report: {md} and {md.with_suffix('.html')}", highlight=False)
     if as_json:
         print(json.dumps(to_json(result), ensure_ascii=False, indent=2))
-        return
-    from rich.markdown import Markdown
+    else:
+        from rich.markdown import Markdown
 
-    doc = render(result)
-    doc.blocks = [b for b in doc.blocks if not (b[0] == "h" and b[1] == 1)]
-    console.print(Markdown(doc.markdown()))
+        doc = render(result)
+        doc.blocks = [b for b in doc.blocks if not (b[0] == "h" and b[1] == 1)]
+        console.print(Markdown(doc.markdown()))
+    if sock is not None:
+        from ada_slm.serve import serve_view
+        from ada_slm.serve_compare import CompareView
+
+        view = CompareView(result, str(out) if out is not None else None)
+        announce = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
+        if as_json:  # stdout is the JSON document
+            from ada_slm.cli.common import err_console
+
+            announce = lambda line: err_console.print(line, highlight=False, markup=False)  # noqa: E731
+        serve_view(view, sock, f"comparison {spec.name}", host, announce)

@@ -121,7 +121,22 @@ function cellDetail(r) {
   return r.detail || "";
 }
 
+// A comparison (`ada-slm compare --serve`): runs made elsewhere, read once; no run cells, progress or curves.
+function renderCompareHeader(st) {
+  document.title = `${st.study} · ada-slm compare`;
+  fill("title", h("a", { href: "#/" }, `Comparison ${st.study}`));
+  fill("subtitle", st.provenance + (st.results ? ` · report in ${st.results}` : ""));
+  fill("counts", `${st.imported.rows.length} runs, read once`);
+  fill("notes", st.description ? h("p", {}, st.description) : null);
+  $("grid").hidden = true; $("curves-box").hidden = true; $("decision-box").hidden = true;
+  $("imported").hidden = false;
+  fill("blocks-title", "Items and power");
+  fill("imported", h("thead", {}, h("tr", {}, st.imported.header.map((x) => h("th", {}, x)))),
+    h("tbody", {}, st.imported.rows.map((row) => h("tr", { "data-arm": row[0] }, row.map((c) => h("td", {}, c))))));
+}
+
 function renderHeader(st) {
+  if (st.kind === "compare") { renderCompareHeader(st); return; }
   document.title = `${st.study} · ada-slm`;
   fill("title", h("a", { href: "#/" }, `Study ${st.study}`));
   const runner = st.runner === true ? "a runner is at work" : st.runner === false ? "no runner active" : "runner unknown";
@@ -186,12 +201,13 @@ function renderAnalysis(a) {
     $("all-metrics-box").hidden = true;
     fill("comparisons", h("p", { class: "muted" }, "Each arm is compared with the baseline once both have finished runs."));
     fill("decision", h("p", { class: "muted" }, "The decision questions are answered from finished runs."));
+    renderCriteria(null);
     return;
   }
   fill("analysis-note", a.errors.map((e) => h("div", { class: "note error" }, e)));
   $("all-metrics-box").hidden = false;
   const metric = a.metric;
-  fill("metric-name", `the decision metric is ${metric}; every number below is the report's`);
+  fill("metric-name", `the ${a.kind === "compare" ? "primary" : "decision"} metric is ${metric}; every number below is the report's`);
   fill("baseline-name", `${a.baseline}; the training run is the unit, 95% CI, Holm p, one rule for "supported"`);
   const numeric = new Set(["held_out_loss", "final_train_loss", "metric", "seed_item_sd"]);
   fill("arms", h("thead", {}, h("tr", {}, a.summary_header.map(([, title]) => h("th", {}, title)))),
@@ -209,7 +225,19 @@ function renderAnalysis(a) {
       a.arms.map((r) => h("td", { class: "num" }, r.metrics[m] ? r.metrics[m].text : "—"))))));
   renderComparisons(a);
   renderDecision(a.decision);
+  renderCriteria(a.criteria);
   fill("blocks", a.blocks.map(renderBlock));
+}
+
+// The study's success criteria: report.md's table, met / not met / undecided from the runs' CIs.
+function renderCriteria(c) {
+  $("criteria-box").hidden = !c;
+  if (!c) { fill("criteria"); return; }
+  const keys = c.rows.length ? Object.keys(c.rows[0]) : [];
+  fill("criteria", h("p", { class: "muted" }, c.intro), h("table", { class: "data", "data-table": "criteria" },
+    h("thead", {}, h("tr", {}, c.header.map((x) => h("th", {}, x)))),
+    h("tbody", {}, c.rows.map((r) => h("tr", {}, keys.map((k) => h("td", { "data-col": k,
+      class: k !== "judged" ? null : r.judged === "met" ? "yes" : r.judged === "not met" ? "no" : null }, r[k])))))));
 }
 
 function renderComparisons(a) {
@@ -367,15 +395,15 @@ async function tick() {
     const st = await getJSON("/api/state");
     app.state = st;
     renderHeader(st);
-    renderGrid(st);
-    if (st.versions.curves !== app.versions.curves) {
+    if (st.kind !== "compare") renderGrid(st);
+    if (st.kind !== "compare" && st.versions.curves !== app.versions.curves) {
       app.curves = await getJSON("/api/curves");
       app.versions.curves = st.versions.curves;
       renderCurves();
     }
     if (st.versions.analysis !== app.versions.analysis && !app.analysisPending) refreshAnalysis();
     await refreshRun(st);
-    setLive(true, `live · updated ${new Date().toLocaleTimeString()}`);
+    setLive(true, st.kind === "compare" ? "a fixed result, read once" : `live · updated ${new Date().toLocaleTimeString()}`);
   } catch (e) {
     setLive(false, `server unreachable, retrying (${e.message || e})`);
   } finally {
