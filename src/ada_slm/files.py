@@ -135,3 +135,13 @@ def make_dir(path: str | Path, what: str) -> Path:
     except OSError as e:
         raise UserError(f"{what} {path}: cannot create it ({e.strerror or e})") from None
     return path
+
+
+def follow_umask(folder: str | Path) -> None:
+    """Give `folder` and everything in it the modes the umask gives new files and folders: safetensors and
+    mkdtemp create theirs 0600/0700, while an export is meant to be shared like every other result."""
+    folder = Path(folder)
+    umask = _umask()
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
