@@ -96,7 +96,7 @@ def check_name(name: str, what: str) -> str:
     import re
 
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or name in (".", ".."):
-        raise UserError(f"{what} {name!r}: it names a folder, so use only letters, digits, '_', '.' and '-' "
+        raise UserError(f"{what} {name!r}: it names a folder or file, so use only letters, digits, '_', '.' and '-' "
                         "(and not '.' or '..')")
     return name
 
