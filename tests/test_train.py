@@ -479,3 +479,17 @@ def test_a_failed_data_load_leaves_no_run_directory(tmp_path):
     with pytest.raises(UserError, match="bad.jsonl:1"):
         run(tiny_cfg(tmp_path, data={"path": str(bad)}, out_dir=str(tmp_path / "deep" / "run")), quiet=True)
     assert not (tmp_path / "deep").exists()
+
+
+def test_damaged_checkpoint_is_one_line(tmp_path):
+    from ada_slm.errors import UserError
+
+    (tmp_path / "run").mkdir()
+    for content in (b"not a checkpoint", b""):
+        (tmp_path / "run" / "checkpoint.pt").write_bytes(content)
+        with pytest.raises(UserError, match="checkpoint.pt: damaged checkpoint") as info:
+            run(tiny_cfg(tmp_path), resume=True, quiet=True)
+        assert "\n" not in str(info.value)
+    torch.save({"step": 3}, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(UserError, match="checkpoint.pt: not a checkpoint of ada-slm"):
+        run(tiny_cfg(tmp_path), resume=True, quiet=True)
