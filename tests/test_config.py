@@ -85,5 +85,5 @@ def test_mix_file_weights_must_be_finite(tmp_path):
 
     f = tmp_path / "mix.yaml"
     f.write_text("certainty: .inf\n")
-    with pytest.raises(UserError, match="must be a finite number"):
+    with pytest.raises(UserError, match="must be a number ≥ 0 and finite"):
         resolve_mix(str(f))

@@ -71,7 +71,7 @@ def resolve_mix(mix: str | dict) -> dict[str, float]:
         if key not in CATEGORIES:
             raise UserError(f"{source}: unknown category {key!r} (known: {', '.join(CATEGORIES)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-            raise UserError(f"{source}: weight of {key!r} must be a finite number ≥ 0, got {value!r}")
+            raise UserError(f"{source}: weight of {key!r} must be a number ≥ 0 and finite, got {value!r}")
         if value > 0:
             weights[key] = float(value)
     if not weights:
