@@ -137,7 +137,8 @@ def test_generate_out_that_is_a_folder_is_one_line(noisy_model_and_adapter, tmp_
     prompts.write_text("hello\n")
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for out, message in ((tmp_path, "not a regular file"), (a_file / "out.jsonl", f"{a_file} is a file")):
+    for out, message in ((tmp_path, "not a regular file"),
+                         (a_file / "out.jsonl", f"{a_file}: is a file, not a folder")):
         p = subprocess.run(CLI + ["generate", "--prompts", str(prompts), "--out", str(out), "--base",
                                   str(noisy_model_and_adapter / "base"), "--max-new-tokens", "2"],
                            capture_output=True, text=True)
