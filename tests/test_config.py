@@ -46,3 +46,44 @@ def test_bad_configs_name_file_and_field(tmp_path, text, overrides, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("epochs=.inf", "epochs: Input should be a finite number"),
+        ("epochs=.nan", "epochs: Input should be a finite number"),
+        ("seed=-1", "seed: Input should be greater than or equal to 0"),
+        ("seed=4294967296", "seed: Input should be less than 4294967296"),
+        ("lr=.inf", "lr: Input should be a finite number"),
+        ("lr=.nan", "lr: Input should be a finite number"),
+        ("weight_decay=.inf", "weight_decay: Input should be a finite number"),
+        ("max_grad_norm=.inf", "max_grad_norm: Input should be a finite number"),
+        ("warmup_ratio=.nan", "warmup_ratio: Input should be a finite number"),
+        ("lora.alpha=.inf", "lora.alpha: Input should be a finite number"),
+        ("lora.dropout=.nan", "lora.dropout: Input should be a finite number"),
+        ("lora.r=-4", "lora.r: Input should be greater than 0"),
+        ("data.val_fraction=.nan", "data.val_fraction: Input should be a finite number"),
+        ("data.size=-1", "data.size: Input should be greater than 0"),
+        ("data.mix={certainty: .inf}", "data.mix.dict[str,float].certainty: Input should be a finite number"),
+        ("max_steps=-3", "max_steps: Input should be greater than 0"),
+        ("max_length=-1", "max_length: Input should be greater than 8"),
+    ],
+)
+def test_numbers_out_of_bounds_are_one_line_naming_the_field(override, message):
+    with pytest.raises(UserError) as info:
+        load_config(None, [override])
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_largest_seed_is_accepted():
+    assert load_config(None, ["seed=4294967295"]).seed == 2**32 - 1
+
+
+def test_mix_file_weights_must_be_finite(tmp_path):
+    from ada_slm.agl.builder import resolve_mix
+
+    f = tmp_path / "mix.yaml"
+    f.write_text("certainty: .inf\n")
+    with pytest.raises(UserError, match="must be a number ≥ 0 and finite"):
+        resolve_mix(str(f))

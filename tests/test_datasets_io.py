@@ -384,3 +384,60 @@ def test_cli_error_keeps_its_brackets(tmp_path):
     result = runner.invoke(app, ["data", "show", str(tmp_path / "saved"), "--split", "test"])
     assert result.exit_code == 1
     assert f"error: {tmp_path / 'saved'}[test] row 1: messages[1]: empty assistant turn" in result.output
+
+
+@pytest.mark.parametrize("line, message", [
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}]},
+     r"messages\[1\].content is null; it must be a string"),
+    ({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": None}]},
+     r"conversations\[1\].value is null; it must be a string"),
+    ({"prompt": "q", "completion": None}, "has 'prompt' but 'completion' is null"),
+])
+def test_null_content_is_reported_as_null_not_missing(tmp_path, line, message):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(UserError, match=f"one.jsonl:1: {message}"):
+        read_rows(str(path))
+
+
+def test_null_field_of_a_named_format_is_reported_as_null(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "completion": None}) + "\n")
+    with pytest.raises(UserError, match=r"one.jsonl:1: field 'completion' is null"):
+        read_rows(str(path), "prompt_completion")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_lone_surrogate_is_one_line_naming_the_line(tmp_path, suffix):
+    """JSON's "\\ud800" escape parses to a lone surrogate, which no tokenizer or file can take."""
+    good = '{"prompt": "q", "completion": "a"}'
+    bad = '{"prompt": "q", "completion": "a\\ud800"}'  # valid JSON text, not valid Unicode
+    path = tmp_path / f"data{suffix}"
+    path.write_text(f"{good}\n{bad}\n")
+    with pytest.raises(UserError, match=r"data.jsonl?:2: a lone surrogate '\\ud800'") as e:
+        read_rows(str(path))
+    assert "\n" not in str(e.value)
+    if suffix == ".json":  # one array of objects
+        path.write_text(f"[{good},\n{bad}]")
+        with pytest.raises(UserError, match=r"item 2: a lone surrogate"):
+            read_rows(str(path))
+
+
+def test_deep_nesting_and_huge_numbers_are_one_line_naming_the_line(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"prompt": "q", "completion": "a"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(UserError, match=r"data.jsonl:2: JSON nested too deeply"):
+        read_rows(str(path))
+    path.write_text('{"prompt": "q", "completion": "a", "id": ' + "9" * 5000 + "}\n")
+    with pytest.raises(UserError, match=r"data.jsonl:1: cannot read the JSON \(Exceeds the limit"):
+        read_rows(str(path))
+
+
+def test_fifo_and_device_are_not_regular_files(tmp_path):
+    import os
+
+    fifo = tmp_path / "data.jsonl"
+    os.mkfifo(fifo)
+    for source in (str(fifo), "/dev/zero"):
+        with pytest.raises(UserError, match=f"{source}: not a regular file"):
+            read_rows(source)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -110,9 +111,38 @@ def test_merged_export_loads_plainly_and_matches_base_plus_adapter(noisy_model_a
     ids_merged = generate_ids(merged.eval(), tok, prompts, settings)
     assert ids_merged == generate_ids(reference, ref_tok, prompts, settings)
     assert ids_merged != generate_ids(base_only, ref_tok, prompts, settings)  # the adapter matters
+    # another base (the adapter's own): not this export, refused; a user's folder: refused; the same pair: replaced
     p = subprocess.run(CLI + ["export", "--adapter", str(tmp / "adapter"), "--out", str(out)], capture_output=True,
                        text=True)
-    assert p.returncode == 1 and "exists and is not empty" in p.stderr
+    assert p.returncode == 1 and "--out" in p.stderr and "not the merged model ada-slm wrote for" in p.stderr
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    for target in (mine, tmp_path / "notes-file"):
+        (tmp_path / "notes-file").write_text("x")
+        p = subprocess.run(CLI + ["export", "--adapter", str(tmp / "adapter"), "--base", str(tmp / "base"), "--out",
+                                  str(target)], capture_output=True, text=True)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert (mine / "notes.txt").read_text() == "precious"
+    p = subprocess.run(CLI + ["export", "--adapter", str(tmp / "adapter"), "--base", str(tmp / "base"), "--out",
+                              str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {f.stat().st_mode & 0o777 for f in out.iterdir()} == {0o666 & ~umask}  # safetensors too (not 0600)
+
+
+def test_generate_out_that_is_a_folder_is_one_line(noisy_model_and_adapter, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out, message in ((tmp_path, "not a regular file"),
+                         (a_file / "out.jsonl", f"{a_file}: is a file, not a folder")):
+        p = subprocess.run(CLI + ["generate", "--prompts", str(prompts), "--out", str(out), "--base",
+                                  str(noisy_model_and_adapter / "base"), "--max-new-tokens", "2"],
+                           capture_output=True, text=True)
+        assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 def test_bad_paths_and_arms_are_one_line_errors(tmp_path):

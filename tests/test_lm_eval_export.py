@@ -85,3 +85,12 @@ def test_lm_eval_scores_like_ada_slm_eval(tmp_path):
     for metric, value in reported.items():
         if metric in METRICS:
             assert summary["metrics"][metric]["mean"] == pytest.approx(value), metric
+
+
+@pytest.mark.parametrize("task", ["../escape", "/tmp/abs", ".."])
+def test_task_name_that_is_not_one_file_name_is_refused(tmp_path, task):
+    from ada_slm.errors import UserError
+
+    with pytest.raises(UserError, match="--task .*names a folder"):
+        export(tmp_path / "tasks", task=task)
+    assert not (tmp_path / "escape.yaml").exists() and not (tmp_path / "tasks").exists()

@@ -39,3 +39,29 @@ def test_missing_models_are_clear_errors(tmp_path):
         models.resolve(str(tmp_path / "empty"))
     with pytest.raises(UserError, match="not a known name"):
         models.resolve("smollm3")
+
+
+def test_cache_folder_that_ada_slm_did_not_write_is_never_deleted(tmp_path, monkeypatch):
+    """An incomplete folder at a cache path used to be deleted and rebuilt, whoever wrote it (ADA_SLM_CACHE
+    may point anywhere): now only this tool's own marked folder for the same model is replaced."""
+    import json
+
+    from ada_slm.exports import MARKER
+
+    monkeypatch.setenv("ADA_SLM_CACHE", str(tmp_path))
+    target = tmp_path / "models" / models.TINY_LFM2
+    target.mkdir(parents=True)
+    (target / "notes.txt").write_text("precious")
+    with pytest.raises(UserError, match="model cache folder .*not the model ada-slm wrote for tiny-lfm2"):
+        models.resolve(models.TINY_LFM2)
+    assert (target / "notes.txt").read_text() == "precious"
+    # this tool's own folder for the same model (left incomplete), and a temp folder of a killed build: replaced
+    (target / "notes.txt").unlink()
+    (target / MARKER).write_text(json.dumps({"tool": "ada-slm", "kind": "model", "owner": models.TINY_LFM2}))
+    stale = tmp_path / "models" / f".{models.TINY_LFM2}.killed.tmp"
+    stale.mkdir()
+    (stale / MARKER).write_text((target / MARKER).read_text())
+    path = models.resolve(models.TINY_LFM2)
+    assert path == target and (target / ".complete").is_file() and (target / "config.json").is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == [models.TINY_LFM2, f"{models.TINY_LFM2}.lock"]
+    assert models.load(models.TINY_LFM2)[0].config.model_type == "lfm2"

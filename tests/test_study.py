@@ -244,3 +244,50 @@ def test_ray_and_tracking_options_are_checked(tmp_path):
                            (["--track", "comet"], "--track comet: choose mlflow, tensorboard or wandb")):
         p = subprocess.run(base + extra, capture_output=True, text=True)
         assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+STUDY_YAML = "name: {name}\nbaseline: {baseline}\nseeds: {seeds}\ndefaults: {{base: tiny-lfm2}}\narms:\n  {arm}: {{}}\n"
+
+
+@pytest.mark.parametrize("arm", ["../../escape", "/tmp/abs", "..", ".", "a/b", "a b", "é"])
+def test_arm_names_that_are_not_one_folder_name_are_refused(tmp_path, arm):
+    f = tmp_path / "s.yaml"
+    f.write_text(STUDY_YAML.format(name="s", baseline=json.dumps(arm), seeds="[0]", arm=json.dumps(arm)))
+    with pytest.raises(UserError, match=r"arm .*names a folder") as info:
+        load_study(f)
+    assert str(f) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "/abs"])
+def test_study_names_dot_and_dotdot_are_refused(tmp_path, name):
+    f = tmp_path / "s.yaml"
+    f.write_text(STUDY_YAML.format(name=json.dumps(name), baseline="a", seeds="[0]", arm="a"))
+    with pytest.raises(UserError, match="study name .*names a folder"):
+        load_study(f)
+
+
+@pytest.mark.parametrize("seeds, message", [("[-1]", "seed -1"), ("[4294967296]", "seed 4294967296"),
+                                            ("[0, 0]", "seed 0 is listed twice")])
+def test_seeds_that_would_share_or_break_a_run_folder_are_refused(tmp_path, seeds, message):
+    f = tmp_path / "s.yaml"
+    f.write_text(STUDY_YAML.format(name="s", baseline="a", seeds=seeds, arm="a"))
+    with pytest.raises(UserError, match=message):
+        load_study(f)
+    f.write_text(STUDY_YAML.format(name="s", baseline="a", seeds="[0]", arm="a"))
+    with pytest.raises(UserError, match=message):  # --seeds on the command line
+        expand(load_study(f), str(f), seeds=json.loads(seeds))
+
+
+def test_run_and_export_folders_stay_under_their_roots(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(STUDY_YAML.format(name="s", baseline="a", seeds="[0]", arm="a"))
+    study = load_study(f)
+    results, exports = tmp_path / "results", tmp_path / "exports"
+    specs = expand(study, str(f), results_root=results, exports_root=exports)
+    assert [s.run_dir for s in specs] == [results / "s" / "base" / "seed0", results / "s" / "a" / "seed0"]
+    assert specs[1].export_dir == exports / "s" / "a" / "seed0"
+    (results / "s").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (results / "s" / "a").symlink_to(tmp_path / "elsewhere")  # a link out of the results folder
+    with pytest.raises(UserError, match="outside"):
+        expand(study, str(f), results_root=results, exports_root=exports)

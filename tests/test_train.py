@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -439,3 +440,112 @@ def test_on_step_sees_the_model_a_study_evaluates(tmp_path):
     assert all(dtypes == {torch.float32} for _, dtypes, _ in seen)
     assert [s["loss"] for s in with_hook["train"]["steps"]] == [s["loss"] for s in without["train"]["steps"]]
     assert with_hook["train"]["final_adapter_sha256"] == without["train"]["final_adapter_sha256"]
+
+
+# ------------------------------------------------------------------------------------------------ safety
+def test_a_folder_that_is_not_this_runs_export_is_never_deleted(tmp_path):
+    """export_dir=. or =data erased the user's files (issue 24): a folder ada-slm did not write for this run is
+    refused in one line before anything loads or trains, and stays as it was."""
+    from ada_slm.errors import UserError
+
+    mine = tmp_path / "data"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    for export_dir in (mine, tmp_path):  # a user's folder; the folder that holds the run directory
+        with pytest.raises(UserError, match="export_dir") as info:
+            run(tiny_cfg(tmp_path, export_dir=str(export_dir)), quiet=True)
+        assert "\n" not in str(info.value)
+    assert (mine / "notes.txt").read_text() == "precious"
+    assert not (tmp_path / "run").exists()  # refused before training: not even the run directory
+    with pytest.raises(UserError, match="would replace the run directory"):
+        run(tiny_cfg(tmp_path, export_dir=str(tmp_path / "run")), quiet=True)
+    # another run's export is not this run's either
+    other = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "other"), export_dir=str(tmp_path / "exp")), quiet=True)
+    assert other["status"]["state"] == "complete"
+    with pytest.raises(UserError, match="not the adapter ada-slm wrote for"):
+        run(tiny_cfg(tmp_path, export_dir=str(tmp_path / "exp")), quiet=True)
+    with pytest.raises(UserError, match="merged model folder"):  # --merge: its folder follows the same rule
+        (tmp_path / "exp2-merged").mkdir()
+        (tmp_path / "exp2-merged" / "x").write_text("x")
+        run(tiny_cfg(tmp_path, export_dir=str(tmp_path / "exp2")), quiet=True, merge=True)
+
+
+def test_this_runs_own_export_is_replaced_and_files_follow_the_umask(tmp_path):
+    """A run redone (its record deleted) replaces its own earlier export; every exported file, the
+    safetensors included (safetensors writes 0600), gets the umask's modes like every other result."""
+    from ada_slm.exports import MARKER
+
+    old_umask = os.umask(0o022)
+    try:
+        export_dir = tmp_path / "exports" / "a"
+        first = run(tiny_cfg(tmp_path, export_dir=str(export_dir)), quiet=True, merge=True)
+        assert json.loads((export_dir / MARKER).read_text())["owner"] == str((tmp_path / "run").resolve())
+        (tmp_path / "run" / "record.json").unlink()
+        second = run(tiny_cfg(tmp_path, export_dir=str(export_dir), seed=1), quiet=True, merge=True)
+    finally:
+        os.umask(old_umask)
+    assert second["status"]["state"] == "complete"
+    assert second["train"]["final_adapter_sha256"] != first["train"]["final_adapter_sha256"]
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["a", "a-merged"]  # no temp folders left
+    for folder in (export_dir, tmp_path / "exports" / "a-merged"):
+        assert (folder / MARKER).is_file()
+        weights = [p for p in folder.iterdir() if p.suffix == ".safetensors"]
+        assert weights
+        for p in folder.iterdir():
+            assert p.stat().st_mode & 0o777 == 0o644, p
+        assert folder.stat().st_mode & 0o777 == 0o755
+
+
+def test_out_dir_or_export_dir_that_is_a_file_is_refused_before_training(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "--quiet", "base=tiny-lfm2",
+           "data.size=40", "max_steps=2", "max_length=200"]
+    for args, message in (([f"out_dir={a_file}"], f"out_dir {a_file}: is a file"),
+                          ([f"out_dir={a_file / 'run'}"], f"{a_file} is a file"),
+                          ([f"out_dir={tmp_path / 'run'}", f"export_dir={a_file}"], f"export_dir {a_file}: is a file")):
+        p = subprocess.run(cli + args, capture_output=True, text=True)
+        assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # refused before training: no record left "running"
+
+
+def test_read_only_out_dir_is_one_line_naming_it(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    prefix = []
+    if os.geteuid() == 0:  # root writes into a chmod 555 folder: make it a read-only mount instead
+        if not shutil.which("unshare") or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+            pytest.skip("running as root without mount namespaces: no way to make a read-only folder")
+        prefix = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"', str(folder)]
+    else:
+        folder.chmod(0o555)
+    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "--quiet", "base=tiny-lfm2",
+           "data.size=40", "max_steps=2", f"out_dir={folder / 'run'}"]
+    p = subprocess.run(prefix + cli, capture_output=True, text=True)
+    assert p.returncode == 1 and f"cannot write in {folder} (read-only)" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_a_failed_data_load_leaves_no_run_directory(tmp_path):
+    from ada_slm.errors import UserError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "hi"}\n')
+    with pytest.raises(UserError, match="bad.jsonl:1"):
+        run(tiny_cfg(tmp_path, data={"path": str(bad)}, out_dir=str(tmp_path / "deep" / "run")), quiet=True)
+    assert not (tmp_path / "deep").exists()
+
+
+def test_damaged_checkpoint_is_one_line(tmp_path):
+    from ada_slm.errors import UserError
+
+    (tmp_path / "run").mkdir()
+    for content in (b"not a checkpoint", b""):
+        (tmp_path / "run" / "checkpoint.pt").write_bytes(content)
+        with pytest.raises(UserError, match="checkpoint.pt: damaged checkpoint") as info:
+            run(tiny_cfg(tmp_path), resume=True, quiet=True)
+        assert "\n" not in str(info.value)
+    torch.save({"step": 3}, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(UserError, match="checkpoint.pt: not a checkpoint of ada-slm"):
+        run(tiny_cfg(tmp_path), resume=True, quiet=True)

@@ -22,8 +22,15 @@ from ada_slm.errors import UserError
 
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk, a folder removed under the run
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write the checkpoint ({e.strerror or e})") from None
+
+
+CHECKPOINT_KEYS = {"step", "wall_s", "fingerprint", "lora", "optimizer", "scheduler", "steps", "val", "rng"}
 
 
 def _config_fingerprint(cfg: TrainConfig) -> str:
@@ -49,7 +56,13 @@ def restore_checkpoint(loop, record: dict) -> tuple[int, float]:
     """Weights, optimizer, schedule, RNG and the steps so far from the checkpoint: (next step, wall s so far)."""
     from peft import set_peft_model_state_dict
 
-    state = torch.load(loop.ckpt_path, weights_only=False)
+    try:
+        state = torch.load(loop.ckpt_path, weights_only=False)
+    except Exception as e:  # torch.load fails in many types (pickle, zip, EOF, runtime): all mean "damaged"
+        raise UserError(f"{loop.ckpt_path}: damaged checkpoint ({type(e).__name__}); delete it to start the run "
+                        "over") from None
+    if not isinstance(state, dict) or not CHECKPOINT_KEYS <= set(state):
+        raise UserError(f"{loop.ckpt_path}: not a checkpoint of ada-slm; delete it to start the run over")
     if state["fingerprint"] != _config_fingerprint(loop.cfg):
         raise UserError(f"{loop.ckpt_path}: made with a different config; resume needs the same config")
     set_peft_model_state_dict(loop.model, state["lora"])

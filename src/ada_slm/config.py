@@ -17,7 +17,11 @@ from ada_slm.files import load_yaml  # noqa: F401  (the one loader of user YAML,
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `epochs: .inf` or `lr: .nan` is a mistake to name, not a value to train with
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+SEED_LIMIT = 2**32  # numpy seeds (transformers.set_seed) are 0 ≤ seed < 2**32
 
 
 # Fields of an example that `data.columns` can read from a differently named column.
@@ -122,7 +126,8 @@ class TrainConfig(Strict):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     max_length: int = Field(256, gt=8, description="Longer examples are truncated (the answer's end kept "
                             "only if it fits); batches pad only to their longest sequence.")
-    seed: int = Field(0, description="Training seed: LoRA init, data order, dropout.")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="Training seed: LoRA init, data order, dropout "
+                      "(0 ≤ seed < 2**32).")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: a fixed rule of the hardware "
                                                           "(ada_slm.hardware): bf16 on CUDA with bf16 and on CPUs "
                                                           "with AMX, else fp32. Never timed, so every run of a "

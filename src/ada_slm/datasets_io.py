@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ada_slm.errors import UserError
-from ada_slm.files import iter_jsonl, read_utf8
+from ada_slm.files import read_utf8, utf8_error
 
 IGNORE = -100
 FORMATS = {  # format -> the fields that identify it
@@ -72,6 +72,8 @@ def read_records(source: str, split: str = "train", columns: dict | None = None,
         splits = {"train": None}
     elif path.is_dir():
         splits = _folder_splits(path, source)
+    elif path.exists():  # a FIFO, a device such as /dev/zero, a socket: reading it could block or never end
+        raise UserError(f"{source}: not a regular file (a FIFO, device or socket); give a data file or folder")
     elif kind is not None or source.count("/") != 1 or source.startswith((".", "/", "~")):
         raise UserError(f"{source}: no such file")
     else:
@@ -111,15 +113,59 @@ def _read_json(path: Path) -> list[tuple[str, dict]]:
     """JSON lines, or (a .json file starting with '[') one array of objects."""
     text = read_utf8(path) if path.suffix.lower() == ".json" else ""
     if not text.lstrip().startswith("["):
-        return [(f"{path}:{lineno}", obj) for lineno, obj in iter_jsonl(path)]
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        return _json_lines(path)
+    items = _parse_json(text, path, 1)
+    if not isinstance(items, list):  # '[' begins the file, yet it parsed: '[]' then nothing else is not possible
+        raise UserError(f"{path}: expected a JSON array of objects")
+    out = []
     for i, obj in enumerate(items, 1):
         if not isinstance(obj, dict):
             raise UserError(f"{path}: item {i}: expected a JSON object, got {type(obj).__name__}")
-    return [(f"{path}: item {i}", obj) for i, obj in enumerate(items, 1)]
+        out.append(_text_only(f"{path}: item {i}", obj))
+    return out
+
+
+def _json_lines(path: Path) -> list[tuple[str, dict]]:
+    """(FILE:LINE, object) for every non-blank line of a JSON-lines file."""
+    out = []
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a leading BOM is not data
+            except UnicodeDecodeError as e:
+                raise utf8_error(path, raw, e, lineno) from None
+            if not line.strip():
+                continue
+            obj = _parse_json(line, path, lineno)
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            out.append(_text_only(f"{path}:{lineno}", obj))
+    return out
+
+
+def _parse_json(text: str, path: Path, first_line: int):
+    """json.loads, with every way it can fail as one line naming FILE:LINE."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{first_line + e.lineno - 1}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise UserError(f"{path}:{first_line}: JSON nested too deeply to read") from None
+    except ValueError as e:  # an integer of thousands of digits (Python's int conversion limit)
+        raise UserError(f"{path}:{first_line}: cannot read the JSON ({e})") from None
+
+
+def _text_only(where: str, obj: dict) -> tuple[str, dict]:
+    """(where, obj), unless a string in it holds a lone surrogate: JSON's "\\ud800" escape parses, but it is
+    not a character, and no tokenizer or file can take it."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UserError(f"{where}: a lone surrogate {e.object[e.start:e.end]!r} (an unpaired \\ud800-\\udfff "
+                        "escape) is not text; fix or remove that escape") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply to read") from None
+    return where, obj
 
 
 def _datasets_call(source: str, load):
@@ -187,7 +233,8 @@ def detect(obj: dict) -> str:
         have = [k for k in keys if k in present]
         if have:
             missing = next(k for k in keys if k not in present)
-            raise RowError(f"has '{have[0]}' but no '{missing}' (the {fmt} format needs both)")
+            absent = f"'{missing}' is null" if missing in obj else f"no '{missing}'"
+            raise RowError(f"has '{have[0]}' but {absent} (the {fmt} format needs both)")
     raise RowError(f"no known format (fields: {', '.join(sorted(present)) or 'none'}); expected messages, "
                    "conversations, prompt + completion, instruction + output, or text with data.format: text (other "
                    "column names: map them with data.columns)")
@@ -197,8 +244,10 @@ def _turn(m, label: str) -> tuple[dict, bool]:
     """One message -> ({role, content}, carries loss). Reads role/content, or ShareGPT's from/value."""
     if not isinstance(m, dict):
         raise RowError(f"{label} must be an object with 'role' and 'content'")
+    keys = ("from", "value") if m.get("from") is not None else ("role", "content")
+    if keys[1] in m and m[keys[1]] is None and keys[0] in m:
+        raise RowError(f"{label}.{keys[1]} is null; it must be a string")
     m = {k: v for k, v in m.items() if v is not None}  # Parquet structs give every key, absent ones as null
-    keys = ("from", "value") if "from" in m else ("role", "content")
     extra = sorted(set(m) - {*keys, "weight"})
     if extra or any(k not in m for k in keys):
         got = f", got key '{extra[0]}'" if extra else ""
@@ -286,6 +335,9 @@ def _check_conversation(turns: list[tuple[dict, bool, str]]) -> None:
 
 def normalise(obj: dict, fmt: str) -> dict:
     """One example of format `fmt` -> a row (module docstring); RowError if it is not a valid one."""
+    nulls = [k for k in FORMATS[fmt] if k in obj and obj[k] is None]
+    if nulls:
+        raise RowError(f"field '{nulls[0]}' is null (the {fmt} format needs it)")
     obj = {k: v for k, v in obj.items() if v is not None}
     missing = [k for k in FORMATS[fmt] if k not in obj]
     if missing:

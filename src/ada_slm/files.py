@@ -313,3 +313,62 @@ def iter_jsonl(path: str | Path, limit: int | None = None,
                 yield lineno, obj
         except OSError as e:
             raise UserError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+# ------------------------------------------------------------------------------------------------ paths
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"  # a name that becomes one folder or file name (study, arm, task)
+
+
+def check_name(name: str, what: str) -> str:
+    """`name` if it can be one path component: letters, digits, '_', '.', '-', and not '.' or '..'.
+    Otherwise a UserError naming `what` (e.g. "arm", "study name")."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or name in (".", ".."):
+        raise UserError(f"{what} {name!r}: it names a folder or file, so use only letters, digits, '_', '.' and '-' "
+                        "(and not '.' or '..')")
+    return name
+
+
+def path_under(root: str | Path, *parts: str) -> Path:
+    """root/parts…, refused (UserError) unless it stays inside `root` once '..' and symlinks are resolved."""
+    root = Path(root)
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UserError(f"{path}: outside {root} (a name holds '..', an absolute path or a link out of it)")
+    return path
+
+
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """Refuse, before anything is written, a `path` that cannot be (or become) a folder we can write: it is a
+    file, a parent is a file, or the nearest existing folder is read-only. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path}: is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():
+            raise UserError(f"{what} {path}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: cannot write in {existing} (read-only)")
+
+
+def make_dir(path: str | Path, what: str) -> Path:
+    """mkdir -p, with an OS error as one line naming the path."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot create it ({e.strerror or e})") from None
+    return path
+
+
+def follow_umask(folder: str | Path) -> None:
+    """Give `folder` and everything in it the modes the umask gives new files and folders: safetensors and
+    mkdtemp create theirs 0600/0700, while an export is meant to be shared like every other result."""
+    folder = Path(folder)
+    umask = _umask()
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)

@@ -10,7 +10,7 @@ import torch
 
 from ada_slm import records
 from ada_slm.errors import UserError
-from ada_slm.files import iter_jsonl
+from ada_slm.files import check_writable_dir, iter_jsonl
 
 
 def from_run(run_dir: str | Path) -> tuple[str, str | None]:
@@ -133,6 +133,9 @@ def generate_file(model, tokenizer, prompts: list[dict], out: Path, settings, pr
     from ada_slm.evaluate import generate
     from ada_slm.metrics import score
 
+    if out.exists() and not out.is_file():
+        raise UserError(f"--out {out}: not a regular file (a folder, FIFO or device); give a .jsonl file")
+    check_writable_dir(out.parent, "--out")
     done = set()
     if out.is_file():
         for _, obj in iter_jsonl(out):
@@ -155,9 +158,15 @@ def generate_file(model, tokenizer, prompts: list[dict], out: Path, settings, pr
 
 def export_merged(base: str, adapter: str, out: Path) -> Path:
     """Base + adapter merged into a standalone HF model directory (weights, tokenizer, chat template)."""
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out}: exists and is not empty")
+    from ada_slm import exports
+
+    owner = f"{Path(adapter).resolve()} on {base}"  # an earlier merge of the same pair may be replaced, nothing else
+    exports.check_target(out, "merged model", owner, "--out")  # before loading: refuse someone else's folder
     model, tokenizer = load(base, adapter)  # load_model merges the adapter
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+
+    def fill(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    exports.write_folder(out, "merged model", owner, "--out", fill)
     return out

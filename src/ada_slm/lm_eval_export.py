@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ada_slm.evaluate import load_suite
-from ada_slm.files import atomic_write_text, write_jsonl
+from ada_slm.files import atomic_write_text, check_name, write_jsonl
 from ada_slm.metrics import METRICS
 
 UTILS = '''"""lm-evaluation-harness glue for the ada-slm suite {suite!r} (written by `ada-slm eval export-lm-eval`).
@@ -65,8 +65,8 @@ def export(out_dir: str | Path, suite_name: str = "multilang", max_new_tokens: i
            task: str | None = None) -> Path:
     """Write the task folder; returns the YAML path."""
     suite, _ = load_suite(suite_name)
-    task = task or f"agl_{suite.name}"
-    out = Path(out_dir)
+    task = check_name(task, "--task") if task else check_name(f"agl_{suite.name}", "task name agl_<suite name>")
+    out = Path(out_dir)  # the task names two files in it: it must not lead out of it
     out.mkdir(parents=True, exist_ok=True)
     items_file = f"{task}.jsonl"
     write_jsonl(out / items_file, [item.model_dump() for item in suite.items])

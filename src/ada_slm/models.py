@@ -22,6 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ada_slm import exports
 from ada_slm.errors import UserError
 
 EMBEDDED = "smollm2-135m"
@@ -52,6 +53,17 @@ def cache_dir() -> Path:
 
 def _complete(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / ".complete").is_file()
+
+
+def _write_cache_folder(target: Path, source: str, fill) -> None:
+    """Write a converted or generated model into the cache whole (exports.py). A folder already at `target`
+    that is not a complete model is replaced only if this tool wrote it for the same source; temp folders of
+    a killed earlier conversion are swept (callers hold the target's file lock)."""
+    def fill_and_mark_complete(folder: Path) -> None:
+        fill(folder)
+        (folder / ".complete").write_text(json.dumps({"source": source}))
+
+    exports.write_folder(target, "model", source, "model cache folder", fill_and_mark_complete, sweep=True)
 
 
 def resolve(name: str) -> Path:
@@ -104,6 +116,7 @@ def _converted_gguf(gguf: Path, target: Path) -> Path:
     """A GGUF-loaded model can't be trained or saved by HF: dequantise once into a plain fp32 HF directory."""
     if _complete(target):
         return target
+    exports.check_target(target, "model", str(gguf), "model cache folder")  # before a minute of conversion
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if _complete(target):  # another process finished while we waited
@@ -125,15 +138,12 @@ def _converted_gguf(gguf: Path, target: Path) -> Path:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(loaded.state_dict())
         model.tie_weights()
-        tmp = target.with_name(target.name + ".tmp")
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / ".complete").write_text(json.dumps({"source": str(gguf)}))
-        if target.exists():
-            import shutil
 
-            shutil.rmtree(target)
-        tmp.rename(target)
+        def fill(folder: Path) -> None:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+
+        _write_cache_folder(target, str(gguf), fill)
     return target
 
 
@@ -147,6 +157,7 @@ _TINY_CHARS = (
 def _tiny_lfm2(target: Path) -> Path:
     if _complete(target):
         return target
+    exports.check_target(target, "model", TINY_LFM2, "model cache folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if _complete(target):
@@ -175,15 +186,12 @@ def _tiny_lfm2(target: Path) -> Path:
         _quiet_hf()
         torch.manual_seed(0)  # seeded: every machine builds the same tiny model
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        tmp = target.with_name(target.name + ".tmp")
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / ".complete").write_text("{}")
-        if target.exists():
-            import shutil
 
-            shutil.rmtree(target)
-        tmp.rename(target)
+        def fill(folder: Path) -> None:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+
+        _write_cache_folder(target, TINY_LFM2, fill)
     return target
 
 

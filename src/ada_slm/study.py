@@ -20,14 +20,26 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ada_slm import models, records
-from ada_slm.config import build_config, format_validation_error, load_yaml
+from ada_slm.config import SEED_LIMIT, build_config, format_validation_error, load_yaml
 from ada_slm.errors import UserError
+from ada_slm.files import check_name, path_under
 
 BASE_ARM = "base"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _check_seeds(seeds: list[int]) -> list[int]:
+    """Seeds name run folders (seed<k>) and seed numpy: 0 ≤ seed < 2**32, each once."""
+    for seed in seeds:
+        if not 0 <= seed < SEED_LIMIT:
+            raise ValueError(f"seed {seed}: must be 0 ≤ seed < 2**32")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seed {repeated[0]} is listed twice (each seed is one run folder)")
+    return seeds
 
 
 class EvalSettings(Strict):
@@ -51,6 +63,11 @@ class ScalePreset(Strict):
     seeds: Optional[list[int]] = Field(None, description="Seeds for this preset (default: the study's).")
     skip: list[str] = Field(default_factory=list, description="Arms not run at this scale (e.g. an arm whose "
                             "question this scale cannot ask); the decision says so instead of answering it.")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: Optional[list[int]]) -> Optional[list[int]]:
+        return None if v is None else _check_seeds(v)
 
 
 class Question(Strict):
@@ -152,7 +169,7 @@ class Criterion(Strict):
 
 
 class Study(Strict):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(..., description="Names the study's folders: letters, digits, '_', '.', '-'.")
     description: str = ""
     defaults: dict[str, Any] = Field(default_factory=dict, description="A run config shared by every arm.")
     arms: dict[str, dict[str, Any]] = Field(..., description="Arm name -> overrides of defaults (nested or "
@@ -170,6 +187,23 @@ class Study(Strict):
                                                   "(default: 10 % of the baseline's mean).")
     criteria: list[Criterion] = Field(default_factory=list, description="Success criteria stated before the "
                                       "runs, judged met / not met / undecided in the report.")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        return _as_value_error(check_name, v, "study name")
+
+    @field_validator("arms")
+    @classmethod
+    def _arm_names(cls, v: dict) -> dict:
+        for arm in v:
+            _as_value_error(check_name, arm, "arm")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        return _check_seeds(v)
 
     @field_validator("equivalence_margins")
     @classmethod
@@ -211,6 +245,14 @@ class Study(Strict):
                     if q not in self.decision.questions:
                         raise ValueError(f"decision.rules.{i}.when: unknown question {q!r}")
         return self
+
+
+def _as_value_error(check, *args):
+    """A files.py check inside a pydantic validator: its UserError becomes the field's ValueError."""
+    try:
+        return check(*args)
+    except UserError as e:
+        raise ValueError(str(e)) from None
 
 
 @dataclass
@@ -261,6 +303,10 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
             raise UserError(f"{source}: no scale preset {scale!r} (defined: {', '.join(study.scale) or 'none'})")
         preset = study.scale[scale]
     seeds = seeds or preset.seeds or study.seeds
+    try:
+        _check_seeds(list(seeds))
+    except ValueError as e:
+        raise UserError(f"{source}: {e}") from None
     eval_settings = study.eval.model_copy(update=preset.eval)
     try:
         eval_settings = EvalSettings.model_validate(eval_settings.model_dump())
@@ -283,8 +329,9 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
             overrides += _as_overrides(study.arms[arm]) + _as_overrides(preset.arms.get(arm, {}))
         cfg = build_config(study.defaults, overrides, source=f"{source} (arm {arm})")
         for seed in seeds:
-            run_dir = Path(results_root) / study.name / arm / f"seed{seed}"
-            export_dir = Path(exports_root) / study.name / arm / f"seed{seed}"
+            # names are checked (Study), and the folders must still land under their roots (a symlinked arm)
+            run_dir = path_under(results_root, study.name, arm, f"seed{seed}")
+            export_dir = path_under(exports_root, study.name, arm, f"seed{seed}")
             train = None
             if arm != BASE_ARM:
                 seeded = cfg.model_copy(update={"seed": seed, "out_dir": str(run_dir),

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ada_slm import checkpoints, hardware, models, records
+from ada_slm import checkpoints, exports, hardware, models, records
 from ada_slm.config import TrainConfig
 from ada_slm.datasets_io import IGNORE, Example, load_rows, rows_hash, tokenize
 from ada_slm.errors import UserError
-from ada_slm.files import write_json
+from ada_slm.files import check_writable_dir, make_dir, write_json
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -230,7 +228,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
     from transformers.utils import logging as hf_logging
 
     console = console or Console(quiet=quiet)
-    record_path, ckpt_path = check_run_dir(cfg, resume)
+    record_path, ckpt_path = check_run_dir(cfg, resume, merge)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     device = hardware.default_device()
@@ -282,6 +280,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
     if resume:
         start_step, wall_before = checkpoints.restore_checkpoint(loop, record)
         console.print(f"resuming at step {start_step}/{total_steps}")
+    make_dir(cfg.out_dir, "out_dir")  # only now: a run whose data or model fails to load leaves no folder
     write_json(record_path, record)
     if tracker:
         tracker.params(record["config"])
@@ -299,7 +298,12 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
 
     # 5. export: the adapter (atomically), optionally a merged model; the record completes last
     restore_frozen_linears(loop.frozen)  # the merged model and the returned one are the fp32 base + LoRA
-    export(loop, record, wall, merge)
+    try:
+        export(loop, record, wall, merge)
+    except UserError as e:  # the disk filled up, the folder vanished: the record says so, not "running"
+        record["status"] = {"state": "failed", "reason": str(e)}
+        write_json(record_path, record)
+        raise
     ckpt_path.unlink(missing_ok=True)
     steps = record["train"]["steps"]
     if tracker:
@@ -312,17 +316,38 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
 
 
 # ------------------------------------------------------------------------------------------------ the stages
-def check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, Path]:
-    """(record path, checkpoint path) of a run directory that may be (re)started."""
+def export_owner(cfg: TrainConfig) -> str:
+    """Whose exports a run's adapter and merged model are (the marker of exports.py): its resolved out_dir."""
+    return str(Path(cfg.out_dir).resolve())
+
+
+def merged_dir(cfg: TrainConfig) -> Path:
+    adapter_dir = cfg.adapter_dir()
+    return adapter_dir.with_name(adapter_dir.name + "-merged")
+
+
+def check_run_dir(cfg: TrainConfig, resume: bool, merge: bool = False) -> tuple[Path, Path]:
+    """(record path, checkpoint path) of a run directory that may be (re)started, after refusing every place
+    the run could not write or would have to delete someone else's files in — before any training. Creates
+    nothing: the run directory is made once the data and the model have loaded."""
     out_dir = Path(cfg.out_dir)
     record_path, ckpt_path = out_dir / records.RECORD, out_dir / "checkpoint.pt"
+    check_writable_dir(out_dir, "out_dir")
+    owner = export_owner(cfg)
+    for what, folder, kind in (("export_dir", cfg.adapter_dir(), "adapter"),
+                               ("merged model folder", merged_dir(cfg), "merged model")):
+        if kind == "merged model" and not merge:
+            continue
+        resolved = folder.resolve()
+        if Path(owner) == resolved or Path(owner).is_relative_to(resolved):
+            raise UserError(f"{what} {folder}: would replace the run directory {out_dir}; choose another one")
+        exports.check_target(folder, kind, owner, what)
     if records.is_trained(records.read_record_or_none(out_dir)):  # a corrupt record: the run starts over
         raise UserError(f"{record_path}: this run is already complete (choose another out_dir or delete it)")
     if resume and not ckpt_path.is_file():
         raise UserError(f"{ckpt_path}: no checkpoint to resume from")
     if not resume and ckpt_path.is_file():
         raise UserError(f"{out_dir}: holds a checkpoint of an unfinished run; pass --resume to continue it")
-    out_dir.mkdir(parents=True, exist_ok=True)
     return record_path, ckpt_path
 
 
@@ -450,16 +475,17 @@ def train_steps(loop: Loop, record: dict, start_step: int, wall_before: float, c
 
 
 def export(loop: Loop, record: dict, wall: float, merge: bool) -> None:
-    """The adapter (a temp dir renamed into place), optionally a merged model, then the complete record."""
-    adapter_dir = loop.cfg.adapter_dir()
-    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    loop.model.save_pretrained(tmp)
-    loop.tokenizer.save_pretrained(tmp)
-    if adapter_dir.exists():
-        shutil.rmtree(adapter_dir)
-    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, adapter_dir)
+    """The adapter, optionally a merged model (each written whole, replacing only this run's earlier export:
+    exports.py), then the complete record."""
+    adapter_dir, owner = loop.cfg.adapter_dir(), export_owner(loop.cfg)
+
+    def save(model):
+        def fill(folder: Path) -> None:
+            model.save_pretrained(folder)
+            loop.tokenizer.save_pretrained(folder)
+        return fill
+
+    exports.write_folder(adapter_dir, "adapter", owner, "export_dir", save(loop.model))
     steps = record["train"]["steps"]
     record["train"].update({
         "wall_s": wall,
@@ -476,10 +502,8 @@ def export(loop: Loop, record: dict, wall: float, merge: bool) -> None:
         "final_adapter_sha256": lora_state_hash(loop.model),
     })
     if merge:
-        merged_dir = adapter_dir.with_name(adapter_dir.name + "-merged")
-        merged = loop.model.merge_and_unload()
-        merged.save_pretrained(merged_dir)
-        loop.tokenizer.save_pretrained(merged_dir)
-        record["train"]["merged_dir"] = str(merged_dir)
+        merged = merged_dir(loop.cfg)
+        exports.write_folder(merged, "merged model", owner, "merged model folder", save(loop.model.merge_and_unload()))
+        record["train"]["merged_dir"] = str(merged)
     record["status"] = {"state": "complete", "reason": None}
     write_json(loop.record_path, record)

@@ -74,8 +74,8 @@ def resolve_mix(mix: str | dict) -> dict[str, float]:
     for key, value in mix.items():
         if key not in CATEGORIES:
             raise UserError(f"{source}: unknown category {key!r} (known: {', '.join(CATEGORIES)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise UserError(f"{source}: weight of {key!r} must be a number ≥ 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise UserError(f"{source}: weight of {key!r} must be a number ≥ 0 and finite, got {value!r}")
         if value > 0:
             weights[key] = float(value)
     if not weights:
