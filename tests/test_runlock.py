@@ -49,7 +49,8 @@ def test_a_second_process_cannot_train_a_run_folder_in_use(tmp_path):
     runlock.release(key)
     events = owners(run_dir)
     assert events[1]["event"] == "acquired" and events[1]["previous"]["pid"] == holder.pid
-    assert events[2] == {**events[2], "event": "released", "pid": os.getpid(), "state": "running"}
+    assert events[1]["found"] == "running"
+    assert events[2] == {**events[2], "event": "released", "pid": os.getpid(), "left": "running"}
 
 
 def test_lock_is_reentrant_logged_and_released(tmp_path):

@@ -7,8 +7,9 @@ nothing. The lock is `flock`: the kernel drops it when its holder dies, even by 
 leaves a stale lock; the holder checks that it still owns the lock file before it writes the run's record.
 
 The holder writes who it is into the lock file (so a refused process can say who holds it) and appends one
-JSON line per acquisition and release to <run_dir>/owners.jsonl, the folder's history of owners. A holder
-that was killed leaves an acquisition without a release; its successor names it as `previous`.
+JSON line per acquisition and release to <run_dir>/owners.jsonl, the folder's history of owners, with the run's
+state as found and as left (study.state_of's words: done = trained and evaluated). A holder that was killed
+leaves an acquisition without a release; its successor names it as `previous`.
 """
 
 from __future__ import annotations
@@ -76,6 +77,17 @@ def describe(owner: dict | None) -> str:
     return f"pid {owner.get('pid')} on {owner.get('host')} (since {since})"
 
 
+def _run_state(run_dir: Path) -> str | None:
+    """done (trained and evaluated), else the record's status.state; None without a readable record."""
+    from ada_slm import records
+
+    try:
+        record = records.read_record_or_none(run_dir)
+    except (UserError, OSError, ValueError):
+        return None
+    return "done" if records.is_complete(record) else records.state(record)
+
+
 def _append_owner_event(run_dir: Path, event: dict) -> None:
     """One line of <run_dir>/owners.jsonl, written by the holder only (O_APPEND: never rewritten)."""
     fd = os.open(run_dir / OWNERS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -125,7 +137,7 @@ def acquire(run_dir: str | Path) -> Path:
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(owner).encode(), 0)
-    _append_owner_event(run_dir, {"event": "acquired", **owner, "previous": previous})
+    _append_owner_event(run_dir, {"event": "acquired", **owner, "previous": previous, "found": _run_state(key)})
     with _held_guard:
         _held[key] = _Held(fd, 1, created)
     return key
@@ -133,8 +145,6 @@ def acquire(run_dir: str | Path) -> Path:
 
 def release(key: Path) -> None:
     """Undo one `acquire`; the last one logs the release (with the record's state) and drops the lock."""
-    from ada_slm import records
-
     with _held_guard:
         held = _held[key]
         held.depth -= 1
@@ -142,12 +152,9 @@ def release(key: Path) -> None:
             return
         del _held[key]
     try:
-        try:
-            state = records.state(records.read_record_or_none(key))
-        except (UserError, OSError, ValueError):
-            state = None
         if _same_file(held.fd, key / LOCK):
-            _append_owner_event(key, {"event": "released", "pid": os.getpid(), "time": time.time(), "state": state})
+            _append_owner_event(key, {"event": "released", "pid": os.getpid(), "time": time.time(),
+                                      "left": _run_state(key)})
             os.ftruncate(held.fd, 0)
             if held.created_dir and set(os.listdir(key)) <= {LOCK, OWNERS}:
                 # nothing was written (the run failed before it began): leave no folder behind
