@@ -22,9 +22,9 @@ def owners(run_dir):
 
 
 def test_a_second_process_cannot_train_a_run_folder_in_use(tmp_path):
-    """`ada-slm train` trains a run folder for hours; a second `ada-slm train` and a `study exec` of the same
-    folder are refused in one line naming the holder, and change nothing in it; once the holder is killed, the
-    folder is free again."""
+    """`ada-slm train` trains a run folder for hours; a second `ada-slm train` (tracked) and a `study exec` of the
+    same folder are refused in one line naming the holder, and change nothing in it; once the holder is killed,
+    the folder is free again. (On a main without the lock the second `train` trains the folder too and ends 0.)"""
     run_dir = tmp_path / "run"
     train = CLI + ["train", "--quiet", *TRAIN, f"out_dir={run_dir}"]
     holder = subprocess.Popen(train + ["max_steps=100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -34,13 +34,15 @@ def test_a_second_process_cannot_train_a_run_folder_in_use(tmp_path):
         while holder.poll() is None and not (record.is_file() and json.loads(record.read_text())["train"]["steps"]):
             time.sleep(0.05)
         assert holder.poll() is None, holder.stderr.read()
-        for second, status in ((train + ["max_steps=3"], 1), (CLI + ["study", "exec", str(run_dir)], 75)):
+        second_train = train[:2] + ["--track", "tensorboard"] + train[2:] + ["max_steps=3"]
+        for second, status in ((second_train, 1), (CLI + ["study", "exec", str(run_dir)], 75)):
             p = subprocess.run(second, capture_output=True, text=True, timeout=600)
             lines = p.stderr.strip().splitlines()
             assert p.returncode == status, p.stderr[-2000:]
             assert len(lines) == 1 and f"is being trained by pid {holder.pid} on " in lines[0], p.stderr
             assert lines[0].startswith(f"error: {run_dir / '.lock'}: ")
         assert json.loads(record.read_text())["status"]["state"] == "running"  # not marked failed by the refusals
+        assert not (run_dir / "tensorboard").exists()  # the refused tracker wrote nothing either
         assert [(e["event"], e["pid"]) for e in owners(run_dir)] == [("acquired", holder.pid)]
     finally:
         holder.send_signal(signal.SIGKILL)

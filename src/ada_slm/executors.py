@@ -5,8 +5,9 @@ Every run is its own process — `ada-slm study exec RUN_DIR`, or a fork of a fo
 once — reading <run_dir>/spec.json and writing <run_dir>/record.json (records.py), so the local and the Ray
 executor produce the same files, and a killed study continues where it stopped. A run holds its folder's lock
 (runlock.py) from start to end, and every process of a local study dies with the runner (lifeline.py), so a
-`kill -9` of the runner leaves nothing training and a restarted runner never shares a run folder. The runner reports progress
-through callbacks (`RunnerEvents`); drawing it is the caller's business (the CLI's live table or log lines).
+`kill -9` of the runner leaves nothing training and a restarted runner never shares a run folder. The runner
+reports progress through callbacks (`RunnerEvents`); drawing it is the caller's business (the CLI's live table
+or log lines).
 """
 
 from __future__ import annotations
@@ -106,11 +107,8 @@ def exec_run(run_dir: Path) -> int:
         with runlock.hold(run_dir):
             try:
                 return execute_run(run_dir)
-            except runlock.RunLockLost as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 1
             except UserError as e:
-                runlock.check(run_dir)
+                runlock.check(run_dir)  # a lost lock (RunLockLost) records nothing
                 records.mark_failed(run_dir, str(e))
                 print(f"error: {e}", file=sys.stderr)
                 return 1
@@ -125,8 +123,8 @@ def exec_run(run_dir: Path) -> int:
 # What every run imports (torch, transformers, peft: ≈ 8 s per process on 2 cores). The fork server imports it
 # once; each run is then a fresh process forked from it, isolated as before but without paying the imports again.
 # lifeline comes first: importing it binds the fork server's life to the runner's.
-PRELOAD = ["ada_slm.lifeline", "torch", "transformers", "transformers.modeling_utils", "transformers.generation", "peft",
-           "ada_slm.train", "ada_slm.evaluate", "ada_slm.executors"]
+PRELOAD = ["ada_slm.lifeline", "torch", "transformers", "transformers.modeling_utils", "transformers.generation",
+           "peft", "ada_slm.train", "ada_slm.evaluate", "ada_slm.executors"]
 
 
 def _forked_run(run_dir: str, log_path: str) -> None:
@@ -274,8 +272,9 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
         track = tracking_for(s) if tracking_for else None
         try:
             with runlock.hold(s.run_dir):
-                write_json(s.run_dir / records.SPEC, {"arm": s.arm, "seed": s.seed, "base": s.base, "train": s.train,
-                                                      "eval": s.eval, "tracking": track.model_dump() if track else None})
+                write_json(s.run_dir / records.SPEC, {"arm": s.arm, "seed": s.seed, "base": s.base,
+                                                      "train": s.train, "eval": s.eval,
+                                                      "tracking": track.model_dump() if track else None})
         except runlock.RunFolderBusy:
             pass  # another process trains this run: its own process will be refused too, and said so
         if events:
