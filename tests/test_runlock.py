@@ -21,6 +21,7 @@ def owners(run_dir):
     return [json.loads(line) for line in (run_dir / runlock.OWNERS).read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_second_process_cannot_train_a_run_folder_in_use(tmp_path):
     """`ada-slm train` trains a run folder for hours; a second `ada-slm train` (tracked) and a `study exec` of the
     same folder are refused in one line naming the holder, and change nothing in it; once the holder is killed,
@@ -34,7 +35,7 @@ def test_a_second_process_cannot_train_a_run_folder_in_use(tmp_path):
         while holder.poll() is None and not (record.is_file() and json.loads(record.read_text())["train"]["steps"]):
             time.sleep(0.05)
         assert holder.poll() is None, holder.stderr.read()
-        second_train = train[:2] + ["--track", "tensorboard"] + train[2:] + ["max_steps=3"]
+        second_train = CLI + ["train", "--quiet", "--track", "tensorboard", *TRAIN, f"out_dir={run_dir}", "max_steps=3"]
         for second, status in ((second_train, 1), (CLI + ["study", "exec", str(run_dir)], 75)):
             p = subprocess.run(second, capture_output=True, text=True, timeout=600)
             lines = p.stderr.strip().splitlines()

@@ -99,6 +99,7 @@ class DeathWatch(threading.Thread):
         return out
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_runner_leaves_no_process_and_starts_no_run(tmp_path):
     """A run that would train for hours: the runner is SIGKILLed while it trains; the fork server, the run and
     every other process the runner started die with it, and the next run never starts."""
