@@ -3,8 +3,11 @@ processes or Ray tasks) and the runner that skips finished runs and records fail
 
 Every run is its own process — `ada-slm study exec RUN_DIR`, or a fork of a fork server that imported torch
 once — reading <run_dir>/spec.json and writing <run_dir>/record.json (records.py), so the local and the Ray
-executor produce the same files, and a killed study continues where it stopped. The runner reports progress
-through callbacks (`RunnerEvents`); drawing it is the caller's business (the CLI's live table or log lines).
+executor produce the same files, and a killed study continues where it stopped. A run holds its folder's lock
+(runlock.py) from start to end, and every process of a local study dies with the runner (lifeline.py), so a
+`kill -9` of the runner leaves nothing training and a restarted runner never shares a run folder. The runner
+reports progress through callbacks (`RunnerEvents`); drawing it is the caller's business (the CLI's live table
+or log lines).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
-from ada_slm import records
+from ada_slm import lifeline, records, runlock
 from ada_slm.errors import UserError
 from ada_slm.files import write_json
 from ada_slm.study import BASE_ARM, RunSpec, Study, state_of
@@ -26,7 +29,13 @@ from ada_slm.study import BASE_ARM, RunSpec, Study, state_of
 
 # ------------------------------------------------------------------------------------------ one run
 def execute_run(run_dir: Path) -> int:
-    """Train (unless base) and evaluate one run described by <run_dir>/spec.json. Runs in its own process."""
+    """Train (unless base) and evaluate one run described by <run_dir>/spec.json, holding the run folder's lock
+    throughout (RunFolderBusy if another process holds it). Runs in its own process."""
+    with runlock.hold(run_dir):
+        return _execute_locked(run_dir)
+
+
+def _execute_locked(run_dir: Path) -> int:
     from ada_slm import tracking
     from ada_slm.config import TrainConfig
     from ada_slm.eval_cache import STUDY_CACHE_DIR, EvalCache
@@ -71,6 +80,7 @@ def execute_run(run_dir: Path) -> int:
         record["eval"] = summary
         record["status"] = {"state": "complete", "reason": None}
         record.setdefault("meta", {})["arm"] = spec["arm"]
+        runlock.check(run_dir)
         records.write_record(run_dir, record)
         if tracker:
             last_step = len(record["train"]["steps"]) if record.get("train") else 0
@@ -87,34 +97,62 @@ def run_in_subprocess(run_dir: str, cwd: str | None = None) -> tuple[int, str, f
     of a Ray task too: the run's own process keeps its memory and threads apart from the worker's."""
     start = time.perf_counter()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env[lifeline.PARENT_ENV] = str(os.getpid())  # the run dies with this process (the runner or a Ray worker)
     proc = subprocess.run([sys.executable, "-m", "ada_slm.cli", "study", "exec", run_dir], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True, env=env, cwd=cwd if cwd and Path(cwd).is_dir() else None)
     return proc.returncode, proc.stderr[-4000:], time.perf_counter() - start
 
 
 def exec_run(run_dir: Path) -> int:
-    """`ada-slm study exec RUN_DIR`: execute_run, with a user error recorded as the run's failure reason."""
+    """`ada-slm study exec RUN_DIR`: execute_run, with a user error recorded as the run's failure reason. A run
+    folder held by another process is left as it is: one line, exit status runlock.BUSY_EXIT."""
     try:
-        return execute_run(run_dir)
-    except UserError as e:
-        records.mark_failed(run_dir, str(e))
+        with runlock.hold(run_dir):
+            try:
+                return execute_run(run_dir)
+            except UserError as e:
+                runlock.check(run_dir)  # a lost lock (RunLockLost) records nothing
+                records.mark_failed(run_dir, str(e))
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+    except runlock.RunFolderBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return runlock.BUSY_EXIT
+    except UserError as e:  # the lock was lost, or the folder cannot be created: nothing of ours to record in
         print(f"error: {e}", file=sys.stderr)
         return 1
 
 
 # What every run imports (torch, transformers, peft: ≈ 8 s per process on 2 cores). The fork server imports it
 # once; each run is then a fresh process forked from it, isolated as before but without paying the imports again.
-PRELOAD = ["torch", "transformers", "transformers.modeling_utils", "transformers.generation", "peft",
-           "ada_slm.train", "ada_slm.evaluate", "ada_slm.executors"]
+# lifeline comes first: importing it binds the fork server's life to the runner's.
+PRELOAD = ["ada_slm.lifeline", "torch", "transformers", "transformers.modeling_utils", "transformers.generation",
+           "peft", "ada_slm.train", "ada_slm.evaluate", "ada_slm.executors"]
 
 
 def _forked_run(run_dir: str, log_path: str) -> None:
-    """Body of a run forked from the fork server: stdout discarded, stderr to <run_dir>/run.log."""
+    """Body of a run forked from the fork server: dies with the fork server and with the runner; stdout
+    discarded, stderr to <run_dir>/run.log."""
+    lifeline.die_with_parent(lifeline.bound_pid)  # the fork server (its pid, where it was bound to the runner)
+    lifeline.die_with_multiprocessing_parent()  # the runner
     devnull = os.open(os.devnull, os.O_WRONLY)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(devnull, 1)
     os.dup2(log, 2)
     sys.exit(exec_run(Path(run_dir)))
+
+
+def start_fork_server() -> None:
+    """Start multiprocessing's fork server (if it is not running) bound to this process: lifeline, its first
+    import, reads our pid from the environment and asks the kernel to kill the server when we die. (The server
+    is started from the calling thread: the kernel's parent-death signal follows the thread that forked.)"""
+    from multiprocessing import forkserver
+
+    os.environ[lifeline.PARENT_ENV] = str(os.getpid())
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.environ.pop(lifeline.PARENT_ENV, None)
 
 
 class LocalExecutor:
@@ -129,6 +167,7 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("forkserver") if forkserver else None
         if ctx:
             ctx.set_forkserver_preload(PRELOAD)
+            start_fork_server()
         for s in specs:
             started(s)
             start = time.perf_counter()
@@ -233,10 +272,14 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
 
     def started(s: RunSpec) -> None:
         states[s.key] = "running"
-        s.run_dir.mkdir(parents=True, exist_ok=True)
         track = tracking_for(s) if tracking_for else None
-        write_json(s.run_dir / records.SPEC, {"arm": s.arm, "seed": s.seed, "base": s.base, "train": s.train,
-                                              "eval": s.eval, "tracking": track.model_dump() if track else None})
+        try:
+            with runlock.hold(s.run_dir):
+                write_json(s.run_dir / records.SPEC, {"arm": s.arm, "seed": s.seed, "base": s.base,
+                                                      "train": s.train, "eval": s.eval,
+                                                      "tracking": track.model_dump() if track else None})
+        except runlock.RunFolderBusy:
+            pass  # another process trains this run: its own process will be refused too, and said so
         if events:
             events.changed(s, "running", "", None)
 
@@ -244,12 +287,19 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
         reason = ""
         if code == 0:
             states[s.key] = "done"
+        elif code == runlock.BUSY_EXIT:  # refused: the folder belongs to another process, which records it
+            states[s.key] = "failed"
+            reason = (err.strip().splitlines() or ["?"])[-1].removeprefix("error: ")
         else:
             states[s.key] = "failed"
-            rec = records.read_record_or_none(s.run_dir) or {}
-            reason = (rec.get("status") or {}).get("reason") or (err.strip().splitlines() or ["?"])[-1]
-            if records.state(rec) != records.FAILED:
-                records.mark_failed(s.run_dir, reason)
+            try:
+                with runlock.hold(s.run_dir):
+                    rec = records.read_record_or_none(s.run_dir) or {}
+                    reason = (rec.get("status") or {}).get("reason") or (err.strip().splitlines() or ["?"])[-1]
+                    if records.state(rec) != records.FAILED:
+                        records.mark_failed(s.run_dir, reason)
+            except runlock.RunFolderBusy as e:
+                reason = str(e)
         if events:
             events.changed(s, states[s.key], reason, seconds)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ada_slm import checkpoints, exports, hardware, models, records
+from ada_slm import checkpoints, exports, hardware, models, records, runlock
 from ada_slm.config import TrainConfig
 from ada_slm.datasets_io import IGNORE, Example, load_rows, rows_hash, tokenize
 from ada_slm.errors import UserError
@@ -218,6 +218,7 @@ def run(cfg: TrainConfig, **kwargs) -> dict:
     return train(cfg, **kwargs).record
 
 
+@runlock.holding_out_dir  # one process at a time trains a run folder; a second one is refused in one line
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None,
           tracker=None, on_step=None) -> TrainedRun:
     """Train one adapter: check the run directory, data, model + adapter, optimizer, (resume), steps, export.
@@ -506,4 +507,5 @@ def export(loop: Loop, record: dict, wall: float, merge: bool) -> None:
         exports.write_folder(merged, "merged model", owner, "merged model folder", save(loop.model.merge_and_unload()))
         record["train"]["merged_dir"] = str(merged)
     record["status"] = {"state": "complete", "reason": None}
+    runlock.check(loop.cfg.out_dir)
     write_json(loop.record_path, record)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from ada_slm import records
+from ada_slm import records, runlock
 from ada_slm.cli.common import app, check_track, console, err_console, user_errors
 from ada_slm.errors import UserError
 
@@ -41,19 +41,21 @@ def train_cmd(
     if bad:
         raise UserError(f"unexpected argument {bad[0]!r}: give one CONFIG.yaml first, then key.sub=value overrides")
     cfg = load_config(config_path, args)
-    tracker = None
     if track:
         check_track(track)
-        out_dir = Path(cfg.out_dir)
-        tracker = tracking.open_tracker(tracking.Tracking(
-            kind=track, uri=tracking_uri or tracking.default_uri(out_dir.parent), run_name=out_dir.name), out_dir)
-    record = {"status": {"state": "interrupted"}}
-    try:
-        record = run(cfg, resume=resume, quiet=quiet, merge=merge, console=console if not quiet else None,
-                     tracker=tracker)
-    finally:
-        if tracker:
-            tracker.end(record["status"]["state"])
+    with runlock.hold(cfg.out_dir):  # a tracker writes into the run folder too: only once the folder is ours
+        tracker = None
+        if track:
+            out_dir = Path(cfg.out_dir)
+            tracker = tracking.open_tracker(tracking.Tracking(
+                kind=track, uri=tracking_uri or tracking.default_uri(out_dir.parent), run_name=out_dir.name), out_dir)
+        record = {"status": {"state": "interrupted"}}
+        try:
+            record = run(cfg, resume=resume, quiet=quiet, merge=merge, console=console if not quiet else None,
+                         tracker=tracker)
+        finally:
+            if tracker:
+                tracker.end(record["status"]["state"])
     if record["status"]["state"] != "complete":
         raise typer.Exit(2)
 
