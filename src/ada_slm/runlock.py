@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ada_slm.errors import UserError
+from ada_slm.files import check_writable_dir
 
 LOCK = ".lock"
 OWNERS = "owners.jsonl"
@@ -45,6 +46,7 @@ class _Held:
     fd: int  # the open lock file: its flock is the lock
     depth: int  # nested holds in this process (execute_run holds it, and train inside it again)
     created_dir: bool  # the run folder did not exist before this hold
+    created_parents: list[Path]  # folders above it that this hold created too (innermost first)
 
 
 _held: dict[Path, _Held] = {}  # resolved run folder -> this process's hold on it
@@ -102,10 +104,12 @@ def acquire(run_dir: str | Path) -> Path:
     `release` takes. Re-entrant within a process."""
     run_dir = Path(run_dir)
     created = not run_dir.is_dir()
+    missing_parents = [p for p in run_dir.parents if not p.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{run_dir}: cannot create the run folder ({e.strerror or e})") from None
+    missing_parents = [p.resolve() for p in missing_parents]
     key = run_dir.resolve()
     with _held_guard:
         if key in _held:
@@ -139,7 +143,7 @@ def acquire(run_dir: str | Path) -> Path:
     os.pwrite(fd, json.dumps(owner).encode(), 0)
     _append_owner_event(run_dir, {"event": "acquired", **owner, "previous": previous, "found": _run_state(key)})
     with _held_guard:
-        _held[key] = _Held(fd, 1, created)
+        _held[key] = _Held(fd, 1, created, missing_parents)
     return key
 
 
@@ -161,6 +165,11 @@ def release(key: Path) -> None:
                 (key / OWNERS).unlink()
                 (key / LOCK).unlink()
                 key.rmdir()
+                for parent in held.created_parents:  # and the folders above it that this hold made, if still empty
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
     finally:
         os.close(held.fd)  # drops the flock
 
@@ -179,12 +188,14 @@ def check(run_dir: str | Path) -> None:
 
 
 class hold:
-    """`with runlock.hold(run_dir):` — the run folder's lock for the block."""
+    """`with runlock.hold(run_dir, "out_dir"):` — the run folder's lock for the block. A folder that cannot be
+    one (a file, under a file, read-only) is one line naming `what` before anything is created."""
 
-    def __init__(self, run_dir: str | Path):
-        self.run_dir = run_dir
+    def __init__(self, run_dir: str | Path, what: str = "run folder"):
+        self.run_dir, self.what = run_dir, what
 
     def __enter__(self) -> Path:
+        check_writable_dir(self.run_dir, self.what)
         self.key = acquire(self.run_dir)
         return self.key
 
@@ -198,7 +209,7 @@ def holding_out_dir(train_fn):
 
     @functools.wraps(train_fn)
     def locked(cfg, *args, **kwargs):
-        with hold(cfg.out_dir):
+        with hold(cfg.out_dir, "out_dir"):
             return train_fn(cfg, *args, **kwargs)
 
     return locked

@@ -43,7 +43,7 @@ def train_cmd(
     cfg = load_config(config_path, args)
     if track:
         check_track(track)
-    with runlock.hold(cfg.out_dir):  # a tracker writes into the run folder too: only once the folder is ours
+    with runlock.hold(cfg.out_dir, "out_dir"):  # a tracker writes into the run folder too: only once the folder is ours
         tracker = None
         if track:
             out_dir = Path(cfg.out_dir)
