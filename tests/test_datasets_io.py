@@ -414,22 +414,22 @@ def test_lone_surrogate_is_one_line_naming_the_line(tmp_path, suffix):
     bad = '{"prompt": "q", "completion": "a\\ud800"}'  # valid JSON text, not valid Unicode
     path = tmp_path / f"data{suffix}"
     path.write_text(f"{good}\n{bad}\n")
-    with pytest.raises(UserError, match=r"data.jsonl?:2: a lone surrogate '\\ud800'") as e:
+    with pytest.raises(UserError, match=r"data.jsonl?:2: invalid JSON \(a string holds a lone surrogate such as \\ud800") as e:
         read_rows(str(path))
     assert "\n" not in str(e.value)
     if suffix == ".json":  # one array of objects
         path.write_text(f"[{good},\n{bad}]")
-        with pytest.raises(UserError, match=r"item 2: a lone surrogate"):
+        with pytest.raises(UserError, match=r"data.json: invalid JSON \(a string holds a lone surrogate"):
             read_rows(str(path))
 
 
 def test_deep_nesting_and_huge_numbers_are_one_line_naming_the_line(tmp_path):
     path = tmp_path / "data.jsonl"
     path.write_text('{"prompt": "q", "completion": "a"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
-    with pytest.raises(UserError, match=r"data.jsonl:2: JSON nested too deeply"):
+    with pytest.raises(UserError, match=r"data.jsonl:2: invalid JSON \(nested deeper than 100 levels\)"):
         read_rows(str(path))
     path.write_text('{"prompt": "q", "completion": "a", "id": ' + "9" * 5000 + "}\n")
-    with pytest.raises(UserError, match=r"data.jsonl:1: cannot read the JSON \(Exceeds the limit"):
+    with pytest.raises(UserError, match=r"data.jsonl:1: invalid JSON \(Exceeds the limit"):
         read_rows(str(path))
 
 

@@ -185,7 +185,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, object]]:
 def format_validation_error(e: ValidationError, source: str) -> str:
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        # a key holding a newline or control character is shown escaped: the error stays one line
+        loc = ".".join(str(x) if str(x).isprintable() else repr(str(x)) for x in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key '{loc}'")
         else:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ada_slm.errors import UserError
-from ada_slm.files import read_utf8, utf8_error
+from ada_slm.files import iter_jsonl, parse_json, read_utf8
 
 IGNORE = -100
 FORMATS = {  # format -> the fields that identify it
@@ -110,62 +110,20 @@ def _renamed(records: list[tuple[str, dict]], columns: dict) -> list[tuple[str, 
 
 
 def _read_json(path: Path) -> list[tuple[str, dict]]:
-    """JSON lines, or (a .json file starting with '[') one array of objects."""
+    """JSON lines, or (a .json file starting with '[') one array of objects; every way the JSON can fail to
+    read (syntax, not UTF-8, deep nesting, huge integers, a lone surrogate) is one line from files.parse_json."""
     text = read_utf8(path) if path.suffix.lower() == ".json" else ""
     if not text.lstrip().startswith("["):
-        return _json_lines(path)
-    items = _parse_json(text, path, 1)
+        return [(f"{path}:{lineno}", obj) for lineno, obj in iter_jsonl(path)]
+    items = parse_json(text, str(path))
     if not isinstance(items, list):  # '[' begins the file, yet it parsed: '[]' then nothing else is not possible
         raise UserError(f"{path}: expected a JSON array of objects")
     out = []
     for i, obj in enumerate(items, 1):
         if not isinstance(obj, dict):
             raise UserError(f"{path}: item {i}: expected a JSON object, got {type(obj).__name__}")
-        out.append(_text_only(f"{path}: item {i}", obj))
+        out.append((f"{path}: item {i}", obj))
     return out
-
-
-def _json_lines(path: Path) -> list[tuple[str, dict]]:
-    """(FILE:LINE, object) for every non-blank line of a JSON-lines file."""
-    out = []
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a leading BOM is not data
-            except UnicodeDecodeError as e:
-                raise utf8_error(path, raw, e, lineno) from None
-            if not line.strip():
-                continue
-            obj = _parse_json(line, path, lineno)
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            out.append(_text_only(f"{path}:{lineno}", obj))
-    return out
-
-
-def _parse_json(text: str, path: Path, first_line: int):
-    """json.loads, with every way it can fail as one line naming FILE:LINE."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{first_line + e.lineno - 1}: invalid JSON ({e.msg} at column {e.colno})") from None
-    except RecursionError:
-        raise UserError(f"{path}:{first_line}: JSON nested too deeply to read") from None
-    except ValueError as e:  # an integer of thousands of digits (Python's int conversion limit)
-        raise UserError(f"{path}:{first_line}: cannot read the JSON ({e})") from None
-
-
-def _text_only(where: str, obj: dict) -> tuple[str, dict]:
-    """(where, obj), unless a string in it holds a lone surrogate: JSON's "\\ud800" escape parses, but it is
-    not a character, and no tokenizer or file can take it."""
-    try:
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise UserError(f"{where}: a lone surrogate {e.object[e.start:e.end]!r} (an unpaired \\ud800-\\udfff "
-                        "escape) is not text; fix or remove that escape") from None
-    except RecursionError:
-        raise UserError(f"{where}: JSON nested too deeply to read") from None
-    return where, obj
 
 
 def _datasets_call(source: str, load):
