@@ -318,3 +318,13 @@ def test_a_study_generates_the_base_arm_once_and_a_rerun_reuses_outputs(tmp_path
     assert "rescored 4 runs from their stored outputs (nothing generated)" in p.stdout
     assert _record(root, "base/seed1")["eval"]["metrics"] == base0["metrics"]
     assert [json.loads(line) for line in (root / "base" / "seed1" / "eval.jsonl").open()] == rows
+
+
+def test_an_unusable_cache_costs_only_the_saving(tmp_path, noisy, capsys):
+    """A cache folder that cannot be made (a file stands there) or written is a warning: the evaluation still
+    generates and writes its eval.jsonl."""
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    summary, generated = _eval(tmp_path / "run", EvalCache(tmp_path / "blocked" / ".eval-cache"), noisy)
+    assert generated == LIMIT and summary["cached_from"] is None
+    assert len(_outputs(tmp_path / "run")) == LIMIT
+    assert "eval cache" in capsys.readouterr().err

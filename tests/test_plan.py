@@ -83,3 +83,12 @@ def test_a_record_of_another_shape_is_no_measurement(tmp_path):
     odd["train"]["steps"] = [{"step": 1}]  # no token counts
     assert plan.remember([("s", odd)], tmp_path / "throughput.json") == []
     assert not (tmp_path / "throughput.json").exists()
+
+
+def test_an_evaluation_served_by_the_eval_cache_is_no_measurement_of_generation(tmp_path):
+    path = tmp_path / "throughput.json"
+    hit = record(100.0, generation_s=0.7)
+    hit["eval"]["cached_from"] = {"run": "base/seed0"}
+    plan.remember([("phase14d", hit), ("phase14d", record(100.0, generation_s=35.0))], path)
+    t = plan.throughput_for("avx2", "fp32", "smollm2-135m", 256, plan.read_store(path))
+    assert plan.eval_seconds(t, 133, 48) == pytest.approx(35.0)  # the hit's 0.7 s is left out, not averaged in

@@ -291,3 +291,17 @@ def test_run_and_export_folders_stay_under_their_roots(tmp_path):
     (results / "s" / "a").symlink_to(tmp_path / "elsewhere")  # a link out of the results folder
     with pytest.raises(UserError, match="outside"):
         expand(study, str(f), results_root=results, exports_root=exports)
+
+
+def test_study_exec_on_a_damaged_or_fifo_spec_is_one_line_and_a_failed_record(tmp_path):
+    import os
+
+    for name, make in (("garbage", lambda p: p.write_text("{not json")), ("fifo", os.mkfifo),
+                       ("shape", lambda p: p.write_text('{"train": null}'))):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        make(run_dir / "spec.json")
+        p = subprocess.run(CLI + ["study", "exec", str(run_dir)], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 1 and "spec.json" in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+        assert json.loads((run_dir / "record.json").read_text())["status"]["state"] == "failed"

@@ -303,7 +303,7 @@ def expected_cost(d: Design, n_sim: int = 1000, seed: int = 0) -> tuple[list[Exp
     trained = [a for a in d.arms if a != BASE_ARM]
     specs = [s for a in trained for s in d.specs(a, d.plan.max_runs)]
     arms = collect(specs)
-    pw = power(d.study, arms, d.metric)
+    pw = power(d.study, arms, d.metric, n_tests=len(d.questions) or 1)
     if pw is None:
         return None
     observed = {a: matrix(arms[a].scores[d.metric]) for a in trained}

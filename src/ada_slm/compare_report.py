@@ -4,7 +4,6 @@ blocks and tables (report.Doc, report.comparison_table) over the imported runs' 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 from ada_slm import report, stats
@@ -51,8 +50,7 @@ def summary_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
         c = comp.comparisons.get(a.primary) if comp else None
         vs = "—"
         if c:
-            vs = f"Δ {report.signed(c.delta)} ({report._verdict(c)}); " + (f"× {c.ratio[0]:.2f}" if c.ratio
-                                                                         else c.ratio_note)
+            vs = f"Δ {report.signed(c.delta)} ({report._verdict(c)}); {report.ratio_ci(c)}"
         rows.append([name + (" (baseline)" if name == result.spec.baseline_arm else ""), str(arm.n_complete),
                      report.ci4(iv), f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}" if vc else "—", vs])
     return ["arm", "runs", f"{a.primary} [95% CI]", "run SD / item SD", "vs baseline"], rows
@@ -141,10 +139,5 @@ def write_report(result: CompareResult, out_dir: Path) -> Path:
     md = Path(out_dir) / "report.md"
     atomic_write_text(md, doc.markdown())
     atomic_write_text(md.with_suffix(".html"), doc.html(f"Comparison {result.spec.name}"))
-    atomic_write_text(md.with_name("comparisons.json"), json.dumps(
-        {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "df": c.delta.df, "p": c.p,
-                   "p_holm": c.p_holm, "p_perm": c.p_perm, "p_perm_min": c.p_perm_min, "test": c.test,
-                   "ratio": c.ratio, "ratio_note": c.ratio_note, "supported": c.supported}
-               for m, c in comp.comparisons.items()} for arm, comp in result.analysis.comparisons.items()},
-        indent=2, allow_nan=True))
+    atomic_write_text(md.with_name("comparisons.json"), report.comparisons_json(result.analysis.comparisons))
     return md

@@ -14,6 +14,7 @@ today's metrics without a model (eval_cache.rescore).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -345,14 +346,25 @@ def _cached_or_generated(model, tokenizer, items: list[SuiteItem], settings: Gen
     material = cache.material(model, tokenizer, [i.id for i in items],
                               encode_prompts(tokenizer, prompts, settings.chat_template), settings)
     key = cache.key(material)
-    with cache.lock(key):  # a concurrent evaluation of the same key waits for this one, then hits
+    try:
+        lock = cache.lock(key)
+        lock.acquire()  # a concurrent evaluation of the same key waits for this one, then hits
+    except (OSError, UserError) as e:  # the cache is a saving, never a reason to fail an evaluation
+        print(f"warning: eval cache {cache.directory} not usable ({e}); generating without it", file=sys.stderr)
+        return _generate_samples(model, tokenizer, prompts, settings, progress), None, None
+    try:
         entry = cache.load(material)
         if entry is not None:
             return entry.outputs, {"run": entry.generated_by, "generated_at": entry.generated_at,
                                    "generation_s": entry.generation_s, "key": key}, key
         start = time.perf_counter()
         outputs = _generate_samples(model, tokenizer, prompts, settings, progress)
-        cache.store(material, outputs, cache.label(out_dir), time.perf_counter() - start)
+        try:
+            cache.store(material, outputs, cache.label(out_dir), time.perf_counter() - start)
+        except (OSError, UserError) as e:  # a full or read-only cache disk must not lose the outputs just made
+            print(f"warning: eval cache {cache.directory}: outputs not kept ({e})", file=sys.stderr)
+    finally:
+        lock.release()
     return outputs, None, key
 
 

@@ -12,7 +12,6 @@ or log lines).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from typing import Callable, Optional, Protocol
 
 from ada_slm import lifeline, records, runlock
 from ada_slm.errors import UserError
-from ada_slm.files import write_json
+from ada_slm.files import read_json, write_json
 from ada_slm.study import BASE_ARM, RunSpec, Study, state_of
 
 
@@ -42,7 +41,10 @@ def _execute_locked(run_dir: Path) -> int:
     from ada_slm.evaluate import GenerationSettings, evaluate
     from ada_slm.train import train
 
-    spec = json.loads((run_dir / "spec.json").read_text())
+    spec = read_json(run_dir / "spec.json")  # a FIFO, a damaged or a missing spec: one line, the run marked failed
+    if not (isinstance(spec, dict) and {"base", "seed", "train", "eval"} <= spec.keys() and isinstance(spec["eval"], dict)
+            and {"batch_size", "max_new_tokens", "suite"} <= spec["eval"].keys()):
+        raise UserError(f"{run_dir / 'spec.json'}: not a run spec written by `study run` (run it again to rewrite it)")
     settings = GenerationSettings(batch_size=spec["eval"]["batch_size"], max_new_tokens=spec["eval"]["max_new_tokens"])
     record_path = run_dir / "record.json"
     track = tracking.Tracking.model_validate(spec["tracking"]) if spec.get("tracking") else None

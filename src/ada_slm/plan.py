@@ -123,7 +123,9 @@ def _entry(runs: list[tuple[str, dict]]) -> dict:
     """One cache entry from the finished runs of one machine key."""
     per_seq = [sum(s["tokens"] for s in r["train"]["steps"]) / max(1, sum(s["sequences"] for s in r["train"]["steps"]))
                for _, r in runs]
-    evals = [r["eval"] for _, r in runs if (r.get("eval") or {}).get("generation_s") and r["eval"].get("n_items")]
+    # an evaluation served by the eval cache took ~0 s of generation: not a measurement of this machine's speed
+    evals = [r["eval"] for _, r in runs if (r.get("eval") or {}).get("generation_s") and r["eval"].get("n_items")
+             and not r["eval"].get("cached_from")]
     entry = {"tokens_per_s": statistics.mean(r["train"]["tokens_per_s"] for _, r in runs),
              "tokens_per_sequence": statistics.mean(per_seq), "runs": len(runs), "study": runs[0][0],
              "measured": dt.date.today().isoformat()}
@@ -223,7 +225,7 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
                 store: dict | None = None) -> list[str]:
     """The lines `study plan` prints after its table: estimated time (this study's runs, else this machine
     kind's kept measurement, else the README's estimate) and the power of the design."""
-    from ada_slm.analysis import collect, power
+    from ada_slm.analysis import collect, power, questions_asked
     from ada_slm.evaluate import load_suite, subset
     from ada_slm.study import estimate_seconds
 
@@ -255,9 +257,9 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
         lines.append(f"no throughput known for {', '.join(sorted(missing))} on machine kind {kind} ({precision}): run "
                      "one arm (`ada-slm study run FILE --only ARM --seeds 0`) and it is kept for every later plan")
     metric = study.decision.metric if study.decision else "agl_awareness"
-    n_tests = len(study.decision.questions) if study.decision else 1
+    n_tests = len(questions_asked(study, specs)) or 1  # Holm over the questions these runs ask, as the report
     seeds = sorted({s.seed for s in specs if s.arm == study.baseline}) or sorted({s.seed for s in specs})
-    own = power(study, collect(specs), metric) if finished_records(specs) else None
+    own = power(study, collect(specs), metric, n_tests=n_tests) if finished_records(specs) else None
     if own is not None:
         pw, source = own, "this study's finished runs"
     else:

@@ -122,6 +122,16 @@ def _verdict(c: stats.Comparison) -> str:
     return stats.verdict(c)
 
 
+def comparisons_json(comparisons: dict) -> str:
+    """comparisons.json: every arm's comparison with the baseline, per metric, for scripts (studies and compare)."""
+    return json.dumps(
+        {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "df": c.delta.df, "p": c.p,
+                   "p_holm": c.p_holm, "p_perm": c.p_perm, "p_perm_min": c.p_perm_min, "test": c.test,
+                   "ratio": c.ratio, "ratio_note": c.ratio_note, "supported": c.supported,
+                   "holm_family": c.family, "verdict": stats.verdict(c), "significant": c.supported}
+               for m, c in comp.comparisons.items()} for arm, comp in comparisons.items()}, indent=2, allow_nan=True)
+
+
 def ratio_ci(c: stats.Comparison) -> str:
     """× with its 95 % CI — never a bare ratio."""
     return f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note
@@ -153,7 +163,8 @@ def render_summary(doc: Doc, a: StudyAnalysis):
     left_out = unreadable_runs(a)
     if left_out:
         doc.p("Left out of every number in this report, because their files cannot be read (the run's state is "
-              "'unreadable'; delete the file named to redo the run): " + "; ".join(left_out) + ".")
+              "'unreadable'; move the run's record.json and eval.jsonl away and `study run` redoes it): "
+              + "; ".join(left_out) + ".")
 
 
 def unreadable_runs(a: StudyAnalysis) -> list[str]:
@@ -455,14 +466,7 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     md_path = out_dir / "report.md"
     atomic_write_text(md_path, doc.markdown())
     atomic_write_text(out_dir / "report.html", doc.html(f"Study {study.name}"))
-    atomic_write_text(out_dir / "comparisons.json", json.dumps(
-        {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "df": c.delta.df, "p": c.p,
-                   "p_holm": c.p_holm, "p_perm": c.p_perm, "p_perm_min": c.p_perm_min, "test": c.test,
-                   "ratio": c.ratio, "ratio_note": c.ratio_note, "supported": c.supported,
-                   "holm_family": c.family, "verdict": stats.verdict(c),
-                   "significant": c.supported}
-               for m, c in comp.comparisons.items()} for arm, comp in a.comparisons.items()}, indent=2,
-        allow_nan=True))
+    atomic_write_text(out_dir / "comparisons.json", comparisons_json(a.comparisons))
     return md_path
 
 

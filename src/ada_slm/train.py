@@ -486,7 +486,8 @@ def export(loop: Loop, record: dict, wall: float, merge: bool) -> None:
             loop.tokenizer.save_pretrained(folder)
         return fill
 
-    exports.write_folder(adapter_dir, "adapter", owner, "export_dir", save(loop.model))
+    # sweep: temp folders of a killed earlier export of this run (we hold the run folder's lock)
+    exports.write_folder(adapter_dir, "adapter", owner, "export_dir", save(loop.model), sweep=True)
     steps = record["train"]["steps"]
     record["train"].update({
         "wall_s": wall,
@@ -504,7 +505,8 @@ def export(loop: Loop, record: dict, wall: float, merge: bool) -> None:
     })
     if merge:
         merged = merged_dir(loop.cfg)
-        exports.write_folder(merged, "merged model", owner, "merged model folder", save(loop.model.merge_and_unload()))
+        exports.write_folder(merged, "merged model", owner, "merged model folder", save(loop.model.merge_and_unload()),
+                             sweep=True)
         record["train"]["merged_dir"] = str(merged)
     record["status"] = {"state": "complete", "reason": None}
     runlock.check(loop.cfg.out_dir)
