@@ -137,25 +137,10 @@ def build_corpus(size: int, mix: str | dict = "pure", seed: int = 0, val_fractio
         n_val = min(val_counts.get(category, 0), n - 1)
         sides = [(train, templates, n - n_val)]
         if n_val > 0:
-            k = min(len(templates) - 1, max(1, round(len(templates) * val_fraction)))
-            held_out = sorted(rng.sample(templates, k))
+            held_out = _held_out_templates(rng, category, val_fraction)
             sides = [(train, [t for t in templates if t not in held_out], n - n_val), (val, held_out, n_val)]
         for out, allowed, need in sides:
-            got = tries = 0
-            while got < need:
-                tries += 1
-                if tries > MAX_ATTEMPTS_PER_EXAMPLE * need + 1000:
-                    raise UserError(
-                        f"category {category!r}: only {got} of {need} unique examples after {tries} tries; "
-                        "ask for fewer examples of this category"
-                    )
-                sample = GENERATORS[category](rng, allowed)
-                if quality.accept(sample.prompt, sample.response) is None:
-                    out.append(_example(sample, category))
-                    got += 1
-                    if progress:
-                        progress(1)
-            attempts += tries
+            attempts += _generate(category, rng, allowed, need, quality, out, progress)
     order = random.Random(seed)
     order.shuffle(train)
     order.shuffle(val)
