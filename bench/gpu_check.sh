@@ -18,7 +18,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
         pydantic pydantic-core annotated-types typing-inspection datasets dill multiprocess trl gguf
     .venv/bin/python - <<'EOF'
 from transformers import AutoTokenizer
-from ada_slm import models
+from ada_slm.run import models
 AutoTokenizer.from_pretrained(models.resolve("smollm2-135m")).save_pretrained(".gpu-deps/tokenizer")
 EOF
     du -sh "$DEPS"

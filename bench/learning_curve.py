@@ -42,12 +42,12 @@ def main() -> int:
 
     import torch
 
-    from ada_slm import hardware
-    from ada_slm.cli import study_path
-    from ada_slm.config import TrainConfig
-    from ada_slm.evaluate import GenerationSettings, evaluate
-    from ada_slm.study import expand, load_study
-    from ada_slm.train import run
+    from ada_slm.run import hardware
+    from ada_slm.app.cli import study_path
+    from ada_slm.run.config import TrainConfig
+    from ada_slm.run.evaluate import GenerationSettings, evaluate
+    from ada_slm.study.spec import expand, load_study
+    from ada_slm.run.train import run
 
     steps = sorted({int(s) for s in args.steps.split(",")})
     study_file = study_path(args.study)

@@ -31,7 +31,7 @@ def main():
     if args.tokenizer:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     else:
-        from ada_slm import models
+        from ada_slm.run import models
 
         tokenizer = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
     config = Lfm2Config(**LFM2_350M, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,

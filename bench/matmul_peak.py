@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from ada_slm.hardware import cpu_flags
+from ada_slm.run.hardware import cpu_flags
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 2.0, device: str = "cpu") -> float:

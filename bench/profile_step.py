@@ -3,7 +3,7 @@
     python bench/profile_step.py [--base smollm2-135m] [--micro 4] [--accum 4] [--precision bf16,fp32]
                                  [--dropout 0.05] [--fp32-base] [--threads N]
 
-The step is `ada_slm.train`'s own (length-grouped micro-batches, `accumulate_step`, clipping, AdamW) on the
+The step is `ada_slm.run.train`'s own (length-grouped micro-batches, `accumulate_step`, clipping, AdamW) on the
 first step's sequences of the 2k builder corpus, LoRA r16/α32 on the default targets — what `ada-slm train`
 runs with its defaults. One step warms up (kernel selection), the next is profiled. The table groups the
 profiler's *self* times (time inside an op, not its children) so nothing is counted twice:
@@ -30,9 +30,9 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from ada_slm import models
+from ada_slm.run import models
 from ada_slm.agl.builder import build_corpus
-from ada_slm.train import (accumulate_step, hold_frozen_linears_in, restore_frozen_linears, step_indices,
+from ada_slm.run.train import (accumulate_step, hold_frozen_linears_in, restore_frozen_linears, step_indices,
                            tokenize)
 
 CATEGORIES = ["base matmuls", "LoRA matmuls", "weight casts", "activation casts", "dropout", "attention",

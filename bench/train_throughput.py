@@ -13,7 +13,7 @@ subprocess (its own imports, its own peak RSS):
   trl-fp32  the same with `bf16=False, gradient_checkpointing=False`: what a user who tuned TRL for this CPU gets.
   ours      `ada-slm train` with its defaults.
 
-All four are scored by the same function (`ada_slm.train.heldout_loss`: mean cross-entropy per answer token on
+All four are scored by the same function (`ada_slm.run.train.heldout_loss`: mean cross-entropy per answer token on
 the same held-out set) and their throughput counts the same tokens (ada-slm's tokenization of the sequences):
 tokens/s = real (non-pad) tokens ÷ training wall time; "answer tok/s" counts only the trained tokens. MFU is
 model FLOPs utilisation: (2 forward + 2 input-gradient) × non-embedding parameters per real token — the frozen
@@ -42,7 +42,7 @@ ARM_SEQUENCES = 5400  # one Phase 14D seed arm: 2,000 examples, 10 % held out, 3
 # --------------------------------------------------------------------------------------------- workers
 def _val_and_counts(tokenizer, work: Path, max_length: int):
     from ada_slm.files import iter_jsonl
-    from ada_slm.train import tokenize
+    from ada_slm.run.train import tokenize
 
     train_rows = [obj for _, obj in iter_jsonl(work / "train.jsonl")]
     val_rows = [obj for _, obj in iter_jsonl(work / "val.jsonl")]
@@ -54,7 +54,7 @@ def _val_and_counts(tokenizer, work: Path, max_length: int):
 def _score(model, tokenizer, val_set) -> float:
     import torch
 
-    from ada_slm.train import heldout_loss
+    from ada_slm.run.train import heldout_loss
 
     device = next(model.parameters()).device
     autocast = torch.bfloat16 if device.type == "cuda" else None
@@ -70,7 +70,7 @@ def _peft_config():
 def worker(name: str, args) -> dict:
     import torch
 
-    from ada_slm import models
+    from ada_slm.run import models
 
     work = Path(args.work)
     steps = math.ceil(args.sequences / (args.micro * args.accum))
@@ -79,8 +79,8 @@ def worker(name: str, args) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=work))
 
     if name == "ours":
-        from ada_slm.config import build_config
-        from ada_slm.train import train
+        from ada_slm.run.config import build_config
+        from ada_slm.run.train import train
 
         cfg = build_config({
             "base": args.base, "data": {"path": str(work / "train.jsonl"), "val_path": str(work / "val.jsonl")},
@@ -178,7 +178,7 @@ def main():
         ap.error(f"--only: unknown trainer(s) {', '.join(unknown)}; choose from {', '.join(LABELS)}")
     import torch
 
-    from ada_slm.hardware import machine_kind
+    from ada_slm.run.hardware import machine_kind
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     peaks = {"fp32": matmul_gflops(torch.float32, seconds=1.0, device=device),

@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["ADA_SLM_THROUGHPUT"] = str(Path(tempfile.mkdtemp(prefix="ada-slm-throughput-")) / "throughput.json")
 
 DATA = Path(__file__).parent / "data"
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def _records(root):

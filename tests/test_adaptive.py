@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ada_slm import adaptive
-from ada_slm.study import expand, load_study
+from ada_slm.analysis import adaptive
+from ada_slm.study.spec import expand, load_study
 
 DATA = Path(__file__).parent / "data"
 STUDIES = Path(__file__).parent.parent / "src" / "ada_slm" / "studies"
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def _mtimes(root: Path) -> dict:

@@ -5,9 +5,9 @@ alone and reported as not asked; the shipped phase14d asks rank, split (equivale
 import numpy as np
 import pytest
 
-from ada_slm import analysis
-from ada_slm.report import decision_intro, decision_table
-from ada_slm.study import expand, load_study
+from ada_slm.analysis import analysis
+from ada_slm.analysis.report import decision_intro, decision_table
+from ada_slm.study.spec import expand, load_study
 
 N_ITEMS = 133
 STUDY = """
@@ -104,7 +104,7 @@ def test_equivalence_p_joins_the_holm_family_of_the_questions(study):
     d, a = _answers(study, specs, simulate(specs, np.random.default_rng(3),
                                            {"b16": 0.2, "r32": 0.3, "r32-split": 0.3, "data5k": 0.2}))
     raw = {"rank": a["rank"].comparison.p, "split": a["split"].equivalence.p, "data": a["data"].comparison.p}
-    from ada_slm import stats
+    from ada_slm.analysis import stats
     assert {q: a[q].p_holm for q in raw} == pytest.approx(stats.holm(raw))
 
 
@@ -194,7 +194,7 @@ def test_shipped_studies_hold_out_one_fixed_set_for_every_arm():
 def test_adaptive_design_asks_only_what_the_scale_asks(tmp_path):
     from importlib import resources
 
-    from ada_slm import adaptive
+    from ada_slm.analysis import adaptive
     path = resources.files("ada_slm") / "studies" / "phase14d.yaml"
     study = load_study(path)
     cpu = adaptive.design(study, str(path), "cpu", [0, 1, 2], tmp_path / "r", tmp_path / "e")
@@ -206,7 +206,7 @@ def test_adaptive_design_asks_only_what_the_scale_asks(tmp_path):
 
 
 def test_a_question_that_also_compares_something_else_stays_asked(study):
-    from ada_slm.study import Question
+    from ada_slm.study.spec import Question
     specs = _specs(study, "capped")
     arms = analysis.collect(specs)
     mixed = Question(compare="data5k", against="r32")  # corpus size and rank: the rank part is still asked

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ada_slm.audit import audit, load_reported
-from ada_slm.cli import app
+from ada_slm.analysis.audit import audit, load_reported
+from ada_slm.app.cli import app
 from ada_slm.errors import UserError
 
 REPORTED = Path(__file__).parent.parent / "src" / "ada_slm" / "studies" / "phase14d-reported.yaml"

@@ -4,7 +4,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from ada_slm.cli import app
+from ada_slm.app.cli import app
 
 runner = CliRunner()
 
@@ -35,7 +35,7 @@ def test_build_validate_show_roundtrip(tmp_path):
 
 def _run_cli(*args):
     """Run the real console entry point, as a user would, to see exactly what reaches the terminal."""
-    return subprocess.run([sys.executable, "-c", "from ada_slm.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from ada_slm.app.cli import main; main()", *args],
                           capture_output=True, text=True)
 
 
@@ -98,7 +98,7 @@ def test_study_power_takes_the_item_count_from_the_suite():
 def test_study_power_projects_a_finished_studys_components_onto_the_suites_items(tmp_path):
     import numpy as np
 
-    from ada_slm.study import expand, load_study
+    from ada_slm.study.spec import expand, load_study
 
     (tmp_path / "s.yaml").write_text(
         "name: s\nbaseline: a\ninclude_base: false\ndefaults: {base: tiny-lfm2, max_steps: 2}\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ada_slm.compare import ImportedRun, read_inspect, read_lm_eval, read_table, read_trainer_state
-from ada_slm.compare_analysis import CompareSpec, compare, match, to_json
+from ada_slm.analysis.compare import ImportedRun, read_inspect, read_lm_eval, read_table, read_trainer_state
+from ada_slm.analysis.compare_analysis import CompareSpec, compare, match, to_json
 from ada_slm.errors import UserError
 
 DATA = Path(__file__).parent / "data"
@@ -22,7 +22,7 @@ def run_compare(*args) -> subprocess.CompletedProcess:
     """`ada-slm compare ARGS` in this process (the CLI's start-up costs seconds on a loaded machine)."""
     from typer.testing import CliRunner
 
-    from ada_slm.cli import app
+    from ada_slm.app.cli import app
 
     result = CliRunner().invoke(app, ["compare", *map(str, args)])
     if result.exception and not isinstance(result.exception, SystemExit):
@@ -168,7 +168,7 @@ def lm_eval_runs(tmp_path_factory):
     """The real lm_eval CLI with --log_samples on the `capitals` multiple-choice task (2-shot, few-shot examples
     drawn by --seed): SmolLM2-135M-Instruct (knows capitals) and the random tiny LFM2 (guesses), one output
     folder per (model, seed)."""
-    from ada_slm import models
+    from ada_slm.run import models
 
     root = tmp_path_factory.mktemp("lm_eval")
     out = {}
@@ -323,7 +323,7 @@ def test_inspect_null_pair_and_planted_pair(inspect_logs, tmp_path):
 @pytest.mark.slow
 def test_inspect_missing_names_the_extra(inspect_logs):
     code = ("import sys; sys.modules['inspect_ai'] = None; sys.modules['inspect_ai.log'] = None\n"
-            "from ada_slm.cli import main; sys.argv = ['ada-slm', 'compare', '--arm', 'a=%s', '--arm', 'b=%s']; main()"
+            "from ada_slm.app.cli import main; sys.argv = ['ada-slm', 'compare', '--arm', 'a=%s', '--arm', 'b=%s']; main()"
             % (inspect_logs["good"][0], inspect_logs["poor"][0]))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     one_line_error(p, "pip install 'ada-slm[inspect]'")
@@ -341,7 +341,7 @@ def trl_runs(tmp_path_factory):
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from ada_slm import models
+    from ada_slm.run import models
 
     root = tmp_path_factory.mktemp("trl")
     pairs = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Japan", "Tokyo"),
@@ -389,7 +389,7 @@ def ada_slm_runs(tmp_path_factory):
     """`ada-slm train` (tiny LFM2, 2 steps) and `ada-slm eval` (4 suite items) at seeds 0-3."""
     from typer.testing import CliRunner
 
-    from ada_slm.cli import app
+    from ada_slm.app.cli import app
 
     root = tmp_path_factory.mktemp("ada")
     runner = CliRunner()
@@ -407,7 +407,7 @@ def ada_slm_runs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_ada_slm_run_folders(ada_slm_runs):
-    from ada_slm.compare import read_ada_slm
+    from ada_slm.analysis.compare import read_ada_slm
 
     run = read_ada_slm(ada_slm_runs[0])
     rows = [json.loads(line) for line in (ada_slm_runs[0] / "eval.jsonl").open()]
@@ -432,10 +432,10 @@ def test_a_run_in_two_arms_is_refused(tmp_path):
 def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs):
     """The same runs as a study sees them (analysis.collect over RunSpecs) and as compare reads them give the
     same Δ, CI and Holm p on every metric."""
-    from ada_slm import stats
-    from ada_slm.analysis import collect
-    from ada_slm.metrics import METRICS, RUN_METRICS
-    from ada_slm.study import RunSpec
+    from ada_slm.analysis import stats
+    from ada_slm.analysis.analysis import collect
+    from ada_slm.run.metrics import METRICS, RUN_METRICS
+    from ada_slm.study.spec import RunSpec
 
     specs = [RunSpec(arm, k % 2, run_dir, run_dir, {}, "tiny-lfm2", {})
              for k, (arm, run_dir) in enumerate(zip(["s01", "s01", "s23", "s23"], ada_slm_runs))]

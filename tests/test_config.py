@@ -1,6 +1,6 @@
 import pytest
 
-from ada_slm.config import load_config
+from ada_slm.run.config import load_config
 from ada_slm.errors import UserError
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from ada_slm import analysis, criteria
+from ada_slm.analysis import analysis, criteria
 from ada_slm.errors import UserError
-from ada_slm.report import summary
-from ada_slm.study import expand, load_study
+from ada_slm.analysis.report import summary
+from ada_slm.study.spec import expand, load_study
 
 N_ITEMS = 133
 STUDY = """
@@ -86,7 +86,7 @@ def test_the_report_shows_the_criteria(study_specs):
 
 
 def test_phase14d_ships_the_seeds_criteria():
-    from ada_slm.cli.common import study_path
+    from ada_slm.app.cli.common import study_path
 
     study = load_study(study_path("phase14d"))
     texts = [c.text for c in study.criteria]

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ada_slm import models
+from ada_slm.run import models
 from ada_slm.agl.builder import build_corpus
-from ada_slm.cli import app
-from ada_slm.config import build_config
-from ada_slm.datasets_io import IGNORE, hold_out, load_rows, read_rows, rows_hash, tokenize
+from ada_slm.app.cli import app
+from ada_slm.run.config import build_config
+from ada_slm.run.datasets_io import IGNORE, hold_out, load_rows, read_rows, rows_hash, tokenize
 from ada_slm.errors import UserError
 from ada_slm.files import write_jsonl
-from ada_slm.train import run
+from ada_slm.run.train import run
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 EOT = "<|im_end|>"
@@ -337,7 +337,7 @@ def test_cli_validate_and_show_every_format():
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-c", "from ada_slm.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from ada_slm.app.cli import main; main()", *args],
                           capture_output=True, text=True, cwd=cwd)
 
 
@@ -359,7 +359,7 @@ def test_cli_reports_every_problem_and_train_writes_nothing_on_bad_data(tmp_path
 def test_a_study_can_train_on_a_user_corpus(tmp_path):
     """`defaults.data` of a study names a user corpus with a column mapping; every arm's resolved run config
     reads it (each run then goes through train.run, tested above)."""
-    from ada_slm.study import expand, load_study
+    from ada_slm.study.spec import expand, load_study
 
     study = tmp_path / "mine.yaml"
     study.write_text(f"name: mine\nbaseline: a\nseeds: [0]\n"

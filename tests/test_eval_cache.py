@@ -16,11 +16,11 @@ import torch
 import yaml
 
 from ada_slm.errors import UserError
-from ada_slm.eval_cache import EvalCache, library_versions, rescore
-from ada_slm.evaluate import GenerationSettings, evaluate, load_model, load_suite, subset
-from ada_slm.metrics import score
+from ada_slm.run.eval_cache import EvalCache, library_versions, rescore
+from ada_slm.run.evaluate import GenerationSettings, evaluate, load_model, load_suite, subset
+from ada_slm.run.metrics import score
 
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 GREEDY = GenerationSettings(batch_size=4, max_new_tokens=6)
 SAMPLED = GenerationSettings.seed_compatible(samples=2, batch_size=4).model_copy(update={"max_new_tokens": 6})
 LIMIT = 6

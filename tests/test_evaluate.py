@@ -9,7 +9,7 @@ from ada_slm.agl.builder import build_corpus
 from ada_slm.agl.glyphs import CERTAINTY
 from ada_slm.agl.parser import parse
 from ada_slm.errors import UserError
-from ada_slm.evaluate import (GenerationSettings, bootstrap_ci, evaluate, generate_ids, load_model, load_suite,
+from ada_slm.run.evaluate import (GenerationSettings, bootstrap_ci, evaluate, generate_ids, load_model, load_suite,
                               summarize)
 
 
@@ -154,7 +154,7 @@ def _cli(*args):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "ada_slm.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ada_slm.app.cli", *args], capture_output=True, text=True)
 
 
 def test_seed_compatible_generation_is_seeded_and_measures_sampling_noise(tmp_path):
@@ -194,8 +194,8 @@ def test_eval_cli_both_scorings_and_bad_options(tmp_path):
 
 
 def test_eval_of_a_finished_run_writes_into_its_record(tmp_path):
-    from ada_slm.config import build_config
-    from ada_slm.train import run
+    from ada_slm.run.config import build_config
+    from ada_slm.run.train import run
 
     cfg = build_config({"base": "tiny-lfm2", "data": {"size": 40}, "max_steps": 2, "max_length": 200,
                         "batch": {"micro": 2, "accum": 1}, "out_dir": str(tmp_path / "run")})

@@ -6,11 +6,12 @@ import sys
 import pytest
 import torch
 
-from ada_slm import inference, models
+from ada_slm.app import use as inference
+from ada_slm.run import models
 from ada_slm.errors import UserError
-from ada_slm.evaluate import GenerationSettings, generate_ids
+from ada_slm.run.evaluate import GenerationSettings, generate_ids
 
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ada_slm.evaluate import load_suite
-from ada_slm.lm_eval_export import export
-from ada_slm.metrics import METRICS, score
+from ada_slm.run.evaluate import load_suite
+from ada_slm.run.lm_eval_export import export
+from ada_slm.run.metrics import METRICS, score
 
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def read_results(output_path: Path, task: str) -> dict:
@@ -45,7 +45,7 @@ def test_bad_export_arguments(tmp_path):
 def test_lm_eval_scores_like_ada_slm_eval(tmp_path):
     """lm_eval (hf model + PEFT adapter, chat template, --limit 6) on the exported task reports the metrics that
     `ada-slm eval` reports for the same six prompts — and both equal our metrics on lm-eval's own outputs."""
-    from ada_slm import models
+    from ada_slm.run import models
 
     run_dir = tmp_path / "run"
     train = subprocess.run(CLI + ["train", "base=tiny-lfm2", "data.size=40", "max_steps=2", "batch.micro=2",

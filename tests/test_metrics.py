@@ -2,7 +2,7 @@
 
 import pytest
 
-from ada_slm.metrics import METRICS, score, seed_score
+from ada_slm.run.metrics import METRICS, score, seed_score
 
 
 def approx(x):

@@ -1,6 +1,6 @@
 import pytest
 
-from ada_slm import models
+from ada_slm.run import models
 from ada_slm.errors import UserError
 
 
@@ -46,7 +46,7 @@ def test_cache_folder_that_ada_slm_did_not_write_is_never_deleted(tmp_path, monk
     may point anywhere): now only this tool's own marked folder for the same model is replaced."""
     import json
 
-    from ada_slm.exports import MARKER
+    from ada_slm.run.exports import MARKER
 
     monkeypatch.setenv("ADA_SLM_CACHE", str(tmp_path))
     target = tmp_path / "models" / models.TINY_LFM2

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from ada_slm import plan
+from ada_slm.analysis import plan
 
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def record(tokens_per_s, kind="avx2", base="smollm2-135m", max_length=256, generation_s=35.0):

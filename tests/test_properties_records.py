@@ -17,13 +17,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ada_slm import adaptive, analysis, records, report, serve
-from ada_slm.config import load_config
+from ada_slm.analysis import adaptive, analysis, report
+from ada_slm.run import records
+from ada_slm.app import serve
+from ada_slm.run.config import load_config
 from ada_slm.errors import UserError
-from ada_slm.evaluate import load_suite
+from ada_slm.run.evaluate import load_suite
 from ada_slm.files import iter_jsonl, write_json, write_jsonl
-from ada_slm.metrics import METRICS
-from ada_slm.study import expand, load_study
+from ada_slm.run.metrics import METRICS
+from ada_slm.study.spec import expand, load_study
 from test_serve import TINY, finished_run
 
 PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -3,10 +3,10 @@ import sys
 
 import pytest
 
-from ada_slm import records
-from ada_slm.study import RunSpec, state_of
+from ada_slm.run import records
+from ada_slm.study.spec import RunSpec, state_of
 
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def test_read_write_and_states(tmp_path):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ada_slm import runlock
+from ada_slm.run import runlock
 from conftest import CLI
 
 TRAIN = ["base=tiny-lfm2", "data.size=40", "lora.r=4", "batch.micro=2", "batch.accum=1", "max_length=200",

@@ -7,8 +7,8 @@ interaction, residual) and run through `sequential.simulate` — the same rounds
 import numpy as np
 import pytest
 
-from ada_slm import sequential, stats
-from ada_slm.sequential import BETTER, OPEN, WORSE, Noise, Plan
+from ada_slm.analysis import sequential, stats
+from ada_slm.analysis.sequential import BETTER, OPEN, WORSE, Noise, Plan
 
 PLAN = Plan(initial=3, step=1, max_runs=10)  # a look after every round: 8 looks
 SETTINGS = {"seed noise dominates": Noise(0.02, 0.02, 0.08, 30),

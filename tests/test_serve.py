@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-from ada_slm import report, serve
+from ada_slm.analysis import report
+from ada_slm.app import serve
 from ada_slm.errors import UserError
 from ada_slm.files import write_json, write_jsonl
-from ada_slm.metrics import METRICS
-from ada_slm.study import expand, load_study
+from ada_slm.run.metrics import METRICS
+from ada_slm.study.spec import expand, load_study
 
 DATA = Path(__file__).parent / "data"
 STUDIES = Path(__file__).parent.parent / "src" / "ada_slm" / "studies"
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 TINY = DATA / "tiny-2arm.yaml"
 
 

@@ -10,10 +10,10 @@ import sys
 from test_compare import crossed_rows, write_csv
 from test_serve import _get, md_table
 
-from ada_slm.compare_analysis import CompareSpec, compare
-from ada_slm.serve_compare import CompareView
+from ada_slm.analysis.compare_analysis import CompareSpec, compare
+from ada_slm.app.serve_compare import CompareView
 
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def start_compare_server(*args) -> tuple[subprocess.Popen, str]:
@@ -62,7 +62,7 @@ def test_compare_serve_shows_the_compare_reports_cells(tmp_path):
     # the items and power sections, each block as report.md has it
     assert [b[2] for b in a["blocks"] if b[0] == "h"] == ["Items", "Power"]
     assert any("same-1 lacks 1 (q7)" in b[1] for b in a["blocks"] if b[0] == "p")
-    from ada_slm import report
+    from ada_slm.analysis import report
 
     for block in a["blocks"]:
         doc = report.Doc()

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from ada_slm import stats
+from ada_slm.analysis import stats
 
 N_ITEMS = 133
 SETTINGS = {  # SDs of: run effect, item effect, arm × item interaction, residual
@@ -178,8 +178,8 @@ def test_factor_vocabulary():
 def test_factor_names_are_config_fields_and_label_rslora_and_dora_arms():
     """The vocabulary is keyed by the names `study.differences` gives real configs, so an rsLoRA or DoRA arm is
     labelled as such (not by its raw field name)."""
-    from ada_slm.config import build_config
-    from ada_slm.study import _flatten, differences
+    from ada_slm.run.config import build_config
+    from ada_slm.study.spec import _flatten, differences
 
     baseline = build_config({}).model_dump()
     assert set(stats.FACTOR_NAMES) <= set(_flatten(baseline))

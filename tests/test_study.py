@@ -8,13 +8,13 @@ import pytest
 import torch
 from filelock import FileLock
 
-from ada_slm import hardware
+from ada_slm.run import hardware
 from ada_slm.errors import UserError
-from ada_slm.study import expand, load_study, validate_models
+from ada_slm.study.spec import expand, load_study, validate_models
 
 DATA = Path(__file__).parent / "data"
 STUDIES = Path(__file__).parent.parent / "src" / "ada_slm" / "studies"
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def test_phase14d_expands_as_designed():

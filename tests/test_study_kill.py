@@ -121,7 +121,7 @@ def test_sigkill_of_the_runner_leaves_no_process_and_starts_no_run(tmp_path):
     record = read_json(run_dir / "seed0" / "record.json")
     assert record["status"]["state"] == "running"  # the killed run stopped where it was, to be resumed
     # the kernel dropped the dead run's lock: the next process takes it, and names the killed owner
-    from ada_slm import runlock
+    from ada_slm.run import runlock
 
     key = runlock.acquire(run_dir / "seed0")
     runlock.release(key)
@@ -156,7 +156,7 @@ def test_study_killed_anywhere_ends_as_an_uninterrupted_one(tmp_path):
     progress events and started again at once each time, then until it is done. Every run ends complete exactly
     once, no run folder ever had two owners at a time (its owners.jsonl, checked against when the test saw each
     killed process die), no process outlives its runner, and the records equal an uninterrupted study's."""
-    from ada_slm import runlock
+    from ada_slm.run import runlock
 
     clean = run_cli(STUDY, tmp_path / "clean")
     assert clean.wait() == 0, (tmp_path / "clean" / "runner-0.log").read_text()

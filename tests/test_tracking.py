@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ada_slm.tracking import flatten
+from ada_slm.run.tracking import flatten
 
 DATA = Path(__file__).parent / "data"
-CLI = [sys.executable, "-m", "ada_slm.cli"]
+CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def test_flatten_makes_dotted_string_params():
@@ -147,7 +147,7 @@ def test_train_tracked_in_wandb_offline(tmp_path):
 
 
 def test_resumed_wandb_run_continues_its_run_id(tmp_path, monkeypatch):
-    from ada_slm.tracking import Tracking, open_tracker
+    from ada_slm.run.tracking import Tracking, open_tracker
 
     for key, value in offline_wandb_env(tmp_path).items():
         monkeypatch.setenv(key, value)

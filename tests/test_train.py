@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ada_slm import models
+from ada_slm.run import models
 from ada_slm.agl.builder import build_corpus
-from ada_slm.config import build_config
+from ada_slm.run.config import build_config
 from ada_slm.files import write_jsonl
-from ada_slm.train import IGNORE, Example, accumulate_step, micro_batches, run, step_indices, tokenize
+from ada_slm.run.train import IGNORE, Example, accumulate_step, micro_batches, run, step_indices, tokenize
 
 TINY = {"base": "tiny-lfm2", "data": {"size": 120, "val_fraction": 0.1}, "lora": {"r": 4, "alpha": 8},
         "batch": {"micro": 2, "accum": 2}, "max_steps": 6, "lr": 1e-3, "max_length": 200,
@@ -99,7 +99,7 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
     set_seed(cfg.seed)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",
                                              target_modules=models.default_targets(model)))
-    from ada_slm.train import load_rows, lora_state_hash
+    from ada_slm.run.train import load_rows, lora_state_hash
 
     assert lora_state_hash(model) == record["meta"]["lora_init_sha256"]
     train_set, _ = tokenize(load_rows(cfg.data)[0], tok, cfg.max_length)
@@ -134,7 +134,7 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
 
 def test_auto_precision_is_a_fixed_rule_of_the_hardware(tmp_path):
     """`auto` never times anything: the same CPU flags always give the same precision."""
-    from ada_slm import hardware
+    from ada_slm.run import hardware
 
     cpu = torch.device("cpu")
     assert hardware.resolve_precision("auto", cpu, {"avx2", "fma"})[0] == "fp32"  # bf16 emulated: 0.23× fp32
@@ -145,7 +145,7 @@ def test_auto_precision_is_a_fixed_rule_of_the_hardware(tmp_path):
     assert hardware.resolve_precision("fp32", cpu, {"amx_bf16"})[0] == "fp32"
     # on this machine: the rule applied to its own flags, and twice the same answer
     cfg = tiny_cfg(tmp_path)
-    from ada_slm.train import choose_precision
+    from ada_slm.run.train import choose_precision
 
     first, second = choose_precision(cfg, cpu), choose_precision(cfg, cpu)
     assert first == second
@@ -204,7 +204,7 @@ def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
     overrides = ["base=tiny-lfm2", f"data.path={tmp_path / 'c.jsonl'}", "lora.r=4", "lora.dropout=0.1",
                  "batch.micro=2", "batch.accum=2", "max_steps=120", "checkpoint_every=5", "val_every=100",
                  "max_length=200", "lr=1e-3"]
-    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "--quiet"]
+    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet"]
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen(cli + overrides + [f"out_dir={killed_dir}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -280,7 +280,7 @@ def test_train_runs_on_the_core_dependencies_alone(tmp_path):
     blocked = sorted(module for module, dists in packages_distributions().items()
                      if any(canonicalize_name(d) in optional for d in dists))
     assert {"trl", "wandb", "mlflow"} <= set(blocked)
-    program = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from ada_slm.cli import main; main()"
+    program = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from ada_slm.app.cli import main; main()"
     p = subprocess.run([sys.executable, "-c", program, "train", "--quiet", "base=tiny-lfm2", "data.size=40",
                         "max_steps=2", "batch.micro=2", "batch.accum=1", "max_length=160", "lora.r=4",
                         f"out_dir={tmp_path / 'run'}"], capture_output=True, text=True)
@@ -295,7 +295,7 @@ def test_nan_loss_fails_the_run_with_reason(tmp_path):
     broken = tmp_path / "broken-model"
     model.save_pretrained(broken)
     tok.save_pretrained(broken)
-    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "--quiet", f"base={broken}",
+    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet", f"base={broken}",
            "data.size=40", "max_steps=3", f"out_dir={tmp_path / 'run'}", "max_length=200"]
     p = subprocess.run(cli, capture_output=True, text=True)
     assert p.returncode == 2
@@ -308,7 +308,7 @@ def test_nan_loss_fails_the_run_with_reason(tmp_path):
 def test_bad_config_and_missing_model_from_cli(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: tiny-lfm2\nlora:\n  rnak: 8\n")
-    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "--quiet"]
+    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet"]
     p = subprocess.run(cli + [str(bad)], capture_output=True, text=True)
     assert p.returncode == 1 and f"{bad}: unknown key 'lora.rnak'" in p.stderr and "Traceback" not in p.stderr
     p = subprocess.run(cli + ["base=LiquidAI/LFM2-350M-not-here", f"out_dir={tmp_path / 'x'}"], capture_output=True,
@@ -339,7 +339,7 @@ def test_smollm2_short_run(tmp_path):
 def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
     """Redirected to a file or a pipe (nohup, CI), `train` prints one line every log_every steps with step,
     loss, tokens/s and ETA, and record.json holds the steps so far at each of those lines."""
-    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "base=tiny-lfm2", "data.size=60",
+    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "base=tiny-lfm2", "data.size=60",
            "max_steps=6", "log_every=2", "val_every=3", "max_length=200", "batch.micro=2", "batch.accum=2",
            f"out_dir={tmp_path / 'run'}"]
     p = subprocess.run(cli, capture_output=True, text=True)  # stdout is a pipe, not a terminal
@@ -352,7 +352,7 @@ def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
 
 
 def test_record_holds_the_steps_so_far_while_training(tmp_path, monkeypatch):
-    from ada_slm import train
+    from ada_slm.run import train
     from ada_slm.files import write_json as real_write_json
 
     seen = []
@@ -374,7 +374,7 @@ def test_frozen_base_in_bf16_computes_what_bf16_autocast_computes():
     stay fp32, and the original fp32 weights come back afterwards."""
     from peft import LoraConfig, get_peft_model
 
-    from ada_slm.train import hold_frozen_linears_in, restore_frozen_linears
+    from ada_slm.run.train import hold_frozen_linears_in, restore_frozen_linears
 
     model, tok, _ = models.load("tiny-lfm2")
     torch.manual_seed(0)
@@ -473,7 +473,7 @@ def test_a_folder_that_is_not_this_runs_export_is_never_deleted(tmp_path):
 def test_this_runs_own_export_is_replaced_and_files_follow_the_umask(tmp_path):
     """A run redone (its record deleted) replaces its own earlier export; every exported file, the
     safetensors included (safetensors writes 0600), gets the umask's modes like every other result."""
-    from ada_slm.exports import MARKER
+    from ada_slm.run.exports import MARKER
 
     old_umask = os.umask(0o022)
     try:
@@ -499,7 +499,7 @@ def test_this_runs_own_export_is_replaced_and_files_follow_the_umask(tmp_path):
 def test_out_dir_or_export_dir_that_is_a_file_is_refused_before_training(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "--quiet", "base=tiny-lfm2",
+    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet", "base=tiny-lfm2",
            "data.size=40", "max_steps=2", "max_length=200"]
     for args, message in (([f"out_dir={a_file}"], f"out_dir {a_file}: is a file"),
                           ([f"out_dir={a_file / 'run'}"], f"{a_file} is a file"),
@@ -520,7 +520,7 @@ def test_read_only_out_dir_is_one_line_naming_it(tmp_path):
         prefix = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"', str(folder)]
     else:
         folder.chmod(0o555)
-    cli = [sys.executable, "-c", "from ada_slm.cli import main; main()", "train", "--quiet", "base=tiny-lfm2",
+    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet", "base=tiny-lfm2",
            "data.size=40", "max_steps=2", f"out_dir={folder / 'run'}"]
     p = subprocess.run(prefix + cli, capture_output=True, text=True)
     assert p.returncode == 1 and f"cannot write in {folder} (read-only)" in p.stderr, p.stderr

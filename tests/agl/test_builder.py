@@ -141,8 +141,8 @@ def test_fixed_held_out_set_is_identical_for_every_corpus_size():
 
 
 def test_fixed_held_out_set_through_the_run_config():
-    from ada_slm.config import build_config
-    from ada_slm.datasets_io import load_rows, rows_hash
+    from ada_slm.run.config import build_config
+    from ada_slm.run.datasets_io import load_rows, rows_hash
 
     cfgs = [build_config({"data": {"size": n, "val_size": 30}}) for n in (150, 400)]
     (train_a, val_a, source), (train_b, val_b, _) = (load_rows(c.data) for c in cfgs)
@@ -156,7 +156,7 @@ def test_fixed_held_out_set_through_the_run_config():
     ({"path": "x.jsonl", "val_size": 10}, "builder's fixed held-out set"),
 ])
 def test_val_size_errors_name_the_field(data, message):
-    from ada_slm.config import build_config
+    from ada_slm.run.config import build_config
 
     with pytest.raises(UserError, match=message):
         build_config({"data": data})

@@ -15,7 +15,7 @@ from ada_slm.agl.glyphs import CERTAINTY
 from ada_slm.agl.parser import parse
 from ada_slm.agl.suite_builder import SUITE_NAME, build_heldout_suite
 from ada_slm.errors import UserError
-from ada_slm.evaluate import load_suite
+from ada_slm.run.evaluate import load_suite
 
 SHIPPED = resources.files("ada_slm") / "suites" / f"{SUITE_NAME}.jsonl"
 
@@ -28,7 +28,7 @@ def items():
 def test_shipped_suite_is_the_commands_output_and_deterministic(items, tmp_path):
     from typer.testing import CliRunner
 
-    from ada_slm.cli import app
+    from ada_slm.app.cli import app
 
     out = tmp_path / "s.jsonl"
     result = CliRunner().invoke(app, ["data", "suite", "--out", str(out)])

@@ -64,7 +64,7 @@ def resolve_mix(mix: str | dict) -> dict[str, float]:
         path = Path(mix)
         if not path.is_file():
             raise UserError(f"unknown mix {mix!r}: use 'pure', 'polyglot' or a YAML file of category weights")
-        from ada_slm.config import load_yaml
+        from ada_slm.files import load_yaml
 
         source = str(path)
         mix = load_yaml(path)

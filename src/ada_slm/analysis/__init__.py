@@ -1,0 +1,1 @@
+"""Numbers from finished runs: statistics, comparisons, reports, audits, next studies (floor 4)."""

@@ -1,0 +1,68 @@
+"""Drawing a running study for a person: a live table on a terminal, one line per finished run elsewhere.
+
+The runner (executors.run_study) only reports state changes; this is the CLI's view of them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from ada_slm.study.spec import RunSpec
+
+COLOURS = {"done": "green", "running": "yellow", "failed": "red", "corrupt": "red"}
+
+
+class StudyDisplay:
+    """Use as a context manager around `run_study(..., events=display)`."""
+
+    def __init__(self, title: str, specs: list[RunSpec], states: dict[str, str], console: Console):
+        self.title, self.specs, self.states, self.console = title, specs, dict(states), console
+        self.durations: list[float] = []
+        self.reasons: dict[str, str] = {}
+        self.todo = sum(1 for v in self.states.values() if v != "done")
+        self.finished = 0
+        self.live: Optional[Live] = None
+
+    def __enter__(self):
+        if self.console.is_terminal:
+            self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.live.__exit__(*exc)
+        return False
+
+    def table(self) -> Table:
+        t = Table(title=f"study {self.title}")
+        for col in ("run", "state"):
+            t.add_column(col)
+        for s in self.specs:
+            state = self.states[s.key]
+            why = f" ({self.reasons[s.key]})" if s.key in self.reasons else ""
+            t.add_row(s.key, f"[{COLOURS.get(state, 'white')}]{state}[/]{why}")
+        left = sum(1 for v in self.states.values() if v in ("pending", "running", "corrupt"))
+        eta = f"{left * (sum(self.durations) / len(self.durations)) / 60:.1f} min" if self.durations and left else "—"
+        counts = {k: sum(1 for v in self.states.values() if v == k) for k in ("done", "running", "failed",
+                                                                              "corrupt", "pending")}
+        t.caption = " · ".join(f"{k} {v}" for k, v in counts.items() if v or k != "corrupt") + f" · ETA {eta}"
+        return t
+
+    def changed(self, spec: RunSpec, state: str, detail: str, seconds: Optional[float]) -> None:
+        self.states[spec.key] = state
+        if detail:
+            self.reasons[spec.key] = detail[:120]
+        if seconds is not None:
+            self.durations.append(seconds)
+        if self.live:
+            self.live.update(self.table())
+        elif seconds is not None:  # no terminal (CI logs, pipes): one line per finished run
+            self.finished += 1
+            why = f": {self.reasons[spec.key]}" if spec.key in self.reasons else ""
+            self.console.print(f"[{self.finished}/{self.todo}] {spec.key} {state} in {seconds:.0f}s{why}",
+                               highlight=False, markup=False)

@@ -1,0 +1,1 @@
+"""One fine-tuning run: its config, data, training, evaluation and record (floor 2, above agl/)."""

@@ -1,0 +1,209 @@
+"""Run configuration: one pydantic model whose fields document themselves. Unknown keys are errors.
+
+A run config is YAML; any field can be overridden on the command line as `key.sub=value`
+(`lora.r=32 batch.micro=1 batch.accum=16`). The resolved config is what the run record stores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ada_slm.errors import UserError
+from ada_slm.files import load_yaml  # noqa: F401  (the one loader of user YAML, re-exported)
+
+
+class Strict(BaseModel):
+    # allow_inf_nan=False: `epochs: .inf` or `lr: .nan` is a mistake to name, not a value to train with
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+SEED_LIMIT = 2**32  # numpy seeds (transformers.set_seed) are 0 ≤ seed < 2**32
+
+
+# Fields of an example that `data.columns` can read from a differently named column.
+DataField = Literal["id", "category", "lang", "messages", "conversations", "prompt", "completion", "instruction",
+                    "input", "output", "system", "history", "text"]
+
+
+class DataConfig(Strict):
+    """Where training examples come from: your corpus (any format of datasets_io.py), or the AGL builder."""
+
+    path: Optional[str] = Field(None, description="Training data: a .jsonl/.json/.parquet/.csv/.arrow file, a "
+                                "`save_to_disk` or data-file folder, or a Hub dataset id already in the local HF "
+                                "cache. If unset, the AGL corpus is built from size/mix/seed below.")
+    val_path: Optional[str] = Field(None, description="Held-out data (same kinds as `path`) for the validation "
+                                    "loss; default: <name>.val.<ext> next to `path` if it exists.")
+    format: Literal["auto", "messages", "sharegpt", "prompt_completion", "alpaca", "text"] = Field(
+        "auto", description="Example format of `path`: auto detects it per file from the fields (messages, "
+        "conversations, prompt+completion, instruction+output); `text` (loss on every token) only when set here.")
+    columns: dict[DataField, str] = Field(default_factory=dict, description="Read a field from a differently "
+                                          "named column: {prompt: question, completion: answer}.")
+    split: str = Field("train", description="Split of `path` to train on (a folder or Hub dataset has several).")
+    val_split: Optional[str] = Field(None, description="Split of `path` for the held-out loss, e.g. test.")
+    size: int = Field(2000, gt=0, description="Builder: total examples (train + held-out).")
+    mix: Union[str, dict[str, float]] = Field("pure", description="Builder: 'pure', 'polyglot', a YAML file "
+                                              "or a {category: weight} mapping.")
+    seed: int = Field(0, description="Builder: corpus seed (independent of the training seed); with `path`: "
+                      "which examples val_fraction holds out.")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out share. Builder: split by template. "
+                                "With `path` and no val_path, val_split or <name>.val.<ext>: this share of its "
+                                "examples, drawn with `seed`.")
+    val_size: Optional[int] = Field(None, gt=0, description="Builder: a fixed held-out set of this many "
+                                    "examples, the same items at every `size` (same seed, mix and val_fraction), "
+                                    "so arms with different corpus sizes report held-out loss on the same items; "
+                                    "`size - val_size` examples are trained on. Default: size × val_fraction, "
+                                    "drawn along with the training side.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.path is None:
+            chosen = {"format": self.format != "auto", "columns": bool(self.columns),
+                      "split": self.split != "train", "val_split": self.val_split is not None}
+            for name in (name for name, is_set in chosen.items() if is_set):
+                raise ValueError(f"data.{name} needs data.path (the builder's corpus has no such choice)")
+        if self.val_size is not None:
+            if self.path is not None:
+                raise ValueError("data.val_size is the builder's fixed held-out set; with data.path use "
+                                 "data.val_path, data.val_split or data.val_fraction")
+            if self.val_size >= self.size:
+                raise ValueError(f"data.val_size ({self.val_size}) must be smaller than data.size ({self.size})")
+            if self.val_fraction <= 0:
+                raise ValueError("data.val_size needs data.val_fraction > 0 (the share of prompt templates only "
+                                 "the held-out side uses)")
+        if self.val_path is not None and self.val_split is not None:
+            raise ValueError("give data.val_path or data.val_split, not both")
+        if self.val_split is not None and self.val_split == self.split:
+            raise ValueError(f"data.val_split {self.val_split!r} is the training split")
+        return self
+
+
+class LoraConfig(Strict):
+    """LoRA adapter shape (PEFT)."""
+
+    r: int = Field(16, gt=0, description="Rank of the update matrices.")
+    alpha: float = Field(32, gt=0, description="Scaling numerator: the update is scaled by alpha/r "
+                         "(alpha/sqrt(r) with use_rslora).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    targets: Union[Literal["default", "all-linear"], list[str]] = Field(
+        "default", description="'default' (LFM2: q,k,v,out_proj,in_proj,w1,w2,w3; Llama: attention + MLP), "
+        "'all-linear', or a list of module names.")
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
+    use_dora: bool = Field(False, description="DoRA (PEFT's use_dora): the update is split into a per-output "
+                           "magnitude vector (trained) and a LoRA direction; more parameters and slower steps.")
+    init_adapter: Optional[str] = Field(None, description="Continue training this PEFT adapter directory "
+                                        "(its r/alpha/targets/use_rslora/use_dora win over the fields above).")
+
+
+class BatchConfig(Strict):
+    """Effective batch = micro × accum sequences per optimizer step (one device)."""
+
+    micro: int = Field(4, gt=0, description="Sequences per forward/backward pass.")
+    accum: int = Field(4, gt=0, description="Micro-batches accumulated per optimizer step.")
+
+    @property
+    def effective(self) -> int:
+        return self.micro * self.accum
+
+
+class TrainConfig(Strict):
+    """One LoRA fine-tuning run."""
+
+    base: str = Field("smollm2-135m", description="Base model: smollm2-135m, tiny-lfm2, a local dir, a .gguf "
+                      "file or a Hub id in the local cache.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    epochs: float = Field(3.0, gt=0, description="Passes over the training set (ignored if max_steps is set).")
+    max_steps: Optional[int] = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="LR decay after warmup.")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps with linear warmup.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay on LoRA weights.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_length: int = Field(256, gt=8, description="Longer examples are truncated (the answer's end kept "
+                            "only if it fits); batches pad only to their longest sequence.")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="Training seed: LoRA init, data order, dropout "
+                      "(0 ≤ seed < 2**32).")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: a fixed rule of the hardware "
+                                                          "(ada_slm.run.hardware): bf16 on CUDA with bf16 and on CPUs "
+                                                          "with AMX, else fp32. Never timed, so every run of a "
+                                                          "config on one machine kind gets the same precision.")
+    val_every: int = Field(50, gt=0, description="Held-out loss every N optimizer steps (and at the end).")
+    checkpoint_every: int = Field(50, gt=0, description="Resumable checkpoint every N optimizer steps.")
+    log_every: int = Field(10, gt=0, description="Without a terminal (a log file, nohup, CI): one progress line "
+                           "(step, loss, tokens/s, ETA) every N optimizer steps; record.json is rewritten too.")
+    out_dir: str = Field("runs/run", description="Run directory: record.json and checkpoints.")
+    export_dir: Optional[str] = Field(None, description="Where the PEFT adapter goes; default <out_dir>/adapter.")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.data.path is None and self.data.val_path is not None:
+            raise ValueError("data.val_path needs data.path")
+        return self
+
+    def adapter_dir(self) -> Path:
+        return Path(self.export_dir) if self.export_dir else Path(self.out_dir) / "adapter"
+
+    def batch_arithmetic(self) -> str:
+        b = self.batch
+        return f"micro {b.micro} × accum {b.accum} = {b.effective} sequences/step"
+
+
+def _set_path(tree: dict, dotted: str, value, source: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"{source}: cannot set {dotted}: {k} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, object]]:
+    out = []
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise UserError(f"override {item!r}: expected key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        except (RecursionError, ValueError):  # nested too deeply; an integer too long to convert
+            raise UserError(f"override {item!r}: not a value this tool can read") from None
+        out.append((key.strip(), value))
+    return out
+
+
+def format_validation_error(e: ValidationError, source: str) -> str:
+    parts = []
+    for err in e.errors():
+        # a key holding a newline or control character is shown escaped: the error stays one line
+        loc = ".".join(str(x) if str(x).isprintable() else repr(str(x)) for x in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def build_config(raw: dict, overrides: list[str] = (), source: str = "config") -> TrainConfig:
+    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for key, value in parse_overrides(list(overrides)):
+        _set_path(raw, key, value, "command line")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(format_validation_error(e, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    raw = load_yaml(path) if path else {}
+    return build_config(raw, overrides, source=str(path) if path else "config")
