@@ -6,6 +6,7 @@ A run config is YAML; any field can be overridden on the command line as `key.su
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -151,6 +152,40 @@ class TrainConfig(Strict):
     def batch_arithmetic(self) -> str:
         b = self.batch
         return f"micro {b.micro} × accum {b.accum} = {b.effective} sequences/step"
+
+    # ---- derived values: computed here once, never by hand from dicts
+    @property
+    def effective_batch(self) -> int:
+        return self.batch.effective
+
+    @property
+    def train_examples(self) -> int:
+        """Training examples of a builder corpus: size - val_size, or ≈ size × (1 - val_fraction) (the builder
+        allocates the held-out share per category)."""
+        if self.data.val_size:
+            return self.data.size - self.data.val_size
+        return int(self.data.size * (1 - self.data.val_fraction))
+
+    def optimizer_steps(self) -> int:
+        """Optimizer steps as train.py counts them: max_steps, or ⌈epochs × ⌈train examples / effective batch⌉⌉."""
+        if self.max_steps:
+            return self.max_steps
+        return max(1, math.ceil(self.epochs * math.ceil(self.train_examples / self.effective_batch)))
+
+    def distinct_examples_seen(self) -> int | None:
+        """How many different training examples a run of the builder's corpus sees: all of them, unless max_steps
+        stops it first (steps × effective batch sequences, each a different example within an epoch). None for a
+        corpus from data.path, whose size the config does not say."""
+        if self.data.path:
+            return None
+        return min(self.train_examples, self.optimizer_steps() * self.effective_batch)
+
+    def label(self) -> str:
+        """The run's shape in one line, as the report names arms: `r16/α32, 4×4=16, 2000 ex, 3 epochs`."""
+        steps = f"{self.max_steps} steps" if self.max_steps else f"{self.epochs:g} epochs"
+        b = self.batch
+        return (f"r{self.lora.r}/α{self.lora.alpha:g}, {b.micro}×{b.accum}={b.effective}, "
+                f"{self.data.size} ex, {steps}")
 
 
 def _set_path(tree: dict, dotted: str, value, source: str) -> None:
