@@ -10,17 +10,14 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from ada_slm.analysis import stats
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.errors import UserError
+from ada_slm.schema import Strict
 
 NEAR_ZERO = 0.01  # below this a density metric is one marker in ~100 words: a ratio over it is noise
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Batch(Strict):

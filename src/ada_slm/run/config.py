@@ -11,15 +11,11 @@ from pathlib import Path
 from typing import Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ada_slm.errors import UserError
 from ada_slm.files import load_yaml  # noqa: F401  (the one loader of user YAML, re-exported)
-
-
-class Strict(BaseModel):
-    # allow_inf_nan=False: `epochs: .inf` or `lr: .nan` is a mistake to name, not a value to train with
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+from ada_slm.schema import Strict
 
 
 SEED_LIMIT = 2**32  # numpy seeds (transformers.set_seed) are 0 ≤ seed < 2**32

@@ -17,18 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ada_slm.run import models, records
 from ada_slm.run.config import SEED_LIMIT, build_config, format_validation_error, load_yaml
 from ada_slm.errors import UserError
 from ada_slm.files import check_name, path_under
+from ada_slm.schema import Strict
 
 BASE_ARM = "base"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _check_seeds(seeds: list[int]) -> list[int]:
