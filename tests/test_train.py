@@ -352,18 +352,18 @@ def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
 
 
 def test_record_holds_the_steps_so_far_while_training(tmp_path, monkeypatch):
-    from ada_slm.run import train
-    from ada_slm.files import write_json as real_write_json
+    from ada_slm.run import records
 
     seen = []
+    real_write_record = records.write_record
 
-    def spy(path, obj):
-        if Path(path).name == "record.json" and obj["status"]["state"] == "running":
-            seen.append(len(obj["train"]["steps"]))
-        real_write_json(path, obj)
+    def spy(run_dir, record):
+        if record.status.state == "running":
+            seen.append(len(record.train.steps))
+        real_write_record(run_dir, record)
 
     cfg = tiny_cfg(tmp_path, log_every=2, checkpoint_every=100, val_every=100)
-    monkeypatch.setattr(train, "write_json", spy)
+    monkeypatch.setattr(records, "write_record", spy)
     run(cfg, quiet=True)
     assert [n for n in seen if n] == [2, 4, 6]
 

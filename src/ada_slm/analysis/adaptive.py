@@ -240,7 +240,7 @@ def run_seconds(specs: list[RunSpec]) -> list[float]:
     for s in specs:
         rec = records.read_record_or_none(s.run_dir)
         if records.is_complete(rec):
-            out.append(((rec.get("train") or {}).get("wall_s") or 0.0) + (rec["eval"].get("generation_s") or 0.0))
+            out.append(((rec.train.wall_s if rec.train is not None else None) or 0.0) + (rec.eval.generation_s or 0.0))
     return out
 
 

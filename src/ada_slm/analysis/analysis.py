@@ -34,7 +34,7 @@ EQUIVALENCE_SHARE = 0.10  # default TOST margin: 10 % of the baseline's mean
 class ArmData:
     name: str
     config: dict | None  # resolved train config of the first seed (None for base)
-    records: dict[int, dict]  # seed -> record
+    records: dict[int, records.RunRecord]  # seed -> record
     scores: dict[str, dict[int, dict[str, float | None]]]  # metric -> seed -> item -> score (run metrics: 1 item)
     seed_scores: dict[str, dict[int, dict[str, float]]]  # seed-compatible scorer, same layout
     states: dict[int, str]
@@ -71,7 +71,7 @@ def collect(specs: list[RunSpec], limit: int | None = None, within: list[Path] |
             for m in SEED_METRICS:
                 arm.seed_scores[m].setdefault(s.seed, {})[item] = compat[m]
         for m, key in RUN_FIELDS.items():
-            value = (rec.get("train") or {}).get(key)
+            value = getattr(rec.train, key, None) if rec.train is not None else None
             if value is not None:
                 arm.scores[m][s.seed] = {"run": float(value)}
     return arms
@@ -210,7 +210,8 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
     arms = arms if arms is not None else collect(specs)
     primary = study.decision.metric if study.decision else "agl_awareness"
     states = [s for a in arms.values() for s in a.states.values()]
-    any_eval = next((r["eval"] for a in arms.values() for r in a.records.values() if r.get("eval")), None)
+    any_eval = next((r.eval.model_dump(exclude_unset=True) for a in arms.values() for r in a.records.values()
+                     if r.eval is not None), None)
     results = {name: _arm_result(a) for name, a in arms.items()}
     # noise floor per metric: the base model's upper CI bound (below it a baseline is indistinguishable from
     # an untrained model)

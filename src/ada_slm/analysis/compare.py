@@ -267,19 +267,19 @@ def read_ada_slm(path: str | Path) -> ImportedRun:
     scores = {m: {i: (None if any(v is None for v in vs) else sum(vs) / len(vs)) for i, vs in per.items()}
               for m, per in sums.items()}
     for m, key in RUN_FIELDS.items():
-        value = (record.get("train") or {}).get(key)
+        value = getattr(record.train, key, None) if record.train is not None else None
         if value is not None:
             scores[m] = {RUN_ITEM: _number(value, f"{records.record_path(path)}: train.{key}")}
     if not scores:
         raise UserError(f"{path}: neither eval.jsonl nor training losses to compare (run `ada-slm eval` on it)")
-    ev = record.get("eval") or {}
+    ev = record.eval.model_dump(exclude_unset=True) if record.eval is not None else {}
     return ImportedRun(source="ada-slm", path=str(path), name=str(path),
                        # the generation batch size is left out: outputs are identical at any size
                        task={"suite": ev.get("suite"), "n_items": ev.get("n_items"), "limit": ev.get("limit"),
                              "generation": {k: v for k, v in (ev.get("generation") or {}).items()
                                             if k != "batch_size"}},
-                       model={"base": (record.get("config") or {}).get("base"),
-                              "seed": (record.get("config") or {}).get("seed")},
+                       model={"base": records.base_model(record),
+                              "seed": record.config.seed if record.config is not None else None},
                        scores=scores, lower_is_better=[m for m, higher in RUN_METRICS.items()
                                                        if not higher and m in scores])
 

@@ -199,7 +199,8 @@ def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int):
 
 
 def finished_records(specs) -> list[tuple[str, dict]]:
-    """(study name, record) of the specs' complete runs with a training part."""
+    """(study name, record as record.json holds it) of the specs' complete runs with a training part (the
+    measurements read records as JSON data: a record of another shape is skipped, not an error)."""
     from ada_slm.run import records
     from ada_slm.study.spec import record_of
 
@@ -207,7 +208,7 @@ def finished_records(specs) -> list[tuple[str, dict]]:
     for s in specs:
         rec = record_of(s)
         if s.train is not None and rec and records.is_complete(rec):
-            out.append((s.run_dir.parent.parent.name, rec))
+            out.append((s.run_dir.parent.parent.name, rec.model_dump(exclude_unset=True)))
     return out
 
 

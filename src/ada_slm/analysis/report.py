@@ -521,15 +521,15 @@ def _plots(doc: Doc, arms: dict[str, ArmData], primary: str, out_dir: Path, plt)
     drew = False
     for i, (name, arm) in enumerate(arms.items()):
         for seed, rec in sorted(arm.records.items()):
-            if not rec.get("train"):
+            if rec.train is None:
                 continue
-            steps = rec["train"]["steps"]
+            steps = rec.train.steps
             colour = f"C{i % 10}"
-            ax.plot([s["step"] for s in steps], [s["loss"] for s in steps], color=colour, alpha=0.5,
+            ax.plot([s.step for s in steps], [s.loss for s in steps], color=colour, alpha=0.5,
                     label=f"{name} train" if seed == min(arm.records) else None)
-            val = rec["train"]["val"]
+            val = rec.train.val
             if val:
-                ax.plot([v["step"] for v in val], [v["loss"] for v in val], "o--", color=colour,
+                ax.plot([v.step for v in val], [v.loss for v in val], "o--", color=colour,
                         label=f"{name} held-out" if seed == min(arm.records) else None)
             drew = True
     if drew:

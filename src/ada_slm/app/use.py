@@ -20,9 +20,7 @@ def from_run(run_dir: str | Path) -> tuple[str, str | None]:
         raise UserError(f"--run {run_dir}: no record.json (not a run directory)")
     if not records.is_trained(record):
         raise UserError(f"--run {run_dir}: run is not complete")
-    base = record["config"]["base"]
-    adapter = (record.get("train") or {}).get("adapter_dir")
-    return base, adapter
+    return records.base_model(record), records.adapter_dir(record)
 
 
 def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, results: Path,
@@ -44,9 +42,8 @@ def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, r
         raise UserError(f"{study.name}/{arm}: no finished run" + (f" for seed {seed}" if seed is not None else "")
                         + " (run `ada-slm study run` first)")
     metric = study.decision.metric if study.decision else "agl_awareness"
-    spec, record = max(done, key=lambda sr: (sr[1]["eval"]["metrics"][metric]["mean"] or 0.0, -sr[0].seed))
-    adapter = (record.get("train") or {}).get("adapter_dir")
-    return spec.base, adapter, spec.seed
+    spec, record = max(done, key=lambda sr: (sr[1].eval.metrics[metric]["mean"] or 0.0, -sr[0].seed))
+    return spec.base, records.adapter_dir(record), spec.seed
 
 
 def load(base: str, adapter: str | None):

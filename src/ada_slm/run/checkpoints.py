@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ada_slm.run.config import TrainConfig
+from ada_slm.run.records import Point, RunRecord, Step
 from ada_slm.errors import UserError
 
 
@@ -39,20 +40,23 @@ def _config_fingerprint(cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-def save_checkpoint(loop, record: dict, step: int, wall: float) -> None:
-    """`loop` is the run's train.Loop (model, optimizer, scheduler, device, checkpoint path)."""
+def save_checkpoint(loop, record: RunRecord, step: int, wall: float) -> None:
+    """`loop` is the run's steps.Loop (model, optimizer, scheduler, device, checkpoint path). The steps so far
+    are stored as the plain dicts record.json holds (checkpoints of earlier versions hold the same)."""
     from peft import get_peft_model_state_dict
 
     _atomic_torch_save({
         "step": step, "wall_s": wall, "fingerprint": _config_fingerprint(loop.cfg),
         "lora": get_peft_model_state_dict(loop.model), "optimizer": loop.optimizer.state_dict(),
-        "scheduler": loop.scheduler.state_dict(), "steps": record["train"]["steps"], "val": record["train"]["val"],
+        "scheduler": loop.scheduler.state_dict(),
+        "steps": [s.model_dump(exclude_unset=True) for s in record.train.steps],
+        "val": [v.model_dump(exclude_unset=True) for v in record.train.val],
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
                 "cuda": torch.cuda.get_rng_state_all() if loop.device.type == "cuda" else None},
     }, loop.ckpt_path)
 
 
-def restore_checkpoint(loop, record: dict) -> tuple[int, float]:
+def restore_checkpoint(loop, record: RunRecord) -> tuple[int, float]:
     """Weights, optimizer, schedule, RNG and the steps so far from the checkpoint: (next step, wall s so far)."""
     from peft import set_peft_model_state_dict
 
@@ -73,6 +77,7 @@ def restore_checkpoint(loop, record: dict) -> tuple[int, float]:
     np.random.set_state(state["rng"]["numpy"])
     if loop.device.type == "cuda" and state["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    record["train"]["steps"], record["train"]["val"] = state["steps"], state["val"]
-    record["meta"]["resumed_from_step"] = state["step"]
+    record.train.steps = [Step.model_validate(s) for s in state["steps"]]
+    record.train.val = [Point.model_validate(v) for v in state["val"]]
+    record.meta["resumed_from_step"] = state["step"]
     return state["step"], state["wall_s"]

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ada_slm.run import evaluate as ev
+from ada_slm.run import records
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, write_json, write_jsonl
 
@@ -249,14 +250,13 @@ def rescore(out_dir: str | Path, summary: dict) -> dict:
 def rescore_runs(specs) -> list[str]:
     """Rescore every evaluated run of a study's `specs` (complete record and eval.jsonl) in place: eval.jsonl and
     the record's eval summary. Returns the keys of the runs rescored."""
-    from ada_slm.run import records
-
     done = []
     for spec in specs:
         record = records.read_record_or_none(spec.run_dir)
         if not records.is_complete(record) or not (spec.run_dir / records.EVAL_ITEMS).is_file():
             continue
-        record["eval"] = rescore(spec.run_dir, record["eval"])
+        summary = rescore(spec.run_dir, record.eval.model_dump(exclude_unset=True))
+        record.eval = records.EvalSection.model_validate(summary)
         records.write_record(spec.run_dir, record)
         done.append(spec.key)
     return done

@@ -6,8 +6,11 @@
     results/<study>/<arm>/seed<k>/run.log        the run's stderr (local executor)
     exports/<study>/<arm>/seed<k>/               the PEFT adapter
 
-Writes are atomic (temp file + rename), so a reader never sees half a record; a record that is nevertheless
-not valid JSON (a disk filled up, a hand edit) is reported naming the file instead of a traceback.
+A record is one pydantic `RunRecord` (config: the TrainConfig that ran; status, train, eval, meta), read by
+`read_record` and written by `write_record` with `model_dump_json`: the keys it was read or built with, in their
+order, so a record of an earlier version is written back as it was. Writes are atomic (temp file + rename), so
+a reader never sees half a record; a record that is nevertheless not valid JSON (a disk filled up, a hand
+edit) or holds a field of the wrong type is one CorruptRecord line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, SerializationInfo, SerializerFunctionWrapHandler,
+                      StrictInt, ValidationError, model_serializer, model_validator)
 
 from ada_slm.errors import UserError
-from ada_slm.files import UnreadableFile, read_json, write_json
+from ada_slm.files import UnreadableFile, atomic_write_text, read_json
+from ada_slm.run.config import TrainConfig
 
 RECORD = "record.json"
 SPEC = "spec.json"
@@ -63,79 +68,188 @@ def record_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / RECORD
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def _json_number(value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{type(value).__name__} {value!r:.40}, not a number")
+    return value
 
 
-Number = StrictFloat  # JSON numbers only (an int is one too): "1.5" in a record is damage, not a number
+# A JSON number, kept as written (an int stays an int, so a rewritten record holds the same text); "1.5" is damage.
+Number = Annotated[Union[int, float], PlainValidator(_json_number)]
 
 
-class _Step(_Open):
-    """One optimizer step of record["train"]["steps"]."""
+class Section(BaseModel):
+    """A part of a run record. Unlike a config (schema.Strict), a record is a log written by every version of
+    the tool: a key this version does not know is kept as it is (and written back by mark_failed, the eval
+    command, rescoring), and NaN/±inf are written as json.dumps writes them, so a rewrite changes nothing."""
+
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
+
+
+class Step(Section):
+    """One optimizer step of train.steps (run/train.py)."""
+
+    step: StrictInt = Field(description="Optimizer steps done, 1-based.")
+    loss: Number = Field(description="Mean cross-entropy per target token over the step's sequences.")
+    grad_norm: Optional[Number] = Field(None, description="Gradient norm before clipping.")
+    lr: Optional[Number] = Field(None, description="Learning rate the step used.")
+    sequences: Optional[Number] = Field(None, description="Sequences in the step (micro × accum).")
+    target_tokens: Optional[Number] = Field(None, description="Tokens the loss is computed on.")
+    tokens: Optional[Number] = Field(None, description="All tokens forwarded (prompt included).")
+    tokens_per_s: Optional[Number] = Field(None, description="tokens / the step's seconds.")
+    target_tokens_per_s: Optional[Number] = Field(None, description="target_tokens / the step's seconds.")
+
+
+class Point(Section):
+    """One held-out evaluation of train.val."""
 
     step: StrictInt
-    loss: Number
-    tokens: Optional[Number] = None
-    sequences: Optional[Number] = None
-    tokens_per_s: Optional[Number] = None
+    loss: Number = Field(description="Mean cross-entropy per target token over the held-out set.")
 
 
-class _Point(_Open):
-    """One held-out evaluation of record["train"]["val"]."""
+class TrainSection(Section):
+    """record.json's "train": the steps so far, then (once exported) the run's totals and its adapter."""
 
-    step: StrictInt
-    loss: Number
-
-
-class _Train(_Open):
-    """record["train"]: what the readers of a record (the analysis, the page, the status table) use of it."""
-
-    steps: list[_Step] = Field(default_factory=list)
-    val: list[_Point] = Field(default_factory=list)
-    final_val_loss: Optional[Number] = None
+    loss_normalisation: Optional[str] = Field(None, description="What `loss` is a mean of.")
+    steps: list[Step] = Field(default_factory=list)
+    val: list[Point] = Field(default_factory=list)
+    trainable_params: Optional[StrictInt] = None
+    last_checkpoint_step: Optional[StrictInt] = Field(None, description="Step of the newest resumable checkpoint.")
+    wall_s: Optional[Number] = Field(None, description="Training seconds, over every resume.")
     final_train_loss: Optional[Number] = None
-    tokens_per_s: Optional[Number] = None
-    wall_s: Optional[Number] = None
-    adapter_dir: Optional[str] = None
+    mean_train_loss: Optional[Number] = None
+    final_val_loss: Optional[Number] = None
+    tokens_per_s: Optional[Number] = Field(None, description="All tokens / all step seconds.")
+    target_tokens_per_s: Optional[Number] = None
+    peak_rss_mb: Optional[Number] = None
+    peak_gpu_mb: Optional[Number] = None
+    adapter_dir: Optional[str] = Field(None, description="The exported PEFT adapter.")
+    adapter_bytes: Optional[StrictInt] = None
+    final_adapter_sha256: Optional[str] = None
+    merged_dir: Optional[str] = Field(None, description="The merged model (train --merge).")
 
 
-class _Generation(_Open):
+class GenerationSection(Section):
+    """eval.generation: the evaluate.GenerationSettings the outputs were generated with."""
+
     mode: str
     max_new_tokens: StrictInt
     batch_size: StrictInt
 
 
-class _Eval(_Open):
-    """record["eval"]: the evaluation's summary."""
+class EvalSection(Section):
+    """record.json's "eval": run/evaluate.py's summary (also <run_dir>/eval_summary.json)."""
 
     suite: Optional[str] = None
+    suite_path: Optional[str] = None
     n_items: Optional[StrictInt] = None
-    generation_s: Optional[Number] = None
-    generation: Optional[_Generation] = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    limit: Optional[StrictInt] = None
+    base: Optional[str] = None
+    adapter: Optional[str] = Field(None, description="The adapter evaluated; None: the base model alone.")
+    arm: Optional[str] = None
+    generation: Optional[GenerationSection] = None
+    generation_s: Optional[Number] = Field(None, description="Seconds this evaluation spent generating.")
+    items_per_s: Optional[Number] = None
+    cached_from: Optional[dict[str, Any]] = Field(None, description="The stored generation reused (eval_cache.py: "
+                                                  "run, generated_at, generation_s, key), if any.")
+    eval_cache: Optional[dict[str, Any]] = None
+    perplexity: Optional[Number] = None
+    metrics: dict[str, Any] = Field(default_factory=dict, description="metric -> mean, n, ci_low, ci_high.")
+    by_lang: Optional[dict[str, Any]] = None
+    seed_scoring: Optional[dict[str, Any]] = None
 
 
-class _Status(_Open):
-    state: Optional[str] = None
-    reason: Optional[str] = None
+class Status(Section):
+    state: Optional[str] = Field(None, description="running, complete, failed or interrupted.")
+    reason: Optional[str] = Field(None, description="Why the run failed or stopped.")
 
 
-class _Config(_Open):
+class ResolvedLora(Section):
+    """The adapter PEFT built (init_adapter's own shape wins over the config's lora)."""
+
+    r: Optional[StrictInt] = None
+    alpha: Optional[Number] = None
+    targets: Optional[list[str]] = None
+    use_rslora: Optional[bool] = None
+    use_dora: Optional[bool] = None
+
+
+class RunFacts(Section):
+    """What record.json's "config" holds besides the TrainConfig: values fixed when training started, or, in
+    the base arm's eval-only record, only the base model and the arm."""
+
+    base: Optional[str] = Field(None, description="The base arm's model (a trained run's is config.base).")
+    arm: Optional[str] = None
+    effective_batch: Optional[StrictInt] = None
+    batch_arithmetic: Optional[str] = None
     total_steps: Optional[StrictInt] = None
+    steps_per_epoch: Optional[StrictInt] = None
+    resolved_lora: Optional[ResolvedLora] = None
 
 
-class RecordShape(_Open):
-    """The parts of a run record its readers rely on, checked once when it is read so that a damaged record is
-    one CorruptRecord naming the field, never a KeyError deep in a reader. Other keys are kept as they are."""
-
-    status: _Status
-    config: Optional[_Config] = None
-    train: Optional[_Train] = None
-    eval: Optional[_Eval] = None
-    meta: Optional[dict[str, Any]] = None
+_FACTS = set(RunFacts.model_fields) - {"base"}  # `base` is the TrainConfig's too: see _split_config
 
 
-def read_record(run_dir: str | Path, limit: int | None = None, within: list[Path] | None = None) -> dict | None:
+class RunRecord(Section):
+    """<run_dir>/record.json: what one run was (config), how far it got (status), what training and the
+    evaluation measured (train, eval) and where it ran (meta). On disk "config" is one object, the TrainConfig's
+    fields followed by `facts`; in memory they are apart, so `config` is exactly the TrainConfig that ran."""
+
+    config: Optional[TrainConfig] = Field(None, description="The config that trained; None for the base "
+                                          "arm's eval-only record.")
+    facts: Optional[RunFacts] = Field(None, description="record.json config's other keys (RunFacts).")
+    status: Status
+    train: Optional[TrainSection] = None
+    eval: Optional[EvalSection] = None
+    meta: Optional[dict[str, Any]] = Field(None, description="Provenance: data and weight hashes, packages, "
+                                           "device, precision, seed, arm.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_config(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("config"), dict) and "facts" not in data:
+            raw = data["config"]
+            config = {k: v for k, v in raw.items() if k not in _FACTS}
+            facts = {k: v for k, v in raw.items() if k in _FACTS}
+            if set(config) <= {"base"}:  # no training config: the base arm's {base, arm} (or facts alone)
+                facts, config = raw, None
+            data = {"config": config, "facts": facts, **{k: v for k, v in data.items() if k != "config"}}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _join_config(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict:
+        out = handler(self)
+        if "config" not in out and "facts" not in out:
+            return out
+        joined = None
+        if self.config is not None or self.facts is not None:
+            joined = self.config.model_dump(mode=info.mode) if self.config is not None else {}
+            joined.update(out.get("facts") or {})
+        return {"config": joined, **{k: v for k, v in out.items() if k not in ("config", "facts")}}
+
+    def to_json(self) -> str:
+        """record.json's text: the keys a record was read or built with, in their order (write_json's layout)."""
+        return self.model_dump_json(indent=2, exclude_unset=True) + "\n"
+
+
+def config_of(record: RunRecord | None) -> TrainConfig | None:
+    """The TrainConfig a run trained with, from its record; None for the base arm or without a record."""
+    return record.config if record is not None else None
+
+
+def base_model(record: RunRecord) -> str | None:
+    """The base model a run trained on or (the base arm) was evaluated as."""
+    if record.config is not None:
+        return record.config.base
+    return record.facts.base if record.facts is not None else None
+
+
+def adapter_dir(record: RunRecord | None) -> str | None:
+    """The run's exported adapter; None for the base arm or before export."""
+    return record.train.adapter_dir if record is not None and record.train is not None else None
+
+
+def read_record(run_dir: str | Path, limit: int | None = None, within: list[Path] | None = None) -> RunRecord | None:
     """The record of a run directory; None when there is none yet. Raises CorruptRecord (one line, naming the
     file) when the file is truncated, not JSON, not a record, or not a regular file (files.read_json: also
     larger than `limit` or outside `within`)."""
@@ -149,25 +263,31 @@ def read_record(run_dir: str | Path, limit: int | None = None, within: list[Path
     return check_record(record, path)
 
 
-def check_record(record: Any, path: str | Path) -> dict:
-    """`record` when it has a run record's shape (RecordShape); else CorruptRecord naming the file and field."""
+def _where(loc: tuple) -> str:
+    """A validation error's place as it is written in record.json (facts are keys of "config" there)."""
+    parts = [str(x) for x in loc if not str(x).startswith(("function-", "union"))]
+    if parts and parts[0] == "facts":
+        parts[0] = "config"
+    return ".".join(p if p.isprintable() else repr(p) for p in parts)
+
+
+def check_record(record: Any, path: str | Path) -> RunRecord:
+    """`record` (parsed JSON) as a RunRecord; else CorruptRecord naming the file and the field."""
     problem = None
     if not isinstance(record, dict) or not isinstance(record.get("status"), dict):
         problem = "no 'status' object"
     else:
         try:
-            RecordShape.model_validate(record)
+            return RunRecord.model_validate(record)
         except ValidationError as e:
             err = e.errors()[0]
-            problem = f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+            problem = f"{_where(err['loc'])}: {err['msg']}"
         except RecursionError:
             problem = "nested too deeply"
-    if problem:
-        raise CorruptRecord(f"{path}: not a run record ({problem}); delete it to redo the run")
-    return record
+    raise CorruptRecord(f"{path}: not a run record ({problem}); delete it to redo the run")
 
 
-def read_record_or_none(run_dir: str | Path) -> dict | None:
+def read_record_or_none(run_dir: str | Path) -> RunRecord | None:
     """Like read_record, but a corrupt record counts as no record (the runner redoes such a run)."""
     try:
         return read_record(run_dir)
@@ -175,28 +295,28 @@ def read_record_or_none(run_dir: str | Path) -> dict | None:
         return None
 
 
-def write_record(run_dir: str | Path, record: dict) -> None:
-    write_json(record_path(run_dir), record)
+def write_record(run_dir: str | Path, record: RunRecord) -> None:
+    atomic_write_text(record_path(run_dir), record.to_json())
 
 
-def state(record: dict | None) -> str | None:
-    return (record or {}).get("status", {}).get("state")
+def state(record: RunRecord | None) -> str | None:
+    return record.status.state if record is not None else None
 
 
-def is_trained(record: dict | None) -> bool:
+def is_trained(record: RunRecord | None) -> bool:
     """Training finished (the adapter is exported); the evaluation may still be missing."""
     return state(record) == COMPLETE
 
 
-def is_complete(record: dict | None) -> bool:
+def is_complete(record: RunRecord | None) -> bool:
     """Trained (or the base arm) *and* evaluated: what a study never redoes."""
-    return state(record) == COMPLETE and bool((record.get("eval") or {}).get("metrics"))
+    return state(record) == COMPLETE and record.eval is not None and bool(record.eval.metrics)
 
 
-def mark_failed(run_dir: str | Path, reason: str) -> dict:
+def mark_failed(run_dir: str | Path, reason: str) -> RunRecord:
     """Record a failure with its reason, keeping whatever the record already holds (steps, meta)."""
-    record = read_record_or_none(run_dir) or {}
-    record = {**record, "status": {"state": FAILED, "reason": reason}}
+    record = read_record_or_none(run_dir) or RunRecord(status=Status())
+    record.status = Status(state=FAILED, reason=reason)
     write_record(run_dir, record)
     return record
 

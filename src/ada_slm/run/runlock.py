@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ada_slm.errors import UserError
 from ada_slm.files import check_writable_dir
+from ada_slm.run import records
 
 LOCK = ".lock"
 OWNERS = "owners.jsonl"
@@ -81,8 +82,6 @@ def describe(owner: dict | None) -> str:
 
 def _run_state(run_dir: Path) -> str | None:
     """done (trained and evaluated), else the record's status.state; None without a readable record."""
-    from ada_slm.run import records
-
     try:
         record = records.read_record_or_none(run_dir)
     except (UserError, OSError, ValueError):

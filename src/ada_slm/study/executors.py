@@ -49,11 +49,12 @@ def _execute_locked(run_dir: Path) -> int:
     record_path = run_dir / "record.json"
     track = tracking.Tracking.model_validate(spec["tracking"]) if spec.get("tracking") else None
     tracker = tracking.open_tracker(track, run_dir)
-    record = {"status": {"state": "interrupted"}}
+    record = records.RunRecord(status=records.Status(state=records.INTERRUPTED))
     try:
-        if spec["train"] is None:
-            record = {"config": {"base": spec["base"], "arm": BASE_ARM}, "status": {"state": "running"},
-                      "train": None, "eval": None, "meta": {"seed": spec["seed"]}}
+        if spec["train"] is None:  # the base arm: an eval-only record, its config only the base model
+            record = records.RunRecord(facts=records.RunFacts(base=spec["base"], arm=BASE_ARM), config=None,
+                                       status=records.Status(state=records.RUNNING), train=None, eval=None,
+                                       meta={"seed": spec["seed"]})
             adapter = None
             loaded = None
             if tracker:
@@ -74,23 +75,25 @@ def _execute_locked(run_dir: Path) -> int:
                     return 2
                 # evaluate the weights just trained (the same ones saved as the adapter) without reloading them
                 loaded = (trained.model.merge_and_unload(), trained.tokenizer)
-            adapter = record["train"]["adapter_dir"]
+            adapter = records.adapter_dir(record)
         # the study's runs share one eval cache: the base arm's seeds generate once, a re-run after a crash not again
         cache = EvalCache(run_dir.parent.parent / STUDY_CACHE_DIR)  # results/<study>/.eval-cache
         summary = evaluate(spec["base"], adapter, spec["eval"]["suite"], settings, run_dir,
                            limit=spec["eval"]["limit"], model_and_tokenizer=loaded, cache=cache)
-        record["eval"] = summary
-        record["status"] = {"state": "complete", "reason": None}
-        record.setdefault("meta", {})["arm"] = spec["arm"]
+        record.eval = records.EvalSection.model_validate(summary)
+        record.status = records.Status(state=records.COMPLETE, reason=None)
+        if record.meta is None:
+            record.meta = {}
+        record.meta["arm"] = spec["arm"]
         runlock.check(run_dir)
         records.write_record(run_dir, record)
         if tracker:
-            last_step = len(record["train"]["steps"]) if record.get("train") else 0
+            last_step = len(record.train.steps) if record.train is not None else 0
             tracker.metrics(last_step, tracking.eval_metrics(summary))
         return 0
     finally:
         if tracker:
-            tracker.end(record.get("status", {}).get("state", "failed"))
+            tracker.end(record.status.state or "failed")
 
 
 # ------------------------------------------------------------------------------------------ executors
@@ -296,8 +299,9 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
             states[s.key] = "failed"
             try:
                 with runlock.hold(s.run_dir):
-                    rec = records.read_record_or_none(s.run_dir) or {}
-                    reason = (rec.get("status") or {}).get("reason") or (err.strip().splitlines() or ["?"])[-1]
+                    rec = records.read_record_or_none(s.run_dir)
+                    recorded = rec.status.reason if rec is not None else None
+                    reason = recorded or (err.strip().splitlines() or ["?"])[-1]
                     if records.state(rec) != records.FAILED:
                         records.mark_failed(s.run_dir, reason)
             except runlock.RunFolderBusy as e:

@@ -344,7 +344,7 @@ def validate_models(specs: list[RunSpec]) -> None:
         models.resolve(base)
 
 
-def record_of(spec: RunSpec) -> dict | None:
+def record_of(spec: RunSpec) -> records.RunRecord | None:
     """The run's record; None if there is none yet or it is corrupt (such a run is redone)."""
     return records.read_record_or_none(spec.run_dir)
 
@@ -382,10 +382,10 @@ def measured_throughput(specs: list[RunSpec]) -> tuple[float | None, float | Non
     rates, per_seq = [], []
     for s in specs:
         rec = record_of(s)
-        if rec and rec.get("train") and rec["train"].get("tokens_per_s"):
-            rates.append(rec["train"]["tokens_per_s"])
-            steps = rec["train"]["steps"]
-            per_seq.append(sum(x["tokens"] for x in steps) / max(1, sum(x["sequences"] for x in steps)))
+        if rec and rec.train is not None and rec.train.tokens_per_s:
+            rates.append(rec.train.tokens_per_s)
+            steps = rec.train.steps
+            per_seq.append(sum(x.tokens for x in steps) / max(1, sum(x.sequences for x in steps)))
     if not rates:
         return None, None
     return sum(rates) / len(rates), sum(per_seq) / len(per_seq)

@@ -258,12 +258,12 @@ def study_status(
     for s in specs:
         st = state_of(s)
         try:
-            rec = records.read_record(s.run_dir) or {}
+            rec = records.read_record(s.run_dir)
+            detail = (rec.status.reason if rec is not None else None) or ""
         except records.CorruptRecord as e:
-            rec = {"status": {"reason": str(e)}}
-        detail = (rec.get("status") or {}).get("reason") or ""
-        if st == "done" and rec.get("train"):
-            detail = f"held-out loss {rec['train'].get('final_val_loss') or float('nan'):.4f}"
+            rec, detail = None, str(e)
+        if st == "done" and rec is not None and rec.train is not None:
+            detail = f"held-out loss {rec.train.final_val_loss or float('nan'):.4f}"
         table.add_row(s.key, st, detail)
     console.print(table)
 

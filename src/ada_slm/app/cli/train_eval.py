@@ -157,7 +157,8 @@ def eval_cmd(
             raise UserError(f"{run_dir}: no record.json (not a training run directory)")
         if not records.is_trained(record):
             raise UserError(f"{records.record_path(run_dir)}: run is not complete ({records.state(record)})")
-        base, adapter, out = record["config"]["base"], Path(record["train"]["adapter_dir"]), out or run_dir
+        adapter_dir = records.adapter_dir(record)
+        base, adapter, out = records.base_model(record), Path(adapter_dir) if adapter_dir else None, out or run_dir
     if out is None:
         out = Path("evals") / (base.replace("/", "_") + (f"-{adapter.name}" if adapter else ""))
     if scoring not in ("ours", "seed", "both"):
@@ -177,7 +178,7 @@ def eval_cmd(
                            progress=lambda n: bar.advance(task, n),
                            cache=EvalCache(user_cache_dir()) if cache else None)
     if record is not None:
-        record["eval"] = summary
+        record.eval = records.EvalSection.model_validate(summary)
         records.write_record(run_dir, record)
     if not quiet:
         title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)") + \
