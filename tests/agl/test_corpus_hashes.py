@@ -11,7 +11,7 @@ from importlib import resources
 import pytest
 
 from ada_slm.agl.builder import build_corpus
-from ada_slm.agl.generators import GENERATORS, HELDOUT_INDICES, TEMPLATE_COUNTS
+from ada_slm.agl.generators import GENERATORS, default_templates
 from ada_slm.agl.suite_builder import build_heldout_suite
 from ada_slm.files import write_jsonl
 
@@ -69,7 +69,8 @@ def test_every_template_gives_the_same_samples():
     lines = []
     for category, generate in GENERATORS.items():
         rng = random.Random(f"every:{category}")
-        for template in list(range(TEMPLATE_COUNTS[category])) + HELDOUT_INDICES[category]:
+        templates = default_templates().categories[category]
+        for template in range(len(templates.templates) + len(templates.held_out)):
             for _ in range(15):
                 s = generate(rng, [template])
                 lines.append(json.dumps([s.prompt, s.response, s.template, s.lang, s.extra], ensure_ascii=False))
