@@ -26,6 +26,7 @@ from ada_slm.agl.glyphs import words
 from ada_slm.agl.quality import QualityFilter
 from ada_slm.agl.templates import TemplateBook
 from ada_slm.errors import UserError
+from ada_slm.files import load_yaml
 
 CATEGORIES = tuple(GENERATORS)
 # The "pure AGL" mix: every category of AGL.md §3 except polyglot. Weights are relative.
@@ -65,8 +66,6 @@ def resolve_mix(mix: str | dict) -> dict[str, float]:
         path = Path(mix)
         if not path.is_file():
             raise UserError(f"unknown mix {mix!r}: use 'pure', 'polyglot' or a YAML file of category weights")
-        from ada_slm.files import load_yaml
-
         source = str(path)
         mix = load_yaml(path)
     if not isinstance(mix, dict) or not mix:

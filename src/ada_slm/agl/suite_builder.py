@@ -3,8 +3,8 @@ which no corpus the builder makes draws from, scored by the same metric code as 
 
 Why: with the 133 hand-written multilang items the item term dominates a comparison's uncertainty, so more
 seeds barely sharpen it; more items do. Every category gets `per_category` items, its held-out templates in
-turn (each equally often, unless one runs out of distinct prompts); the item id names its template (`certainty-t24-001`: template certainty/24). The
-languages are the builder's: English prompts in every category, and English, Lojban and Toki Pona sources in
+turn (each equally often, unless one runs out of distinct prompts); the item id names its template
+(`certainty-t24-001`: template certainty/24). The languages are the builder's: English prompts in every category, and English, Lojban and Toki Pona sources in
 polyglot (the builder has no AGL-language prompts, so this suite has none either).
 
 Determinism: category `c` draws from `random.Random(f"suite:{seed}:{c}")`, so the same arguments give the

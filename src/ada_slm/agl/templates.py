@@ -16,7 +16,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -94,7 +94,7 @@ class NativeRequests(_Strict):
     @field_validator("training", "held_out")
     @classmethod
     def _every_language(cls, value: dict[str, str]) -> dict[str, str]:
-        missing = sorted(set(Lang.__args__) - set(value))
+        missing = sorted(set(get_args(Lang)) - set(value))
         if missing:
             raise ValueError(f"missing language(s) {', '.join(missing)}")
         return value
@@ -123,7 +123,8 @@ def load_templates(path: str | Path, placeholders: Mapping[str, Placeholders]) -
     try:
         book = TemplateBook.model_validate(raw)
     except ValidationError as e:
-        error = e.errors()[0]
+        errors = e.errors()  # a misspelt key is both unknown and missing: name the spelling
+        error = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
         message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
         raise _error(path, error["loc"], message.removeprefix("Value error, ")) from None
     problem = _placeholder_problem(book, placeholders)
@@ -140,7 +141,7 @@ def _placeholder_problem(book: TemplateBook, placeholders: Mapping[str, Placehol
     for category in placeholders:
         if category not in book.categories:
             return ("categories",), f"category {category!r} is missing"
-    for language in Lang.__args__:
+    for language in get_args(Lang):
         for side, texts in (("training", book.native_requests.training), ("held_out", book.native_requests.held_out)):
             problem = _unknown_field(texts[language], frozenset({"src"}))
             if problem:
@@ -189,16 +190,17 @@ def _error(path: Path, loc: tuple, message: str) -> UserError:
 
 
 def _line_of(path: Path, loc: tuple) -> int | None:
-    """The line of the YAML node at `loc` (or of its nearest existing parent), for the error message."""
+    """The line of the entry at `loc` (its key's line; or its nearest existing parent's), for the message."""
     node = yaml.compose(path.read_text(encoding="utf-8-sig"))  # load_yaml already read it without error
+    line = None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            found = [value for key, value in node.value if key.value == str(part)]
+            found = [(key.start_mark.line, value) for key, value in node.value if key.value == str(part)]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            found = [node.value[part]]
+            found = [(node.value[part].start_mark.line, node.value[part])]
         else:
             found = []
         if not found:
             break
-        node = found[0]
-    return node.start_mark.line + 1 if node is not None else None
+        line, node = found[0]
+    return line + 1 if line is not None else None
