@@ -13,9 +13,9 @@ Every prompt template has an id `<category>/<n>`; the held-out split assigns who
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Callable
 
 from ada_slm.agl import glyphs as G
 from ada_slm.agl import vocab as V
