@@ -13,7 +13,7 @@ subprocess (its own imports, its own peak RSS):
   trl-fp32  the same with `bf16=False, gradient_checkpointing=False`: what a user who tuned TRL for this CPU gets.
   ours      `ada-slm train` with its defaults.
 
-All four are scored by the same function (`ada_slm.run.train.heldout_loss`: mean cross-entropy per answer token on
+All four are scored by the same function (`ada_slm.run.steps.heldout_loss`: mean cross-entropy per answer token on
 the same held-out set) and their throughput counts the same tokens (ada-slm's tokenization of the sequences):
 tokens/s = real (non-pad) tokens ÷ training wall time; "answer tok/s" counts only the trained tokens. MFU is
 model FLOPs utilisation: (2 forward + 2 input-gradient) × non-embedding parameters per real token — the frozen
@@ -42,7 +42,7 @@ ARM_SEQUENCES = 5400  # one Phase 14D seed arm: 2,000 examples, 10 % held out, 3
 # --------------------------------------------------------------------------------------------- workers
 def _val_and_counts(tokenizer, work: Path, max_length: int):
     from ada_slm.files import iter_jsonl
-    from ada_slm.run.train import tokenize
+    from ada_slm.run.datasets_io import tokenize
 
     train_rows = [obj for _, obj in iter_jsonl(work / "train.jsonl")]
     val_rows = [obj for _, obj in iter_jsonl(work / "val.jsonl")]
@@ -54,7 +54,7 @@ def _val_and_counts(tokenizer, work: Path, max_length: int):
 def _score(model, tokenizer, val_set) -> float:
     import torch
 
-    from ada_slm.run.train import heldout_loss
+    from ada_slm.run.steps import heldout_loss
 
     device = next(model.parameters()).device
     autocast = torch.bfloat16 if device.type == "cuda" else None
@@ -92,9 +92,9 @@ def worker(name: str, args) -> dict:
         del model
         trained = train(cfg, quiet=True)
         record, model, tokenizer = trained.record, trained.model, trained.tokenizer
-        step_s = [s["tokens"] / s["tokens_per_s"] for s in record["train"]["steps"]]
+        step_s = [s.tokens / s.tokens_per_s for s in record.train.steps]
         wall = sum(step_s)
-        precision = record["meta"]["precision"]
+        precision = record.meta["precision"]
     else:
         from datasets import Dataset
         from transformers import Trainer, TrainingArguments, default_data_collator

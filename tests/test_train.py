@@ -15,7 +15,9 @@ from ada_slm.run import models
 from ada_slm.agl.builder import build_corpus
 from ada_slm.run.config import build_config
 from ada_slm.files import write_jsonl
-from ada_slm.run.train import IGNORE, Example, accumulate_step, micro_batches, run, step_indices, tokenize
+from ada_slm.run.datasets_io import IGNORE, Example, tokenize
+from ada_slm.run.steps import accumulate_step, micro_batches, step_indices
+from ada_slm.run.train import run
 
 TINY = {"base": "tiny-lfm2", "data": {"size": 120, "val_fraction": 0.1}, "lora": {"r": 4, "alpha": 8},
         "batch": {"micro": 2, "accum": 2}, "max_steps": 6, "lr": 1e-3, "max_length": 200,
@@ -99,7 +101,8 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
     set_seed(cfg.seed)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",
                                              target_modules=models.default_targets(model)))
-    from ada_slm.run.train import load_rows, lora_state_hash
+    from ada_slm.run.datasets_io import load_rows
+    from ada_slm.run.steps import lora_state_hash
 
     assert lora_state_hash(model) == record["meta"]["lora_init_sha256"]
     train_set, _ = tokenize(load_rows(cfg.data)[0], tok, cfg.max_length)
@@ -374,7 +377,7 @@ def test_frozen_base_in_bf16_computes_what_bf16_autocast_computes():
     stay fp32, and the original fp32 weights come back afterwards."""
     from peft import LoraConfig, get_peft_model
 
-    from ada_slm.run.train import hold_frozen_linears_in, restore_frozen_linears
+    from ada_slm.run.steps import hold_frozen_linears_in, restore_frozen_linears
 
     model, tok, _ = models.load("tiny-lfm2")
     torch.manual_seed(0)

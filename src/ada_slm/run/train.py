@@ -17,9 +17,8 @@ from ada_slm.errors import UserError
 from ada_slm.files import check_writable_dir, make_dir
 from ada_slm.run import checkpoints, exports, hardware, models, records, runlock
 from ada_slm.run.config import TrainConfig
-from ada_slm.run.datasets_io import IGNORE, Example, load_rows, rows_hash, tokenize  # noqa: F401  (re-exported)
-from ada_slm.run.steps import (Loop, accumulate_step, heldout_loss, hold_frozen_linears_in,  # noqa: F401
-                               lora_state_hash, micro_batches, restore_frozen_linears, step_indices, train_steps)
+from ada_slm.run.datasets_io import Example, load_rows, rows_hash, tokenize
+from ada_slm.run.steps import Loop, hold_frozen_linears_in, lora_state_hash, restore_frozen_linears, train_steps
 
 LOSS_NORMALISATION = ("mean per target token over the optimizer step (assistant tokens + end-of-turn; prompt "
                       "masked)")
@@ -69,14 +68,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
     model, tokenizer, base_path = models.load(cfg.base)
     data = _setup_data(cfg, rows, tokenizer)
     set_seed(cfg.seed)  # *before* the adapter is built, so the LoRA init is a function of the seed
-    model = attach_adapter(cfg, model).to(device)
-    lora_init_hash = lora_state_hash(model)
-    frozen = hold_frozen_linears_in(model, autocast_dtype)
-    # micro × accum = effective sequences per optimizer step
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    steps_per_epoch = math.ceil(len(data.train_set) / cfg.batch.effective)
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    optimizer, scheduler = make_optimizer(cfg, trainable, total_steps)
+    model, lora_init_hash, frozen = _setup_model(cfg, model, device, autocast_dtype)
+    trainable, steps_per_epoch, total_steps, optimizer, scheduler = _setup_optimizer(cfg, model, len(data.train_set))
     loop = Loop(cfg, model, tokenizer, data.train_set, data.val_set, trainable, optimizer, scheduler, device,
                 autocast_dtype, total_steps, record_path, ckpt_path, frozen)
     record = new_record(cfg, model, total_steps, steps_per_epoch, sum(p.numel() for p in trainable))
@@ -128,6 +121,23 @@ def _setup_data(cfg: TrainConfig, rows: tuple, tokenizer) -> Data:
     if not train_set:
         raise UserError(f"no training example fits in max_length={cfg.max_length}")
     return Data(train_rows, val_rows, source, train_set, val_set, dropped_train)
+
+
+def _setup_model(cfg: TrainConfig, model, device, autocast_dtype) -> tuple:
+    """(the model with its trainable adapter on `device`, the adapter's initial hash, the frozen Linears held in
+    the autocast dtype: hold_frozen_linears_in)."""
+    model = attach_adapter(cfg, model).to(device)
+    lora_init_hash = lora_state_hash(model)
+    return model, lora_init_hash, hold_frozen_linears_in(model, autocast_dtype)
+
+
+def _setup_optimizer(cfg: TrainConfig, model, n_train: int) -> tuple:
+    """(trainable parameters, steps per epoch, total steps, optimizer, scheduler): micro × accum = effective
+    sequences per optimizer step."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    steps_per_epoch = math.ceil(n_train / cfg.batch.effective)
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    return (trainable, steps_per_epoch, total_steps, *make_optimizer(cfg, trainable, total_steps))
 
 
 def _data_provenance(data: Data) -> dict:
