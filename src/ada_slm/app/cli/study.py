@@ -77,7 +77,7 @@ def study_plan(
         diff = "baseline" if s.arm == study.baseline else (
             ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
         t = plan.throughput_of(s, rate, per_seq, store)
-        est = estimate_seconds(s, t.tokens_per_s, t.tokens_per_sequence) if t else None
+        est = estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) if t else None
         table.add_row(s.key, s.base, describe(s.train), diff, state_of(s),
                       f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—")
     console.print(table)
@@ -377,14 +377,16 @@ def study_power(
     """Smallest difference the seed-level rule detects with 80 % power, and runs per arm for a given one —
     by simulation, from a finished study's variance components or stated ones."""
     from ada_slm.analysis import stats
-    from ada_slm.analysis.analysis import collect, power, power_from, questions_asked
+    from ada_slm.analysis.analysis import questions_asked
+    from ada_slm.analysis.arms import collect
+    from ada_slm.analysis.power import power, power_from
     from ada_slm.run.metrics import RUN_METRICS
-    from ada_slm.study.spec import _check_metric
+    from ada_slm.study.decision import check_metric
 
     study, specs, _ = _study_specs(file, scale, None, None, results, exports)
     metric = metric or (study.decision.metric if study.decision else "agl_awareness")
     try:
-        _check_metric(metric)
+        check_metric(metric)
     except ValueError as e:
         raise UserError(f"--metric: {e}") from None
     n_tests = len(questions_asked(study, specs, scale)) or 1  # the Holm family: questions this scale asks
