@@ -384,11 +384,12 @@ def test_spec_json_round_trips_the_typed_run_spec(tmp_path):
         assert (back.arm, back.seed, back.base, back.train) == (spec.arm, spec.seed, spec.base, spec.train)
         assert back.eval.model_dump() == spec.eval and back.tracking == (track if spec.arm == "b" else None)
     assert specs[0].train is None and read_spec_file(specs[0].run_dir).train is None
-    spec_json = specs[-1].run_dir / "spec.json"
+    b = next(s for s in specs if s.arm == "b")
+    spec_json = b.run_dir / "spec.json"
     for content, message in ((b'{"arm": "b"}', "seed: Field required"),
                              (spec_json.read_bytes().replace(b'"r": 32', b'"r": "many"'), "train.lora.r: Input should"),
                              (b" " * (SPEC_LIMIT + 1), "too large")):
         spec_json.write_bytes(content)
         with pytest.raises(UserError) as info:
-            read_spec_file(specs[-1].run_dir)
+            read_spec_file(b.run_dir)
         assert str(spec_json) in str(info.value) and message in str(info.value) and "\n" not in str(info.value)
