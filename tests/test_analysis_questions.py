@@ -207,7 +207,7 @@ def test_adaptive_design_asks_only_what_the_scale_asks(tmp_path):
 
 
 def test_a_question_that_also_compares_something_else_stays_asked(study):
-    from ada_slm.study.spec import Question
+    from ada_slm.study.decision import Question
     specs = _specs(study, "capped")
     arms = analysis.collect(specs)
     mixed = Question(compare="data5k", against="r32")  # corpus size and rank: the rank part is still asked

@@ -25,8 +25,9 @@ RUN_FIELDS = {"heldout_loss": "final_val_loss", "train_loss": "final_train_loss"
 @dataclass
 class ArmData:
     name: str
-    config: TrainConfig | None  # what the arm's first finished run trained with (its record); the study file's
-    # config while none has finished; None for the base arm
+    # what the arm's first finished run trained with (its record.json); the study file's config while none has
+    # finished; None for the base arm
+    config: TrainConfig | None
     records: dict[int, dict]  # seed -> record
     scores: dict[str, dict[int, dict[str, float | None]]]  # metric -> seed -> item -> score (run metrics: 1 item)
     seed_scores: dict[str, dict[int, dict[str, float]]]  # seed-compatible scorer, same layout
@@ -36,6 +37,7 @@ class ArmData:
 
 
 UNREADABLE = "unreadable"  # the state of a run whose record.json or eval.jsonl cannot be read
+
 
 def collect(specs: list[RunSpec], limit: int | None = None, within: list[Path] | None = None) -> dict[str, ArmData]:
     """Read every run's record and per-item outputs (the one place that reads records). A run whose record or
