@@ -199,6 +199,9 @@ class RunSpec:
         return self.paths.key
 
 
+SPEC_LIMIT = 2**20  # a spec.json is a few KiB; more is not a file `study run` wrote
+
+
 class SpecFile(Strict):
     """<run_dir>/spec.json: what the runner gives a run's own process."""
 
@@ -228,9 +231,6 @@ def read_spec_file(run_dir: Path) -> SpecFile:
     except ValidationError as e:
         raise UserError(format_validation_error(e, f"{path}: not a run spec written by `study run` (run it "
                                                    "again to rewrite it)")) from None
-
-
-SPEC_LIMIT = 2**20  # a spec is a few KiB; more is not a file `study run` wrote
 
 
 def load_study(path: str | Path) -> Study:
