@@ -154,40 +154,6 @@ def test_holm():
     assert adj == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
 
 
-def test_factor_vocabulary():
-    # the seed's v9C vs v9B as designed: rank doubles, split 4×4 → 1×16 at the same effective batch
-    fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (1, 4),
-                                "batch.accum": (16, 4)})
-    assert set(fd.factors) == {"rank", "batch split"} and not fd.confounded
-    # as it actually ran: micro 4 × accum 16 = 64 → a second real factor
-    fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (4, 4),
-                                "batch.accum": (16, 4), "batch.effective": (64, 16), "optimizer steps": (87, 339)})
-    assert set(fd.factors) == {"rank", "effective batch"} and fd.confounded
-    assert fd.factors["effective batch"] == ("4×16=64, 87 steps", "4×4=16, 339 steps")
-    fd = stats.factors_between({"batch.micro": (1, 4), "batch.accum": (16, 4)})
-    assert fd.split_only and not fd.confounded
-    fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (32, 32)})  # α/r changes too
-    assert set(fd.factors) == {"rank", "lora.alpha"} and fd.confounded
-    # the data arm trains on more examples for the same epochs: more optimizer steps too
-    fd = stats.factors_between({"data.size": (5000, 2000), "optimizer steps": (846, 339)})
-    assert fd.factors == {"data size and steps": ("5000 ex, 846 steps", "2000 ex, 339 steps")}
-    fd = stats.factors_between({"lora.dropout": (0.0, 0.05), "lora.use_rslora": (True, False)})
-    assert set(fd.factors) == {"LoRA dropout", "rsLoRA"} and fd.confounded
-
-
-def test_factor_names_are_config_fields_and_label_rslora_and_dora_arms():
-    """The vocabulary is keyed by the names `study.differences` gives real configs, so an rsLoRA or DoRA arm is
-    labelled as such (not by its raw field name)."""
-    from ada_slm.run.config import build_config
-    from ada_slm.study.spec import _flatten, differences
-
-    baseline = build_config({}).model_dump()
-    assert set(stats.FACTOR_NAMES) <= set(_flatten(baseline))
-    for field, label in (("use_rslora", "rsLoRA"), ("use_dora", "DoRA")):
-        arm = build_config({"lora": {field: True}}).model_dump()
-        assert stats.factors_between(differences(arm, baseline)).factors == {label: (True, False)}
-
-
 def test_factorial_2x2_recovers_known_effects():
     """Factor 1 adds 0.08, factor 2 nothing, no interaction, 3 runs per cell: the main effect of factor 1 is
     found in most studies and its CI covers 0.08; null effects are flagged rarely."""

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ada_slm.run import records
-from ada_slm.analysis import stats
+from ada_slm.analysis import design, stats
 from ada_slm.errors import UserError
+from ada_slm.run.config import TrainConfig
 from ada_slm.files import iter_jsonl
 from ada_slm.run.metrics import METRICS, RUN_METRICS, SEED_METRICS, higher_is_better, seed_score
-from ada_slm.study.spec import (BASE_ARM, Rule, RunSpec, Study, differences, distinct_examples_seen, estimate_seconds,
+from ada_slm.study.spec import (BASE_ARM, Rule, RunSpec, Study, distinct_examples_seen, estimate_seconds,
                            measured_throughput, optimizer_steps, train_examples)
 
 # record["train"] field of each run-level metric
@@ -39,6 +40,11 @@ class ArmData:
     seed_scores: dict[str, dict[int, dict[str, float]]]  # seed-compatible scorer, same layout
     states: dict[int, str]
     unreadable: dict[int, str] = field(default_factory=dict)  # seed -> why its record or eval.jsonl is left out
+
+
+def _typed(config: dict | None) -> TrainConfig | None:
+    # ArmData.config is still the spec's dict (RunSpec.train); `design` takes the typed config (None = base model)
+    return None if config is None else TrainConfig.model_validate(config)
 
 
 UNREADABLE = "unreadable"  # the state of a run whose record.json or eval.jsonl cannot be read
@@ -119,7 +125,7 @@ class ArmResult:
 class ArmComparison:
     arm: str
     against: str
-    factors: stats.FactorDiff
+    factors: design.FactorDiff
     comparisons: dict[str, stats.Comparison]  # Holm across all metrics of this comparison
     equivalence: dict[str, stats.Equivalence] = field(default_factory=dict)  # only when the split alone differs
 
@@ -241,7 +247,7 @@ def _arm_result(arm: ArmData) -> ArmResult:
 
 
 def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float]) -> ArmComparison:
-    fd = stats.factors_between(differences(arm.config, ref.config))
+    fd = design.factors_between(design.differences(_typed(arm.config), _typed(ref.config)))
     comps = stats.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors)
     out = ArmComparison(arm.name, ref.name, fd, comps)
     if fd.split_only:  # same objective in expectation: the one place equivalence is asked for, by TOST
@@ -260,7 +266,7 @@ def _trained(arms: dict[str, ArmData]) -> list[str]:
 
 
 def _factors(arms, x: str, y: str) -> dict[str, tuple]:
-    return stats.factors_between(differences(arms[y].config, arms[x].config)).factors
+    return design.factors_between(design.differences(_typed(arms[y].config), _typed(arms[x].config))).factors
 
 
 def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
@@ -322,7 +328,8 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     answers = []
     for q, spec in d.questions.items():
         a, b = arms.get(spec.compare), arms.get(spec.against)
-        fd = stats.factors_between(differences(a.config if a else None, b.config if b else None))
+        fd = design.factors_between(design.differences(_typed(a.config if a else None),
+                                                       _typed(b.config if b else None)))
         x = Answer(q, spec.compare, spec.against, None, fd.confounded, False, spec.test)
         x.not_asked = question_not_asked(study, spec, run_arms, a, b, scale)
         if x.not_asked is None and a and b:
@@ -381,8 +388,8 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
             return f"not asked at this scale: {where} ({arm})"
     if a is None or b is None or a.config is None or b.config is None:
         return None
-    differ = set(differences(a.config, b.config))
-    if "data.size" not in differ or not differ <= {"data.size", "data.val_size", "optimizer steps"}:
+    differ = set(design.differences(_typed(a.config), _typed(b.config)))
+    if "data.size" not in differ or not differ <= {"data.size", "data.val_size", design.OPTIMIZER_STEPS}:
         return None  # not a corpus-size question, or one that also compares something else
     seen_a, seen_b = distinct_examples_seen(a.config), distinct_examples_seen(b.config)
     if seen_a is None or seen_a != seen_b:

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ada_slm.analysis import stats
+from ada_slm.analysis import design, stats
 from ada_slm.analysis.analysis import ArmComparison, ArmData, Power, StudyAnalysis, _arm_result, matrix, power_from
 from ada_slm.analysis.compare import ImportedRun, read_runs
 from ada_slm.run.config import format_validation_error, load_yaml
@@ -235,7 +235,7 @@ def analyse(spec: CompareSpec, matched: Matched) -> CompareResult:
         if name == baseline:
             continue
         comps = stats.compare_all(arm.scores, ref.scores, metrics, floors)
-        comp = ArmComparison(name, baseline, stats.FactorDiff(), comps)
+        comp = ArmComparison(name, baseline, design.FactorDiff(), comps)
         for m, margin in margins.items():
             eq = stats.equivalence(arm.scores[m], ref.scores[m], margin)
             if eq is not None:

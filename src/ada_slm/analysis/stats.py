@@ -25,14 +25,15 @@ of items (not only these 133) and of training runs. At 3 vs 3 runs that is a t w
   variance_components      seed-to-seed SD vs item SD vs residual SD of one arm
   factorial_2x2, goldilocks  contrasts over several arms, judged by the same rule
   power_at, detectable_effect, seeds_needed   power of that rule by simulation from variance components
-  factors_between          config differences grouped into study factors (shared with the audit)
+
+What differs between arms (config knowledge) is in `design`: this module knows numbers only.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
@@ -490,77 +491,3 @@ def power_inputs(a: np.ndarray, b: np.ndarray) -> PowerInputs | None:
         d = A.mean(0) - B.mean(0)
         inter = math.sqrt(max(0.0, float(d.var(ddof=1)) - res_sd ** 2 * (1 / A.shape[0] + 1 / B.shape[0])) / 2)
     return PowerInputs(run_sd, res_sd, inter, A.shape[1])
-
-
-# ------------------------------------------------------------------------------------------ design
-@dataclass
-class FactorDiff:
-    factors: dict[str, tuple] = field(default_factory=dict)  # factor name -> (value in a, value in b)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def confounded(self) -> bool:
-        return len([f for f in self.factors if f != "batch split"]) > 1
-
-    @property
-    def split_only(self) -> bool:
-        return list(self.factors) == ["batch split"]
-
-
-# keys are config fields as `study.differences` names them (a test checks them against TrainConfig)
-FACTOR_NAMES = {"data.size": "data size", "lora.dropout": "LoRA dropout", "lora.targets": "LoRA targets",
-                "lora.use_rslora": "rsLoRA", "lora.use_dora": "DoRA", "data.mix": "data mix", "lr": "learning rate",
-                "base": "base model"}
-
-
-def factors_between(diffs: dict[str, tuple]) -> FactorDiff:
-    """Group raw config differences (`study.differences`) into study factors — the one vocabulary the report,
-    the plan and the audit use.
-
-    r and α that change together at a fixed α/r are one factor, 'rank'. micro × accum that keep the effective
-    batch are one factor, 'batch split' — with the per-token loss it is the same objective (in expectation,
-    when LoRA dropout is on), so it is noted but does not confound; a change of effective batch is its own
-    factor. A corpus size that also changes the number of optimizer steps is 'data size and steps'; other step
-    changes (epochs, max_steps) are 'training length'."""
-    diffs = dict(diffs)
-    out = FactorDiff()
-    r, alpha = diffs.pop("lora.r", None), diffs.pop("lora.alpha", None)
-    if r is not None and alpha is not None and r[0] and r[1] and alpha[0] / r[0] == alpha[1] / r[1]:
-        out.factors["rank"] = r
-    else:
-        if r is not None:
-            out.factors["rank"] = r
-        if alpha is not None:
-            out.factors["lora.alpha"] = alpha
-    micro, accum = diffs.pop("batch.micro", None), diffs.pop("batch.accum", None)
-    effective = diffs.pop("batch.effective", None)
-    if micro or accum:
-        m, ac = micro or ("=", "="), accum or ("=", "=")  # a missing entry means the two arms agree on it
-        split = (f"{m[0]}×{ac[0]}", f"{m[1]}×{ac[1]}")
-        if effective:  # a different effective batch is a real factor (different objective and step count)
-            st = [f", {s} steps" for s in diffs["optimizer steps"]] if "optimizer steps" in diffs else ["", ""]
-            out.factors["effective batch"] = (f"{split[0]}={effective[0]}{st[0]}", f"{split[1]}={effective[1]}{st[1]}")
-        else:
-            out.factors["batch split"] = split
-    steps = diffs.pop("optimizer steps", None)
-    length = {k: diffs.pop(k) for k in ("epochs", "max_steps") if k in diffs}
-    size = diffs.pop("data.size", None)
-    if size is not None:
-        if steps is not None and not effective:
-            out.factors["data size and steps"] = (f"{size[0]} ex, {steps[0]} steps", f"{size[1]} ex, {steps[1]} steps")
-        else:
-            out.factors["data size"] = size
-    elif length or (steps is not None and not effective):
-        out.factors["training length"] = steps or next(iter(length.values()))
-    for k, v in diffs.items():
-        out.factors[FACTOR_NAMES.get(k, k)] = v
-    return out
-
-
-def effective_changes(cfg_a: dict | None, cfg_b: dict | None) -> bool:
-    if cfg_a is None or cfg_b is None:
-        return False
-    ea = cfg_a["batch"]["micro"] * cfg_a["batch"]["accum"]
-    eb = cfg_b["batch"]["micro"] * cfg_b["batch"]["accum"]
-    return ea != eb
-

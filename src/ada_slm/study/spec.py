@@ -394,26 +394,6 @@ def measured_throughput(specs: list[RunSpec]) -> tuple[float | None, float | Non
     return sum(rates) / len(rates), sum(per_seq) / len(per_seq)
 
 
-def differences(a: dict | None, b: dict | None) -> dict[str, tuple]:
-    """Config fields that differ between two resolved train configs (None = base model)."""
-    if a is None or b is None:
-        return {"adapter": ("none" if a is None else "LoRA", "none" if b is None else "LoRA")}
-    ignore = {"seed", "out_dir", "export_dir"}
-    fa, fb = _flatten(a), _flatten(b)
-    out = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
-           if k not in ignore and fa.get(k) != fb.get(k)}
-    if "batch.micro" in out or "batch.accum" in out:  # a split is named by both numbers
-        for k in ("batch.micro", "batch.accum"):
-            out[k] = (fa[k], fb[k])
-    ea, eb = a["batch"]["micro"] * a["batch"]["accum"], b["batch"]["micro"] * b["batch"]["accum"]
-    if ea != eb:
-        out["batch.effective"] = (ea, eb)
-    sa, sb = optimizer_steps(a), optimizer_steps(b)
-    if sa != sb:
-        out["optimizer steps"] = (sa, sb)
-    return out
-
-
 def train_examples(cfg: dict) -> int:
     """Training examples of a builder corpus: size - val_size, or ≈ size × (1 - val_fraction) (the builder
     allocates the held-out share per category)."""

@@ -58,8 +58,9 @@ def study_plan(
     """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
     the design — before any run from this machine kind's kept throughput (or the README's estimate) and default
     variance components."""
-    from ada_slm.analysis.stats import factors_between
-    from ada_slm.study.spec import differences, estimate_seconds, measured_throughput, state_of
+    from ada_slm.analysis.design import differences, factors_between
+    from ada_slm.run.config import TrainConfig
+    from ada_slm.study.spec import estimate_seconds, measured_throughput, state_of
 
     study, specs, path = _study_specs(file, scale, only, seeds, results, exports)
     base_spec = next((s for s in specs if s.arm == study.baseline), None)
@@ -73,7 +74,9 @@ def study_plan(
     plan.remember(plan.finished_records(specs))
     store = plan.read_store()
     for s in specs:
-        fd = factors_between(differences(s.train, base_spec.train if base_spec else None))
+        arm, base = (None if t is None else TrainConfig.model_validate(t)  # RunSpec.train is still a dict
+                     for t in (s.train, base_spec.train if base_spec else None))
+        fd = factors_between(differences(arm, base))
         diff = "baseline" if s.arm == study.baseline else (
             ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
         t = plan.throughput_of(s, rate, per_seq, store)
