@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from ada_slm.analysis import stats
+from ada_slm.analysis import factorial, power, stats
 
 N_ITEMS = 133
 SETTINGS = {  # SDs of: run effect, item effect, arm × item interaction, residual
@@ -106,24 +106,24 @@ def test_tost_rejects_a_real_difference_and_accepts_a_null_split():
 
 def test_power_by_simulation_matches_full_studies():
     setting = SETTINGS["seed noise dominates"]
-    inputs = stats.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
+    inputs = power.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
                                setting["resid_sd"], setting["inter_sd"], N_ITEMS)
     A, B = crossed_studies(np.random.default_rng(6), 4000, 0.05, **setting)
     est, se, df = stats.contrast([A, B], [1.0, -1.0])
     observed = np.mean(stats.t_test(est, se, df)[0] < 0.05)
-    assert stats.power_at(inputs, 3, 0.05) == pytest.approx(observed, abs=0.03)
-    assert stats.power_at(inputs, 3, 0.0) <= 0.07
-    mde = stats.detectable_effect(inputs, 3)
-    assert stats.power_at(inputs, 3, mde) == pytest.approx(0.8, abs=0.02)
-    k = stats.seeds_needed(inputs, 0.05)
-    assert stats.power_at(inputs, k, 0.05) >= 0.8 > stats.power_at(inputs, k - 1, 0.05)
-    assert stats.detectable_effect(inputs, 10) < mde
+    assert power.power_at(inputs, 3, 0.05) == pytest.approx(observed, abs=0.03)
+    assert power.power_at(inputs, 3, 0.0) <= 0.07
+    mde = power.detectable_effect(inputs, 3)
+    assert power.power_at(inputs, 3, mde) == pytest.approx(0.8, abs=0.02)
+    k = power.seeds_needed(inputs, 0.05)
+    assert power.power_at(inputs, k, 0.05) >= 0.8 > power.power_at(inputs, k - 1, 0.05)
+    assert power.detectable_effect(inputs, 10) < mde
 
 
 def test_power_inputs_estimated_from_a_study():
     setting = SETTINGS["interaction dominates"]
     A, B = crossed_studies(np.random.default_rng(7), 1, n_seeds=10, **setting)
-    inputs = stats.power_inputs(A[0], B[0])
+    inputs = power.power_inputs(A[0], B[0])
     assert inputs.interaction_sd == pytest.approx(0.05, rel=0.25) and inputs.n_items == N_ITEMS
 
 
@@ -168,7 +168,7 @@ def test_factorial_2x2_recovers_known_effects():
             y = (mu + rng.normal(0, 0.01, (3, 1)) + items + rng.normal(0, 0.02, N_ITEMS)
                  + rng.normal(0, 0.08, (3, N_ITEMS)))
             cells[k] = as_dict(y)
-        main1, main2, inter = stats.factorial_2x2(cells)
+        main1, main2, inter = factorial.factorial_2x2(cells)
         found += main1.supported
         covered += main1.interval.low <= 0.08 <= main1.interval.high
         false += main2.supported or inter.supported
@@ -181,12 +181,12 @@ def test_goldilocks_only_with_support():
     lo, mid = crossed_studies(rng, 1, 0.1, **setting)
     hi, _ = crossed_studies(rng, 1, 0.0, **setting)
     peak = [(16, as_dict(mid[0])), (32, as_dict(lo[0])), (48, as_dict(hi[0]))]
-    claimed, text = stats.goldilocks(peak)
+    claimed, text = factorial.goldilocks(peak)
     assert claimed and "interior optimum at 32" in text
     flat = [(r, as_dict(crossed_studies(rng, 1, 0.0, **setting)[0][0])) for r in (16, 32, 48)]
-    claimed, text = stats.goldilocks(flat)
+    claimed, text = factorial.goldilocks(flat)
     assert not claimed and "not supported" in text
-    assert not stats.goldilocks(peak[:2])[0]
+    assert not factorial.goldilocks(peak[:2])[0]
 
 
 # ------------------------------------------------------------------------------------------ audit defects (issue 26)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ada_slm.run import records
-from ada_slm.analysis import design, stats
+from ada_slm.analysis import design, factorial, stats
+from ada_slm.analysis.power import PowerInputs, detectable_effect, power_inputs, seeds_needed
 from ada_slm.errors import UserError
 from ada_slm.run.config import TrainConfig
 from ada_slm.files import iter_jsonl
@@ -137,7 +138,7 @@ class Factorial:
     levels1: tuple
     levels2: tuple
     cells: dict[tuple, str]  # (0|1, 0|1) -> arm
-    effects: list[stats.Effect]
+    effects: list[factorial.Effect]
 
 
 @dataclass
@@ -183,7 +184,7 @@ class DecisionResult:
 @dataclass
 class Power:
     metric: str
-    inputs: stats.PowerInputs
+    inputs: PowerInputs
     alpha: float  # the threshold of the first Holm step over the decision's questions
     n_seeds: int
     detectable: dict[int, float]  # runs per arm -> smallest |Δ| detected with 80 % power
@@ -292,7 +293,7 @@ def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
                     cells = {(0, 0): o, (1, 0): x, (0, 1): y, (1, 1): z}
                     levels1 = (_factors(arms, o, x)[f1][1], _factors(arms, o, x)[f1][0])
                     levels2 = (_factors(arms, o, y)[f2][1], _factors(arms, o, y)[f2][0])
-                    effects = stats.factorial_2x2({k: arms[n].scores[metric] for k, n in cells.items()})
+                    effects = factorial.factorial_2x2({k: arms[n].scores[metric] for k, n in cells.items()})
                     found.append(Factorial(f1, f2, levels1, levels2, cells, effects))
     return found
 
@@ -312,7 +313,7 @@ def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
     if len(best) < 3:
         return Goldilocks(best, False, "not supported by the data: fewer than three ranks at otherwise equal settings")
     ordered = [(float(r), arms[best[r]].scores[metric]) for r in sorted(best)]
-    claimed, text = stats.goldilocks(ordered, higher_is_better=higher_is_better(metric))
+    claimed, text = factorial.goldilocks(ordered, higher_is_better=higher_is_better(metric))
     return Goldilocks(dict(sorted(best.items())), claimed, text)
 
 
@@ -441,14 +442,14 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
             continue
         y, paired_ref = _on_shared_items(arms[name].scores[metric], ref.scores[metric])
         if y is not None and paired_ref is not None:  # a run with fewer items (a cut eval.jsonl) narrows both
-            inputs = stats.power_inputs(y, paired_ref)
+            inputs = power_inputs(y, paired_ref)
             if inputs is not None:
                 found.append(inputs)
     if not found:
         return None
-    inputs = stats.PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
-                                 for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
-                               int(min(i.n_items for i in found)))
+    inputs = PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
+                           for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
+                         int(min(i.n_items for i in found)))
     n_tests = n_tests or (len(study.decision.questions) if study.decision else 1)
     return power_from(inputs, metric, ref_y.shape[0], n_tests,
                       min_effect or (study.decision.min_effect if study.decision else None))
@@ -463,10 +464,10 @@ def _on_shared_items(a: dict, b: dict) -> tuple[np.ndarray | None, np.ndarray | 
             matrix({k: {i: v[i] for i in shared} for k, v in b.items()}))
 
 
-def power_from(inputs: stats.PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
+def power_from(inputs: PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
                min_effect: float | None = None) -> Power:
     alpha = stats.ALPHA / max(1, n_tests)
     seeds = sorted({n_seeds, *DEFAULT_POWER_SEEDS} - {0, 1})
-    detectable = {k: stats.detectable_effect(inputs, k, alpha=alpha) for k in seeds}
-    needed = stats.seeds_needed(inputs, min_effect, alpha=alpha) if min_effect else None
+    detectable = {k: detectable_effect(inputs, k, alpha=alpha) for k in seeds}
+    needed = seeds_needed(inputs, min_effect, alpha=alpha) if min_effect else None
     return Power(metric, inputs, alpha, n_seeds, detectable, min_effect, needed)

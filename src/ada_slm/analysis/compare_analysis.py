@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ada_slm.analysis import design, stats
+from ada_slm.analysis.power import PowerInputs, power_inputs
 from ada_slm.analysis.analysis import ArmComparison, ArmData, Power, StudyAnalysis, _arm_result, matrix, power_from
 from ada_slm.analysis.compare import ImportedRun, read_runs
 from ada_slm.run.config import format_validation_error, load_yaml
@@ -197,14 +198,14 @@ def _power(arms: dict[str, ArmData], baseline: str, metric: str, min_effect: flo
     ref_y = matrix(arms[baseline].scores[metric])
     if ref_y is None:
         return None
-    found = [stats.power_inputs(y, ref_y) for name, arm in arms.items()
+    found = [power_inputs(y, ref_y) for name, arm in arms.items()
              if name != baseline and (y := matrix(arm.scores[metric])) is not None]
     found = [i for i in found if i is not None]
     if not found:
         return None
-    inputs = stats.PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
-                                 for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
-                               int(min(i.n_items for i in found)))
+    inputs = PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
+                           for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
+                         int(min(i.n_items for i in found)))
     return power_from(inputs, metric, ref_y.shape[0], 1, min_effect)
 
 
