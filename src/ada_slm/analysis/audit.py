@@ -12,7 +12,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field, ValidationError
 
-from ada_slm.analysis import stats
+from ada_slm.analysis import design, stats
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.errors import UserError
 from ada_slm.schema import Strict
@@ -24,6 +24,10 @@ class Batch(Strict):
     micro: int = Field(..., gt=0)
     accum: int = Field(..., gt=0)
     steps: Optional[int] = Field(None, gt=0)
+
+    @property
+    def effective(self) -> int:
+        return self.micro * self.accum
 
 
 class Loss(Strict):
@@ -98,7 +102,7 @@ def _ran(arm: ReportedArm) -> Batch:
     return arm.ran or arm.published
 
 
-def _factors(a: ReportedArm, b: ReportedArm) -> stats.FactorDiff:
+def _factors(a: ReportedArm, b: ReportedArm) -> design.FactorDiff:
     """Factors that differ between two arms as they actually ran, in the vocabulary of the study report."""
     diffs: dict[str, tuple] = {}
     for key in ("r", "alpha"):
@@ -108,15 +112,10 @@ def _factors(a: ReportedArm, b: ReportedArm) -> stats.FactorDiff:
     if (ra.micro, ra.accum) != (rb.micro, rb.accum):
         diffs["batch.micro"], diffs["batch.accum"] = (ra.micro, rb.micro), (ra.accum, rb.accum)
     if ra.micro * ra.accum != rb.micro * rb.accum:
-        diffs["batch.effective"] = (ra.micro * ra.accum, rb.micro * rb.accum)
+        diffs[design.EFFECTIVE_BATCH] = (ra.micro * ra.accum, rb.micro * rb.accum)
     if ra.steps and rb.steps and ra.steps != rb.steps:
-        diffs["optimizer steps"] = (ra.steps, rb.steps)
-    return stats.factors_between(diffs)
-
-
-def _labels(fd: stats.FactorDiff) -> list[str]:
-    return [f"{name} {v[1]:g}→{v[0]:g}" if isinstance(v[0], (int, float)) else f"{name} {v[1]} → {v[0]}"
-            for name, v in fd.factors.items()]
+        diffs[design.OPTIMIZER_STEPS] = (ra.steps, rb.steps)
+    return design.factors_between(diffs)
 
 
 def _values(arm: ReportedArm, metric: str) -> list[float]:
@@ -159,8 +158,8 @@ def audit(rep: Reported) -> list[tuple[str, list[str]]]:
             general.append(f"{name}: {text}.")
         p, r = arm.published, _ran(arm)
         if (p.micro, p.accum) != (r.micro, r.accum):
-            general.append(f"{name} is published as micro {p.micro} × accum {p.accum} = {p.micro * p.accum} but ran "
-                           f"as micro {r.micro} × accum {r.accum} = {r.micro * r.accum}"
+            general.append(f"{name} is published as micro {p.micro} × accum {p.accum} = {p.effective} but ran "
+                           f"as micro {r.micro} × accum {r.accum} = {r.effective}"
                            + (f" ({r.steps} optimizer steps)" if r.steps else "") + ".")
     general += list(rep.notes)
     sections.append(("The table as a whole", general))
@@ -229,7 +228,7 @@ def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
     if noise is not None and abs(delta) <= noise:
         lines.append(f"The difference ({abs(delta):.4f}) is within the re-run spread ({noise:.4f}).")
     fd = _factors(a, b)
-    labels = _labels(fd)
+    labels = design.factor_labels(fd)
     if claim.type == "factor":
         lines.append(f"The claim attributes the difference to {claim.factor}; as run, the arms differ in "
                      + (", ".join(labels) if labels else "nothing recorded") + ".")

@@ -247,7 +247,7 @@ def read_trainer_state(path: str | Path) -> ImportedRun:
 def read_ada_slm(path: str | Path) -> ImportedRun:
     """An ada-slm run folder: per-item metrics of eval.jsonl (the mean over samples) and the record's losses."""
     from ada_slm.run import records
-    from ada_slm.analysis.analysis import RUN_FIELDS
+    from ada_slm.analysis.arms import RUN_FIELDS
     from ada_slm.run.metrics import METRICS, RUN_METRICS
 
     path = Path(path)

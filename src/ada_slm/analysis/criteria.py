@@ -34,7 +34,7 @@ def judge(criterion: Criterion, arms: dict) -> Judged:
     if not scores:
         return Judged(c, UNDECIDED, f"no finished run of {c.arm} scores {c.metric}")
     if c.better_than is None:
-        from ada_slm.analysis.analysis import matrix
+        from ada_slm.analysis.arms import matrix
 
         y = matrix(scores)
         iv = stats.arm_interval(y) if y is not None else None

@@ -21,6 +21,7 @@ from ada_slm.analysis.analysis import (ArmComparison, ArmData, ArmResult, Decisi
                               analyse, collect, matrix)  # (collect: record reading)
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, read_json
+from ada_slm.run.config import TrainConfig
 from ada_slm.run.metrics import METRICS, RUN_METRICS, SEED_METRICS
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study
 
@@ -44,13 +45,8 @@ def arm_matrix(arm: ArmData, metric: str) -> np.ndarray | None:
     return matrix(arm.scores[metric])
 
 
-def describe(cfg: dict | None) -> str:
-    if cfg is None:
-        return "base model, no adapter"
-    b, lo = cfg["batch"], cfg["lora"]
-    steps = f"{cfg['max_steps']} steps" if cfg["max_steps"] else f"{cfg['epochs']:g} epochs"
-    return (f"r{lo['r']}/α{lo['alpha']:g}, {b['micro']}×{b['accum']}={b['micro'] * b['accum']}, "
-            f"{cfg['data']['size']} ex, {steps}")
+def describe(cfg: TrainConfig | None) -> str:
+    return "base model, no adapter" if cfg is None else cfg.label()
 
 
 # ----------------------------------------------------------------------------------------- the report
@@ -165,6 +161,10 @@ def render_summary(doc: Doc, a: StudyAnalysis):
         doc.p("Left out of every number in this report, because their files cannot be read (the run's state is "
               "'unreadable'; move the run's record.json and eval.jsonl away and `study run` redoes it): "
               + "; ".join(left_out) + ".")
+    edited = [arm.edited for arm in a.data.values() if arm.edited]
+    if edited:
+        doc.p("The study file was edited after these runs; every number and config here is of what ran "
+              "(record.json): " + "; ".join(edited) + ".")
 
 
 def unreadable_runs(a: StudyAnalysis) -> list[str]:
@@ -365,8 +365,8 @@ def decision_notes(a: StudyAnalysis) -> list[str]:
     if d.seconds and d.next_config:
         cfg = d.next_config
         notes.append(f"Estimated training time on this machine: {d.seconds / 3600:.1f} h per seed "
-                     f"({cfg['data']['size']} examples × {cfg['epochs']:g} epochs at the measured {d.rate:,.0f} "
-                     f"tokens/s, {d.per_seq:.0f} tokens per sequence; the study's runs used base {cfg.get('base')}).")
+                     f"({cfg.data.size} examples × {cfg.epochs:g} epochs at the measured {d.rate:,.0f} "
+                     f"tokens/s, {d.per_seq:.0f} tokens per sequence; the study's runs used base {cfg.base}).")
     return notes
 
 
@@ -565,7 +565,7 @@ def _plots(doc: Doc, arms: dict[str, ArmData], primary: str, out_dir: Path, plt)
     doc.image(out_dir / "metrics.png", "metric bars with CIs")
     plt.close(fig)
     # primary metric vs LoRA rank
-    points = [(arm.config["lora"]["r"], name, stats.arm_interval(arm_matrix(arm, primary)))
+    points = [(arm.config.lora.r, name, stats.arm_interval(arm_matrix(arm, primary)))
               for name, arm in arms.items() if arm.config and arm_matrix(arm, primary) is not None]
     if points:
         fig, ax = plt.subplots(figsize=(5, 3.5))

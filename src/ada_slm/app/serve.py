@@ -365,7 +365,7 @@ class StudyView:
         return {"key": spec.key, "arm": arm, "seed": seed, "run_dir": str(spec.run_dir),
                 "state": run_state(spec, self.reader, runner_holds_lock(self.root / ".lock"), time.time()),
                 # what the runner was given (spec.json) where it has started, else what it will be given
-                "config": on_disk.get("train") if on_disk else spec.train,
+                "config": on_disk.get("train") if on_disk else spec.train and spec.train.model_dump(mode="json"),
                 "base": spec.base, "eval_settings": spec.eval, "record": record,
                 "errors": [e for e in (rec_err, spec_err, items_err) if e],
                 "curve": _curve(rec), "items": items}
@@ -464,7 +464,7 @@ def infer_scale(study: Study, source: str, results_root: str | Path, exports_roo
     for scale in [None, *study.scale]:
         specs = expand(study, source, scale, results_root=results_root, exports_root=exports_root)
         matches = sum(1 for s in specs if s.key in on_disk and isinstance(on_disk[s.key], dict)
-                      and strip(on_disk[s.key].get("train")) == strip(json.loads(json.dumps(s.train)))
+                      and strip(on_disk[s.key].get("train")) == strip(s.train and s.train.model_dump(mode="json"))
                       and on_disk[s.key].get("eval") == s.eval)
         if matches > best_matches:
             best, best_matches = scale, matches

@@ -58,8 +58,8 @@ def study_plan(
     """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
     the design — before any run from this machine kind's kept throughput (or the README's estimate) and default
     variance components."""
-    from ada_slm.analysis.stats import factors_between
-    from ada_slm.study.spec import differences, estimate_seconds, measured_throughput, state_of
+    from ada_slm.analysis.design import differences, factors_between
+    from ada_slm.study.spec import estimate_seconds, measured_throughput, state_of
 
     study, specs, path = _study_specs(file, scale, only, seeds, results, exports)
     base_spec = next((s for s in specs if s.arm == study.baseline), None)
@@ -77,7 +77,7 @@ def study_plan(
         diff = "baseline" if s.arm == study.baseline else (
             ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
         t = plan.throughput_of(s, rate, per_seq, store)
-        est = estimate_seconds(s, t.tokens_per_s, t.tokens_per_sequence) if t else None
+        est = estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) if t else None
         table.add_row(s.key, s.base, describe(s.train), diff, state_of(s),
                       f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—")
     console.print(table)
@@ -376,21 +376,23 @@ def study_power(
 ):
     """Smallest difference the seed-level rule detects with 80 % power, and runs per arm for a given one —
     by simulation, from a finished study's variance components or stated ones."""
-    from ada_slm.analysis import stats
-    from ada_slm.analysis.analysis import collect, power, power_from, questions_asked
+    from ada_slm.analysis.analysis import questions_asked
+    from ada_slm.analysis.arms import collect
+    from ada_slm.analysis.power import power, power_from
+    from ada_slm.analysis.power_simulation import PowerInputs
     from ada_slm.run.metrics import RUN_METRICS
-    from ada_slm.study.spec import _check_metric
+    from ada_slm.study.decision import check_metric
 
     study, specs, _ = _study_specs(file, scale, None, None, results, exports)
     metric = metric or (study.decision.metric if study.decision else "agl_awareness")
     try:
-        _check_metric(metric)
+        check_metric(metric)
     except ValueError as e:
         raise UserError(f"--metric: {e}") from None
     n_tests = len(questions_asked(study, specs, scale)) or 1  # the Holm family: questions this scale asks
     suite_name, suite_items = _suite_items(suite, specs)
     if run_mean_sd is not None:
-        inputs = stats.PowerInputs(run_mean_sd, residual_sd, interaction_sd, items or suite_items)
+        inputs = PowerInputs(run_mean_sd, residual_sd, interaction_sd, items or suite_items)
         result = power_from(inputs, metric, seeds, n_tests, effect)
         source = "stated variance components"
     else:
