@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ada_slm.analysis import analysis
-from ada_slm.analysis.report import decision_intro, decision_table
+from ada_slm.analysis.report_decision import decision_intro, decision_table
 from ada_slm.study.spec import expand, load_study
 
 N_ITEMS = 133
