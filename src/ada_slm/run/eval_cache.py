@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ada_slm.run import evaluate as ev
+from ada_slm.run import suites
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, write_json, write_jsonl
 
@@ -223,7 +224,7 @@ def rescore(out_dir: str | Path, summary: dict) -> dict:
     out_dir = Path(out_dir)
     path = out_dir / "eval.jsonl"
     stored = summary.get("suite_path")
-    suite, suite_path = ev.load_suite(stored if stored and Path(stored).is_file() else summary["suite"])
+    suite, suite_path = suites.load_suite(stored if stored and Path(stored).is_file() else summary["suite"])
     items = {i.id: i for i in suite.items}
     rows = []
     for lineno, row in iter_jsonl(path):
@@ -237,7 +238,7 @@ def rescore(out_dir: str | Path, summary: dict) -> dict:
         rows.append(ev.item_row(item, row["output"], row.get("sample")))
     if not rows:
         raise UserError(f"{path}: no evaluated items to rescore")
-    settings = ev.GenerationSettings.model_validate(summary["generation"])
+    settings = suites.GenerationSettings.model_validate(summary["generation"])
     new = {**summary, **ev.score_rows(rows, settings),
            "rescored_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     write_jsonl(path, rows)
