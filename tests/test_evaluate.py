@@ -31,12 +31,9 @@ def test_shipped_suite_shape():
 
 
 def _template_patterns():
-    templates = []
-    for name in dir(gens):
-        value = getattr(gens, name)
-        if name.endswith("_TEMPLATES") and isinstance(value, tuple):
-            templates += list(value)
-    templates += list(gens.NATIVE_REQUEST.values())
+    book = gens.default_templates()  # the training templates of agl/templates.yaml
+    templates = [t.prompt for category in book.categories.values() for t in category.templates]
+    templates += list(book.native_requests.training.values())
     pats = []
     for t in templates:
         parts = re.split(r"\{[a-z_0-9]+\}", t)

@@ -9,8 +9,8 @@ from importlib import resources
 
 import pytest
 
-from ada_slm.agl import generators as gens
 from ada_slm.agl.builder import CATEGORIES, build_corpus
+from ada_slm.agl.generators import default_templates
 from ada_slm.agl.glyphs import CERTAINTY
 from ada_slm.agl.parser import parse
 from ada_slm.agl.suite_builder import SUITE_NAME, build_heldout_suite
@@ -18,6 +18,7 @@ from ada_slm.errors import UserError
 from ada_slm.run.suites import load_suite
 
 SHIPPED = resources.files("ada_slm") / "suites" / f"{SUITE_NAME}.jsonl"
+BOOK = default_templates()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_covers_every_category_and_the_builders_languages(items):
     assert all(i.asks_protocol == (i.category == "protocol") for i in suite.items)
     # every held-out template of every category is used
     used = Counter(i.id.rsplit("-", 1)[0] for i in suite.items)
-    assert set(used) == {f"{c}-t{t}" for c in CATEGORIES for t in gens.HELDOUT_INDICES[c]}
+    assert set(used) == {f"{c}-t{t}" for c in CATEGORIES for t in BOOK.categories[c].held_out_indices}
 
 
 def _patterns(templates):
@@ -66,17 +67,13 @@ def _patterns(templates):
 
 
 def training_templates() -> list[str]:
-    found = []
-    for name in dir(gens):
-        value = getattr(gens, name)
-        if name.endswith("_TEMPLATES") and isinstance(value, tuple):
-            found += list(value)
-    return found + list(gens.NATIVE_REQUEST.values())
+    found = [t.prompt for c in CATEGORIES for t in BOOK.categories[c].templates]
+    return found + list(BOOK.native_requests.training.values())
 
 
 def heldout_templates() -> list[str]:
-    texts = [t for c in CATEGORIES for _, t in gens.HELDOUT_PROMPTS[c] if t != "{native_heldout}"]
-    return texts + list(gens.NATIVE_REQUEST_HELDOUT.values())
+    texts = [t.prompt for c in CATEGORIES for t in BOOK.categories[c].held_out if t.prompt != "{native_heldout}"]
+    return texts + list(BOOK.native_requests.held_out.values())
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +90,9 @@ def corpora():
 
 
 def test_no_corpus_uses_a_held_out_template(corpora):
-    heldout_ids = {f"{c}/{t}" for c in CATEGORIES for t in gens.HELDOUT_INDICES[c]}
+    heldout_ids = {f"{c}/{t}" for c in CATEGORIES for t in BOOK.categories[c].held_out_indices}
     corpus_ids = {r["template"] for r in corpora}
-    assert corpus_ids == {f"{c}/{t}" for c in CATEGORIES for t in range(gens.TEMPLATE_COUNTS[c])}
+    assert corpus_ids == {f"{c}/{t}" for c in CATEGORIES for t in range(len(BOOK.categories[c].templates))}
     assert not corpus_ids & heldout_ids
 
 

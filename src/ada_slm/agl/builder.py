@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
-from ada_slm.agl.generators import GENERATORS, TEMPLATE_COUNTS, Sample
+from ada_slm.agl.generators import GENERATORS, Sample, default_templates
 from ada_slm.agl.glyphs import words
 from ada_slm.agl.quality import QualityFilter
+from ada_slm.agl.templates import TemplateBook
 from ada_slm.errors import UserError
+from ada_slm.files import load_yaml
 
 CATEGORIES = tuple(GENERATORS)
 # The "pure AGL" mix: every category of AGL.md §3 except polyglot. Weights are relative.
@@ -64,8 +66,6 @@ def resolve_mix(mix: str | dict) -> dict[str, float]:
         path = Path(mix)
         if not path.is_file():
             raise UserError(f"unknown mix {mix!r}: use 'pure', 'polyglot' or a YAML file of category weights")
-        from ada_slm.files import load_yaml
-
         source = str(path)
         mix = load_yaml(path)
     if not isinstance(mix, dict) or not mix:
@@ -111,15 +111,17 @@ def _example(sample: Sample, category: str) -> dict:
 
 
 def build_corpus(size: int, mix: str | dict = "pure", seed: int = 0, val_fraction: float = 0.0,
-                 progress=None, val_size: int | None = None) -> Corpus:
+                 progress=None, val_size: int | None = None, templates: TemplateBook | None = None) -> Corpus:
     """Generate `size` filtered examples (train + val together). `progress(n)` is called as examples land.
-    With `val_size`, the held-out side is those many examples, the same for every `size` (module docstring)."""
+    With `val_size`, the held-out side is those many examples, the same for every `size` (module docstring).
+    `templates`: a template file read by templates.load_templates; default the shipped agl/templates.yaml."""
     if not isinstance(size, int) or size <= 0:
         raise UserError(f"--size must be a positive integer, got {size}")
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if val_size is not None:
-        return _build_with_fixed_val(size, mix, seed, val_fraction, val_size, progress)
+        return _build_with_fixed_val(size, mix, seed, val_fraction, val_size, progress, templates)
+    book = templates or default_templates()
     weights = resolve_mix(mix)
     counts = allocate(size, weights)
     # the held-out share is allocated exactly too, in proportion to each category's count
@@ -133,28 +135,28 @@ def build_corpus(size: int, mix: str | dict = "pure", seed: int = 0, val_fractio
         if n == 0:
             continue
         rng = random.Random(f"{seed}:{category}")
-        templates = list(range(TEMPLATE_COUNTS[category]))
+        training = list(range(len(book.categories[category].templates)))
         n_val = min(val_counts.get(category, 0), n - 1)
-        sides = [(train, templates, n - n_val)]
+        sides = [(train, training, n - n_val)]
         if n_val > 0:
-            held_out = _held_out_templates(rng, category, val_fraction)
-            sides = [(train, [t for t in templates if t not in held_out], n - n_val), (val, held_out, n_val)]
+            held_out = _held_out_templates(rng, len(training), val_fraction)
+            sides = [(train, [t for t in training if t not in held_out], n - n_val), (val, held_out, n_val)]
         for out, allowed, need in sides:
-            attempts += _generate(category, rng, allowed, need, quality, out, progress)
+            attempts += _generate(category, rng, allowed, need, quality, out, progress, book)
     order = random.Random(seed)
     order.shuffle(train)
     order.shuffle(val)
     return Corpus(train=train, val=val, mix=weights, seed=seed, dropped=quality.dropped, attempts=attempts)
 
 
-def _held_out_templates(rng: random.Random, category: str, val_fraction: float) -> list[int]:
-    templates = range(TEMPLATE_COUNTS[category])
+def _held_out_templates(rng: random.Random, training_templates: int, val_fraction: float) -> list[int]:
+    templates = range(training_templates)
     k = min(len(templates) - 1, max(1, round(len(templates) * val_fraction)))
     return sorted(rng.sample(templates, k))
 
 
 def _generate(category: str, rng: random.Random, allowed: list[int], need: int, quality: QualityFilter,
-              out: list[dict], progress) -> int:
+              out: list[dict], progress, book: TemplateBook) -> int:
     """Append `need` accepted examples of `category` to `out`; returns the generator calls it took."""
     got = tries = 0
     while got < need:
@@ -162,7 +164,7 @@ def _generate(category: str, rng: random.Random, allowed: list[int], need: int, 
         if tries > MAX_ATTEMPTS_PER_EXAMPLE * need + 1000:
             raise UserError(f"category {category!r}: only {got} of {need} unique examples after {tries} tries; "
                             "ask for fewer examples of this category")
-        sample = GENERATORS[category](rng, allowed)
+        sample = GENERATORS[category](rng, allowed, book)
         if quality.accept(sample.prompt, sample.response) is None:
             out.append(_example(sample, category))
             got += 1
@@ -171,7 +173,8 @@ def _generate(category: str, rng: random.Random, allowed: list[int], need: int, 
     return tries
 
 
-def _build_with_fixed_val(size: int, mix, seed: int, val_fraction: float, val_size: int, progress) -> Corpus:
+def _build_with_fixed_val(size: int, mix, seed: int, val_fraction: float, val_size: int, progress,
+                          templates: TemplateBook | None) -> Corpus:
     """The held-out side first — its templates, counts, random stream and order depend only on (seed, mix,
     val_fraction, val_size) — then the training side, filtered against it (no answer is shared)."""
     if not isinstance(val_size, int) or not 0 < val_size < size:
@@ -180,6 +183,7 @@ def _build_with_fixed_val(size: int, mix, seed: int, val_fraction: float, val_si
         raise UserError("val_size needs val_fraction > 0: the share of each category's prompt templates that "
                         "only the held-out side uses")
     weights = resolve_mix(mix)
+    book = templates or default_templates()
     val_counts, train_counts = allocate(val_size, weights), allocate(size - val_size, weights)
     quality = QualityFilter()
     train: list[dict] = []
@@ -188,12 +192,13 @@ def _build_with_fixed_val(size: int, mix, seed: int, val_fraction: float, val_si
     streams, held_out = {}, {}
     for category in (c for c in CATEGORIES if c in weights):
         streams[category] = random.Random(f"{seed}:{category}")
-        held_out[category] = _held_out_templates(streams[category], category, val_fraction)
+        training = len(book.categories[category].templates)
+        held_out[category] = _held_out_templates(streams[category], training, val_fraction)
         attempts += _generate(category, random.Random(f"{seed}:{category}:held-out"), held_out[category],
-                              val_counts[category], quality, val, progress)
+                              val_counts[category], quality, val, progress, book)
     for category, rng in streams.items():
-        allowed = [t for t in range(TEMPLATE_COUNTS[category]) if t not in held_out[category]]
-        attempts += _generate(category, rng, allowed, train_counts[category], quality, train, progress)
+        allowed = [t for t in range(len(book.categories[category].templates)) if t not in held_out[category]]
+        attempts += _generate(category, rng, allowed, train_counts[category], quality, train, progress, book)
     random.Random(seed).shuffle(train)
     random.Random(f"{seed}:held-out").shuffle(val)
     return Corpus(train=train, val=val, mix=weights, seed=seed, dropped=quality.dropped, attempts=attempts)
