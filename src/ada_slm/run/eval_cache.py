@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
-from ada_slm.run import evaluate as ev
-from ada_slm.run import suites
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, write_json, write_jsonl
+from ada_slm.run import evaluate as ev
+from ada_slm.run import hardware, records, suites
 
 ENTRY_FORMAT = 1
 STUDY_CACHE_DIR = ".eval-cache"  # results/<study>/.eval-cache: a study's evaluations share one cache
@@ -88,8 +89,6 @@ def model_identity(model) -> dict:
 
 
 def device_identity(model) -> dict:
-    from ada_slm.run import hardware
-
     device = next(model.parameters()).device
     out = {"type": device.type}
     if device.type == "cuda":
@@ -111,7 +110,7 @@ def generation_identity(settings) -> dict:
 
 
 def library_versions() -> dict:
-    import transformers
+    import transformers  # heavy: loaded with the model already where generation runs, not for a rescore
 
     return {"torch": torch.__version__, "transformers": transformers.__version__}
 
@@ -153,8 +152,6 @@ class EvalCache:
         return self.directory / f"{key}.json"
 
     def lock(self, key: str):
-        from filelock import FileLock
-
         self.directory.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.directory / f"{key}.lock"))
 
@@ -250,8 +247,6 @@ def rescore(out_dir: str | Path, summary: dict) -> dict:
 def rescore_runs(specs) -> list[str]:
     """Rescore every evaluated run of a study's `specs` (complete record and eval.jsonl) in place: eval.jsonl and
     the record's eval summary. Returns the keys of the runs rescored."""
-    from ada_slm.run import records
-
     done = []
     for spec in specs:
         record = records.read_record_or_none(spec.run_dir)
