@@ -10,7 +10,6 @@ import typer
 from pydantic import ValidationError
 from rich.markdown import Markdown
 
-from ada_slm.analysis.compare import TABLE_SUFFIXES, read_table
 from ada_slm.app.cli.common import app, console, err_console, user_errors
 from ada_slm.errors import UserError
 from ada_slm.run.config import format_validation_error
@@ -29,7 +28,8 @@ def _arms(options: list[str]) -> dict[str, list[str]]:
 
 
 def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, min_effect, min_shared, name):
-    # the statistics load scipy: imported by `compare` when it runs, not by every `ada-slm` command's start
+    # the run readers and the statistics load scipy: imported when `compare` runs, not at every command's start
+    from ada_slm.analysis.compare import TABLE_SUFFIXES, read_table
     from ada_slm.analysis.compare_analysis import CompareSpec, load_spec
 
     overrides = {k: v for k, v in {"baseline": baseline, "metric": metric, "min_effect": min_effect,
