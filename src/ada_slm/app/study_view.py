@@ -233,7 +233,8 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     if a.decision:
         head, rows = report_decision.decision_table(a.decision)
         decision = {"metric": a.decision.metric, "intro": report_decision.decision_intro(a.decision), "header": head,
-                    "questions": [dict(zip(DECISION_KEYS, row)) for row in rows], "notes": report_decision.decision_notes(a)}
+                    "questions": [dict(zip(DECISION_KEYS, row)) for row in rows],
+                    "notes": report_decision.decision_notes(a)}
     criteria = None
     if study.criteria:  # report.md's "Success criteria" table, judged by the same function
         head, rows = report_decision.criteria_table(a)
