@@ -82,7 +82,7 @@ def test_rank_sweep_ships_six_ranks_at_alpha_2r(tmp_path):
     assert study.adaptive.eliminate
     for scale in ("quick", "cpu"):
         specs = expand(study, "rank-sweep", scale, results_root=tmp_path)
-        ranks = sorted({(s.train["lora"]["r"], s.train["lora"]["alpha"]) for s in specs})
+        ranks = sorted({(s.train.lora.r, s.train.lora.alpha) for s in specs})
         assert ranks == [(r, 2 * r) for r in (4, 8, 16, 32, 48, 64)]
         assert {s.base for s in specs} == {"smollm2-135m"}
     d = adaptive.design(study, "rank-sweep", "cpu", study.seeds, tmp_path, tmp_path)

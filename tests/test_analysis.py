@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ada_slm.analysis import analysis
+from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.errors import UserError
 from ada_slm.run.metrics import METRICS
 from ada_slm.analysis.report import build_report, summary
@@ -61,7 +62,7 @@ def simulate_arms(study, specs, rng, means, seed_sd=0.02, item_sd=0.05, inter_sd
         cfg = next(s.train for s in specs if s.arm == name)
         y = (mu + rng.normal(0, seed_sd, (3, 1)) + items + rng.normal(0, inter_sd, N_ITEMS)
              + rng.normal(0, resid_sd, (3, N_ITEMS)))
-        scores = {m: {} for m in analysis.RUN_FIELDS} | {"agl_awareness": {
+        scores = {m: {} for m in RUN_FIELDS} | {"agl_awareness": {
             s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}}
         if losses:
             scores["heldout_loss"] = {s: {"run": float(losses[name] + rng.normal(0, 0.005))} for s in range(3)}
@@ -113,7 +114,8 @@ def test_designs_from_the_full_config_difference(study_specs):
     assert split.factors.split_only and "agl_awareness" in split.equivalence
 
 
-def _write_run(spec, rng, mean, loss):
+def _write_run(spec, rng, mean, loss, ran=None):
+    """A finished run; `ran`: the train config its record.json holds (as train.py writes it)."""
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for j in range(20):
@@ -126,6 +128,7 @@ def _write_run(spec, rng, mean, loss):
         "steps": steps, "val": [{"step": 3, "loss": loss}], "final_val_loss": loss, "final_train_loss": loss + 0.1,
         "tokens_per_s": 500.0 + rng.normal(0, 5)}
     record = {"status": {"state": "complete"}, "train": train,
+              **({"config": {**ran.model_dump(), "total_steps": 3}} if ran else {}),
               "eval": {"suite": "multilang", "n_items": 20, "generation": {"mode": "greedy", "max_new_tokens": 8,
                                                                            "batch_size": 8}}}
     (spec.run_dir / "record.json").write_text(json.dumps(record))
@@ -201,3 +204,30 @@ def test_every_verdict_names_its_holm_family(study_specs):
     r32 = next(r for r in summary_rows if r[0] == "r32")
     assert "over the metrics of this comparison" in r32[6] and "× [" in r32[6]  # × only with its CI
     assert not any("real" in cell for row in rows + decision_rows + summary_rows for cell in row)
+
+
+def test_the_report_is_of_what_ran_and_says_when_the_study_file_was_edited_after(tmp_path):
+    """ArmData.config comes from the finished runs' record.json; the study file edited after the runs (r32's rank
+    now 40) changes no number or label, and the report says so in one line."""
+    path = tmp_path / "sim.yaml"
+    path.write_text(STUDY)
+    roots = {"results_root": tmp_path / "results", "exports_root": tmp_path / "exports"}
+    rng = np.random.default_rng(5)
+    for s in expand(load_study(path), str(path), **roots):
+        _write_run(s, rng, 0.1, 2.0, ran=s.train)
+    path.write_text(STUDY.replace("r32: {lora: {r: 32, alpha: 64}}", "r32: {lora: {r: 40, alpha: 64}}"))
+    study = load_study(path)
+    specs = expand(study, str(path), **roots)
+    assert next(s.train.lora.r for s in specs if s.arm == "r32") == 40
+    a = analysis.analyse(study, specs)
+    assert a.data["r32"].config.lora.r == 32 and a.arms["r32"].config.lora.r == 32
+    assert a.data["r32"].edited == "r32/seed0 ran with lora.r 32 (the file now: 40)"
+    assert [n for n, arm in a.data.items() if arm.edited] == ["r32"]
+    md = build_report(study, specs, None, tmp_path / "results" / "sim", a).read_text()
+    notes = [line for line in md.splitlines() if "edited after these runs" in line]
+    assert len(notes) == 1 and "r32/seed0 ran with lora.r 32 (the file now: 40)" in notes[0]
+    assert "| r32 | r32/α64, 4×4=16, 2000 ex, 3 epochs |" in md and "r40" not in md
+    path.write_text(STUDY)  # as it ran: nothing to say
+    study = load_study(path)
+    specs = expand(study, str(path), **roots)
+    assert not any(arm.edited for arm in analysis.analyse(study, specs).data.values())

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ada_slm.analysis import analysis
+from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.analysis.report_decision import decision_intro, decision_table
 from ada_slm.study.spec import expand, load_study
 
@@ -67,7 +68,7 @@ def simulate(specs, rng, means, seed_sd=0.01, item_sd=0.05, inter_sd=0.02, resid
         cfg = next(s.train for s in specs if s.arm == name)
         y = (mu + rng.normal(0, seed_sd, (3, 1)) + items + rng.normal(0, inter_sd, N_ITEMS)
              + rng.normal(0, resid_sd, (3, N_ITEMS)))
-        scores = {m: {} for m in analysis.RUN_FIELDS} | {"agl_awareness": {
+        scores = {m: {} for m in RUN_FIELDS} | {"agl_awareness": {
             s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}}
         arms[name] = analysis.ArmData(name, cfg, {s: {} for s in range(3)}, scores, {}, {s: "complete" for s in range(3)})
     return arms
@@ -186,7 +187,7 @@ def test_shipped_studies_hold_out_one_fixed_set_for_every_arm():
         path = resources.files("ada_slm") / "studies" / f"{name}.yaml"
         study = load_study(path)
         for scale in [None, *study.scale]:
-            datas = [{k: v for k, v in s.train["data"].items() if k != "size"}
+            datas = [s.train.data.model_dump(exclude={"size"})
                      for s in expand(study, str(path), scale) if s.train]
             assert datas and all(d == datas[0] for d in datas) and datas[0]["val_size"], (name, scale)
 
@@ -206,7 +207,7 @@ def test_adaptive_design_asks_only_what_the_scale_asks(tmp_path):
 
 
 def test_a_question_that_also_compares_something_else_stays_asked(study):
-    from ada_slm.study.spec import Question
+    from ada_slm.study.decision import Question
     specs = _specs(study, "capped")
     arms = analysis.collect(specs)
     mixed = Question(compare="data5k", against="r32")  # corpus size and rank: the rank part is still asked

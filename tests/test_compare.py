@@ -429,16 +429,20 @@ def test_a_run_in_two_arms_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs):
+def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs, tmp_path):
     """The same runs as a study sees them (analysis.collect over RunSpecs) and as compare reads them give the
     same Δ, CI and Holm p on every metric."""
     from ada_slm.analysis import stats
     from ada_slm.analysis.analysis import collect
     from ada_slm.run.metrics import METRICS, RUN_METRICS
+    from ada_slm.run.records import RunPaths
     from ada_slm.study.spec import RunSpec
 
-    specs = [RunSpec(arm, k % 2, run_dir, run_dir, {}, "tiny-lfm2", {})
-             for k, (arm, run_dir) in enumerate(zip(["s01", "s01", "s23", "s23"], ada_slm_runs))]
+    (tmp_path / "results" / "cmp").mkdir(parents=True)
+    for arm in ("s01", "s23"):  # results/cmp/<arm>/seed<k> is the run folder <root>/seed<k>
+        (tmp_path / "results" / "cmp" / arm).symlink_to(ada_slm_runs[0].parent)
+    specs = [RunSpec(RunPaths(tmp_path / "results", tmp_path, "cmp", arm, k), None, "tiny-lfm2", {})
+             for k, arm in enumerate(["s01", "s01", "s23", "s23"])]
     study_arms = collect(specs)
     expected = stats.compare_all(study_arms["s23"].scores, study_arms["s01"].scores, [*METRICS, *RUN_METRICS])
     got = compare(CompareSpec(arms={"s01": list(map(str, ada_slm_runs[:2])), "s23": list(map(str, ada_slm_runs[2:]))}))

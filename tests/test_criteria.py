@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ada_slm.analysis import analysis, criteria
+from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.errors import UserError
 from ada_slm.analysis.report import summary
 from ada_slm.study.spec import expand, load_study
@@ -50,7 +51,7 @@ def simulated(specs, rng, means, losses, n_runs=3):
     for name, mu in means.items():
         cfg = next(s.train for s in specs if s.arm == name)
         y = mu + rng.normal(0, 0.01, (n_runs, 1)) + items + rng.normal(0, 0.08, (n_runs, N_ITEMS))
-        scores = {m: {} for m in analysis.RUN_FIELDS} | {
+        scores = {m: {} for m in RUN_FIELDS} | {
             "agl_awareness": {s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)},
             "heldout_loss": {s: {"run": float(losses[name] + rng.normal(0, 0.005))} for s in range(n_runs)}}
         arms[name] = analysis.ArmData(name, cfg, {s: {} for s in range(n_runs)}, scores, {},

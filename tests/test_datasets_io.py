@@ -368,7 +368,7 @@ def test_a_study_can_train_on_a_user_corpus(tmp_path):
                      "arms:\n  a: {}\n  b: {lora: {r: 4}}\n")
     specs = {s.arm: s for s in expand(load_study(study), str(study), results_root=tmp_path)}
     for arm in ("a", "b"):
-        data = build_config(specs[arm].train).data
+        data = specs[arm].train.data
         assert data.columns == {"prompt": "question", "completion": "answer", "category": "topic"}
         assert [r["category"] for r in load_rows(data)[0]] == ["math", "geography"]
 

@@ -23,7 +23,7 @@ def module_name(path: Path) -> str:
 
 def floor_of(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in FLOORS else "ground"
+    return parts[1] if len(parts) >= 2 and parts[1] in FLOORS else "ground"
 
 
 def package_modules() -> dict[str, Path]:

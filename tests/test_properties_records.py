@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ada_slm.analysis import adaptive, analysis, report, report_decision, report_doc
+from ada_slm.analysis.arms import UNREADABLE
 from ada_slm.run import records
 from ada_slm.app import serve, study_view
 from ada_slm.run.config import load_config
@@ -189,7 +190,7 @@ def test_eval_jsonl_costs_its_own_run_only(study_on_disk, content):
     except UserError as e:
         assert str(path) in str(e) and "\n" not in str(e)
     a = analysis.analyse(study, specs)  # the run is in the analysis or left out with its reason
-    assert a.data["r8"].states[0] in ("complete", analysis.UNREADABLE)
+    assert a.data["r8"].states[0] in ("complete", UNREADABLE)
     assert a.arms["r16-b1"].n_complete == 2 and a.arms["base"].n_complete == 2
     report.summary(a)
     view = study_view.StudyView(study, specs, None, results)
@@ -227,7 +228,7 @@ def test_rounds_json_is_rounds_or_one_line(study_on_disk, content):
 @given(data=st.data())
 def test_spec_json_never_breaks_the_page(study_on_disk, data):
     study, specs, target, _, _, results = study_on_disk
-    valid = {"arm": target.arm, "seed": target.seed, "base": target.base, "train": json.loads(json.dumps(target.train)),
+    valid = {"arm": target.arm, "seed": target.seed, "base": target.base, "train": target.train and target.train.model_dump(mode="json"),
              "eval": target.eval, "tracking": None}
     path = target.run_dir / "spec.json"
     path.write_bytes(data.draw(json_files(valid)))

@@ -58,13 +58,14 @@ def test_a_record_that_is_a_fifo_is_refused_without_blocking(tmp_path):
 
 
 def test_study_status_and_eval_report_a_corrupt_record_without_a_traceback(tmp_path):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    paths = records.RunPaths(tmp_path / "results", tmp_path / "exp", "s", "a", 0)
+    run_dir = paths.run_dir
+    run_dir.mkdir(parents=True)
     (run_dir / "record.json").write_text('{"status": {"state": "complete"}, "train": {"adapter_di')
     p = subprocess.run(CLI + ["eval", str(run_dir)], capture_output=True, text=True)
     assert p.returncode == 1 and "corrupt run record" in p.stderr and str(run_dir) in p.stderr
     assert "Traceback" not in p.stderr, p.stderr
-    spec = RunSpec("a", 0, run_dir, tmp_path / "exp", None, "tiny-lfm2", {})
+    spec = RunSpec(paths, None, "tiny-lfm2", {})
     assert state_of(spec) == "corrupt"
 
 

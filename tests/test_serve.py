@@ -292,7 +292,7 @@ def test_default_study_and_scale_from_the_runs_on_disk(tmp_path):
     study = load_study(STUDIES / "phase14d.yaml")
     assert serve.infer_scale(study, "phase14d.yaml", results, tmp_path / "exports") is None
     for s in expand(study, "phase14d.yaml", "quick", only=["v9B"], results_root=results, exports_root="elsewhere"):
-        write_json(s.run_dir / "spec.json", {"arm": s.arm, "seed": s.seed, "base": s.base, "train": s.train,
+        write_json(s.run_dir / "spec.json", {"arm": s.arm, "seed": s.seed, "base": s.base, "train": s.train.model_dump(),
                                              "eval": s.eval, "tracking": None})
     assert serve.default_study(results) == "phase14d"
     assert serve.infer_scale(study, "phase14d.yaml", results, tmp_path / "exports") == "quick"

@@ -179,12 +179,12 @@ def test_factor_names_are_config_fields_and_label_rslora_and_dora_arms():
     """The vocabulary is keyed by the names `study.differences` gives real configs, so an rsLoRA or DoRA arm is
     labelled as such (not by its raw field name)."""
     from ada_slm.run.config import build_config
-    from ada_slm.study.spec import _flatten, differences
+    from ada_slm.study.spec import _fields, differences
 
-    baseline = build_config({}).model_dump()
-    assert set(stats.FACTOR_NAMES) <= set(_flatten(baseline))
+    baseline = build_config({})
+    assert set(stats.FACTOR_NAMES) <= set(_fields(baseline.model_dump()))
     for field, label in (("use_rslora", "rsLoRA"), ("use_dora", "DoRA")):
-        arm = build_config({"lora": {field: True}}).model_dump()
+        arm = build_config({"lora": {field: True}})
         assert stats.factors_between(differences(arm, baseline)).factors == {label: (True, False)}
 
 

@@ -25,10 +25,10 @@ def test_phase14d_expands_as_designed():
     assert len(specs) == 6 * 3
     for name in ("v9B", "v9C", "v9D", "v9E", "v9B-5k"):
         t = arms[name].train
-        assert t["batch"]["micro"] * t["batch"]["accum"] == 16  # the seed's intended effective batch, every arm
-        assert t["base"] == "LiquidAI/LFM2-350M" and t["epochs"] == 3
-    assert (arms["v9C"].train["batch"]["micro"], arms["v9C"].train["batch"]["accum"]) == (1, 16)
-    assert arms["v9E"].train["lora"]["r"] == 48 and arms["v9B-5k"].train["data"]["size"] == 5000
+        assert t.effective_batch == 16  # the seed's intended effective batch, every arm
+        assert t.base == "LiquidAI/LFM2-350M" and t.epochs == 3
+    assert (arms["v9C"].train.batch.micro, arms["v9C"].train.batch.accum) == (1, 16)
+    assert arms["v9E"].train.lora.r == 48 and arms["v9B-5k"].train.data.size == 5000
     assert arms["base"].train is None
     assert Path(arms["v9D"].run_dir) == Path("results/phase14d/v9D/seed0")
     assert Path(arms["v9D"].export_dir) == Path("exports/phase14d/v9D/seed0")
@@ -39,9 +39,9 @@ def test_quick_preset_keeps_each_arms_difference():
     specs = expand(study, "phase14d.yaml", scale="quick")
     arms = {s.arm: s.train for s in specs if s.seed == 0}
     assert {s.seed for s in specs} == {0, 1}
-    assert all(t is None or t["base"] == "smollm2-135m" for t in arms.values())
-    assert arms["v9B"]["data"]["size"] == 120 and arms["v9B-5k"]["data"]["size"] == 300
-    assert arms["v9C"]["lora"]["r"] == 32 and arms["v9C"]["batch"]["accum"] == 16
+    assert all(t is None or t.base == "smollm2-135m" for t in arms.values())
+    assert arms["v9B"].data.size == 120 and arms["v9B-5k"].data.size == 300
+    assert arms["v9C"].lora.r == 32 and arms["v9C"].batch.accum == 16
     specs = expand(study, "phase14d.yaml", scale="quick", only=["v9B", "base"], seeds=[5])
     assert [(s.arm, s.seed) for s in specs] == [("base", 5), ("v9B", 5)]
 
@@ -305,3 +305,91 @@ def test_study_exec_on_a_damaged_or_fifo_spec_is_one_line_and_a_failed_record(tm
         assert p.returncode == 1 and "spec.json" in p.stderr and "Traceback" not in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
         assert json.loads((run_dir / "record.json").read_text())["status"]["state"] == "failed"
+
+
+NESTED = """
+name: same
+baseline: a
+seeds: [0, 1]
+defaults:
+  base: tiny-lfm2
+  data: {size: 60, mix: {certainty: 1, tool: 1}}
+  lora: {r: 8, alpha: 16}
+arms:
+  a: {}
+  b: {lora: {r: 32}, data: {mix: {tool: 1}}}
+  c: {batch: {micro: 1, accum: 4}}
+scale:
+  quick:
+    overrides: {max_steps: 2, data: {size: 40}}
+    arms: {b: {lora: {alpha: 64}}}
+decision:
+  questions: {q: {compare: b, against: a}}
+  rules: [{recommend: more rank, config: {lora: {r: 32}, data: {mix: {tool: 1}}}}]
+"""
+DOTTED = """
+name: same
+baseline: a
+seeds: [0, 1]
+defaults:
+  base: tiny-lfm2
+  data.size: 60
+  data.mix: {certainty: 1, tool: 1}
+  lora.r: 8
+  lora: {alpha: 16}
+arms:
+  a: {}
+  b: {lora.r: 32, data.mix: {tool: 1}}
+  c: {batch.micro: 1, batch.accum: 4}
+scale:
+  quick:
+    overrides: {max_steps: 2, data.size: 40}
+    arms: {b: {lora.alpha: 64}}
+decision:
+  questions: {q: {compare: b, against: a}}
+  rules: [{recommend: more rank, config: {lora.r: 32, data.mix: {tool: 1}}}]
+"""
+
+
+def test_dotted_and_nested_study_files_expand_to_the_same_train_configs(tmp_path):
+    """`lora.r: 32` is expanded once, when the study loads; defaults ← scale ← arm ← per-arm tweak are one merge,
+    and a data mix given by an arm replaces the default mix whole."""
+    runs = {}
+    for name, text in (("nested", NESTED), ("dotted", DOTTED)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        study = load_study(path)
+        assert study.arms["b"] == {"lora": {"r": 32}, "data": {"mix": {"tool": 1}}}
+        assert study.decision.rules[0].config == {"lora": {"r": 32}, "data": {"mix": {"tool": 1}}}
+        runs[name] = {scale: [(s.key, s.train) for s in expand(study, str(path), scale, results_root=tmp_path)]
+                      for scale in (None, "quick")}
+    assert runs["dotted"] == runs["nested"]
+    b = dict(runs["dotted"]["quick"])["b/seed1"]
+    assert (b.lora.r, b.lora.alpha, b.data.size, b.data.mix, b.max_steps, b.seed) == (32, 64, 40, {"tool": 1}, 2, 1)
+    assert dict(runs["dotted"][None])["a/seed0"].data.mix == {"certainty": 1, "tool": 1}
+    assert dict(runs["dotted"][None])["c/seed0"].effective_batch == 4
+
+
+def test_spec_json_round_trips_the_typed_run_spec(tmp_path):
+    from ada_slm.run.tracking import Tracking
+    from ada_slm.study.spec import SPEC_LIMIT, read_spec_file, write_spec_file
+
+    path = tmp_path / "s.yaml"
+    path.write_text(DOTTED)
+    specs = expand(load_study(path), str(path), "quick", results_root=tmp_path / "results")
+    track = Tracking(kind="tensorboard")
+    for spec in specs:
+        write_spec_file(spec, track if spec.arm == "b" else None)
+        back = read_spec_file(spec.run_dir)
+        assert (back.arm, back.seed, back.base, back.train) == (spec.arm, spec.seed, spec.base, spec.train)
+        assert back.eval.model_dump() == spec.eval and back.tracking == (track if spec.arm == "b" else None)
+    assert specs[0].train is None and read_spec_file(specs[0].run_dir).train is None
+    b = next(s for s in specs if s.arm == "b")
+    spec_json = b.run_dir / "spec.json"
+    for content, message in ((b'{"arm": "b"}', "seed: Field required"),
+                             (spec_json.read_bytes().replace(b'"r": 32', b'"r": "many"'), "train.lora.r: Input should"),
+                             (b" " * (SPEC_LIMIT + 1), "too large")):
+        spec_json.write_bytes(content)
+        with pytest.raises(UserError) as info:
+            read_spec_file(b.run_dir)
+        assert str(spec_json) in str(info.value) and message in str(info.value) and "\n" not in str(info.value)

@@ -549,3 +549,24 @@ def test_damaged_checkpoint_is_one_line(tmp_path):
     torch.save({"step": 3}, tmp_path / "run" / "checkpoint.pt")
     with pytest.raises(UserError, match="checkpoint.pt: not a checkpoint of ada-slm"):
         run(tiny_cfg(tmp_path), resume=True, quiet=True)
+
+
+class _RunsCodeWhenUnpickled:
+    """What a planted checkpoint would hold: unpickling it calls Path.touch on a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
+    from ada_slm.errors import UserError
+
+    (tmp_path / "run").mkdir()
+    marker = tmp_path / "code-ran"
+    torch.save({"step": 3, "payload": _RunsCodeWhenUnpickled(marker)}, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(UserError, match="checkpoint.pt: damaged checkpoint, or one holding more than tensors"):
+        run(tiny_cfg(tmp_path), resume=True, quiet=True)
+    assert not marker.exists()

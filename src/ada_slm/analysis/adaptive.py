@@ -27,7 +27,9 @@ import numpy as np
 
 from ada_slm.run import records
 from ada_slm.analysis import sequential, stats
-from ada_slm.analysis.analysis import collect, questions_asked
+from ada_slm.analysis.analysis import questions_asked
+from ada_slm.analysis.arms import collect, matrix
+from ada_slm.analysis.power import power
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, atomic_write_text, read_json
 from ada_slm.run.metrics import higher_is_better
@@ -299,8 +301,6 @@ class Expectation:
 def expected_cost(d: Design, n_sim: int = 1000, seed: int = 0) -> tuple[list[Expectation], stats.PowerInputs] | None:
     """Expected runs and time of the adaptive study, by simulating its rounds with the variance components and
     arm means measured so far (and with no difference at all); None before two runs of two arms are finished."""
-    from ada_slm.analysis.analysis import matrix, power
-
     trained = [a for a in d.arms if a != BASE_ARM]
     specs = [s for a in trained for s in d.specs(a, d.plan.max_runs)]
     arms = collect(specs)

@@ -9,106 +9,25 @@ tables, the decision, the 2 × 2, the Goldilocks question, the % and × columns 
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-
-from ada_slm.run import records
 from ada_slm.analysis import stats
-from ada_slm.errors import UserError
-from ada_slm.files import iter_jsonl
-from ada_slm.run.metrics import METRICS, RUN_METRICS, SEED_METRICS, higher_is_better, seed_score
-from ada_slm.study.spec import (BASE_ARM, Rule, RunSpec, Study, differences, distinct_examples_seen, estimate_seconds,
-                           measured_throughput, optimizer_steps, train_examples)
+from ada_slm.analysis.arms import ArmData, collect, matrix
+from ada_slm.analysis.power import Power, power
+from ada_slm.run.config import TrainConfig, deep_merge, validate_config
+from ada_slm.run.metrics import METRICS, RUN_METRICS, higher_is_better
+from ada_slm.study.decision import Rule
+from ada_slm.study.spec import BASE_ARM, RunSpec, Study, differences, estimate_seconds, measured_throughput
 
-# record["train"] field of each run-level metric
-RUN_FIELDS = {"heldout_loss": "final_val_loss", "train_loss": "final_train_loss", "tokens_per_s": "tokens_per_s"}
 EQUIVALENCE_SHARE = 0.10  # default TOST margin: 10 % of the baseline's mean
-
-
-@dataclass
-class ArmData:
-    name: str
-    config: dict | None  # resolved train config of the first seed (None for base)
-    records: dict[int, dict]  # seed -> record
-    scores: dict[str, dict[int, dict[str, float | None]]]  # metric -> seed -> item -> score (run metrics: 1 item)
-    seed_scores: dict[str, dict[int, dict[str, float]]]  # seed-compatible scorer, same layout
-    states: dict[int, str]
-    unreadable: dict[int, str] = field(default_factory=dict)  # seed -> why its record or eval.jsonl is left out
-
-
-UNREADABLE = "unreadable"  # the state of a run whose record.json or eval.jsonl cannot be read
-
-
-def collect(specs: list[RunSpec], limit: int | None = None, within: list[Path] | None = None) -> dict[str, ArmData]:
-    """Read every run's record and per-item outputs (the one place that reads records). A run whose record or
-    eval.jsonl cannot be read (files.read_json, iter_jsonl: corrupt, not a regular file, larger than `limit`,
-    a symlink out of `within`) is left out with its reason: one damaged file costs its own run only."""
-    arms: dict[str, ArmData] = {}
-    for s in specs:
-        arm = arms.setdefault(s.arm, ArmData(s.arm, s.train, {}, {m: {} for m in (*METRICS, *RUN_METRICS)},
-                                             {m: {} for m in SEED_METRICS}, {}))
-        try:
-            rec = records.read_record(s.run_dir, limit, within)
-            state = records.state(rec) or "pending"
-            items = None
-            if rec and state == "complete" and os.path.lexists(s.run_dir / "eval.jsonl"):
-                items = _item_scores(s.run_dir / "eval.jsonl", limit, within)
-        except UserError as e:
-            arm.states[s.seed], arm.unreadable[s.seed] = UNREADABLE, str(e)
-            continue
-        arm.states[s.seed] = state
-        if items is None:
-            continue
-        arm.records[s.seed] = rec
-        for item, (metrics, compat) in items.items():
-            for m in METRICS:
-                arm.scores[m].setdefault(s.seed, {})[item] = metrics.get(m)
-            for m in SEED_METRICS:
-                arm.seed_scores[m].setdefault(s.seed, {})[item] = compat[m]
-        for m, key in RUN_FIELDS.items():
-            value = (rec.get("train") or {}).get(key)
-            if value is not None:
-                arm.scores[m][s.seed] = {"run": float(value)}
-    return arms
-
-
-def _item_scores(path: Path, limit: int | None, within: list[Path] | None) -> dict[str, tuple[dict, dict]]:
-    """item id -> (its metrics, its seed-compatible scores), from eval.jsonl; a row without a string id and
-    output or with a metric that is not a number is a UserError naming FILE:LINE."""
-    out = {}
-    for lineno, row in iter_jsonl(path, limit, within):
-        metrics, item, output = row.get("metrics"), row.get("id"), row.get("output")
-        if not isinstance(item, str) or not isinstance(output, str) or not isinstance(metrics, dict):
-            raise UserError(f"{path}:{lineno}: not an evaluated item (needs a string id and output and a metrics "
-                            "object)")
-        for m in METRICS:
-            value = metrics.get(m)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise UserError(f"{path}:{lineno}: metrics.{m} is {value!r}, not a number")
-        out[item] = (metrics, seed_score(output))
-    return out
-
-
-def matrix(scores: dict[int, dict[str, float | None]]) -> np.ndarray | None:
-    """Y[run, item] over the items every run has; None when nothing is scored."""
-    if not scores:
-        return None
-    items = sorted(set.intersection(*(set(v) for v in scores.values())))
-    y = np.array([[np.nan if scores[s][i] is None else scores[s][i] for i in items] for s in sorted(scores)],
-                 dtype=float)
-    return y if y.size and np.isfinite(y).any() else None
 
 
 # ------------------------------------------------------------------------------------------ the result
 @dataclass
 class ArmResult:
     name: str
-    config: dict | None
+    config: TrainConfig | None
     states: dict[int, str]
     n_complete: int
     intervals: dict[str, stats.Interval]  # metric -> mean with CI (item and run metrics)
@@ -168,22 +87,10 @@ class DecisionResult:
     metric: str
     answers: list[Answer]
     rule: Rule | None
-    next_config: dict | None = None
+    next_config: TrainConfig | None = None  # the baseline's config (what it ran) with the rule's changes
     seconds: float | None = None
     rate: float | None = None
     per_seq: float | None = None
-
-
-@dataclass
-class Power:
-    metric: str
-    inputs: stats.PowerInputs
-    alpha: float  # the threshold of the first Holm step over the decision's questions
-    n_seeds: int
-    detectable: dict[int, float]  # runs per arm -> smallest |Δ| detected with 80 % power
-    min_effect: float | None = None
-    seeds_for_min_effect: int | None = None
-
 
 @dataclass
 class StudyAnalysis:
@@ -297,10 +204,10 @@ def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
     names = _trained(arms)
     best: dict[int, str] = {}
     for anchor in names:
-        group = {arms[anchor].config["lora"]["r"]: anchor}
+        group = {arms[anchor].config.lora.r: anchor}
         for n in names:
             if n != anchor and set(_factors(arms, anchor, n)) <= {"rank", "batch split"}:
-                group.setdefault(arms[n].config["lora"]["r"], n)
+                group.setdefault(arms[n].config.lora.r, n)
         if len(group) > len(best):
             best = group
     if len(best) < 3:
@@ -347,15 +254,15 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     given = {x.question: x.yes for x in answers if x.not_asked is None}
     rule = next((r for r in d.rules if all(given.get(k) == v for k, v in r.when.items())), None)
     result = DecisionResult(d.metric, answers, rule)
-    if rule and rule.config:
-        baseline_spec = next((s for s in specs if s.arm == study.baseline), None)
-        cfg = json.loads(json.dumps(baseline_spec.train)) if baseline_spec else {}
-        _merge(cfg, rule.config)
-        result.next_config = cfg
+    baseline = arms.get(study.baseline)
+    if rule and rule.config and baseline is not None and baseline.config is not None:
+        i = d.rules.index(rule)
+        result.next_config = validate_config(deep_merge(baseline.config.model_dump(), rule.config),
+                                             f"{study.name}: decision.rules.{i}.config")
         result.rate, result.per_seq = measured_throughput([s for s in specs if s.train])
-        if result.rate and cfg:
-            next_spec = RunSpec("next", 0, Path("."), Path("."), cfg | {"max_steps": None}, cfg.get("base", ""), {})
-            result.seconds = estimate_seconds(next_spec, result.rate, result.per_seq)
+        if result.rate:  # the recommended run trains for its epochs (no max_steps)
+            result.seconds = estimate_seconds(result.next_config.model_copy(update={"max_steps": None}),
+                                              result.rate, result.per_seq)
     return result
 
 
@@ -384,13 +291,12 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
     differ = set(differences(a.config, b.config))
     if "data.size" not in differ or not differ <= {"data.size", "data.val_size", "optimizer steps"}:
         return None  # not a corpus-size question, or one that also compares something else
-    seen_a, seen_b = distinct_examples_seen(a.config), distinct_examples_seen(b.config)
+    seen_a, seen_b = a.config.distinct_examples_seen(), b.config.distinct_examples_seen()
     if seen_a is None or seen_a != seen_b:
         return None
-    steps = optimizer_steps(a.config), optimizer_steps(b.config)
-    return (f"not asked at this scale: both arms see {seen_a} distinct examples (max_steps {steps[0]} × effective "
-            f"batch {a.config['batch']['micro'] * a.config['batch']['accum']} in corpora of "
-            f"{train_examples(a.config)} and {train_examples(b.config)} training examples): the corpus sizes "
+    return (f"not asked at this scale: both arms see {seen_a} distinct examples (max_steps "
+            f"{a.config.optimizer_steps()} × effective batch {a.config.effective_batch} in corpora of "
+            f"{a.config.train_examples} and {b.config.train_examples} training examples): the corpus sizes "
             f"differ only in which examples are seen, not how many")
 
 
@@ -405,61 +311,3 @@ def questions_asked(study: Study, specs: list[RunSpec], scale: str | None = None
 
     return [q for q, spec in study.decision.questions.items()
             if question_not_asked(study, spec, set(configs), arm(spec.compare), arm(spec.against), scale) is None]
-
-
-def _merge(into: dict, changes: dict):
-    for k, v in changes.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
-
-
-# ------------------------------------------------------------------------------------------ power
-DEFAULT_POWER_SEEDS = (3, 5, 8, 12, 20)
-
-
-def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float | None = None,
-          n_tests: int | None = None) -> Power | None:
-    """Power of the rule on `metric` from this study's variance components (the median over the trained arms'
-    comparisons with the baseline), at the first Holm step of the decision's questions (`n_tests`: those
-    asked; default all)."""
-    ref = arms.get(study.baseline)
-    ref_y = matrix(ref.scores[metric]) if ref else None
-    if ref_y is None:
-        return None
-    found = []
-    for name in _trained(arms):
-        if name == study.baseline:
-            continue
-        y, paired_ref = _on_shared_items(arms[name].scores[metric], ref.scores[metric])
-        if y is not None and paired_ref is not None:  # a run with fewer items (a cut eval.jsonl) narrows both
-            inputs = stats.power_inputs(y, paired_ref)
-            if inputs is not None:
-                found.append(inputs)
-    if not found:
-        return None
-    inputs = stats.PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
-                                 for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
-                               int(min(i.n_items for i in found)))
-    n_tests = n_tests or (len(study.decision.questions) if study.decision else 1)
-    return power_from(inputs, metric, ref_y.shape[0], n_tests,
-                      min_effect or (study.decision.min_effect if study.decision else None))
-
-
-def _on_shared_items(a: dict, b: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """matrix() of two arms' scores over the items every run of both has."""
-    if not a or not b:
-        return None, None
-    shared = set.intersection(*(set(v) for v in (*a.values(), *b.values())))
-    return (matrix({k: {i: v[i] for i in shared} for k, v in a.items()}),
-            matrix({k: {i: v[i] for i in shared} for k, v in b.items()}))
-
-
-def power_from(inputs: stats.PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
-               min_effect: float | None = None) -> Power:
-    alpha = stats.ALPHA / max(1, n_tests)
-    seeds = sorted({n_seeds, *DEFAULT_POWER_SEEDS} - {0, 1})
-    detectable = {k: stats.detectable_effect(inputs, k, alpha=alpha) for k in seeds}
-    needed = stats.seeds_needed(inputs, min_effect, alpha=alpha) if min_effect else None
-    return Power(metric, inputs, alpha, n_seeds, detectable, min_effect, needed)

@@ -28,6 +28,10 @@ class Batch(Strict):
     accum: int = Field(..., gt=0)
     steps: Optional[int] = Field(None, gt=0)
 
+    @property
+    def effective(self) -> int:
+        return self.micro * self.accum
+
 
 class Loss(Strict):
     value: float
@@ -162,8 +166,8 @@ def audit(rep: Reported) -> list[tuple[str, list[str]]]:
             general.append(f"{name}: {text}.")
         p, r = arm.published, _ran(arm)
         if (p.micro, p.accum) != (r.micro, r.accum):
-            general.append(f"{name} is published as micro {p.micro} × accum {p.accum} = {p.micro * p.accum} but ran "
-                           f"as micro {r.micro} × accum {r.accum} = {r.micro * r.accum}"
+            general.append(f"{name} is published as micro {p.micro} × accum {p.accum} = {p.effective} but ran "
+                           f"as micro {r.micro} × accum {r.accum} = {r.effective}"
                            + (f" ({r.steps} optimizer steps)" if r.steps else "") + ".")
     general += list(rep.notes)
     sections.append(("The table as a whole", general))

@@ -31,7 +31,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from ada_slm.analysis.analysis import RUN_FIELDS
+from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, read_utf8
 from ada_slm.run import records

@@ -4,7 +4,7 @@
 too little) with a reason, and keeps the items every run scored, recording the dropped ones for the report.
 `analyse` builds the study's `StudyAnalysis` from the matched runs: arm intervals and variance components
 (`analysis._arm_result`), comparisons against the baseline with Holm across metrics (`stats.compare_all`),
-TOST where a margin is given (`stats.equivalence`) and power / runs needed (`analysis.power_from`).
+TOST where a margin is given (`stats.equivalence`) and power / runs needed (`power.power_from`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ada_slm.analysis import stats
-from ada_slm.analysis.analysis import ArmComparison, ArmData, Power, StudyAnalysis, _arm_result, matrix, power_from
+from ada_slm.analysis.analysis import ArmComparison, StudyAnalysis, _arm_result
+from ada_slm.analysis.arms import ArmData, matrix
+from ada_slm.analysis.power import Power, power_from
 from ada_slm.analysis.compare import ImportedRun, read_runs
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.errors import UserError

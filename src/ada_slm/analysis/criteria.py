@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ada_slm.analysis import stats
-from ada_slm.analysis.analysis import matrix
+from ada_slm.analysis.arms import matrix
 from ada_slm.run.metrics import higher_is_better
 from ada_slm.study.spec import Criterion
 

@@ -19,11 +19,13 @@ from datetime import date
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel
 
 from ada_slm.analysis import stats
 from ada_slm.analysis.analysis import StudyAnalysis, analyse
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text
+from ada_slm.run.config import TrainConfig
 from ada_slm.run.metrics import higher_is_better
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, load_study
 
@@ -41,20 +43,23 @@ class NextStudy:
     changes: dict = field(default_factory=dict)
 
 
-def _portable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in RUN_ONLY_FIELDS}
+def _portable(cfg: TrainConfig) -> dict:
+    """The config as a study file's `defaults` (plain YAML values), without what the study sets per run."""
+    return cfg.model_dump(mode="json", exclude=set(RUN_ONLY_FIELDS))
 
 
-def _changed(new: dict, old: dict) -> dict:
-    """The nested fields of `new` whose values differ from `old`."""
+def _changed(new: BaseModel, old: BaseModel, skip: tuple = RUN_ONLY_FIELDS) -> dict:
+    """The fields of `new` whose values differ from `old`, as a study arm's nested overrides."""
     out = {}
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(old.get(k), dict):
-            sub = _changed(v, old[k])
-            if sub:
-                out[k] = sub
-        elif old.get(k) != v:
-            out[k] = v
+    for name in type(new).model_fields:
+        if name in skip:
+            continue
+        a, b = getattr(new, name), getattr(old, name)
+        if isinstance(a, BaseModel):
+            if sub := _changed(a, b, skip=()):
+                out[name] = sub
+        elif a != b:
+            out[name] = new.model_dump(mode="json", include={name})[name]
     return out
 
 
@@ -102,8 +107,7 @@ def write_next_study(study: Study, specs: list[RunSpec], scale: str | None, out:
     if best is None:
         raise UserError(f"{study.name}: no trained arm has a {a.primary} score yet")
     best_cfg = _portable(a.data[best].config)
-    next_cfg = _portable(d.next_config)
-    changes = _changed(next_cfg, best_cfg)
+    changes = _changed(d.next_config, a.data[best].config)
     n_seeds, why = _seeds(a)
     eval_settings = next(s.eval for s in specs)
     new_name = name or f"{study.name}-next"
@@ -129,20 +133,26 @@ def write_next_study(study: Study, specs: list[RunSpec], scale: str | None, out:
     }
     if study.decision.min_effect is not None:
         doc["decision"]["min_effect"] = study.decision.min_effect
+    header = _header(study, scale, a, best, why, best_cfg.get("max_steps"))
+    atomic_write_text(out, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110))
+    load_study(out)  # what we wrote must load as a study (raises a one-line error otherwise)
+    return NextStudy(d.rule.recommend, best, out, n_seeds, why, changes)
+
+
+def _header(study: Study, scale: str | None, a: StudyAnalysis, best: str, why: str, max_steps: int | None) -> str:
+    """The comment lines on top of the follow-up study: where it comes from and why it looks as it does."""
+    d = a.decision
     answers = "; ".join(f"{x.question}: {x.answer}"
                         + (f" (Δ {x.comparison.delta.mean:+.4g}, Holm p {x.p_holm:.3g}"
                            + (", equivalence" if x.test == "equivalent" else "") + ")"
                            if x.comparison and not x.not_asked else "") for x in d.answers)
     steps_note = ""
-    if best_cfg.get("max_steps"):
-        steps_note = (f"\n# At this scale max_steps = {best_cfg['max_steps']} fixes the optimizer steps: a larger corpus "
+    if max_steps:
+        steps_note = (f"\n# At this scale max_steps = {max_steps} fixes the optimizer steps: a larger corpus "
                       "changes what those steps see, not how many there are. Edit max_steps or epochs to taste.")
-    header = (f"# Written by `ada-slm study next {study.name}" + (f" --scale {scale}" if scale else "") + "` on "
-              f"{date.today().isoformat()} from {a.n_complete} finished runs.\n"
-              f"# Decision on {d.metric}: {answers}.\n"
-              f"# Recommended: {d.rule.recommend}\n"
-              f"# Baseline: {best}, the best arm on {d.metric}; `next` = {study.baseline} with the rule's changes.\n"
-              f"# Seeds: {why}." + steps_note + "\n")
-    atomic_write_text(out, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110))
-    load_study(out)  # what we wrote must load as a study (raises a one-line error otherwise)
-    return NextStudy(d.rule.recommend, best, out, n_seeds, why, changes)
+    return (f"# Written by `ada-slm study next {study.name}" + (f" --scale {scale}" if scale else "") + "` on "
+            f"{date.today().isoformat()} from {a.n_complete} finished runs.\n"
+            f"# Decision on {d.metric}: {answers}.\n"
+            f"# Recommended: {d.rule.recommend}\n"
+            f"# Baseline: {best}, the best arm on {d.metric}; `next` = {study.baseline} with the rule's changes.\n"
+            f"# Seeds: {why}." + steps_note + "\n")

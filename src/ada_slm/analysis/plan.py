@@ -20,9 +20,13 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ada_slm.run import hardware, models
 from ada_slm.analysis import stats
+from ada_slm.analysis.analysis import questions_asked
+from ada_slm.analysis.arms import collect
+from ada_slm.analysis.power import power, power_from
 from ada_slm.files import write_json
+from ada_slm.run import hardware, models, records
+from ada_slm.study.spec import estimate_seconds, record_of
 
 THROUGHPUT_FILE = "throughput.json"
 
@@ -186,8 +190,6 @@ def items_for(metric: str, suite_items: list) -> int:
 
 def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int):
     """(analysis.Power, source) from the default components of `metric` at this design; None without defaults."""
-    from ada_slm.analysis.analysis import power_from
-
     if metric not in DEFAULT_COMPONENTS or n_seeds < 2 or n_items < 1:
         return None
     measured, source = DEFAULT_COMPONENTS[metric]
@@ -200,9 +202,6 @@ def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int):
 
 def finished_records(specs) -> list[tuple[str, dict]]:
     """(study name, record) of the specs' complete runs with a training part."""
-    from ada_slm.run import records
-    from ada_slm.study.spec import record_of
-
     out = []
     for s in specs:
         rec = record_of(s)
@@ -218,17 +217,15 @@ def throughput_of(spec, measured_rate: float | None, measured_per_seq: float | N
     does not train, but is evaluated at the kept speed)."""
     if measured_rate and measured_per_seq:
         return Throughput(measured_rate, measured_per_seq, None, None, "this study's finished runs", False)
-    kind, precision = this_machine((spec.train or {}).get("precision", "auto"))
-    return throughput_for(kind, precision, spec.base, (spec.train or {}).get("max_length", max_length), store)
+    kind, precision = this_machine(spec.train.precision if spec.train else "auto")
+    return throughput_for(kind, precision, spec.base, spec.train.max_length if spec.train else max_length, store)
 
 
 def plan_report(study, specs, measured_rate: float | None, measured_per_seq: float | None,
                 store: dict | None = None) -> list[str]:
     """The lines `study plan` prints after its table: estimated time (this study's runs, else this machine
     kind's kept measurement, else the README's estimate) and the power of the design."""
-    from ada_slm.analysis.analysis import collect, power, questions_asked
-    from ada_slm.run.evaluate import load_suite, subset
-    from ada_slm.study.spec import estimate_seconds
+    from ada_slm.run.evaluate import load_suite, subset  # imports torch (seconds): only when a plan is printed
 
     lines = []
     store = read_store() if store is None else store
@@ -236,13 +233,13 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
     sources, missing = {}, set()
     for s in specs:
         n_items = len(subset(load_suite(s.eval["suite"])[0].items, s.eval.get("limit")))
-        study_length = next((x.train["max_length"] for x in specs if x.train and x.base == s.base), None)
+        study_length = next((x.train.max_length for x in specs if x.train and x.base == s.base), None)
         t = throughput_of(s, measured_rate, measured_per_seq, store, study_length)
         if t is None:
             missing.add(s.base)
             continue
         sources[t.source] = t
-        total_train += estimate_seconds(s, t.tokens_per_s, t.tokens_per_sequence) or 0.0
+        total_train += estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) or 0.0
         total_eval += eval_seconds(t, n_items, s.eval["max_new_tokens"]) or 0.0
     for source, t in sources.items():
         lines.append(f"throughput: {t.tokens_per_s:,.0f} tokens/s, {t.tokens_per_sequence:.0f} tokens per sequence "

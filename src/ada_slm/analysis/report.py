@@ -24,17 +24,13 @@ from ada_slm.analysis.report_doc import Doc, ci4, f4, fmt_p, mean_sd, ratio_ci, 
 from ada_slm.analysis.report_plots import arm_matrix, plots
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, read_json
+from ada_slm.run.config import TrainConfig
 from ada_slm.run.metrics import SEED_METRICS
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study
 
 
-def describe(cfg: dict | None) -> str:
-    if cfg is None:
-        return "base model, no adapter"
-    b, lo = cfg["batch"], cfg["lora"]
-    steps = f"{cfg['max_steps']} steps" if cfg["max_steps"] else f"{cfg['epochs']:g} epochs"
-    return (f"r{lo['r']}/α{lo['alpha']:g}, {b['micro']}×{b['accum']}={b['micro'] * b['accum']}, "
-            f"{cfg['data']['size']} ex, {steps}")
+def describe(cfg: TrainConfig | None) -> str:
+    return "base model, no adapter" if cfg is None else cfg.label()
 
 
 def _verdict(c: stats.Comparison) -> str:
@@ -79,6 +75,10 @@ def render_summary(doc: Doc, a: StudyAnalysis):
         doc.p("Left out of every number in this report, because their files cannot be read (the run's state is "
               "'unreadable'; move the run's record.json and eval.jsonl away and `study run` redoes it): "
               + "; ".join(left_out) + ".")
+    edited = [arm.edited for arm in a.data.values() if arm.edited]
+    if edited:
+        doc.p("The study file was edited after these runs; every number and config here is of what ran "
+              "(record.json): " + "; ".join(edited) + ".")
 
 
 def unreadable_runs(a: StudyAnalysis) -> list[str]:

@@ -84,8 +84,8 @@ def decision_notes(a: StudyAnalysis) -> list[str]:
     if d.seconds and d.next_config:
         cfg = d.next_config
         notes.append(f"Estimated training time on this machine: {d.seconds / 3600:.1f} h per seed "
-                     f"({cfg['data']['size']} examples × {cfg['epochs']:g} epochs at the measured {d.rate:,.0f} "
-                     f"tokens/s, {d.per_seq:.0f} tokens per sequence; the study's runs used base {cfg.get('base')}).")
+                     f"({cfg.data.size} examples × {cfg.epochs:g} epochs at the measured {d.rate:,.0f} "
+                     f"tokens/s, {d.per_seq:.0f} tokens per sequence; the study's runs used base {cfg.base}).")
     return notes
 
 

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from ada_slm.analysis import report, report_decision, report_doc
-from ada_slm.analysis.analysis import analyse, collect
+from ada_slm.analysis.analysis import analyse
+from ada_slm.analysis.arms import collect
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, iter_jsonl, parse_json, read_regular
 from ada_slm.run.metrics import METRICS, RUN_METRICS
@@ -349,7 +350,7 @@ class StudyView:
         return {"key": spec.key, "arm": arm, "seed": seed, "run_dir": str(spec.run_dir),
                 "state": run_state(spec, self.reader, runner_holds_lock(self.root / ".lock"), time.time()),
                 # what the runner was given (spec.json) where it has started, else what it will be given
-                "config": on_disk.get("train") if on_disk else spec.train,
+                "config": on_disk.get("train") if on_disk else spec.train and spec.train.model_dump(mode="json"),
                 "base": spec.base, "eval_settings": spec.eval, "record": record,
                 "errors": [e for e in (rec_err, spec_err, items_err) if e],
                 "curve": _curve(rec), "items": items}

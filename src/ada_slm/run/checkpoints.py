@@ -30,6 +30,26 @@ def _atomic_torch_save(obj, path: Path) -> None:
         raise UserError(f"{path}: cannot write the checkpoint ({e.strerror or e})") from None
 
 
+def _python_rng_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _as_python_rng_state(saved: list) -> tuple:
+    version, internal, gauss = saved
+    return version, tuple(internal), gauss
+
+
+def _numpy_rng_state() -> list:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+
+
+def _as_numpy_rng_state(saved: list) -> tuple:
+    kind, keys, pos, has_gauss, cached = saved
+    return kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached
+
+
 CHECKPOINT_KEYS = {"step", "wall_s", "fingerprint", "lora", "optimizer", "scheduler", "steps", "val", "rng"}
 
 
@@ -47,7 +67,7 @@ def save_checkpoint(loop, record: dict, step: int, wall: float) -> None:
         "step": step, "wall_s": wall, "fingerprint": _config_fingerprint(loop.cfg),
         "lora": get_peft_model_state_dict(loop.model), "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(), "steps": record["train"]["steps"], "val": record["train"]["val"],
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+        "rng": {"torch": torch.get_rng_state(), "python": _python_rng_state(), "numpy": _numpy_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if loop.device.type == "cuda" else None},
     }, loop.ckpt_path)
 
@@ -57,10 +77,12 @@ def restore_checkpoint(loop, record: dict) -> tuple[int, float]:
     from peft import set_peft_model_state_dict  # heavy: see save_checkpoint
 
     try:
-        state = torch.load(loop.ckpt_path, weights_only=False)
+        # weights_only: tensors and plain containers only — a checkpoint planted in a shared results folder
+        # cannot run code on --resume (the RNG states are stored as plain lists for this)
+        state = torch.load(loop.ckpt_path, weights_only=True)
     except Exception as e:  # torch.load fails in many types (pickle, zip, EOF, runtime): all mean "damaged"
-        raise UserError(f"{loop.ckpt_path}: damaged checkpoint ({type(e).__name__}); delete it to start the run "
-                        "over") from None
+        raise UserError(f"{loop.ckpt_path}: damaged checkpoint, or one holding more than tensors and plain data "
+                        f"({type(e).__name__}); delete it to start the run over") from None
     if not isinstance(state, dict) or not CHECKPOINT_KEYS <= set(state):
         raise UserError(f"{loop.ckpt_path}: not a checkpoint of ada-slm; delete it to start the run over")
     if state["fingerprint"] != _config_fingerprint(loop.cfg):
@@ -69,8 +91,8 @@ def restore_checkpoint(loop, record: dict) -> tuple[int, float]:
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
+    random.setstate(_as_python_rng_state(state["rng"]["python"]))
+    np.random.set_state(_as_numpy_rng_state(state["rng"]["numpy"]))
     if loop.device.type == "cuda" and state["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     record["train"]["steps"], record["train"]["val"] = state["steps"], state["val"]

@@ -188,17 +188,35 @@ class TrainConfig(Strict):
                 f"{self.data.size} ex, {steps}")
 
 
-def _set_path(tree: dict, dotted: str, value, source: str) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
-        child = node.get(k)
-        if child is None:
-            child = node[k] = {}
-        if not isinstance(child, dict):
-            raise UserError(f"{source}: cannot set {dotted}: {k} is not a section")
-        node = child
-    node[keys[-1]] = value
+# A mapping that is one value: a data mix is replaced whole by a later layer, never blended with an earlier one.
+WHOLE_VALUES = {("data", "mix")}
+
+
+def expand_dotted(tree: dict, at: tuple = ()) -> dict:
+    """`{"lora.r": 32, "data": {"mix": {...}}}` -> `{"lora": {"r": 32}, "data": {"mix": {...}}}`: every dotted key
+    of a config mapping (at any level) as nested sections; a later key wins over an earlier one for the same field."""
+    out: dict = {}
+    for key, value in tree.items():
+        path = (*at, *key.split(".")) if isinstance(key, str) else (*at, key)
+        if isinstance(value, dict) and path not in WHOLE_VALUES:
+            value = expand_dotted(value, path)
+        for name in reversed(path[len(at):]):
+            value = {name: value}
+        out = deep_merge(out, value, at=at)
+    return out
+
+
+def deep_merge(base: dict, *layers: dict, at: tuple = ()) -> dict:
+    """A new mapping: `base` with each layer laid over it in turn. Sections merge field by field; any other value
+    (a list, a data mix, a scalar) replaces what was there. Nothing given is changed."""
+    out = dict(base)
+    for layer in layers:
+        for key, value in layer.items():
+            old = out.get(key)
+            if isinstance(value, dict) and isinstance(old, dict) and (*at, key) not in WHOLE_VALUES:
+                value = deep_merge(old, value, at=(*at, key))
+            out[key] = value
+    return out
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[str, object]]:
@@ -230,9 +248,13 @@ def format_validation_error(e: ValidationError, source: str) -> str:
 
 
 def build_config(raw: dict, overrides: list[str] = (), source: str = "config") -> TrainConfig:
-    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
-    for key, value in parse_overrides(list(overrides)):
-        _set_path(raw, key, value, "command line")
+    """A config file's mapping with the command line's `key.sub=value` overrides laid over it, validated."""
+    layers = [expand_dotted({key: value}) for key, value in parse_overrides(list(overrides))]
+    return validate_config(deep_merge(expand_dotted(raw), *layers), source)
+
+
+def validate_config(raw: dict, source: str) -> TrainConfig:
+    """TrainConfig of a merged mapping; a mistake is one UserError line naming `source` and the field."""
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as e:

@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Protocol
 
-from ada_slm.run import lifeline, records, runlock
 from ada_slm.errors import UserError
-from ada_slm.files import read_json, write_json
-from ada_slm.study.spec import BASE_ARM, RunSpec, Study, state_of
+from ada_slm.run import lifeline, records, runlock, tracking
+from ada_slm.study.spec import BASE_ARM, RunSpec, Study, read_spec_file, state_of, write_spec_file
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -35,32 +34,27 @@ def execute_run(run_dir: Path) -> int:
 
 
 def _execute_locked(run_dir: Path) -> int:
-    from ada_slm.run import tracking
-    from ada_slm.run.config import TrainConfig
+    # evaluate and train import torch and transformers (seconds): only a run's own process needs them
     from ada_slm.run.eval_cache import STUDY_CACHE_DIR, EvalCache
     from ada_slm.run.evaluate import GenerationSettings, evaluate
     from ada_slm.run.train import train
 
-    spec = read_json(run_dir / "spec.json")  # a FIFO, a damaged or a missing spec: one line, the run marked failed
-    if not (isinstance(spec, dict) and {"base", "seed", "train", "eval"} <= spec.keys() and isinstance(spec["eval"], dict)
-            and {"batch_size", "max_new_tokens", "suite"} <= spec["eval"].keys()):
-        raise UserError(f"{run_dir / 'spec.json'}: not a run spec written by `study run` (run it again to rewrite it)")
-    settings = GenerationSettings(batch_size=spec["eval"]["batch_size"], max_new_tokens=spec["eval"]["max_new_tokens"])
+    spec = read_spec_file(run_dir)  # a FIFO, a damaged or a missing spec: one line, the run marked failed
+    settings = GenerationSettings(batch_size=spec.eval.batch_size, max_new_tokens=spec.eval.max_new_tokens)
     record_path = run_dir / "record.json"
-    track = tracking.Tracking.model_validate(spec["tracking"]) if spec.get("tracking") else None
-    tracker = tracking.open_tracker(track, run_dir)
+    tracker = tracking.open_tracker(spec.tracking, run_dir)
     record = {"status": {"state": "interrupted"}}
     try:
-        if spec["train"] is None:
-            record = {"config": {"base": spec["base"], "arm": BASE_ARM}, "status": {"state": "running"},
-                      "train": None, "eval": None, "meta": {"seed": spec["seed"]}}
+        if spec.train is None:
+            record = {"config": {"base": spec.base, "arm": BASE_ARM}, "status": {"state": "running"},
+                      "train": None, "eval": None, "meta": {"seed": spec.seed}}
             adapter = None
             loaded = None
             if tracker:
-                tracker.params({"base": spec["base"], "arm": BASE_ARM, "adapter": "none"})
+                tracker.params({"base": spec.base, "arm": BASE_ARM, "adapter": "none"})
         else:
             loaded = None
-            cfg = TrainConfig.model_validate(spec["train"])
+            cfg = spec.train
             existing = records.read_record_or_none(run_dir)
             if records.is_trained(existing):
                 record = existing  # trained already; only the evaluation is missing
@@ -77,11 +71,11 @@ def _execute_locked(run_dir: Path) -> int:
             adapter = record["train"]["adapter_dir"]
         # the study's runs share one eval cache: the base arm's seeds generate once, a re-run after a crash not again
         cache = EvalCache(run_dir.parent.parent / STUDY_CACHE_DIR)  # results/<study>/.eval-cache
-        summary = evaluate(spec["base"], adapter, spec["eval"]["suite"], settings, run_dir,
-                           limit=spec["eval"]["limit"], model_and_tokenizer=loaded, cache=cache)
+        summary = evaluate(spec.base, adapter, spec.eval.suite, settings, run_dir,
+                           limit=spec.eval.limit, model_and_tokenizer=loaded, cache=cache)
         record["eval"] = summary
         record["status"] = {"state": "complete", "reason": None}
-        record.setdefault("meta", {})["arm"] = spec["arm"]
+        record.setdefault("meta", {})["arm"] = spec.arm
         runlock.check(run_dir)
         records.write_record(run_dir, record)
         if tracker:
@@ -277,9 +271,7 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
         track = tracking_for(s) if tracking_for else None
         try:
             with runlock.hold(s.run_dir):
-                write_json(s.run_dir / records.SPEC, {"arm": s.arm, "seed": s.seed, "base": s.base,
-                                                      "train": s.train, "eval": s.eval,
-                                                      "tracking": track.model_dump() if track else None})
+                write_spec_file(s, track)
         except runlock.RunFolderBusy:
             pass  # another process trains this run: its own process will be refused too, and said so
         if events:

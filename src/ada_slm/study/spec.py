@@ -11,24 +11,21 @@ The `base` arm (no adapter) is evaluated like every other arm, to show the untra
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ada_slm.run import models, records
-from ada_slm.run.config import SEED_LIMIT, build_config, format_validation_error, load_yaml
 from ada_slm.errors import UserError
-from ada_slm.files import check_name, path_under
+from ada_slm.files import atomic_write_text, check_name, path_under, read_regular
+from ada_slm.run import models, records
+from ada_slm.run.config import (SEED_LIMIT, TrainConfig, deep_merge, expand_dotted, format_validation_error,
+                                load_yaml, validate_config)
+from ada_slm.run.tracking import Tracking
+from ada_slm.study.decision import Adaptive, Criterion, Decision, Strict, check_metric
 
 BASE_ARM = "base"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _check_seeds(seeds: list[int]) -> list[int]:
@@ -69,103 +66,15 @@ class ScalePreset(Strict):
     def _seeds(cls, v: Optional[list[int]]) -> Optional[list[int]]:
         return None if v is None else _check_seeds(v)
 
-
-class Question(Strict):
-    """test `better`: 'does arm `compare` beat arm `against` on the decision metric?' — yes when the seed-level
-    test supports the difference in the metric's better direction. test `equivalent`: 'do they give the same
-    result?' — yes when two one-sided tests (TOST) put the difference inside ±margin; no otherwise (not shown
-    equivalent), never from a mere 'not significant'. A question that compares corpus sizes is not asked when
-    both arms see the same number of distinct training examples (max_steps caps them)."""
-
-    compare: str
-    against: str
-    test: Literal["better", "equivalent"] = Field("better", description="better (superiority) or equivalent "
-                                                  "(TOST within ±margin).")
-    margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the decision metric (test "
-                                    "equivalent; default: the study's equivalence_margins of the metric, else "
-                                    "10 % of the `against` arm's mean).")
-
-    @model_validator(mode="after")
-    def _margin_needs_equivalence(self):
-        if self.margin is not None and self.test != "equivalent":
-            raise ValueError("margin is the equivalence margin: set test: equivalent")
-        return self
-
-
-class Rule(Strict):
-    when: dict[str, bool] = Field(default_factory=dict, description="Answers required; {} matches anything.")
-    recommend: str = Field(..., description="What to run next, in words.")
-    config: dict[str, Any] = Field(default_factory=dict, description="Overrides of the baseline's config.")
-
-
-class Decision(Strict):
-    metric: str = Field("agl_awareness", description="The metric the questions are asked on: a per-item metric "
-                        "(metrics.METRICS) or a run-level one (heldout_loss, train_loss: lower is better; "
-                        "tokens_per_s).")
-    questions: dict[str, Question]
-    rules: list[Rule] = Field(..., min_length=1, description="First matching rule wins.")
-    min_effect: Optional[float] = Field(None, gt=0, description="Smallest difference on `metric` worth acting on: "
-                                        "the report says how many seeds per arm detect it with 80 % power.")
-
-    @field_validator("metric")
+    @field_validator("overrides")
     @classmethod
-    def _known_metric(cls, v: str) -> str:
-        return _check_metric(v)
+    def _nested(cls, v: dict) -> dict:
+        return expand_dotted(v)
 
-
-def _check_metric(name: str) -> str:
-    from ada_slm.run.metrics import METRICS, RUN_METRICS
-
-    if name not in METRICS and name not in RUN_METRICS:
-        raise ValueError(f"unknown metric {name!r} (one of: {', '.join((*METRICS, *RUN_METRICS))})")
-    return name
-
-
-class Adaptive(Strict):
-    """How `ada-slm study run --until-decided` adds runs (README, "Adaptive studies")."""
-
-    seeds_per_round: int = Field(1, gt=0, description="Runs added to each arm that is still open, per round.")
-    max_seeds: int = Field(10, ge=2, description="Runs per arm at most (the last planned look; the alpha "
-                           "spending is planned over the looks up to it).")
-    eliminate: bool = Field(False, description="Sweep: arms significantly worse than the current leader stop "
-                            "receiving runs; the sweep ends when one arm is left (or the rest are equivalent "
-                            "within `margin`).")
-    metric: Optional[str] = Field(None, description="Metric of the elimination (default: the decision's).")
-    margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the metric: a question (or "
-                                    "the sweep) also ends when the difference is shown to lie within ±margin "
-                                    "(default: equivalence_margins of the metric, else decision.min_effect, "
-                                    "else no equivalence stop).")
-
-    @field_validator("metric")
+    @field_validator("arms")
     @classmethod
-    def _known_metric(cls, v: Optional[str]) -> Optional[str]:
-        return None if v is None else _check_metric(v)
-
-
-class Criterion(Strict):
-    """A success criterion stated before the runs and judged from the runs' CIs in the report: met, not met or
-    undecided. Exactly one of `above`, `below`, `better_than`."""
-
-    text: str = Field(..., description="The criterion in the study's own words.")
-    arm: str = Field(..., description="The arm it is about.")
-    metric: str = Field(..., description="A per-item or run-level metric.")
-    above: Optional[float] = Field(None, description="Met when the arm's 95 % CI lies above this value, not met "
-                                   "when it lies below, else undecided.")
-    below: Optional[float] = Field(None, description="Met when the arm's 95 % CI lies below this value.")
-    better_than: Optional[str] = Field(None, description="Met when the arm beats this arm on the metric by the "
-                                       "seed-level rule (lower for losses); not met when the 95 % CI of the "
-                                       "difference lies on the worse side of 0.")
-
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, v: str) -> str:
-        return _check_metric(v)
-
-    @model_validator(mode="after")
-    def _one_test(self):
-        if sum(x is not None for x in (self.above, self.below, self.better_than)) != 1:
-            raise ValueError("give exactly one of above, below, better_than")
-        return self
+    def _nested_per_arm(cls, v: dict) -> dict:
+        return {arm: expand_dotted(tweak) for arm, tweak in v.items()}
 
 
 class Study(Strict):
@@ -193,12 +102,17 @@ class Study(Strict):
     def _folder_name(cls, v: str) -> str:
         return _as_value_error(check_name, v, "study name")
 
+    @field_validator("defaults")
+    @classmethod
+    def _nested(cls, v: dict) -> dict:
+        return expand_dotted(v)  # `lora.r: 32` is `lora: {r: 32}` from here on
+
     @field_validator("arms")
     @classmethod
     def _arm_names(cls, v: dict) -> dict:
         for arm in v:
             _as_value_error(check_name, arm, "arm")
-        return v
+        return {arm: expand_dotted(overrides) for arm, overrides in v.items()}
 
     @field_validator("seeds")
     @classmethod
@@ -209,7 +123,7 @@ class Study(Strict):
     @classmethod
     def _known_margins(cls, v: dict[str, float]) -> dict[str, float]:
         for name, margin in v.items():
-            _check_metric(name)
+            check_metric(name)
             if not margin > 0:
                 raise ValueError(f"margin of {name} must be > 0")
         return v
@@ -255,19 +169,68 @@ def _as_value_error(check, *args):
         raise ValueError(str(e)) from None
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSpec:
-    arm: str
-    seed: int
-    run_dir: Path
-    export_dir: Path
-    train: Optional[dict]  # resolved TrainConfig as a dict; None for the base arm
+    """One run of a study: where it lives, what it trains (None for the base arm) and how it is evaluated."""
+
+    paths: records.RunPaths
+    train: Optional[TrainConfig]
     base: str
-    eval: dict
+    eval: dict  # EvalSettings.model_dump(), identical for every arm
+
+    @property
+    def arm(self) -> str:
+        return self.paths.arm
+
+    @property
+    def seed(self) -> int:
+        return self.paths.seed
+
+    @property
+    def run_dir(self) -> Path:
+        return self.paths.run_dir
+
+    @property
+    def export_dir(self) -> Path:
+        return self.paths.export_dir
 
     @property
     def key(self) -> str:
-        return f"{self.arm}/seed{self.seed}"
+        return self.paths.key
+
+
+SPEC_LIMIT = 2**20  # a spec.json is a few KiB; more is not a file `study run` wrote
+
+
+class SpecFile(Strict):
+    """<run_dir>/spec.json: what the runner gives a run's own process."""
+
+    arm: str
+    seed: int = Field(..., ge=0, lt=SEED_LIMIT)
+    base: str = Field(..., description="Base model of the run (the base arm's only setting).")
+    train: Optional[TrainConfig] = Field(..., description="The resolved train config; null for the base arm.")
+    eval: EvalSettings
+    tracking: Optional[Tracking] = None
+
+
+def write_spec_file(spec: RunSpec, tracking: Optional[Tracking]) -> None:
+    text = SpecFile(arm=spec.arm, seed=spec.seed, base=spec.base, train=spec.train, eval=spec.eval,
+                    tracking=tracking).model_dump_json(indent=2)
+    atomic_write_text(spec.run_dir / records.SPEC, text + "\n")
+
+
+def read_spec_file(run_dir: Path) -> SpecFile:
+    """The spec.json of a run folder; a missing, special (a FIFO), huge or malformed file is one UserError line
+    naming it (the run is then marked failed)."""
+    path = run_dir / records.SPEC
+    data = read_regular(path, limit=SPEC_LIMIT)
+    if data is None:
+        raise UserError(f"{path}: no such file (run the study with `study run` to write it)")
+    try:
+        return SpecFile.model_validate_json(data)
+    except ValidationError as e:
+        raise UserError(format_validation_error(e, f"{path}: not a run spec written by `study run` (run it "
+                                                   "again to rewrite it)")) from None
 
 
 def load_study(path: str | Path) -> Study:
@@ -278,19 +241,13 @@ def load_study(path: str | Path) -> Study:
         raise UserError(format_validation_error(e, str(path))) from None
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and not key.endswith("data.mix"):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _as_overrides(d: dict) -> list[str]:
-    return [f"{k}={json.dumps(v)}" for k, v in _flatten(d).items()]
+def arm_config(study: Study, arm: str, preset: ScalePreset, source: str) -> TrainConfig:
+    """defaults ← scale preset ← arm ← the preset's per-arm tweak (an arm keeps what makes it different), as one
+    validated TrainConfig; a mistake is one line naming the file and the arm."""
+    layers = [preset.overrides]
+    if arm != BASE_ARM:
+        layers += [study.arms[arm], preset.arms.get(arm, {})]
+    return validate_config(deep_merge(study.defaults, *layers), f"{source} (arm {arm})")
 
 
 def expand(study: Study, source: str, scale: str | None = None, only: list[str] | None = None,
@@ -312,6 +269,25 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
         eval_settings = EvalSettings.model_validate(eval_settings.model_dump())
     except ValidationError as e:
         raise UserError(format_validation_error(e, f"{source} (scale {scale}.eval)")) from None
+    specs = []
+    for arm in _arm_names(study, preset, scale, only, source):
+        cfg = arm_config(study, arm, preset, source)
+        for seed in seeds:
+            paths = records.RunPaths(Path(results_root), Path(exports_root), study.name, arm, seed)
+            # names are checked (Study), and the folders must still land under their roots (a symlinked arm)
+            path_under(results_root, study.name, arm, f"seed{seed}")
+            path_under(exports_root, study.name, arm, f"seed{seed}")
+            train = None
+            if arm != BASE_ARM:
+                train = cfg.model_copy(update={"seed": seed, "out_dir": str(paths.run_dir),
+                                               "export_dir": str(paths.export_dir)})
+            specs.append(RunSpec(paths, train, cfg.base, eval_settings.model_dump()))
+    return specs
+
+
+def _arm_names(study: Study, preset: ScalePreset, scale: str | None, only: list[str] | None,
+               source: str) -> list[str]:
+    """The arms this scale runs (base first), narrowed to `only` (--only) where given."""
     arm_names = ([BASE_ARM] if study.include_base else []) + [a for a in study.arms if a not in preset.skip]
     if only:
         unknown = [a for a in only if a not in arm_names]
@@ -321,24 +297,7 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
         if unknown:
             raise UserError(f"--only {unknown[0]!r}: not an arm of {study.name} ({', '.join(arm_names)})")
         arm_names = [a for a in arm_names if a in only]
-    specs = []
-    for arm in arm_names:
-        # defaults ← preset ← arm ← preset's per-arm tweak: an arm keeps what makes it different
-        overrides = _as_overrides(preset.overrides)
-        if arm != BASE_ARM:
-            overrides += _as_overrides(study.arms[arm]) + _as_overrides(preset.arms.get(arm, {}))
-        cfg = build_config(study.defaults, overrides, source=f"{source} (arm {arm})")
-        for seed in seeds:
-            # names are checked (Study), and the folders must still land under their roots (a symlinked arm)
-            run_dir = path_under(results_root, study.name, arm, f"seed{seed}")
-            export_dir = path_under(exports_root, study.name, arm, f"seed{seed}")
-            train = None
-            if arm != BASE_ARM:
-                seeded = cfg.model_copy(update={"seed": seed, "out_dir": str(run_dir),
-                                                "export_dir": str(export_dir)})
-                train = seeded.model_dump()
-            specs.append(RunSpec(arm, seed, run_dir, export_dir, train, cfg.base, eval_settings.model_dump()))
-    return specs
+    return arm_names
 
 
 def validate_models(specs: list[RunSpec]) -> None:
@@ -369,15 +328,14 @@ def state_of(spec: RunSpec) -> str:
     return "failed" if records.state(rec) == records.FAILED else "pending"
 
 
-def estimate_seconds(spec: RunSpec, tokens_per_s: float | None, mean_tokens: float | None) -> float | None:
-    """Training time from measured throughput: tokens per example × examples × epochs ÷ tokens/s."""
-    if spec.train is None or not tokens_per_s or not mean_tokens:
+def estimate_seconds(cfg: TrainConfig | None, tokens_per_s: float | None,
+                     tokens_per_sequence: float | None) -> float | None:
+    """Training time from measured throughput: sequences (max_steps × effective batch, else training examples ×
+    epochs) × tokens per sequence ÷ tokens/s. None for the base arm (nothing to train) or without a rate."""
+    if cfg is None or not tokens_per_s or not tokens_per_sequence:
         return None
-    t = spec.train
-    n_train = train_examples(t)
-    effective = t["batch"]["micro"] * t["batch"]["accum"]
-    sequences = (t["max_steps"] * effective) if t["max_steps"] else n_train * t["epochs"]
-    return sequences * mean_tokens / tokens_per_s
+    sequences = cfg.max_steps * cfg.effective_batch if cfg.max_steps else cfg.train_examples * cfg.epochs
+    return sequences * tokens_per_sequence / tokens_per_s
 
 
 def measured_throughput(specs: list[RunSpec]) -> tuple[float | None, float | None]:
@@ -394,50 +352,30 @@ def measured_throughput(specs: list[RunSpec]) -> tuple[float | None, float | Non
     return sum(rates) / len(rates), sum(per_seq) / len(per_seq)
 
 
-def differences(a: dict | None, b: dict | None) -> dict[str, tuple]:
+def differences(a: TrainConfig | None, b: TrainConfig | None) -> dict[str, tuple]:
     """Config fields that differ between two resolved train configs (None = base model)."""
     if a is None or b is None:
         return {"adapter": ("none" if a is None else "LoRA", "none" if b is None else "LoRA")}
     ignore = {"seed", "out_dir", "export_dir"}
-    fa, fb = _flatten(a), _flatten(b)
+    fa, fb = _fields(a.model_dump()), _fields(b.model_dump())
     out = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
            if k not in ignore and fa.get(k) != fb.get(k)}
     if "batch.micro" in out or "batch.accum" in out:  # a split is named by both numbers
         for k in ("batch.micro", "batch.accum"):
             out[k] = (fa[k], fb[k])
-    ea, eb = a["batch"]["micro"] * a["batch"]["accum"], b["batch"]["micro"] * b["batch"]["accum"]
-    if ea != eb:
-        out["batch.effective"] = (ea, eb)
-    sa, sb = optimizer_steps(a), optimizer_steps(b)
-    if sa != sb:
-        out["optimizer steps"] = (sa, sb)
+    if a.effective_batch != b.effective_batch:
+        out["batch.effective"] = (a.effective_batch, b.effective_batch)
+    if a.optimizer_steps() != b.optimizer_steps():
+        out["optimizer steps"] = (a.optimizer_steps(), b.optimizer_steps())
     return out
 
 
-def train_examples(cfg: dict) -> int:
-    """Training examples of a builder corpus: size - val_size, or ≈ size × (1 - val_fraction) (the builder
-    allocates the held-out share per category)."""
-    data = cfg["data"]
-    if data.get("val_size"):
-        return int(data["size"] - data["val_size"])
-    return int(data["size"] * (1 - data["val_fraction"]))
-
-
-def optimizer_steps(cfg: dict) -> int:
-    """Optimizer steps of a run as train.py counts them: max_steps, or ⌈epochs × ⌈train examples / effective
-    batch⌉⌉."""
-    if cfg.get("max_steps"):
-        return int(cfg["max_steps"])
-    effective = cfg["batch"]["micro"] * cfg["batch"]["accum"]
-    return max(1, math.ceil(cfg["epochs"] * math.ceil(train_examples(cfg) / effective)))
-
-
-def distinct_examples_seen(cfg: dict) -> int | None:
-    """How many different training examples a run of the builder's corpus sees: all of them, unless max_steps
-    stops it first (steps × effective batch sequences, each a different example within an epoch). None for a
-    corpus from data.path, whose size the config does not say."""
-    if cfg["data"].get("path"):
-        return None
-    n_train = train_examples(cfg)
-    effective = cfg["batch"]["micro"] * cfg["batch"]["accum"]
-    return min(n_train, optimizer_steps(cfg) * effective)
+def _fields(d: dict, prefix: str = "") -> dict:
+    """A dumped config's fields by dotted name (a data mix is one field)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and f"{prefix}{k}" != "data.mix":
+            out.update(_fields(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

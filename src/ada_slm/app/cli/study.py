@@ -23,7 +23,8 @@ from ada_slm.run import records
 from ada_slm.run.metrics import RUN_METRICS
 from ada_slm.run.suites import load_suite, subset
 from ada_slm.study.executors import exec_run
-from ada_slm.study.spec import _check_metric, expand, load_study, state_of
+from ada_slm.study.decision import check_metric
+from ada_slm.study.spec import expand, load_study, state_of
 
 
 @study_app.command("status")
@@ -154,12 +155,14 @@ def study_power(
     """Smallest difference the seed-level rule detects with 80 % power, and runs per arm for a given one —
     by simulation, from a finished study's variance components or stated ones."""
     from ada_slm.analysis import stats  # loads scipy: see study_report
-    from ada_slm.analysis.analysis import collect, power, power_from, questions_asked
+    from ada_slm.analysis.analysis import questions_asked
+    from ada_slm.analysis.arms import collect
+    from ada_slm.analysis.power import power, power_from
 
     study, specs, _ = study_specs(file, scale, None, None, results, exports)
     metric = metric or (study.decision.metric if study.decision else "agl_awareness")
     try:
-        _check_metric(metric)
+        check_metric(metric)
     except ValueError as e:
         raise UserError(f"--metric: {e}") from None
     n_tests = len(questions_asked(study, specs, scale)) or 1  # the Holm family: questions this scale asks

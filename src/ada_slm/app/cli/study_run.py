@@ -56,7 +56,7 @@ def study_plan(
         diff = "baseline" if s.arm == study.baseline else (
             ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
         t = plan.throughput_of(s, rate, per_seq, store)
-        est = estimate_seconds(s, t.tokens_per_s, t.tokens_per_sequence) if t else None
+        est = estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) if t else None
         table.add_row(s.key, s.base, describe(s.train), diff, state_of(s),
                       f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—")
     console.print(table)

@@ -1,0 +1,116 @@
+"""The decision block of a study file: the questions, the rules that turn answers into a recommendation, the
+adaptive rounds and the success criteria (spec.py's `Study` holds them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ada_slm.run.config import expand_dotted
+from ada_slm.run.metrics import METRICS, RUN_METRICS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Question(Strict):
+    """test `better`: 'does arm `compare` beat arm `against` on the decision metric?' — yes when the seed-level
+    test supports the difference in the metric's better direction. test `equivalent`: 'do they give the same
+    result?' — yes when two one-sided tests (TOST) put the difference inside ±margin; no otherwise (not shown
+    equivalent), never from a mere 'not significant'. A question that compares corpus sizes is not asked when
+    both arms see the same number of distinct training examples (max_steps caps them)."""
+
+    compare: str
+    against: str
+    test: Literal["better", "equivalent"] = Field("better", description="better (superiority) or equivalent "
+                                                  "(TOST within ±margin).")
+    margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the decision metric (test "
+                                    "equivalent; default: the study's equivalence_margins of the metric, else "
+                                    "10 % of the `against` arm's mean).")
+
+    @model_validator(mode="after")
+    def _margin_needs_equivalence(self):
+        if self.margin is not None and self.test != "equivalent":
+            raise ValueError("margin is the equivalence margin: set test: equivalent")
+        return self
+
+
+class Rule(Strict):
+    when: dict[str, bool] = Field(default_factory=dict, description="Answers required; {} matches anything.")
+    recommend: str = Field(..., description="What to run next, in words.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Overrides of the baseline's config.")
+
+    @field_validator("config")
+    @classmethod
+    def _nested(cls, v: dict) -> dict:
+        return expand_dotted(v)
+
+
+class Decision(Strict):
+    metric: str = Field("agl_awareness", description="The metric the questions are asked on: a per-item metric "
+                        "(metrics.METRICS) or a run-level one (heldout_loss, train_loss: lower is better; "
+                        "tokens_per_s).")
+    questions: dict[str, Question]
+    rules: list[Rule] = Field(..., min_length=1, description="First matching rule wins.")
+    min_effect: Optional[float] = Field(None, gt=0, description="Smallest difference on `metric` worth acting on: "
+                                        "the report says how many seeds per arm detect it with 80 % power.")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        return check_metric(v)
+
+
+def check_metric(name: str) -> str:
+    if name not in METRICS and name not in RUN_METRICS:
+        raise ValueError(f"unknown metric {name!r} (one of: {', '.join((*METRICS, *RUN_METRICS))})")
+    return name
+
+
+class Adaptive(Strict):
+    """How `ada-slm study run --until-decided` adds runs (README, "Adaptive studies")."""
+
+    seeds_per_round: int = Field(1, gt=0, description="Runs added to each arm that is still open, per round.")
+    max_seeds: int = Field(10, ge=2, description="Runs per arm at most (the last planned look; the alpha "
+                           "spending is planned over the looks up to it).")
+    eliminate: bool = Field(False, description="Sweep: arms significantly worse than the current leader stop "
+                            "receiving runs; the sweep ends when one arm is left (or the rest are equivalent "
+                            "within `margin`).")
+    metric: Optional[str] = Field(None, description="Metric of the elimination (default: the decision's).")
+    margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the metric: a question (or "
+                                    "the sweep) also ends when the difference is shown to lie within ±margin "
+                                    "(default: equivalence_margins of the metric, else decision.min_effect, "
+                                    "else no equivalence stop).")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else check_metric(v)
+
+
+class Criterion(Strict):
+    """A success criterion stated before the runs and judged from the runs' CIs in the report: met, not met or
+    undecided. Exactly one of `above`, `below`, `better_than`."""
+
+    text: str = Field(..., description="The criterion in the study's own words.")
+    arm: str = Field(..., description="The arm it is about.")
+    metric: str = Field(..., description="A per-item or run-level metric.")
+    above: Optional[float] = Field(None, description="Met when the arm's 95 % CI lies above this value, not met "
+                                   "when it lies below, else undecided.")
+    below: Optional[float] = Field(None, description="Met when the arm's 95 % CI lies below this value.")
+    better_than: Optional[str] = Field(None, description="Met when the arm beats this arm on the metric by the "
+                                       "seed-level rule (lower for losses); not met when the 95 % CI of the "
+                                       "difference lies on the worse side of 0.")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        return check_metric(v)
+
+    @model_validator(mode="after")
+    def _one_test(self):
+        if sum(x is not None for x in (self.above, self.below, self.better_than)) != 1:
+            raise ValueError("give exactly one of above, below, better_than")
+        return self
