@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ada_slm.analysis import sequential, stats
+from ada_slm.analysis.power_simulation import PowerInputs, power_at
 from ada_slm.analysis.sequential import BETTER, OPEN, WORSE, Noise, Plan
 
 PLAN = Plan(initial=3, step=1, max_runs=10)  # a look after every round: 8 looks
@@ -56,9 +57,9 @@ def test_a_real_effect_is_decided_with_fewer_runs_than_a_fixed_design_of_equal_p
     effect = 0.05
     sim = sequential.simulate(PLAN, [0.3, 0.3 + effect], noise, [(1, 0)], n_sim=4000, seed=2)
     power = (sim.status[:, 0] == BETTER).mean()
-    inputs = stats.PowerInputs(float(np.hypot(noise.seed_sd, noise.residual_sd / np.sqrt(noise.n_items))),
-                               noise.residual_sd, noise.interaction_sd, noise.n_items)
-    fixed = next(k for k in range(2, 40) if stats.power_at(inputs, k, effect, n_sim=8000) >= power)
+    inputs = PowerInputs(float(np.hypot(noise.seed_sd, noise.residual_sd / np.sqrt(noise.n_items))),
+                         noise.residual_sd, noise.interaction_sd, noise.n_items)
+    fixed = next(k for k in range(2, 40) if power_at(inputs, k, effect, n_sim=8000) >= power)
     print(f"\nΔ = {effect}: adaptive power {power:.3f} with {sim.runs.mean():.1f} runs on average "
           f"(90 % ≤ {np.percentile(sim.runs, 90):.0f}); fixed design of equal power: {fixed} runs per arm = "
           f"{2 * fixed} runs; saved {1 - sim.runs.mean() / (2 * fixed):.0%}")

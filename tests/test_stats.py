@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from ada_slm.analysis import stats
+from ada_slm.analysis import factorial, power, stats
 
 N_ITEMS = 133
 SETTINGS = {  # SDs of: run effect, item effect, arm × item interaction, residual
@@ -106,24 +106,24 @@ def test_tost_rejects_a_real_difference_and_accepts_a_null_split():
 
 def test_power_by_simulation_matches_full_studies():
     setting = SETTINGS["seed noise dominates"]
-    inputs = stats.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
+    inputs = power.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
                                setting["resid_sd"], setting["inter_sd"], N_ITEMS)
     A, B = crossed_studies(np.random.default_rng(6), 4000, 0.05, **setting)
     est, se, df = stats.contrast([A, B], [1.0, -1.0])
     observed = np.mean(stats.t_test(est, se, df)[0] < 0.05)
-    assert stats.power_at(inputs, 3, 0.05) == pytest.approx(observed, abs=0.03)
-    assert stats.power_at(inputs, 3, 0.0) <= 0.07
-    mde = stats.detectable_effect(inputs, 3)
-    assert stats.power_at(inputs, 3, mde) == pytest.approx(0.8, abs=0.02)
-    k = stats.seeds_needed(inputs, 0.05)
-    assert stats.power_at(inputs, k, 0.05) >= 0.8 > stats.power_at(inputs, k - 1, 0.05)
-    assert stats.detectable_effect(inputs, 10) < mde
+    assert power.power_at(inputs, 3, 0.05) == pytest.approx(observed, abs=0.03)
+    assert power.power_at(inputs, 3, 0.0) <= 0.07
+    mde = power.detectable_effect(inputs, 3)
+    assert power.power_at(inputs, 3, mde) == pytest.approx(0.8, abs=0.02)
+    k = power.seeds_needed(inputs, 0.05)
+    assert power.power_at(inputs, k, 0.05) >= 0.8 > power.power_at(inputs, k - 1, 0.05)
+    assert power.detectable_effect(inputs, 10) < mde
 
 
 def test_power_inputs_estimated_from_a_study():
     setting = SETTINGS["interaction dominates"]
     A, B = crossed_studies(np.random.default_rng(7), 1, n_seeds=10, **setting)
-    inputs = stats.power_inputs(A[0], B[0])
+    inputs = power.power_inputs(A[0], B[0])
     assert inputs.interaction_sd == pytest.approx(0.05, rel=0.25) and inputs.n_items == N_ITEMS
 
 
@@ -154,40 +154,6 @@ def test_holm():
     assert adj == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
 
 
-def test_factor_vocabulary():
-    # the seed's v9C vs v9B as designed: rank doubles, split 4×4 → 1×16 at the same effective batch
-    fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (1, 4),
-                                "batch.accum": (16, 4)})
-    assert set(fd.factors) == {"rank", "batch split"} and not fd.confounded
-    # as it actually ran: micro 4 × accum 16 = 64 → a second real factor
-    fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (4, 4),
-                                "batch.accum": (16, 4), "batch.effective": (64, 16), "optimizer steps": (87, 339)})
-    assert set(fd.factors) == {"rank", "effective batch"} and fd.confounded
-    assert fd.factors["effective batch"] == ("4×16=64, 87 steps", "4×4=16, 339 steps")
-    fd = stats.factors_between({"batch.micro": (1, 4), "batch.accum": (16, 4)})
-    assert fd.split_only and not fd.confounded
-    fd = stats.factors_between({"lora.r": (32, 16), "lora.alpha": (32, 32)})  # α/r changes too
-    assert set(fd.factors) == {"rank", "lora.alpha"} and fd.confounded
-    # the data arm trains on more examples for the same epochs: more optimizer steps too
-    fd = stats.factors_between({"data.size": (5000, 2000), "optimizer steps": (846, 339)})
-    assert fd.factors == {"data size and steps": ("5000 ex, 846 steps", "2000 ex, 339 steps")}
-    fd = stats.factors_between({"lora.dropout": (0.0, 0.05), "lora.use_rslora": (True, False)})
-    assert set(fd.factors) == {"LoRA dropout", "rsLoRA"} and fd.confounded
-
-
-def test_factor_names_are_config_fields_and_label_rslora_and_dora_arms():
-    """The vocabulary is keyed by the names `study.differences` gives real configs, so an rsLoRA or DoRA arm is
-    labelled as such (not by its raw field name)."""
-    from ada_slm.run.config import build_config
-    from ada_slm.study.spec import _fields, differences
-
-    baseline = build_config({})
-    assert set(stats.FACTOR_NAMES) <= set(_fields(baseline.model_dump()))
-    for field, label in (("use_rslora", "rsLoRA"), ("use_dora", "DoRA")):
-        arm = build_config({"lora": {field: True}})
-        assert stats.factors_between(differences(arm, baseline)).factors == {label: (True, False)}
-
-
 def test_factorial_2x2_recovers_known_effects():
     """Factor 1 adds 0.08, factor 2 nothing, no interaction, 3 runs per cell: the main effect of factor 1 is
     found in most studies and its CI covers 0.08; null effects are flagged rarely."""
@@ -202,7 +168,7 @@ def test_factorial_2x2_recovers_known_effects():
             y = (mu + rng.normal(0, 0.01, (3, 1)) + items + rng.normal(0, 0.02, N_ITEMS)
                  + rng.normal(0, 0.08, (3, N_ITEMS)))
             cells[k] = as_dict(y)
-        main1, main2, inter = stats.factorial_2x2(cells)
+        main1, main2, inter = factorial.factorial_2x2(cells)
         found += main1.supported
         covered += main1.interval.low <= 0.08 <= main1.interval.high
         false += main2.supported or inter.supported
@@ -215,12 +181,12 @@ def test_goldilocks_only_with_support():
     lo, mid = crossed_studies(rng, 1, 0.1, **setting)
     hi, _ = crossed_studies(rng, 1, 0.0, **setting)
     peak = [(16, as_dict(mid[0])), (32, as_dict(lo[0])), (48, as_dict(hi[0]))]
-    claimed, text = stats.goldilocks(peak)
+    claimed, text = factorial.goldilocks(peak)
     assert claimed and "interior optimum at 32" in text
     flat = [(r, as_dict(crossed_studies(rng, 1, 0.0, **setting)[0][0])) for r in (16, 32, 48)]
-    claimed, text = stats.goldilocks(flat)
+    claimed, text = factorial.goldilocks(flat)
     assert not claimed and "not supported" in text
-    assert not stats.goldilocks(peak[:2])[0]
+    assert not factorial.goldilocks(peak[:2])[0]
 
 
 # ------------------------------------------------------------------------------------------ audit defects (issue 26)

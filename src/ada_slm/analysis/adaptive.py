@@ -30,6 +30,7 @@ from ada_slm.analysis import sequential, stats
 from ada_slm.analysis.analysis import questions_asked
 from ada_slm.analysis.arms import collect, matrix
 from ada_slm.analysis.power import power
+from ada_slm.analysis.power_simulation import PowerInputs
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, atomic_write_text, read_json
 from ada_slm.run.metrics import higher_is_better
@@ -298,7 +299,7 @@ class Expectation:
     seconds_left: float | None  # expected time of the runs not yet finished
 
 
-def expected_cost(d: Design, n_sim: int = 1000, seed: int = 0) -> tuple[list[Expectation], stats.PowerInputs] | None:
+def expected_cost(d: Design, n_sim: int = 1000, seed: int = 0) -> tuple[list[Expectation], PowerInputs] | None:
     """Expected runs and time of the adaptive study, by simulating its rounds with the variance components and
     arm means measured so far (and with no difference at all); None before two runs of two arms are finished."""
     trained = [a for a in d.arms if a != BASE_ARM]

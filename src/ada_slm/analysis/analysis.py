@@ -12,13 +12,13 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ada_slm.analysis import stats
+from ada_slm.analysis import design, factorial, stats
 from ada_slm.analysis.arms import ArmData, collect, matrix
 from ada_slm.analysis.power import Power, power
 from ada_slm.run.config import TrainConfig, deep_merge, validate_config
 from ada_slm.run.metrics import METRICS, RUN_METRICS, higher_is_better
 from ada_slm.study.decision import Rule
-from ada_slm.study.spec import BASE_ARM, RunSpec, Study, differences, estimate_seconds, measured_throughput
+from ada_slm.study.spec import BASE_ARM, RunSpec, Study, estimate_seconds, measured_throughput
 
 EQUIVALENCE_SHARE = 0.10  # default TOST margin: 10 % of the baseline's mean
 
@@ -38,7 +38,7 @@ class ArmResult:
 class ArmComparison:
     arm: str
     against: str
-    factors: stats.FactorDiff
+    factors: design.FactorDiff
     comparisons: dict[str, stats.Comparison]  # Holm across all metrics of this comparison
     equivalence: dict[str, stats.Equivalence] = field(default_factory=dict)  # only when the split alone differs
 
@@ -50,7 +50,7 @@ class Factorial:
     levels1: tuple
     levels2: tuple
     cells: dict[tuple, str]  # (0|1, 0|1) -> arm
-    effects: list[stats.Effect]
+    effects: list[factorial.Effect]
 
 
 @dataclass
@@ -148,7 +148,7 @@ def _arm_result(arm: ArmData) -> ArmResult:
 
 
 def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float]) -> ArmComparison:
-    fd = stats.factors_between(differences(arm.config, ref.config))
+    fd = design.factors_between(design.differences(arm.config, ref.config))
     comps = stats.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors)
     out = ArmComparison(arm.name, ref.name, fd, comps)
     if fd.split_only:  # same objective in expectation: the one place equivalence is asked for, by TOST
@@ -167,7 +167,7 @@ def _trained(arms: dict[str, ArmData]) -> list[str]:
 
 
 def _factors(arms, x: str, y: str) -> dict[str, tuple]:
-    return stats.factors_between(differences(arms[y].config, arms[x].config)).factors
+    return design.factors_between(design.differences(arms[y].config, arms[x].config)).factors
 
 
 def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
@@ -193,7 +193,7 @@ def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
                     cells = {(0, 0): o, (1, 0): x, (0, 1): y, (1, 1): z}
                     levels1 = (_factors(arms, o, x)[f1][1], _factors(arms, o, x)[f1][0])
                     levels2 = (_factors(arms, o, y)[f2][1], _factors(arms, o, y)[f2][0])
-                    effects = stats.factorial_2x2({k: arms[n].scores[metric] for k, n in cells.items()})
+                    effects = factorial.factorial_2x2({k: arms[n].scores[metric] for k, n in cells.items()})
                     found.append(Factorial(f1, f2, levels1, levels2, cells, effects))
     return found
 
@@ -213,7 +213,7 @@ def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
     if len(best) < 3:
         return Goldilocks(best, False, "not supported by the data: fewer than three ranks at otherwise equal settings")
     ordered = [(float(r), arms[best[r]].scores[metric]) for r in sorted(best)]
-    claimed, text = stats.goldilocks(ordered, higher_is_better=higher_is_better(metric))
+    claimed, text = factorial.goldilocks(ordered, higher_is_better=higher_is_better(metric))
     return Goldilocks(dict(sorted(best.items())), claimed, text)
 
 
@@ -229,7 +229,8 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     answers = []
     for q, spec in d.questions.items():
         a, b = arms.get(spec.compare), arms.get(spec.against)
-        fd = stats.factors_between(differences(a.config if a else None, b.config if b else None))
+        fd = design.factors_between(design.differences(a.config if a else None,
+                                                       b.config if b else None))
         x = Answer(q, spec.compare, spec.against, None, fd.confounded, False, spec.test)
         x.not_asked = question_not_asked(study, spec, run_arms, a, b, scale)
         if x.not_asked is None and a and b:
@@ -288,8 +289,8 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
             return f"not asked at this scale: {where} ({arm})"
     if a is None or b is None or a.config is None or b.config is None:
         return None
-    differ = set(differences(a.config, b.config))
-    if "data.size" not in differ or not differ <= {"data.size", "data.val_size", "optimizer steps"}:
+    differ = set(design.differences(a.config, b.config))
+    if "data.size" not in differ or not differ <= {"data.size", "data.val_size", design.OPTIMIZER_STEPS}:
         return None  # not a corpus-size question, or one that also compares something else
     seen_a, seen_b = a.config.distinct_examples_seen(), b.config.distinct_examples_seen()
     if seen_a is None or seen_a != seen_b:

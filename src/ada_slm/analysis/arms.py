@@ -16,7 +16,8 @@ from ada_slm.files import iter_jsonl
 from ada_slm.run import records
 from ada_slm.run.config import TrainConfig, format_validation_error
 from ada_slm.run.metrics import METRICS, RUN_METRICS, SEED_METRICS, seed_score
-from ada_slm.study.spec import RunSpec, differences
+from ada_slm.analysis.design import differences
+from ada_slm.study.spec import RunSpec
 
 # record["train"] field of each run-level metric
 RUN_FIELDS = {"heldout_loss": "final_val_loss", "train_loss": "final_train_loss", "tokens_per_s": "tokens_per_s"}

@@ -12,7 +12,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ada_slm.analysis import stats
+from ada_slm.analysis import design, stats
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.errors import UserError
 
@@ -105,7 +105,7 @@ def _ran(arm: ReportedArm) -> Batch:
     return arm.ran or arm.published
 
 
-def _factors(a: ReportedArm, b: ReportedArm) -> stats.FactorDiff:
+def _factors(a: ReportedArm, b: ReportedArm) -> design.FactorDiff:
     """Factors that differ between two arms as they actually ran, in the vocabulary of the study report."""
     diffs: dict[str, tuple] = {}
     for key in ("r", "alpha"):
@@ -115,15 +115,10 @@ def _factors(a: ReportedArm, b: ReportedArm) -> stats.FactorDiff:
     if (ra.micro, ra.accum) != (rb.micro, rb.accum):
         diffs["batch.micro"], diffs["batch.accum"] = (ra.micro, rb.micro), (ra.accum, rb.accum)
     if ra.micro * ra.accum != rb.micro * rb.accum:
-        diffs["batch.effective"] = (ra.micro * ra.accum, rb.micro * rb.accum)
+        diffs[design.EFFECTIVE_BATCH] = (ra.micro * ra.accum, rb.micro * rb.accum)
     if ra.steps and rb.steps and ra.steps != rb.steps:
-        diffs["optimizer steps"] = (ra.steps, rb.steps)
-    return stats.factors_between(diffs)
-
-
-def _labels(fd: stats.FactorDiff) -> list[str]:
-    return [f"{name} {v[1]:g}→{v[0]:g}" if isinstance(v[0], (int, float)) else f"{name} {v[1]} → {v[0]}"
-            for name, v in fd.factors.items()]
+        diffs[design.OPTIMIZER_STEPS] = (ra.steps, rb.steps)
+    return design.factors_between(diffs)
 
 
 def _values(arm: ReportedArm, metric: str) -> list[float]:
@@ -236,7 +231,7 @@ def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
     if noise is not None and abs(delta) <= noise:
         lines.append(f"The difference ({abs(delta):.4f}) is within the re-run spread ({noise:.4f}).")
     fd = _factors(a, b)
-    labels = _labels(fd)
+    labels = design.factor_labels(fd)
     if claim.type == "factor":
         lines.append(f"The claim attributes the difference to {claim.factor}; as run, the arms differ in "
                      + (", ".join(labels) if labels else "nothing recorded") + ".")

@@ -19,10 +19,11 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ada_slm.analysis import stats
+from ada_slm.analysis import design, stats
 from ada_slm.analysis.analysis import ArmComparison, StudyAnalysis, _arm_result
 from ada_slm.analysis.arms import ArmData, matrix
 from ada_slm.analysis.power import Power, power_from
+from ada_slm.analysis.power_simulation import PowerInputs, power_inputs
 from ada_slm.analysis.compare import ImportedRun, read_runs
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.errors import UserError
@@ -197,14 +198,14 @@ def _power(arms: dict[str, ArmData], baseline: str, metric: str, min_effect: flo
     ref_y = matrix(arms[baseline].scores[metric])
     if ref_y is None:
         return None
-    found = [stats.power_inputs(y, ref_y) for name, arm in arms.items()
+    found = [power_inputs(y, ref_y) for name, arm in arms.items()
              if name != baseline and (y := matrix(arm.scores[metric])) is not None]
     found = [i for i in found if i is not None]
     if not found:
         return None
-    inputs = stats.PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
-                                 for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
-                               int(min(i.n_items for i in found)))
+    inputs = PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
+                           for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
+                         int(min(i.n_items for i in found)))
     return power_from(inputs, metric, ref_y.shape[0], 1, min_effect)
 
 
@@ -235,7 +236,7 @@ def analyse(spec: CompareSpec, matched: Matched) -> CompareResult:
         if name == baseline:
             continue
         comps = stats.compare_all(arm.scores, ref.scores, metrics, floors)
-        comp = ArmComparison(name, baseline, stats.FactorDiff(), comps)
+        comp = ArmComparison(name, baseline, design.FactorDiff(), comps)
         for m, margin in margins.items():
             eq = stats.equivalence(arm.scores[m], ref.scores[m], margin)
             if eq is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
-from ada_slm.analysis import stats
+from ada_slm.analysis.power_simulation import seeds_needed
 from ada_slm.analysis.analysis import StudyAnalysis, analyse
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text
@@ -81,7 +81,7 @@ def _seeds(a: StudyAnalysis) -> tuple[int, str]:
     if pw is None or not effect:
         n = max(MIN_SEEDS, len(a.seeds))
         return n, f"{n}: no variance components or effect to size it from (the study's own count, at least 3)"
-    needed = stats.seeds_needed(pw.inputs, effect, alpha=pw.alpha, max_seeds=MAX_SEEDS)
+    needed = seeds_needed(pw.inputs, effect, alpha=pw.alpha, max_seeds=MAX_SEEDS)
     n = MAX_SEEDS if needed is None else min(MAX_SEEDS, max(MIN_SEEDS, needed))
     found = f"{needed}" if needed is not None else f"more than {MAX_SEEDS}"
     return n, (f"{n}: the seed-level rule needs {found} runs per arm to detect Δ = {effect:.4g} on {a.primary} "

@@ -20,10 +20,10 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ada_slm.analysis import stats
 from ada_slm.analysis.analysis import questions_asked
 from ada_slm.analysis.arms import collect
 from ada_slm.analysis.power import power, power_from
+from ada_slm.analysis.power_simulation import PowerInputs
 from ada_slm.files import write_json
 from ada_slm.run import hardware, models, records
 from ada_slm.study.spec import estimate_seconds, record_of
@@ -54,7 +54,7 @@ KNOWN = {
 
 # Metric -> variance components measured on a real study, for power before a study has runs of its own.
 DEFAULT_COMPONENTS = {
-    "agl_awareness": (stats.PowerInputs(run_mean_sd=0.0136, residual_sd=0.1, interaction_sd=0.175, n_items=133),
+    "agl_awareness": (PowerInputs(run_mean_sd=0.0136, residual_sd=0.1, interaction_sd=0.175, n_items=133),
                       "phase14d --scale cpu (issue 26): SD of a run's mean 0.0136, arm × item SD 0.175; residual SD "
                       "0.1 assumed (not recorded: anywhere from 0 to the 0.157 the run-mean SD allows it moves the "
                       "detectable Δ by < 0.003)"),
@@ -196,7 +196,7 @@ def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int):
     # a run's mean = training-run effect + the residual averaged over the items: rescale the second part
     seed_var = max(0.0, measured.run_mean_sd ** 2 - measured.residual_sd ** 2 / measured.n_items)
     run_mean_sd = (seed_var + measured.residual_sd ** 2 / n_items) ** 0.5
-    inputs = stats.PowerInputs(run_mean_sd, measured.residual_sd, measured.interaction_sd, n_items)
+    inputs = PowerInputs(run_mean_sd, measured.residual_sd, measured.interaction_sd, n_items)
     return power_from(inputs, metric, n_seeds, n_tests), source
 
 

@@ -9,13 +9,14 @@ import numpy as np
 
 from ada_slm.analysis import stats
 from ada_slm.analysis.arms import ArmData, matrix
+from ada_slm.analysis.power_simulation import PowerInputs, detectable_effect, power_inputs, seeds_needed
 from ada_slm.study.spec import Study
 
 
 @dataclass
 class Power:
     metric: str
-    inputs: stats.PowerInputs
+    inputs: PowerInputs
     alpha: float  # the threshold of the first Holm step over the decision's questions
     n_seeds: int
     detectable: dict[int, float]  # runs per arm -> smallest |Δ| detected with 80 % power
@@ -41,12 +42,12 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
             continue
         y, paired_ref = _on_shared_items(arms[name].scores[metric], ref.scores[metric])
         if y is not None and paired_ref is not None:  # a run with fewer items (a cut eval.jsonl) narrows both
-            inputs = stats.power_inputs(y, paired_ref)
+            inputs = power_inputs(y, paired_ref)
             if inputs is not None:
                 found.append(inputs)
     if not found:
         return None
-    inputs = stats.PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
+    inputs = PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
                                  for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
                                int(min(i.n_items for i in found)))
     n_tests = n_tests or (len(study.decision.questions) if study.decision else 1)
@@ -63,10 +64,10 @@ def _on_shared_items(a: dict, b: dict) -> tuple[np.ndarray | None, np.ndarray | 
             matrix({k: {i: v[i] for i in shared} for k, v in b.items()}))
 
 
-def power_from(inputs: stats.PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
+def power_from(inputs: PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
                min_effect: float | None = None) -> Power:
     alpha = stats.ALPHA / max(1, n_tests)
     seeds = sorted({n_seeds, *DEFAULT_POWER_SEEDS} - {0, 1})
-    detectable = {k: stats.detectable_effect(inputs, k, alpha=alpha) for k in seeds}
-    needed = stats.seeds_needed(inputs, min_effect, alpha=alpha) if min_effect else None
+    detectable = {k: detectable_effect(inputs, k, alpha=alpha) for k in seeds}
+    needed = seeds_needed(inputs, min_effect, alpha=alpha) if min_effect else None
     return Power(metric, inputs, alpha, n_seeds, detectable, min_effect, needed)

@@ -34,6 +34,7 @@ from scipy import optimize, special
 from scipy import stats as sps
 
 from ada_slm.analysis import stats
+from ada_slm.analysis.power_simulation import PowerInputs
 
 # Simulated (tests/test_sequential.py): what the elimination does NOT control — with every arm equal, some arm
 # is still dropped in this share of sweeps.
@@ -212,7 +213,7 @@ class Noise:
     n_items: int
 
     @classmethod
-    def from_power_inputs(cls, i: stats.PowerInputs) -> "Noise":
+    def from_power_inputs(cls, i: PowerInputs) -> "Noise":
         seed_var = max(0.0, i.run_mean_sd ** 2 - i.residual_sd ** 2 / max(i.n_items, 1))
         return cls(math.sqrt(seed_var), i.interaction_sd, i.residual_sd, i.n_items)
 

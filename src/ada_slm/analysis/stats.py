@@ -23,16 +23,16 @@ of items (not only these 133) and of training runs. At 3 vs 3 runs that is a t w
   Comparison.supported     THE rule: Holm-adjusted p < 0.05 (which implies the CI excludes 0)
   equivalence              TOST with a stated margin: the only way this module claims "no difference"
   variance_components      seed-to-seed SD vs item SD vs residual SD of one arm
-  factorial_2x2, goldilocks  contrasts over several arms, judged by the same rule
-  power_at, detectable_effect, seeds_needed   power of that rule by simulation from variance components
-  factors_between          config differences grouped into study factors (shared with the audit)
+
+Contrasts over several arms (a 2 × 2, an ordered factor) are in `factorial`, the power of the rule by
+simulation in `power`, what differs between arms in `design`: this module knows numbers only, no configs.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
@@ -57,7 +57,7 @@ class Interval:
         return self.low > 0 or self.high < 0
 
 
-def _finite_items(mats: list[np.ndarray]) -> list[np.ndarray]:
+def finite_items(mats: list[np.ndarray]) -> list[np.ndarray]:
     """Keep the items (columns) scored in every run of every arm: the contrast is over shared items."""
     keep = np.all([np.isfinite(m).all(axis=-2) for m in mats], axis=0)
     return [m[..., keep] for m in mats]
@@ -106,7 +106,7 @@ def contrast(mats: list[np.ndarray], coefs: list[float]):
         item_part = np.maximum(0.0, d.var(-1, ddof=1) - residual) / n_i
     else:
         item_part = np.zeros(np.shape(est))
-    return _combine(est, seed_parts, seed_dfs, item_part, n_i - 1)
+    return combine(est, seed_parts, seed_dfs, item_part, n_i - 1)
 
 
 def _run_mean_variance_floor(ms_es, n_runs, coefs, n_items):
@@ -122,7 +122,9 @@ def _run_mean_variance_floor(ms_es, n_runs, coefs, n_items):
     return sum(w * m for w, m in zip(weights, ms_es)) / sum(weights) / n_items
 
 
-def _combine(est, seed_parts, seed_dfs, item_part, item_df):
+def combine(est, seed_parts, seed_dfs, item_part, item_df):
+    """(estimate, se, Welch–Satterthwaite df) from the seed parts and the item part of a contrast's variance
+    (also what `power` combines simulated mean squares with, so power is of this very test)."""
     var = sum(seed_parts) + item_part
     with np.errstate(all="ignore"):
         denom = sum(p * p / np.maximum(k, 1) for p, k in zip(seed_parts, seed_dfs)) + item_part ** 2 / max(item_df, 1)
@@ -140,20 +142,21 @@ def t_test(est, se, df, alpha: float = ALPHA):
     return p, est - half, est + half
 
 
-def _interval(est, se, df, n_seeds, n_items) -> Interval:
+def t_interval(est, se, df, n_seeds, n_items) -> Interval:
+    """The 95 % t interval of a contrast as an `Interval`."""
     _, lo, hi = t_test(est, se, df)
     return Interval(float(est), float(lo), float(hi), n_seeds, n_items, float(se), float(df))
 
 
 def arm_interval(y: np.ndarray, seed: int = 0) -> Interval:
     """Mean of one arm with a 95 % t interval over runs and items (runs and items both random)."""
-    (y,) = _finite_items([y])
+    (y,) = finite_items([y])
     if y.size == 0:
         return Interval(math.nan, math.nan, math.nan, y.shape[0], 0)
     est, se, df = contrast([y], [1.0])
     if not np.isfinite(se):  # one run: only the item part is estimable; say so by an open interval
         return Interval(float(est), math.nan, math.nan, y.shape[0], y.shape[1])
-    return _interval(est, se, df, y.shape[0], y.shape[1])
+    return t_interval(est, se, df, y.shape[0], y.shape[1])
 
 
 # ------------------------------------------------------------------------------------------ variance components
@@ -174,7 +177,7 @@ class VarianceComponents:
 
 
 def variance_components(y: np.ndarray) -> VarianceComponents | None:
-    (y,) = _finite_items([y])
+    (y,) = finite_items([y])
     if y.shape[0] < 2 or y.size == 0:
         return None
     _, item_means, s2, ms_e = _arm_summary(y)
@@ -288,7 +291,7 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
     A, B = align(a, b)
     if A.size == 0:
         return None
-    A, B = _finite_items([A, B])
+    A, B = finite_items([A, B])
     if A.shape[-1] == 0:
         return None
     n_runs, n_items = min(A.shape[0], B.shape[0]), A.shape[1]
@@ -347,7 +350,7 @@ def equivalence(a, b, margin: float) -> Equivalence | None:
     A, B = align(a, b)
     if A.size == 0 or A.shape[0] < 2 or B.shape[0] < 2:
         return None
-    A, B = _finite_items([A, B])
+    A, B = finite_items([A, B])
     est, se, df = contrast([A, B], [1.0, -1.0])
     if not se > 0:
         return Equivalence(margin, float(est), float(est), 0.0 if abs(est) < margin else 1.0)
@@ -355,212 +358,3 @@ def equivalence(a, b, margin: float) -> Equivalence | None:
     p_high = sps.t.cdf((est - margin) / se, df)  # H0: Δ ≥ margin
     half = sps.t.ppf(0.95, df) * se
     return Equivalence(margin, float(est - half), float(est + half), float(max(p_low, p_high)))
-
-
-# ------------------------------------------------------------------------------------------ several arms
-@dataclass
-class Effect:
-    name: str
-    interval: Interval
-    p: float = math.nan
-
-    @property
-    def supported(self) -> bool:
-        return bool(math.isfinite(self.p) and self.p < ALPHA)
-
-
-def _matrices(cells: list[dict[int, dict[str, float]]]) -> list[np.ndarray]:
-    items = sorted(set.intersection(*(set(c[s]) for c in cells for s in c)))
-    mats = [np.array([[np.nan if c[s][i] is None else c[s][i] for i in items] for s in sorted(c)], dtype=float)
-            for c in cells]
-    return _finite_items(mats)
-
-
-def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0, n_boot: int = N_BOOT) -> list[Effect]:
-    """Main effects and interaction of a full 2 × 2. `cells[(lo|hi of factor 1, lo|hi of factor 2)]` holds
-    run -> item -> score. Each effect is a contrast of the four arm means with the seed and item parts above;
-    its p is Holm-corrected over the three effects."""
-    mats = _matrices([cells[k] for k in [(0, 0), (0, 1), (1, 0), (1, 1)]])
-    contrasts = {"main effect 1": [-0.5, -0.5, 0.5, 0.5], "main effect 2": [-0.5, 0.5, -0.5, 0.5],
-                 "interaction": [1.0, -1.0, -1.0, 1.0]}
-    n_s, n_i = min(m.shape[0] for m in mats), mats[0].shape[1]
-    out, ps = [], {}
-    for name, c in contrasts.items():
-        est, se, df = contrast(mats, c)
-        ps[name] = float(t_test(est, se, df)[0])
-        out.append(Effect(name, _interval(est, se, df, n_s, n_i)))
-    adjusted = holm(ps)
-    for e in out:
-        e.p = adjusted[e.name]
-    return out
-
-
-def goldilocks(levels: list[tuple[float, dict]], seed: int = 0, higher_is_better: bool = True) -> tuple[bool, str]:
-    """Ordered factor (e.g. rank 16/32/48): an interior optimum is claimed only when a middle level is better
-    than both neighbours in the metric's better direction (lower for a loss), each comparison supported by the
-    rule (Holm over the two)."""
-    if len(levels) < 3:
-        return False, "not supported by the data (needs at least three levels)"
-    sign = 1.0 if higher_is_better else -1.0
-    word = "above" if higher_is_better else "below"
-    for j in range(1, len(levels) - 1):
-        (lo_v, lo), (mid_v, mid), (hi_v, hi) = levels[j - 1], levels[j], levels[j + 1]
-        left, right = compare(mid, lo, "m", seed=seed), compare(mid, hi, "m", seed=seed)
-        if not (left and right):
-            continue
-        apply_holm({"l": left, "r": right}, "the two sides of the peak")
-        if left.supported and right.supported and sign * left.delta.mean > 0 and sign * right.delta.mean > 0:
-            return True, (f"interior optimum at {mid_v:g} ({word} both neighbours): Δ vs {lo_v:g} "
-                          f"{left.delta.mean:+.4f} [{left.delta.low:+.4f}, {left.delta.high:+.4f}], vs {hi_v:g} "
-                          f"{right.delta.mean:+.4f} [{right.delta.low:+.4f}, {right.delta.high:+.4f}]; "
-                          f"{verdict(left)}, {verdict(right)}")
-    return False, ("not supported by the data (no middle level is " + ("better" if higher_is_better else
-                   "better (lower)") + " than both neighbours by the seed-level test)")
-
-
-# ------------------------------------------------------------------------------------------ power
-@dataclass
-class PowerInputs:
-    """What the test's power depends on, per arm: SD of one run's mean over the items, residual SD, and the SD
-    of the arm × item interaction; plus the number of items."""
-
-    run_mean_sd: float
-    residual_sd: float
-    interaction_sd: float
-    n_items: int
-
-
-def _simulate_null(inputs: PowerInputs, n_seeds: int, n_sim: int, rng: np.random.Generator):
-    """(estimate − Δ, se, df) of `compare` on simulated 2-arm studies, drawn from the statistics' exact
-    distributions under the crossed normal model (balanced ANOVA: the mean squares are independent χ² and
-    independent of the means), then combined by the same `_combine` the real comparison uses."""
-    n_i, k = inputs.n_items, n_seeds
-    s2_run, s2_e, s2_w = inputs.run_mean_sd ** 2, inputs.residual_sd ** 2, inputs.interaction_sd ** 2
-    est = rng.normal(0, math.sqrt(2 * s2_run / k + 2 * s2_w / n_i), n_sim)
-    s2 = [s2_run * rng.chisquare(k - 1, n_sim) / (k - 1) for _ in range(2)]
-    if n_i > 1:
-        ms_e = [s2_e * rng.chisquare((k - 1) * (n_i - 1), n_sim) / ((k - 1) * (n_i - 1)) for _ in range(2)]
-        d_var = (2 * s2_w + 2 * s2_e / k) * rng.chisquare(n_i - 1, n_sim) / (n_i - 1)
-        item_part = np.maximum(0.0, d_var - (ms_e[0] + ms_e[1]) / k) / n_i
-        s2 = [np.maximum(s, (ms_e[0] + ms_e[1]) / 2 / n_i) for s in s2]  # `contrast`'s floor, equal d.f.
-    else:
-        item_part = np.zeros(n_sim)
-    return _combine(est, [s / k for s in s2], [k - 1, k - 1], item_part, n_i - 1)
-
-
-def power_at(inputs: PowerInputs, n_seeds: int, effect: float, alpha: float = ALPHA, n_sim: int = 4000,
-             seed: int = 0) -> float:
-    """P(the rule supports Δ = effect) with n_seeds runs per arm, by simulation."""
-    noise, se, df = _simulate_null(inputs, n_seeds, n_sim, np.random.default_rng(seed))
-    p, _, _ = t_test(noise + effect, se, df, alpha)
-    return float(np.mean(p < alpha))
-
-
-def detectable_effect(inputs: PowerInputs, n_seeds: int, power: float = 0.8, alpha: float = ALPHA,
-                      n_sim: int = 4000, seed: int = 0) -> float:
-    """Smallest |Δ| the rule detects with `power` at n_seeds runs per arm (common random numbers, bisection)."""
-    noise, se, df = _simulate_null(inputs, n_seeds, n_sim, np.random.default_rng(seed))
-    crit = sps.t.ppf(1 - alpha / 2, df) * se
-    lo, hi = 0.0, float(np.nanmax(crit) * 4 + 1e-12)
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if np.mean(np.abs(noise + mid) > crit) >= power else (mid, hi)
-    return hi
-
-
-def seeds_needed(inputs: PowerInputs, effect: float, power: float = 0.8, alpha: float = ALPHA,
-                 max_seeds: int = 100, n_sim: int = 4000, seed: int = 0) -> int | None:
-    """Fewest runs per arm (≥ 2) at which the rule supports Δ = effect with `power`; None beyond max_seeds."""
-    for k in range(2, max_seeds + 1):
-        if power_at(inputs, k, effect, alpha, n_sim, seed) >= power:
-            return k
-    return None
-
-
-def power_inputs(a: np.ndarray, b: np.ndarray) -> PowerInputs | None:
-    """Pooled power inputs of two arms' Y[run, item] (each with ≥ 2 runs)."""
-    ca, cb = variance_components(a), variance_components(b)
-    if ca is None or cb is None:
-        return None
-    A, B = _finite_items([a, b])
-    run_sd = math.sqrt((ca.run_mean_sd ** 2 + cb.run_mean_sd ** 2) / 2)
-    res_sd = math.sqrt((ca.residual_sd ** 2 + cb.residual_sd ** 2) / 2)
-    inter = 0.0
-    if A.shape[1] > 1:
-        d = A.mean(0) - B.mean(0)
-        inter = math.sqrt(max(0.0, float(d.var(ddof=1)) - res_sd ** 2 * (1 / A.shape[0] + 1 / B.shape[0])) / 2)
-    return PowerInputs(run_sd, res_sd, inter, A.shape[1])
-
-
-# ------------------------------------------------------------------------------------------ design
-@dataclass
-class FactorDiff:
-    factors: dict[str, tuple] = field(default_factory=dict)  # factor name -> (value in a, value in b)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def confounded(self) -> bool:
-        return len([f for f in self.factors if f != "batch split"]) > 1
-
-    @property
-    def split_only(self) -> bool:
-        return list(self.factors) == ["batch split"]
-
-
-# keys are config fields as `study.differences` names them (a test checks them against TrainConfig)
-FACTOR_NAMES = {"data.size": "data size", "lora.dropout": "LoRA dropout", "lora.targets": "LoRA targets",
-                "lora.use_rslora": "rsLoRA", "lora.use_dora": "DoRA", "data.mix": "data mix", "lr": "learning rate",
-                "base": "base model"}
-
-
-def factors_between(diffs: dict[str, tuple]) -> FactorDiff:
-    """Group raw config differences (`study.differences`) into study factors — the one vocabulary the report,
-    the plan and the audit use.
-
-    r and α that change together at a fixed α/r are one factor, 'rank'. micro × accum that keep the effective
-    batch are one factor, 'batch split' — with the per-token loss it is the same objective (in expectation,
-    when LoRA dropout is on), so it is noted but does not confound; a change of effective batch is its own
-    factor. A corpus size that also changes the number of optimizer steps is 'data size and steps'; other step
-    changes (epochs, max_steps) are 'training length'."""
-    diffs = dict(diffs)
-    out = FactorDiff()
-    r, alpha = diffs.pop("lora.r", None), diffs.pop("lora.alpha", None)
-    if r is not None and alpha is not None and r[0] and r[1] and alpha[0] / r[0] == alpha[1] / r[1]:
-        out.factors["rank"] = r
-    else:
-        if r is not None:
-            out.factors["rank"] = r
-        if alpha is not None:
-            out.factors["lora.alpha"] = alpha
-    micro, accum = diffs.pop("batch.micro", None), diffs.pop("batch.accum", None)
-    effective = diffs.pop("batch.effective", None)
-    if micro or accum:
-        m, ac = micro or ("=", "="), accum or ("=", "=")  # a missing entry means the two arms agree on it
-        split = (f"{m[0]}×{ac[0]}", f"{m[1]}×{ac[1]}")
-        if effective:  # a different effective batch is a real factor (different objective and step count)
-            st = [f", {s} steps" for s in diffs["optimizer steps"]] if "optimizer steps" in diffs else ["", ""]
-            out.factors["effective batch"] = (f"{split[0]}={effective[0]}{st[0]}", f"{split[1]}={effective[1]}{st[1]}")
-        else:
-            out.factors["batch split"] = split
-    steps = diffs.pop("optimizer steps", None)
-    length = {k: diffs.pop(k) for k in ("epochs", "max_steps") if k in diffs}
-    size = diffs.pop("data.size", None)
-    if size is not None:
-        if steps is not None and not effective:
-            out.factors["data size and steps"] = (f"{size[0]} ex, {steps[0]} steps", f"{size[1]} ex, {steps[1]} steps")
-        else:
-            out.factors["data size"] = size
-    elif length or (steps is not None and not effective):
-        out.factors["training length"] = steps or next(iter(length.values()))
-    for k, v in diffs.items():
-        out.factors[FACTOR_NAMES.get(k, k)] = v
-    return out
-
-
-def effective_changes(cfg_a: dict | None, cfg_b: dict | None) -> bool:
-    if cfg_a is None or cfg_b is None:
-        return False
-    ea = cfg_a["batch"]["micro"] * cfg_a["batch"]["accum"]
-    eb = cfg_b["batch"]["micro"] * cfg_b["batch"]["accum"]
-    return ea != eb
-

@@ -352,30 +352,3 @@ def measured_throughput(specs: list[RunSpec]) -> tuple[float | None, float | Non
     return sum(rates) / len(rates), sum(per_seq) / len(per_seq)
 
 
-def differences(a: TrainConfig | None, b: TrainConfig | None) -> dict[str, tuple]:
-    """Config fields that differ between two resolved train configs (None = base model)."""
-    if a is None or b is None:
-        return {"adapter": ("none" if a is None else "LoRA", "none" if b is None else "LoRA")}
-    ignore = {"seed", "out_dir", "export_dir"}
-    fa, fb = _fields(a.model_dump()), _fields(b.model_dump())
-    out = {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
-           if k not in ignore and fa.get(k) != fb.get(k)}
-    if "batch.micro" in out or "batch.accum" in out:  # a split is named by both numbers
-        for k in ("batch.micro", "batch.accum"):
-            out[k] = (fa[k], fb[k])
-    if a.effective_batch != b.effective_batch:
-        out["batch.effective"] = (a.effective_batch, b.effective_batch)
-    if a.optimizer_steps() != b.optimizer_steps():
-        out["optimizer steps"] = (a.optimizer_steps(), b.optimizer_steps())
-    return out
-
-
-def _fields(d: dict, prefix: str = "") -> dict:
-    """A dumped config's fields by dotted name (a data mix is one field)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and f"{prefix}{k}" != "data.mix":
-            out.update(_fields(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

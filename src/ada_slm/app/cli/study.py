@@ -154,7 +154,7 @@ def study_power(
 ):
     """Smallest difference the seed-level rule detects with 80 % power, and runs per arm for a given one —
     by simulation, from a finished study's variance components or stated ones."""
-    from ada_slm.analysis import stats  # loads scipy: see study_report
+    from ada_slm.analysis.power_simulation import PowerInputs  # loads scipy: see study_report
     from ada_slm.analysis.analysis import questions_asked
     from ada_slm.analysis.arms import collect
     from ada_slm.analysis.power import power, power_from
@@ -168,7 +168,7 @@ def study_power(
     n_tests = len(questions_asked(study, specs, scale)) or 1  # the Holm family: questions this scale asks
     suite_name, suite_items = _suite_items(suite, specs)
     if run_mean_sd is not None:
-        inputs = stats.PowerInputs(run_mean_sd, residual_sd, interaction_sd, items or suite_items)
+        inputs = PowerInputs(run_mean_sd, residual_sd, interaction_sd, items or suite_items)
         result = power_from(inputs, metric, seeds, n_tests, effect)
         source = "stated variance components"
     else:

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ada_slm.analysis.design import differences, factors_between
 from ada_slm.app.cli.common import check_track, console, err_console, study_app, user_errors
 from ada_slm.app.cli.study_options import (EXPORTS_OPT, FILE_ARG, MAX_SEEDS_OPT, ONLY_OPT, RESULTS_OPT, SCALE_OPT,
                                            SEEDS_OPT, study_specs)
@@ -18,7 +19,7 @@ from ada_slm.app.display import StudyDisplay
 from ada_slm.errors import UserError
 from ada_slm.run import tracking
 from ada_slm.study.executors import LocalExecutor, RayExecutor, run_study
-from ada_slm.study.spec import differences, estimate_seconds, measured_throughput, state_of, validate_models
+from ada_slm.study.spec import estimate_seconds, measured_throughput, state_of, validate_models
 
 
 @study_app.command("plan")
@@ -41,7 +42,6 @@ def study_plan(
     # the analysis modules load scipy (and plan torch): imported by the commands that use them, not by `--help`
     from ada_slm.analysis import plan
     from ada_slm.analysis.report import describe
-    from ada_slm.analysis.stats import factors_between
 
     study, specs, path = study_specs(file, scale, only, seeds, results, exports)
     base_spec = next((s for s in specs if s.arm == study.baseline), None)
