@@ -61,7 +61,7 @@ def _config_fingerprint(cfg: TrainConfig) -> str:
 
 def save_checkpoint(loop, record: dict, step: int, wall: float) -> None:
     """`loop` is the run's train.Loop (model, optimizer, scheduler, device, checkpoint path)."""
-    from peft import get_peft_model_state_dict
+    from peft import get_peft_model_state_dict  # heavy: loaded by a run that checkpoints, not on import
 
     _atomic_torch_save({
         "step": step, "wall_s": wall, "fingerprint": _config_fingerprint(loop.cfg),
@@ -74,7 +74,7 @@ def save_checkpoint(loop, record: dict, step: int, wall: float) -> None:
 
 def restore_checkpoint(loop, record: dict) -> tuple[int, float]:
     """Weights, optimizer, schedule, RNG and the steps so far from the checkpoint: (next step, wall s so far)."""
-    from peft import set_peft_model_state_dict
+    from peft import set_peft_model_state_dict  # heavy: see save_checkpoint
 
     try:
         # weights_only: tensors and plain containers only — a checkpoint planted in a shared results folder
