@@ -9,7 +9,8 @@ are identical to one-at-a-time (they must be). Goal: ≥ 5× with identical outp
 import argparse
 import time
 
-from ada_slm.run.evaluate import GenerationSettings, generate_ids, load_model, load_suite, subset
+from ada_slm.run.evaluate import generate_ids, load_model
+from ada_slm.run.suites import GenerationSettings, load_suite, subset
 
 
 def main():

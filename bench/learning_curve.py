@@ -45,7 +45,8 @@ def main() -> int:
     from ada_slm.run import hardware
     from ada_slm.app.cli import study_path
     from ada_slm.run.config import TrainConfig
-    from ada_slm.run.evaluate import GenerationSettings, evaluate
+    from ada_slm.run.evaluate import evaluate
+    from ada_slm.run.suites import GenerationSettings
     from ada_slm.study.spec import expand, load_study
     from ada_slm.run.train import run
 

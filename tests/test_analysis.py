@@ -186,7 +186,8 @@ def test_goldilocks_follows_the_metric_direction(study_specs):
 def test_every_verdict_names_its_holm_family(study_specs):
     """A Δ is corrected over the metrics of its comparison in the table and over the decision's questions in the
     decision: each verdict says which, so a 'not distinguishable' beside a 'yes' is explained, not a contradiction."""
-    from ada_slm.analysis.report import comparison_table, decision_table, summary_table
+    from ada_slm.analysis.report import comparison_table, summary_table
+    from ada_slm.analysis.report_decision import decision_table
 
     study, specs = study_specs
     arms = simulate_arms(study, specs, np.random.default_rng(5), {"b16": 0.3, "r32": 0.36, "data5k": 0.3},

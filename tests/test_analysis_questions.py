@@ -7,7 +7,7 @@ import pytest
 
 from ada_slm.analysis import analysis
 from ada_slm.analysis.arms import RUN_FIELDS
-from ada_slm.analysis.report import decision_intro, decision_table
+from ada_slm.analysis.report_decision import decision_intro, decision_table
 from ada_slm.study.spec import expand, load_study
 
 N_ITEMS = 133

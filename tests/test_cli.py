@@ -119,3 +119,33 @@ def test_study_power_projects_a_finished_studys_components_onto_the_suites_items
     wide = runner.invoke(app, [*args, "--suite", "agl-heldout"])
     assert wide.exit_code == 0, wide.output
     assert "at the 1000 items of suite agl-heldout" in wide.output
+
+
+def test_study_plan_and_run_share_one_option_set():
+    """The options `study plan` and `study run` both take are defined once (cli/study_options.py): the same
+    option objects, so their flags, defaults and --help text cannot drift apart."""
+    import inspect
+
+    from ada_slm.app.cli.study_run import study_plan, study_run
+
+    plan, run = inspect.signature(study_plan).parameters, inspect.signature(study_run).parameters
+    shared = ["file", "scale", "only", "seeds", "results", "exports", "max_seeds"]
+    assert set(plan) & set(run) == {*shared, "until_decided"}  # --until-decided: each says what it does with it
+    for name in shared:
+        assert plan[name].default is run[name].default, name
+    import typer
+
+    study = typer.main.get_command(app).commands["study"].commands
+    as_shown = {c: {p.name: (p.opts, p.help, p.default) for p in study[c].params} for c in ("plan", "run")}
+    for name in shared:  # what --help prints for each: flags, text, default
+        assert as_shown["plan"][name] == as_shown["run"][name], name
+
+
+def test_starting_the_cli_loads_no_heavy_library():
+    """Package modules that load torch or scipy are imported by the commands that use them (the only imports
+    left inside functions in app/cli): `ada-slm --help` and the light commands start without them."""
+    heavy = ("torch", "transformers", "peft", "scipy", "matplotlib", "datasets", "mlflow", "ray", "wandb")
+    code = f"import sys; import ada_slm.app.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"

@@ -163,6 +163,19 @@ LM_EVAL_RUNS = [("smollm2-135m", 1), ("smollm2-135m", 2), ("tiny-lfm2", 1), ("ti
                 ("tiny-lfm2", 4)]
 
 
+# `python -m lm_eval ARGS` once per argument list, in one process: each is the CLI's own entry point (argument
+# parsing, evaluation, the files --log_samples writes) as `python -m lm_eval` runs it. Most of a call is lm_eval
+# indexing its ~14,000 built-in task YAMLs (the CLI always does) and importing torch and transformers; one process
+# per CPU core (two on CI) runs three of the six calls, paying the imports once.
+LM_EVAL_CLI_EACH = """
+import json, sys
+from lm_eval.__main__ import cli_evaluate
+for argv in json.loads(sys.argv[1]):
+    sys.argv = ["lm_eval", *argv]
+    cli_evaluate()
+"""
+
+
 @pytest.fixture(scope="module")
 def lm_eval_runs(tmp_path_factory):
     """The real lm_eval CLI with --log_samples on the `capitals` multiple-choice task (2-shot, few-shot examples
@@ -171,15 +184,20 @@ def lm_eval_runs(tmp_path_factory):
     from ada_slm.run import models
 
     root = tmp_path_factory.mktemp("lm_eval")
-    out = {}
-    for name, seed in LM_EVAL_RUNS:
-        folder = root / f"{name}-s{seed}"
-        p = subprocess.run([sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-                            f"pretrained={models.resolve(name)},dtype=float32", "--device", "cpu", "--include_path",
-                            str(DATA / "lm_eval_capitals"), "--tasks", "capitals", "--batch_size", "16", "--seed",
-                            str(seed), "--log_samples", "--output_path", str(folder)], capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr[-3000:]
-        out[(name, seed)] = folder
+    out = {(name, seed): root / f"{name}-s{seed}" for name, seed in LM_EVAL_RUNS}
+    argvs = [["--model", "hf", "--model_args", f"pretrained={models.resolve(name)},dtype=float32", "--device", "cpu",
+              "--include_path", str(DATA / "lm_eval_capitals"), "--tasks", "capitals", "--batch_size", "16",
+              "--seed", str(seed), "--log_samples", "--output_path", str(folder)]
+             for (name, seed), folder in out.items()]
+    procs = []
+    for k in range(2):  # each process gets one SmolLM2 run and two tiny LFM2 runs
+        with open(root / f"lm_eval-{k}.log", "w") as log:
+            procs.append(subprocess.Popen([sys.executable, "-c", LM_EVAL_CLI_EACH, json.dumps(argvs[k::2])],
+                                          stdout=subprocess.DEVNULL, stderr=log))
+    for k, code in enumerate([proc.wait() for proc in procs]):
+        assert code == 0, (root / f"lm_eval-{k}.log").read_text()[-3000:]
+    for folder in out.values():  # each call wrote its own results and samples
+        assert len(list(folder.rglob("results_*.json"))) == 1 and len(list(folder.rglob("samples_*.jsonl"))) == 1
     return out
 
 

@@ -17,7 +17,8 @@ import yaml
 
 from ada_slm.errors import UserError
 from ada_slm.run.eval_cache import EvalCache, library_versions, rescore
-from ada_slm.run.evaluate import GenerationSettings, evaluate, load_model, load_suite, subset
+from ada_slm.run.evaluate import evaluate, load_model
+from ada_slm.run.suites import GenerationSettings, load_suite, subset
 from ada_slm.run.metrics import score
 
 CLI = [sys.executable, "-m", "ada_slm.app.cli"]

@@ -9,8 +9,8 @@ from ada_slm.agl.builder import build_corpus
 from ada_slm.agl.glyphs import CERTAINTY
 from ada_slm.agl.parser import parse
 from ada_slm.errors import UserError
-from ada_slm.run.evaluate import (GenerationSettings, bootstrap_ci, evaluate, generate_ids, load_model, load_suite,
-                              summarize)
+from ada_slm.run.evaluate import bootstrap_ci, evaluate, generate_ids, load_model, summarize
+from ada_slm.run.suites import GenerationSettings, load_suite
 
 
 def test_shipped_suite_shape():

@@ -6,7 +6,7 @@ import pytest
 from ada_slm.analysis.audit import load_reported
 from ada_slm.run.config import load_config
 from ada_slm.errors import UserError
-from ada_slm.run.evaluate import load_suite
+from ada_slm.run.suites import load_suite
 from ada_slm.files import UnreadableFile, iter_jsonl, load_yaml, parse_json, read_json, read_regular
 from ada_slm.study.spec import load_study
 

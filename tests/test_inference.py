@@ -9,7 +9,8 @@ import torch
 from ada_slm.app import use as inference
 from ada_slm.run import models
 from ada_slm.errors import UserError
-from ada_slm.run.evaluate import GenerationSettings, generate_ids
+from ada_slm.run.evaluate import generate_ids
+from ada_slm.run.suites import GenerationSettings
 
 CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 

@@ -17,13 +17,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ada_slm.analysis import adaptive, analysis, report
+from ada_slm.analysis import adaptive, analysis, report, report_decision, report_doc
 from ada_slm.analysis.arms import UNREADABLE
 from ada_slm.run import records
-from ada_slm.app import serve
+from ada_slm.app import serve, study_view
 from ada_slm.run.config import load_config
 from ada_slm.errors import UserError
-from ada_slm.run.evaluate import load_suite
+from ada_slm.run.suites import load_suite
 from ada_slm.files import iter_jsonl, write_json, write_jsonl
 from ada_slm.run.metrics import METRICS
 from ada_slm.study.spec import expand, load_study
@@ -121,9 +121,9 @@ def study_on_disk(tmp_path_factory):
     return study, specs, target, valid_record, valid_rows, root / "results"
 
 
-def _served(view: serve.StudyView, target) -> None:
+def _served(view: study_view.StudyView, target) -> None:
     """What `study serve` answers about the target run, rendered as the API would: never an exception."""
-    cell = serve.run_state(target, view.reader, True, time.time())
+    cell = study_view.run_state(target, view.reader, True, time.time())
     assert cell["state"] in STATES
     for content in (view.state(), view.curves(), view.run(target.arm, target.seed)):
         serve.render_json(content)
@@ -156,7 +156,7 @@ def test_record_json_is_a_record_or_one_line(study_on_disk, content):
         records.is_complete(rec), records.is_trained(rec)
     arms = analysis.collect(specs)
     assert arms["r8"].states[0] in STATES
-    _served(serve.StudyView(study, specs, None, results), target)
+    _served(study_view.StudyView(study, specs, None, results), target)
     records.mark_failed(target.run_dir, "property test")  # keeps what it can read, never raises
 
 
@@ -193,7 +193,7 @@ def test_eval_jsonl_costs_its_own_run_only(study_on_disk, content):
     assert a.data["r8"].states[0] in ("complete", UNREADABLE)
     assert a.arms["r16-b1"].n_complete == 2 and a.arms["base"].n_complete == 2
     report.summary(a)
-    view = serve.StudyView(study, specs, None, results)
+    view = study_view.StudyView(study, specs, None, results)
     serve.render_json(view.run(target.arm, target.seed))
     write_jsonl(path, valid_rows)
 
@@ -216,9 +216,9 @@ def test_rounds_json_is_rounds_or_one_line(study_on_disk, content):
         adaptive.read_rounds(path)  # what the runner reads
     except UserError as e:
         assert str(path) in str(e) and "\n" not in str(e)
-    rounds, why = serve.JsonReader().read(path)  # what the page reads
-    doc = report.Doc()
-    problem = report.render_rounds_or_why(doc, rounds)
+    rounds, why = study_view.JsonReader().read(path)  # what the page reads
+    doc = report_doc.Doc()
+    problem = report_decision.render_rounds_or_why(doc, rounds)
     assert (problem is None) or not any(b[0] == "h" and b[2] == "Adaptive rounds" for b in doc.blocks)
     path.unlink()
 
@@ -233,7 +233,7 @@ def test_spec_json_never_breaks_the_page(study_on_disk, data):
     path = target.run_dir / "spec.json"
     path.write_bytes(data.draw(json_files(valid)))
     serve.infer_scale(study, str(TINY), results, results.parent / "exports")
-    serve.render_json(serve.StudyView(study, specs, None, results).run(target.arm, target.seed))
+    serve.render_json(study_view.StudyView(study, specs, None, results).run(target.arm, target.seed))
     path.unlink()
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-from ada_slm.analysis import report
-from ada_slm.app import serve
+from ada_slm.analysis import report, report_decision, report_doc
+from ada_slm.app import serve, study_view
 from ada_slm.errors import UserError
 from ada_slm.files import write_json, write_jsonl
 from ada_slm.run.metrics import METRICS
@@ -88,7 +88,7 @@ def md_table(md: str, heading: str) -> list[dict]:
 # ------------------------------------------------------------------------------------------ run states
 def test_run_states_from_what_a_results_folder_can_hold(tiny):
     study, specs, by = tiny
-    reader, now = serve.JsonReader(), 1e10
+    reader, now = study_view.JsonReader(), 1e10
     finished_run(by["r8/seed0"], np.random.default_rng(0), 0.1)
     running = by["r8/seed1"]
     steps = [{"step": k, "loss": 5.0 - k / 10, "tokens": 100, "tokens_per_s": 50.0} for k in (1, 2, 3, 4)]
@@ -101,7 +101,7 @@ def test_run_states_from_what_a_results_folder_can_hold(tiny):
     by["base/seed1"].run_dir.mkdir(parents=True)
     (by["base/seed1"].run_dir / "record.json").write_text("[1, 2]")
     write_json(by["r16-b1/seed0"].run_dir / "record.json", {"status": "complete"})  # wrong shape
-    states = {k: serve.run_state(s, reader, True, now) for k, s in by.items()}
+    states = {k: study_view.run_state(s, reader, True, now) for k, s in by.items()}
 
     assert states["r8/seed0"]["state"] == "complete" and states["r8/seed0"]["final_val_loss"] == pytest.approx(4.4)
     r = states["r8/seed1"]
@@ -115,8 +115,8 @@ def test_run_states_from_what_a_results_folder_can_hold(tiny):
     assert states["r16-b1/seed0"]["state"] == "unreadable" and "not a run record" in states["r16-b1/seed0"]["detail"]
     assert states["r16-b1/seed1"]["state"] == "pending"
     # without a runner holding the lock, a 'running' record is a stopped run, and spec.json alone is pending
-    assert serve.run_state(running, reader, False, now)["state"] == "interrupted"
-    assert serve.run_state(by["base/seed0"], reader, False, now)["state"] == "pending"
+    assert study_view.run_state(running, reader, False, now)["state"] == "interrupted"
+    assert study_view.run_state(by["base/seed0"], reader, False, now)["state"] == "pending"
 
 
 def test_compute_left_is_estimated_from_the_finished_runs():
@@ -127,13 +127,13 @@ def test_compute_left_is_estimated_from_the_finished_runs():
             {"arm": "r8", "state": "running", "detail": "training", "eta_s": 4.0},   # 4 + mean evaluation 2.5
             {"arm": "base", "state": "running", "detail": "evaluating"},         # mean evaluation 2.5
             {"arm": "broken", "state": "failed"}]
-    assert serve._compute_left(runs) == pytest.approx(10 + 10 + 6.5 + 2.5)
-    assert serve._compute_left([{"arm": "r8", "state": "pending"}]) is None
+    assert study_view._compute_left(runs) == pytest.approx(10 + 10 + 6.5 + 2.5)
+    assert study_view._compute_left([{"arm": "r8", "state": "pending"}]) is None
 
 
 def test_state_of_a_study_with_no_run_yet(tiny):
     study, specs, _ = tiny
-    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    view = study_view.StudyView(study, specs, None, specs[0].run_dir.parents[2])
     st = view.state()
     assert st["counts"]["pending"] == len(specs) and st["runner"] is False
     assert "does not exist yet" in st["notes"][0]
@@ -144,7 +144,7 @@ def test_state_of_a_study_with_no_run_yet(tiny):
 
 def test_runner_is_seen_through_the_lock_without_taking_it(fabricated):
     study, specs, _ = fabricated
-    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    view = study_view.StudyView(study, specs, None, specs[0].run_dir.parents[2])
     lock = FileLock(str(view.root / ".lock"))
     with lock.acquire(timeout=0):  # a runner at work: the server answers and leaves the lock alone
         assert view.state()["runner"] in (True, None)
@@ -158,7 +158,7 @@ def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
     """Every cell the page shows equals report.md's cell in the same place (headers included)."""
     study, specs, _ = fabricated
     md = report.build_report(study, specs, None, tmp_path / "report").read_text()
-    a = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2]).analysis()
+    a = study_view.StudyView(study, specs, None, specs[0].run_dir.parents[2]).analysis()
     assert a["available"] and a["errors"] == [], a
     summary = md_table(md, "## Full series summary")
     assert [title for _, title in a["summary_header"]] == list(summary[0])
@@ -192,7 +192,7 @@ def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
     assert [b[2] for b in a["blocks"] if b[0] == "h"] == ["Factorial analysis", "Rank: is there a Goldilocks zone?",
                                                          "Power"]
     for block in a["blocks"]:
-        doc = report.Doc()
+        doc = report_doc.Doc()
         doc.blocks = [tuple(block)]
         assert doc.markdown() in md, block
     assert a["metrics"][-3:] == ["heldout_loss", "train_loss", "tokens_per_s"]
@@ -212,13 +212,13 @@ def test_success_criteria_are_the_reports(fabricated, tmp_path):
     block): met, not met and undecided alike; a study without criteria has none on the page."""
     study, specs, _ = fabricated
     results = specs[0].run_dir.parents[2]
-    assert serve.StudyView(study, specs, None, results).analysis()["criteria"] is None
+    assert study_view.StudyView(study, specs, None, results).analysis()["criteria"] is None
     with_criteria = tmp_path / "tiny-criteria.yaml"
     with_criteria.write_text(TINY.read_text() + CRITERIA)
     study = load_study(with_criteria)
     specs = expand(study, str(with_criteria), results_root=results, exports_root=tmp_path / "exports")
     md = report.build_report(study, specs, None, tmp_path / "report").read_text()
-    a = serve.StudyView(study, specs, None, results).analysis()
+    a = study_view.StudyView(study, specs, None, results).analysis()
     assert a["available"] and a["errors"] == [], a
     table = md_table(md, "## Success criteria")
     assert a["criteria"]["header"] == list(table[0])
@@ -229,7 +229,7 @@ def test_success_criteria_are_the_reports(fabricated, tmp_path):
 
 def test_rounds_of_an_adaptive_study_are_shown_and_a_corrupt_file_is_reported(fabricated):
     study, specs, _ = fabricated
-    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    view = study_view.StudyView(study, specs, None, specs[0].run_dir.parents[2])
     first = view.analysis()
     assert not any(b[0] == "h" and b[2] == "Adaptive rounds" for b in first["blocks"])
     rounds = {"plan": {"seeds": [0, 1], "seeds_per_round": 1, "max_seeds": 3, "looks": [2, 3],
@@ -239,8 +239,8 @@ def test_rounds_of_an_adaptive_study_are_shown_and_a_corrupt_file_is_reported(fa
     write_json(view.root / "rounds.json", rounds)
     shown = view.analysis()
     assert shown["version"] != first["version"] and shown["errors"] == []
-    doc = report.Doc()
-    report.render_rounds(doc, rounds)
+    doc = report_doc.Doc()
+    report_decision.render_rounds(doc, rounds)
     assert shown["blocks"][-len(doc.blocks):] == [list(b) for b in doc.blocks]
     (view.root / "rounds.json").write_text('{"plan": ')
     broken = view.analysis()
@@ -252,7 +252,7 @@ def test_a_corrupt_eval_file_is_reported_not_raised(fabricated):
     study, specs, by = fabricated
     with open(by["r8/seed1"].run_dir / "eval.jsonl", "a") as f:
         f.write('{"id": "cut off\n')
-    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    view = study_view.StudyView(study, specs, None, specs[0].run_dir.parents[2])
     a = view.analysis()  # the damaged run is left out, with its reason; the rest is analysed
     assert a["available"] and len(a["errors"]) == 1
     assert "r8/seed1" in a["errors"][0] and "eval.jsonl:25: invalid JSON" in a["errors"][0]
@@ -276,7 +276,7 @@ def test_a_damaged_eval_file_costs_its_run_only_in_the_report(fabricated, tmp_pa
 
 def test_run_page_data(fabricated):
     study, specs, _ = fabricated
-    view = serve.StudyView(study, specs, None, specs[0].run_dir.parents[2])
+    view = study_view.StudyView(study, specs, None, specs[0].run_dir.parents[2])
     d = view.run("r16-b1", 0)
     assert d["config"]["lora"]["r"] == 16 and d["config"]["batch"]["micro"] == 1
     assert "steps" not in d["record"]["train"] and d["curve"]["train"][0][0] == 1

@@ -62,10 +62,10 @@ def test_compare_serve_shows_the_compare_reports_cells(tmp_path):
     # the items and power sections, each block as report.md has it
     assert [b[2] for b in a["blocks"] if b[0] == "h"] == ["Items", "Power"]
     assert any("same-1 lacks 1 (q7)" in b[1] for b in a["blocks"] if b[0] == "p")
-    from ada_slm.analysis import report
+    from ada_slm.analysis import report_doc
 
     for block in a["blocks"]:
-        doc = report.Doc()
+        doc = report_doc.Doc()
         doc.blocks = [tuple(block)]
         assert doc.markdown() in md, block
     # the runs are the compare spec's; a study's run cells, progress and curves are absent

@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from ada_slm.analysis import factorial, power, stats
+from ada_slm.analysis import factorial, stats
+from ada_slm.analysis import power_simulation
 
 N_ITEMS = 133
 SETTINGS = {  # SDs of: run effect, item effect, arm × item interaction, residual
@@ -106,24 +107,24 @@ def test_tost_rejects_a_real_difference_and_accepts_a_null_split():
 
 def test_power_by_simulation_matches_full_studies():
     setting = SETTINGS["seed noise dominates"]
-    inputs = power.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
+    inputs = power_simulation.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
                                setting["resid_sd"], setting["inter_sd"], N_ITEMS)
     A, B = crossed_studies(np.random.default_rng(6), 4000, 0.05, **setting)
     est, se, df = stats.contrast([A, B], [1.0, -1.0])
     observed = np.mean(stats.t_test(est, se, df)[0] < 0.05)
-    assert power.power_at(inputs, 3, 0.05) == pytest.approx(observed, abs=0.03)
-    assert power.power_at(inputs, 3, 0.0) <= 0.07
-    mde = power.detectable_effect(inputs, 3)
-    assert power.power_at(inputs, 3, mde) == pytest.approx(0.8, abs=0.02)
-    k = power.seeds_needed(inputs, 0.05)
-    assert power.power_at(inputs, k, 0.05) >= 0.8 > power.power_at(inputs, k - 1, 0.05)
-    assert power.detectable_effect(inputs, 10) < mde
+    assert power_simulation.power_at(inputs, 3, 0.05) == pytest.approx(observed, abs=0.03)
+    assert power_simulation.power_at(inputs, 3, 0.0) <= 0.07
+    mde = power_simulation.detectable_effect(inputs, 3)
+    assert power_simulation.power_at(inputs, 3, mde) == pytest.approx(0.8, abs=0.02)
+    k = power_simulation.seeds_needed(inputs, 0.05)
+    assert power_simulation.power_at(inputs, k, 0.05) >= 0.8 > power_simulation.power_at(inputs, k - 1, 0.05)
+    assert power_simulation.detectable_effect(inputs, 10) < mde
 
 
 def test_power_inputs_estimated_from_a_study():
     setting = SETTINGS["interaction dominates"]
     A, B = crossed_studies(np.random.default_rng(7), 1, n_seeds=10, **setting)
-    inputs = power.power_inputs(A[0], B[0])
+    inputs = power_simulation.power_inputs(A[0], B[0])
     assert inputs.interaction_sd == pytest.approx(0.05, rel=0.25) and inputs.n_items == N_ITEMS
 
 

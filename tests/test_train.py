@@ -201,11 +201,16 @@ def test_same_seed_same_init_and_same_adapter(tmp_path):
 
 
 def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
-    corpus = build_corpus(300, "pure", seed=0, val_fraction=0.1)
+    """SIGKILLed once its first checkpoint (step 5) is on disk, then resumed, a run ends with the adapter of an
+    uninterrupted one. After the resume point it crosses an epoch boundary (90 examples, 4 per step: step 23
+    ends the epoch with 2) and a validation pass (step 30), dropout drawing from the restored RNG; 35 steps
+    after the first checkpoint leave ample time to kill the run before it could finish."""
+    corpus = build_corpus(100, "pure", seed=0, val_fraction=0.1)
+    assert len(corpus.train) == 90
     write_jsonl(tmp_path / "c.jsonl", corpus.train)
     write_jsonl(tmp_path / "c.val.jsonl", corpus.val)
     overrides = ["base=tiny-lfm2", f"data.path={tmp_path / 'c.jsonl'}", "lora.r=4", "lora.dropout=0.1",
-                 "batch.micro=2", "batch.accum=2", "max_steps=120", "checkpoint_every=5", "val_every=100",
+                 "batch.micro=2", "batch.accum=2", "max_steps=40", "checkpoint_every=5", "val_every=30",
                  "max_length=200", "lr=1e-3"]
     cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet"]
     killed_dir = tmp_path / "killed"
@@ -227,7 +232,8 @@ def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
     assert clean.returncode == 0, clean.stderr
     resumed_record = json.loads((killed_dir / "record.json").read_text())
     assert resumed_record["meta"]["resumed_from_step"] >= 5
-    assert len(resumed_record["train"]["steps"]) == 120
+    assert len(resumed_record["train"]["steps"]) == 40
+    assert [v["step"] for v in resumed_record["train"]["val"]] == [30, 40]
     a = load_file(killed_dir / "adapter" / "adapter_model.safetensors")
     b = load_file(clean_dir / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys()

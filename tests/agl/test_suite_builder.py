@@ -15,7 +15,7 @@ from ada_slm.agl.glyphs import CERTAINTY
 from ada_slm.agl.parser import parse
 from ada_slm.agl.suite_builder import SUITE_NAME, build_heldout_suite
 from ada_slm.errors import UserError
-from ada_slm.run.evaluate import load_suite
+from ada_slm.run.suites import load_suite
 
 SHIPPED = resources.files("ada_slm") / "suites" / f"{SUITE_NAME}.jsonl"
 BOOK = default_templates()

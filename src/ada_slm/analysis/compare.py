@@ -31,8 +31,11 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, Field
 
+from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, read_utf8
+from ada_slm.run import records
+from ada_slm.run.metrics import METRICS, RUN_METRICS
 
 RUN_ITEM = "run"  # the one item of a run-level quantity
 Source = Literal["lm-eval", "inspect", "trainer", "ada-slm", "table"]
@@ -165,7 +168,7 @@ INSPECT_MISSING = ("reading Inspect logs needs the inspect_ai package: pip insta
 
 def read_inspect(path: str | Path) -> ImportedRun:
     """One Inspect log (.eval or .json): a finished evaluation with its samples."""
-    try:
+    try:  # an optional extra, and heavy: imported only to read an Inspect log
         from inspect_ai.log import read_eval_log
         from inspect_ai.scorer import value_to_float
     except ImportError:
@@ -246,10 +249,6 @@ def read_trainer_state(path: str | Path) -> ImportedRun:
 # ------------------------------------------------------------------------------------------ ada-slm run
 def read_ada_slm(path: str | Path) -> ImportedRun:
     """An ada-slm run folder: per-item metrics of eval.jsonl (the mean over samples) and the record's losses."""
-    from ada_slm.run import records
-    from ada_slm.analysis.arms import RUN_FIELDS
-    from ada_slm.run.metrics import METRICS, RUN_METRICS
-
     path = Path(path)
     record = records.read_record(path)
     if record is None:
@@ -303,7 +302,7 @@ def _table_rows(path: Path):
         for n, row in iter_jsonl(path):
             yield f"{path}:{n}", row
     elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # heavy: only a parquet table needs it
 
         try:
             table = pq.read_table(path)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -56,8 +58,6 @@ class CompareSpec(BaseModel):
     @field_validator("arms")
     @classmethod
     def _arms(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        import re
-
         if len(v) < 2:
             raise ValueError("compare needs at least two arms")
         for name, paths in v.items():
@@ -81,8 +81,6 @@ class CompareSpec(BaseModel):
 
 
 def load_spec(path) -> CompareSpec:
-    from pathlib import Path
-
     raw = load_yaml(path)
     try:
         spec = CompareSpec.model_validate(raw)

@@ -1,12 +1,12 @@
 """The report of `ada-slm compare`: report.md, report.html and comparisons.json, built from the study report's own
-blocks and tables (report.Doc, report.comparison_table) over the imported runs' analysis."""
+blocks and tables (report_doc.Doc, report.comparison_table) over the imported runs' analysis."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
-from ada_slm.analysis import report, stats
+from ada_slm.analysis import report, report_doc, stats
 from ada_slm.analysis.compare import RUN_ITEM
 from ada_slm.analysis.compare_analysis import CompareResult
 from ada_slm.files import atomic_write_text
@@ -50,9 +50,9 @@ def summary_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
         c = comp.comparisons.get(a.primary) if comp else None
         vs = "—"
         if c:
-            vs = f"Δ {report.signed(c.delta)} ({report._verdict(c)}); {report.ratio_ci(c)}"
+            vs = f"Δ {report_doc.signed(c.delta)} ({report._verdict(c)}); {report_doc.ratio_ci(c)}"
         rows.append([name + (" (baseline)" if name == result.spec.baseline_arm else ""), str(arm.n_complete),
-                     report.ci4(iv), f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}" if vc else "—", vs])
+                     report_doc.ci4(iv), f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}" if vc else "—", vs])
     return ["arm", "runs", f"{a.primary} [95% CI]", "run SD / item SD", "vs baseline"], rows
 
 
@@ -60,7 +60,7 @@ def equivalence_note(comp) -> str:
     return ("Equivalence (TOST, 90 % CI of Δ inside ±margin): "
             + "; ".join(f"{m} ±{e.margin:.4g}: [{e.low:+.4f}, {e.high:+.4f}] → "
                         + ("equivalent" if e.equivalent else "not shown equivalent")
-                        + f" (p {report.fmt_p(e.p)})" for m, e in comp.equivalence.items()) + ".")
+                        + f" (p {report_doc.fmt_p(e.p)})" for m, e in comp.equivalence.items()) + ".")
 
 
 def provenance(result: CompareResult) -> str:
@@ -76,10 +76,10 @@ def runs_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
                                                 for r in rs]
 
 
-def render(result: CompareResult) -> report.Doc:
+def render(result: CompareResult) -> report_doc.Doc:
     a, spec = result.analysis, result.spec
     baseline = spec.baseline_arm
-    doc = report.Doc()
+    doc = report_doc.Doc()
     doc.h(1, f"Comparison {spec.name}")
     if spec.description.strip():
         doc.p(spec.description.strip())

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ada_slm.analysis import stats
+from ada_slm.analysis.arms import matrix
 from ada_slm.run.metrics import higher_is_better
 from ada_slm.study.spec import Criterion
 
@@ -34,8 +35,6 @@ def judge(criterion: Criterion, arms: dict) -> Judged:
     if not scores:
         return Judged(c, UNDECIDED, f"no finished run of {c.arm} scores {c.metric}")
     if c.better_than is None:
-        from ada_slm.analysis.arms import matrix
-
         y = matrix(scores)
         iv = stats.arm_interval(y) if y is not None else None
         if iv is None or not math.isfinite(iv.low):

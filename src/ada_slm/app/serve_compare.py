@@ -1,7 +1,7 @@
 """`ada-slm compare … --serve`: the live page of `study serve` on a compare result.
 
 A comparison is computed once, from files another tool wrote, so nothing here is live: the view answers the same
-endpoints as serve.StudyView from one precomputed CompareResult — /api/analysis with the compare report's own
+endpoints as study_view.StudyView from one precomputed CompareResult — /api/analysis with the compare report's own
 cells (its summary table, report.comparison_table per arm, the items and power sections as compare_report.render
 writes them), /api/state with the imported runs as compare_report.runs_table lists them and none of a study's
 run cells, progress or curves (kind 'compare': the page leaves those sections out). Nothing is read after start.
@@ -9,16 +9,16 @@ run cells, progress or curves (kind 'compare': the page leaves those sections ou
 
 from __future__ import annotations
 
-from ada_slm.analysis import compare_report, report
+from ada_slm.analysis import compare_report, report, report_doc
 from ada_slm.analysis.compare_analysis import CompareResult
-from ada_slm.app.serve import COMPARISON_KEYS, _digest, _interval
+from ada_slm.app.study_view import COMPARISON_KEYS, _digest, _interval
 
 # Keys for the cells of the compare report's summary table, in its column order (the headers come from the report).
 SUMMARY_KEYS = ("arm", "runs", "metric", "seed_item_sd", "vs_baseline")
 SECTIONS = ("Items", "Power")  # the compare report's sections the page shows as the report renders them
 
 
-def _sections(doc: report.Doc, titles: tuple[str, ...]) -> list[list]:
+def _sections(doc: report_doc.Doc, titles: tuple[str, ...]) -> list[list]:
     """The blocks of the report's level-2 sections named `titles`, each from its heading to the next one."""
     out, keep = [], False
     for block in doc.blocks:
@@ -30,7 +30,7 @@ def _sections(doc: report.Doc, titles: tuple[str, ...]) -> list[list]:
 
 
 def analysis_json(result: CompareResult) -> dict:
-    """/api/analysis of a comparison: the shape serve._analysis_json gives a study, its cells made by the compare
+    """/api/analysis of a comparison: the shape study_view._analysis_json gives a study, its cells made by the compare
     report's own helpers, so the page shows report.md's strings. No decision and no criteria: a comparison has
     neither."""
     a, baseline = result.analysis, result.spec.baseline_arm

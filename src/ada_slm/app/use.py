@@ -11,6 +11,10 @@ import torch
 from ada_slm.run import records
 from ada_slm.errors import UserError
 from ada_slm.files import check_writable_dir, iter_jsonl
+from ada_slm.run.evaluate import generate, load_model
+from ada_slm.run.exports import check_target, write_folder
+from ada_slm.run.metrics import score
+from ada_slm.study.spec import expand, load_study, record_of
 
 
 def from_run(run_dir: str | Path) -> tuple[str, str | None]:
@@ -26,8 +30,6 @@ def from_run(run_dir: str | Path) -> tuple[str, str | None]:
 def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, results: Path,
                exports: Path) -> tuple[str, str | None, int]:
     """(base, adapter dir, seed) of a study arm: the given seed, or the seed with the best decision metric."""
-    from ada_slm.study.spec import expand, load_study, record_of
-
     study = load_study(study_file)
     specs = expand(study, study_file, scale, None, None, results, exports)
     arms = sorted({s.arm for s in specs})
@@ -47,8 +49,6 @@ def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, r
 
 
 def load(base: str, adapter: str | None):
-    from ada_slm.run.evaluate import load_model
-
     if adapter is not None and not Path(adapter).is_dir():
         raise UserError(f"--adapter {adapter}: no such directory")
     return load_model(base, adapter)
@@ -64,7 +64,7 @@ def sampling_kwargs(temperature: float, top_p: float) -> dict:
 def chat(model, tokenizer, read_line, write, max_new_tokens: int, temperature: float, top_p: float, seed: int):
     """A multi-turn chat. `read_line()` returns the next user line or None at the end; `write(text)` prints.
     Commands: /reset clears the history, /exit ends."""
-    from transformers import TextStreamer
+    from transformers import TextStreamer  # heavy: only chat streams
 
     class _Stream(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False):
@@ -127,9 +127,6 @@ def read_prompts(path: str | Path) -> list[dict]:
 
 def generate_file(model, tokenizer, prompts: list[dict], out: Path, settings, progress=None) -> int:
     """Append one line per prompt not yet in `out` (resumable); returns how many were generated."""
-    from ada_slm.run.evaluate import generate
-    from ada_slm.run.metrics import score
-
     if out.exists() and not out.is_file():
         raise UserError(f"--out {out}: not a regular file (a folder, FIFO or device); give a .jsonl file")
     check_writable_dir(out.parent, "--out")
@@ -155,15 +152,13 @@ def generate_file(model, tokenizer, prompts: list[dict], out: Path, settings, pr
 
 def export_merged(base: str, adapter: str, out: Path) -> Path:
     """Base + adapter merged into a standalone HF model directory (weights, tokenizer, chat template)."""
-    from ada_slm.run import exports
-
     owner = f"{Path(adapter).resolve()} on {base}"  # an earlier merge of the same pair may be replaced, nothing else
-    exports.check_target(out, "merged model", owner, "--out")  # before loading: refuse someone else's folder
+    check_target(out, "merged model", owner, "--out")  # before loading: refuse someone else's folder
     model, tokenizer = load(base, adapter)  # load_model merges the adapter
 
     def fill(folder: Path) -> None:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
-    exports.write_folder(out, "merged model", owner, "--out", fill)
+    write_folder(out, "merged model", owner, "--out", fill)
     return out

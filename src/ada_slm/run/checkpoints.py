@@ -63,7 +63,7 @@ def _config_fingerprint(cfg: TrainConfig) -> str:
 def save_checkpoint(loop, record: RunRecord, step: int, wall: float) -> None:
     """`loop` is the run's steps.Loop (model, optimizer, scheduler, device, checkpoint path). The steps so far
     are stored as the plain dicts record.json holds (checkpoints of earlier versions hold the same)."""
-    from peft import get_peft_model_state_dict
+    from peft import get_peft_model_state_dict  # heavy: loaded by a run that checkpoints, not on import
 
     _atomic_torch_save({
         "step": step, "wall_s": wall, "fingerprint": _config_fingerprint(loop.cfg),
@@ -78,7 +78,7 @@ def save_checkpoint(loop, record: RunRecord, step: int, wall: float) -> None:
 
 def restore_checkpoint(loop, record: RunRecord) -> tuple[int, float]:
     """Weights, optimizer, schedule, RNG and the steps so far from the checkpoint: (next step, wall s so far)."""
-    from peft import set_peft_model_state_dict
+    from peft import set_peft_model_state_dict  # heavy: see save_checkpoint
 
     try:
         # weights_only: tensors and plain containers only — a checkpoint planted in a shared results folder

@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
-from ada_slm.run import evaluate as ev
-from ada_slm.run import records
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, write_json, write_jsonl
+from ada_slm.run import evaluate as ev
+from ada_slm.run import hardware, records, suites
 
 ENTRY_FORMAT = 1
 STUDY_CACHE_DIR = ".eval-cache"  # results/<study>/.eval-cache: a study's evaluations share one cache
@@ -88,8 +89,6 @@ def model_identity(model) -> dict:
 
 
 def device_identity(model) -> dict:
-    from ada_slm.run import hardware
-
     device = next(model.parameters()).device
     out = {"type": device.type}
     if device.type == "cuda":
@@ -111,7 +110,7 @@ def generation_identity(settings) -> dict:
 
 
 def library_versions() -> dict:
-    import transformers
+    import transformers  # heavy: loaded with the model already where generation runs, not for a rescore
 
     return {"torch": torch.__version__, "transformers": transformers.__version__}
 
@@ -153,8 +152,6 @@ class EvalCache:
         return self.directory / f"{key}.json"
 
     def lock(self, key: str):
-        from filelock import FileLock
-
         self.directory.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.directory / f"{key}.lock"))
 
@@ -224,7 +221,7 @@ def rescore(out_dir: str | Path, summary: dict) -> dict:
     out_dir = Path(out_dir)
     path = out_dir / "eval.jsonl"
     stored = summary.get("suite_path")
-    suite, suite_path = ev.load_suite(stored if stored and Path(stored).is_file() else summary["suite"])
+    suite, suite_path = suites.load_suite(stored if stored and Path(stored).is_file() else summary["suite"])
     items = {i.id: i for i in suite.items}
     rows = []
     for lineno, row in iter_jsonl(path):
@@ -238,7 +235,7 @@ def rescore(out_dir: str | Path, summary: dict) -> dict:
         rows.append(ev.item_row(item, row["output"], row.get("sample")))
     if not rows:
         raise UserError(f"{path}: no evaluated items to rescore")
-    settings = ev.GenerationSettings.model_validate(summary["generation"])
+    settings = suites.GenerationSettings.model_validate(summary["generation"])
     new = {**summary, **ev.score_rows(rows, settings),
            "rescored_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     write_jsonl(path, rows)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ada_slm.run.evaluate import load_suite
+from ada_slm.run.suites import load_suite
 from ada_slm.files import atomic_write_text, check_name, write_jsonl
 from ada_slm.run.metrics import METRICS
 

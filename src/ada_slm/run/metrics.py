@@ -111,7 +111,7 @@ def first_certainty(response: str) -> str | None:
 
 def chrf(hypothesis: str, reference: str) -> float:
     """chrF (sacrebleu's implementation, default character 6-grams, beta 2) scaled to [0, 1]."""
-    from sacrebleu.metrics import CHRF
+    from sacrebleu.metrics import CHRF  # heavy (seconds): only translation items are scored with chrF
 
     return CHRF().sentence_score(hypothesis, [reference]).score / 100.0
 

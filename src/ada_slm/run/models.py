@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 from filelock import FileLock
@@ -41,6 +42,8 @@ CHATML_TEMPLATE = (
 
 def _quiet_hf() -> None:
     """Our own progress bars and messages only: transformers' per-load bars would flood study logs."""
+    # torch, transformers, tokenizers and the Hub client are heavy: resolving and hashing a model name (study
+    # plans, config checks) must not load them, so they are imported where a model is built or loaded
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -89,6 +92,7 @@ def resolve(name: str) -> Path:
 
 
 def _hub_snapshot(repo_id: str) -> Path:
+    # heavy, see _quiet_hf
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -121,10 +125,8 @@ def _converted_gguf(gguf: Path, target: Path) -> Path:
     with FileLock(str(target) + ".lock"):
         if _complete(target):  # another process finished while we waited
             return target
-        import torch
+        import torch  # heavy, see _quiet_hf
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        import sys
 
         print(f"converting {gguf.name} to a trainable HF model in {target} (once; about a minute)",
               file=sys.stderr)
@@ -162,7 +164,7 @@ def _tiny_lfm2(target: Path) -> Path:
     with FileLock(str(target) + ".lock"):
         if _complete(target):
             return target
-        import torch
+        import torch  # heavy, see _quiet_hf
         from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
         from transformers import AutoModelForCausalLM, Lfm2Config, PreTrainedTokenizerFast
 
@@ -227,7 +229,7 @@ def weights_hash(path: Path) -> str:
 
 def load(name: str, dtype=None):
     """(model, tokenizer, local path) for a base-model name; the model in eval mode on CPU."""
-    import torch
+    import torch  # heavy, see _quiet_hf
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve(name)

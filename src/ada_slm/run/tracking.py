@@ -17,6 +17,7 @@ for `wandb sync` later. A resumed run continues its W&B run (same id).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -62,12 +63,10 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ mlflow
 def mlflow_client(uri: str):
-    try:
+    try:  # an optional extra, and heavy: imported only with --track mlflow
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise UserError("--track mlflow needs MLflow: pip install mlflow") from None
-    import logging
-
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its SQLite migrations log at INFO on first use
     return MlflowClient(tracking_uri=uri)
 
@@ -117,7 +116,7 @@ class MlflowTracker:
         self.run_id = run_id
 
     def params(self, params: dict) -> None:
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # optional extra: see mlflow_client
 
         existing = self.client.get_run(self.run_id).data.params
         new = [Param(k, v[:6000]) for k, v in flatten(params).items() if k not in existing]
@@ -125,7 +124,7 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=new[i : i + 100])
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # optional extra: see mlflow_client
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None]
@@ -145,7 +144,7 @@ class TensorboardTracker:
     """Scalars per step in <run_dir>/tensorboard (`tensorboard --logdir results/<study>` shows every run)."""
 
     def __init__(self, spec: Tracking, run_dir: Path):
-        try:
+        try:  # needs the tensorboard extra, and torch: imported only with --track tensorboard
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise UserError("--track tensorboard needs TensorBoard: pip install tensorboard") from None
@@ -170,7 +169,7 @@ class TensorboardTracker:
 
 # ------------------------------------------------------------------------------------- weights & biases
 def import_wandb():
-    try:
+    try:  # an optional extra, and heavy: imported only with --track wandb
         import wandb
     except ImportError:
         raise UserError("--track wandb needs Weights & Biases: pip install 'ada-slm[wandb]'") from None

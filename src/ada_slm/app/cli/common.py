@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+from importlib import resources
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ada_slm.errors import UserError
 
@@ -38,8 +40,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            from rich.markup import escape  # a message may hold [brackets]: "messages[1]", "data[test] row 3"
-
+            # escaped: a message may hold [brackets]: "messages[1]", "data[test] row 3"
             err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -53,8 +54,6 @@ def check_track(track: str | None) -> None:
 
 def study_path(file: str) -> Path:
     """A study file path, or the name of a shipped study (phase14d, phase14e-polyglot)."""
-    from importlib import resources
-
     path = Path(file)
     if not path.is_file():
         shipped = Path(str(resources.files("ada_slm") / "studies")) / f"{file}.yaml"

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
+from rich.markdown import Markdown
 
-from ada_slm.app.cli.common import app, console, user_errors
+from ada_slm.app.cli.common import app, console, err_console, user_errors
 from ada_slm.errors import UserError
+from ada_slm.run.config import format_validation_error
 
 
 def _arms(options: list[str]) -> dict[str, list[str]]:
@@ -25,9 +28,9 @@ def _arms(options: list[str]) -> dict[str, list[str]]:
 
 
 def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, min_effect, min_shared, name):
+    # the run readers and the statistics load scipy: imported when `compare` runs, not at every command's start
     from ada_slm.analysis.compare import TABLE_SUFFIXES, read_table
     from ada_slm.analysis.compare_analysis import CompareSpec, load_spec
-    from ada_slm.run.config import format_validation_error
 
     overrides = {k: v for k, v in {"baseline": baseline, "metric": metric, "min_effect": min_effect,
                                    "min_shared": min_shared, "name": name, "equivalence_margin": margin}.items()
@@ -52,8 +55,6 @@ def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, m
         if not arm:
             raise UserError("nothing to compare: give --arm NAME=PATH[,PATH...] at least twice, or a YAML file")
         raw = {"arms": _arms(arm), **overrides}
-    from pydantic import ValidationError
-
     try:
         spec = CompareSpec.model_validate(raw)
     except ValidationError as e:
@@ -93,16 +94,15 @@ def compare(
 ):
     """Compare runs made with other tools (lm-eval, Inspect, HF Trainer/TRL, ada-slm, any table) with the
     statistics of a study: the run is the unit, items are matched by id, Holm, TOST, power."""
-    from ada_slm.analysis.compare_analysis import compare as run_compare
+    from ada_slm.analysis.compare_analysis import compare as run_compare  # loads scipy: see _spec
     from ada_slm.analysis.compare_analysis import to_json
     from ada_slm.analysis.compare_report import render, write_report
+    from ada_slm.app.serve import listen
 
     spec = _spec(spec_file, arm, baseline, metric, equivalence_margin, min_effect, min_shared, name)
     result = run_compare(spec)
     sock = None
     if serve:  # a port in use is refused before anything is printed or written
-        from ada_slm.app.serve import listen
-
         sock = listen(host, port)
     if out is not None:
         md = write_report(result, out)
@@ -111,19 +111,19 @@ def compare(
     if as_json:
         print(json.dumps(to_json(result), ensure_ascii=False, indent=2))
     else:
-        from rich.markdown import Markdown
-
         doc = render(result)
         doc.blocks = [b for b in doc.blocks if not (b[0] == "h" and b[1] == 1)]
         console.print(Markdown(doc.markdown()))
     if sock is not None:
-        from ada_slm.app.serve import serve_view
-        from ada_slm.app.serve_compare import CompareView
+        _serve(result, spec.name, out, sock, host, as_json)
 
-        view = CompareView(result, str(out) if out is not None else None)
-        announce = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
-        if as_json:  # stdout is the JSON document
-            from ada_slm.app.cli.common import err_console
 
-            announce = lambda line: err_console.print(line, highlight=False, markup=False)  # noqa: E731
-        serve_view(view, sock, f"comparison {spec.name}", host, announce)
+def _serve(result, name: str, out: Optional[Path], sock, host: str, as_json: bool) -> None:
+    """`compare --serve`: the result on `study serve`'s page until Ctrl-C."""
+    from ada_slm.app.serve import serve_view  # loads scipy: see _spec
+    from ada_slm.app.serve_compare import CompareView
+
+    view = CompareView(result, str(out) if out is not None else None)
+    console_for = err_console if as_json else console  # with --json, stdout is the JSON document
+    serve_view(view, sock, f"comparison {name}", host,
+               lambda line: console_for.print(line, highlight=False, markup=False))

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import Progress
 from rich.table import Table
 
+from ada_slm.agl.builder import build_corpus, summarize
+from ada_slm.agl.suite_builder import build_heldout_suite
 from ada_slm.app.cli.common import console, data_app, err_console, user_errors
 from ada_slm.errors import UserError
+from ada_slm.files import write_jsonl
+from ada_slm.run.config import DataConfig, format_validation_error
+from ada_slm.run.datasets_io import read_rows, validate
 
 
 # ------------------------------------------------------------------------------------------------- data
 def _summary_table(title: str, rows: list[dict]) -> Table:
-    from ada_slm.agl.builder import summarize
-
     summary = summarize(rows)
     table = Table(title=title)
     for col in ("category/lang", "examples", "unique prompts", "unique responses", "mean tokens"):
@@ -43,11 +51,6 @@ def data_suite(
     """Generate the held-out evaluation suite: prompts from templates no training corpus uses, every data
     category, English (and Lojban / Toki Pona in polyglot). The shipped suites/agl-heldout.jsonl is this
     command with its defaults; use a suite with `eval.suite` in a study or `--suite` in `ada-slm eval`."""
-    from collections import Counter
-
-    from ada_slm.agl.suite_builder import build_heldout_suite
-    from ada_slm.files import write_jsonl
-
     if out.suffix != ".jsonl":
         raise UserError(f"--out {out}: a generated suite is JSONL, name it *.jsonl")
     if out.is_dir():
@@ -72,11 +75,6 @@ def data_build(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
 ):
     """Generate an AGL corpus: every assistant message parses; duplicates and near-duplicates are dropped."""
-    from rich.progress import Progress
-
-    from ada_slm.agl.builder import build_corpus
-    from ada_slm.files import write_jsonl
-
     if not out.name.endswith(".jsonl"):
         raise UserError(f"--out {out}: the corpus is JSONL, name it *.jsonl")
     if out.exists() and out.is_dir():
@@ -107,10 +105,6 @@ COLUMN_HELP = "FIELD=COLUMN: read FIELD (prompt, completion, messages, …) from
 
 def _data_config(file: str, fmt: str, column: list[str] | None, split: str):
     """The DataConfig these options describe; its checks give the same errors as a run config's."""
-    from pydantic import ValidationError
-
-    from ada_slm.run.config import DataConfig, format_validation_error
-
     columns = {}
     for item in column or []:
         field, sep, name = item.partition("=")
@@ -135,8 +129,6 @@ def data_validate(
 ):
     """Check a corpus: every example valid in its format (one per file), unique ids; a corpus of the AGL builder
     is also held to its schema and every answer must parse as AGL."""
-    from ada_slm.run.datasets_io import validate
-
     data = _data_config(file, fmt, column, split)
     count, problems, checked = validate(file, data.format, data.columns, data.split, check_agl=not no_parse)
     if count == 0:
@@ -162,11 +154,6 @@ def data_show(
     split: str = typer.Option("train", "--split", help="Split of a folder or Hub dataset."),
 ):
     """Pretty-print examples of a corpus as they will be trained on (assistant turns without loss marked)."""
-    from rich.markup import escape
-    from rich.panel import Panel
-
-    from ada_slm.run.datasets_io import read_rows
-
     if n <= 0:
         raise UserError(f"-n must be positive, got {n}")
     data = _data_config(file, fmt, column, split)

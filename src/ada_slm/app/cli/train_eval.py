@@ -6,12 +6,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.progress import Progress
 from rich.table import Table
 from typer.core import TyperGroup
 
-from ada_slm.run import records, runlock
 from ada_slm.app.cli.common import app, check_track, console, err_console, user_errors
 from ada_slm.errors import UserError
+from ada_slm.run import records, runlock, tracking
+from ada_slm.run.config import load_config
+from ada_slm.run.lm_eval_export import export
+from ada_slm.run.suites import GenerationSettings, load_suite, subset
 
 
 @app.command("train", context_settings={"allow_extra_args": False})
@@ -29,9 +33,7 @@ def train_cmd(
                                                "sqlite:///<out_dir>/../mlflow.db)."),
 ):
     """Train one LoRA adapter; writes <out_dir>/record.json and the PEFT adapter."""
-    from ada_slm.run import tracking
-    from ada_slm.run.config import load_config
-    from ada_slm.run.train import run
+    from ada_slm.run.train import run  # loads torch: only the commands that train or generate pay for it
 
     args = list(args or [])
     config_path = None
@@ -141,10 +143,8 @@ def eval_cmd(
                                "$ADA_SLM_CACHE/eval-cache, and store new ones there."),
 ):
     """Score a model (base, base + adapter, or a finished run) on an evaluation suite."""
-    from rich.progress import Progress
-
-    from ada_slm.run.eval_cache import EvalCache, user_cache_dir
-    from ada_slm.run.evaluate import GenerationSettings, evaluate, load_suite, subset
+    from ada_slm.run.eval_cache import EvalCache, user_cache_dir  # loads torch: see train_cmd
+    from ada_slm.run.evaluate import evaluate  # loads torch: see train_cmd
 
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be positive, got {limit}")
@@ -152,25 +152,10 @@ def eval_cmd(
         raise UserError("--batch-size and --max-new-tokens must be positive")
     record = None
     if run_dir is not None:
-        record = records.read_record(run_dir)
-        if record is None:
-            raise UserError(f"{run_dir}: no record.json (not a training run directory)")
-        if not records.is_trained(record):
-            raise UserError(f"{records.record_path(run_dir)}: run is not complete ({records.state(record)})")
-        adapter_dir = records.adapter_dir(record)
-        base, adapter, out = records.base_model(record), Path(adapter_dir) if adapter_dir else None, out or run_dir
+        record, base, adapter, out = _trained_run(run_dir, out)
     if out is None:
         out = Path("evals") / (base.replace("/", "_") + (f"-{adapter.name}" if adapter else ""))
-    if scoring not in ("ours", "seed", "both"):
-        raise UserError(f"--scoring {scoring!r}: use ours, seed or both")
-    if generation not in ("greedy", "seed"):
-        raise UserError(f"--generation {generation!r}: use greedy or seed")
-    if samples <= 0 or (samples > 1 and generation != "seed"):
-        raise UserError("--samples > 1 needs --generation seed (greedy decoding gives the same answer every time)")
-    if generation == "seed":
-        settings = GenerationSettings.seed_compatible(samples=samples, batch_size=batch_size)
-    else:
-        settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    settings = _generation_settings(scoring, generation, samples, batch_size, max_new_tokens)
     n_items = len(subset(load_suite(suite)[0].items, limit)) * settings.samples
     with Progress(console=err_console, transient=True, disable=quiet) as bar:
         task = bar.add_task(f"generating ({n_items} prompts)", total=n_items)
@@ -181,30 +166,61 @@ def eval_cmd(
         record.eval = records.EvalSection.model_validate(summary)
         records.write_record(run_dir, record)
     if not quiet:
-        title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)") + \
-            f" · {settings.mode} generation" + (f", {settings.samples} samples" if settings.samples > 1 else "")
-        if scoring == "ours":
-            console.print(metric_table(summary, title))
-        elif scoring == "seed":
-            console.print(metric_table(summary["seed_scoring"], title + " · seed-compatible scoring"))
-        else:
-            console.print(side_by_side_table(summary, title))
-            console.print("seed-compatible = the original scorer: distinct marker-list entries found as substrings "
-                          "÷ word count (one-letter markers match inside words, repeats don't count).")
-        if summary.get("sampling"):
-            key = "seed_metrics" if scoring == "seed" else "metrics"
-            spread = summary["sampling"][key]
-            console.print("sampling noise (suite mean per draw): " + "; ".join(
-                f"{m} {v['min']:.4f}–{v['max']:.4f}" for m, v in spread.items() if v["min"] is not None
-                and v["max"] != v["min"]) or "none")
-        ppl = summary["perplexity"]
-        console.print(f"held-out AGL perplexity: {ppl:.2f}" if ppl else "held-out AGL perplexity: n/a")
+        _print_scores(summary, settings, base, adapter, scoring)
     if summary["cached_from"]:
         console.print(f"outputs from the eval cache (generated by {summary['cached_from']['run']} at "
                       f"{summary['cached_from']['generated_at']}); --no-cache generates them again", highlight=False)
     console.print(f"{summary['n_items']} items in {summary['generation_s']:.1f}s "
                   f"(batch {settings.batch_size}, max_new_tokens {settings.max_new_tokens}"
                   + (f", {settings.samples} samples" if settings.samples > 1 else "") + f") → {out}/eval.jsonl")
+
+
+def _trained_run(run_dir: Path, out: Optional[Path]) -> tuple[dict, str, Path, Path]:
+    """(record, base, adapter, out) of a finished training run that `eval RUN_DIR` scores."""
+    record = records.read_record(run_dir)
+    if record is None:
+        raise UserError(f"{run_dir}: no record.json (not a training run directory)")
+    if not records.is_trained(record):
+        raise UserError(f"{records.record_path(run_dir)}: run is not complete ({records.state(record)})")
+    adapter_dir = records.adapter_dir(record)
+    return record, records.base_model(record), Path(adapter_dir) if adapter_dir else None, out or run_dir
+
+
+def _generation_settings(scoring: str, generation: str, samples: int, batch_size: int,
+                         max_new_tokens: int) -> GenerationSettings:
+    """The settings `eval`'s options ask for, refused when they contradict each other."""
+    if scoring not in ("ours", "seed", "both"):
+        raise UserError(f"--scoring {scoring!r}: use ours, seed or both")
+    if generation not in ("greedy", "seed"):
+        raise UserError(f"--generation {generation!r}: use greedy or seed")
+    if samples <= 0 or (samples > 1 and generation != "seed"):
+        raise UserError("--samples > 1 needs --generation seed (greedy decoding gives the same answer every time)")
+    if generation == "seed":
+        return GenerationSettings.seed_compatible(samples=samples, batch_size=batch_size)
+    return GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+
+def _print_scores(summary: dict, settings: GenerationSettings, base: str, adapter: Optional[Path],
+                  scoring: str) -> None:
+    """The metric table(s) of `eval`, the sampling noise and the perplexity."""
+    title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)") + \
+        f" · {settings.mode} generation" + (f", {settings.samples} samples" if settings.samples > 1 else "")
+    if scoring == "ours":
+        console.print(metric_table(summary, title))
+    elif scoring == "seed":
+        console.print(metric_table(summary["seed_scoring"], title + " · seed-compatible scoring"))
+    else:
+        console.print(side_by_side_table(summary, title))
+        console.print("seed-compatible = the original scorer: distinct marker-list entries found as substrings "
+                      "÷ word count (one-letter markers match inside words, repeats don't count).")
+    if summary.get("sampling"):
+        key = "seed_metrics" if scoring == "seed" else "metrics"
+        spread = summary["sampling"][key]
+        console.print("sampling noise (suite mean per draw): " + "; ".join(
+            f"{m} {v['min']:.4f}–{v['max']:.4f}" for m, v in spread.items() if v["min"] is not None
+            and v["max"] != v["min"]) or "none")
+    ppl = summary["perplexity"]
+    console.print(f"held-out AGL perplexity: {ppl:.2f}" if ppl else "held-out AGL perplexity: n/a")
 
 
 # ------------------------------------------------------------------------------------------------ use
@@ -218,8 +234,6 @@ def eval_export_lm_eval(
     task: Optional[str] = typer.Option(None, "--task", help="lm-eval task name (default: agl_<suite name>)."),
 ):
     """Write an lm-evaluation-harness task folder scored by ada-slm's metrics."""
-    from ada_slm.run.lm_eval_export import export
-
     if max_new_tokens <= 0:
         raise UserError("--max-new-tokens must be positive")
     path = export(out_dir, suite, max_new_tokens, task)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.progress import Progress
 
 from ada_slm.app.cli.common import SCALE_HELP, app, console, err_console, study_path, user_errors
 from ada_slm.errors import UserError
+from ada_slm.run.suites import GenerationSettings
 
 
 def _pick_model(base, adapter, run, study, arm, seed, scale, results, exports):
-    from ada_slm.app import use as inference
+    from ada_slm.app import use as inference  # loads torch: `ada-slm --help` and the other commands don't pay for it
 
     if run is not None:
         return inference.from_run(run)
@@ -43,7 +46,7 @@ def chat_cmd(
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass when sampling."),
 ):
     """Chat in the terminal (streamed; /reset clears the history, /exit or Ctrl-D ends)."""
-    from ada_slm.app import use as inference
+    from ada_slm.app import use as inference  # loads torch: see _pick_model
 
     base, adapter_dir = _pick_model(base, adapter, run, study, arm, seed, scale, results, exports)
     model, tokenizer = inference.load(base, adapter_dir)
@@ -84,10 +87,7 @@ def generate_cmd(
 ):
     """Greedy, batched generation over a file of prompts; each output line carries its prompt, settings and
     AGL metrics."""
-    from rich.progress import Progress
-
-    from ada_slm.app import use as inference
-    from ada_slm.run.evaluate import GenerationSettings
+    from ada_slm.app import use as inference  # loads torch: see _pick_model
 
     if batch_size <= 0 or max_new_tokens <= 0:
         raise UserError("--batch-size and --max-new-tokens must be positive")
@@ -111,9 +111,7 @@ def export_cmd(
     merge: bool = typer.Option(True, "--merge/--no-merge", help="Merge the adapter into the weights (required)."),
 ):
     """Write a merged, standalone HF model directory (weights + tokenizer + chat template)."""
-    import json
-
-    from ada_slm.app import use as inference
+    from ada_slm.app import use as inference  # loads torch: see _pick_model
 
     if not merge:
         raise UserError("only merged export is supported: the adapter directory itself is the unmerged export")

@@ -1,0 +1,99 @@
+"""The report as a document: a list of blocks (heading, paragraph, table, image) rendered as Markdown (report.md)
+and as a self-contained HTML page with the images embedded (report.html), and the number formats of its cells."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+from ada_slm.analysis import stats
+
+
+# ----------------------------------------------------------------------------------------- formatting
+def f4(x: float | None) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def ci4(iv: stats.Interval | None) -> str:
+    if iv is None or math.isnan(iv.mean):
+        return "—"
+    return f"{iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}]"
+
+
+def signed(iv: stats.Interval) -> str:
+    return f"{iv.mean:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
+
+
+
+# ----------------------------------------------------------------------------------------- the report
+class Doc:
+    def __init__(self):
+        self.blocks: list[tuple] = []
+
+    def h(self, level: int, text: str):
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str):
+        self.blocks.append(("p", text))
+
+    def table(self, header: list[str], rows: list[list[str]]):
+        self.blocks.append(("table", header, rows))
+
+    def image(self, path: Path, alt: str):
+        self.blocks.append(("img", path, alt))
+
+    def markdown(self) -> str:
+        out = []
+        for b in self.blocks:
+            if b[0] == "h":
+                out.append("#" * b[1] + " " + b[2])
+            elif b[0] == "p":
+                out.append(b[1])
+            elif b[0] == "table":
+                out.append("| " + " | ".join(b[1]) + " |")
+                out.append("|" + "|".join("---" for _ in b[1]) + "|")
+                out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in b[2]]
+            elif b[0] == "img":
+                out.append(f"![{b[2]}]({b[1].name})")
+            out.append("")
+        return "\n".join(out)
+
+    def html(self, title: str) -> str:
+        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+                 "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+                 "line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+                 "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child"
+                 "{text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6}</style>"
+                 "</head><body>"]
+        for b in self.blocks:
+            if b[0] == "h":
+                parts.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
+            elif b[0] == "p":
+                parts.append(f"<p>{html.escape(b[1]).replace(chr(10), '<br>')}</p>")
+            elif b[0] == "table":
+                head = "".join(f"<th>{html.escape(c)}</th>" for c in b[1])
+                body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in b[2])
+                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            elif b[0] == "img":
+                data = base64.b64encode(b[1].read_bytes()).decode()
+                parts.append(f"<p><img alt='{html.escape(b[2])}' src='data:image/png;base64,{data}'></p>")
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+
+fmt_p = stats.format_p
+
+
+
+def mean_sd(iv: stats.Interval | None, vc: stats.VarianceComponents | None) -> str:
+    if iv is None or math.isnan(iv.mean):
+        return "—"
+    return f"{iv.mean:.3f}" + (f" ± {vc.seed_sd:.3f}" if vc is not None else "")
+
+
+
+def ratio_ci(c: stats.Comparison) -> str:
+    """× with its 95 % CI — never a bare ratio."""
+    return f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note

@@ -1,0 +1,230 @@
+"""`ada-slm study plan` and `ada-slm study run`: the expanded runs with their time and power before any run, and
+running them (resumable; --until-decided adds rounds until the study's questions are answered)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ada_slm.analysis.design import differences, factors_between
+from ada_slm.app.cli.common import check_track, console, err_console, study_app, user_errors
+from ada_slm.app.cli.study_options import (EXPORTS_OPT, FILE_ARG, MAX_SEEDS_OPT, ONLY_OPT, RESULTS_OPT, SCALE_OPT,
+                                           SEEDS_OPT, study_specs)
+from ada_slm.app.display import StudyDisplay
+from ada_slm.errors import UserError
+from ada_slm.run import tracking
+from ada_slm.study.executors import LocalExecutor, RayExecutor, run_study
+from ada_slm.study.spec import estimate_seconds, measured_throughput, state_of, validate_models
+
+
+@study_app.command("plan")
+@user_errors
+def study_plan(
+    file: str = FILE_ARG,
+    scale: Optional[str] = SCALE_OPT,
+    only: Optional[str] = ONLY_OPT,
+    seeds: Optional[str] = SEEDS_OPT,
+    results: Path = RESULTS_OPT,
+    exports: Path = EXPORTS_OPT,
+    until_decided: bool = typer.Option(False, "--until-decided", help="Also print the expected runs and time of "
+                                       "`study run --until-decided`, simulated from the finished runs' variance "
+                                       "components and throughput."),
+    max_seeds: Optional[int] = MAX_SEEDS_OPT,
+):
+    """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
+    the design — before any run from this machine kind's kept throughput (or the README's estimate) and default
+    variance components."""
+    # the analysis modules load scipy (and plan torch): imported by the commands that use them, not by `--help`
+    from ada_slm.analysis import plan
+    from ada_slm.analysis.report import describe
+
+    study, specs, path = study_specs(file, scale, only, seeds, results, exports)
+    base_spec = next((s for s in specs if s.arm == study.baseline), None)
+    rate, per_seq = measured_throughput(specs)
+    table = Table(title=f"{study.name} ({path}, scale {scale or 'as written'})")
+    for col in ("run", "base", "config", "vs baseline", "state", "est. train"):
+        table.add_column(col)
+    plan.remember(plan.finished_records(specs))
+    store = plan.read_store()
+    for s in specs:
+        fd = factors_between(differences(s.train, base_spec.train if base_spec else None))
+        diff = "baseline" if s.arm == study.baseline else (
+            ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
+        t = plan.throughput_of(s, rate, per_seq, store)
+        est = estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) if t else None
+        table.add_row(s.key, s.base, describe(s.train), diff, state_of(s),
+                      f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—")
+    console.print(table)
+    for line in plan.plan_report(study, specs, rate, per_seq, store):
+        console.print(line, highlight=False, markup=False)
+    if until_decided:
+        _plan_adaptive(study, path, scale, specs, results, exports, max_seeds)
+
+
+def _plan_adaptive(study, path, scale, specs, results, exports, max_seeds):
+    from ada_slm.analysis import adaptive  # loads scipy: see study_plan
+
+    d = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports, max_seeds)
+    console.print(f"--until-decided: looks at {d.plan.looks} runs per arm on {d.metric}; {adaptive.sequential.RULE}")
+    found = adaptive.expected_cost(d)
+    if found is None:
+        console.print("expected runs: needs two finished runs in the baseline and another arm (run round 1 first)")
+        return
+    rows, i = found
+    console.print(f"simulated from run-mean SD {i.run_mean_sd:.4f}, arm × item SD {i.interaction_sd:.4f}, "
+                  f"residual SD {i.residual_sd:.4f}, {i.n_items} items (1000 simulated studies):", highlight=False)
+    for e in rows:
+        time_left = f", about {e.seconds_left / 3600:.1f} h of runs left" if e.seconds_left is not None else ""
+        console.print(f"  {e.scenario}: {e.runs_mean:.1f} runs expected (90 % ≤ {e.runs_p90:.0f}), decided before "
+                      f"max seeds in {100 * e.decided:.0f} %{time_left}", highlight=False)
+
+
+@study_app.command("run")
+@user_errors
+def study_run(
+    file: str = FILE_ARG,
+    scale: Optional[str] = SCALE_OPT,
+    only: Optional[str] = ONLY_OPT,
+    seeds: Optional[str] = SEEDS_OPT,
+    results: Path = RESULTS_OPT,
+    exports: Path = EXPORTS_OPT,
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the runs are done."),
+    executor: str = typer.Option("local", "--executor", help="local: one run after another on this machine; "
+                                 "ray: every run a Ray task (results and exports on storage all nodes share)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: 'auto' or ray://host:10001; "
+                                          "default: start a local Ray instance."),
+    cpus_per_run: Optional[float] = typer.Option(None, "--cpus-per-run", help="Ray: CPUs per run (default: one "
+                                                 "node's CPUs, so CPU runs don't share cores)."),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per run (default: 1 "
+                                                 "when the cluster has GPUs, else 0)."),
+    track: Optional[str] = typer.Option(None, "--track", help="Mirror runs to 'mlflow' (nested study → arm → "
+                                        "seed runs), 'tensorboard' (scalars under each run directory) or 'wandb' "
+                                        "(a run per seed, grouped by study; WANDB_MODE=offline: local files)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+                                               "sqlite:///<results>/mlflow.db)."),
+    until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
+                                       "runs in rounds to the arms whose questions are still open (and drop arms "
+                                       "the leader beats by the elimination test in a sweep) until every question "
+                                       "is answered; "
+                                       "group-sequential rule, see README."),
+    max_seeds: Optional[int] = MAX_SEEDS_OPT,
+    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.0, help="With --until-decided: "
+                                                 "start no new round once the study's measured run time plus "
+                                                 "the round's would exceed this."),
+):
+    """Run every unfinished (arm, seed) in its own process; finished runs are skipped, so re-running resumes."""
+    _check_run_options(executor, address, cpus_per_run, gpus_per_run, track, until_decided, only,
+                       max_seeds, budget_hours)
+    study, specs, path = study_specs(file, scale, only, seeds, results, exports)
+    validate_models(specs)
+    _check_writable(results / study.name)
+    runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor()
+    study_runs, tracking_for = _tracking(track, tracking_uri, study, specs, path, scale, results)
+    start = time.perf_counter()
+    counts = {"failed": 1}
+    try:
+        try:
+            if until_decided:
+                specs, counts = _run_rounds(study, path, scale, specs, results, exports, runner, tracking_for,
+                                            max_seeds, budget_hours)
+            else:
+                counts = _run_once(study, specs, results, runner, tracking_for)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished runs are kept; run the same command again to continue")
+            raise typer.Exit(130)
+        console.print(f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
+                      f"in {time.perf_counter() - start:.0f}s")
+        _after_runs(study, specs, scale, results, report, study_runs)
+    finally:
+        if study_runs:
+            study_runs.end(failed=bool(counts["failed"]))
+    if counts["failed"]:
+        raise typer.Exit(2)
+
+
+def _check_run_options(executor, address, cpus_per_run, gpus_per_run, track, until_decided, only, max_seeds,
+                       budget_hours) -> None:
+    """`study run`'s options that contradict each other, refused before the study is read."""
+    check_track(track)
+    if executor not in ("local", "ray"):
+        raise UserError(f"--executor {executor}: choose local or ray")
+    if executor == "local" and (address or cpus_per_run or gpus_per_run is not None):
+        raise UserError("--address/--cpus-per-run/--gpus-per-run need --executor ray")
+    if (max_seeds or budget_hours is not None) and not until_decided:
+        raise UserError("--max-seeds/--budget-hours need --until-decided")
+    if until_decided and only:
+        raise UserError("--only cannot be combined with --until-decided (the rounds decide which arms run)")
+
+
+def _tracking(track, tracking_uri, study, specs, path, scale, results):
+    """(the MLflow study → arm → seed runs or None, the tracking of each run or None) for --track."""
+    study_runs, tracking_for = None, None
+    if track == "mlflow":
+        study_runs = tracking.StudyRuns(tracking_uri or tracking.default_uri(results), study.name, scale or "default",
+                                        sorted({s.arm for s in specs}),
+                                        {"study_file": str(path), "scale": scale or "default",
+                                         "seeds": sorted({s.seed for s in specs})})
+        tracking_for = lambda s: study_runs.spec_for(s.arm, s.seed, s.key)  # noqa: E731
+    elif track == "tensorboard":
+        tracking_for = lambda s: tracking.Tracking(kind="tensorboard", run_name=s.key)  # noqa: E731
+    elif track == "wandb":
+        tracking.import_wandb()  # a missing package is said once here, not by every run
+        tracking_for = lambda s: tracking.Tracking(kind="wandb", run_name=s.key, group=study.name,  # noqa: E731
+                                                   tags={tracking.TAG_ARM: s.arm, tracking.TAG_KEY: s.key})
+    return study_runs, tracking_for
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse, before any run starts, a results folder the runner cannot write (read-only, a file in the way)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):  # unnamed where the OS allows it: nothing is left behind
+            pass
+    except OSError as e:
+        raise UserError(f"{folder}: cannot write the study's results there ({e.strerror or e}); "
+                        "choose another --results") from None
+
+
+def _run_once(study, specs, results, runner, tracking_for) -> dict:
+    """`study run`: every unfinished run of `specs`, shown live; the counts by final state."""
+    with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console) as display:
+        return run_study(study, specs, results, executor=runner, tracking_for=tracking_for, events=display)
+
+
+def _run_rounds(study, path, scale, specs, results, exports, runner, tracking_for, max_seeds, budget_hours):
+    """`study run --until-decided`: rounds of run_study until decided; (every run of the last look, counts)."""
+    from ada_slm.analysis import adaptive  # loads scipy: see study_plan
+
+    def run_round(round_specs):
+        return _run_once(study, round_specs, results, runner, tracking_for)
+
+    d = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports, max_seeds)
+    progress, counts = adaptive.run_until_decided(d, run_round, budget_hours,
+                                                  lambda p: console.print(adaptive.describe_look(p), highlight=False))
+    return progress.specs or specs, counts
+
+
+def _after_runs(study, specs, scale, results: Path, report: bool, study_runs) -> None:
+    """Keep this machine kind's throughput for later plans; write the report (and log it to MLflow)."""
+    from ada_slm.analysis import plan  # loads scipy and torch: see study_plan
+
+    if plan.remember(plan.finished_records(specs)):
+        console.print(f"throughput of this machine kind kept for later plans: {plan.cache_path()}")
+    if report:
+        md = write_report(study, specs, scale, results)
+        if study_runs:
+            study_runs.log_report([md, md.with_suffix(".html"), *sorted(md.parent.glob("*.png"))])
+
+
+def write_report(study, specs, scale, results: Path, analysis=None):
+    """report.md, report.html and the plots under results/<study>, announced."""
+    from ada_slm.analysis.report import build_report  # loads scipy and matplotlib: see study_plan
+
+    md = build_report(study, specs, scale, results / study.name, analysis)
+    console.print(f"report: {md} and {md.with_suffix('.html')}")
+    return md
