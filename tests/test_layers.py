@@ -123,6 +123,10 @@ def test_the_import_graph_has_no_cycles():
     assert cycles(graph()) == []
 
 
+def test_no_module_over_400_lines_and_no_function_over_60():
+    assert oversized() == ([], [])
+
+
 def test_the_checker_sees_an_upward_import_and_a_cycle():
     g = {"ada_slm.run.train": [("ada_slm.app.serve", False)], "ada_slm.app.serve": [("ada_slm.run.train", True)]}
     assert upward_imports(g) == ["ada_slm.run.train (run) imports ada_slm.app.serve (app)"]

@@ -19,17 +19,24 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ada_slm.agl import glyphs as G
 from ada_slm.errors import UserError
 from ada_slm.files import load_yaml
+from ada_slm.schema import Strict
 
 TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 Lang = Literal["en", "jbo", "tok"]
 
 
-class _Strict(BaseModel):
+class _Strict(Strict):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 

@@ -17,27 +17,27 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ada_slm.analysis import design, stats
 from ada_slm.analysis.analysis import ArmComparison, StudyAnalysis, _arm_result
 from ada_slm.analysis.arms import ArmData, matrix
+from ada_slm.analysis.compare import ImportedRun, read_runs
 from ada_slm.analysis.power import Power, power_from
 from ada_slm.analysis.power_simulation import PowerInputs, power_inputs
-from ada_slm.analysis.compare import ImportedRun, read_runs
-from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.errors import UserError
+from ada_slm.run.config import format_validation_error, load_yaml
+from ada_slm.schema import Strict
 from ada_slm.study.spec import BASE_ARM
 
 NAME = r"^[A-Za-z0-9_.-]+$"
 MIN_SHARED = 0.9  # default: refuse when fewer than 90 % of a metric's items are scored in every run
 
 
-class CompareSpec(BaseModel):
+class CompareSpec(Strict):
     """What to compare: `ada-slm compare spec.yaml`, or the same from --arm options. Relative paths in a file
     are relative to the file's folder."""
 
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field("compare", pattern=NAME, description="The comparison's name (the report's title).")
     description: str = ""

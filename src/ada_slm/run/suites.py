@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from ada_slm.agl import glyphs as G
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl
 from ada_slm.run.config import load_yaml
+from ada_slm.schema import Strict
 
 
-class SuiteItem(BaseModel):
+class SuiteItem(Strict):
     """One evaluation prompt."""
 
-    model_config = ConfigDict(extra="forbid")
     id: str = Field(..., min_length=1, description="Unique within the suite; comparisons pair on it.")
     lang: str = Field(..., min_length=1, description="Prompt language: en, agl, jbo (Lojban), tok (Toki Pona), …")
     category: str = Field(..., min_length=1, description="AGL.md §3 category the item probes.")
@@ -36,15 +36,14 @@ class SuiteItem(BaseModel):
         return v
 
 
-class Suite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Suite(Strict):
     name: str
     description: str = ""
     items: list[SuiteItem] = Field(..., min_length=1)
     perplexity_texts: list[str] = Field(default_factory=list, description="Held-out AGL for perplexity.")
 
 
-class GenerationSettings(BaseModel):
+class GenerationSettings(Strict):
     """Identical for every arm of a study; recorded next to the outputs.
 
     mode "greedy": chat template, greedy decoding (deterministic; batched == one at a time).
@@ -52,7 +51,6 @@ class GenerationSettings(BaseModel):
     0.8 with repetition penalty 1.1, 150 new tokens — but seeded, with `samples` draws per prompt so the
     sampling noise itself is measured."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["greedy", "seed"] = "greedy"
     max_new_tokens: int = Field(48, gt=0)
     batch_size: int = Field(32, gt=0, description="Prompts per generation batch (bench: 5.8× batch 1 at 32).")

@@ -23,19 +23,19 @@ import time
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ada_slm.errors import UserError
+from ada_slm.schema import Strict
 
 EXPERIMENT_PREFIX = "ada-slm"
 TAG_LEVEL, TAG_STUDY, TAG_SCALE, TAG_ARM, TAG_KEY = ("ada_slm.level", "ada_slm.study", "ada_slm.scale",
                                                       "ada_slm.arm", "ada_slm.run_key")
 
 
-class Tracking(BaseModel):
+class Tracking(Strict):
     """Where one run reports to (stored in a study run's spec.json)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["mlflow", "tensorboard", "wandb"]
     uri: Optional[str] = Field(None, description="MLflow tracking URI (default: SQLite file under results/).")
     experiment: Optional[str] = Field(None, description="MLflow experiment name.")
