@@ -26,6 +26,7 @@ from ada_slm.analysis.power import power, power_from
 from ada_slm.analysis.power_simulation import PowerInputs
 from ada_slm.files import write_json
 from ada_slm.run import hardware, models, records
+from ada_slm.run.suites import load_suite, subset
 from ada_slm.study.spec import estimate_seconds, record_of
 
 THROUGHPUT_FILE = "throughput.json"
@@ -226,8 +227,6 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
                 store: dict | None = None) -> list[str]:
     """The lines `study plan` prints after its table: estimated time (this study's runs, else this machine
     kind's kept measurement, else the README's estimate) and the power of the design."""
-    from ada_slm.run.evaluate import load_suite, subset  # imports torch (seconds): only when a plan is printed
-
     lines = []
     store = read_store() if store is None else store
     total_train = total_eval = 0.0
