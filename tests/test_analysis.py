@@ -12,6 +12,10 @@ from ada_slm.errors import UserError
 from ada_slm.run.metrics import METRICS
 from ada_slm.analysis.report import build_report, summary
 from ada_slm.study.spec import expand, load_study
+from ada_slm.run.records import RunRecord
+
+# a finished run's record as the analysis holds it (the simulated scores stand in for its eval.jsonl)
+FINISHED = RunRecord.model_validate({"status": {"state": "complete"}})
 
 N_ITEMS = 133
 STUDY = """
@@ -66,7 +70,7 @@ def simulate_arms(study, specs, rng, means, seed_sd=0.02, item_sd=0.05, inter_sd
             s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}}
         if losses:
             scores["heldout_loss"] = {s: {"run": float(losses[name] + rng.normal(0, 0.005))} for s in range(3)}
-        arms[name] = analysis.ArmData(name, cfg, {s: {} for s in range(3)}, scores, {}, {s: "complete" for s in range(3)})
+        arms[name] = analysis.ArmData(name, cfg, {s: FINISHED for s in range(3)}, scores, {}, {s: "complete" for s in range(3)})
     return arms
 
 

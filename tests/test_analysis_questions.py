@@ -9,6 +9,10 @@ from ada_slm.analysis import analysis
 from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.analysis.report_decision import decision_intro, decision_table
 from ada_slm.study.spec import expand, load_study
+from ada_slm.run.records import RunRecord
+
+# a finished run's record as the analysis holds it (the simulated scores stand in for its eval.jsonl)
+FINISHED = RunRecord.model_validate({"status": {"state": "complete"}})
 
 N_ITEMS = 133
 STUDY = """
@@ -70,7 +74,7 @@ def simulate(specs, rng, means, seed_sd=0.01, item_sd=0.05, inter_sd=0.02, resid
              + rng.normal(0, resid_sd, (3, N_ITEMS)))
         scores = {m: {} for m in RUN_FIELDS} | {"agl_awareness": {
             s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}}
-        arms[name] = analysis.ArmData(name, cfg, {s: {} for s in range(3)}, scores, {}, {s: "complete" for s in range(3)})
+        arms[name] = analysis.ArmData(name, cfg, {s: FINISHED for s in range(3)}, scores, {}, {s: "complete" for s in range(3)})
     return arms
 
 

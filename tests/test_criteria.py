@@ -8,6 +8,10 @@ from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.errors import UserError
 from ada_slm.analysis.report import summary
 from ada_slm.study.spec import expand, load_study
+from ada_slm.run.records import RunRecord
+
+# a finished run's record as the analysis holds it (the simulated scores stand in for its eval.jsonl)
+FINISHED = RunRecord.model_validate({"status": {"state": "complete"}})
 
 N_ITEMS = 133
 STUDY = """
@@ -54,7 +58,7 @@ def simulated(specs, rng, means, losses, n_runs=3):
         scores = {m: {} for m in RUN_FIELDS} | {
             "agl_awareness": {s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)},
             "heldout_loss": {s: {"run": float(losses[name] + rng.normal(0, 0.005))} for s in range(n_runs)}}
-        arms[name] = analysis.ArmData(name, cfg, {s: {} for s in range(n_runs)}, scores, {},
+        arms[name] = analysis.ArmData(name, cfg, {s: FINISHED for s in range(n_runs)}, scores, {},
                                       {s: "complete" for s in range(n_runs)})
     return arms
 
