@@ -5,7 +5,6 @@ pair, upward imports, cycles, sizes)."""
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "ada_slm"
@@ -89,7 +88,6 @@ def cycles(g) -> list[list[str]]:
             if len(component) > 1:
                 out.append(sorted(component))
 
-    sys.setrecursionlimit(10_000)
     for v in g:
         if v not in index:
             connect(v)
