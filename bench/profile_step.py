@@ -33,7 +33,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from ada_slm.run import models
 from ada_slm.agl.builder import build_corpus
 from ada_slm.run.datasets_io import tokenize
-from ada_slm.run.steps import accumulate_step, hold_frozen_linears_in, restore_frozen_linears, step_indices
+from ada_slm.run.steps import (accumulate_step, hold_frozen_linears_in, micro_batches, restore_frozen_linears,
+                               step_indices)
 
 CATEGORIES = ["base matmuls", "LoRA matmuls", "weight casts", "activation casts", "dropout", "attention",
               "elementwise", "optimizer", "Python/other"]
@@ -53,7 +54,7 @@ def category(name: str, shapes: list, rank: int) -> str:
 
 def profile_one_step(model, chosen, micro, pad_id, autocast_dtype, rank, optimizer, trainable) -> dict:
     def step():
-        accumulate_step(model, chosen, micro, pad_id, torch.device("cpu"), autocast_dtype)
+        accumulate_step(model, micro_batches(chosen, micro), pad_id, torch.device("cpu"), autocast_dtype)
         with record_function("optimizer"):
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()

@@ -58,7 +58,7 @@ def _score(model, tokenizer, val_set) -> float:
 
     device = next(model.parameters()).device
     autocast = torch.bfloat16 if device.type == "cuda" else None
-    return heldout_loss(model, val_set, tokenizer.pad_token_id, device, autocast, 4)
+    return heldout_loss(model, val_set, tokenizer.pad_token_id, device, autocast, 1024)
 
 
 def _peft_config():

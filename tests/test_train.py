@@ -16,7 +16,7 @@ from ada_slm.agl.builder import build_corpus
 from ada_slm.run.config import build_config
 from ada_slm.files import write_jsonl
 from ada_slm.run.datasets_io import IGNORE, Example, tokenize
-from ada_slm.run.steps import accumulate_step, micro_batches, step_indices
+from ada_slm.run.steps import accumulate_step, micro_batches, step_indices, step_passes, token_budget_passes
 from ada_slm.run.train import run
 
 TINY = {"base": "tiny-lfm2", "data": {"size": 120, "val_fraction": 0.1}, "lora": {"r": 4, "alpha": 8},
@@ -61,12 +61,15 @@ def test_loss_and_gradients_do_not_depend_on_micro_batch_split(base, targets):
     assert len(examples) == 16
     trainable = [p for p in model.parameters() if p.requires_grad]
     results = {}
-    for micro in (1, 4, 16):
+    executions = {1: micro_batches(examples, 1), 4: micro_batches(examples, 4), 16: micro_batches(examples, 16),
+                  "budget 300": token_budget_passes(examples, 300, 80), "budget 1": token_budget_passes(examples, 1, 80)}
+    assert len(executions["budget 1"]) == 16  # every sequence over the budget: a pass of its own
+    for name, passes in executions.items():
         model.zero_grad(set_to_none=True)
-        loss, n = accumulate_step(model, examples, micro, tok.pad_token_id, torch.device("cpu"), None)
-        results[micro] = (loss, [p.grad.clone() for p in trainable])
+        loss, n = accumulate_step(model, passes, tok.pad_token_id, torch.device("cpu"), None)
+        results[name] = (loss, [p.grad.clone() for p in trainable])
     ref_loss, ref_grads = results[16]
-    for micro in (1, 4):
+    for micro in (1, 4, "budget 300", "budget 1"):
         loss, grads = results[micro]
         assert abs(loss - ref_loss) / ref_loss < 1e-5, (micro, loss, ref_loss)
         for g, r in zip(grads, ref_grads):
@@ -83,6 +86,46 @@ def test_micro_batches_group_similar_lengths_and_keep_every_sequence():
     in_order = sum(4 * max(lengths[m : m + 4]) for m in (0, 4))
     assert padded == 4 * 41 + 4 * 8 < in_order == 4 * 40 + 4 * 41
     assert [len(g) for g in micro_batches(step[:7], 3)] == [3, 3, 1]
+
+
+def _cost(passes, overhead):
+    return sum(len(p) * max(len(e.input_ids) for e in p) + overhead for p in passes)
+
+
+def test_token_budget_passes_are_the_cheapest_cut_within_the_budget():
+    """The cut computes the fewest padded tokens + overhead × passes of every cut of the length-sorted step that
+    keeps within the budget (checked against all 2^8 cuts), keeps every sequence once, and puts a sequence
+    longer than the budget in a pass of its own."""
+    import itertools
+
+    lengths = [5, 40, 7, 38, 6, 39, 8, 41, 300]
+    step = [Example(list(range(n)), [IGNORE] + list(range(1, n))) for n in lengths]
+    by_length = sorted(step, key=lambda e: len(e.input_ids), reverse=True)
+    for budget, overhead in ((160, 0), (160, 80), (600, 80), (10_000, 1_000)):
+        passes = token_budget_passes(step, budget, overhead)
+        assert sorted(id(e) for p in passes for e in p) == sorted(id(e) for e in step)
+        assert all(len(p) * len(p[0].input_ids) <= budget for p in passes if len(p) > 1)
+        best = None
+        for cuts in itertools.product((False, True), repeat=len(step) - 1):
+            groups, current = [], [by_length[0]]
+            for e, cut in zip(by_length[1:], cuts):
+                if cut:
+                    groups.append(current)
+                    current = []
+                current.append(e)
+            groups.append(current)
+            if all(len(g) == 1 or len(g) * len(g[0].input_ids) <= budget for g in groups):
+                best = min(best if best is not None else float("inf"), _cost(groups, overhead))
+        assert _cost(passes, overhead) == best, (budget, overhead)
+    assert len(token_budget_passes(step, 160, 0)) == 9  # a pass costs nothing: no padding at all
+    # 300 alone (over the budget); the four long ones in two pairs (2 passes, 4 tokens of padding) rather than
+    # 3 + 1; the short ones together (one pass instead of four costs 9 tokens of padding)
+    assert [[len(e.input_ids) for e in p] for p in token_budget_passes(step, 160, 80)] == [
+        [300], [41, 40], [39, 38], [8, 7, 6, 5]]
+    # passes dear, budget wide: the rest in one pass, but the outlier still alone (9 × 300 would pad 2,372 tokens)
+    assert [len(p) for p in token_budget_passes(step, 10_000, 1_000)] == [1, 8]
+    assert step_passes(step, 4, None) == micro_batches(step, 4)  # grouping: configured
+    assert step_passes(step, 4, (160, 80)) == token_budget_passes(step, 160, 80)
 
 
 def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
@@ -395,7 +438,8 @@ def test_frozen_base_in_bf16_computes_what_bf16_autocast_computes():
 
     def step():
         model.zero_grad(set_to_none=True)
-        loss, _ = accumulate_step(model, examples, 4, tok.pad_token_id, torch.device("cpu"), torch.bfloat16)
+        loss, _ = accumulate_step(model, micro_batches(examples, 4), tok.pad_token_id, torch.device("cpu"),
+                                  torch.bfloat16)
         return loss, [p.grad.clone() for p in trainable]
 
     ref_loss, ref_grads = step()
@@ -579,3 +623,56 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
     with pytest.raises(UserError, match="checkpoint.pt: damaged checkpoint, or one holding more than tensors"):
         run(tiny_cfg(tmp_path), resume=True, quiet=True)
     assert not marker.exists()
+
+
+def _adapter(record: dict) -> dict:
+    return load_file(Path(record["train"]["adapter_dir"]) / "adapter_model.safetensors")
+
+
+def test_the_configured_split_does_not_change_the_adapter_and_the_record_names_both(tmp_path):
+    """Dropout 0: 1 × 8 and 4 × 2 train the same adapter whether the steps run as configured (8 passes of one
+    sequence, 2 of four) or grouped by a token budget; the record keeps the configured split and says how it ran."""
+    runs = {}
+    for name, batch, execution in (("1x8 configured", {"micro": 1, "accum": 8}, {"grouping": "configured"}),
+                                   ("4x2 configured", {"micro": 4, "accum": 2}, {"grouping": "configured"}),
+                                   ("1x8 budget", {"micro": 1, "accum": 8}, {"token_budget": 600, "pass_overhead": 80}),
+                                   ("4x2 budget", {"micro": 4, "accum": 2}, {"token_budget": 600, "pass_overhead": 80})):
+        cfg = tiny_cfg(tmp_path, lora={"r": 4, "alpha": 8, "dropout": 0.0}, batch=batch, execution=execution,
+                       max_steps=4, out_dir=str(tmp_path / name.replace(" ", "-")))
+        runs[name] = run(cfg, quiet=True)
+    ref = _adapter(runs["1x8 configured"])
+    for name in ("4x2 configured", "1x8 budget", "4x2 budget"):
+        for key, tensor in _adapter(runs[name]).items():
+            torch.testing.assert_close(tensor, ref[key], rtol=1e-4, atol=1e-5, msg=f"{name} {key}")
+    # the same passes whatever the configured split: the same numbers exactly
+    assert _adapter(runs["1x8 budget"]).keys() == _adapter(runs["4x2 budget"]).keys()
+    assert all(torch.equal(a, b) for a, b in zip(_adapter(runs["1x8 budget"]).values(),
+                                                 _adapter(runs["4x2 budget"]).values()))
+    configured = runs["1x8 configured"]
+    assert [s["passes"] for s in configured["train"]["steps"]] == [8] * 4
+    assert configured["config"]["batch"] == {"micro": 1, "accum": 8}
+    assert configured["config"]["executed_split"] == "configured 1×8=8, executed as configured (micro-batches of 1)"
+    budget = runs["1x8 budget"]
+    assert budget["config"]["batch"] == {"micro": 1, "accum": 8} and budget["config"]["executed_passes"] == [600, 80]
+    assert budget["config"]["executed_split"] == ("configured 1×8=8, executed grouped by length, passes of ≤ 600 "
+                                                  "padded tokens (pass cost 80)")
+    assert all(s["passes"] < 8 for s in budget["train"]["steps"])
+
+
+def test_grouping_with_dropout_moves_held_out_loss_only_within_seed_noise(tmp_path):
+    """Dropout masks are drawn per element, so grouping a step's sequences changes which masks are drawn but not
+    their distribution: over 3 seeds, the held-out loss of grouped and one-sequence-per-pass execution differ by
+    less than the seed-to-seed spread."""
+    import statistics
+
+    losses = {"configured": [], "by_length": []}
+    for seed in range(3):
+        for grouping in losses:
+            cfg = tiny_cfg(tmp_path, lora={"r": 4, "alpha": 8, "dropout": 0.3}, batch={"micro": 1, "accum": 8},
+                           execution={"grouping": grouping, "token_budget": 2000}, max_steps=6, seed=seed,
+                           val_every=6, out_dir=str(tmp_path / f"{grouping}-{seed}"))
+            losses[grouping].append(run(cfg, quiet=True)["train"]["final_val_loss"])
+    diffs = [a - b for a, b in zip(losses["by_length"], losses["configured"])]
+    seed_sd = statistics.stdev(losses["configured"] + losses["by_length"])
+    assert any(d != 0 for d in diffs)  # the masks did change
+    assert abs(statistics.mean(diffs)) < seed_sd, (losses, seed_sd)

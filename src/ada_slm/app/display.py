@@ -19,8 +19,9 @@ COLOURS = {"done": "green", "running": "yellow", "failed": "red", "corrupt": "re
 class StudyDisplay:
     """Use as a context manager around `run_study(..., events=display)`."""
 
-    def __init__(self, title: str, specs: list[RunSpec], states: dict[str, str], console: Console):
+    def __init__(self, title: str, specs: list[RunSpec], states: dict[str, str], console: Console, jobs: int = 1):
         self.title, self.specs, self.states, self.console = title, specs, dict(states), console
+        self.jobs = jobs  # runs at once: the ETA divides the runs left between them
         self.durations: list[float] = []
         self.reasons: dict[str, str] = {}
         self.todo = sum(1 for v in self.states.values() if v != "done")
@@ -47,10 +48,12 @@ class StudyDisplay:
             why = f" ({self.reasons[s.key]})" if s.key in self.reasons else ""
             t.add_row(s.key, f"[{COLOURS.get(state, 'white')}]{state}[/]{why}")
         left = sum(1 for v in self.states.values() if v in ("pending", "running", "corrupt"))
-        eta = f"{left * (sum(self.durations) / len(self.durations)) / 60:.1f} min" if self.durations and left else "—"
+        per_run = sum(self.durations) / len(self.durations) if self.durations else None
+        eta = f"{left * per_run / self.jobs / 60:.1f} min" if per_run and left else "—"
         counts = {k: sum(1 for v in self.states.values() if v == k) for k in ("done", "running", "failed",
                                                                               "corrupt", "pending")}
-        t.caption = " · ".join(f"{k} {v}" for k, v in counts.items() if v or k != "corrupt") + f" · ETA {eta}"
+        t.caption = (" · ".join(f"{k} {v}" for k, v in counts.items() if v or k != "corrupt") + f" · ETA {eta}"
+                     + (f" · {self.jobs} runs at once" if self.jobs > 1 else ""))
         return t
 
     def changed(self, spec: RunSpec, state: str, detail: str, seconds: Optional[float]) -> None:
@@ -66,3 +69,6 @@ class StudyDisplay:
             why = f": {self.reasons[spec.key]}" if spec.key in self.reasons else ""
             self.console.print(f"[{self.finished}/{self.todo}] {spec.key} {state} in {seconds:.0f}s{why}",
                                highlight=False, markup=False)
+        elif state == "running" and self.jobs > 1:  # runs side by side: say which started, so a log shows them
+            running = [s.key for s in self.specs if self.states[s.key] == "running"]
+            self.console.print(f"started {spec.key} (running: {', '.join(running)})", highlight=False, markup=False)

@@ -56,7 +56,7 @@ CHECKPOINT_KEYS = {"step", "wall_s", "fingerprint", "lora", "optimizer", "schedu
 
 def _config_fingerprint(cfg: TrainConfig) -> str:
     """What must not change between a checkpoint and its resume (the output locations may)."""
-    d = cfg.model_dump(exclude={"out_dir", "export_dir", "val_every", "checkpoint_every", "log_every"})
+    d = cfg.model_dump(exclude={"out_dir", "export_dir", "val_every", "checkpoint_every", "log_every", "execution"})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -67,6 +67,7 @@ def save_checkpoint(loop, record: RunRecord, step: int, wall: float) -> None:
 
     _atomic_torch_save({
         "step": step, "wall_s": wall, "fingerprint": _config_fingerprint(loop.cfg),
+        "execution": list(loop.execution) if loop.execution is not None else [],  # []: as configured
         "lora": get_peft_model_state_dict(loop.model), "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
         "steps": [s.model_dump(exclude_unset=True) for s in record.train.steps],
@@ -91,6 +92,8 @@ def restore_checkpoint(loop, record: RunRecord) -> tuple[int, float]:
         raise UserError(f"{loop.ckpt_path}: not a checkpoint of ada-slm; delete it to start the run over")
     if state["fingerprint"] != _config_fingerprint(loop.cfg):
         raise UserError(f"{loop.ckpt_path}: made with a different config; resume needs the same config")
+    if "execution" in state:  # resumed in the passes it started with, whatever this machine's kind would pick
+        loop.execution = tuple(state["execution"]) or None
     set_peft_model_state_dict(loop.model, state["lora"])
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.scheduler.load_state_dict(state["scheduler"])

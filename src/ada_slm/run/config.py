@@ -106,6 +106,28 @@ class BatchConfig(Strict):
         return self.micro * self.accum
 
 
+class ExecutionConfig(Strict):
+    """How an optimizer step's sequences pass through the model — chosen for speed, never what is learned.
+
+    What a run learns is `batch` (micro × accum sequences per optimizer step) with the loss normalised per target
+    token over the whole step: the step's loss and gradient are sums over its sequences, so the way they are
+    grouped into forward/backward passes does not change the objective (LoRA dropout masks are drawn per element,
+    so their distribution does not depend on the grouping either). `batch.micro` is what the config means and
+    what the report names; this section is how the step is computed."""
+
+    grouping: Literal["by_length", "configured"] = Field(
+        "by_length", description="by_length: the step's sequences sorted by length and cut into passes of at most "
+        "`token_budget` padded tokens (fewest passes, least padding); configured: passes of batch.micro sequences "
+        "(longest first), as the config is written.")
+    token_budget: Optional[int] = Field(None, gt=0, le=1_000_000, description="Padded tokens (rows × the longest "
+                                        "row) per forward/backward pass with grouping by_length; a sequence longer "
+                                        "than this is a pass of its own. Default: the machine kind's measured value "
+                                        "(ada_slm.run.hardware.EXECUTION), never timed at run time.")
+    pass_overhead: Optional[int] = Field(None, ge=0, le=1_000_000, description="What one more pass costs, in "
+                                         "padded tokens: the cut into passes minimises padded tokens + this × "
+                                         "passes. Default: the machine kind's measured value.")
+
+
 class TrainConfig(Strict):
     """One LoRA fine-tuning run."""
 
@@ -114,6 +136,8 @@ class TrainConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="How a step's sequences are "
+                                       "computed (speed only): see ExecutionConfig.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training set (ignored if max_steps is set).")
     max_steps: Optional[int] = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
@@ -148,6 +172,22 @@ class TrainConfig(Strict):
     def batch_arithmetic(self) -> str:
         b = self.batch
         return f"micro {b.micro} × accum {b.accum} = {b.effective} sequences/step"
+
+    def execution_plan(self, kind_default: tuple[int, int]) -> tuple[int, int] | None:
+        """(padded tokens per pass, pass overhead) the steps are cut with, from the config or the machine kind's
+        `kind_default`; None where the configured micro-batches are executed."""
+        if self.execution.grouping == "configured":
+            return None
+        budget, overhead = kind_default
+        return (self.execution.token_budget or budget,
+                overhead if self.execution.pass_overhead is None else self.execution.pass_overhead)
+
+    def executed_split(self, plan: tuple[int, int] | None) -> str:
+        """The configured split and how it is executed with `plan` (execution_plan()), as the record states it."""
+        b = self.batch
+        how = (f"executed as configured (micro-batches of {b.micro})" if plan is None
+               else f"executed grouped by length, passes of ≤ {plan[0]} padded tokens (pass cost {plan[1]})")
+        return f"configured {b.micro}×{b.accum}={b.effective}, {how}"
 
     # ---- derived values: computed here once, never by hand from dicts
     @property

@@ -47,6 +47,37 @@ def machine_kind(flags: set[str] | None = None) -> str:
     return "other"
 
 
+# How a step's sequences are cut into forward/backward passes when grouped by length (config `execution`), per
+# machine kind: (padded tokens per pass at most, what one more pass costs in padded-token equivalents). Measured
+# by bench/execution_budget.py on the cpu-scale study's steps (README "Performance"); a fixed table, never a
+# stopwatch at run time, so a seeded run executes the same passes wherever it runs on one kind.
+#   avx512: 1 × 16 103 tok/s, 4 × 4 159, 16 × 1 101 (fp32, 2 threads): a pass costs ≈ 80 tokens; one pass of
+#           all 16 sequences is slower per token (1.48× padding, and large activations), hence the cap
+#   amx:    1 × 16 167 tok/s, 4 × 4 279, 16 × 1 205 (bf16, issue 33's measurement): ≈ 100 tokens a pass
+#   avx2, other: not measured; the AVX-512 values (a cap of 512 keeps a pass from the slow one-pass extreme)
+EXECUTION = {"amx": (512, 100), "avx512": (512, 80), "avx2": (512, 80), "other": (512, 80), "cuda": (16384, 2048)}
+
+
+def execution_defaults(device: torch.device, flags: set[str] | None = None) -> tuple[int, int]:
+    """This machine kind's (token budget, pass overhead) of EXECUTION."""
+    if device.type == "cuda":
+        return EXECUTION["cuda"]
+    return EXECUTION[machine_kind(flags)]
+
+
+# Runs a local study executes at once (`study run --jobs`), each with its share of the threads: measured per
+# machine kind on cpu-scale runs (2 runs × 1 thread against 1 run × 2 threads, README "Performance"). One run at a
+# time on a GPU: it holds the device.
+STUDY_JOBS = {"amx": 2, "avx512": 2, "avx2": 1, "other": 1, "cuda": 1}
+
+
+def default_jobs(flags: set[str] | None = None) -> int:
+    """This machine kind's concurrent runs (STUDY_JOBS), never more than its threads."""
+    if torch.cuda.is_available():
+        return STUDY_JOBS["cuda"]
+    return max(1, min(STUDY_JOBS[machine_kind(flags)], threads()))
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -94,6 +94,8 @@ class Step(Section):
     grad_norm: Optional[Number] = Field(None, description="Gradient norm before clipping.")
     lr: Optional[Number] = Field(None, description="Learning rate the step used.")
     sequences: Optional[Number] = Field(None, description="Sequences in the step (micro × accum).")
+    passes: Optional[StrictInt] = Field(None, description="Forward/backward passes the step was executed in "
+                                        "(config `execution`; the configured split is micro × accum).")
     target_tokens: Optional[Number] = Field(None, description="Tokens the loss is computed on.")
     tokens: Optional[Number] = Field(None, description="All tokens forwarded (prompt included).")
     tokens_per_s: Optional[Number] = Field(None, description="tokens / the step's seconds.")
@@ -185,6 +187,12 @@ class RunFacts(Section):
     total_steps: Optional[StrictInt] = None
     steps_per_epoch: Optional[StrictInt] = None
     resolved_lora: Optional[ResolvedLora] = None
+    executed_split: Optional[str] = Field(None, description="The configured split and how the steps were executed: "
+                                     "`configured 1×16=16, executed in passes of ≤ 1024 padded tokens, grouped "
+                                     "by length`.")
+    executed_passes: Optional[list[StrictInt]] = Field(None, description="[padded tokens per pass at most, pass "
+                                                       "cost] the steps were cut with (None: batch.micro sequences "
+                                                       "per pass).")
 
 
 _FACTS = set(RunFacts.model_fields) - {"base"}  # `base` is the TrainConfig's too: see _split_config
@@ -223,7 +231,11 @@ class RunRecord(Section):
             return out
         joined = None
         if self.config is not None or self.facts is not None:
-            joined = self.config.model_dump(mode=info.mode) if self.config is not None else {}
+            # `execution` (how steps were computed, not what was learned) is written only where it was set:
+            # records of versions before it existed read and write back unchanged; facts.executed_split says
+            # how every newer run was executed
+            unset = None if self.config is None or "execution" in self.config.model_fields_set else {"execution"}
+            joined = self.config.model_dump(mode=info.mode, exclude=unset) if self.config is not None else {}
             joined.update(out.get("facts") or {})
         return {"config": joined, **{k: v for k, v in out.items() if k not in ("config", "facts")}}
 

@@ -7,8 +7,9 @@ the same 16 sequences produce the same loss and the same gradient — the seed s
 normalisation changed with gradient accumulation, and this makes that impossible.
 
 Targets are the tokens of every assistant turn plus its end-of-turn token (every token for plain text); the
-prompt, user turns and chat-template scaffolding are masked (datasets_io.py); each step's sequences are
-grouped by length into micro-batches, which are padded only to their longest sequence.
+prompt, user turns and chat-template scaffolding are masked (datasets_io.py). How a step's sequences are
+executed is apart from the configured split (config `execution`): by default they are sorted by length and cut
+into passes of at most a token budget, each padded only to its longest sequence.
 """
 
 from __future__ import annotations
@@ -78,20 +79,51 @@ def summed_loss(model, batch: dict, autocast_dtype) -> torch.Tensor:
 
 def micro_batches(chosen: list[Example], micro: int) -> list[list[Example]]:
     """Cut one optimizer step's sequences into micro-batches of `micro`, longest first, so that sequences of
-    similar length share a micro-batch and little padding is computed. Free of side effects on what is
-    learned: the step's loss and gradient are sums over its sequences, whatever the grouping (measured on
-    the 2k corpus at 4 × 4: padded tokens fall from 1.27× to 1.10× the real tokens)."""
+    similar length share a micro-batch and little padding is computed (config `execution.grouping: configured`)."""
     by_length = sorted(chosen, key=lambda e: len(e.input_ids), reverse=True)
     return [by_length[m : m + micro] for m in range(0, len(by_length), micro)]
 
 
-def accumulate_step(model, chosen: list[Example], micro: int, pad_id: int, device, autocast_dtype) -> tuple[float, int]:
-    """Forward/backward the sequences of one optimizer step in micro-batches of `micro`, leaving in .grad the
-    gradient of (summed target-token loss / the step's target-token count). Returns (that loss, the count).
-    The split into micro-batches changes neither number."""
-    n_target = target_tokens(chosen)
+def token_budget_passes(chosen: list[Example], token_budget: int, pass_overhead: int = 0) -> list[list[Example]]:
+    """Cut one optimizer step's sequences, sorted longest first, into forward/backward passes of at most
+    `token_budget` padded tokens (rows × the pass's longest row; a sequence longer than the budget is a pass of
+    its own), choosing the cut that computes the fewest padded tokens plus `pass_overhead` token-equivalents per
+    pass (what one more pass costs on this machine kind: hardware.EXECUTION). An exact dynamic programme over the
+    sorted lengths: a step's handful of sequences costs microseconds. Free of side effects on what is learned: the
+    step's loss and gradient are sums over its sequences, whatever the grouping."""
+    by_length = sorted(chosen, key=lambda e: len(e.input_ids), reverse=True)
+    widths = [len(e.input_ids) for e in by_length]
+    n = len(by_length)
+    best = [0] + [None] * n  # best[j]: the cheapest cost of the first j sequences
+    cut = [0] * (n + 1)  # cut[j]: where the last pass of that cheapest cost starts
+    for j in range(1, n + 1):
+        for i in range(j - 1, -1, -1):  # the last pass is by_length[i:j], padded to widths[i]
+            rows = j - i
+            if rows > 1 and rows * widths[i] > token_budget:
+                break  # an earlier start only adds rows and widens the pass
+            cost = best[i] + rows * widths[i] + pass_overhead
+            if best[j] is None or cost < best[j]:
+                best[j], cut[j] = cost, i
+    passes, j = [], n
+    while j > 0:
+        passes.append(by_length[cut[j] : j])
+        j = cut[j]
+    return passes[::-1]
+
+
+def step_passes(chosen: list[Example], micro: int, execution: tuple[int, int] | None) -> list[list[Example]]:
+    """How one step's sequences are executed: by (token budget, pass overhead), or as configured (`micro` per pass)
+    when None."""
+    return micro_batches(chosen, micro) if execution is None else token_budget_passes(chosen, *execution)
+
+
+def accumulate_step(model, passes: list[list[Example]], pad_id: int, device, autocast_dtype) -> tuple[float, int]:
+    """Forward/backward one optimizer step's sequences, pass by pass (step_passes), leaving in .grad the gradient
+    of (summed target-token loss / the step's target-token count). Returns (that loss, the count). How the
+    sequences are split into passes changes neither number."""
+    n_target = sum(target_tokens(group) for group in passes)
     loss_sum = 0.0
-    for group in micro_batches(chosen, micro):
+    for group in passes:
         part = summed_loss(model, collate(group, pad_id, device), autocast_dtype)
         (part / n_target).backward()
         loss_sum += part.item()
@@ -99,14 +131,16 @@ def accumulate_step(model, chosen: list[Example], micro: int, pad_id: int, devic
 
 
 @torch.no_grad()
-def heldout_loss(model, examples: list[Example], pad_id: int, device, autocast_dtype, micro: int) -> float | None:
-    """Mean cross-entropy per target token over the whole held-out set (same normalisation as training)."""
+def heldout_loss(model, examples: list[Example], pad_id: int, device, autocast_dtype,
+                 execution: tuple[int, int] = (512, 0)) -> float | None:
+    """Mean cross-entropy per target token over the whole held-out set (same normalisation as training), computed
+    in token_budget_passes(examples, *execution) (a sum over examples: the grouping only saves padding)."""
     if not examples:
         return None
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for chunk in micro_batches(examples, micro):  # a sum over examples: the grouping only saves padding
+    for chunk in token_budget_passes(examples, *execution):
         total += summed_loss(model, collate(chunk, pad_id, device), autocast_dtype).item()
         count += target_tokens(chunk)
     model.train(was_training)
@@ -173,6 +207,9 @@ class Loop:
     record_path: Path
     ckpt_path: Path
     frozen: dict  # the fp32 weights of the frozen Linears held in bf16 (hold_frozen_linears_in), to restore
+    execution: tuple[int, int] | None  # (padded tokens per pass, pass overhead) of config `execution`; None: as
+    # configured, batch.micro sequences per pass
+    heldout_execution: tuple[int, int]  # the same for held-out passes (the machine kind's, whatever the config)
 
 
 def _clock(seconds: float) -> str:
@@ -192,8 +229,8 @@ def optimizer_step(loop: Loop, step: int) -> records.Step | str:
     cfg = loop.cfg
     t_step = time.perf_counter()
     chosen = [loop.train_set[i] for i in step_indices(len(loop.train_set), cfg.batch.effective, cfg.seed, step)]
-    loss, n_target = accumulate_step(loop.model, chosen, cfg.batch.micro, loop.tokenizer.pad_token_id, loop.device,
-                                     loop.autocast_dtype)
+    passes = step_passes(chosen, cfg.batch.micro, loop.execution)
+    loss, n_target = accumulate_step(loop.model, passes, loop.tokenizer.pad_token_id, loop.device, loop.autocast_dtype)
     if not math.isfinite(loss):
         return f"non-finite training loss ({loss}) at step {step + 1}"
     grad_norm = torch.nn.utils.clip_grad_norm_(loop.trainable, cfg.max_grad_norm).item()
@@ -206,7 +243,7 @@ def optimizer_step(loop: Loop, step: int) -> records.Step | str:
     dt = time.perf_counter() - t_step
     n_tokens = sum(len(e.input_ids) for e in chosen)
     return records.Step(step=step + 1, loss=loss, grad_norm=grad_norm, lr=lr, sequences=len(chosen),
-                        target_tokens=n_target, tokens=n_tokens, tokens_per_s=n_tokens / dt,
+                        passes=len(passes), target_tokens=n_target, tokens=n_tokens, tokens_per_s=n_tokens / dt,
                         target_tokens_per_s=n_target / dt)
 
 
@@ -215,7 +252,7 @@ def _held_out(loop: Loop, record: records.RunRecord, done: int, tracker) -> str 
     if done % loop.cfg.val_every and done != loop.total_steps:
         return None
     val = heldout_loss(loop.model, loop.val_set, loop.tokenizer.pad_token_id, loop.device, loop.autocast_dtype,
-                       loop.cfg.batch.micro)
+                       loop.heldout_execution)
     if val is None:
         return None
     if not math.isfinite(val):

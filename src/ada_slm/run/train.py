@@ -70,9 +70,11 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
     set_seed(cfg.seed)  # *before* the adapter is built, so the LoRA init is a function of the seed
     model, lora_init_hash, frozen = _setup_model(cfg, model, device, autocast_dtype)
     trainable, steps_per_epoch, total_steps, optimizer, scheduler = _setup_optimizer(cfg, model, len(data.train_set))
+    kind_execution = hardware.execution_defaults(device)
     loop = Loop(cfg, model, tokenizer, data.train_set, data.val_set, trainable, optimizer, scheduler, device,
-                autocast_dtype, total_steps, record_path, ckpt_path, frozen)
-    record = new_record(cfg, model, total_steps, steps_per_epoch, sum(p.numel() for p in trainable))
+                autocast_dtype, total_steps, record_path, ckpt_path, frozen, cfg.execution_plan(kind_execution),
+                kind_execution)
+    record = new_record(cfg, model, total_steps, steps_per_epoch, sum(p.numel() for p in trainable), loop.execution)
     record.meta = {
         "base": cfg.base, "base_path": str(base_path), "base_weights_sha256": models.weights_hash(base_path),
         **_data_provenance(data), **_machine_provenance(device, precision, precision_choice, autocast_dtype,
@@ -82,6 +84,9 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
     start_step, wall_before = 0, 0.0
     if resume:
         start_step, wall_before = checkpoints.restore_checkpoint(loop, record)
+        # the checkpoint's passes, whatever this machine's kind would pick: the run goes on as it started
+        record.facts.executed_passes = list(loop.execution) if loop.execution else None
+        record.facts.executed_split = cfg.executed_split(loop.execution)
         console.print(f"resuming at step {start_step}/{total_steps}")
     make_dir(cfg.out_dir, "out_dir")  # only now: a run whose data or model fails to load leaves no folder
     records.write_record(cfg.out_dir, record)
@@ -261,11 +266,13 @@ def make_optimizer(cfg: TrainConfig, trainable: list, total_steps: int):
     return optimizer, scheduler
 
 
-def new_record(cfg: TrainConfig, model, total_steps: int, steps_per_epoch: int, n_trainable: int) -> records.RunRecord:
+def new_record(cfg: TrainConfig, model, total_steps: int, steps_per_epoch: int, n_trainable: int,
+               execution: tuple[int, int] | None) -> records.RunRecord:
     resolved_lora = model.peft_config["default"]
     facts = records.RunFacts(
         effective_batch=cfg.batch.effective, batch_arithmetic=cfg.batch_arithmetic(), total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps_per_epoch, executed_split=cfg.executed_split(execution),
+        executed_passes=list(execution) if execution else None,
         resolved_lora=records.ResolvedLora(r=resolved_lora.r, alpha=resolved_lora.lora_alpha,
                                            targets=sorted(resolved_lora.target_modules),
                                            use_rslora=resolved_lora.use_rslora, use_dora=resolved_lora.use_dora))

@@ -94,8 +94,12 @@ def study_run(
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the runs are done."),
-    executor: str = typer.Option("local", "--executor", help="local: one run after another on this machine; "
+    executor: str = typer.Option("local", "--executor", help="local: runs on this machine, --jobs at a time; "
                                  "ray: every run a Ray task (results and exports on storage all nodes share)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="local: runs at once, the machine's threads "
+                                       "split between them (default: this machine kind's measured best, "
+                                       "ada_slm.run.hardware.STUDY_JOBS: 2 on 2-core AMX and AVX-512 machines, "
+                                       "1 elsewhere)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: 'auto' or ray://host:10001; "
                                           "default: start a local Ray instance."),
     cpus_per_run: Optional[float] = typer.Option(None, "--cpus-per-run", help="Ray: CPUs per run (default: one "
@@ -119,11 +123,12 @@ def study_run(
 ):
     """Run every unfinished (arm, seed) in its own process; finished runs are skipped, so re-running resumes."""
     _check_run_options(executor, address, cpus_per_run, gpus_per_run, track, until_decided, only,
-                       max_seeds, budget_hours)
+                       max_seeds, budget_hours, jobs)
     study, specs, path = study_specs(file, scale, only, seeds, results, exports)
     validate_models(specs)
     _check_writable(results / study.name)
-    runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor()
+    runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor(
+        jobs or _default_jobs())
     study_runs, tracking_for = _tracking(track, tracking_uri, study, specs, path, scale, results)
     start = time.perf_counter()
     counts = {"failed": 1}
@@ -147,12 +152,22 @@ def study_run(
         raise typer.Exit(2)
 
 
+def _default_jobs() -> int:
+    from ada_slm.run import hardware  # imports torch: not for --help
+
+    return hardware.default_jobs()
+
+
 def _check_run_options(executor, address, cpus_per_run, gpus_per_run, track, until_decided, only, max_seeds,
-                       budget_hours) -> None:
+                       budget_hours, jobs=None) -> None:
     """`study run`'s options that contradict each other, refused before the study is read."""
     check_track(track)
     if executor not in ("local", "ray"):
         raise UserError(f"--executor {executor}: choose local or ray")
+    if jobs is not None and (jobs < 1 or jobs > 64):
+        raise UserError(f"--jobs {jobs}: choose 1 to 64 runs at once")
+    if jobs is not None and executor == "ray":
+        raise UserError("--jobs is for --executor local (Ray places runs by --cpus-per-run)")
     if executor == "local" and (address or cpus_per_run or gpus_per_run is not None):
         raise UserError("--address/--cpus-per-run/--gpus-per-run need --executor ray")
     if (max_seeds or budget_hours is not None) and not until_decided:
@@ -192,7 +207,8 @@ def _check_writable(folder: Path) -> None:
 
 def _run_once(study, specs, results, runner, tracking_for) -> dict:
     """`study run`: every unfinished run of `specs`, shown live; the counts by final state."""
-    with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console) as display:
+    with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console,
+                      jobs=getattr(runner, "jobs", 1)) as display:
         return run_study(study, specs, results, executor=runner, tracking_for=tracking_for, events=display)
 
 
