@@ -61,6 +61,8 @@ def main():
     ap.add_argument("--versions", default="baseline,ours", help="which to time: baseline,ours (default both), "
                     "or one of them (a measurement taken alone before the other)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    ap.add_argument("--keep", type=Path, default=None, help="write the studies' results into this new folder and "
+                    "keep them (default: a temporary folder, removed at the end)")
     args = ap.parse_args()
 
     sys.path.insert(0, str(OURS_SRC))
@@ -78,8 +80,10 @@ def main():
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     out = {"kind": kind, "peak_fp32": fp32, "peak_bf16": bf16, "study": args.study, "scale": args.scale,
            "only": args.only, "seeds": args.seeds}
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=False)
     with tempfile.TemporaryDirectory(prefix="study-ratio-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
         if "baseline" in args.versions:
             out["baseline"] = study_wall(args.baseline_src.resolve(), args, [], work, "baseline")
             print(f"baseline: {out['baseline']['wall_s']:.0f} s", flush=True)
