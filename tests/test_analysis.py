@@ -235,3 +235,27 @@ def test_the_report_is_of_what_ran_and_says_when_the_study_file_was_edited_after
     study = load_study(path)
     specs = expand(study, str(path), **roots)
     assert not any(arm.edited for arm in analysis.analyse(study, specs).data.values())
+
+
+def test_runs_of_different_precision_are_a_factor_and_confound_another(study_specs):
+    """r32 trained in bf16 (an AMX machine) against b16 in fp32: the rank comparison is labelled confounded by
+    precision; the same precision on both sides adds nothing; a mixed arm is named as such."""
+    study, specs = study_specs
+    arms = simulate_arms(study, specs, np.random.default_rng(5), {"b16": 0.3, "r32": 0.3})
+
+    def trained_in(arm, *precisions):
+        cfg = arms[arm].config
+        arm_records = {s: RunRecord.model_validate({"config": cfg.model_dump(), "status": {"state": "complete"},
+                                                    "meta": {"precision": p}}) for s, p in enumerate(precisions)}
+        arms[arm] = analysis.ArmData(arm, cfg, arm_records, arms[arm].scores, {}, arms[arm].states)
+
+    trained_in("b16", "fp32", "fp32", "fp32")
+    trained_in("r32", "fp32", "fp32", "fp32")
+    comp = analysis._compare_arm(study, arms["r32"], arms["b16"], {})
+    assert list(comp.factors.factors) == ["rank"] and not comp.factors.confounded
+    trained_in("r32", "bf16", "bf16", "bf16")
+    comp = analysis._compare_arm(study, arms["r32"], arms["b16"], {})
+    assert comp.factors.factors["precision"] == ("bf16", "fp32") and comp.factors.confounded
+    trained_in("r32", "bf16", "fp32", "fp32")
+    comp = analysis._compare_arm(study, arms["r32"], arms["b16"], {})
+    assert comp.factors.factors["precision"] == ("bf16 + fp32", "fp32")

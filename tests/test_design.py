@@ -89,3 +89,24 @@ def test_base_model_and_effective_batch():
 def test_factor_labels():
     fd = design.FactorDiff({"rank": (32, 16), "effective batch": ("4×16=64, 87 steps", "4×4=16, 339 steps")})
     assert design.factor_labels(fd) == ["rank 16→32", "effective batch 4×4=16, 339 steps → 4×16=64, 87 steps"]
+
+
+def test_how_steps_are_executed_is_a_note_not_a_factor():
+    """Arms that differ only in config `execution` (how a step's sequences are grouped into passes) train the
+    same objective: the difference is noted, never a factor, never confounding."""
+    a = cfg(execution={"grouping": "configured"}, lora={"r": 32, "alpha": 64})
+    b = cfg(execution={"token_budget": 256})
+    fd = design.factors_between(design.differences(a, b))
+    assert set(fd.factors) == {"rank"} and not fd.confounded
+    assert any("execution.grouping" in n for n in fd.notes) and any("execution.token_budget" in n for n in fd.notes)
+
+
+def test_arms_that_differ_only_in_the_split_compute_the_same_steps_when_grouped_by_length():
+    v9c, v9d = cfg(batch={"micro": 1, "accum": 16}), cfg(batch={"micro": 4, "accum": 4})
+    assert design.same_computation(v9c, v9d)
+    assert not design.same_computation(v9c, cfg(batch={"micro": 4, "accum": 4}, lora={"r": 32, "alpha": 64}))
+    assert not design.same_computation(v9c, cfg(batch={"micro": 4, "accum": 8}))  # another effective batch
+    as_written = {"grouping": "configured"}
+    assert not design.same_computation(cfg(batch={"micro": 1, "accum": 16}, execution=as_written),
+                                       cfg(batch={"micro": 4, "accum": 4}, execution=as_written))
+    assert not design.same_computation(v9c, None)

@@ -66,14 +66,16 @@ def test_study_plan_prints_time_and_power_before_any_run(tmp_path):
         "runs": 2, "study": "earlier", "measured": "2026-12-01"}}
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / plan.THROUGHPUT_FILE).write_text(__import__("json").dumps(store))
-    p = subprocess.run(CLI + ["study", "plan", "phase14d", "--scale", "quick", "--results", str(tmp_path / "r")],
-                       capture_output=True, text=True, env=env)
+    p = subprocess.run(CLI + ["study", "plan", "phase14d", "--scale", "quick", "--results", str(tmp_path / "r"),
+                              "--jobs", "2"], capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
     out = " ".join(p.stdout.split())
     assert "no finished run yet" not in out
     assert f"measured on this machine kind ({kind}, {precision}) on 2026-12-01 in study earlier" in out
     # 10 trained runs × 2 steps × 16 sequences × 50 tokens / 100 tokens/s = 160 s; 12 evaluations × 16 items × 0.5 s
-    assert "time of all 12 listed runs: training 2.7 min + evaluation 1.6 min" in out
+    # = 96 s; two at a time: 128 s
+    assert ("time of the 12 runs to do: training 2.7 min + evaluation 1.6 min + set-up (not measured yet) of runs; "
+            "2 at a time (--jobs): ≈ 2.1 min of wall time") in out
     assert "power on agl_awareness from default components" in out and "16 items" in out
     assert "at 2 runs per arm (this plan)" in out
 
@@ -92,3 +94,18 @@ def test_an_evaluation_served_by_the_eval_cache_is_no_measurement_of_generation(
     plan.remember([("phase14d", hit), ("phase14d", record(100.0, generation_s=35.0))], path)
     t = plan.throughput_for("avx2", "fp32", "smollm2-135m", 256, plan.read_store(path))
     assert plan.eval_seconds(t, 133, 48) == pytest.approx(35.0)  # the hit's 0.7 s is left out, not averaged in
+
+
+def test_a_runs_overhead_is_measured_from_its_whole_wall_time(tmp_path):
+    """run_wall_s (the run's process from spec to record) less its step seconds and its generation: set-up,
+    held-out loss and export, kept with the throughput and added to every run of the plan."""
+    path = tmp_path / "throughput.json"
+    timed = record(100.0)  # 2 steps × 1136 tokens at 100 tokens/s = 22.72 s of steps, 35 s of generation
+    timed["meta"]["run_wall_s"] = 70.0
+    timed["meta"]["torch_threads"] = 1
+    plan.remember([("phase14d", timed)], path)
+    t = plan.throughput_for("avx2", "fp32", "smollm2-135m", 256, plan.read_store(path))
+    assert t.overhead_s == pytest.approx(70.0 - 22.72 - 35.0)
+    assert "1 thread(s) per run" in t.source
+    assert plan.throughput_for("avx2", "fp32", "smollm2-135m", 256, {plan.machine_key(
+        "avx2", "fp32", "smollm2-135m", 256): {"tokens_per_s": 1.0, "tokens_per_sequence": 1.0}}).overhead_s is None

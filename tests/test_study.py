@@ -242,7 +242,9 @@ def test_ray_and_tracking_options_are_checked(tmp_path):
     base = CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "r")]
     for extra, message in ((["--executor", "slurm"], "--executor slurm: choose local or ray"),
                            (["--address", "auto"], "need --executor ray"),
-                           (["--track", "comet"], "--track comet: choose mlflow, tensorboard or wandb")):
+                           (["--track", "comet"], "--track comet: choose mlflow, tensorboard or wandb"),
+                           (["--jobs", "0"], "--jobs 0: choose 1 to 64 runs at once"),
+                           (["--jobs", "2", "--executor", "ray"], "--jobs is for --executor local")):
         p = subprocess.run(base + extra, capture_output=True, text=True)
         assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 

@@ -12,6 +12,8 @@ import psutil
 import pytest
 import yaml
 
+from ada_slm.run import hardware
+
 from conftest import CLI, DATA
 
 STUDY = DATA / "tiny-kill.yaml"
@@ -100,30 +102,40 @@ class DeathWatch(threading.Thread):
 
 
 @pytest.mark.slow
-def test_sigkill_of_the_runner_leaves_no_process_and_starts_no_run(tmp_path):
-    """A run that would train for hours: the runner is SIGKILLed while it trains; the fork server, the run and
-    every other process the runner started die with it, and the next run never starts."""
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigkill_of_the_runner_leaves_no_process_and_starts_no_run(tmp_path, jobs):
+    """Runs that would train for hours: the runner is SIGKILLed while they train (one, or two side by side with
+    --jobs 2); the fork server, the runs and every other process the runner started die with it, and no next
+    run starts."""
     raw = yaml.safe_load(STUDY.read_text())
     raw["defaults"].update(max_steps=100_000, checkpoint_every=10_000, val_every=10_000)
+    raw["seeds"] = [0, 1, 2]
     study = tmp_path / "long.yaml"
     study.write_text(yaml.safe_dump(raw))
-    runner = run_cli(study, tmp_path, "--only", "r4")
+    runner = run_cli(study, tmp_path, "--only", "r4", "--jobs", str(jobs))
     run_dir = tmp_path / "results" / "tinykill" / "r4"
-    while runner.poll() is None and progress(run_dir.parent) < 2:  # seed0's spec and first step: it trains
+    def training() -> int:  # runs with a step recorded
+        return sum(bool(((read_json(run_dir / f"seed{k}" / "record.json") or {}).get("train") or {}).get("steps"))
+                   for k in range(3))
+
+    while runner.poll() is None and training() < jobs:
         time.sleep(0.05)
     assert runner.poll() is None, (tmp_path / "runner-0.log").read_text()
     descendants = kill_tree(runner)
-    assert len(descendants) >= 2  # the fork server and the run (and multiprocessing's resource tracker)
+    assert len(descendants) >= 1 + jobs  # the fork server and the runs (and multiprocessing's resource tracker)
     watch = DeathWatch(descendants)
     watch.start()
     assert watch.survivors() == []
-    assert not (run_dir / "seed1").exists()  # no new run started
-    record = read_json(run_dir / "seed0" / "record.json")
-    assert record["status"]["state"] == "running"  # the killed run stopped where it was, to be resumed
+    running = [f"seed{k}" for k in range(jobs)]
+    assert sorted(p.name for p in run_dir.iterdir()) == running  # no new run started
+    for seed in running:
+        record = read_json(run_dir / seed / "record.json")
+        assert record["status"]["state"] == "running"  # the killed run stopped where it was, to be resumed
+        assert record["meta"]["torch_threads"] == max(1, hardware.threads() // jobs)  # the machine's threads split
     # the kernel dropped the dead run's lock: the next process takes it, and names the killed owner
     from ada_slm.run import runlock
 
-    key = runlock.acquire(run_dir / "seed0")
+    key = runlock.acquire(run_dir / "seed0")  # (seed0 of either variant)
     runlock.release(key)
     owners = [json.loads(line) for line in (run_dir / "seed0" / runlock.OWNERS).read_text().splitlines()]
     assert owners[-3]["event"] == "acquired" and owners[-3]["pid"] in {p.pid for p in descendants}

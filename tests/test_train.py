@@ -676,3 +676,24 @@ def test_grouping_with_dropout_moves_held_out_loss_only_within_seed_noise(tmp_pa
     seed_sd = statistics.stdev(losses["configured"] + losses["by_length"])
     assert any(d != 0 for d in diffs)  # the masks did change
     assert abs(statistics.mean(diffs)) < seed_sd, (losses, seed_sd)
+
+
+def test_held_out_loss_is_computed_in_fp32_whatever_the_training_precision(tmp_path):
+    """A bf16 run's held-out loss is the fp32 model's (the trained adapter on the fp32 base), not the bf16
+    forward's: runs of different training precision are compared on one scale."""
+    from ada_slm.run import hardware
+    from ada_slm.run.datasets_io import load_rows
+    from ada_slm.run.steps import heldout_loss
+    from ada_slm.run.train import train
+
+    cfg = tiny_cfg(tmp_path, precision="bf16", max_steps=2, val_every=2)
+    trained = train(cfg, quiet=True)
+    assert trained.record.meta["precision"] == "bf16" and trained.record.meta["heldout_precision"] == "fp32"
+    _, val_rows, _ = load_rows(cfg.data)
+    val_set, _ = tokenize(val_rows, trained.tokenizer, cfg.max_length)
+    cpu = torch.device("cpu")
+    passes = hardware.execution_defaults(cpu)
+    fp32 = heldout_loss(trained.model, val_set, trained.tokenizer.pad_token_id, cpu, None, passes)
+    bf16 = heldout_loss(trained.model, val_set, trained.tokenizer.pad_token_id, cpu, torch.bfloat16, passes)
+    assert trained.record.train.final_val_loss == pytest.approx(fp32, rel=1e-6)
+    assert abs(bf16 - fp32) > 1e-6 * fp32  # the test can tell the two apart

@@ -148,8 +148,27 @@ def _arm_result(arm: ArmData) -> ArmResult:
     return ArmResult(arm.name, arm.config, arm.states, len(arm.records), intervals, components)
 
 
+def precisions(arm: ArmData | None) -> set[str]:
+    """The precisions the arm's finished runs trained in (record meta.precision); empty for the base arm."""
+    if arm is None:
+        return set()
+    return {str(r.meta.get("precision")) for r in arm.records.values()
+            if r.config is not None and r.meta and r.meta.get("precision")}
+
+
+def with_precision(fd: design.FactorDiff, a: ArmData | None, b: ArmData | None) -> design.FactorDiff:
+    """`fd` with 'precision' added as a factor where the two arms' runs trained in different precisions (a study
+    resumed on another machine kind, a Ray cluster of mixed kinds): bf16 and fp32 runs of one config differ by
+    several seed SDs in held-out loss, so such a comparison is confounded by the machine, not only the config."""
+    pa, pb = precisions(a), precisions(b)
+    if pa and pb and (pa != pb or len(pa) > 1):
+        fd.factors["precision"] = (" + ".join(sorted(pa)), " + ".join(sorted(pb)))
+    return fd
+
+
 def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float]) -> ArmComparison:
-    fd = design.factors_between(design.differences(arm.config, ref.config))
+    fd = with_precision(design.factors_between(design.differences(arm.config, ref.config)), arm, ref)
+    fd.same_steps = design.same_computation(arm.config, ref.config) and "precision" not in fd.factors
     comps = stats.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors)
     out = ArmComparison(arm.name, ref.name, fd, comps)
     if fd.split_only:  # same objective in expectation: the one place equivalence is asked for, by TOST
@@ -230,8 +249,8 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     answers = []
     for q, spec in d.questions.items():
         a, b = arms.get(spec.compare), arms.get(spec.against)
-        fd = design.factors_between(design.differences(a.config if a else None,
-                                                       b.config if b else None))
+        fd = with_precision(design.factors_between(design.differences(a.config if a else None,
+                                                                      b.config if b else None)), a, b)
         x = Answer(q, spec.compare, spec.against, None, fd.confounded, False, spec.test)
         x.not_asked = question_not_asked(study, spec, run_arms, a, b, scale)
         if x.not_asked is None and a and b:

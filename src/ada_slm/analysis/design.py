@@ -63,6 +63,15 @@ def differences(a: TrainConfig | None, b: TrainConfig | None) -> dict[str, tuple
     return out
 
 
+def same_computation(a: TrainConfig | None, b: TrainConfig | None) -> bool:
+    """Whether two trained arms compute the same optimizer steps: they differ at most in the micro × accum split
+    (same effective batch) and both execute their steps grouped by length (config `execution`), whose passes do
+    not depend on the split — so a seed of one repeats the same seed of the other, number for number."""
+    if a is None or b is None or "by_length" != a.execution.grouping or "by_length" != b.execution.grouping:
+        return False
+    return set(differences(a, b)) <= {"batch.micro", "batch.accum"}
+
+
 def effective_changes(a: TrainConfig | None, b: TrainConfig | None) -> bool:
     """Whether two trained arms step with different effective batches (a different objective and step count)."""
     return a is not None and b is not None and a.effective_batch != b.effective_batch
@@ -72,6 +81,7 @@ def effective_changes(a: TrainConfig | None, b: TrainConfig | None) -> bool:
 class FactorDiff:
     factors: dict[str, tuple] = field(default_factory=dict)  # factor name -> (value in a, value in b)
     notes: list[str] = field(default_factory=list)
+    same_steps: bool = False  # the two arms compute the same optimizer steps (same_computation)
 
     @property
     def confounded(self) -> bool:
@@ -128,6 +138,9 @@ def factors_between(diffs: dict[str, tuple]) -> FactorDiff:
     elif length or (steps is not None and not effective):
         out.factors["training length"] = steps or next(iter(length.values()))
     for k, v in diffs.items():
+        if k.startswith("execution."):  # how steps were computed (config `execution`), not what was learned
+            out.notes.append(f"executed differently ({k}: {v[1]} → {v[0]}); the objective is the same")
+            continue
         out.factors[FACTOR_NAMES.get(k, k)] = v
     return out
 

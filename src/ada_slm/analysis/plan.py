@@ -23,11 +23,12 @@ from pathlib import Path
 from ada_slm.analysis.analysis import questions_asked
 from ada_slm.analysis.arms import collect
 from ada_slm.analysis.power import power, power_from
+from ada_slm.analysis.design import same_computation
 from ada_slm.analysis.power_simulation import PowerInputs
 from ada_slm.files import write_json
 from ada_slm.run import hardware, models, records
 from ada_slm.run.suites import load_suite, subset
-from ada_slm.study.spec import estimate_seconds, record_of
+from ada_slm.study.spec import estimate_seconds, record_of, state_of
 
 THROUGHPUT_FILE = "throughput.json"
 
@@ -40,6 +41,8 @@ class Throughput:
     eval_max_new_tokens: int | None
     source: str  # where the numbers come from, in words
     estimate: bool  # True: not measured on this machine kind
+    overhead_s: float | None = None  # a run's seconds besides its training steps and generation (set-up, held-out
+    # loss, export, perplexity), measured from the records' run_wall_s
 
 
 # (machine kind, base model) -> (tokens/s, tokens per sequence, eval s per item, its max_new_tokens, source).
@@ -135,10 +138,26 @@ def _entry(runs: list[tuple[str, dict]]) -> dict:
     entry = {"tokens_per_s": statistics.mean(r["train"]["tokens_per_s"] for _, r in runs),
              "tokens_per_sequence": statistics.mean(per_seq), "runs": len(runs), "study": runs[0][0],
              "measured": dt.date.today().isoformat()}
+    overheads = [_overhead(r) for _, r in runs]
+    if any(o is not None for o in overheads):
+        entry["overhead_s"] = statistics.mean(o for o in overheads if o is not None)
+    threads = {(r.get("meta") or {}).get("torch_threads") for _, r in runs}
+    if len(threads) == 1 and None not in threads:
+        entry["threads"] = threads.pop()
     if evals:
         entry["eval_s_per_item"] = statistics.mean(e["generation_s"] / e["n_items"] for e in evals)
         entry["eval_max_new_tokens"] = evals[0]["generation"]["max_new_tokens"]
     return entry
+
+
+def _overhead(rec: dict) -> float | None:
+    """A finished run's seconds besides its training steps and its generation (None without meta.run_wall_s)."""
+    wall = (rec.get("meta") or {}).get("run_wall_s")
+    if not wall:
+        return None
+    steps = sum(s["tokens"] for s in rec["train"]["steps"]) / rec["train"]["tokens_per_s"]  # Σ step seconds
+    generation = (rec.get("eval") or {}).get("generation_s") or 0.0
+    return max(0.0, wall - steps - generation)
 
 
 def remember(records: list[tuple[str, dict]], path: Path | None = None) -> list[str]:
@@ -160,10 +179,12 @@ def throughput_for(kind: str, precision: str, base: str, max_length: int | None,
     """This machine kind's kept measurement for `base`, else the README's estimate for the kind, else None."""
     entry = store.get(machine_key(kind, precision, base, max_length))
     if isinstance(entry, dict) and entry.get("tokens_per_s") and entry.get("tokens_per_sequence"):
+        threads = f", {entry['threads']} thread(s) per run" if entry.get("threads") else ""
         return Throughput(float(entry["tokens_per_s"]), float(entry["tokens_per_sequence"]),
                           entry.get("eval_s_per_item"), entry.get("eval_max_new_tokens"),
                           f"measured on this machine kind ({kind}, {precision}) on {entry.get('measured', '?')} in "
-                          f"study {entry.get('study', '?')} ({entry.get('runs', '?')} runs)", False)
+                          f"study {entry.get('study', '?')} ({entry.get('runs', '?')} runs{threads})", False,
+                          entry.get("overhead_s"))
     known = KNOWN.get((kind, base))
     if known:
         return Throughput(*known[:4], f"ESTIMATE for machine kind {kind}, not measured on this machine: {known[4]}",
@@ -218,18 +239,58 @@ def throughput_of(spec, measured_rate: float | None, measured_per_seq: float | N
     this machine kind, else the README's estimate for it. `max_length`: the study's, for the base arm (which
     does not train, but is evaluated at the kept speed)."""
     if measured_rate and measured_per_seq:
-        return Throughput(measured_rate, measured_per_seq, None, None, "this study's finished runs", False)
+        own = _own_measurement(spec)
+        return Throughput(measured_rate, measured_per_seq, own.get("eval_s_per_item"), own.get("eval_max_new_tokens"),
+                          "this study's finished runs", False, own.get("overhead_s"))
     kind, precision = this_machine(spec.train.precision if spec.train else "auto")
     return throughput_for(kind, precision, spec.base, spec.train.max_length if spec.train else max_length, store)
 
 
+def _own_measurement(spec) -> dict:
+    """Generation and overhead measured by the finished runs of `spec`'s study folder (its results/<study>)."""
+    study_dir = spec.run_dir.parent.parent
+    runs = []
+    for path in sorted(study_dir.glob("*/*/" + records.RECORD)):
+        rec = records.read_record_or_none(path.parent)
+        if rec is not None and records.is_complete(rec) and rec.train is not None and rec.train.steps:
+            runs.append((study_dir.name, rec.model_dump(exclude_unset=True)))
+    try:
+        return _entry(runs) if runs else {}
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def run_seconds(spec, t: Throughput, n_items: int) -> tuple[float, float, float]:
+    """(training steps, generation, the rest) of one run's estimated seconds; the base arm only evaluates."""
+    train = estimate_seconds(spec.train, t.tokens_per_s, t.tokens_per_sequence) or 0.0
+    generation = eval_seconds(t, n_items, spec.eval["max_new_tokens"]) or 0.0
+    return train, generation, (t.overhead_s or 0.0)
+
+
+def repeated_computations(study, specs) -> list[str]:
+    """A line per pair of arms whose runs compute the same steps (design.same_computation): runs spent twice."""
+    configs = {}
+    for s in specs:
+        if s.train is not None:
+            configs.setdefault(s.arm, s.train)
+    names, lines = list(configs), []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if same_computation(configs[a], configs[b]):
+                lines.append(f"note: {a} and {b} compute the same steps (they differ only in micro × accum, the loss "
+                             "is normalised per target token over the step and both are executed grouped by length): "
+                             f"each seed of {b} repeats that seed of {a}, number for number")
+    return lines
+
+
 def plan_report(study, specs, measured_rate: float | None, measured_per_seq: float | None,
-                store: dict | None = None) -> list[str]:
+                store: dict | None = None, jobs: int = 1) -> list[str]:
     """The lines `study plan` prints after its table: estimated time (this study's runs, else this machine
-    kind's kept measurement, else the README's estimate) and the power of the design."""
+    kind's kept measurement, else the README's estimate) of the runs `jobs` at a time, and the power of the
+    design."""
     lines = []
     store = read_store() if store is None else store
-    total_train = total_eval = 0.0
+    total_train = total_eval = total_rest = 0.0
     sources, missing = {}, set()
     for s in specs:
         n_items = len(subset(load_suite(s.eval["suite"])[0].items, s.eval.get("limit")))
@@ -239,17 +300,23 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
             missing.add(s.base)
             continue
         sources[t.source] = t
-        total_train += estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) or 0.0
-        total_eval += eval_seconds(t, n_items, s.eval["max_new_tokens"]) or 0.0
+        if state_of(s) != "done":
+            train, generation, rest = run_seconds(s, t, n_items)
+            total_train, total_eval, total_rest = total_train + train, total_eval + generation, total_rest + rest
     for source, t in sources.items():
         lines.append(f"throughput: {t.tokens_per_s:,.0f} tokens/s, {t.tokens_per_sequence:.0f} tokens per sequence "
                      f"— {source}")
     if sources:
         est = "ESTIMATED " if any(t.estimate for t in sources.values()) else ""
-        lines.append(f"{est}time of all {len(specs)} listed runs: training {total_train / 60:.1f} min"
-                     + (f" + evaluation {total_eval / 60:.1f} min" if total_eval else " (+ evaluation, not measured "
-                        "on this machine kind)") + " (a 1 × 16 split took 1.7× a 4 × 4 step in the cpu curve; "
-                        "the estimate does not model it)")
+        todo = sum(1 for s in specs if state_of(s) != "done")
+        parts = [f"training {total_train / 60:.1f} min",
+                 f"evaluation {total_eval / 60:.1f} min" if total_eval else "evaluation (not measured on this "
+                 "machine kind)", f"set-up, held-out loss and export {total_rest / 60:.1f} min" if total_rest else
+                 "set-up (not measured yet)"]
+        wall = (total_train + total_eval + total_rest) / max(1, jobs)
+        lines.append(f"{est}time of the {todo} runs to do: {' + '.join(parts)} of runs; {jobs} at a time "
+                     f"(--jobs): ≈ {wall / 60:.1f} min of wall time")
+    lines += repeated_computations(study, specs)
     if missing:
         kind, precision = this_machine()
         lines.append(f"no throughput known for {', '.join(sorted(missing))} on machine kind {kind} ({precision}): run "

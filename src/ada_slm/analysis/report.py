@@ -173,7 +173,11 @@ def factor_note(comp, name: str) -> str:
     elif fd.confounded:
         note += (" CONFOUNDED: more than one factor changes, so this difference cannot be attributed to "
                  "any one of them.")
-    if "batch split" in fd.factors:
+    if "batch split" in fd.factors and fd.same_steps:
+        note += (" The micro × accum split keeps the effective batch, the loss is normalised per target token over "
+                 "the step, and both arms executed their steps grouped by length: a seed of one is the same run as "
+                 "that seed of the other, number for number, so any difference here is not an effect of the split.")
+    elif "batch split" in fd.factors:
         note += (" The micro × accum split keeps the effective batch; with the per-token loss both splits train "
                  "the same objective in expectation (with LoRA dropout not the same run). Their equality is "
                  "claimed only by the equivalence test, never from 'not distinguishable'.")

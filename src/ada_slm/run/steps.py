@@ -248,11 +248,17 @@ def optimizer_step(loop: Loop, step: int) -> records.Step | str:
 
 
 def _held_out(loop: Loop, record: records.RunRecord, done: int, tracker) -> str | None:
-    """The held-out loss every val_every steps and at the end; why the run failed if it is not finite."""
+    """The held-out loss (fp32) every val_every steps and at the end; why the run failed if it is not finite."""
     if done % loop.cfg.val_every and done != loop.total_steps:
         return None
-    val = heldout_loss(loop.model, loop.val_set, loop.tokenizer.pad_token_id, loop.device, loop.autocast_dtype,
-                       loop.heldout_execution)
+    # in fp32 whatever the training precision (the frozen base's fp32 weights put back for it): held-out losses
+    # of bf16 and fp32 runs then differ only by what training learned, not by how the loss was computed
+    restore_frozen_linears(loop.frozen)
+    try:
+        val = heldout_loss(loop.model, loop.val_set, loop.tokenizer.pad_token_id, loop.device, None,
+                           loop.heldout_execution)
+    finally:
+        loop.frozen = hold_frozen_linears_in(loop.model, loop.autocast_dtype)
     if val is None:
         return None
     if not math.isfinite(val):

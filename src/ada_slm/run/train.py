@@ -157,7 +157,7 @@ def _machine_provenance(device, precision: str, precision_choice: dict, autocast
     return {"device": str(device),
             "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor()
             or platform.machine(),
-            "precision": precision, "precision_choice": precision_choice,
+            "precision": precision, "precision_choice": precision_choice, "heldout_precision": "fp32",
             "base_dtype": str(autocast_dtype if frozen else torch.float32).removeprefix("torch."),
             "torch_threads": n_threads}
 

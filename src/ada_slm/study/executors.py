@@ -39,6 +39,7 @@ def _execute_locked(run_dir: Path) -> int:
     from ada_slm.run.evaluate import GenerationSettings, evaluate
     from ada_slm.run.train import train
 
+    started_at = time.perf_counter()
     spec = read_spec_file(run_dir)  # a FIFO, a damaged or a missing spec: one line, the run marked failed
     settings = GenerationSettings(batch_size=spec.eval.batch_size, max_new_tokens=spec.eval.max_new_tokens)
     record_path = run_dir / "record.json"
@@ -79,6 +80,9 @@ def _execute_locked(run_dir: Path) -> int:
         if record.meta is None:
             record.meta = {}
         record.meta["arm"] = spec.arm
+        # the whole run in its process (model and data set-up, training, held-out, export, evaluation): what
+        # `study plan` estimates from (analysis/plan.py)
+        record.meta["run_wall_s"] = time.perf_counter() - started_at
         runlock.check(run_dir)
         records.write_record(run_dir, record)
         if tracker:
@@ -156,6 +160,12 @@ def start_fork_server() -> None:
         forkserver.ensure_running()
     finally:
         os.environ.pop(lifeline.PARENT_ENV, None)
+
+
+def _default_jobs() -> int:
+    from ada_slm.run import hardware  # imports torch: only where runs start
+
+    return hardware.default_jobs()
 
 
 def threads_per_run(jobs: int, cpus: int | None = None) -> int:
@@ -253,13 +263,16 @@ class RayExecutor:
         try:
             total = ray.cluster_resources()
             # A run trains on CUDA whenever it sees a GPU: ask for one where the cluster has them, with a GPU's
-            # share of its node's CPUs; else for a whole node's CPUs (Ray sets OMP_NUM_THREADS to num_cpus, so
-            # torch uses exactly those cores and concurrent CPU runs don't fight over them).
+            # share of its node's CPUs; else for a node's CPUs split as the local executor splits this machine's
+            # (--jobs' default, hardware.STUDY_JOBS: Ray sets OMP_NUM_THREADS to num_cpus, so torch uses exactly
+            # those cores, concurrent CPU runs don't fight over them, and a run computes with the same threads
+            # as under the local executor).
             gpus = self.gpus_per_run if self.gpus_per_run is not None else (1 if total.get("GPU", 0) >= 1 else 0)
             nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")] or [{"CPU": 1}]
             node = max(nodes, key=lambda r: r.get("CPU", 1))
             share = max(1.0, node.get("GPU", 0)) if gpus else 1.0
-            cpus = self.cpus_per_run or max(1, int(node.get("CPU", 1) // share))
+            split = 1 if gpus else _default_jobs()
+            cpus = self.cpus_per_run or max(1, int(node.get("CPU", 1) // share) // split)
             task = ray.remote(run_in_subprocess).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
             cwd = str(Path.cwd())
             pending = {}

@@ -15,7 +15,8 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from ada_slm.app.cli import study_run  # noqa: F401 (registers `study plan` and `study run` first, as before)
-from ada_slm.app.cli.common import SCALE_HELP, STUDY_FILE_HELP, console, study_app, study_path, user_errors
+from ada_slm.app.cli.common import (SCALE_HELP, STUDY_FILE_HELP, console, err_console, study_app, study_path,
+                                   user_errors)
 from ada_slm.app.cli.study_options import EXPORTS_OPT, FILE_ARG, RESULTS_OPT, SCALE_OPT, study_specs
 from ada_slm.app.cli.study_run import write_report
 from ada_slm.errors import UserError
@@ -35,11 +36,12 @@ def study_status(
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
 ):
-    """Show which runs are done, failed or pending."""
+    """Show which runs are done, failed or pending — and first, whether trained runs differ in precision."""
     study, specs, _ = study_specs(file, scale, None, None, results, exports)
     table = Table(title=f"{study.name} status")
     for col in ("run", "state", "detail"):
         table.add_column(col)
+    precisions: dict[str, list[str]] = {}  # training precision -> runs (record meta.precision)
     for s in specs:
         st = state_of(s)
         try:
@@ -48,8 +50,16 @@ def study_status(
         except records.CorruptRecord as e:
             rec, detail = None, str(e)
         if st == "done" and rec is not None and rec.train is not None:
-            detail = f"held-out loss {rec.train.final_val_loss or float('nan'):.4f}"
+            precision = (rec.meta or {}).get("precision")
+            detail = f"held-out loss {rec.train.final_val_loss or float('nan'):.4f}" + (f", {precision}" if precision
+                                                                                      else "")
+            if precision:
+                precisions.setdefault(str(precision), []).append(s.key)
         table.add_row(s.key, st, detail)
+    if len(precisions) > 1:  # a study resumed on another machine kind, or a Ray cluster of mixed kinds
+        err_console.print("warning: runs trained in different precisions (" + "; ".join(
+            f"{p}: {len(keys)} run(s), e.g. {keys[0]}" for p, keys in sorted(precisions.items())) + "); the report "
+            "labels comparisons between them confounded by precision")
     console.print(table)
 
 

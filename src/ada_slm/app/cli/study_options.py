@@ -21,6 +21,9 @@ RESULTS_OPT = typer.Option(Path("results"), "--results", help="Results root (res
 EXPORTS_OPT = typer.Option(Path("exports"), "--exports", help="Adapter root (exports/<study>/<arm>/seed<k>).")
 MAX_SEEDS_OPT = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per arm at most "
                              "(default: the study's adaptive.max_seeds).")
+JOBS_OPT = typer.Option(None, "--jobs", "-j", help="Local executor: runs at once, the machine's threads split between "
+                        "them (default: this machine kind's measured best, ada_slm.run.hardware.STUDY_JOBS: 2 on "
+                        "2-core AMX and AVX-512 machines, 1 elsewhere).")
 
 
 def study_specs(file: str, scale: Optional[str], only: Optional[str], seeds: Optional[str], results: Path,

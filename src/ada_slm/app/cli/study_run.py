@@ -13,8 +13,8 @@ from rich.table import Table
 
 from ada_slm.analysis.design import differences, factors_between
 from ada_slm.app.cli.common import check_track, console, err_console, study_app, user_errors
-from ada_slm.app.cli.study_options import (EXPORTS_OPT, FILE_ARG, MAX_SEEDS_OPT, ONLY_OPT, RESULTS_OPT, SCALE_OPT,
-                                           SEEDS_OPT, study_specs)
+from ada_slm.app.cli.study_options import (EXPORTS_OPT, FILE_ARG, JOBS_OPT, MAX_SEEDS_OPT, ONLY_OPT, RESULTS_OPT,
+                                           SCALE_OPT, SEEDS_OPT, study_specs)
 from ada_slm.app.display import StudyDisplay
 from ada_slm.errors import UserError
 from ada_slm.run import tracking
@@ -35,6 +35,7 @@ def study_plan(
                                        "`study run --until-decided`, simulated from the finished runs' variance "
                                        "components and throughput."),
     max_seeds: Optional[int] = MAX_SEEDS_OPT,
+    jobs: Optional[int] = JOBS_OPT,
 ):
     """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
     the design — before any run from this machine kind's kept throughput (or the README's estimate) and default
@@ -60,7 +61,9 @@ def study_plan(
         table.add_row(s.key, s.base, describe(s.train), diff, state_of(s),
                       f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—")
     console.print(table)
-    for line in plan.plan_report(study, specs, rate, per_seq, store):
+    if jobs is not None and not 1 <= jobs <= 64:
+        raise UserError(f"--jobs {jobs}: choose 1 to 64 runs at once")
+    for line in plan.plan_report(study, specs, rate, per_seq, store, jobs or _default_jobs()):
         console.print(line, highlight=False, markup=False)
     if until_decided:
         _plan_adaptive(study, path, scale, specs, results, exports, max_seeds)
@@ -96,14 +99,11 @@ def study_run(
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the runs are done."),
     executor: str = typer.Option("local", "--executor", help="local: runs on this machine, --jobs at a time; "
                                  "ray: every run a Ray task (results and exports on storage all nodes share)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="local: runs at once, the machine's threads "
-                                       "split between them (default: this machine kind's measured best, "
-                                       "ada_slm.run.hardware.STUDY_JOBS: 2 on 2-core AMX and AVX-512 machines, "
-                                       "1 elsewhere)."),
+    jobs: Optional[int] = JOBS_OPT,
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: 'auto' or ray://host:10001; "
                                           "default: start a local Ray instance."),
-    cpus_per_run: Optional[float] = typer.Option(None, "--cpus-per-run", help="Ray: CPUs per run (default: one "
-                                                 "node's CPUs, so CPU runs don't share cores)."),
+    cpus_per_run: Optional[float] = typer.Option(None, "--cpus-per-run", help="Ray: CPUs per run (default: a "
+                                                 "node's CPUs split as --jobs' default splits this machine's)."),
     gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per run (default: 1 "
                                                  "when the cluster has GPUs, else 0)."),
     track: Optional[str] = typer.Option(None, "--track", help="Mirror runs to 'mlflow' (nested study → arm → "
@@ -114,8 +114,7 @@ def study_run(
     until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
                                        "runs in rounds to the arms whose questions are still open (and drop arms "
                                        "the leader beats by the elimination test in a sweep) until every question "
-                                       "is answered; "
-                                       "group-sequential rule, see README."),
+                                       "is answered; group-sequential rule, see README."),
     max_seeds: Optional[int] = MAX_SEEDS_OPT,
     budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.0, help="With --until-decided: "
                                                  "start no new round once the study's measured run time plus "
@@ -127,8 +126,7 @@ def study_run(
     study, specs, path = study_specs(file, scale, only, seeds, results, exports)
     validate_models(specs)
     _check_writable(results / study.name)
-    runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor(
-        jobs or _default_jobs())
+    runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor(jobs or _default_jobs())
     study_runs, tracking_for = _tracking(track, tracking_uri, study, specs, path, scale, results)
     start = time.perf_counter()
     counts = {"failed": 1}
