@@ -298,6 +298,14 @@ class RayExecutor:
 
 
 # ------------------------------------------------------------------------------------------ the runner
+def _in_running_order(specs: list[RunSpec]) -> list[RunSpec]:
+    """The base arm's first seed first and its other seeds last: they evaluate the same model (an eval-cache hit
+    once the first has generated), so started beside it they would only wait for its lock, holding a slot of
+    `--jobs` (measured: 64 s of a 2-core study)."""
+    base = [s for s in specs if s.train is None]
+    return base[:1] + [s for s in specs if s.train is not None] + base[1:]
+
+
 class RunnerEvents(Protocol):
     """What a runner tells its display: every state change of a run (pending/running/done/failed/corrupt)."""
 
@@ -354,7 +362,7 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
             events.changed(s, states[s.key], reason, seconds)
 
     try:
-        executor.run([s for s in specs if states[s.key] != "done"], started, finished)
+        executor.run(_in_running_order([s for s in specs if states[s.key] != "done"]), started, finished)
     finally:
         lock.release()
     return {k: sum(1 for v in states.values() if v == k) for k in ("done", "failed", "pending")}
