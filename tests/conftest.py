@@ -23,6 +23,10 @@ def _records(root):
     return {p.parent.relative_to(root).as_posix(): json.loads(p.read_text()) for p in root.rglob("record.json")}
 
 
+def _finished(record: dict) -> bool:
+    return record.get("status", {}).get("state") == "complete" and bool((record.get("eval") or {}).get("metrics"))
+
+
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory):
     """Run tiny-2arm, kill the runner after two runs finish, run again: returns (results root, exports root,
@@ -34,15 +38,15 @@ def finished_study(tmp_path_factory):
     root = results / "tiny2"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        done = [r for r in _records(root).values() if r.get("status", {}).get("state") == "complete"] \
-            if root.exists() else []
+        done = [r for r in _records(root).values() if _finished(r)] if root.exists() else []
         if len(done) >= 2:
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the study finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     proc.wait(timeout=60)
-    first = {k: (root / k / "record.json").stat().st_mtime_ns for k, r in _records(root).items()
-             if r.get("status", {}).get("state") == "complete"}
+    # finished = trained *and* evaluated: a run interrupted between the two (state "complete", no eval yet) is
+    # evaluated again by the second run, as it should be
+    first = {k: (root / k / "record.json").stat().st_mtime_ns for k, r in _records(root).items() if _finished(r)}
     second = subprocess.run(args, capture_output=True, text=True)
     return root, exports, first, second

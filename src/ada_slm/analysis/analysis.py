@@ -300,7 +300,8 @@ def _question_margin(study: Study, spec, comparison: stats.Comparison) -> float:
 def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None, b: ArmData | None,
                        scale: str | None) -> str | None:
     """Why these runs cannot ask the question, from the configs alone (before any result is seen): an arm
-    this scale does not run, or a corpus-size question (the arms differ in data.size alone) whose arms see
+    this scale does not run, two arms that compute the same steps (design.same_computation), or a corpus-size
+    question (the arms differ in data.size alone) whose arms see
     the same number of distinct training examples (max_steps stops both before the smaller corpus is used up, so the data differ only in which
     examples, not how many)."""
     for arm in (spec.compare, spec.against):
@@ -309,6 +310,12 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
             return f"not asked at this scale: {where} ({arm})"
     if a is None or b is None or a.config is None or b.config is None:
         return None
+    if design.same_computation(a.config, b.config):
+        return (f"not asked: identical computation — {spec.compare} and {spec.against} differ only in micro × "
+                "accum, the loss is normalised per target token over the whole step and both execute their steps "
+                "grouped by length, so each seed of one is the same run as that seed of the other, number for "
+                "number (no test can find a difference; asking it needs a loss whose normalisation depends on the "
+                "split, or `execution: {grouping: configured}` with LoRA dropout)")
     differ = set(design.differences(a.config, b.config))
     if "data.size" not in differ or not differ <= {"data.size", "data.val_size", design.OPTIMIZER_STEPS}:
         return None  # not a corpus-size question, or one that also compares something else

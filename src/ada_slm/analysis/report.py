@@ -179,8 +179,10 @@ def factor_note(comp, name: str) -> str:
                  "that seed of the other, number for number, so any difference here is not an effect of the split.")
     elif "batch split" in fd.factors:
         note += (" The micro × accum split keeps the effective batch; with the per-token loss both splits train "
-                 "the same objective in expectation (with LoRA dropout not the same run). Their equality is "
-                 "claimed only by the equivalence test, never from 'not distinguishable'.")
+                 "the same objective, and where both arms execute their steps grouped by length (config "
+                 "`execution`, the default) they compute the same steps: the split is then no difference at all "
+                 "(executed as configured with LoRA dropout, not the same run). Equality of two arms is claimed "
+                 "only by the equivalence test, never from 'not distinguishable'.")
     return note
 
 
