@@ -58,7 +58,9 @@ def _score(model, tokenizer, val_set) -> float:
 
     device = next(model.parameters()).device
     autocast = torch.bfloat16 if device.type == "cuda" else None
-    return heldout_loss(model, val_set, tokenizer.pad_token_id, device, autocast, 1024)
+    from ada_slm.run.hardware import execution_defaults
+
+    return heldout_loss(model, val_set, tokenizer.pad_token_id, device, autocast, execution_defaults(device))
 
 
 def _peft_config():
