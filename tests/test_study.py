@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from filelock import FileLock
+from safetensors.torch import load_file
 
 from ada_slm.run import hardware
 from ada_slm.errors import UserError
@@ -396,3 +397,49 @@ def test_spec_json_round_trips_the_typed_run_spec(tmp_path):
         with pytest.raises(UserError) as info:
             read_spec_file(b.run_dir)
         assert str(spec_json) in str(info.value) and message in str(info.value) and "\n" not in str(info.value)
+
+
+TWINS = """
+name: twins
+baseline: b22
+include_base: false
+seeds: [0]
+defaults:
+  base: tiny-lfm2
+  data: {size: 40, val_fraction: 0.1}
+  lora: {r: 4, alpha: 8, dropout: 0.1}
+  batch: {micro: 2, accum: 2}
+  max_steps: 2
+  max_length: 200
+  val_every: 2
+eval: {suite: multilang, batch_size: 4, max_new_tokens: 4, limit: 4}
+arms:
+  b22: {}
+  b14: {batch: {micro: 1, accum: 4}}                                   # the same steps: reused
+  b14-configured: {batch: {micro: 1, accum: 4}, execution: {grouping: configured}}   # its own steps: trained
+"""
+
+
+def test_a_run_whose_steps_another_run_computed_is_not_trained_again(tmp_path):
+    """b14 differs from b22 only in micro × accum and both run grouped by length: b14's steps are b22's, so its
+    adapter and training record are b22's (meta.computed_by says so), with its own config; the evaluation is its
+    own (an eval-cache hit). An arm executed as configured is trained."""
+    study = tmp_path / "twins.yaml"
+    study.write_text(TWINS)
+    p = subprocess.run(CLI + ["study", "run", str(study), "--no-report", "--jobs", "1", "--results",
+                              str(tmp_path / "results"), "--exports", str(tmp_path / "exports")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    recs = _records(tmp_path / "results" / "twins")
+    b22, b14, own = recs["b22/seed0"], recs["b14/seed0"], recs["b14-configured/seed0"]
+    assert b14["meta"]["computed_by"].startswith("b22/seed0: the same optimizer steps")
+    assert "computed_by" not in b22["meta"] and "computed_by" not in own["meta"]
+    assert b14["config"]["batch"] == {"micro": 1, "accum": 4} and b14["config"]["batch_arithmetic"].startswith("micro 1")
+    assert b14["train"]["final_adapter_sha256"] == b22["train"]["final_adapter_sha256"]
+    assert [s["loss"] for s in b14["train"]["steps"]] == [s["loss"] for s in b22["train"]["steps"]]
+    adapters = {k: load_file(tmp_path / "exports" / "twins" / k / "seed0" / "adapter_model.safetensors")
+                for k in ("b22", "b14")}
+    assert all(torch.equal(adapters["b22"][n], t) for n, t in adapters["b14"].items())
+    assert b14["status"]["state"] == "complete" and b14["eval"]["metrics"] == b22["eval"]["metrics"]
+    assert b14["train"]["adapter_dir"].endswith("b14/seed0")
+    assert own["train"]["final_adapter_sha256"] != b22["train"]["final_adapter_sha256"]  # dropout masks differ

@@ -6,6 +6,7 @@ A run config is YAML; any field can be overridden on the command line as `key.su
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -188,6 +189,17 @@ class TrainConfig(Strict):
         how = (f"executed as configured (micro-batches of {b.micro})" if plan is None
                else f"executed grouped by length, passes of ≤ {plan[0]} padded tokens (pass cost {plan[1]})")
         return f"configured {b.micro}×{b.accum}={b.effective}, {how}"
+
+    def steps_identity(self) -> str | None:
+        """What fixes the optimizer steps this config computes, as one string: every field but where the run writes
+        and how often it logs, with the batch as its effective size — grouped by length (config `execution`), the
+        passes do not depend on micro × accum. Two configs with the same identity (the same seed included) train
+        the same adapter, number for number, on one machine kind. None where steps are executed as configured."""
+        if self.execution.grouping != "by_length":
+            return None
+        fields = self.model_dump(mode="json", exclude={"out_dir", "export_dir", "log_every"})
+        fields["batch"] = {"effective": self.batch.effective}
+        return json.dumps(fields, sort_keys=True)
 
     # ---- derived values: computed here once, never by hand from dicts
     @property

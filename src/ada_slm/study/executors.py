@@ -23,6 +23,7 @@ from typing import Callable, Optional, Protocol
 from ada_slm.errors import UserError
 from ada_slm.run import lifeline, records, runlock, tracking
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, read_spec_file, state_of, write_spec_file
+from ada_slm.study.twins import find_twin, reuse_twin
 
 
 # ------------------------------------------------------------------------------------------ one run
@@ -37,12 +38,10 @@ def _execute_locked(run_dir: Path) -> int:
     # evaluate and train import torch and transformers (seconds): only a run's own process needs them
     from ada_slm.run.eval_cache import STUDY_CACHE_DIR, EvalCache
     from ada_slm.run.evaluate import GenerationSettings, evaluate
-    from ada_slm.run.train import train
 
     started_at = time.perf_counter()
     spec = read_spec_file(run_dir)  # a FIFO, a damaged or a missing spec: one line, the run marked failed
     settings = GenerationSettings(batch_size=spec.eval.batch_size, max_new_tokens=spec.eval.max_new_tokens)
-    record_path = run_dir / "record.json"
     tracker = tracking.open_tracker(spec.tracking, run_dir)
     record = records.RunRecord(status=records.Status(state=records.INTERRUPTED))
     try:
@@ -55,21 +54,9 @@ def _execute_locked(run_dir: Path) -> int:
             if tracker:
                 tracker.params({"base": spec.base, "arm": BASE_ARM, "adapter": "none"})
         else:
-            loaded = None
-            cfg = spec.train
-            existing = records.read_record_or_none(run_dir)
-            if records.is_trained(existing):
-                record = existing  # trained already; only the evaluation is missing
-            else:
-                if record_path.is_file() and records.state(existing) in (records.FAILED, None):
-                    record_path.unlink()  # a failed (or corrupt) run starts over
-                    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-                trained = train(cfg, resume=(run_dir / "checkpoint.pt").is_file(), quiet=True, tracker=tracker)
-                record = trained.record
-                if not records.is_trained(record):
-                    return 2
-                # evaluate the weights just trained (the same ones saved as the adapter) without reloading them
-                loaded = (trained.model.merge_and_unload(), trained.tokenizer)
+            record, loaded = _trained(spec, run_dir, tracker)
+            if not records.is_trained(record):
+                return 2
             adapter = records.adapter_dir(record)
         # the study's runs share one eval cache: the base arm's seeds generate once, a re-run after a crash not again
         cache = EvalCache(run_dir.parent.parent / STUDY_CACHE_DIR)  # results/<study>/.eval-cache
@@ -92,6 +79,29 @@ def _execute_locked(run_dir: Path) -> int:
     finally:
         if tracker:
             tracker.end(record.status.state or "failed")
+
+
+def _trained(spec, run_dir: Path, tracker) -> tuple[records.RunRecord, tuple | None]:
+    """(the run's trained record, the model and tokenizer to evaluate if they are in memory): the record of an
+    earlier process that trained it, a twin's (twins.py), or a training run now (resumed from its checkpoint)."""
+    from ada_slm.run.train import train  # imports torch and transformers: only a run's own process gets here
+
+    record_path = run_dir / "record.json"
+    existing = records.read_record_or_none(run_dir)
+    if records.is_trained(existing):
+        return existing, None  # trained already; only the evaluation is missing
+    if record_path.is_file() and records.state(existing) in (records.FAILED, None):
+        record_path.unlink()  # a failed (or corrupt) run starts over
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    resume = (run_dir / "checkpoint.pt").is_file()
+    twin = None if resume else find_twin(spec, run_dir)
+    if twin is not None:  # these very steps were computed by another run of the study: not again
+        return reuse_twin(spec.train, *twin), None
+    trained = train(spec.train, resume=resume, quiet=True, tracker=tracker)
+    if not records.is_trained(trained.record):
+        return trained.record, None
+    # evaluate the weights just trained (the same ones saved as the adapter) without reloading them
+    return trained.record, (trained.model.merge_and_unload(), trained.tokenizer)
 
 
 # ------------------------------------------------------------------------------------------ executors
@@ -301,9 +311,16 @@ class RayExecutor:
 def _in_running_order(specs: list[RunSpec]) -> list[RunSpec]:
     """The base arm's first seed first and its other seeds last: they evaluate the same model (an eval-cache hit
     once the first has generated), so started beside it they would only wait for its lock, holding a slot of
-    `--jobs` (measured: 64 s of a 2-core study)."""
+    `--jobs` (measured: 64 s of a 2-core study). Likewise a run whose steps an earlier run computes (the same
+    TrainConfig.steps_identity) goes after the others, so that its twin has finished when it starts and it is
+    not trained again (find_twin)."""
     base = [s for s in specs if s.train is None]
-    return base[:1] + [s for s in specs if s.train is not None] + base[1:]
+    seen, first, repeats = set(), [], []
+    for s in (s for s in specs if s.train is not None):
+        identity = s.train.steps_identity()
+        (repeats if identity is not None and identity in seen else first).append(s)
+        seen.add(identity)
+    return base[:1] + first + repeats + base[1:]
 
 
 class RunnerEvents(Protocol):
