@@ -423,10 +423,11 @@ arms:
 def test_a_run_whose_steps_another_run_computed_is_not_trained_again(tmp_path):
     """b14 differs from b22 only in micro × accum and both run grouped by length: b14's steps are b22's, so its
     adapter and training record are b22's (meta.computed_by says so), with its own config; the evaluation is its
-    own (an eval-cache hit). An arm executed as configured is trained."""
+    own (an eval-cache hit). An arm executed as configured is trained. With --jobs 2 the runner holds b14 back
+    until b22 has finished, instead of starting the same steps beside it."""
     study = tmp_path / "twins.yaml"
     study.write_text(TWINS)
-    p = subprocess.run(CLI + ["study", "run", str(study), "--no-report", "--jobs", "1", "--results",
+    p = subprocess.run(CLI + ["study", "run", str(study), "--no-report", "--jobs", "2", "--results",
                               str(tmp_path / "results"), "--exports", str(tmp_path / "exports")],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]

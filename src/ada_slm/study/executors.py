@@ -214,8 +214,8 @@ class LocalExecutor:
         queue, running = list(specs), {}  # running: process sentinel → (process, spec, start time)
         try:
             while queue or running:
-                while queue and len(running) < self.jobs:
-                    s = queue.pop(0)
+                while len(running) < self.jobs and (s := _next_startable(queue, running)) is not None:
+                    queue.remove(s)
                     started(s)
                     proc = ctx.Process(target=_forked_run, args=(str(s.run_dir), str(s.run_dir / "run.log"), threads),
                                        name=f"ada-slm {s.key}")
@@ -230,6 +230,13 @@ class LocalExecutor:
         except KeyboardInterrupt:
             _interrupt([proc for proc, _, _ in running.values()])
             raise
+
+
+def _next_startable(queue: list[RunSpec], running: dict) -> RunSpec | None:
+    """The first queued run that computes steps no running run computes (twins.py): a twin started beside the run
+    it repeats would train the same steps again instead of waiting to reuse them."""
+    busy = {s.train.steps_identity() for _, s, _ in running.values() if s.train is not None} - {None}
+    return next((s for s in queue if s.train is None or s.train.steps_identity() not in busy), None)
 
 
 def _interrupt(processes: list) -> None:
