@@ -42,7 +42,9 @@ def find_twin(spec, run_dir: Path) -> tuple[Path, records.RunRecord] | None:
         ran = {"precision": meta.get("precision"), "torch_threads": meta.get("torch_threads"),
                "machine_kind": (meta.get("precision_choice") or {}).get("machine_kind", here["machine_kind"])}
         adapter = Path(rec.train.adapter_dir) if rec.train and rec.train.adapter_dir else None
-        if ran == here and adapter is not None and (adapter / "adapter_config.json").is_file():
+        # only the adapter the twin's own spec exports: a record pointing elsewhere is not copied from
+        if (ran == here and adapter is not None and adapter.resolve() == other_spec.train.adapter_dir().resolve()
+                and (adapter / "adapter_config.json").is_file()):
             return other, rec
     return None
 
