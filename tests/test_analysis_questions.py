@@ -5,6 +5,8 @@ alone and reported as not asked; the shipped phase14d asks rank, split (equivale
 import numpy as np
 import pytest
 
+from ada_slm.analysis import design
+
 from ada_slm.analysis import analysis
 from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.analysis.report_decision import decision_intro, decision_table
@@ -24,12 +26,12 @@ defaults:
   data: {size: 2000, val_fraction: 0.1, val_size: 200}
   lora: {r: 16, alpha: 32}
   batch: {micro: 4, accum: 4}
-  epochs: 3
+  loss: {normalisation: micro_batch}   # the seed's loss: a real split question (under the default per-token
+  epochs: 3                            # loss r32-split would be r32's very runs)
 arms:
   b16: {}
   r32: {lora: {r: 32, alpha: 64}}
-  # executed as configured: a real split question (grouped by length, the default, it would be r32's very runs)
-  r32-split: {lora: {r: 32, alpha: 64}, batch: {micro: 1, accum: 16}, execution: {grouping: configured}}
+  r32-split: {lora: {r: 32, alpha: 64}, batch: {micro: 1, accum: 16}}
   data5k: {data: {size: 5000}}
 decision:
   metric: agl_awareness
@@ -165,26 +167,51 @@ def test_skip_and_margin_are_checked_at_load(tmp_path):
         load_study(tmp_path / "c.yaml")
 
 
-def test_shipped_phase14d_asks_rank_and_data_and_sees_that_split_compares_identical_runs():
+def test_shipped_phase14d_asks_the_seeds_split_under_the_seeds_loss_and_the_batch_as_it_ran():
     from importlib import resources
     path = resources.files("ada_slm") / "studies" / "phase14d.yaml"
     study = load_study(path)
     q = study.decision.questions
     assert (q["rank"].compare, q["rank"].against, q["rank"].test) == ("v9D", "v9B", "better")
     assert (q["split"].compare, q["split"].against, q["split"].test) == ("v9C", "v9D", "equivalent")
+    assert (q["batch"].compare, q["batch"].against) == ("v9C-ran", "v9D")
     assert (q["data"].compare, q["data"].against) == ("v9B-5k", "v9B")
-    expected = {None: None, "full": None,
-                "quick": "not asked at this scale: both arms see 32 distinct examples",
-                "cpu": "not asked at this scale: scale cpu skips it (v9B-5k)"}
+    expected = {None: {}, "full": {},
+                "quick": {"data": "not asked at this scale: both arms see 32 distinct examples",
+                          "batch": "not asked at this scale: scale quick skips it (v9C-ran)"},
+                "cpu": {"data": "not asked at this scale: scale cpu skips it (v9B-5k)"}}
     for scale, why in expected.items():
         specs = expand(study, str(path), scale)
+        assert {s.train.loss.normalisation for s in specs if s.train} == {"micro_batch"}
         _, a = _answers((study, path), specs, analysis.collect(specs), scale)
-        assert a["rank"].not_asked is None
-        # v9C (1 × 16) and v9D (4 × 4) execute the same passes: seen from the configs, before any run
-        assert a["split"].not_asked.startswith("not asked: identical computation — v9C and v9D differ only in "
-                                               "micro × accum"), (scale, a["split"].not_asked)
-        got = a["data"].not_asked
-        assert (got is None) if why is None else got.startswith(why), (scale, got)
+        # the seed's loss weighs a micro-batch of 1 and of 4 differently: the split is a real question here
+        assert a["rank"].not_asked is None and a["split"].not_asked is None, scale
+        for name in ("data", "batch"):
+            got = a[name].not_asked
+            assert (got is None) if name not in why else got.startswith(why[name]), (scale, name, got)
+        ran = {s.arm: s.train for s in specs if s.train}
+        if "v9C-ran" in ran:  # as the seed's v9C ran: 4 × 16 = 64, a quarter of the steps over the same sequences
+            v9c_ran, v9d = ran["v9C-ran"], ran["v9D"]
+            steps = (v9c_ran.optimizer_steps(), v9d.optimizer_steps())
+            assert v9c_ran.batch.effective == 64 and steps == ((5, 20) if scale == "cpu" else (87, 339)), steps
+            assert list(design.factors_of(v9c_ran, v9d).factors) == ["effective batch"]
+
+
+def test_under_a_split_invariant_loss_the_split_question_is_answered_from_the_configs(tmp_path):
+    """The same study with the default per-token loss (or per-sequence): v9C and v9D are the same objective, seen
+    before any run, and the question says so instead of spending runs on it."""
+    from importlib import resources
+    text = (resources.files("ada_slm") / "studies" / "phase14d.yaml").read_text()
+    for how in ("token", "sequence"):
+        path = tmp_path / f"{how}.yaml"
+        path.write_text(text.replace("loss: {normalisation: micro_batch}", f"loss: {{normalisation: {how}}}"))
+        study = load_study(path)
+        specs = expand(study, str(path), "cpu")
+        _, a = _answers((study, path), specs, analysis.collect(specs), "cpu")
+        assert a["split"].not_asked.startswith(f"split: identical objective under this loss (loss.normalisation "
+                                               f"{how}) — v9C and v9D differ only in micro × accum"), a["split"]
+        assert "no runs spent" in a["split"].not_asked
+        assert a["rank"].not_asked is None and a["batch"].not_asked is None
 
 
 def test_shipped_studies_hold_out_one_fixed_set_for_every_arm():
@@ -207,12 +234,11 @@ def test_adaptive_design_asks_only_what_the_scale_asks(tmp_path):
     path = resources.files("ada_slm") / "studies" / "phase14d.yaml"
     study = load_study(path)
     cpu = adaptive.design(study, str(path), "cpu", [0, 1, 2], tmp_path / "r", tmp_path / "e")
-    # split compares identical runs at every scale (v9C and v9D execute the same passes): never asked
-    assert "v9B-5k" not in cpu.arms and set(cpu.questions) == {"rank"}
+    assert "v9B-5k" not in cpu.arms and set(cpu.questions) == {"rank", "split", "batch"}
     quick = adaptive.design(study, str(path), "quick", [0, 1], tmp_path / "r", tmp_path / "e")
-    assert "v9B-5k" in quick.arms and set(quick.questions) == {"rank"}  # run, but its question moot
+    assert "v9B-5k" in quick.arms and set(quick.questions) == {"rank", "split"}  # data run, but its question moot
     full = adaptive.design(study, str(path), "full", [0, 1, 2], tmp_path / "r", tmp_path / "e")
-    assert set(full.questions) == {"rank", "data"}
+    assert set(full.questions) == {"rank", "split", "batch", "data"}
 
 
 def test_a_question_that_also_compares_something_else_stays_asked(study):

@@ -110,3 +110,48 @@ def test_arms_that_differ_only_in_the_split_compute_the_same_steps_when_grouped_
     assert not design.same_computation(cfg(batch={"micro": 1, "accum": 16}, execution=as_written),
                                        cfg(batch={"micro": 4, "accum": 4}, execution=as_written))
     assert not design.same_computation(v9c, None)
+
+
+def test_same_objective_is_seen_from_the_configs_and_depends_on_the_loss():
+    v9c, v9d = cfg(batch={"micro": 1, "accum": 16}), cfg(batch={"micro": 4, "accum": 4})
+    assert design.same_objective(v9c, v9d)
+    as_written = {"grouping": "configured"}  # the same objective, computed differently: not the same steps
+    a, b = cfg(batch={"micro": 1, "accum": 16}, execution=as_written), cfg(batch={"micro": 4, "accum": 4})
+    assert design.same_objective(a, b) and not design.same_computation(a, b)
+    per_sequence = {"normalisation": "sequence"}
+    assert design.same_computation(cfg(batch={"micro": 1, "accum": 16}, loss=per_sequence),
+                                   cfg(batch={"micro": 4, "accum": 4}, loss=per_sequence))
+    seeds = {"normalisation": "micro_batch"}  # the seed's loss: the split weighs tokens differently
+    c, d = cfg(batch={"micro": 1, "accum": 16}, loss=seeds), cfg(batch={"micro": 4, "accum": 4}, loss=seeds)
+    assert not design.same_objective(c, d) and not design.same_computation(c, d)
+    assert c.steps_identity() != d.steps_identity() and v9c.steps_identity() == v9d.steps_identity()
+    fd = design.factors_of(cfg(batch={"micro": 1, "accum": 16}, lora={"r": 32, "alpha": 64}, loss=seeds), d)
+    assert set(fd.factors) == {"rank", "batch split"} and fd.confounded  # a real factor under micro_batch
+    fd = design.factors_of(cfg(batch={"micro": 1, "accum": 16}, lora={"r": 32, "alpha": 64}), v9d)
+    assert set(fd.factors) == {"rank", "batch split"} and not fd.confounded  # the same objective: no factor
+    assert set(design.factors_of(v9d, d).factors) == {"loss normalisation"}
+    assert not design.same_objective(v9d, d)
+
+
+def test_identity_detection_on_every_shipped_study():
+    """Which arms of each shipped study train the same objective (design.same_objective), from the configs at
+    every scale: none — phase14d trains under the seed's micro_batch loss, where its split is a real factor."""
+    from importlib import resources
+
+    from ada_slm.study.spec import expand, load_study
+    studies = resources.files("ada_slm") / "studies"
+    checked = 0
+    for path in sorted(studies.iterdir()):
+        if not path.name.endswith(".yaml") or path.name == "phase14d-reported.yaml":  # the audit's input
+            continue
+        study = load_study(path)
+        for scale in [None, *study.scale]:
+            configs = {}
+            for s in expand(study, str(path), scale):
+                if s.train is not None:
+                    configs.setdefault(s.arm, s.train)
+            pairs = {(a, b) for a in configs for b in configs
+                     if a < b and design.same_objective(configs[a], configs[b])}
+            assert pairs == set(), (path.name, scale, pairs)
+            checked += 1
+    assert checked >= 10

@@ -167,7 +167,7 @@ def with_precision(fd: design.FactorDiff, a: ArmData | None, b: ArmData | None) 
 
 
 def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float]) -> ArmComparison:
-    fd = with_precision(design.factors_between(design.differences(arm.config, ref.config)), arm, ref)
+    fd = with_precision(design.factors_of(arm.config, ref.config), arm, ref)
     fd.same_steps = design.same_computation(arm.config, ref.config) and "precision" not in fd.factors
     comps = stats.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors)
     out = ArmComparison(arm.name, ref.name, fd, comps)
@@ -187,7 +187,7 @@ def _trained(arms: dict[str, ArmData]) -> list[str]:
 
 
 def _factors(arms, x: str, y: str) -> dict[str, tuple]:
-    return design.factors_between(design.differences(arms[y].config, arms[x].config)).factors
+    return design.factors_of(arms[y].config, arms[x].config).factors
 
 
 def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
@@ -220,13 +220,15 @@ def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
 
 def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
     """Arms that differ from each other only in rank (a batch split at the same effective batch trains the same
-    objective in expectation, so it may differ too): is a middle rank best?"""
+    objective in expectation under a split-invariant loss, so it may differ too): is a middle rank best?"""
     names = _trained(arms)
     best: dict[int, str] = {}
     for anchor in names:
         group = {arms[anchor].config.lora.r: anchor}
         for n in names:
-            if n != anchor and set(_factors(arms, anchor, n)) <= {"rank", "batch split"}:
+            fd = design.factors_of(arms[n].config, arms[anchor].config)
+            if n != anchor and set(fd.factors) <= {"rank", "batch split"} and not (
+                    "batch split" in fd.factors and fd.split_changes_objective):
                 group.setdefault(arms[n].config.lora.r, n)
         if len(group) > len(best):
             best = group
@@ -249,8 +251,7 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     answers = []
     for q, spec in d.questions.items():
         a, b = arms.get(spec.compare), arms.get(spec.against)
-        fd = with_precision(design.factors_between(design.differences(a.config if a else None,
-                                                                      b.config if b else None)), a, b)
+        fd = with_precision(design.factors_of(a.config if a else None, b.config if b else None), a, b)
         x = Answer(q, spec.compare, spec.against, None, fd.confounded, False, spec.test)
         x.not_asked = question_not_asked(study, spec, run_arms, a, b, scale)
         if x.not_asked is None and a and b:
@@ -310,12 +311,8 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
             return f"not asked at this scale: {where} ({arm})"
     if a is None or b is None or a.config is None or b.config is None:
         return None
-    if design.same_computation(a.config, b.config):
-        return (f"not asked: identical computation — {spec.compare} and {spec.against} differ only in micro × "
-                "accum, the loss is normalised per target token over the whole step and both execute their steps "
-                "grouped by length, so each seed of one is the same run as that seed of the other, number for "
-                "number (no test can find a difference; asking it needs a loss whose normalisation depends on the "
-                "split, or `execution: {grouping: configured}` with LoRA dropout)")
+    if design.same_objective(a.config, b.config):
+        return identical_objective(spec.compare, spec.against, a.config, b.config)
     differ = set(design.differences(a.config, b.config))
     if "data.size" not in differ or not differ <= {"data.size", "data.val_size", design.OPTIMIZER_STEPS}:
         return None  # not a corpus-size question, or one that also compares something else
@@ -326,6 +323,19 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
             f"{a.config.optimizer_steps()} × effective batch {a.config.effective_batch} in corpora of "
             f"{a.config.train_examples} and {b.config.train_examples} training examples): the corpus sizes "
             f"differ only in which examples are seen, not how many")
+
+
+def identical_objective(compare: str, against: str, a, b) -> str:
+    """Why a question between two arms of the same objective (design.same_objective) is not asked, in words."""
+    how = a.loss.normalisation
+    text = (f"split: identical objective under this loss (loss.normalisation {how}) — {compare} and {against} "
+            f"differ only in micro × accum, and a {how}-normalised loss over the step does not depend on the split; ")
+    if design.same_computation(a, b):
+        return text + ("no runs spent: grouped by length, each seed of one is the same run as that seed of the "
+                       "other, number for number, and is trained once. To ask what the split changes, train both "
+                       "under `loss: {normalisation: micro_batch}` (the seed study's loss).")
+    return text + ("their runs differ only by float rounding and dropout draws, so no test can find an effect of "
+                   "the split. To ask what it changes, train both under `loss: {normalisation: micro_batch}`.")
 
 
 def questions_asked(study: Study, specs: list[RunSpec], scale: str | None = None) -> list[str]:

@@ -115,7 +115,8 @@ def _factors(a: ReportedArm, b: ReportedArm) -> design.FactorDiff:
         diffs[design.EFFECTIVE_BATCH] = (ra.micro * ra.accum, rb.micro * rb.accum)
     if ra.steps and rb.steps and ra.steps != rb.steps:
         diffs[design.OPTIMIZER_STEPS] = (ra.steps, rb.steps)
-    return design.factors_between(diffs)
+    # the seed trained with HF Trainer's loss, a mean per micro-batch: its splits were different objectives
+    return design.factors_between(diffs, split_changes_objective=True)
 
 
 def _values(arm: ReportedArm, metric: str) -> list[float]:

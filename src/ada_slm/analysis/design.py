@@ -63,11 +63,22 @@ def differences(a: TrainConfig | None, b: TrainConfig | None) -> dict[str, tuple
     return out
 
 
+def same_objective(a: TrainConfig | None, b: TrainConfig | None) -> bool:
+    """Whether two trained arms train the same objective, seen from their configs alone: they differ at most in the
+    micro × accum split (same effective batch) and in how steps are executed, and their loss normalisation
+    (config `loss`, the same in both) does not depend on the split — token or sequence, not micro_batch. Their
+    difference is then no effect of anything: a question between them is an identity, answered with no runs."""
+    if a is None or b is None or a.loss.split_changes_objective() or b.loss.split_changes_objective():
+        return False
+    return all(p in ("batch.micro", "batch.accum") or p.startswith("execution.") for p in differences(a, b))
+
+
 def same_computation(a: TrainConfig | None, b: TrainConfig | None) -> bool:
-    """Whether two trained arms compute the same optimizer steps: they differ at most in the micro × accum split
-    (same effective batch) and both execute their steps grouped by length (config `execution`), whose passes do
-    not depend on the split — so a seed of one repeats the same seed of the other, number for number."""
-    if a is None or b is None or "by_length" != a.execution.grouping or "by_length" != b.execution.grouping:
+    """Whether two trained arms compute the same optimizer steps: the same objective (same_objective), differing
+    at most in the micro × accum split, and both execute their steps grouped by length (config `execution`),
+    whose passes do not depend on the split — so a seed of one repeats the same seed of the other, number for
+    number (study/twins.py then trains it once)."""
+    if not same_objective(a, b) or "by_length" != a.execution.grouping or "by_length" != b.execution.grouping:
         return False
     return set(differences(a, b)) <= {"batch.micro", "batch.accum"}
 
@@ -82,10 +93,13 @@ class FactorDiff:
     factors: dict[str, tuple] = field(default_factory=dict)  # factor name -> (value in a, value in b)
     notes: list[str] = field(default_factory=list)
     same_steps: bool = False  # the two arms compute the same optimizer steps (same_computation)
+    split_changes_objective: bool = False  # a 'batch split' is a real factor (loss.normalisation micro_batch)
 
     @property
     def confounded(self) -> bool:
-        return len([f for f in self.factors if f != "batch split"]) > 1
+        """More than one factor changes. A batch split under a split-invariant loss is the same objective and so
+        no factor of its own; under the seed's micro_batch loss it is one."""
+        return len([f for f in self.factors if f != "batch split" or self.split_changes_objective]) > 1
 
     @property
     def split_only(self) -> bool:
@@ -95,20 +109,29 @@ class FactorDiff:
 # Factor names of single fields, keyed by their TrainConfig field path (a test checks every key is one).
 FACTOR_NAMES = {"data.size": "data size", "lora.dropout": "LoRA dropout", "lora.targets": "LoRA targets",
                 "lora.use_rslora": "rsLoRA", "lora.use_dora": "DoRA", "data.mix": "data mix", "lr": "learning rate",
-                "base": "base model"}
+                "base": "base model",
+                "loss.normalisation": "loss normalisation"}
 
 
-def factors_between(diffs: dict[str, tuple]) -> FactorDiff:
+def factors_of(a: TrainConfig | None, b: TrainConfig | None) -> FactorDiff:
+    """The factors between two arms' configs (factors_between of their differences), knowing from the configs
+    whether a batch split changes the objective."""
+    split_matters = any(c is not None and c.loss.split_changes_objective() for c in (a, b))
+    return factors_between(differences(a, b), split_changes_objective=split_matters)
+
+
+def factors_between(diffs: dict[str, tuple], split_changes_objective: bool = False) -> FactorDiff:
     """Group raw differences (`differences`, or the audit's from a published table) into study factors.
 
     r and α that change together at a fixed α/r are one factor, 'rank'. micro × accum that keep the effective
-    batch are one factor, 'batch split' — with the per-token loss it is the same objective (in expectation,
-    when LoRA dropout is on), so it is noted but does not confound; a change of effective batch is its own
-    factor. A corpus size that also changes the number of optimizer steps is 'data size and steps'; other step
+    batch are one factor, 'batch split' — with a split-invariant loss (token, sequence) it is the same objective
+    (in expectation, when LoRA dropout is on), so it is noted but does not confound; with
+    `split_changes_objective` (the seed's micro_batch loss) it is a factor like any other. A change of
+    effective batch is its own factor. A corpus size that also changes the number of optimizer steps is 'data size and steps'; other step
     changes (epochs, max_steps) are 'training length'. Any other field is named by FACTOR_NAMES, else by its
     path."""
     diffs = dict(diffs)
-    out = FactorDiff()
+    out = FactorDiff(split_changes_objective=split_changes_objective)
     r, alpha = diffs.pop("lora.r", None), diffs.pop("lora.alpha", None)
     if r is not None and alpha is not None and r[0] and r[1] and alpha[0] / r[0] == alpha[1] / r[1]:
         out.factors["rank"] = r
@@ -129,6 +152,8 @@ def factors_between(diffs: dict[str, tuple]) -> FactorDiff:
             out.factors["batch split"] = split
     steps = diffs.pop(OPTIMIZER_STEPS, None)
     length = {k: diffs.pop(k) for k in ("epochs", "max_steps") if k in diffs}
+    if effective and steps and steps[0] * effective[0] == steps[1] * effective[1]:
+        length = {}  # fewer steps of a larger batch over the same sequences: the effective batch factor says it
     size = diffs.pop("data.size", None)
     if size is not None:
         if steps is not None and not effective:

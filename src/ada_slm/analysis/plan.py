@@ -278,7 +278,8 @@ def repeated_computations(study, specs) -> list[str]:
         for b in names[i + 1:]:
             if same_computation(configs[a], configs[b]):
                 lines.append(f"note: {a} and {b} compute the same steps (they differ only in micro × accum, the loss "
-                             "is normalised per target token over the step and both are executed grouped by length): "
+                             f"is normalised per {configs[a].loss.normalisation} over the step and both are executed "
+                             "grouped by length): "
                              f"each seed of {b} is that seed of {a}, number for number — `study run` trains it once and reuses it "
                              "(record meta.computed_by)")
     return lines

@@ -177,6 +177,10 @@ def factor_note(comp, name: str) -> str:
         note += (" The micro × accum split keeps the effective batch, the loss is normalised per target token over "
                  "the step, and both arms executed their steps grouped by length: a seed of one is the same run as "
                  "that seed of the other, number for number, so any difference here is not an effect of the split.")
+    elif "batch split" in fd.factors and fd.split_changes_objective:
+        note += (" The loss is normalised per micro-batch (loss.normalisation micro_batch, the seed study's loss): "
+                 "a micro-batch of 1 weighs every sequence the same, a larger one weighs tokens, so the split is a "
+                 "real factor here. Equality of two arms is claimed only by the equivalence test.")
     elif "batch split" in fd.factors:
         note += (" The micro × accum split keeps the effective batch; with the per-token loss both splits train "
                  "the same objective, and where both arms execute their steps grouped by length (config "

@@ -57,6 +57,8 @@ CHECKPOINT_KEYS = {"step", "wall_s", "fingerprint", "lora", "optimizer", "schedu
 def _config_fingerprint(cfg: TrainConfig) -> str:
     """What must not change between a checkpoint and its resume (the output locations may)."""
     d = cfg.model_dump(exclude={"out_dir", "export_dir", "val_every", "checkpoint_every", "log_every", "execution"})
+    if cfg.loss.normalisation == "token":  # the loss before it was a setting: checkpoints of then still resume
+        d.pop("loss")
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 

@@ -107,6 +107,28 @@ class BatchConfig(Strict):
         return self.micro * self.accum
 
 
+class LossConfig(Strict):
+    """How an optimizer step's token losses are weighted into the one number that is minimised.
+
+    With `token` (the default) and `sequence` the objective is a function of the step's sequences alone, so every
+    micro × accum split of one effective batch trains the same objective — the split is not a factor and a study
+    says so from the configs (analysis.design.same_objective). `micro_batch` is the loss of the seed study (HF
+    Trainer without `num_items_in_batch`): each micro-batch's mean over its own target tokens, averaged over the
+    micro-batches of the step — at micro 1 every sequence weighs the same, at micro = the effective batch every
+    token does, so there the split is a real factor."""
+
+    normalisation: Literal["token", "sequence", "micro_batch"] = Field(
+        "token", description="token: mean over every target token of the optimizer step. sequence: each "
+        "sequence's mean target-token loss, averaged over the step's sequences (every sequence weighs the same). "
+        "micro_batch: each configured micro-batch's mean target-token loss (its batch.micro sequences in data "
+        "order), averaged over the step's micro-batches (the seed study's loss; depends on micro × accum). "
+        "Held-out loss is per target token whatever this says, so arms compare on one measure.")
+
+    def split_changes_objective(self) -> bool:
+        """Whether two splits of one effective batch train different objectives under this normalisation."""
+        return self.normalisation == "micro_batch"
+
+
 class ExecutionConfig(Strict):
     """How an optimizer step's sequences pass through the model — chosen for speed, never what is learned.
 
@@ -137,6 +159,8 @@ class TrainConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    loss: LossConfig = Field(default_factory=LossConfig, description="How a step's token losses are weighted: "
+                             "see LossConfig.")
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="How a step's sequences are "
                                        "computed (speed only): see ExecutionConfig.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training set (ignored if max_steps is set).")
@@ -193,12 +217,14 @@ class TrainConfig(Strict):
     def steps_identity(self) -> str | None:
         """What fixes the optimizer steps this config computes, as one string: every field but where the run writes
         and how often it logs, with the batch as its effective size — grouped by length (config `execution`), the
-        passes do not depend on micro × accum. Two configs with the same identity (the same seed included) train
-        the same adapter, number for number, on one machine kind. None where steps are executed as configured."""
+        passes do not depend on micro × accum, nor does the loss unless loss.normalisation is micro_batch (then the
+        split is kept). Two configs with the same identity (the same seed included) train the same adapter, number
+        for number, on one machine kind. None where steps are executed as configured."""
         if self.execution.grouping != "by_length":
             return None
         fields = self.model_dump(mode="json", exclude={"out_dir", "export_dir", "log_every"})
-        fields["batch"] = {"effective": self.batch.effective}
+        if not self.loss.split_changes_objective():  # under micro_batch the split weights the tokens: it stays
+            fields["batch"] = {"effective": self.batch.effective}
         return json.dumps(fields, sort_keys=True)
 
     # ---- derived values: computed here once, never by hand from dicts

@@ -231,10 +231,10 @@ class RunRecord(Section):
             return out
         joined = None
         if self.config is not None or self.facts is not None:
-            # `execution` (how steps were computed, not what was learned) is written only where it was set:
-            # records of versions before it existed read and write back unchanged; facts.executed_split says
-            # how every newer run was executed
-            unset = None if self.config is None or "execution" in self.config.model_fields_set else {"execution"}
+            # `execution` (how steps were computed, not what was learned) and `loss` are written only where they
+            # were set: records of versions before them read and write back unchanged (their loss was per token);
+            # facts.executed_split says how every newer run was executed
+            unset = None if self.config is None else {"execution", "loss"} - self.config.model_fields_set
             joined = self.config.model_dump(mode=info.mode, exclude=unset) if self.config is not None else {}
             joined.update(out.get("facts") or {})
         return {"config": joined, **{k: v for k, v in out.items() if k not in ("config", "facts")}}

@@ -1,10 +1,13 @@
 """The pieces of a training run below the recipe (train.py): batches, the loss, one optimizer step, the loop of
 steps with its held-out loss, progress, record writes and checkpoints.
 
-The loss is the mean cross-entropy per *target token over the whole optimizer step*: every micro-batch adds its
-summed token losses divided by the step's total target-token count. So `1 × 16`, `4 × 4` and `16 × 1` splits of
-the same 16 sequences produce the same loss and the same gradient — the seed study compared losses whose
-normalisation changed with gradient accumulation, and this makes that impossible.
+The loss is, by default, the mean cross-entropy per *target token over the whole optimizer step*: every pass adds
+its summed token losses divided by the step's total target-token count. So `1 × 16`, `4 × 4` and `16 × 1` splits
+of the same 16 sequences produce the same loss and the same gradient. Config `loss.normalisation` chooses another
+weighting, always written as a weight per sequence on its summed token loss (`sequence_weights`), so that how a
+step is executed never changes it: `sequence` weighs every sequence the same (also split-invariant), and
+`micro_batch` is the seed study's loss — each configured micro-batch's token mean, averaged over the
+micro-batches — under which the split is a real factor (and the one place it is).
 
 Targets are the tokens of every assistant turn plus its end-of-turn token (every token for plain text); the
 prompt, user turns and chat-template scaffolding are masked (datasets_io.py). How a step's sequences are
@@ -58,8 +61,9 @@ def step_indices(n: int, effective: int, seed: int, step: int) -> list[int]:
     return order[k * effective : (k + 1) * effective]
 
 
-def summed_loss(model, batch: dict, autocast_dtype) -> torch.Tensor:
-    """Sum of next-token cross-entropy over the target tokens of one micro-batch (not a mean).
+def summed_loss(model, batch: dict, autocast_dtype, row_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of next-token cross-entropy over the target tokens of one micro-batch (not a mean); with `row_weights`,
+    Σ over rows of (row weight × that row's summed token loss).
 
     Only the positions that predict a target token go through the LM head (`logits_to_keep`): the prompt is
     most of every sequence, and full-vocabulary logits for it would be computed only to be ignored."""
@@ -69,12 +73,29 @@ def summed_loss(model, batch: dict, autocast_dtype) -> torch.Tensor:
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        logits_to_keep=keep, use_cache=False).logits  # no KV cache: nothing is generated
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(),
-        targets[:, keep].reshape(-1),
-        ignore_index=IGNORE,
-        reduction="sum",
-    )
+    if row_weights is None:
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets[:, keep].reshape(-1),
+                               ignore_index=IGNORE, reduction="sum")
+    per_token = F.cross_entropy(logits.float().transpose(1, 2), targets[:, keep], ignore_index=IGNORE,
+                                reduction="none")  # (rows, kept positions); 0 where ignored
+    return (per_token.sum(dim=1) * row_weights.to(per_token.device)).sum()
+
+
+def sequence_weights(chosen: list[Example], micro: int, normalisation: str) -> dict[int, float] | None:
+    """The weight of each sequence's summed target-token loss in the step's loss, keyed by id() of its Example
+    (the step's sequences in data order, `micro` per configured micro-batch); None for `token` (one weight, 1 / the
+    step's target tokens, applied to each pass's sum). A sequence or micro-batch without target tokens weighs 0
+    and is not counted."""
+    if normalisation == "token":
+        return None
+    counts = [target_tokens([e]) for e in chosen]
+    if normalisation == "sequence":
+        n = sum(1 for c in counts if c)
+        return {id(e): (1.0 / (c * n) if c else 0.0) for e, c in zip(chosen, counts)}
+    groups = [range(m, min(m + micro, len(chosen))) for m in range(0, len(chosen), micro)]  # as configured
+    tokens = [sum(counts[i] for i in g) for g in groups]
+    n = sum(1 for t in tokens if t)
+    return {id(chosen[i]): (1.0 / (t * n) if t else 0.0) for g, t in zip(groups, tokens) for i in g}
 
 
 def micro_batches(chosen: list[Example], micro: int) -> list[list[Example]]:
@@ -117,17 +138,23 @@ def step_passes(chosen: list[Example], micro: int, execution: tuple[int, int] | 
     return micro_batches(chosen, micro) if execution is None else token_budget_passes(chosen, *execution)
 
 
-def accumulate_step(model, passes: list[list[Example]], pad_id: int, device, autocast_dtype) -> tuple[float, int]:
+def accumulate_step(model, passes: list[list[Example]], pad_id: int, device, autocast_dtype,
+                    weights: dict[int, float] | None = None) -> tuple[float, int]:
     """Forward/backward one optimizer step's sequences, pass by pass (step_passes), leaving in .grad the gradient
-    of (summed target-token loss / the step's target-token count). Returns (that loss, the count). How the
-    sequences are split into passes changes neither number."""
+    of the step's loss: (summed target-token loss / the step's target-token count), or with `weights`
+    (sequence_weights) Σ weight × each sequence's summed token loss. Returns (that loss, the target-token count).
+    How the sequences are split into passes changes neither number."""
     n_target = sum(target_tokens(group) for group in passes)
     loss_sum = 0.0
     for group in passes:
-        part = summed_loss(model, collate(group, pad_id, device), autocast_dtype)
-        (part / n_target).backward()
+        if weights is None:
+            part = summed_loss(model, collate(group, pad_id, device), autocast_dtype) / n_target
+        else:
+            row_weights = torch.tensor([weights[id(e)] for e in group], dtype=torch.float32)
+            part = summed_loss(model, collate(group, pad_id, device), autocast_dtype, row_weights)
+        part.backward()
         loss_sum += part.item()
-    return loss_sum / n_target, n_target
+    return loss_sum, n_target
 
 
 @torch.no_grad()
@@ -230,7 +257,9 @@ def optimizer_step(loop: Loop, step: int) -> records.Step | str:
     t_step = time.perf_counter()
     chosen = [loop.train_set[i] for i in step_indices(len(loop.train_set), cfg.batch.effective, cfg.seed, step)]
     passes = step_passes(chosen, cfg.batch.micro, loop.execution)
-    loss, n_target = accumulate_step(loop.model, passes, loop.tokenizer.pad_token_id, loop.device, loop.autocast_dtype)
+    weights = sequence_weights(chosen, cfg.batch.micro, cfg.loss.normalisation)
+    loss, n_target = accumulate_step(loop.model, passes, loop.tokenizer.pad_token_id, loop.device, loop.autocast_dtype,
+                                     weights)
     if not math.isfinite(loss):
         return f"non-finite training loss ({loss}) at step {step + 1}"
     grad_norm = torch.nn.utils.clip_grad_norm_(loop.trainable, cfg.max_grad_norm).item()

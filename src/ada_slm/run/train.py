@@ -20,8 +20,14 @@ from ada_slm.run.config import TrainConfig
 from ada_slm.run.datasets_io import Example, load_rows, rows_hash, tokenize
 from ada_slm.run.steps import Loop, hold_frozen_linears_in, lora_state_hash, restore_frozen_linears, train_steps
 
-LOSS_NORMALISATION = ("mean per target token over the optimizer step (assistant tokens + end-of-turn; prompt "
-                      "masked)")
+LOSS_NORMALISATION = {  # what a step's training loss is a mean of (config loss.normalisation), as records say it
+    "token": "mean per target token over the optimizer step (assistant tokens + end-of-turn; prompt masked)",
+    "sequence": "mean over the optimizer step's sequences of each sequence's mean per target token (assistant "
+                "tokens + end-of-turn; prompt masked)",
+    "micro_batch": "mean over the optimizer step's configured micro-batches of each micro-batch's mean per target "
+                   "token (the seed study's loss: it depends on micro × accum; assistant tokens + end-of-turn; "
+                   "prompt masked)",
+}
 
 
 @dataclass
@@ -277,7 +283,7 @@ def new_record(cfg: TrainConfig, model, total_steps: int, steps_per_epoch: int, 
                                            targets=sorted(resolved_lora.target_modules),
                                            use_rslora=resolved_lora.use_rslora, use_dora=resolved_lora.use_dora))
     return records.RunRecord(config=cfg, facts=facts, status=records.Status(state=records.RUNNING, reason=None),
-                             train=records.TrainSection(loss_normalisation=LOSS_NORMALISATION, steps=[], val=[],
+                             train=records.TrainSection(loss_normalisation=LOSS_NORMALISATION[cfg.loss.normalisation], steps=[], val=[],
                                                         trainable_params=n_trainable),
                              eval=None)
 

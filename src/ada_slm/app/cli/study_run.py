@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ada_slm.analysis.design import differences, factors_between
+from ada_slm.analysis.design import factors_of
 from ada_slm.app.cli.common import check_track, console, err_console, study_app, user_errors
 from ada_slm.app.cli.study_options import (EXPORTS_OPT, FILE_ARG, JOBS_OPT, MAX_SEEDS_OPT, ONLY_OPT, RESULTS_OPT,
                                            SCALE_OPT, SEEDS_OPT, study_specs)
@@ -53,7 +53,7 @@ def study_plan(
     plan.remember(plan.finished_records(specs))
     store = plan.read_store()
     for s in specs:
-        fd = factors_between(differences(s.train, base_spec.train if base_spec else None))
+        fd = factors_of(s.train, base_spec.train if base_spec else None)
         diff = "baseline" if s.arm == study.baseline else (
             ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
         t = plan.throughput_of(s, rate, per_seq, store)
