@@ -36,8 +36,8 @@ CORPORA = {
                                      "0e2d3819c21c45964268a7c241bf5a8b117280d9a27131077d63fdfc24c67205"),
 }
 # suites/agl-heldout.jsonl: `ada-slm data suite` with its defaults (100 per category, seed 0)
-SUITE_SHA256 = "f32f7b3d0db2445ec3772aac7237dd8d8f4b4df3a2ff8701de022902bd4dc37a"
-SMALL_SUITE_SHA256 = "fc1bf956a1e17662d6642695095bbaf9a1cda92b20b161487447f417b893d703"  # 12 per category, seed 3
+SUITE_SHA256 = "6f6197cffd5a7a0da8cb88bf8a276505b2e7e8871a00daa48cf23124031c1e12"
+SMALL_SUITE_SHA256 = "cd617028685de118f07d9910e59dbf22519d3a6ef0d85287d8bb5d88d4e8fb75"  # 12 per category, seed 3
 # 15 samples of every training and held-out template of every category
 EVERY_TEMPLATE_SHA256 = "a7f28a41a07aca1cad77f479620b6267185a4b6633ae81d4c99156e51798fc4a"
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from ada_slm.analysis import design, factorial, stats
-from ada_slm.analysis.arms import ArmData, collect, matrix
+from ada_slm.analysis.arms import ArmData, collect, item_clusters, matrix
 from ada_slm.analysis.power import Power, power
 from ada_slm.run.config import TrainConfig, deep_merge, validate_config
 from ada_slm.run.metrics import METRICS, RUN_METRICS, higher_is_better
@@ -124,10 +124,10 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
     # an untrained model)
     floors = {m: iv.high for m, iv in results[BASE_ARM].intervals.items()} if BASE_ARM in results else {}
     ref = arms.get(study.baseline)
-    comparisons = {}
+    comparisons, samples = {}, sample_design(study, arms)
     for name, arm in arms.items():
         if name != study.baseline and ref is not None and arm.records and ref.records:
-            comparisons[name] = _compare_arm(study, arm, ref, floors)
+            comparisons[name] = _compare_arm(study, arm, ref, floors, samples)
     return StudyAnalysis(
         study, scale, sorted({s.seed for s in specs}), len(specs), states.count("complete"), states.count("failed"),
         any_eval, primary, results, floors, comparisons, factorials(arms, primary), goldilocks(arms, primary),
@@ -166,16 +166,24 @@ def with_precision(fd: design.FactorDiff, a: ArmData | None, b: ArmData | None) 
     return fd
 
 
-def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float]) -> ArmComparison:
+def sample_design(study: Study, arms: dict[str, ArmData]) -> stats.Design:
+    """How the study's runs and items relate (its `pairing` and `item_clusters`), fixed by the study file before
+    any score is read: the same for every comparison of the study."""
+    return stats.Design(study.pairing, item_clusters(arms, study.item_clusters))
+
+
+def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float],
+                 samples: stats.Design | None = None) -> ArmComparison:
+    samples = samples or sample_design(study, {arm.name: arm, ref.name: ref})
     fd = with_precision(design.factors_of(arm.config, ref.config), arm, ref)
     fd.same_steps = design.same_computation(arm.config, ref.config) and "precision" not in fd.factors
-    comps = stats.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors)
+    comps = stats.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors, samples)
     out = ArmComparison(arm.name, ref.name, fd, comps)
     if fd.split_only:  # same objective in expectation: the one place equivalence is asked for, by TOST
         for m, c in comps.items():
             margin = study.equivalence_margins.get(m, EQUIVALENCE_SHARE * abs(c.baseline.mean))
             if margin > 0:
-                eq = stats.equivalence(arm.scores[m], ref.scores[m], margin)
+                eq = stats.equivalence(arm.scores[m], ref.scores[m], margin, samples)
                 if eq is not None:
                     out.equivalence[m] = eq
     return out
@@ -248,17 +256,17 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     d = study.decision
     sign = 1.0 if higher_is_better(d.metric) else -1.0
     run_arms = {s.arm for s in specs}
-    answers = []
+    answers, samples = [], sample_design(study, arms)
     for q, spec in d.questions.items():
         a, b = arms.get(spec.compare), arms.get(spec.against)
         fd = with_precision(design.factors_of(a.config if a else None, b.config if b else None), a, b)
         x = Answer(q, spec.compare, spec.against, None, fd.confounded, False, spec.test)
         x.not_asked = question_not_asked(study, spec, run_arms, a, b, scale)
         if x.not_asked is None and a and b:
-            x.comparison = stats.compare(a.scores[d.metric], b.scores[d.metric], d.metric)
+            x.comparison = stats.compare(a.scores[d.metric], b.scores[d.metric], d.metric, design=samples)
             if spec.test == "equivalent" and x.comparison is not None:
                 x.equivalence = stats.equivalence(a.scores[d.metric], b.scores[d.metric],
-                                                  _question_margin(study, spec, x.comparison))
+                                                  _question_margin(study, spec, x.comparison), samples)
         answers.append(x)
     tested = {x.question: (x.equivalence.p if x.test == "equivalent" and x.equivalence else
                            x.comparison.p if x.test == "better" and x.comparison else math.nan) for x in answers}

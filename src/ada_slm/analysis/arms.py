@@ -35,6 +35,8 @@ class ArmData:
     states: dict[int, str]
     unreadable: dict[int, str] = field(default_factory=dict)  # seed -> why its record or eval.jsonl is left out
     edited: str | None = None  # how a finished run's config differs from what the study file expands to now
+    item_groups: dict[str, dict[str, str]] = field(default_factory=dict)  # item id -> its "category" and, for a
+    # generated item, "template" (eval.jsonl): what the item term may cluster on (item_clusters)
 
 
 UNREADABLE = "unreadable"  # the state of a run whose record.json or eval.jsonl cannot be read
@@ -66,7 +68,8 @@ def collect(specs: list[RunSpec], limit: int | None = None, within: list[Path] |
         if ran is not None and s.arm not in from_runs:
             arm.config = ran
             from_runs.add(s.arm)
-        for item, (metrics, compat) in items.items():
+        for item, (metrics, compat, groups) in items.items():
+            arm.item_groups.setdefault(item, groups)
             for m in METRICS:
                 arm.scores[m].setdefault(s.seed, {})[item] = metrics.get(m)
             for m in SEED_METRICS:
@@ -103,9 +106,10 @@ def config_of_record(record: records.RunRecord) -> TrainConfig | None:
     return records.config_of(record)
 
 
-def _item_scores(path: Path, limit: int | None, within: list[Path] | None) -> dict[str, tuple[dict, dict]]:
-    """item id -> (its metrics, its seed-compatible scores), from eval.jsonl; a row without a string id and
-    output or with a metric that is not a number is a UserError naming FILE:LINE."""
+def _item_scores(path: Path, limit: int | None, within: list[Path] | None) -> dict[str, tuple[dict, dict, dict]]:
+    """item id -> (its metrics, its seed-compatible scores, its category and template where given), from
+    eval.jsonl; a row without a string id and output or with a metric that is not a number is a UserError naming
+    FILE:LINE."""
     out = {}
     for lineno, row in iter_jsonl(path, limit, within):
         metrics, item, output = row.get("metrics"), row.get("id"), row.get("output")
@@ -116,7 +120,24 @@ def _item_scores(path: Path, limit: int | None, within: list[Path] | None) -> di
             value = metrics.get(m)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise UserError(f"{path}:{lineno}: metrics.{m} is {value!r}, not a number")
-        out[item] = (metrics, seed_score(output))
+        groups = {k: row[k] for k in ("category", "template") if isinstance(row.get(k), str)}
+        out[item] = (metrics, seed_score(output), groups)
+    return out
+
+
+ITEM_CLUSTERS = ("template", "category", "none")
+
+
+def item_clusters(arms: dict[str, ArmData], how: str) -> dict[str, str] | None:
+    """Item id -> the cluster its effect is shared within, for the item term (a study's `item_clusters`):
+    'template' — the template a generated item was made from, a hand-written item its own; 'category' — the
+    item's category; 'none' — every item independent (None)."""
+    if how == "none":
+        return None
+    out: dict[str, str] = {}
+    for arm in arms.values():
+        for item, groups in arm.item_groups.items():
+            out.setdefault(item, groups.get(how) or item)
     return out
 
 

@@ -27,8 +27,9 @@ class Judged:
     evidence: str
 
 
-def judge(criterion: Criterion, arms: dict) -> Judged:
-    """`arms`: arm name -> analysis.ArmData (run -> item -> score per metric)."""
+def judge(criterion: Criterion, arms: dict, samples: stats.Design | None = None) -> Judged:
+    """`arms`: arm name -> analysis.ArmData (run -> item -> score per metric); `samples`: the study's pairing and
+    item clusters (analysis.sample_design) for a `better_than` comparison."""
     c = criterion
     arm = arms.get(c.arm)
     scores = arm.scores.get(c.metric, {}) if arm else {}
@@ -48,7 +49,7 @@ def judge(criterion: Criterion, arms: dict) -> Judged:
             return Judged(c, NOT_MET, evidence)
         return Judged(c, UNDECIDED, evidence + " (the CI contains the threshold)")
     other = arms.get(c.better_than)
-    comp = stats.compare(scores, other.scores.get(c.metric, {}), c.metric) if other else None
+    comp = stats.compare(scores, other.scores.get(c.metric, {}), c.metric, design=samples) if other else None
     if comp is None or not math.isfinite(comp.p):
         return Judged(c, UNDECIDED, f"{c.arm} vs {c.better_than} on {c.metric}: no seed-level test (needs two "
                                     "finished runs in each)")
@@ -61,5 +62,5 @@ def judge(criterion: Criterion, arms: dict) -> Judged:
     return Judged(c, NOT_MET if worse_side else UNDECIDED, evidence)
 
 
-def judge_all(study, arms: dict) -> list[Judged]:
-    return [judge(c, arms) for c in study.criteria]
+def judge_all(study, arms: dict, samples: stats.Design | None = None) -> list[Judged]:
+    return [judge(c, arms, samples) for c in study.criteria]

@@ -52,16 +52,16 @@ KNOWN = {
                               "README 'The cpu scale': 4 × 4 steps of 1,135 tokens / 16 sequences, 2 cores, bf16"),
     ("avx2", "smollm2-135m"): (87.0, 71.0, None, None, "README 'Performance', the AVX2 table: 2 cores, fp32"),
     ("avx512", "smollm2-135m"): (140.0, 71.0, 35 / 133, 48,
-                                 "issue 26's phase14d cpu run: a 4 × 4 run of 320 sequences ≈ 160 s of training, "
+                                 "a phase14d cpu run (README 'Performance'): a 4 × 4 run of 320 sequences ≈ 160 s of training, "
                                  "133 items evaluated in ≈ 35 s, 2 cores, fp32"),
 }
 
 # Metric -> variance components measured on a real study, for power before a study has runs of its own.
 DEFAULT_COMPONENTS = {
-    "agl_awareness": (PowerInputs(run_mean_sd=0.0136, residual_sd=0.1, interaction_sd=0.175, n_items=133),
-                      "phase14d --scale cpu (issue 26): SD of a run's mean 0.0136, arm × item SD 0.175; residual SD "
-                      "0.1 assumed (not recorded: anywhere from 0 to the 0.157 the run-mean SD allows it moves the "
-                      "detectable Δ by < 0.003)"),
+    "agl_awareness": (PowerInputs(run_mean_sd=0.0161, residual_sd=0.0985, interaction_sd=0.185, n_items=133,
+                                  paired_run_mean_sd=0.0109, paired_residual_sd=0.0955),
+                      "phase14d --scale cpu, 12 runs kept (base, v9B, v9C, v9D × 3 seeds; AMX, bf16): SD of a run's "
+                      "mean 0.0161 (0.0109 left after pairing by seed), arm × item SD 0.185, residual SD 0.0985"),
 }
 
 
@@ -210,15 +210,24 @@ def items_for(metric: str, suite_items: list) -> int:
     return len(suite_items)
 
 
-def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int):
-    """(analysis.Power, source) from the default components of `metric` at this design; None without defaults."""
+def _rescaled_run_mean_sd(run_mean_sd: float, residual_sd: float, measured_items: int, n_items: int) -> float:
+    """A run's mean = training-run effect + the residual averaged over the items: the SD at another item count."""
+    seed_var = max(0.0, run_mean_sd ** 2 - residual_sd ** 2 / measured_items)
+    return (seed_var + residual_sd ** 2 / n_items) ** 0.5
+
+
+def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int, pairing: str = "seed"):
+    """(analysis.Power, source) from the default components of `metric` at this design (runs paired by seed
+    unless the study's `pairing` is none); None without defaults."""
     if metric not in DEFAULT_COMPONENTS or n_seeds < 2 or n_items < 1:
         return None
-    measured, source = DEFAULT_COMPONENTS[metric]
-    # a run's mean = training-run effect + the residual averaged over the items: rescale the second part
-    seed_var = max(0.0, measured.run_mean_sd ** 2 - measured.residual_sd ** 2 / measured.n_items)
-    run_mean_sd = (seed_var + measured.residual_sd ** 2 / n_items) ** 0.5
-    inputs = PowerInputs(run_mean_sd, measured.residual_sd, measured.interaction_sd, n_items)
+    m, source = DEFAULT_COMPONENTS[metric]
+    inputs = PowerInputs(_rescaled_run_mean_sd(m.run_mean_sd, m.residual_sd, m.n_items, n_items), m.residual_sd,
+                         m.interaction_sd, n_items)
+    if pairing == "seed" and m.can_pair:
+        inputs.paired_run_mean_sd = _rescaled_run_mean_sd(m.paired_run_mean_sd, m.paired_residual_sd, m.n_items,
+                                                          n_items)
+        inputs.paired_residual_sd = m.paired_residual_sd
     return power_from(inputs, metric, n_seeds, n_tests), source
 
 
@@ -323,6 +332,12 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
         kind, precision = this_machine()
         lines.append(f"no throughput known for {', '.join(sorted(missing))} on machine kind {kind} ({precision}): run "
                      "one arm (`ada-slm study run FILE --only ARM --seeds 0`) and it is kept for every later plan")
+    return lines + power_lines(study, specs)
+
+
+def power_lines(study, specs) -> list[str]:
+    """`study plan`'s power of the design: from the study's finished runs, else the default components."""
+    lines = []
     metric = study.decision.metric if study.decision else "agl_awareness"
     n_tests = len(questions_asked(study, specs)) or 1  # Holm over the questions these runs ask, as the report
     seeds = sorted({s.seed for s in specs if s.arm == study.baseline}) or sorted({s.seed for s in specs})
@@ -331,7 +346,7 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
         pw, source = own, "this study's finished runs"
     else:
         n_items = items_for(metric, subset(load_suite(specs[0].eval["suite"])[0].items, specs[0].eval.get("limit")))
-        found = default_power(metric, len(seeds), n_items, n_tests)
+        found = default_power(metric, len(seeds), n_items, n_tests, study.pairing)
         if found is None:
             lines.append(f"power: no default variance components for {metric} (and fewer than 2 runs per arm): "
                          "`ada-slm study power FILE --run-mean-sd …` takes stated ones")
@@ -340,7 +355,10 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
     i = pw.inputs
     lines.append(f"power on {metric} from {source}; {i.n_items} items, run-mean SD {i.run_mean_sd:.4f}, α {pw.alpha:.3g} "
                  f"(first Holm step over {n_tests} question(s)):")
-    lines.append(f"  smallest Δ detected with 80 % power at {pw.n_seeds} runs per arm (this plan): "
-                 f"{pw.detectable[pw.n_seeds]:.4f}; " + ", ".join(f"{k} runs {v:.4f}" for k, v in pw.detectable.items()
-                                                                 if k != pw.n_seeds))
+    lines.append(f"  smallest Δ detected with 80 % power at {pw.n_seeds} runs per arm (this plan"
+                 + (", runs paired by seed" if pw.paired else "") + f"): {pw.detectable[pw.n_seeds]:.4f}; "
+                 + ", ".join(f"{k} runs {v:.4f}" for k, v in pw.detectable.items() if k != pw.n_seeds))
+    if pw.detectable_unpaired:
+        lines.append(f"  the same runs unpaired (study `pairing: none`): {pw.detectable_unpaired[pw.n_seeds]:.4f} at "
+                     f"{pw.n_seeds} runs per arm, against {pw.detectable[pw.n_seeds]:.4f} paired by seed")
     return lines

@@ -43,7 +43,9 @@ def comparisons_json(comparisons: dict) -> str:
         {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "df": c.delta.df, "p": c.p,
                    "p_holm": c.p_holm, "p_perm": c.p_perm, "p_perm_min": c.p_perm_min, "test": c.test,
                    "ratio": c.ratio, "ratio_note": c.ratio_note, "supported": c.supported,
-                   "holm_family": c.family, "verdict": stats.verdict(c), "significant": c.supported}
+                   "holm_family": c.family, "verdict": stats.verdict(c), "significant": c.supported,
+                   "pairing": c.pairing, "item_clusters": c.n_clusters or None,
+                   "effective_items": c.effective_items if math.isfinite(c.effective_items) else None}
                for m, c in comp.comparisons.items()} for arm, comp in comparisons.items()}, indent=2, allow_nan=True)
 
 
@@ -119,6 +121,16 @@ def comparison_table(a: StudyAnalysis, comp: ArmComparison) -> tuple[list[str], 
              "perm p (min)", "difference"], rows)
 
 
+def samples_note(c: stats.Comparison | None) -> str:
+    """How the runs and items of a comparison were taken (the study's pairing and item clusters), in one clause."""
+    if c is None:
+        return ""
+    items = f"{c.delta.n_items} items"
+    if c.n_clusters and c.n_clusters < c.delta.n_items:
+        items += f" in {c.n_clusters} clusters, worth ≈ {c.effective_items:.0f} independent items"
+    return f" Runs {c.pairing}; {items}."
+
+
 def no_comparison_note(arm: ArmResult) -> str:
     states = ", ".join(f"seed {k}: {v}" for k, v in sorted(arm.states.items()))
     return f"No finished runs to compare ({states})."
@@ -144,8 +156,12 @@ def render_comparisons(doc: Doc, a: StudyAnalysis):
           "p is Holm-corrected across the metrics of one comparison; 'supported' = Holm p < 0.05 (the one rule "
           "used everywhere in this report), and every verdict names the family its p was corrected over: the "
           "same Δ is corrected over the metrics of its comparison here and over the decision's questions in the "
-          "Decision, so the two verdicts can differ. 'perm p' is the exact permutation test of run labels (its smallest "
-          "possible value in brackets: 3 vs 3 runs have 20 arrangements, so it cannot go below 0.1). Held-out "
+          "Decision, so the two verdicts can differ. Arms that share seeds are compared seed by seed (the study's "
+          f"`pairing: {a.study.pairing}`: same-seed runs share data order, LoRA init and items, so the interval is "
+          "of the same-seed differences) and items of one template are one cluster of the item part (`item_clusters: "
+          f"{a.study.item_clusters}`); each table says what it used. 'perm p' is the exact permutation test of run "
+          "labels, or with pairs the sign-flip test of the same-seed differences (its smallest possible value in "
+          "brackets: 3 vs 3 runs have 20 arrangements, ≥ 0.1; 3 pairs 8 sign patterns, ≥ 0.25). Held-out "
           "loss, final train loss and tokens/s are one number per run, tested the same way (lower loss is "
           "better). % and × are shown only when the baseline's CI excludes 0 and its mean is above the base "
           "model's noise floor; otherwise 'n/a (baseline ≈ 0)'. 'not distinguishable' = these runs and items "
@@ -158,7 +174,7 @@ def render_comparisons(doc: Doc, a: StudyAnalysis):
         if comp is None:
             doc.p(no_comparison_note(arm))
             continue
-        doc.p(factor_note(comp, name))
+        doc.p(factor_note(comp, name) + samples_note(comp.comparisons.get(a.primary)))
         doc.table(*comparison_table(a, comp))
         if comp.equivalence:
             doc.p(equivalence_note(a, comp))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from ada_slm.analysis import sequential, stats
-from ada_slm.analysis.analysis import DecisionResult, StudyAnalysis
+from ada_slm.analysis.analysis import DecisionResult, StudyAnalysis, sample_design
 from ada_slm.analysis.criteria import judge_all
 from ada_slm.analysis.report_doc import Doc, fmt_p, signed
 from ada_slm.run.metrics import RUN_METRICS
@@ -31,7 +31,7 @@ CRITERIA_INTRO = ("Stated in the study file before the runs. A threshold is met 
 
 def criteria_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
     """The study's success criteria, judged from the runs' CIs: header and one row per criterion."""
-    rows = [[j.criterion.text, j.verdict, j.evidence] for j in judge_all(a.study, a.data)]
+    rows = [[j.criterion.text, j.verdict, j.evidence] for j in judge_all(a.study, a.data, sample_design(a.study, a.data))]
     return ["criterion (stated before the runs)", "judged", "evidence [95 % CI]"], rows
 
 
@@ -65,6 +65,8 @@ def decision_table(d: DecisionResult) -> tuple[list[str], list[list[str]]]:
                         f" p (Holm) {fmt_p(x.p_holm)}")
         else:
             evidence = f"Δ {signed(c.delta)}, {stats.verdict(c)}" if c else "no data"
+        if c and not x.not_asked and c.pairing != "unpaired":
+            evidence += f" ({c.pairing})"
         kind = " (equivalent?)" if x.test == "equivalent" else ""
         rows.append([x.question, f"{x.compare} vs {x.against}{kind}" + (" (confounded)" if x.confounded else ""),
                      evidence, x.answer])
@@ -101,8 +103,15 @@ def render_power(doc: Doc, a: StudyAnalysis):
           f"{i.interaction_sd:.4f}, residual SD {i.residual_sd:.4f}, {i.n_items} items; α = {pw.alpha:.3g} (the "
           "first Holm step over the decision's questions). With the current "
           f"{pw.n_seeds} runs per arm the smallest difference detected with 80 % power is "
-          f"{pw.detectable[pw.n_seeds]:.4f}.")
-    doc.table(["runs per arm", "smallest Δ at 80 % power"], [[str(k), f"{v:.4f}"] for k, v in pw.detectable.items()])
+          f"{pw.detectable[pw.n_seeds]:.4f}" + (
+              f" with runs paired by seed (what pairing leaves of a run: SD of its mean {i.paired_run_mean_sd:.4f}, "
+              f"residual SD {i.paired_residual_sd:.4f}); {pw.detectable_unpaired[pw.n_seeds]:.4f} unpaired."
+              if pw.paired else "."))
+    if pw.paired:
+        doc.table(["runs per arm", "smallest Δ at 80 % power, paired by seed", "unpaired"],
+                  [[str(k), f"{v:.4f}", f"{pw.detectable_unpaired[k]:.4f}"] for k, v in pw.detectable.items()])
+    else:
+        doc.table(["runs per arm", "smallest Δ at 80 % power"], [[str(k), f"{v:.4f}"] for k, v in pw.detectable.items()])
     if pw.min_effect:
         doc.p(f"Runs per arm to detect the decision's min_effect {pw.min_effect:g} with 80 % power: "
               + (str(pw.seeds_for_min_effect) if pw.seeds_for_min_effect else "more than 100") + ".")

@@ -17,8 +17,13 @@ gets its variance from
 with Welch–Satterthwaite degrees of freedom, a t interval and a t p-value: the interval targets the population
 of items (not only these 133) and of training runs. At 3 vs 3 runs that is a t with ≈ 4 d.f., not a normal.
 
+Two refinements fixed by the design (`pairing.Design`), not chosen after seeing the data: runs paired by seed
+(the contrast is then over the same-seed differences Y_a − Y_b: one matrix, the seed part its variance of run
+means over k − 1 d.f., the item part paired too), and items in clusters (templates: the item part is the
+cluster-robust variance of the mean, with clusters − 1 d.f.).
+
   Interval / arm_interval  mean and 95 % CI of one arm
-  compare                  Δ of two arms with CI, t p-value, exact seed-level permutation p, % and × (only
+  compare                  Δ of two arms with CI, t p-value, exact seed-level permutation (or sign-flip) p, % and × (only
                            over a baseline clearly above zero and the base model's noise floor)
   Comparison.supported     THE rule: Holm-adjusted p < 0.05 (which implies the CI excludes 0)
   equivalence              TOST with a stated margin: the only way this module claims "no difference"
@@ -30,15 +35,17 @@ simulation in `power`, what differs between arms in `design`: this module knows 
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
 
+from ada_slm.analysis.pairing import (PAIRINGS, Design, Matrices, align, align_items,  # noqa: F401 (re-exported)
+                                      clustered_mean_variance, matrices)
+from ada_slm.analysis.permutation import N_PERM, permutation_p, sign_flip_p
+
 ALPHA = 0.05
-N_PERM = 10000  # above this many arrangements the permutation p is a Monte Carlo estimate
 N_BOOT = 2000  # kept for callers that pass n_boot; intervals are analytic (no seed bootstrap over 3 runs)
 
 
@@ -57,10 +64,12 @@ class Interval:
         return self.low > 0 or self.high < 0
 
 
-def finite_items(mats: list[np.ndarray]) -> list[np.ndarray]:
-    """Keep the items (columns) scored in every run of every arm: the contrast is over shared items."""
+def finite_items(mats: list[np.ndarray], clusters: np.ndarray | None = None):
+    """Keep the items (columns) scored in every run of every arm: the contrast is over shared items. With
+    `clusters` (a label per column), returns (matrices, the kept columns' labels)."""
     keep = np.all([np.isfinite(m).all(axis=-2) for m in mats], axis=0)
-    return [m[..., keep] for m in mats]
+    kept = [m[..., keep] for m in mats]
+    return kept if clusters is None else (kept, clusters[keep])
 
 
 def _arm_summary(y: np.ndarray):
@@ -78,15 +87,17 @@ def _arm_summary(y: np.ndarray):
     return grand, item_means, s2, ms_e
 
 
-def contrast(mats: list[np.ndarray], coefs: list[float]):
+def contrast(mats: list[np.ndarray], coefs: list[float], clusters: np.ndarray | None = None):
     """Σ cₖ · mean(armₖ) with its standard error and Welch–Satterthwaite degrees of freedom.
 
     Two guards on the seed part: each arm's variance of run means is floored at the pooled residual's share
     (`_run_mean_variance_floor`: no zero-width interval from runs that happen to agree), and with unequal runs
     per arm the seed part takes Hsu's d.f., min nₖ − 1.
 
-    `mats` are Y[..., run, item] over the same items (leading axes = independent simulated studies). Returns
-    arrays (estimate, se, df); se is NaN when an arm has a single run (no seed-to-seed variance to estimate)."""
+    `mats` are Y[..., run, item] over the same items (leading axes = independent simulated studies); `clusters`
+    labels the items' templates (clustered_mean_variance: the item part then has clusters − 1 d.f.). A paired
+    contrast is this with one matrix, the same-seed differences (`compare`). Returns arrays (estimate, se, df);
+    se is NaN when an arm has a single run (no seed-to-seed variance to estimate)."""
     summaries = [_arm_summary(m) for m in mats]
     est = sum(c * s[0] for c, s in zip(coefs, summaries))
     n_i = mats[0].shape[-1]
@@ -100,13 +111,15 @@ def contrast(mats: list[np.ndarray], coefs: list[float]):
         # that called 8 % of nulls supported. Hsu's conservative d.f. — the seed part gets the d.f. of the
         # smallest arm, min nₖ − 1 — keeps the rate below α whatever the variance ratio.
         seed_parts, seed_dfs = [sum(seed_parts)], [min(runs) - 1]
+    item_df = n_i - 1
     if n_i > 1:
         d = sum(c * s[1] for c, s in zip(coefs, summaries))
         residual = sum(c * c * s[3] / m.shape[-2] for c, s, m in zip(coefs, summaries, mats))
-        item_part = np.maximum(0.0, d.var(-1, ddof=1) - residual) / n_i
+        mean_var, n_clusters = clustered_mean_variance(d, clusters)
+        item_part, item_df = np.maximum(0.0, mean_var - residual / n_i), n_clusters - 1
     else:
         item_part = np.zeros(np.shape(est))
-    return combine(est, seed_parts, seed_dfs, item_part, n_i - 1)
+    return combine(est, seed_parts, seed_dfs, item_part, item_df)
 
 
 def _run_mean_variance_floor(ms_es, n_runs, coefs, n_items):
@@ -217,6 +230,9 @@ class Comparison:
     test: str = TEST_NAME
     interaction_sd: float = math.nan  # SD of the arm × item interaction, for power
     family: str = ""  # the Holm family p_holm is adjusted over, in words ("" = tested alone)
+    pairing: str = "unpaired"  # "paired by seed (k pairs)": the interval is of the same-seed differences
+    n_clusters: int = 0  # item clusters (templates) of the item term; 0: items independent
+    effective_items: float = math.nan  # what the clustered items are worth as independent items
 
     @property
     def supported(self) -> bool:
@@ -253,63 +269,66 @@ def verdict(c: "Comparison") -> str:
     return f"{word} (p {format_p(c.p)})"
 
 
-def align(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Matrices A[run, item], B[run, item] over the items every run of both arms has (runs need not pair)."""
-    if not a or not b:
-        return np.empty((0, 0)), np.empty((0, 0))
-    items = sorted(set.intersection(*(set(x[s]) for x in (a, b) for s in x)))
-
-    def mat(x):
-        return np.array([[np.nan if x[s][i] is None else x[s][i] for i in items] for s in sorted(x)], dtype=float)
-
-    return mat(a), mat(b)
+def delta_contrast(m: Matrices, ca: float = 1.0, cb: float = -1.0):
+    """ca · mean(a) + cb · mean(b) with its (se, df): over the same-seed differences when paired, else over the
+    two arms' runs as independent samples; the item term clustered by m.labels."""
+    if m.paired:
+        return contrast([ca * m.PA + cb * m.PB], [1.0], m.labels)
+    return contrast([m.A, m.B], [ca, cb], m.labels)
 
 
-def permutation_p(run_a: np.ndarray, run_b: np.ndarray, seed: int = 0, n_perm: int = N_PERM) -> tuple[float, float]:
-    """(p, smallest possible p) of an exact two-sided permutation test of run labels on per-run means: the
-    training run is what gets shuffled. 3 vs 3 runs have 20 arrangements, so p ≥ 0.1."""
-    pooled, n_a = np.concatenate([run_a, run_b]), len(run_a)
-    n = len(pooled)
-    total = math.comb(n, n_a)
-    if total <= n_perm:
-        idx = np.array(list(itertools.combinations(range(n), n_a)))
-    else:
-        rng = np.random.default_rng(seed)
-        idx = np.argsort(rng.random((n_perm, n)), axis=1)[:, :n_a]
-    in_a = np.zeros((len(idx), n), bool)
-    np.put_along_axis(in_a, idx, True, axis=1)
-    stat = np.abs((in_a * pooled).sum(1) / n_a - (~in_a * pooled).sum(1) / (n - n_a))
-    observed = abs(run_a.mean() - run_b.mean())
-    p = float(np.mean(stat >= observed - 1e-12 * max(1.0, abs(observed))))
-    smallest = (2 if n_a == n - n_a else 1) / total
-    return p, smallest
+def effective_items(m: Matrices) -> float:
+    """How many independent items the clustered item term is worth: var(d) / (its cluster-robust variance of the
+    mean), d the per-item differences of the arm means (n when items are independent; fewer when items of one
+    template move together)."""
+    d = (m.PA - m.PB).mean(0) if m.paired else m.A.mean(0) - m.B.mean(0)
+    n = d.shape[-1]
+    if m.labels is None or n < 2:
+        return float(n)
+    v, _ = clustered_mean_variance(d, m.labels)
+    return float(np.clip(d.var(ddof=1) / v, 1.0, n)) if v > 0 else float(n)
 
 
 def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metric: str,
-            noise_floor: float = 0.0, seed: int = 0, n_boot: int = N_BOOT, n_perm: int = N_PERM) -> Comparison | None:
-    """Arm `a` against baseline `b` (both: run seed -> item id -> score); None without shared data."""
-    A, B = align(a, b)
-    if A.size == 0:
+            noise_floor: float = 0.0, seed: int = 0, n_boot: int = N_BOOT, n_perm: int = N_PERM,
+            design: Design | None = None) -> Comparison | None:
+    """Arm `a` against baseline `b` (both: run seed -> item id -> score) under `design` (pairing by seed, item
+    clusters; default: independent runs and items); None without shared data."""
+    m = matrices(a, b, design)
+    if m is None:
         return None
-    A, B = finite_items([A, B])
-    if A.shape[-1] == 0:
-        return None
-    n_runs, n_items = min(A.shape[0], B.shape[0]), A.shape[1]
-    est, se, df = contrast([A, B], [1.0, -1.0])
+    A, B = m.A, m.B
+    n_items = A.shape[1]
+    n_runs = m.PA.shape[0] if m.paired else min(A.shape[0], B.shape[0])
+    est, se, df = delta_contrast(m)
     p, lo, hi = t_test(est, se, df)
     delta = Interval(float(est), float(lo), float(hi), n_runs, n_items, float(se), float(df))
     baseline = arm_interval(B)
-    result = Comparison(metric, delta, float(p), baseline=baseline)
-    if A.shape[0] > 1 and B.shape[0] > 1:
+    result = Comparison(metric, delta, float(p), baseline=baseline, pairing=_pairing_words(m))
+    if m.labels is not None and n_items > 1:
+        result.n_clusters, result.effective_items = len(set(m.labels)), effective_items(m)
+    if m.paired:
+        result.p_perm, result.p_perm_min = sign_flip_p(m.PA.mean(1) - m.PB.mean(1), seed, n_perm)
+    elif A.shape[0] > 1 and B.shape[0] > 1:
         result.p_perm, result.p_perm_min = permutation_p(A.mean(1), B.mean(1), seed, n_perm)
-        if n_items > 1:
-            d = A.mean(0) - B.mean(0)
-            resid = _arm_summary(A)[3] / A.shape[0] + _arm_summary(B)[3] / B.shape[0]
-            result.interaction_sd = math.sqrt(max(0.0, float(d.var(ddof=1) - resid)) / 2)
-    mean_a = float(A.mean())
+    if A.shape[0] > 1 and B.shape[0] > 1 and n_items > 1:
+        d = A.mean(0) - B.mean(0)
+        resid = _arm_summary(A)[3] / A.shape[0] + _arm_summary(B)[3] / B.shape[0]
+        result.interaction_sd = math.sqrt(max(0.0, float(d.var(ddof=1) - resid)) / 2)
+    _ratio(result, m, noise_floor)
+    return result
+
+
+def _pairing_words(m: Matrices) -> str:
+    return f"paired by seed ({m.PA.shape[0]} pairs)" if m.paired else "unpaired"
+
+
+def _ratio(result: Comparison, m: Matrices, noise_floor: float) -> None:
+    """× and % of the baseline, by the delta method on log(mean_a / mean_b) with the same seed and item parts —
+    only over a baseline clearly above zero and the base model's floor; otherwise why not."""
+    baseline, mean_a = result.baseline, float(m.A.mean())
     if baseline.low > 0 and baseline.mean > noise_floor and mean_a > 0:
-        # delta method on log(mean_a / mean_b), with the same seed and item parts
-        l_est, l_se, l_df = contrast([A, B], [1.0 / mean_a, -1.0 / baseline.mean])
+        _, l_se, l_df = delta_contrast(m, 1.0 / mean_a, -1.0 / baseline.mean)
         _, l_lo, l_hi = t_test(0.0, l_se, l_df)
         ratio = mean_a / baseline.mean
         result.ratio = (ratio, ratio * math.exp(float(l_lo)), ratio * math.exp(float(l_hi)))
@@ -318,14 +337,14 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
         result.ratio_note = "n/a (baseline ≤ base model's floor)"
     else:
         result.ratio_note = "n/a (baseline ≈ 0)"
-    return result
 
 
-def compare_all(a, b, metrics: list[str], noise_floors: dict[str, float] | None = None) -> dict[str, Comparison]:
+def compare_all(a, b, metrics: list[str], noise_floors: dict[str, float] | None = None,
+                design: Design | None = None) -> dict[str, Comparison]:
     """`compare` for every metric, with Holm's correction across the metrics of this one comparison."""
     out = {}
     for m in metrics:
-        c = compare(a.get(m, {}), b.get(m, {}), m, (noise_floors or {}).get(m, 0.0))
+        c = compare(a.get(m, {}), b.get(m, {}), m, (noise_floors or {}).get(m, 0.0), design=design)
         if c is not None and math.isfinite(c.delta.mean):
             out[m] = c
     apply_holm(out, "the metrics of this comparison")
@@ -344,14 +363,14 @@ class Equivalence:
         return bool(self.p < ALPHA)
 
 
-def equivalence(a, b, margin: float) -> Equivalence | None:
-    """Two one-sided t tests of |Δ| < margin (same seed and item parts as `compare`): equivalence is claimed
-    only when both reject, i.e. the 90 % CI of Δ lies inside ±margin — never from 'not significant'."""
-    A, B = align(a, b)
-    if A.size == 0 or A.shape[0] < 2 or B.shape[0] < 2:
+def equivalence(a, b, margin: float, design: Design | None = None) -> Equivalence | None:
+    """Two one-sided t tests of |Δ| < margin (the same contrast, pairing and item clusters as `compare`):
+    equivalence is claimed only when both reject, i.e. the 90 % CI of Δ lies inside ±margin — never from 'not
+    significant'."""
+    m = matrices(a, b, design)
+    if m is None or m.A.shape[0] < 2 or m.B.shape[0] < 2:
         return None
-    A, B = finite_items([A, B])
-    est, se, df = contrast([A, B], [1.0, -1.0])
+    est, se, df = delta_contrast(m)
     if not se > 0:
         return Equivalence(margin, float(est), float(est), 0.0 if abs(est) < margin else 1.0)
     p_low = sps.t.sf((est + margin) / se, df)  # H0: Δ ≤ -margin

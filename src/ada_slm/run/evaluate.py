@@ -155,7 +155,7 @@ def _average_samples(rows: list[dict]) -> list[dict]:
         by_id.setdefault(r["id"], []).append(r)
     out = []
     for group in by_id.values():
-        merged = {k: group[0][k] for k in ("id", "lang", "category")}
+        merged = {k: group[0][k] for k in ("id", "lang", "category", "template") if k in group[0]}
         for key in ("metrics", "seed_metrics"):
             merged[key] = {}
             for m in group[0][key]:
@@ -236,6 +236,8 @@ def _cached_or_generated(model, tokenizer, items: list[SuiteItem], settings: Gen
 def item_row(item: SuiteItem, output: str, sample: int | None) -> dict:
     row = {"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
            "output": output, "metrics": score(output, item.model_dump()), "seed_metrics": seed_score(output)}
+    if item.template is not None:  # the item's cluster in the analysis
+        row["template"] = item.template
     if sample is not None:
         row["sample"] = sample
     return row

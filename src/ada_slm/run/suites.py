@@ -27,6 +27,9 @@ class SuiteItem(Strict):
     expected_certainty: Optional[str] = Field(None, description="Certainty glyph the stated evidence calls for.")
     reference: Optional[str] = Field(None, description="Reference AGL translation (for translation_chrf).")
     asks_protocol: bool = Field(False, description="The prompt asks for the Tonight Protocol (not spontaneous).")
+    template: Optional[str] = Field(None, description="The template a generated item was made from: items of one "
+                                    "template share its effect, so the analysis samples templates, not items "
+                                    "(a study's item_clusters). None: a hand-written item, its own template.")
 
     @field_validator("expected_certainty")
     @classmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -96,6 +96,14 @@ class Study(Strict):
                                                   "(default: 10 % of the baseline's mean).")
     criteria: list[Criterion] = Field(default_factory=list, description="Success criteria stated before the "
                                       "runs, judged met / not met / undecided in the report.")
+    pairing: Literal["seed", "none"] = Field("seed", description="How two arms' runs are compared, fixed before "
+                                             "any result: seed — the runs of the seeds both arms have are paired "
+                                             "(same data order, LoRA init and items: a seed is a block) and the "
+                                             "interval is of the same-seed differences; none — independent runs.")
+    item_clusters: Literal["template", "category", "none"] = Field(
+        "template", description="What items share an effect in the item term: template — a generated item's "
+        "template (a hand-written item is its own); category — the item's category; none — every item "
+        "independent. The item term's d.f. is then the clusters − 1.")
 
     @field_validator("name")
     @classmethod

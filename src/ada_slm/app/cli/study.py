@@ -202,8 +202,11 @@ def study_power(
 def _print_detectable(result, mark_now: bool) -> None:
     """The smallest Δ detected with 80 % power at each number of runs per arm, and the runs per arm that the
     minimum effect needs."""
+    if result.paired:
+        console.print("  runs paired by seed (the study's pairing), the unpaired figure beside it:", highlight=False)
     for k, v in result.detectable.items():
         console.print(f"  {k:3d} runs per arm: smallest Δ detected with 80 % power {v:.4f}"
+                      + (f" (unpaired {result.detectable_unpaired[k]:.4f})" if result.paired else "")
                       + ("  (now)" if mark_now and k == result.n_seeds else ""), highlight=False)
     if result.min_effect:
         console.print(f"runs per arm for Δ = {result.min_effect:g}: "
