@@ -135,13 +135,24 @@ def _run_mean_variance_floor(ms_es, n_runs, coefs, n_items):
     return sum(w * m for w, m in zip(weights, ms_es)) / sum(weights) / n_items
 
 
+SEED_DF_QUANTILE = 0.4  # the seed part enters the d.f. at its value over this quantile of its χ² (see combine)
+
+
 def combine(est, seed_parts, seed_dfs, item_part, item_df):
     """(estimate, se, Welch–Satterthwaite df) from the seed parts and the item part of a contrast's variance
-    (also what `power` combines simulated mean squares with, so power is of this very test)."""
+    (also what `power` combines simulated mean squares with, so power is of this very test).
+
+    Satterthwaite's estimated d.f. rise exactly when a seed part with 2 d.f. happens to be underestimated — the
+    interval is then too narrow twice over. Measured: 6.6 % false positives at α 0.05 with 3 seed-paired runs
+    whose seed part and item part are of one size. So in the d.f. (not the se) each seed part counts as its
+    value × ν / χ²_ν(0.4), a plausible upper value: ≤ 5 % false positives at every setting of
+    tests/test_pairing.py (seed correlation 0–0.95, seed or interaction noise dominating, 3 vs 3, 3 vs 2, 4 vs 3),
+    at a few points of power where the item part dominates."""
     var = sum(seed_parts) + item_part
     with np.errstate(all="ignore"):
-        denom = sum(p * p / np.maximum(k, 1) for p, k in zip(seed_parts, seed_dfs)) + item_part ** 2 / max(item_df, 1)
-        df = np.where(denom > 0, var * var / denom, np.inf)
+        upper = [p * k / sps.chi2.ppf(SEED_DF_QUANTILE, np.maximum(k, 1)) for p, k in zip(seed_parts, seed_dfs)]
+        denom = sum(p * p / np.maximum(k, 1) for p, k in zip(upper, seed_dfs)) + item_part ** 2 / max(item_df, 1)
+        df = np.where(denom > 0, (sum(upper) + item_part) ** 2 / denom, np.inf)
     return est, np.sqrt(var), df
 
 
