@@ -110,8 +110,8 @@ def test_the_baseline_studys_records_read_and_round_trip_byte_for_byte():
 @pytest.mark.parametrize("field, value, where", [
     (("config", "lora", "r"), "eight", "config.lora.r: Input should be a valid integer"),
     (("config", "total_steps"), "3", "config.total_steps: Input should be a valid integer"),
-    (("train", "steps", 0, "tokens"), [547], "train.steps.0.tokens: Value error, list [547], not a number"),
-    (("train", "steps", 0, "loss"), "5.02", "train.steps.0.loss: Value error, str '5.02', not a number"),
+    (("train", "steps", 0, "tokens"), [547], "train.steps.0.tokens: list [547], not a number"),
+    (("train", "steps", 0, "loss"), "5.02", "train.steps.0.loss: str '5.02', not a number"),
     (("train", "adapter_dir"), 7, "train.adapter_dir: Input should be a valid string"),
     (("eval", "n_items"), 12.5, "eval.n_items: Input should be a valid integer"),
     (("status", "state"), ["complete"], "status.state: Input should be a valid string"),

@@ -25,6 +25,7 @@ from ada_slm.analysis.arms import ArmData, matrix
 from ada_slm.analysis.compare import ImportedRun, read_runs
 from ada_slm.analysis.power import Power, power_from
 from ada_slm.analysis.power_simulation import PowerInputs, power_inputs
+from ada_slm.analysis.report_doc import shorten
 from ada_slm.errors import UserError
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.schema import Strict
@@ -44,7 +45,7 @@ class CompareSpec(Strict):
     arms: dict[str, list[str]] = Field(..., description="Arm name -> its runs: paths of lm-eval output, Inspect "
                                        "logs, trainer folders, ada-slm run folders or tables.")
     baseline: Optional[str] = Field(None, description="The arm every comparison is made against (default: the "
-                                    "first arm not named base).")
+                                    "arm named base if there is one, else the first arm).")
     metric: Optional[str] = Field(None, description="The primary metric (default: the first one the runs have).")
     equivalence_margin: Optional[float] = Field(None, gt=0, description="Margin of the equivalence test (TOST) "
                                                 "on the primary metric: Δ inside ±margin is claimed equal.")
@@ -77,7 +78,7 @@ class CompareSpec(Strict):
 
     @property
     def baseline_arm(self) -> str:
-        return self.baseline or next((a for a in self.arms if a != BASE_ARM), next(iter(self.arms)))
+        return self.baseline or (BASE_ARM if BASE_ARM in self.arms else next(iter(self.arms)))
 
 
 def load_spec(path) -> CompareSpec:
@@ -127,7 +128,8 @@ def _first_difference(a, b, prefix: str = "") -> str:
         for k in sorted(set(a) | set(b), key=str):
             if a.get(k) != b.get(k):
                 return _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
-    return f"{prefix.rstrip('.')}: {json.dumps(a, default=str)[:80]} vs {json.dumps(b, default=str)[:80]}"
+    return (f"{prefix.rstrip('.')}: {shorten(json.dumps(a, default=str), 80)} vs "
+            f"{shorten(json.dumps(b, default=str), 80)}")
 
 
 def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED) -> Matched:

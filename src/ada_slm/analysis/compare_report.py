@@ -37,8 +37,9 @@ def _items_note(result: CompareResult) -> list[str]:
 
 
 def _model(r) -> str:
+    # whole: a setting cut off here may be the one that tells two runs apart (a seed at the end of a long line)
     parts = [f"{k} {v}" for k, v in r.model.items() if v not in (None, "", {}, [])]
-    return "; ".join(parts)[:160] or "—"
+    return "; ".join(parts) or "—"
 
 
 def summary_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
@@ -52,7 +53,7 @@ def summary_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
         if c:
             vs = f"Δ {report_doc.signed(c.delta)} ({report._verdict(c)}); {report_doc.ratio_ci(c)}"
         rows.append([name + (" (baseline)" if name == result.spec.baseline_arm else ""), str(arm.n_complete),
-                     report_doc.ci4(iv), f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}" if vc else "—", vs])
+                     report_doc.ci4(iv), report_doc.components(vc, iv is not None and iv.n_items <= 1), vs])
     return ["arm", "runs", f"{a.primary} [95% CI]", "run SD / item SD", "vs baseline"], rows
 
 

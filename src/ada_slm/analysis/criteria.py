@@ -45,7 +45,8 @@ def judge(criterion: Criterion, arms: dict, samples: stats.Design | None = None)
         evidence = f"{c.arm} {c.metric} {iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}] vs {'>' if above else '<'} {t:g}"
         if (iv.low > t) if above else (iv.high < t):
             return Judged(c, MET, evidence)
-        if (iv.high < t) if above else (iv.low > t):
+        # a CI that ends at the threshold excludes every value beyond it: every output at 0 ([0, 0]) is not > 0
+        if (iv.high <= t) if above else (iv.low >= t):
             return Judged(c, NOT_MET, evidence)
         return Judged(c, UNDECIDED, evidence + " (the CI contains the threshold)")
     other = arms.get(c.better_than)

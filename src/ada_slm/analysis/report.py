@@ -20,12 +20,12 @@ from ada_slm.analysis import stats
 from ada_slm.analysis.analysis import ArmComparison, ArmData, ArmResult, StudyAnalysis, analyse
 from ada_slm.analysis.report_decision import (render_criteria, render_decision, render_power,
                                               render_rounds_or_why)
-from ada_slm.analysis.report_doc import Doc, ci4, f4, fmt_p, mean_sd, ratio_ci, signed
+from ada_slm.analysis.report_doc import Doc, ci4, components, f4, fmt_p, mean_sd, ratio_ci, shorten, signed
 from ada_slm.analysis.report_plots import arm_matrix, plots
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, read_json
 from ada_slm.run.config import TrainConfig
-from ada_slm.run.metrics import SEED_METRICS
+from ada_slm.run.metrics import RUN_METRICS, SEED_METRICS
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study
 
 
@@ -103,7 +103,7 @@ def summary_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
         rows.append([name + (" (baseline)" if name == a.study.baseline else ""), describe(arm.config),
                      mean_sd(arm.intervals.get("heldout_loss"), arm.components.get("heldout_loss")),
                      mean_sd(arm.intervals.get("train_loss"), arm.components.get("train_loss")), ci4(iv),
-                     f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}" if vc else "—", vs, status])
+                     components(vc, a.primary in RUN_METRICS), vs, status])
     return (["arm", "config", "held-out loss", "final train loss", f"{a.primary} [95% CI]", "seed SD / item SD",
              "vs baseline", "runs"], rows)
 
@@ -299,7 +299,7 @@ def _examples(doc: Doc, arms: dict[str, ArmData], specs: list[RunSpec]):
         if spec is None:
             continue
         try:
-            rows = [[str(r.get("id")), str(r.get("prompt"))[:60], str(r.get("output"))[:80]]
+            rows = [[str(r.get("id")), shorten(str(r.get("prompt")), 60), shorten(str(r.get("output")), 80)]
                     for _, r in itertools.islice(iter_jsonl(spec.run_dir / "eval.jsonl"), 3)]
         except UserError:  # changed since the analysis read it
             continue

@@ -16,14 +16,37 @@ def f4(x: float | None) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def shorten(text: str, width: int) -> str:
+    """`text` cut to `width` characters, ending in "…" where it was cut (never cut silently)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+NO_CI = "no CI: one run"  # what a cell says where an interval needs a second run
+
+
 def ci4(iv: stats.Interval | None) -> str:
+    """Mean [95 % CI]; a proportion's interval (iv.bounded) is cut at [0, 1] and marked so."""
     if iv is None or math.isnan(iv.mean):
         return "—"
-    return f"{iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}]"
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return f"{iv.mean:.4f} ({NO_CI})"
+    low, high = (max(0.0, iv.low), min(1.0, iv.high)) if iv.bounded else (iv.low, iv.high)
+    mark = " (clipped to [0, 1])" if (low, high) != (iv.low, iv.high) else ""
+    return f"{iv.mean:.4f} [{low:.4f}, {high:.4f}]{mark}"
 
 
 def signed(iv: stats.Interval) -> str:
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return f"{iv.mean:+.4f} ({NO_CI} per arm)"
     return f"{iv.mean:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
+
+
+def components(vc: stats.VarianceComponents | None, run_level: bool) -> str:
+    """'seed SD / item SD' of one arm: '—' where there is none (one run), the seed SD alone for a run-level
+    quantity (one number per run: no items, so no item spread)."""
+    if vc is None:
+        return "—"
+    return f"{vc.seed_sd:.4f} / —" if run_level else f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}"
 
 
 

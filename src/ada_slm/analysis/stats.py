@@ -59,6 +59,7 @@ class Interval:
     n_items: int
     se: float = math.nan
     df: float = math.nan
+    bounded: bool = False  # a mean of per-item scores that all lie in [0, 1]: a proportion (reports clip its CI)
 
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
@@ -178,9 +179,12 @@ def arm_interval(y: np.ndarray, seed: int = 0) -> Interval:
     if y.size == 0:
         return Interval(math.nan, math.nan, math.nan, y.shape[0], 0)
     est, se, df = contrast([y], [1.0])
+    bounded = bool(y.shape[1] > 1 and np.all((y >= 0) & (y <= 1)))
     if not np.isfinite(se):  # one run: only the item part is estimable; say so by an open interval
-        return Interval(float(est), math.nan, math.nan, y.shape[0], y.shape[1])
-    return t_interval(est, se, df, y.shape[0], y.shape[1])
+        return Interval(float(est), math.nan, math.nan, y.shape[0], y.shape[1], bounded=bounded)
+    iv = t_interval(est, se, df, y.shape[0], y.shape[1])
+    iv.bounded = bounded
+    return iv
 
 
 # ------------------------------------------------------------------------------------------ variance components
@@ -338,7 +342,9 @@ def _ratio(result: Comparison, m: Matrices, noise_floor: float) -> None:
     """× and % of the baseline, by the delta method on log(mean_a / mean_b) with the same seed and item parts —
     only over a baseline clearly above zero and the base model's floor; otherwise why not."""
     baseline, mean_a = result.baseline, float(m.A.mean())
-    if baseline.low > 0 and baseline.mean > noise_floor and mean_a > 0:
+    if not math.isfinite(baseline.low) or not math.isfinite(result.delta.se):
+        result.ratio_note = "n/a (one run per arm: no CI)"
+    elif baseline.low > 0 and baseline.mean > noise_floor and mean_a > 0:
         _, l_se, l_df = delta_contrast(m, 1.0 / mean_a, -1.0 / baseline.mean)
         _, l_lo, l_hi = t_test(0.0, l_se, l_df)
         ratio = mean_a / baseline.mean

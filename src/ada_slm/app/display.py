@@ -59,7 +59,7 @@ class StudyDisplay:
     def changed(self, spec: RunSpec, state: str, detail: str, seconds: Optional[float]) -> None:
         self.states[spec.key] = state
         if detail:
-            self.reasons[spec.key] = detail[:120]
+            self.reasons[spec.key] = detail if len(detail) <= 120 else detail[:119] + "…"
         if seconds is not None:
             self.durations.append(seconds)
         if self.live:

@@ -316,8 +316,8 @@ def format_validation_error(e: ValidationError, source: str) -> str:
         loc = ".".join(str(x) if str(x).isprintable() else repr(str(x)) for x in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key '{loc}'")
-        else:
-            parts.append(f"{loc}: {err['msg']}")
+        else:  # in the user's words: pydantic's "Value error, " prefix says where the check lives, not what failed
+            parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
     return f"{source}: " + "; ".join(parts)
 
 

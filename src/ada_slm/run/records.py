@@ -293,7 +293,7 @@ def check_record(record: Any, path: str | Path) -> RunRecord:
             return RunRecord.model_validate(record)
         except ValidationError as e:
             err = e.errors()[0]
-            problem = f"{_where(err['loc'])}: {err['msg']}"
+            problem = f"{_where(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
         except RecursionError:
             problem = "nested too deeply"
     raise CorruptRecord(f"{path}: not a run record ({problem}); delete it to redo the run")

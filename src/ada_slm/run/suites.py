@@ -114,7 +114,8 @@ def load_suite(name: str) -> tuple[Suite, Path]:
                 items.append(SuiteItem.model_validate(obj))
             except ValidationError as e:
                 err = e.errors()[0]
-                raise UserError(f"{path}:{lineno}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+                why = err["msg"].removeprefix("Value error, ")
+                raise UserError(f"{path}:{lineno}: {'.'.join(map(str, err['loc']))}: {why}") from None
         raw = {"name": path.stem, "items": [i.model_dump() for i in items]}
         lines = []
     else:
@@ -129,7 +130,7 @@ def load_suite(name: str) -> tuple[Suite, Path]:
         where = f":{lines[loc[1]]}" if len(loc) > 1 and loc[0] == "items" and isinstance(loc[1], int) \
             and loc[1] < len(lines) else ""
         field = ".".join(map(str, loc))
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise UserError(f"{path}{where}: {field}: {msg}") from None
     seen = {}
     for i, item in enumerate(suite.items):
