@@ -72,7 +72,7 @@ def test_criteria_are_judged_from_the_cis(study_specs):
                         "r32 beats b16": "met", "b16 beats r32": "not met", "r48 beats b16": "undecided",
                         "lower loss than b16": "met", "loss below 2.5": "not met"}
     j = criteria.judge(study.criteria[0], arms)
-    assert j.evidence == "r32 agl_awareness 0.3879 [0.3745, 0.4013] vs > 0.15"
+    assert j.evidence == "r32 agl_awareness 0.3879 [0.3725, 0.4033] vs > 0.15"
 
 
 def test_one_run_is_undecided(study_specs):
@@ -82,12 +82,26 @@ def test_one_run_is_undecided(study_specs):
     assert {j.verdict for j in criteria.judge_all(study, arms)} == {"undecided"}
 
 
+def test_a_ci_that_ends_at_the_threshold_is_judged(study_specs):
+    """Every output at 0 gives the CI [0, 0]: "> 0" is then not met (not undecided), "< 0.1" met."""
+    from ada_slm.study.decision import Criterion
+
+    study, specs = study_specs
+    arms = simulated(specs, np.random.default_rng(2), {"b16": 0.3, "r32": 0.4, "r48": 0.3},
+                     {"b16": 3.2, "r32": 2.7, "r48": 3.2})
+    arms["r32"].scores["agl_awareness"] = {s: {i: 0.0 for i in row} for s, row in arms["r32"].scores["agl_awareness"].items()}
+    above = criteria.judge(Criterion(text="appears", arm="r32", metric="agl_awareness", above=0.0), arms)
+    assert above.verdict == "not met" and "[0.0000, 0.0000]" in above.evidence
+    below = criteria.judge(Criterion(text="absent", arm="r32", metric="agl_awareness", below=0.1), arms)
+    assert below.verdict == "met"
+
+
 def test_the_report_shows_the_criteria(study_specs):
     study, specs = study_specs
     arms = simulated(specs, np.random.default_rng(0), {"b16": 0.3, "r32": 0.4, "r48": 0.3},
                      {"b16": 3.2, "r32": 2.7, "r48": 3.2})
     md = summary(analysis.analyse(study, specs, arms=arms))
-    assert "## Success criteria" in md and "| r32 above 0.5 | not met | r32 agl_awareness 0.3879 [0.3745, 0.4013] vs > 0.5 |" in md
+    assert "## Success criteria" in md and "| r32 above 0.5 | not met | r32 agl_awareness 0.3879 [0.3725, 0.4033] vs > 0.5 |" in md
 
 
 def test_phase14d_ships_the_seeds_criteria():

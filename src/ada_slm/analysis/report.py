@@ -18,6 +18,7 @@ import numpy as np
 
 from ada_slm.analysis import stats
 from ada_slm.analysis.analysis import ArmComparison, ArmData, ArmResult, StudyAnalysis, analyse
+from ada_slm.analysis.report_answer import render_answer
 from ada_slm.analysis.report_decision import (render_criteria, render_decision, render_power,
                                               render_rounds_or_why)
 from ada_slm.analysis.report_doc import Doc, ci4, components, f4, fmt_p, mean_sd, ratio_ci, shorten, signed
@@ -98,7 +99,7 @@ def summary_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
         comp = a.comparisons.get(name)
         c = comp.comparisons.get(a.primary) if comp else None
         if c:
-            vs = f"Δ {signed(c.delta)} ({_verdict(c)}); {ratio_ci(c)}"
+            vs = f"Δ {signed(c.delta)} ({stats.short_verdict(c)}); {ratio_ci(c)}"
         status = ", ".join(f"{v} {list(arm.states.values()).count(v)}" for v in sorted(set(arm.states.values())))
         rows.append([name + (" (baseline)" if name == a.study.baseline else ""), describe(arm.config),
                      mean_sd(arm.intervals.get("heldout_loss"), arm.components.get("heldout_loss")),
@@ -116,7 +117,7 @@ def comparison_table(a: StudyAnalysis, comp: ArmComparison) -> tuple[list[str], 
         ratio = ratio_ci(c)
         perm = f"{fmt_p(c.p_perm)} (≥ {c.p_perm_min:.3g})" if math.isfinite(c.p_perm) else "—"
         rows.append([m, ci4(c.baseline), f4(c.baseline.mean + c.delta.mean), signed(c.delta), pct, ratio,
-                     f"{c.delta.df:.1f}", fmt_p(c.p_holm), perm, _verdict(c)])
+                     f"{c.delta.df:.1f}", fmt_p(c.p_holm), perm, stats.short_verdict(c)])
     return (["metric", f"{comp.against} [CI]", comp.arm, "Δ [95% CI]", "%", "×", "d.f.", "p (t, Holm)",
              "perm p (min)", "difference"], rows)
 
@@ -150,22 +151,9 @@ def equivalence_note(a: StudyAnalysis, comp: ArmComparison) -> str | None:
 def render_comparisons(doc: Doc, a: StudyAnalysis):
     baseline = a.study.baseline
     doc.h(2, f"Per-metric comparison against {baseline}")
-    doc.p(f"The training run is the unit: Δ is the difference of arm means over the items both arms share; its "
-          f"95 % CI and p come from a {stats.TEST_NAME} — the seed part is the spread of per-run means, the item "
-          "part the arm × item interaction, so the interval is about new runs and new items, not only these. "
-          "p is Holm-corrected across the metrics of one comparison; 'supported' = Holm p < 0.05 (the one rule "
-          "used everywhere in this report), and every verdict names the family its p was corrected over: the "
-          "same Δ is corrected over the metrics of its comparison here and over the decision's questions in the "
-          "Decision, so the two verdicts can differ. Arms that share seeds are compared seed by seed (the study's "
-          f"`pairing: {a.study.pairing}`: same-seed runs share data order, LoRA init and items, so the interval is "
-          "of the same-seed differences) and items of one template are one cluster of the item part (`item_clusters: "
-          f"{a.study.item_clusters}`); each table says what it used. 'perm p' is the exact permutation test of run "
-          "labels, or with pairs the sign-flip test of the same-seed differences (its smallest possible value in "
-          "brackets: 3 vs 3 runs have 20 arrangements, ≥ 0.1; 3 pairs 8 sign patterns, ≥ 0.25). Held-out "
-          "loss, final train loss and tokens/s are one number per run, tested the same way (lower loss is "
-          "better). % and × are shown only when the baseline's CI excludes 0 and its mean is above the base "
-          "model's noise floor; otherwise 'n/a (baseline ≈ 0)'. 'not distinguishable' = these runs and items "
-          "cannot tell the arms apart — it is not a claim that they are equal.")
+    doc.p("Each table: one arm against the baseline on every metric. 'supported' = Holm p < 0.05 over the metrics "
+          "of that comparison (a row's own family); '—' = these runs and items cannot tell the arms apart, which is "
+          "no claim that they are equal. How the intervals are made: 'How to read this' at the end.")
     for name, arm in a.arms.items():
         if name == baseline:
             continue
@@ -232,6 +220,28 @@ def render_designs(doc: Doc, a: StudyAnalysis):
         doc.p(f"Ranks {', '.join(f'{r} ({n})' for r, n in g.by_rank.items())} on {a.primary}: {g.text}.")
 
 
+def render_how_to_read(doc: Doc, a: StudyAnalysis):
+    """The long explanations, once, at the end of the report."""
+    doc.h(2, "How to read this")
+    doc.p(f"The training run is the unit: Δ is the difference of arm means over the items both arms share; its "
+          f"95 % CI and p come from a {stats.TEST_NAME} — the seed part is the spread of per-run means, the item "
+          "part the arm × item interaction, so the interval is about new runs and new items, not only these. "
+          "p is Holm-corrected across the metrics of one comparison; 'supported' = Holm p < 0.05 (the one rule "
+          "used everywhere in this report), and every verdict names the family its p was corrected over: the "
+          "same Δ is corrected over the metrics of its comparison here and over the decision's questions in the "
+          "Decision, so the two verdicts can differ. Arms that share seeds are compared seed by seed (the study's "
+          f"`pairing: {a.study.pairing}`: same-seed runs share data order, LoRA init and items, so the interval is "
+          "of the same-seed differences) and items of one template are one cluster of the item part (`item_clusters: "
+          f"{a.study.item_clusters}`); each table says what it used. 'perm p' is the exact permutation test of run "
+          "labels, or with pairs the sign-flip test of the same-seed differences (its smallest possible value in "
+          "brackets: 3 vs 3 runs have 20 arrangements, ≥ 0.1; 3 pairs 8 sign patterns, ≥ 0.25). Held-out "
+          "loss, final train loss and tokens/s are one number per run, tested the same way (lower loss is "
+          "better). % and × are shown only when the baseline's CI excludes 0 and its mean is above the base "
+          "model's noise floor; otherwise 'n/a (baseline ≈ 0)'. 'not distinguishable' = these runs and items "
+          "cannot tell the arms apart — it is not a claim that they are equal.")
+
+
+
 def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir: Path,
                  analysis: StudyAnalysis | None = None) -> Path:
     a = analysis or analyse(study, specs, scale)
@@ -239,6 +249,7 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = Doc()
     render_header(doc, a)
+    render_answer(doc, a, out_dir)
     render_summary(doc, a)
     render_comparisons(doc, a)
     render_designs(doc, a)
@@ -255,6 +266,7 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
     _seed_compatible(doc, arms)
     plots(doc, arms, a.primary, out_dir)
     _examples(doc, arms, specs)
+    render_how_to_read(doc, a)
     md_path = out_dir / "report.md"
     atomic_write_text(md_path, doc.markdown())
     atomic_write_text(out_dir / "report.html", doc.html(f"Study {study.name}"))
@@ -265,6 +277,7 @@ def build_report(study: Study, specs: list[RunSpec], scale: str | None, out_dir:
 def summary(a: StudyAnalysis) -> str:
     """What the CLI prints: the series summary, designs, decision and power, as Markdown."""
     doc = Doc()
+    render_answer(doc, a)
     render_summary(doc, a)
     render_designs(doc, a)
     render_decision(doc, a)
@@ -285,7 +298,7 @@ def _seed_compatible(doc: Doc, arms: dict[str, ArmData]):
         for arm in arms.values():
             y = arm_matrix(arm, m)
             ours = float(np.nanmean(y)) if y is not None else None
-            s = arm.seed_scores[m]
+            s = arm.seed_scores.get(m)
             theirs = float(np.mean([v for seed in s.values() for v in seed.values()])) if s else None
             row.append(f"{f4(ours)} | {f4(theirs)}")
         rows.append(row)

@@ -14,7 +14,7 @@ from ada_slm.run.metrics import METRICS
 
 
 def arm_matrix(arm: ArmData, metric: str) -> np.ndarray | None:
-    return matrix(arm.scores[metric])
+    return matrix(arm.scores.get(metric, {}))
 
 
 def plots(doc: Doc, arms: dict[str, ArmData], primary: str, out_dir: Path):

@@ -17,14 +17,11 @@ gets its variance from
 with Welch–Satterthwaite degrees of freedom, a t interval and a t p-value: the interval targets the population
 of items (not only these 133) and of training runs. At 3 vs 3 runs that is a t with ≈ 4 d.f., not a normal.
 
-Two refinements fixed by the design (`pairing.Design`), not chosen after seeing the data: runs paired by seed
-(the contrast is then over the same-seed differences Y_a − Y_b: one matrix, the seed part its variance of run
-means over k − 1 d.f., the item part paired too), and items in clusters (templates: the item part is the
-cluster-robust variance of the mean, with clusters − 1 d.f.).
+Fixed by the design before any score (`pairing.Design`): runs paired by seed (one matrix, Y_a − Y_b of the same
+seeds) and items in clusters (templates: a cluster-robust item part with clusters − 1 d.f.).
 
   Interval / arm_interval  mean and 95 % CI of one arm
-  compare                  Δ of two arms with CI, t p-value, exact seed-level permutation (or sign-flip) p, % and × (only
-                           over a baseline clearly above zero and the base model's noise floor)
+  compare                  Δ of two arms: CI, t p, exact permutation (sign-flip) p, % and × over a clear baseline
   Comparison.supported     THE rule: Holm-adjusted p < 0.05 (which implies the CI excludes 0)
   equivalence              TOST with a stated margin: the only way this module claims "no difference"
   variance_components      seed-to-seed SD vs item SD vs residual SD of one arm
@@ -46,7 +43,7 @@ from ada_slm.analysis.pairing import (PAIRINGS, Design, Matrices, align, align_i
 from ada_slm.analysis.permutation import N_PERM, permutation_p, sign_flip_p
 
 ALPHA = 0.05
-N_BOOT = 2000  # kept for callers that pass n_boot; intervals are analytic (no seed bootstrap over 3 runs)
+N_BOOT = 2000  # kept for callers that pass n_boot; intervals are analytic
 
 
 # ------------------------------------------------------------------------------------------ the contrast
@@ -272,6 +269,13 @@ def apply_holm(comparisons: dict[str, "Comparison"], family: str) -> None:
     for k, p in holm(finite).items():
         comparisons[k].p_holm = p
         comparisons[k].family = f"{family} ({len(finite)} tests)" if len(finite) > 1 else ""
+
+
+def short_verdict(c: "Comparison") -> str:
+    """The rule in a table cell: 'supported', '—' (not distinguishable), or why there is no test."""
+    if math.isnan(c.p):
+        return "no test (one run)"
+    return "supported" if c.supported else "—"
 
 
 def verdict(c: "Comparison") -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from ada_slm.analysis import report, report_decision, report_doc
 from ada_slm.analysis.analysis import analyse
 from ada_slm.analysis.arms import collect
+from ada_slm.analysis.report_answer import answer_lines
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, iter_jsonl, parse_json, read_regular
 from ada_slm.run.metrics import METRICS, RUN_METRICS
@@ -249,7 +250,7 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     if why:
         errors.append(f"{ROUNDS}: {why}: the adaptive rounds are not shown")
     present = [m for m in (*METRICS, *RUN_METRICS) if any(m in arm.intervals for arm in a.arms.values())]
-    return {"metric": a.primary, "baseline": study.baseline, "metrics": present,
+    return {"metric": a.primary, "baseline": study.baseline, "metrics": present, "answer": answer_lines(a),
             "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header)], "arms": arms,
             "comparisons": comparisons, "decision": decision, "criteria": criteria, "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
             "errors": errors}

@@ -202,6 +202,7 @@ function renderAnalysis(a) {
     fill("comparisons", h("p", { class: "muted" }, "Each arm is compared with the baseline once both have finished runs."));
     fill("decision", h("p", { class: "muted" }, "The decision questions are answered from finished runs."));
     renderCriteria(null);
+    renderAnswer(null);
     return;
   }
   fill("analysis-note", a.errors.map((e) => h("div", { class: "note error" }, e)));
@@ -223,10 +224,18 @@ function renderAnalysis(a) {
   fill("all-metrics", h("thead", {}, h("tr", {}, h("th", {}, "metric"), a.arms.map((r) => h("th", {}, r.arm)))),
     h("tbody", {}, a.metrics.map((m) => h("tr", { "data-metric": m }, h("td", {}, m),
       a.arms.map((r) => h("td", { class: "num" }, r.metrics[m] ? r.metrics[m].text : "—"))))));
+  renderAnswer(a.answer);
   renderComparisons(a);
   renderDecision(a.decision);
   renderCriteria(a.criteria);
   fill("blocks", a.blocks.map(renderBlock));
+}
+
+// The answer first: report.md's opening lines (each question, the next run, the criteria); **x** is bold there.
+function renderAnswer(lines) {
+  $("answer-box").hidden = !(lines && lines.length);
+  fill("answer", (lines || []).map((line) => h("p", { class: "answer-line" },
+    line.split("**").map((part, i) => (i % 2 ? h("strong", {}, part) : part)))));
 }
 
 // The study's success criteria: report.md's table, met / not met / undecided from the runs' CIs.
