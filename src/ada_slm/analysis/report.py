@@ -61,10 +61,22 @@ def render_header(doc: Doc, a: StudyAnalysis):
     if a.eval_info:
         g = a.eval_info["generation"]
         doc.p(f"Every arm: suite {a.eval_info['suite']} ({a.eval_info['n_items']} items), {g['mode']} generation, "
-              f"max_new_tokens {g['max_new_tokens']}, eval batch size {g['batch_size']}. Losses are mean "
-              "cross-entropy per answer token over each optimizer step (prompt masked), so they are comparable "
-              "across arms whatever their micro-batch × accumulation split; the held-out loss is the primary "
-              "loss column.")
+              f"max_new_tokens {g['max_new_tokens']}, eval batch size {g['batch_size']}. " + _loss_words(a))
+
+
+def _loss_words(a: StudyAnalysis) -> str:
+    """What the loss columns are, from the configs that ran: the held-out loss is per answer token in every arm;
+    the training loss is weighted as each arm's loss.normalisation says — comparable only where they agree."""
+    kinds = sorted({arm.config.loss.normalisation for arm in a.arms.values() if arm.config is not None
+                    and arm.n_complete}) or ["token"]
+    text = ("The held-out loss (the primary loss column) is the mean cross-entropy per answer token (prompt "
+            "masked) in every arm, whatever it trained with. ")
+    if kinds == ["token"]:
+        return text + ("Training losses are per answer token over each optimizer step too, so they compare across "
+                       "arms whatever their micro-batch × accumulation split.")
+    return text + (f"Training losses are weighted as each arm's loss.normalisation says ({', '.join(kinds)}): a "
+                   "micro_batch or sequence loss is not the same quantity as a per-token one, and a micro_batch "
+                   "loss changes with the split, so compare training losses only between arms of one kind.")
 
 
 def render_summary(doc: Doc, a: StudyAnalysis):

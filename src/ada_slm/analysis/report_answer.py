@@ -17,9 +17,10 @@ MAX_RUNS_SUGGESTED = 30  # "runs per arm to detect this Δ" is searched up to he
 
 
 def _first_sentence(text: str) -> str:
-    """The reason a question is not asked, to its first clause: the whole reason is in the Decision section."""
-    cut = min((i for i in (text.find(" — "), text.find(": ", 12)) if i > 0), default=len(text))
-    return text[:cut]
+    """The reason a question is not asked, to its first clause (the whole reason is in the Decision section)."""
+    text = text.removeprefix("not asked: ").removeprefix("not asked ")
+    cut = min((i for i in (text.find(" — "), text.find(". ")) if i > 0), default=len(text))
+    return text[:cut] if cut < len(text) else text
 
 
 def _what_would_change(a: StudyAnalysis, x: Answer) -> str:
