@@ -72,15 +72,18 @@ def test_compare_pairs_the_shared_seeds_and_flips_signs():
     a, b = correlated_arms(rng, 1, (3, 2), rho=0.9, delta=0.02)
     as_dict = lambda y: {s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}  # noqa: E731
     c = stats.compare(as_dict(a[0]), as_dict(b[0]), "m", design=stats.Design("seed"))
+    assert c.pairing == "unpaired"  # 2 shared seeds: fewer than pairing.MIN_PAIRS, so not paired (1 d.f.)
+    a, b = correlated_arms(rng, 1, (4, 3), rho=0.9, delta=0.02)
+    c = stats.compare(as_dict(a[0]), as_dict(b[0]), "m", design=stats.Design("seed"))
     est, se, df = paired(a, b)
-    assert c.pairing == "paired by seed (2 pairs)" and c.delta.mean == pytest.approx(float(est[0]))
+    assert c.pairing == "paired by seed (3 pairs)" and c.delta.mean == pytest.approx(float(est[0]))
     assert c.delta.se == pytest.approx(float(se[0])) and c.delta.df == pytest.approx(float(df[0]))
-    assert c.p_perm_min == pytest.approx(0.5)  # 2 pairs: 4 sign patterns, 2 as extreme
+    assert c.p_perm_min == pytest.approx(0.25)  # 3 pairs: 8 sign patterns, 2 as extreme
     unpaired = stats.compare(as_dict(a[0]), as_dict(b[0]), "m")
-    assert unpaired.pairing == "unpaired" and unpaired.delta.n_seeds == 2 and unpaired.p_perm_min == pytest.approx(0.1)
-    one_shared = stats.compare(as_dict(a[0]), {5: as_dict(b[0])[0], 6: as_dict(b[0])[1]}, "m",
+    assert unpaired.pairing == "unpaired" and unpaired.p_perm_min == pytest.approx(1 / 35)
+    one_shared = stats.compare(as_dict(a[0]), {0: as_dict(b[0])[0], 6: as_dict(b[0])[1], 7: as_dict(b[0])[2]}, "m",
                                design=stats.Design("seed"))
-    assert one_shared.pairing == "unpaired"  # no seed in common: nothing to pair
+    assert one_shared.pairing == "unpaired"  # one seed in common: nothing to pair
 
 
 TEMPLATES, PER_TEMPLATE = 80, 12  # the generated agl-heldout suite's shape

@@ -9,6 +9,7 @@ import numpy as np
 
 from ada_slm.analysis import stats
 from ada_slm.analysis.arms import ArmData, matrix
+from ada_slm.analysis.pairing import MIN_PAIRS
 from ada_slm.analysis.power_simulation import PowerInputs, detectable_effect, power_inputs, seeds_needed
 from ada_slm.study.spec import Study
 
@@ -67,8 +68,8 @@ def power_from(inputs: PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
     with the unpaired figures beside them."""
     alpha = stats.ALPHA / max(1, n_tests)
     seeds = sorted({n_seeds, *DEFAULT_POWER_SEEDS} - {0, 1})
-    paired = inputs.can_pair
-    detectable = {k: detectable_effect(inputs, k, alpha=alpha, paired=paired) for k in seeds}
+    paired = inputs.can_pair and n_seeds >= MIN_PAIRS  # as `compare` will: pairs from MIN_PAIRS shared seeds on
+    detectable = {k: detectable_effect(inputs, k, alpha=alpha, paired=paired and k >= MIN_PAIRS) for k in seeds}
     needed = seeds_needed(inputs, min_effect, alpha=alpha, paired=paired) if min_effect else None
     out = Power(metric, inputs, alpha, n_seeds, detectable, min_effect, needed, paired)
     if paired:

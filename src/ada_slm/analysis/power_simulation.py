@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from ada_slm.analysis.pairing import MIN_PAIRS
 from ada_slm.analysis.stats import ALPHA, combine, finite_items, t_test, variance_components
 
 
@@ -98,8 +99,8 @@ def detectable_effect(inputs: PowerInputs, n_seeds: int, power: float = 0.8, alp
 def seeds_needed(inputs: PowerInputs, effect: float, power: float = 0.8, alpha: float = ALPHA,
                  max_seeds: int = 100, n_sim: int = 4000, seed: int = 0, paired: bool = False) -> int | None:
     """Fewest runs per arm (≥ 2) at which the rule supports Δ = effect with `power`; None beyond max_seeds."""
-    for k in range(2, max_seeds + 1):
-        if power_at(inputs, k, effect, alpha, n_sim, seed, paired) >= power:
+    for k in range(2, max_seeds + 1):  # paired from MIN_PAIRS runs on, as `compare` pairs
+        if power_at(inputs, k, effect, alpha, n_sim, seed, paired and k >= MIN_PAIRS) >= power:
             return k
     return None
 

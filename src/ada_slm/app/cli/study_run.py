@@ -3,6 +3,8 @@ running them (resumable; --until-decided adds rounds until the study's questions
 
 from __future__ import annotations
 
+import textwrap
+
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +24,9 @@ from ada_slm.study.executors import LocalExecutor, RayExecutor, run_study
 from ada_slm.study.spec import estimate_seconds, measured_throughput, state_of, validate_models
 
 
+WIDE_COLUMNS = 120  # below this, `study plan` prints a block per arm instead of a table row per run
+
+
 @study_app.command("plan")
 @user_errors
 def study_plan(
@@ -36,6 +41,8 @@ def study_plan(
                                        "components and throughput."),
     max_seeds: Optional[int] = MAX_SEEDS_OPT,
     jobs: Optional[int] = JOBS_OPT,
+    wide: bool = typer.Option(False, "--wide", help="The table of every run even in a terminal under "
+                              f"{WIDE_COLUMNS} columns (there: one block per arm)."),
 ):
     """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
     the design — before any run from this machine kind's kept throughput (or the README's estimate) and default
@@ -47,26 +54,49 @@ def study_plan(
     study, specs, path = study_specs(file, scale, only, seeds, results, exports)
     base_spec = next((s for s in specs if s.arm == study.baseline), None)
     rate, per_seq = measured_throughput(specs)
-    table = Table(title=f"{study.name} ({path}, scale {scale or 'as written'})")
-    for col in ("run", "base", "config", "vs baseline", "state", "est. train"):
-        table.add_column(col)
     plan.remember(plan.finished_records(specs))
     store = plan.read_store()
+    rows = []
     for s in specs:
         fd = factors_of(s.train, base_spec.train if base_spec else None)
         diff = "baseline" if s.arm == study.baseline else (
             ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
         t = plan.throughput_of(s, rate, per_seq, store)
         est = estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) if t else None
-        table.add_row(s.key, s.base, describe(s.train), diff, state_of(s),
-                      f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—")
-    console.print(table)
+        rows.append((s, describe(s.train), diff, f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—"))
+    title = f"{study.name} ({path}, scale {scale or 'as written'})"
+    if wide or console.width >= WIDE_COLUMNS:
+        table = Table(title=title)
+        for col in ("run", "base", "config", "vs baseline", "state", "est. train"):
+            table.add_column(col)
+        for s, config, diff, est in rows:
+            table.add_row(s.key, s.base, config, diff, state_of(s), est)
+        console.print(table)
+    else:
+        _plan_blocks(title, rows)
     if jobs is not None and not 1 <= jobs <= 64:
         raise UserError(f"--jobs {jobs}: choose 1 to 64 runs at once")
     for line in plan.plan_report(study, specs, rate, per_seq, store, jobs or _default_jobs()):
-        console.print(line, highlight=False, markup=False)
+        indent = " " * (len(line) - len(line.lstrip()) + 2)
+        console.print(line if wide else textwrap.fill(line, width=max(40, min(console.width, WIDE_COLUMNS)),
+                                                      subsequent_indent=indent), highlight=False, markup=False)
     if until_decided:
         _plan_adaptive(study, path, scale, specs, results, exports, max_seeds)
+
+
+def _plan_blocks(title: str, rows) -> None:
+    """The plan in a narrow terminal or a pipe: per arm, its config, what it changes and its runs' states."""
+    console.print(title, highlight=False, markup=False)
+    arms: dict[str, list] = {}
+    for row in rows:
+        arms.setdefault(row[0].arm, []).append(row)
+    for arm, runs in arms.items():
+        s, config, diff, est = runs[0]
+        states = ", ".join(f"seed{r[0].seed} {state_of(r[0])}" for r in runs)
+        console.print(f"{arm}: {config} · {s.base}", highlight=False, markup=False)
+        console.print(f"  vs baseline: {diff}", highlight=False, markup=False)
+        console.print(f"  {states} · " + (f"est. train {est} a run" if s.train else "evaluation only"),
+                      highlight=False, markup=False)
 
 
 def _plan_adaptive(study, path, scale, specs, results, exports, max_seeds):
