@@ -136,7 +136,8 @@ def test_yaml_spec_with_relative_paths(tmp_path):
     out = compared(run_compare(tmp_path / "spec.yaml", "--json"))
     assert out["baseline"] == "b" and out["comparisons"]["a"]["metrics"]["score"]["supported"] is True
     (tmp_path / "bad.yaml").write_text("arms:\n  a: [t.csv]\n")
-    one_line_error(run_compare(tmp_path / "bad.yaml"), "at least two arms")
+    one_line_error(run_compare(tmp_path / "bad.yaml"), "arms: compare needs at least two arms")
+    assert "Value error" not in run_compare(tmp_path / "bad.yaml").stderr
     one_line_error(run_compare(tmp_path / "spec.yaml", "--metric", "acc"), "--metric acc: the runs have score")
 
 
@@ -151,6 +152,19 @@ def test_runs_that_cannot_be_compared_are_refused():
     with pytest.raises(UserError, match=r"y and x ran different task configurations \(configs.t.num_fewshot: 5 vs 0\)"):
         match({"a": [_run("x", task={"configs": {"t": {"num_fewshot": 0}}})],
                "b": [_run("y", task={"configs": {"t": {"num_fewshot": 5}}})]})
+    temperature = [{"configs": {"t": {"generation_kwargs": {"temperature": v, "until": ["\n"]}}}} for v in (0.0, 1.0)]
+    with pytest.raises(UserError, match=r"configs.t.generation_kwargs.temperature: 1.0 vs 0.0\): .*--allow-differing"):
+        match({"a": [_run("x", task=temperature[0])], "b": [_run("y", task=temperature[1])]})
+    # the factor compared, named: accepted; anything else that differs is still refused
+    assert match({"a": [_run("x", task=temperature[0])], "b": [_run("y", task=temperature[1])]},
+                 allow_differing=["temperature"]).metrics
+    with pytest.raises(UserError, match="ran different task configurations"):
+        match({"a": [_run("x", task=temperature[0])],
+               "b": [_run("y", task={"configs": {"t": {"generation_kwargs": {"temperature": 1.0, "until": []}}}})]},
+              allow_differing=["temperature"])
+    with pytest.raises(UserError, match=r"y and x ran different tasks \(\['gsm8k'\] vs \['arc_easy'\]\)"):
+        match({"a": [_run("x", task={"tasks": ["arc_easy"], "configs": {"arc_easy": {"f": "def f(x): ..."}}})],
+               "b": [_run("y", task={"tasks": ["gsm8k"], "configs": {"gsm8k": {"f": "def g(x): ..."}}})]})
     with pytest.raises(UserError, match="item 2 is not the same item in y and x"):
         match({"a": [_run("x", hashes={"1": "h1", "2": "h2"})], "b": [_run("y", hashes={"1": "h1", "2": "zz"})]})
     kept = match({"a": [_run("x", scores={"acc": {"1": 1.0}, "f1": {"1": 0.5}})],
@@ -470,3 +484,11 @@ def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs, tmp_path):
         assert comps[m].delta.mean == pytest.approx(c.delta.mean, nan_ok=True)
         assert comps[m].delta.low == pytest.approx(c.delta.low, nan_ok=True)
         assert comps[m].p_holm == pytest.approx(c.p_holm, nan_ok=True)
+
+
+def test_the_default_baseline_is_the_arm_named_base():
+    from ada_slm.analysis.compare_analysis import CompareSpec
+
+    assert CompareSpec(arms={"tuned": ["a"], "base": ["b"]}).baseline_arm == "base"
+    assert CompareSpec(arms={"tuned": ["a"], "other": ["b"]}).baseline_arm == "tuned"
+    assert CompareSpec(arms={"tuned": ["a"], "base": ["b"]}, baseline="tuned").baseline_arm == "tuned"

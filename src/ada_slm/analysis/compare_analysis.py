@@ -53,6 +53,10 @@ class CompareSpec(Strict):
                                                   "equivalence on other metrics too.")
     min_effect: Optional[float] = Field(None, gt=0, description="A difference worth detecting on the primary "
                                         "metric: the report says how many runs per arm detect it with 80 % power.")
+    allow_differing: list[str] = Field(default_factory=list, description="Setting names (e.g. temperature) that "
+                                       "may differ between the runs' task configurations: the factor being "
+                                       "compared. Anywhere in a task's config, a key of this name is left out of "
+                                       "the check that the runs ran the same task; the report names them.")
     min_shared: float = Field(MIN_SHARED, gt=0, le=1, description="Refuse when fewer than this share of a "
                               "metric's items are scored in every run.")
 
@@ -132,8 +136,24 @@ def _first_difference(a, b, prefix: str = "") -> str:
             f"{shorten(json.dumps(b, default=str), 80)}")
 
 
-def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED) -> Matched:
-    """Check that the runs can be compared and keep the items every run scored (per metric)."""
+def _without(obj, keys: set[str]):
+    """`obj` with every mapping entry whose key is in `keys` left out, at any depth."""
+    if isinstance(obj, dict):
+        return {k: _without(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [_without(v, keys) for v in obj]
+    return obj
+
+
+def _task_names(task: dict):
+    """The task names a run's configuration holds (lm-eval's tasks, Inspect's task), or None."""
+    return task.get("tasks", task.get("task"))
+
+
+def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED,
+          allow_differing: list[str] = ()) -> Matched:
+    """Check that the runs can be compared (the same tool, the same task configuration but for the settings in
+    `allow_differing`, the same items) and keep the items every run scored (per metric)."""
     runs = [r for rs in arms.values() for r in rs]
     kinds = sorted({r.source for r in runs})
     if len(kinds) > 1:
@@ -141,10 +161,16 @@ def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED) ->
         raise UserError("runs from different tools cannot be compared item by item: "
                         + ", ".join(f"{r.name} is {k}" for k, r in first.items()))
     ref = runs[0]
+    allowed = set(allow_differing)
     for r in runs[1:]:
-        if r.task != ref.task:
+        if _task_names(r.task) != _task_names(ref.task):
+            raise UserError(f"{r.name} and {ref.name} ran different tasks ({_task_names(r.task)} vs "
+                            f"{_task_names(ref.task)}): their scores are not comparable")
+        if _without(r.task, allowed) != _without(ref.task, allowed):
             raise UserError(f"{r.name} and {ref.name} ran different task configurations "
-                            f"({_first_difference(r.task, ref.task)}): their scores are not comparable")
+                            f"({_first_difference(_without(r.task, allowed), _without(ref.task, allowed))}): their "
+                            "scores are not comparable (if that setting is the factor you compare, name it with "
+                            "--allow-differing)")
     for r in runs[1:]:
         for item, h in r.item_hashes.items():
             if ref.item_hashes.get(item, h) != h:
@@ -253,7 +279,7 @@ def analyse(spec: CompareSpec, matched: Matched) -> CompareResult:
 
 def compare(spec: CompareSpec) -> CompareResult:
     """Read, match and analyse the runs of `spec`."""
-    return analyse(spec, match(read_arms(spec), spec.min_shared))
+    return analyse(spec, match(read_arms(spec), spec.min_shared, spec.allow_differing))
 
 
 # ------------------------------------------------------------------------------------------ --json

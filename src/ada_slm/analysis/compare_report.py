@@ -68,8 +68,10 @@ def provenance(result: CompareResult) -> str:
     """The line under the title: which tool made the runs, the arms, the baseline and the primary metric."""
     runs = result.matched.runs
     source = next(iter(runs.values()))[0].source
+    allowed = result.spec.allow_differing
     return (f"Runs made with {TOOLS[source]}, read by `ada-slm compare` · arms {', '.join(runs)} · baseline "
-            f"{result.spec.baseline_arm} · primary metric {result.analysis.primary}")
+            f"{result.spec.baseline_arm} · primary metric {result.analysis.primary}"
+            + (f" · allowed to differ between runs (the factor compared): {', '.join(allowed)}" if allowed else ""))
 
 
 def runs_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:

@@ -27,13 +27,15 @@ def _arms(options: list[str]) -> dict[str, list[str]]:
     return arms
 
 
-def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, min_effect, min_shared, name):
+def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, min_effect, min_shared, name,
+          allow_differing: list[str] = ()):
     # the run readers and the statistics load scipy: imported when `compare` runs, not at every command's start
     from ada_slm.analysis.compare import TABLE_SUFFIXES, read_table
     from ada_slm.analysis.compare_analysis import CompareSpec, load_spec
 
     overrides = {k: v for k, v in {"baseline": baseline, "metric": metric, "min_effect": min_effect,
-                                   "min_shared": min_shared, "name": name, "equivalence_margin": margin}.items()
+                                   "min_shared": min_shared, "name": name, "equivalence_margin": margin,
+                                   "allow_differing": list(allow_differing) or None}.items()
                  if v is not None}
     if spec_file is not None and spec_file.suffix in (".yaml", ".yml"):
         if arm:
@@ -72,7 +74,10 @@ def compare(
                                   "log, a trainer output folder or trainer_state.json, an ada-slm run folder, or a "
                                   "table (.csv/.jsonl/.parquet: run, item, metric, score[, arm, seed])."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="The arm to compare against (default: the "
-                                           "first arm not named base)."),
+                                           "arm named base, else the first arm)."),
+    allow_differing: list[str] = typer.Option([], "--allow-differing", help="KEY: a setting (e.g. temperature) "
+                                              "that may differ between the runs' task configurations because it "
+                                              "is the factor compared; repeat for more. The report names it."),
     metric: Optional[str] = typer.Option(None, "--metric", help="The primary metric (default: the runs' first)."),
     equivalence_margin: Optional[float] = typer.Option(None, "--equivalence-margin", help="Test equivalence "
                                                        "(TOST) of every arm with the baseline within ±this on "
@@ -99,7 +104,7 @@ def compare(
     from ada_slm.analysis.compare_report import render, write_report
     from ada_slm.app.serve import listen
 
-    spec = _spec(spec_file, arm, baseline, metric, equivalence_margin, min_effect, min_shared, name)
+    spec = _spec(spec_file, arm, baseline, metric, equivalence_margin, min_effect, min_shared, name, allow_differing)
     result = run_compare(spec)
     sock = None
     if serve:  # a port in use is refused before anything is printed or written
