@@ -6,6 +6,7 @@ generated batch with the number of prompts in it."""
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -210,8 +211,46 @@ def _corrupt_not_utf8(path):
     path.write_bytes(b"\xff\xfe" + path.read_bytes())
 
 
+def _corrupt_deeply_nested(path):
+    path.write_text("[" * 5000 + "]" * 5000)
+
+
+def _corrupt_huge_integer(path):
+    path.write_text('{"key": ' + "9" * 5000 + "}")
+
+
+def _with_checksum(path, outputs):  # a planted entry: valid checksum, ill-typed token ids
+    from ada_slm.run.eval_cache import _sha256_json
+
+    entry = json.loads(path.read_text())
+    entry["outputs"], entry["outputs_sha256"] = outputs, _sha256_json(outputs)
+    path.write_text(json.dumps(entry))
+
+
+def _corrupt_string_ids(path):
+    entry = json.loads(path.read_text())
+    _with_checksum(path, [[[str(t) for t in ids] for ids in sample] for sample in entry["outputs"]])
+
+
+def _corrupt_negative_ids(path):
+    entry = json.loads(path.read_text())
+    _with_checksum(path, [[[-1] + ids for ids in sample] for sample in entry["outputs"]])
+
+
+def _corrupt_huge_ids(path):
+    entry = json.loads(path.read_text())
+    _with_checksum(path, [[[10 ** 12] + ids for ids in sample] for sample in entry["outputs"]])
+
+
+def _corrupt_a_fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
 @pytest.mark.parametrize("corrupt", [_corrupt_truncated, _corrupt_edited_outputs, _corrupt_not_an_entry,
-                                     _corrupt_not_utf8])
+                                     _corrupt_not_utf8, _corrupt_deeply_nested, _corrupt_huge_integer,
+                                     _corrupt_string_ids, _corrupt_negative_ids, _corrupt_huge_ids,
+                                     _corrupt_a_fifo])
 def test_a_corrupt_entry_is_a_miss_and_is_rewritten(tmp_path, noisy, baselines, corrupt, capsys):
     stored, first, first_dir = baselines["greedy"]
     cache = EvalCache(tmp_path / "cache")
@@ -225,6 +264,23 @@ def test_a_corrupt_entry_is_a_miss_and_is_rewritten(tmp_path, noisy, baselines, 
     assert _outputs(tmp_path / "b") == _outputs(first_dir)
     third, generated = _eval(tmp_path / "c", cache, noisy)  # rewritten: a valid entry again
     assert generated == 0 and third["cached_from"]["run"] == "b"
+
+
+def test_a_cache_folder_linked_out_of_its_results_folder_is_not_followed(tmp_path, noisy, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / ".eval-cache").symlink_to(elsewhere)
+    _, generated = _eval(tmp_path / "a", EvalCache(tmp_path / "results" / ".eval-cache"), noisy)
+    assert generated == LIMIT and "not followed" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
+
+
+def test_an_entry_records_its_origin(tmp_path, noisy):
+    cache = EvalCache(tmp_path / "cache")
+    first, _ = _eval(tmp_path / "a", cache, noisy)
+    entry = json.loads(cache.path(first["eval_cache"]["key"]).read_text())
+    assert set(entry["origin"]) == {"host", "user"} and entry["generated_by"]
 
 
 def test_rescore_uses_the_stored_outputs_without_a_model(tmp_path, baselines):

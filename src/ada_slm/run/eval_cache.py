@@ -26,9 +26,11 @@ a miss (said on stderr) and is rewritten. A file lock per key makes a concurrent
 from __future__ import annotations
 
 import datetime
+import getpass
 import hashlib
 import json
 import os
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ import torch
 from filelock import FileLock
 
 from ada_slm.errors import UserError
-from ada_slm.files import atomic_write_text, iter_jsonl, write_json, write_jsonl
+from ada_slm.files import atomic_write_text, iter_jsonl, read_json, write_json, write_jsonl
 from ada_slm.run import evaluate as ev
 from ada_slm.run import hardware, records, suites
 
@@ -152,22 +154,29 @@ class EvalCache:
         return self.directory / f"{key}.json"
 
     def lock(self, key: str):
+        """The key's file lock; a cache folder that is a link out of the folder holding it (results/<study>) is
+        refused — it is not followed, for reading or writing."""
+        home = self.directory.parent.resolve()
+        if self.directory.is_symlink() and not self.directory.resolve().is_relative_to(home):
+            raise UserError(f"{self.directory}: a link to {self.directory.resolve()}, outside {home}; not followed")
         self.directory.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.directory / f"{key}.lock"))
 
-    def load(self, material: dict) -> Entry | None:
-        """The entry for `material`; None when there is none, or it is unreadable or not exactly this key's
-        (a miss: the caller generates and `store` rewrites it)."""
+    def load(self, material: dict, vocab_size: int | None = None) -> Entry | None:
+        """The entry for `material`; None when there is none, or it is unreadable (not a regular file, larger
+        than MAX_ENTRY_BYTES, a link out of the cache's folder, bad JSON, nested too deep, a huge integer) or not
+        exactly this key's, or holds a token id that is not one of the tokenizer's `vocab_size` — a miss with one
+        warning line: the caller generates and `store` rewrites it."""
         key = self.key(material)
         path = self.path(key)
-        if not path.is_file():
+        if not os.path.lexists(path):
             return None
-        problem = None
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            problem = _entry_problem(raw, key, material)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            problem = f"unreadable ({type(e).__name__})"
+            raw = read_json(path, MAX_ENTRY_BYTES, [self.directory.parent])
+            problem = _entry_problem(raw, key, material) if raw is not None else "vanished"
+            problem = problem or _token_problem(raw["outputs"], vocab_size)
+        except (OSError, UserError) as e:
+            problem = f"unreadable ({e})"
         if problem:
             print(f"eval cache: {path}: {problem}; generating again", file=sys.stderr)
             return None
@@ -178,6 +187,9 @@ class EvalCache:
         atomic_write_text(self.path(key), json.dumps({
             "key": key, "material": material, "generated_by": generated_by,
             "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            # where it came from: the checksum is not keyed, so an entry is as trustworthy as whoever can write
+            # the folder (README, Safety) — the origin says which machine and user wrote it
+            "origin": {"host": platform.node(), "user": _user()},
             "generation_s": generation_s, "outputs_sha256": _sha256_json(outputs), "outputs": outputs},
             ensure_ascii=False) + "\n")
         return key
@@ -190,6 +202,30 @@ class EvalCache:
             return out_dir.relative_to(self.directory.resolve().parent).as_posix()
         except ValueError:
             return str(out_dir)
+
+
+MAX_ENTRY_BYTES = 256 * 2**20  # far above an entry's size (1,000 items × 150 tokens ≈ 2 MB), far below RAM
+MAX_TOKEN_ID = 2**31 - 1  # without the tokenizer's vocabulary: what any tokenizer could hold
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return str(os.getuid())
+
+
+def _token_problem(outputs, vocab_size: int | None) -> str | None:
+    """Why the stored outputs are not token ids of this tokenizer (ints in [0, vocab_size)), or None."""
+    top = vocab_size or MAX_TOKEN_ID
+    for sample in outputs:
+        for ids in sample:
+            if not isinstance(ids, list):
+                return "an output is not a list of token ids"
+            for t in ids:
+                if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < top:
+                    return f"token id {t!r} is not one of the tokenizer's {top}"
+    return None
 
 
 def _entry_problem(raw, key: str, material: dict) -> str | None:

@@ -218,7 +218,7 @@ def _cached_or_generated(model, tokenizer, items: list[SuiteItem], settings: Gen
         print(f"warning: eval cache {cache.directory} not usable ({e}); generating without it", file=sys.stderr)
         return _generate_samples(model, tokenizer, prompts, settings, progress), None, None
     try:
-        entry = cache.load(material)
+        entry = cache.load(material, len(tokenizer))
         if entry is not None:
             return entry.outputs, {"run": entry.generated_by, "generated_at": entry.generated_at,
                                    "generation_s": entry.generation_s, "key": key}, key
