@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
+from ada_slm.agl import MAX_CORPUS_SIZE
 from ada_slm.agl.generators import GENERATORS, Sample, default_templates
 from ada_slm.agl.glyphs import words
 from ada_slm.agl.quality import QualityFilter
@@ -117,6 +118,9 @@ def build_corpus(size: int, mix: str | dict = "pure", seed: int = 0, val_fractio
     `templates`: a template file read by templates.load_templates; default the shipped agl/templates.yaml."""
     if not isinstance(size, int) or size <= 0:
         raise UserError(f"--size must be a positive integer, got {size}")
+    if size > MAX_CORPUS_SIZE:
+        raise UserError(f"--size {size}: at most {MAX_CORPUS_SIZE:,} examples (the templates run out of distinct "
+                        "examples long before; a larger corpus is yours to bring with data.path)")
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if val_size is not None:

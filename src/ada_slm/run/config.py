@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ada_slm.errors import UserError
+from ada_slm.agl import MAX_CORPUS_SIZE
 from ada_slm.files import load_yaml  # noqa: F401  (the one loader of user YAML, re-exported)
 from ada_slm.schema import Strict
 
@@ -42,7 +43,7 @@ class DataConfig(Strict):
                                           "named column: {prompt: question, completion: answer}.")
     split: str = Field("train", description="Split of `path` to train on (a folder or Hub dataset has several).")
     val_split: Optional[str] = Field(None, description="Split of `path` for the held-out loss, e.g. test.")
-    size: int = Field(2000, gt=0, description="Builder: total examples (train + held-out).")
+    size: int = Field(2000, gt=0, le=MAX_CORPUS_SIZE, description="Builder: total examples (train + held-out).")
     mix: Union[str, dict[str, float]] = Field("pure", description="Builder: 'pure', 'polyglot', a YAML file "
                                               "or a {category: weight} mapping.")
     seed: int = Field(0, description="Builder: corpus seed (independent of the training seed); with `path`: "

@@ -46,6 +46,9 @@ class Suite(Strict):
     perplexity_texts: list[str] = Field(default_factory=list, description="Held-out AGL for perplexity.")
 
 
+MAX_NEW_TOKENS = 4096  # far above any answer the suites ask for; a typo of 10^9 is refused, not planned for
+
+
 class GenerationSettings(Strict):
     """Identical for every arm of a study; recorded next to the outputs.
 
@@ -55,7 +58,7 @@ class GenerationSettings(Strict):
     sampling noise itself is measured."""
 
     mode: Literal["greedy", "seed"] = "greedy"
-    max_new_tokens: int = Field(48, gt=0)
+    max_new_tokens: int = Field(48, gt=0, le=MAX_NEW_TOKENS)
     batch_size: int = Field(32, gt=0, description="Prompts per generation batch (bench: 5.8× batch 1 at 32).")
     chat_template: bool = True
     temperature: float = Field(0.8, gt=0, description="Sampling temperature (mode seed).")

@@ -22,20 +22,31 @@ from ada_slm.files import atomic_write_text, check_name, path_under, read_regula
 from ada_slm.run import models, records
 from ada_slm.run.config import (SEED_LIMIT, TrainConfig, deep_merge, expand_dotted, format_validation_error,
                                 load_yaml, validate_config)
+from ada_slm.run.suites import MAX_NEW_TOKENS
 from ada_slm.run.tracking import Tracking
 from ada_slm.study.decision import Adaptive, Criterion, Decision, Strict, check_metric
 
 BASE_ARM = "base"
 
 
+# Caps on a study's size, far above any real study, far below what exhausts a machine: checked before anything is
+# expanded (every check here is linear in the study file's size).
+MAX_SEEDS = 1000  # per study (or per --seeds)
+MAX_ARMS = 1000
+MAX_RUNS = 10_000  # arms × seeds, the runs `study plan` and `study run` expand
+
+
 def _check_seeds(seeds: list[int]) -> list[int]:
-    """Seeds name run folders (seed<k>) and seed numpy: 0 ≤ seed < 2**32, each once."""
+    """Seeds name run folders (seed<k>) and seed numpy: 0 ≤ seed < 2**32, each once, at most MAX_SEEDS."""
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(f"{len(seeds)} seeds: at most {MAX_SEEDS} in one study")
+    seen: set[int] = set()
     for seed in seeds:
         if not 0 <= seed < SEED_LIMIT:
             raise ValueError(f"seed {seed}: must be 0 ≤ seed < 2**32")
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise ValueError(f"seed {repeated[0]} is listed twice (each seed is one run folder)")
+        if seed in seen:
+            raise ValueError(f"seed {seed} is listed twice (each seed is one run folder)")
+        seen.add(seed)
     return seeds
 
 
@@ -44,7 +55,7 @@ class EvalSettings(Strict):
 
     suite: str = Field("multilang", description="Suite name or file.")
     batch_size: int = Field(32, gt=0, description="Prompts per generation batch (outputs identical at any size).")
-    max_new_tokens: int = Field(48, gt=0, description="Generation budget per answer.")
+    max_new_tokens: int = Field(48, gt=0, le=MAX_NEW_TOKENS, description="Generation budget per answer.")
     limit: Optional[int] = Field(None, gt=0, description="Only N suite items, spread evenly over the suite.")
 
 
@@ -118,6 +129,8 @@ class Study(Strict):
     @field_validator("arms")
     @classmethod
     def _arm_names(cls, v: dict) -> dict:
+        if len(v) > MAX_ARMS:
+            raise ValueError(f"{len(v)} arms: at most {MAX_ARMS} in one study")
         for arm in v:
             _as_value_error(check_name, arm, "arm")
         return {arm: expand_dotted(overrides) for arm, overrides in v.items()}
@@ -278,7 +291,11 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
     except ValidationError as e:
         raise UserError(format_validation_error(e, f"{source} (scale {scale}.eval)")) from None
     specs = []
-    for arm in _arm_names(study, preset, scale, only, source):
+    arms = _arm_names(study, preset, scale, only, source)
+    if len(arms) * len(seeds) > MAX_RUNS:
+        raise UserError(f"{source}: {len(arms)} arms × {len(seeds)} seeds = {len(arms) * len(seeds)} runs: at most "
+                        f"{MAX_RUNS} in one study (split it, or run some arms with --only)")
+    for arm in arms:
         cfg = arm_config(study, arm, preset, source)
         for seed in seeds:
             paths = records.RunPaths(Path(results_root), Path(exports_root), study.name, arm, seed)

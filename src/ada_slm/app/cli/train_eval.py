@@ -15,7 +15,7 @@ from ada_slm.errors import UserError
 from ada_slm.run import records, runlock, tracking
 from ada_slm.run.config import load_config
 from ada_slm.run.lm_eval_export import export
-from ada_slm.run.suites import GenerationSettings, load_suite, subset
+from ada_slm.run.suites import MAX_NEW_TOKENS, GenerationSettings, load_suite, subset
 
 
 @app.command("train", context_settings={"allow_extra_args": False})
@@ -150,6 +150,8 @@ def eval_cmd(
         raise UserError(f"--limit must be positive, got {limit}")
     if batch_size <= 0 or max_new_tokens <= 0:
         raise UserError("--batch-size and --max-new-tokens must be positive")
+    if max_new_tokens > MAX_NEW_TOKENS:
+        raise UserError(f"--max-new-tokens {max_new_tokens}: at most {MAX_NEW_TOKENS}")
     record = None
     if run_dir is not None:
         record, base, adapter, out = _trained_run(run_dir, out)

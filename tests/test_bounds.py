@@ -1,0 +1,63 @@
+"""Sizes a careless or hostile input asks for are refused in one line before anything is built: seeds, arms and
+runs per study, data size, generation budget."""
+
+import json
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from ada_slm.agl import MAX_CORPUS_SIZE
+from ada_slm.agl.builder import build_corpus
+from ada_slm.errors import UserError
+from ada_slm.run.config import build_config
+from ada_slm.run.suites import MAX_NEW_TOKENS
+from ada_slm.study.spec import MAX_ARMS, MAX_RUNS, MAX_SEEDS, expand, load_study
+
+STUDY = "name: s\nbaseline: a0\ndefaults: {base: tiny-lfm2}\n"
+
+
+def _study(tmp_path, arms: int, seeds: list[int], extra: str = ""):
+    path = tmp_path / "s.yaml"
+    path.write_text(STUDY + f"seeds: {json.dumps(seeds)}\narms:\n" + "".join(f"  a{i}: {{}}\n" for i in range(arms))
+                    + extra)
+    return path
+
+
+def test_seeds_arms_and_runs_are_capped_with_one_line(tmp_path):
+    with pytest.raises(UserError, match=f"{MAX_SEEDS + 1} seeds: at most {MAX_SEEDS}"):
+        load_study(_study(tmp_path, 2, list(range(MAX_SEEDS + 1))))
+    with pytest.raises(UserError, match=f"{MAX_ARMS + 1} arms: at most {MAX_ARMS}"):
+        load_study(_study(tmp_path, MAX_ARMS + 1, [0]))
+    path = _study(tmp_path, 20, list(range(MAX_RUNS // 20 + 1)))
+    with pytest.raises(UserError, match=f"runs: at most {MAX_RUNS}"):
+        expand(load_study(path), str(path))
+    with pytest.raises(UserError, match="seed 7 is listed twice"):
+        load_study(_study(tmp_path, 2, [1, 7, 3, 7]))
+
+
+def test_a_huge_study_file_is_refused_in_bounded_time_and_memory(tmp_path):
+    """1,000 arms × 1,000 seeds in a small YAML: refused before the million runs are expanded (it grew past 2 GB
+    in `study plan` before the cap), with peak memory measured in a child process."""
+    path = _study(tmp_path, 1000, list(range(1000)))
+    code = ("import resource, sys\nfrom ada_slm.app.cli import main\nsys.argv = ['ada-slm', 'study', 'plan', "
+            f"{str(path)!r}]\ntry:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    rss_kb, exit_code = p.stdout.split()[-2:]
+    assert exit_code not in ("0", "None") and f"at most {MAX_RUNS}" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert int(rss_kb) < 1_000_000, rss_kb  # KiB: under 1 GB (the expansion alone took > 2 GB)
+
+
+def test_generation_and_data_sizes_are_capped():
+    with pytest.raises(UserError, match=f"at most {MAX_CORPUS_SIZE:,} examples"):
+        build_corpus(10 ** 12)
+    with pytest.raises(UserError, match="data.size: Input should be less than or equal to"):
+        build_config({"data": {"size": 10 ** 12}})
+    from ada_slm.study.spec import EvalSettings
+    with pytest.raises(ValueError, match="less than or equal to 4096"):
+        EvalSettings(max_new_tokens=10 ** 9)
+    assert MAX_NEW_TOKENS == 4096
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4_000_000  # nothing was built
