@@ -161,7 +161,7 @@ def test_seed_compatible_generation_is_seeded_and_measures_sampling_noise(tmp_pa
     model, tok = _noisy_tiny()
     small = settings.model_copy(update={"max_new_tokens": 10})
     a = evaluate("tiny-lfm2", None, "multilang", small, tmp_path / "a", limit=6, model_and_tokenizer=(model, tok))
-    b = evaluate("tiny-lfm2", None, "multilang", small, tmp_path / "b", limit=6, model_and_tokenizer=(model, tok))
+    evaluate("tiny-lfm2", None, "multilang", small, tmp_path / "b", limit=6, model_and_tokenizer=(model, tok))
     rows_a = [json.loads(l) for l in (tmp_path / "a" / "eval.jsonl").read_text().splitlines()]
     rows_b = [json.loads(l) for l in (tmp_path / "b" / "eval.jsonl").read_text().splitlines()]
     assert len(rows_a) == 12 and {r["sample"] for r in rows_a} == {0, 1}

@@ -280,9 +280,32 @@ def utf8_error(path: Path, data: bytes, e: UnicodeDecodeError, first_line: int =
                      "save the file as UTF-8")
 
 
-def read_utf8(path: str | Path) -> str:
-    """The whole file as text; bytes that are not UTF-8 are a UserError naming FILE:LINE."""
-    data = Path(path).read_bytes()
+def _input_limit() -> int:
+    try:
+        return int(float(os.environ.get("ADA_SLM_MAX_INPUT_MB", "512")) * 2**20)
+    except ValueError:
+        raise UserError(f"ADA_SLM_MAX_INPUT_MB={os.environ['ADA_SLM_MAX_INPUT_MB']!r}: give a number of MiB") from None
+
+
+def input_limit() -> int:
+    """Bytes at most in one input file the tool reads whole or inflates (runs to compare, tables, logs, cache
+    entries): 512 MiB, or $ADA_SLM_MAX_INPUT_MB — named in every refusal, so a user with a larger file can raise it."""
+    return _input_limit()
+
+
+LIMIT_HINT = "set ADA_SLM_MAX_INPUT_MB to allow more"
+
+
+def read_utf8(path: str | Path, limit: int | None = None) -> str:
+    """The whole file as text, through read_regular (a regular file, at most `limit` bytes: default input_limit());
+    bytes that are not UTF-8 are a UserError naming FILE:LINE."""
+    limit = input_limit() if limit is None else limit
+    try:
+        data = read_regular(path, limit)
+    except UnreadableFile as e:
+        raise UserError(f"{e}" + (f" ({LIMIT_HINT})" if "too large" in str(e) else "")) from None
+    if data is None:
+        raise UserError(f"{path}: no such file")
     try:
         return data.decode("utf-8-sig")  # a leading BOM is not data
     except UnicodeDecodeError as e:

@@ -23,68 +23,21 @@ statistics and report.
 from __future__ import annotations
 
 import csv
-import json
-import math
+import io
 import re
 from pathlib import Path
-from typing import Literal, Optional
 
-from pydantic import BaseModel, Field
 
 from ada_slm.analysis.arms import RUN_FIELDS
+from ada_slm.analysis.imported_run import RUN_ITEM, ImportedRun, Source, number, read_json_object  # noqa: F401
 from ada_slm.errors import UserError
-from ada_slm.files import iter_jsonl, read_utf8
+from ada_slm.files import LIMIT_HINT, input_limit, iter_jsonl, open_regular, read_utf8
 from ada_slm.run import records
 from ada_slm.run.metrics import METRICS, RUN_METRICS
 
-RUN_ITEM = "run"  # the one item of a run-level quantity
-Source = Literal["lm-eval", "inspect", "trainer", "ada-slm", "table"]
 TABLE_SUFFIXES = (".csv", ".jsonl", ".parquet")
-
-
-class ImportedRun(BaseModel):
-    """One run read from another tool's output: its scores and where they came from."""
-
-    source: Source = Field(description="The tool that wrote the run.")
-    path: str = Field(description="The file or folder it was read from.")
-    name: str = Field(description="The run's label in the report (its path, or the table's run id).")
-    task: dict = Field(default_factory=dict, description="The evaluation's configuration (task, dataset, "
-                       "scorers, generation): runs are compared only when it is equal.")
-    model: dict = Field(default_factory=dict, description="What was evaluated (model, model args, seed): "
-                        "recorded, allowed to differ.")
-    scores: dict[str, dict[str, Optional[float]]] = Field(description="Metric -> item id -> score (None where "
-                                                          "the metric does not apply to the item).")
-    lower_is_better: list[str] = Field(default_factory=list, description="Metrics where lower is better.")
-    item_hashes: dict[str, str] = Field(default_factory=dict, description="Item id -> a hash of the item's "
-                                        "content where the tool records one (lm-eval's doc_hash): one id must "
-                                        "mean one item in every run.")
-    arm: Optional[str] = Field(None, description="The arm a table row names, if any.")
-
-
-def _number(value, where: str) -> float | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{where}: score {value!r} is not a number") from None
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        raise UserError(f"{where}: score {value!r} is not finite")
-    return x
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        obj = json.loads(read_utf8(path))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
+MAX_TABLE_ROWS = 10_000_000  # rows of one table (run × item × metric), checked from a Parquet footer before reading
+MAX_INFLATION = 200  # an Inspect .eval member may inflate at most this many times its compressed size
 
 
 # ------------------------------------------------------------------------------------------ lm-eval
@@ -120,7 +73,7 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
             raise UserError(f"{path}: {len(found)} lm-eval results files (one per lm_eval run): name one run's "
                             f"results_*.json each, e.g. {found[0]}")
         path = found[0]
-    results = _read_json(path)
+    results = read_json_object(path)
     if not isinstance(results.get("configs"), dict) or not isinstance(results.get("results"), dict):
         raise UserError(f"{path}: not an lm-eval results file (no 'results' and 'configs')")
     stamp = path.stem.removeprefix("results_")
@@ -132,7 +85,7 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
         if not samples.is_file():
             raise UserError(f"{path}: no {samples.name} beside it: compare needs per-item scores, so run lm_eval "
                             "with --log_samples")
-        for lineno, row in iter_jsonl(samples):
+        for lineno, row in iter_jsonl(samples, input_limit()):
             where = f"{samples}:{lineno}"
             if "doc_id" not in row or not isinstance(row.get("metrics"), list):
                 raise UserError(f"{where}: not an lm-eval sample (no doc_id or metrics)")
@@ -146,7 +99,7 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
                 if item in per_item:
                     raise UserError(f"{where}: doc_id {row['doc_id']} of {task} scored twice on {name}")
                 value = row.get(metric)
-                per_item[item] = _number(value, f"{where}: {metric}") if not isinstance(value, list) else None
+                per_item[item] = number(value, f"{where}: {metric}") if not isinstance(value, list) else None
         for metric, higher in (results.get("higher_is_better", {}).get(task) or {}).items():
             if higher is False:
                 lower.add(metric)
@@ -166,6 +119,29 @@ INSPECT_MISSING = ("reading Inspect logs needs the inspect_ai package: pip insta
                    "(or pip install inspect_ai)")
 
 
+def _check_inspect_file(path: Path) -> None:
+    """What inspect_ai would read, checked first: a regular file within input_limit(); for a .eval (a zip), every
+    member's declared size, their sum and their compression ratio — a small file that inflates to gigabytes is
+    refused before anything is inflated."""
+    import zipfile
+
+    with open_regular(path, input_limit()) as f:
+        if path.suffix != ".eval":
+            return
+        try:
+            members = zipfile.ZipFile(f).infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise UserError(f"{path}: not a readable Inspect log (not a zip: {e})") from None
+    total = sum(m.file_size for m in members)
+    if total > input_limit():
+        raise UserError(f"{path}: inflates to {total / 2**20:,.0f} MiB, over the limit of "
+                        f"{input_limit() / 2**20:g} MiB ({LIMIT_HINT})")
+    for m in members:
+        if m.file_size > 2**20 and m.file_size > MAX_INFLATION * max(1, m.compress_size):
+            raise UserError(f"{path}: member {m.filename} inflates {m.file_size / max(1, m.compress_size):,.0f}× "
+                            f"(over {MAX_INFLATION}×): refused as a zip bomb")
+
+
 def read_inspect(path: str | Path) -> ImportedRun:
     """One Inspect log (.eval or .json): a finished evaluation with its samples."""
     try:  # an optional extra, and heavy: imported only to read an Inspect log
@@ -174,6 +150,7 @@ def read_inspect(path: str | Path) -> ImportedRun:
     except ImportError:
         raise UserError(f"{path}: {INSPECT_MISSING}") from None
     path = Path(path)
+    _check_inspect_file(path)
     try:
         log = read_eval_log(str(path))
     except Exception as e:  # a zip or JSON that is not a log: Inspect raises many kinds; the message says which
@@ -228,7 +205,7 @@ def trainer_state_file(path: Path) -> Path:
 def read_trainer_state(path: str | Path) -> ImportedRun:
     """An HF Trainer / TRL run: its run-level losses and runtime from log_history."""
     file = trainer_state_file(Path(path))
-    state = _read_json(file)
+    state = read_json_object(file)
     history = state.get("log_history")
     if not isinstance(history, list):
         raise UserError(f"{file}: not a trainer_state.json (no log_history list)")
@@ -237,7 +214,7 @@ def read_trainer_state(path: str | Path) -> ImportedRun:
     runtime = [e["train_runtime"] for e in history if isinstance(e, dict) and e.get("train_runtime") is not None]
     values = {"final_eval_loss": evals[-1] if evals else None, "best_eval_loss": min(evals) if evals else None,
               "final_train_loss": train[-1] if train else None, "train_runtime": runtime[-1] if runtime else None}
-    scores = {m: {RUN_ITEM: _number(v, f"{file}: {m}")} for m, v in values.items() if v is not None}
+    scores = {m: {RUN_ITEM: number(v, f"{file}: {m}")} for m, v in values.items() if v is not None}
     if not scores:
         raise UserError(f"{file}: log_history holds no eval_loss, loss or train_runtime")
     return ImportedRun(source="trainer", path=str(file), name=str(Path(path)), task={},
@@ -257,18 +234,18 @@ def read_ada_slm(path: str | Path) -> ImportedRun:
         raise UserError(f"{records.record_path(path)}: run is not complete ({records.state(record)})")
     sums: dict[str, dict[str, list[float | None]]] = {}
     if (path / records.EVAL_ITEMS).is_file():
-        for lineno, row in iter_jsonl(path / records.EVAL_ITEMS):
+        for lineno, row in iter_jsonl(path / records.EVAL_ITEMS, input_limit()):
             if "id" not in row or not isinstance(row.get("metrics"), dict):
                 raise UserError(f"{path / records.EVAL_ITEMS}:{lineno}: not an eval row (no id or metrics)")
             for m in METRICS:
-                value = _number(row["metrics"].get(m), f"{path / records.EVAL_ITEMS}:{lineno}: {m}")
+                value = number(row["metrics"].get(m), f"{path / records.EVAL_ITEMS}:{lineno}: {m}")
                 sums.setdefault(m, {}).setdefault(str(row["id"]), []).append(value)
     scores = {m: {i: (None if any(v is None for v in vs) else sum(vs) / len(vs)) for i, vs in per.items()}
               for m, per in sums.items()}
     for m, key in RUN_FIELDS.items():
         value = getattr(record.train, key, None) if record.train is not None else None
         if value is not None:
-            scores[m] = {RUN_ITEM: _number(value, f"{records.record_path(path)}: train.{key}")}
+            scores[m] = {RUN_ITEM: number(value, f"{records.record_path(path)}: train.{key}")}
     if not scores:
         raise UserError(f"{path}: neither eval.jsonl nor training losses to compare (run `ada-slm eval` on it)")
     ev = record.eval.model_dump(exclude_unset=True) if record.eval is not None else {}
@@ -290,22 +267,35 @@ TABLE_COLUMNS = ("run", "item", "metric", "score")
 def _table_rows(path: Path):
     """(where, row dict) of a CSV, JSONL or Parquet table."""
     if path.suffix == ".csv":
-        text = read_utf8(path)
-        reader = csv.DictReader(text.splitlines())
-        missing = [c for c in TABLE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{path}:1: no column {missing[0]!r} (a table needs columns {', '.join(TABLE_COLUMNS)}; "
-                            "optional arm, seed)")
-        for n, row in enumerate(reader, 2):
-            yield f"{path}:{n}", row
+        # the csv module splits lines itself, so a newline inside a quoted field stays in the field, and
+        # reader.line_num counts file lines (where a row ends), not records
+        reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
+        try:
+            missing = [c for c in TABLE_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"{path}:1: no column {missing[0]!r} (a table needs columns "
+                                f"{', '.join(TABLE_COLUMNS)}; optional arm, seed)")
+            for row in reader:
+                yield f"{path}:{reader.line_num}", row
+        except csv.Error as e:  # a field over the csv module's limit, a NUL byte, an unclosed quote
+            raise UserError(f"{path}:{reader.line_num}: not a readable CSV row ({e})") from None
     elif path.suffix == ".jsonl":
-        for n, row in iter_jsonl(path):
+        for n, row in iter_jsonl(path, input_limit()):
             yield f"{path}:{n}", row
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq  # heavy: only a parquet table needs it
 
         try:
+            with open_regular(path, input_limit()) as f:
+                meta = pq.ParquetFile(f).metadata  # the footer only: rows and inflated size before any is read
+                inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+                if meta.num_rows > MAX_TABLE_ROWS or inflated > input_limit():
+                    raise UserError(f"{path}: {meta.num_rows:,} rows, {inflated / 2**20:,.0f} MiB once read: over "
+                                    f"the limits of {MAX_TABLE_ROWS:,} rows and {input_limit() / 2**20:g} MiB "
+                                    f"({LIMIT_HINT})")
             table = pq.read_table(path)
+        except UserError:
+            raise
         except Exception as e:  # pyarrow's ArrowInvalid and friends: say what it said, on one line
             raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
         missing = [c for c in TABLE_COLUMNS if c not in table.column_names]
@@ -341,7 +331,7 @@ def read_table(path: str | Path, arm: str | None = None) -> list[ImportedRun]:
         item = str(row["item"])
         if item in per_item:
             raise UserError(f"{where}: run {run}, item {item}, metric {row['metric']} appears twice")
-        per_item[item] = _number(row.get("score"), where)
+        per_item[item] = number(row.get("score"), where)
     if not runs:
         raise UserError(f"{path}: no rows" + (f" of arm {arm!r}" if arm and has_arm else ""))
     return [ImportedRun(source="table", path=str(path), name=run, task={}, model={"seed": e["seed"]},
@@ -375,7 +365,7 @@ def source_of(path: Path) -> Source:
             return "trainer"
         if path.name.startswith("results_"):
             return "lm-eval"
-        head = _read_json(path)
+        head = read_json_object(path)
         if "log_history" in head:
             return "trainer"
         if "results" in head and "configs" in head:

