@@ -377,7 +377,9 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
                 with runlock.hold(s.run_dir):
                     rec = records.read_record_or_none(s.run_dir)
                     recorded = rec.status.reason if rec is not None else None
-                    reason = recorded or (err.strip().splitlines() or ["?"])[-1]
+                    reason = recorded or (err.strip().splitlines() or [
+                        f"the run's process exited with code {code} before recording a reason (its output above "
+                        "says why)"])[-1]
                     if records.state(rec) != records.FAILED:
                         records.mark_failed(s.run_dir, reason)
             except runlock.RunFolderBusy as e:
