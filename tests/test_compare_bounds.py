@@ -154,3 +154,25 @@ def test_the_shipped_readers_never_read_bytes_unguarded():
     for name in ("compare.py", "imported_run.py", "compare_analysis.py"):
         text = (source / name).read_text()
         assert ".read_bytes()" not in text and ".read_text(" not in text, name
+
+
+def _lm_eval_run(tmp_path, results: dict, samples: list[dict] | None = None) -> Path:
+    path = tmp_path / "results_2026.json"
+    path.write_text(json.dumps({"results": {"t": {}}, "configs": {"t": {}}, **results}))
+    task = next(iter(json.loads(path.read_text())["configs"]))
+    if samples is not None and "/" not in task:
+        (tmp_path / f"samples_{task}_2026.jsonl").write_text("".join(json.dumps(r) + "\n" for r in samples))
+    return path
+
+
+@pytest.mark.parametrize("results, samples, message", [
+    ({}, [{"doc_id": 0, "metrics": [1], "1": 1.0}], "metrics holds 1, not a metric name"),
+    ({}, [{"doc_id": 0, "metrics": [None]}], "metrics holds None, not a metric name"),
+    ({}, [{"doc_id": 0, "metrics": [["acc"]]}], "metrics holds ['acc'], not a metric name"),
+    ({"higher_is_better": {"t": ["acc"]}}, [], "higher_is_better.t is list, not an object"),
+    ({"config": "hf"}, [], "'config' is str, not an object"),
+    ({"configs": {"../evil": {}}, "results": {"../evil": {}}}, None, "task name '../evil' cannot name a samples file"),
+])
+def test_malformed_lm_eval_fields_are_one_line(tmp_path, results, samples, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        read_lm_eval(_lm_eval_run(tmp_path, results, samples))

@@ -510,6 +510,20 @@ def _page_matches_report(page, md: str) -> None:
     assert recommended.startswith("Recommended next run: ") and f"\n{recommended}\n" in md
 
 
+def _overflowing(page) -> list[str]:
+    """What is cut at the page's width: the page itself, or a scroll box or table wider than what holds it."""
+    return page.evaluate("""() => {
+      const out = [];
+      if (document.documentElement.scrollWidth > window.innerWidth + 1) out.push("page " +
+        document.documentElement.scrollWidth);
+      for (const el of document.querySelectorAll(".scroll, .wide, table")) {
+        if (el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
+          out.push((el.id || el.className || el.tagName) + " " + el.scrollWidth + ">" + el.clientWidth);
+      }
+      return out;
+    }""")
+
+
 def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(finished_study, tmp_path):
     import shutil
 
@@ -555,6 +569,10 @@ def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(fini
             assert page.evaluate("window.sameDocument") is True
             _page_matches_report(page, (done / "report.md").read_text())
             assert page.locator('#curves .panel[data-arm="r16-b1"] polyline').count() == 4  # 2 seeds × train, val
+            # the answer first, and nothing cut at 1,280 px: no table wider than its box, no page wider than the window
+            assert page.locator("#answer-box").is_visible() and "**" not in page.inner_text("#answer")
+            assert page.locator("#answer strong", has_text="rank").count() == 1
+            assert _overflowing(page) == [], _overflowing(page)
             page.screenshot(path=str(tmp_path / "serve-overview.png"), full_page=True)
 
             page.click('[data-run="r8/seed0"]')
@@ -570,6 +588,11 @@ def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(fini
             assert all(el.get_attribute("data-category") == category
                        for el in page.query_selector_all("#items tr[data-item]"))
             page.screenshot(path=str(tmp_path / "serve-run.png"), full_page=True)
+            page.goto((done / "report.html").as_uri())  # the report, at the same width: the answer before the tables
+            text = page.inner_text("body")
+            assert text.index("The answer") < text.index("Full series summary") and "nan" not in text.split()
+            assert _overflowing(page) == [], _overflowing(page)
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
             assert errors == []
             browser.close()
     finally:

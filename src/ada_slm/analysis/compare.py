@@ -29,7 +29,8 @@ from pathlib import Path
 
 
 from ada_slm.analysis.arms import RUN_FIELDS
-from ada_slm.analysis.imported_run import RUN_ITEM, ImportedRun, Source, number, read_json_object  # noqa: F401
+from ada_slm.analysis.imported_run import (RUN_ITEM, ImportedRun, Source, check_inspect_file,  # noqa: F401
+                                           number, read_json_object)
 from ada_slm.errors import UserError
 from ada_slm.files import LIMIT_HINT, input_limit, iter_jsonl, open_regular, read_utf8
 from ada_slm.run import records
@@ -37,7 +38,6 @@ from ada_slm.run.metrics import METRICS, RUN_METRICS
 
 TABLE_SUFFIXES = (".csv", ".jsonl", ".parquet")
 MAX_TABLE_ROWS = 10_000_000  # rows of one table (run × item × metric), checked from a Parquet footer before reading
-MAX_INFLATION = 200  # an Inspect .eval member may inflate at most this many times its compressed size
 
 
 # ------------------------------------------------------------------------------------------ lm-eval
@@ -61,6 +61,23 @@ def _task_config(config: dict) -> dict:
     return _strip_functions(config)
 
 
+TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # what names a samples_<task>_<time>.jsonl beside the results
+
+
+def _check_lm_eval_shape(path: Path, results: dict) -> None:
+    """The fields read from a results file, each of the type lm-eval writes, before any is used: task names that
+    name a file beside it (no '/' or '..'), a config and higher_is_better that are mappings."""
+    for task in results["configs"]:
+        if not TASK_NAME.fullmatch(task) or task in (".", ".."):
+            raise UserError(f"{path}: task name {task!r} cannot name a samples file (letters, digits, '_', '.', '-')")
+    for key in ("config", "higher_is_better", "versions", "n-shot"):
+        if results.get(key) is not None and not isinstance(results[key], dict):
+            raise UserError(f"{path}: '{key}' is {type(results[key]).__name__}, not an object as lm-eval writes it")
+    for task, higher in (results.get("higher_is_better") or {}).items():
+        if higher is not None and not isinstance(higher, dict):
+            raise UserError(f"{path}: higher_is_better.{task} is {type(higher).__name__}, not an object")
+
+
 def read_lm_eval(path: str | Path) -> ImportedRun:
     """An lm-eval run written with `--output_path … --log_samples`: a results_<time>.json, or a folder holding
     exactly one, and the samples_<task>_<time>.jsonl files beside it."""
@@ -76,6 +93,7 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
     results = read_json_object(path)
     if not isinstance(results.get("configs"), dict) or not isinstance(results.get("results"), dict):
         raise UserError(f"{path}: not an lm-eval results file (no 'results' and 'configs')")
+    _check_lm_eval_shape(path, results)
     stamp = path.stem.removeprefix("results_")
     scores: dict[str, dict[str, float | None]] = {}
     hashes: dict[str, str] = {}
@@ -94,6 +112,8 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
                 hashes[item] = str(row["doc_hash"])
             flt = row.get("filter", "none")
             for metric in row["metrics"]:
+                if not isinstance(metric, str):
+                    raise UserError(f"{where}: metrics holds {metric!r}, not a metric name")
                 name = metric if flt == "none" else f"{metric},{flt}"
                 per_item = scores.setdefault(name, {})
                 if item in per_item:
@@ -119,29 +139,6 @@ INSPECT_MISSING = ("reading Inspect logs needs the inspect_ai package: pip insta
                    "(or pip install inspect_ai)")
 
 
-def _check_inspect_file(path: Path) -> None:
-    """What inspect_ai would read, checked first: a regular file within input_limit(); for a .eval (a zip), every
-    member's declared size, their sum and their compression ratio — a small file that inflates to gigabytes is
-    refused before anything is inflated."""
-    import zipfile
-
-    with open_regular(path, input_limit()) as f:
-        if path.suffix != ".eval":
-            return
-        try:
-            members = zipfile.ZipFile(f).infolist()
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
-            raise UserError(f"{path}: not a readable Inspect log (not a zip: {e})") from None
-    total = sum(m.file_size for m in members)
-    if total > input_limit():
-        raise UserError(f"{path}: inflates to {total / 2**20:,.0f} MiB, over the limit of "
-                        f"{input_limit() / 2**20:g} MiB ({LIMIT_HINT})")
-    for m in members:
-        if m.file_size > 2**20 and m.file_size > MAX_INFLATION * max(1, m.compress_size):
-            raise UserError(f"{path}: member {m.filename} inflates {m.file_size / max(1, m.compress_size):,.0f}× "
-                            f"(over {MAX_INFLATION}×): refused as a zip bomb")
-
-
 def read_inspect(path: str | Path) -> ImportedRun:
     """One Inspect log (.eval or .json): a finished evaluation with its samples."""
     try:  # an optional extra, and heavy: imported only to read an Inspect log
@@ -150,7 +147,7 @@ def read_inspect(path: str | Path) -> ImportedRun:
     except ImportError:
         raise UserError(f"{path}: {INSPECT_MISSING}") from None
     path = Path(path)
-    _check_inspect_file(path)
+    check_inspect_file(path)
     try:
         log = read_eval_log(str(path))
     except Exception as e:  # a zip or JSON that is not a log: Inspect raises many kinds; the message says which

@@ -1,5 +1,6 @@
-"""A run read from another tool's output — the one shape every reader of `compare` returns — and the checked
-values its readers take from files: scores as numbers, JSON objects through the bounded reader."""
+"""A run read from another tool's output — the one shape every reader of `compare` returns — and the checks its
+readers apply to what they take from files: scores as numbers, JSON objects through the bounded reader, an Inspect
+log's zip directory before anything inflates."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field
 
 from ada_slm.errors import UserError
-from ada_slm.files import parse_json, read_utf8
+from ada_slm.files import LIMIT_HINT, input_limit, open_regular, parse_json, read_utf8
 
 RUN_ITEM = "run"  # the one item of a run-level quantity
 Source = Literal["lm-eval", "inspect", "trainer", "ada-slm", "table"]
 MAX_SCORE = 1e12  # far beyond any metric; a 1e308 score would overflow the variances into NaN
+MAX_INFLATION = 200  # an Inspect .eval member may inflate at most this many times its compressed size
 
 
 class ImportedRun(BaseModel):
@@ -63,3 +65,26 @@ def read_json_object(path: Path) -> dict:
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def check_inspect_file(path: Path) -> None:
+    """What inspect_ai would read, checked first: a regular file within input_limit(); for a .eval (a zip), every
+    member's declared size, their sum and their compression ratio — a small file that inflates to gigabytes is
+    refused before anything is inflated."""
+    import zipfile
+
+    with open_regular(path, input_limit()) as f:
+        if path.suffix != ".eval":
+            return
+        try:
+            members = zipfile.ZipFile(f).infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise UserError(f"{path}: not a readable Inspect log (not a zip: {e})") from None
+    total = sum(m.file_size for m in members)
+    if total > input_limit():
+        raise UserError(f"{path}: inflates to {total / 2**20:,.0f} MiB, over the limit of "
+                        f"{input_limit() / 2**20:g} MiB ({LIMIT_HINT})")
+    for m in members:
+        if m.file_size > 2**20 and m.file_size > MAX_INFLATION * max(1, m.compress_size):
+            raise UserError(f"{path}: member {m.filename} inflates {m.file_size / max(1, m.compress_size):,.0f}× "
+                            f"(over {MAX_INFLATION}×): refused as a zip bomb")
