@@ -492,3 +492,12 @@ def test_the_default_baseline_is_the_arm_named_base():
     assert CompareSpec(arms={"tuned": ["a"], "base": ["b"]}).baseline_arm == "base"
     assert CompareSpec(arms={"tuned": ["a"], "other": ["b"]}).baseline_arm == "tuned"
     assert CompareSpec(arms={"tuned": ["a"], "base": ["b"]}, baseline="tuned").baseline_arm == "tuned"
+
+
+def test_the_printed_summary_fits_80_columns_and_wide_gives_tables(tmp_path):
+    table = write_csv(tmp_path / "t.csv", crossed_rows({"a": 0.0, "base": 0.5}, n_items=10))
+    narrow = run_compare(table)
+    assert narrow.returncode == 0 and max(len(line) for line in narrow.stdout.splitlines()) <= 80, narrow.stdout
+    assert "  vs baseline: Δ " in narrow.stdout and "|" not in narrow.stdout  # a block per row, no table
+    wide = run_compare(table, "--wide").stdout
+    assert "vs baseline" in wide and "  vs baseline: Δ " not in wide  # the Markdown tables

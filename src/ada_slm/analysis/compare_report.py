@@ -53,7 +53,7 @@ def summary_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
         c = comp.comparisons.get(a.primary) if comp else None
         vs = "—"
         if c:
-            vs = f"Δ {report_doc.signed(c.delta)} ({report._verdict(c)}); {report_doc.ratio_ci(c)}"
+            vs = f"Δ {report_doc.signed(c.delta)} ({stats.short_verdict(c)}); {report_doc.ratio_ci(c)}"
         rows.append([name + (" (baseline)" if name == result.spec.baseline_arm else ""), str(arm.n_complete),
                      report_doc.ci4(iv), report_doc.components(vc, iv is not None and iv.n_items <= 1), vs])
     return ["arm", "runs", f"{a.primary} [95% CI]", "run SD / item SD", "vs baseline"], rows

@@ -83,6 +83,29 @@ class Doc:
             out.append("")
         return "\n".join(out)
 
+    def plain(self, width: int) -> str:
+        """The document for a terminal of `width` columns: headings and paragraphs wrapped, each table row as a
+        block — its first cell, then "column: cell" lines — so nothing wraps a row over many lines. Images are
+        named, not drawn."""
+        import textwrap
+
+        out = []
+        for b in self.blocks:
+            if b[0] == "h":
+                out += ["", textwrap.fill(b[2], width).upper() if b[1] <= 2 else textwrap.fill(b[2], width)]
+            elif b[0] == "p":
+                out.append(textwrap.fill(b[1].replace("**", ""), width))
+            elif b[0] == "table":
+                for row in b[2]:
+                    out.append(textwrap.fill(row[0], width))
+                    for head, cell in zip(b[1][1:], row[1:]):
+                        out.append(textwrap.fill(f"{head}: {cell}", width, initial_indent="  ",
+                                                 subsequent_indent="    "))
+            elif b[0] == "img":
+                out.append(f"[plot: {b[2]} — in the HTML report]")
+            out.append("")
+        return "\n".join(out)
+
     def html(self, title: str) -> str:
         parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
                  "<style>body{font-family:system-ui,sans-serif;max-width:1600px;margin:2em auto;padding:0 1.5em;"

@@ -64,6 +64,9 @@ def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, m
     return spec
 
 
+WIDE_COLUMNS = 120  # below this, the printed summary gives a block per table row
+
+
 @app.command("compare")
 @user_errors
 def compare(
@@ -91,6 +94,8 @@ def compare(
                                        "here (default: print the summary only); a folder holding a report is "
                                        "refused unless --force."),
     force: bool = typer.Option(False, "--force", help="With --out: replace a report already there."),
+    wide: bool = typer.Option(False, "--wide", help="Print the tables as tables even in a terminal under "
+                              f"{WIDE_COLUMNS} columns or a pipe (there: a block per row)."),
     as_json: bool = typer.Option(False, "--json", help="Print the typed result as JSON (for scripts)."),
     serve: bool = typer.Option(False, "--serve", help="Then show the result on `study serve`'s page in the "
                                "browser (read once; Ctrl-C stops)."),
@@ -120,7 +125,10 @@ def compare(
     else:
         doc = render(result)
         doc.blocks = [b for b in doc.blocks if not (b[0] == "h" and b[1] == 1)]
-        console.print(Markdown(doc.markdown()))
+        if wide or console.width >= WIDE_COLUMNS:
+            console.print(Markdown(doc.markdown()))
+        else:  # a narrow terminal or a pipe: a block per table row, nothing wrapped over nine lines
+            console.print(doc.plain(console.width), highlight=False, markup=False)
     if sock is not None:
         _serve(result, spec.name, out, sock, host, as_json)
 
