@@ -61,3 +61,10 @@ def test_generation_and_data_sizes_are_capped():
         EvalSettings(max_new_tokens=10 ** 9)
     assert MAX_NEW_TOKENS == 4096
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4_000_000  # nothing was built
+
+
+def test_a_typo_in_a_rule_config_is_refused_when_the_study_loads(tmp_path):
+    path = _study(tmp_path, 2, [0, 1], "decision:\n  questions: {rank: {compare: a1, against: a0}}\n  rules:\n"
+                  "    - {when: {rank: true}, recommend: more, config: {lora: {rr: 32}}}\n")
+    with pytest.raises(UserError, match=r"decision.rules.0.config: unknown key 'lora.rr'"):
+        load_study(path)

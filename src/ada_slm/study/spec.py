@@ -257,9 +257,22 @@ def read_spec_file(run_dir: Path) -> SpecFile:
 def load_study(path: str | Path) -> Study:
     raw = load_yaml(path)
     try:
-        return Study.model_validate(raw)
+        study = Study.model_validate(raw)
     except ValidationError as e:
         raise UserError(format_validation_error(e, str(path))) from None
+    _check_rule_configs(study, str(path))
+    return study
+
+
+def _check_rule_configs(study: Study, source: str) -> None:
+    """Each decision rule's `config` is a run config over the baseline arm's, checked when the study loads — a typo
+    (`lora: {rr: 32}`) is one line at `study plan`, not a surprise after the runs when the rule matches."""
+    if study.decision is None:
+        return
+    baseline = deep_merge(study.defaults, study.arms.get(study.baseline, {}))
+    for i, rule in enumerate(study.decision.rules):
+        if rule.config:
+            validate_config(deep_merge(baseline, rule.config), f"{source}: decision.rules.{i}.config")
 
 
 def arm_config(study: Study, arm: str, preset: ScalePreset, source: str) -> TrainConfig:
