@@ -186,3 +186,19 @@ def test_study_status_shows_a_record_that_parses_badly_as_corrupt(tmp_path):
                        capture_output=True, text=True)  # on main: a ValueError / RecursionError traceback
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     assert p.stdout.count("corrupt") >= 2 and "4300 digits" in p.stdout and "nested deeper" in p.stdout
+
+
+def test_the_config_of_a_record_has_the_adapter_peft_built():
+    """With init_adapter the continued adapter's shape wins (facts.resolved_lora): a run configured r 16 on an r 4
+    adapter is r 4 in every label and factor the analysis derives from its config."""
+    from ada_slm.run.records import RunRecord, config_of
+
+    rec = RunRecord.model_validate({"config": {"lora": {"r": 16, "alpha": 32, "init_adapter": "exports/x"},
+                                               "resolved_lora": {"r": 4, "alpha": 8, "use_dora": False}},
+                                    "status": {"state": "complete"}})
+    cfg = config_of(rec)
+    assert (cfg.lora.r, cfg.lora.alpha) == (4, 8) and cfg.label().startswith("r4/α8")
+    assert rec.config.lora.r == 16  # the record itself keeps what was configured
+    plain = RunRecord.model_validate({"config": {"lora": {"r": 16, "alpha": 32}, "resolved_lora": {"r": 16,
+                                                 "alpha": 32}}, "status": {"state": "complete"}})
+    assert config_of(plain) is plain.config

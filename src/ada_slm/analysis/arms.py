@@ -93,7 +93,8 @@ def _config_that_ran(arm: ArmData, spec: RunSpec, record: records.RunRecord) -> 
         ran, why = None, format_validation_error(e, f"{spec.run_dir / records.RECORD}: config") + \
             "; the study file's config is shown"
     else:
-        changed = differences(ran, spec.train) if ran is not None else {}
+        # what was configured then against what is configured now (ran has the adapter PEFT built: not an edit)
+        changed = differences(record.config, spec.train) if ran is not None else {}
         why = ", ".join(f"{k} {v[0]} (the file now: {v[1]})" for k, v in changed.items()) if changed else None
         why = why and f"{spec.key} ran with {why}"
     if why and arm.edited is None:

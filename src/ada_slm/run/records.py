@@ -245,8 +245,19 @@ class RunRecord(Section):
 
 
 def config_of(record: RunRecord | None) -> TrainConfig | None:
-    """The TrainConfig a run trained with, from its record; None for the base arm or without a record."""
-    return record.config if record is not None else None
+    """The TrainConfig a run trained with, from its record; None for the base arm or without a record. The
+    adapter's shape is what PEFT built (facts.resolved_lora): with `lora.init_adapter` the continued adapter's
+    r, alpha, rsLoRA and DoRA win over the config's, and every label, factor and plot must say so."""
+    if record is None or record.config is None:
+        return None
+    built = record.facts.resolved_lora if record.facts is not None else None
+    if built is None:
+        return record.config
+    shape = {k: v for k, v in (("r", built.r), ("alpha", built.alpha), ("use_rslora", built.use_rslora),
+                               ("use_dora", built.use_dora)) if v is not None and getattr(record.config.lora, k) != v}
+    if not shape:
+        return record.config
+    return record.config.model_copy(update={"lora": record.config.lora.model_copy(update=shape)})
 
 
 def base_model(record: RunRecord) -> str | None:
