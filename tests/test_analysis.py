@@ -279,3 +279,26 @@ def test_runs_of_different_precision_are_a_factor_and_confound_another(study_spe
     trained_in("r32", "bf16", "fp32", "fp32")
     comp = analysis._compare_arm(study, arms["r32"], arms["b16"], {})
     assert comp.factors.factors["precision"] == ("bf16 + fp32", "fp32")
+
+
+def test_the_report_opens_with_the_answer_and_no_cell_reads_nan(study_specs):
+    """One run per arm (no seed-level test): every cell says why there is no interval, none reads nan; the answer
+    block comes before the first table, and a proportion's CI stays inside [0, 1]."""
+    study, specs = study_specs
+    rng = np.random.default_rng(8)
+    arms = simulate_arms(study, specs, rng, {"b16": 0.3, "r32": 0.5, "data5k": 0.3},
+                         losses={"b16": 2.0, "r32": 1.9, "data5k": 2.0})
+    for arm in arms.values():  # keep seed 0 only
+        arm.records = {0: arm.records[0]}
+        arm.states = {0: "complete"}
+        arm.scores = {m: {s: v for s, v in per.items() if s == 0} for m, per in arm.scores.items()}
+    a = analysis.analyse(study, specs, arms=arms)
+    md = build_report_text(study, specs, a)
+    assert "nan" not in md.lower().replace("nanosecond", ""), [line for line in md.splitlines() if "nan" in line]
+    assert md.index("## The answer") < md.index("| arm |") and "no CI: one run" in md
+    assert "n/a (one run per arm: no CI)" in md and "no test (one run)" in md
+    from ada_slm.analysis import stats
+    from ada_slm.analysis.report_doc import ci4
+    y = np.array([[1.0] * 30 + [0.0], [1.0] * 31, [1.0] * 29 + [0.0, 0.0]])  # a proportion near 1
+    iv = stats.arm_interval(y)
+    assert iv.high > 1 and ci4(iv).endswith("1.0000] (clipped to [0, 1])")
