@@ -58,9 +58,10 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
         else:
             evidence = f"Δ {signed(c.delta)} on {d.metric} (Holm p {stats.format_p(x.p_holm)})"
         pairing = f", {c.pairing}" if c.pairing != "unpaired" else ""
-        change = "" if x.yes else _what_would_change(a, x)
-        lines.append(head + f"**{x.answer}** — {evidence}{pairing}" + (" — confounded" if x.confounded else "")
-                     + "." + change)
+        other_way = x.test == "better" and not x.yes and c.supported  # a clear difference, the wrong way
+        change = "" if x.yes or other_way else _what_would_change(a, x)
+        lines.append(head + f"**{x.answer}**" + (" — the other direction is supported" if other_way else "")
+                     + f" — {evidence}{pairing}" + (" — confounded" if x.confounded else "") + "." + change)
     if d is not None:
         lines.append(f"**Next run:** {d.rule.recommend}" if d.rule else "**Next run:** no rule matches these answers.")
     if a.study.criteria:
