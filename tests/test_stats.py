@@ -142,6 +142,8 @@ def test_ratio_only_over_a_baseline_clearly_above_zero_and_the_noise_floor():
     assert c.ratio[1] < c.ratio[0] < c.ratio[2] and c.percent[0] == pytest.approx(100 * (c.ratio[0] - 1))
     below = stats.compare(some, clear, "m", noise_floor=0.5)  # below the base model's floor
     assert below.ratio is None and below.ratio_note == "n/a (baseline ≤ base model's floor)"
+    nothing = stats.compare(zero, clear, "m")  # a clear baseline, an arm at 0: the reason is the arm, not the baseline
+    assert nothing.ratio is None and nothing.ratio_note == "n/a (this arm's mean is 0)"
 
 
 def test_ratio_interval_covers():

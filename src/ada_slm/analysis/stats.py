@@ -17,8 +17,7 @@ gets its variance from
 with Welch–Satterthwaite degrees of freedom, a t interval and a t p-value: the interval targets the population
 of items (not only these 133) and of training runs. At 3 vs 3 runs that is a t with ≈ 4 d.f., not a normal.
 
-Fixed by the design before any score (`pairing.Design`): runs paired by seed (one matrix, Y_a − Y_b of the same
-seeds) and items in clusters (templates: a cluster-robust item part with clusters − 1 d.f.).
+Fixed by the design (`pairing.Design`): runs paired by seed (one matrix Y_a − Y_b), items clustered by template.
 
   Interval / arm_interval  mean and 95 % CI of one arm
   compare                  Δ of two arms: CI, t p, exact permutation (sign-flip) p, % and × over a clear baseline
@@ -26,8 +25,7 @@ seeds) and items in clusters (templates: a cluster-robust item part with cluster
   equivalence              TOST with a stated margin: the only way this module claims "no difference"
   variance_components      seed-to-seed SD vs item SD vs residual SD of one arm
 
-Contrasts over several arms (a 2 × 2, an ordered factor) are in `factorial`, the power of the rule by
-simulation in `power`, what differs between arms in `design`: this module knows numbers only, no configs.
+Contrasts of several arms: `factorial`; power: `power`; what differs between arms: `design` (numbers only here).
 """
 
 from __future__ import annotations
@@ -356,6 +354,8 @@ def _ratio(result: Comparison, m: Matrices, noise_floor: float) -> None:
         result.percent = tuple(100 * (r - 1) for r in result.ratio)
     elif baseline.low > 0 and baseline.mean <= noise_floor:
         result.ratio_note = "n/a (baseline ≤ base model's floor)"
+    elif baseline.low > 0:  # a clear baseline, this arm's mean 0: no log ratio
+        result.ratio_note = "n/a (this arm's mean is 0)"
     else:
         result.ratio_note = "n/a (baseline ≈ 0)"
 
