@@ -38,6 +38,7 @@ from ada_slm.run.metrics import METRICS, RUN_METRICS
 
 TABLE_SUFFIXES = (".csv", ".jsonl", ".parquet")
 MAX_TABLE_ROWS = 10_000_000  # rows of one table (run × item × metric), checked from a Parquet footer before reading
+PARQUET_BATCH = 65_536  # rows a Parquet table is read in
 
 
 # ------------------------------------------------------------------------------------------ lm-eval
@@ -280,28 +281,38 @@ def _table_rows(path: Path):
         for n, row in iter_jsonl(path, input_limit()):
             yield f"{path}:{n}", row
     elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # heavy: only a parquet table needs it
-
-        try:
-            with open_regular(path, input_limit()) as f:
-                meta = pq.ParquetFile(f).metadata  # the footer only: rows and inflated size before any is read
-                inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-                if meta.num_rows > MAX_TABLE_ROWS or inflated > input_limit():
-                    raise UserError(f"{path}: {meta.num_rows:,} rows, {inflated / 2**20:,.0f} MiB once read: over "
-                                    f"the limits of {MAX_TABLE_ROWS:,} rows and {input_limit() / 2**20:g} MiB "
-                                    f"({LIMIT_HINT})")
-            table = pq.read_table(path)
-        except UserError:
-            raise
-        except Exception as e:  # pyarrow's ArrowInvalid and friends: say what it said, on one line
-            raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-        missing = [c for c in TABLE_COLUMNS if c not in table.column_names]
-        if missing:
-            raise UserError(f"{path}: no column {missing[0]!r} (a table needs columns {', '.join(TABLE_COLUMNS)})")
-        for n, row in enumerate(table.to_pylist(), 1):
-            yield f"{path} row {n}", row
+        yield from _parquet_rows(path)
     else:
         raise UserError(f"{path}: a table is .csv, .jsonl or .parquet")
+
+
+def _parquet_rows(path: Path):
+    """(where, row dict) of a Parquet table, streamed in batches after its footer is checked against the limits:
+    a table of millions of rows is refused before any is read, and a bad row stops the read."""
+    import pyarrow.parquet as pq  # heavy: only a parquet table needs it
+
+    try:
+        with open_regular(path, input_limit()) as f:
+            parquet = pq.ParquetFile(f)
+            meta = parquet.metadata
+            inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            if meta.num_rows > MAX_TABLE_ROWS or inflated > input_limit():
+                raise UserError(f"{path}: {meta.num_rows:,} rows, {inflated / 2**20:,.0f} MiB once read: over "
+                                f"the limits of {MAX_TABLE_ROWS:,} rows and {input_limit() / 2**20:g} MiB "
+                                f"({LIMIT_HINT})")
+            missing = [c for c in TABLE_COLUMNS if c not in parquet.schema_arrow.names]
+            if missing:
+                raise UserError(f"{path}: no column {missing[0]!r} (a table needs columns "
+                                f"{', '.join(TABLE_COLUMNS)})")
+            n = 0
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH):
+                for row in batch.to_pylist():
+                    n += 1
+                    yield f"{path} row {n}", row
+    except UserError:
+        raise
+    except Exception as e:  # pyarrow's ArrowInvalid and friends: say what it said, on one line
+        raise UserError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
 
 
 def read_table(path: str | Path, arm: str | None = None) -> list[ImportedRun]:
