@@ -20,6 +20,7 @@ N_ITEMS = 133
 STUDY = """
 name: q
 baseline: b16
+pairing: none   # simulate() draws every run's training effect independently: no seed blocks to pair
 seeds: [0, 1, 2]
 defaults:
   base: tiny-lfm2

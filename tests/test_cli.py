@@ -80,17 +80,17 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_study_power_takes_the_item_count_from_the_suite():
     # today's default was a hard-coded 133 whatever the suite: the quick scale scores 16 items, the generated
-    # suite 1,000; the Holm family is the questions the scale asks (phase14d quick and cpu: rank alone — split
-    # compares identical runs and data is capped or skipped; full: rank and data)
+    # suite 1,000; the Holm family is the questions the scale asks (phase14d quick: rank and split — data is
+    # capped, batch skipped; cpu: rank, split and batch — data skipped; full: all four)
     stated = ["study", "power", "phase14d", "--run-mean-sd", "0.0136", "--interaction-sd", "0.175"]
     quick = runner.invoke(app, [*stated, "--scale", "quick"])
     assert quick.exit_code == 0, quick.output
-    assert "16 items), α 0.05" in quick.output
+    assert "16 items), α 0.025" in quick.output
     wide = runner.invoke(app, [*stated, "--scale", "cpu", "--suite", "agl-heldout"])
-    assert wide.exit_code == 0 and "1000 items), α 0.05" in wide.output
-    assert "133 items), α 0.025" in runner.invoke(app, [*stated, "--scale", "full"]).output  # rank and data
+    assert wide.exit_code == 0 and "1000 items), α 0.0167" in wide.output
+    assert "133 items), α 0.0125" in runner.invoke(app, [*stated, "--scale", "full"]).output  # all four
     multilang = runner.invoke(app, [*stated, "--scale", "cpu"])
-    assert "133 items), α 0.05" in multilang.output
+    assert "133 items), α 0.0167" in multilang.output
     detectable = [float(line.rsplit(" ", 3)[-3] if "(now)" in line else line.rsplit(" ", 1)[-1])
                   for out in (multilang.output, wide.output) for line in out.splitlines() if "runs per arm" in line]
     assert detectable[0] > detectable[5]  # 3 runs per arm: 1,000 items detect a smaller Δ than 133

@@ -22,12 +22,13 @@ def test_phase14d_expands_as_designed():
     study = load_study(STUDIES / "phase14d.yaml")
     specs = expand(study, "phase14d.yaml")
     arms = {s.arm: s for s in specs if s.seed == 0}
-    assert list(arms) == ["base", "v9B", "v9C", "v9D", "v9E", "v9B-5k"]
-    assert len(specs) == 6 * 3
+    assert list(arms) == ["base", "v9B", "v9C", "v9D", "v9E", "v9B-5k", "v9C-ran"]
+    assert len(specs) == 7 * 3
     for name in ("v9B", "v9C", "v9D", "v9E", "v9B-5k"):
         t = arms[name].train
-        assert t.effective_batch == 16  # the seed's intended effective batch, every arm
-        assert t.base == "LiquidAI/LFM2-350M" and t.epochs == 3
+        assert t.effective_batch == 16  # the seed's intended effective batch, every arm but the as-ran one
+        assert t.base == "LiquidAI/LFM2-350M" and t.epochs == 3 and t.loss.normalisation == "micro_batch"
+    assert arms["v9C-ran"].train.effective_batch == 64  # v9C as the seed actually ran it
     assert (arms["v9C"].train.batch.micro, arms["v9C"].train.batch.accum) == (1, 16)
     assert arms["v9E"].train.lora.r == 48 and arms["v9B-5k"].train.data.size == 5000
     assert arms["base"].train is None

@@ -226,7 +226,8 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
             comparisons[name] = {"notes": [report.no_comparison_note(arm)], "rows": []}
             continue
         head, rows = report.comparison_table(a, comp)
-        notes = [report.factor_note(comp, name), report.equivalence_note(a, comp)]
+        notes = [report.factor_note(comp, name) + report.samples_note(comp.comparisons.get(a.primary)),
+                 report.equivalence_note(a, comp)]
         comparisons[name] = {
             "header": head, "notes": [n for n in notes if n],
             "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": _interval(c.delta),

@@ -67,6 +67,15 @@ def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, m
 WIDE_COLUMNS = 120  # below this, the printed summary gives a block per table row
 
 
+def _print_summary(doc, wide: bool) -> None:
+    """The report without its title: Markdown tables in a wide terminal (or with --wide), else a block per row."""
+    doc.blocks = [b for b in doc.blocks if not (b[0] == "h" and b[1] == 1)]
+    if wide or console.width >= WIDE_COLUMNS:
+        console.print(Markdown(doc.markdown()))
+    else:  # a narrow terminal or a pipe: a block per table row, nothing wrapped over nine lines
+        console.print(doc.plain(console.width), highlight=False, markup=False)
+
+
 @app.command("compare")
 @user_errors
 def compare(
@@ -123,12 +132,7 @@ def compare(
     if as_json:
         print(json.dumps(to_json(result), ensure_ascii=False, indent=2))
     else:
-        doc = render(result)
-        doc.blocks = [b for b in doc.blocks if not (b[0] == "h" and b[1] == 1)]
-        if wide or console.width >= WIDE_COLUMNS:
-            console.print(Markdown(doc.markdown()))
-        else:  # a narrow terminal or a pipe: a block per table row, nothing wrapped over nine lines
-            console.print(doc.plain(console.width), highlight=False, markup=False)
+        _print_summary(render(result), wide)
     if sock is not None:
         _serve(result, spec.name, out, sock, host, as_json)
 
