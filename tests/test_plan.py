@@ -115,3 +115,14 @@ def test_a_runs_overhead_is_measured_from_its_whole_wall_time(tmp_path):
     assert "1 thread(s) per run" in t.source
     assert plan.throughput_for("avx2", "fp32", "smollm2-135m", 256, {plan.machine_key(
         "avx2", "fp32", "smollm2-135m", 256): {"tokens_per_s": 1.0, "tokens_per_sequence": 1.0}}).overhead_s is None
+
+
+def test_study_plan_refuses_a_plan_over_its_budget_unless_forced(tmp_path):
+    env = os.environ | {"ADA_SLM_CACHE": str(tmp_path / "cache")}
+    args = CLI + ["study", "plan", "phase14d", "--scale", "cpu", "--results", str(tmp_path / "r"), "--jobs", "2"]
+    over = subprocess.run(args + ["--budget-hours", "0.01"], capture_output=True, text=True, env=env)
+    assert over.returncode == 1 and over.stdout == "" and "over --budget-hours 0.01" in over.stderr
+    assert len(over.stderr.strip().splitlines()) == 1
+    forced = subprocess.run(args + ["--budget-hours", "0.01", "--force"], capture_output=True, text=True, env=env)
+    assert forced.returncode == 0 and "v9C-ran" in forced.stdout
+    assert subprocess.run(args + ["--budget-hours", "100"], capture_output=True, text=True, env=env).returncode == 0

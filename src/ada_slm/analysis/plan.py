@@ -294,13 +294,9 @@ def repeated_computations(study, specs) -> list[str]:
     return lines
 
 
-def plan_report(study, specs, measured_rate: float | None, measured_per_seq: float | None,
-                store: dict | None = None, jobs: int = 1) -> list[str]:
-    """The lines `study plan` prints after its table: estimated time (this study's runs, else this machine
-    kind's kept measurement, else the README's estimate) of the runs `jobs` at a time, and the power of the
-    design."""
-    lines = []
-    store = read_store() if store is None else store
+def estimated_seconds(specs, measured_rate: float | None, measured_per_seq: float | None, store: dict):
+    """(training, generation, set-up seconds summed over the runs still to do, the throughput sources used, the
+    base models without one): what `plan_report` prints and `study plan --budget-hours` checks."""
     total_train = total_eval = total_rest = 0.0
     sources, missing = {}, set()
     for s in specs:
@@ -314,6 +310,18 @@ def plan_report(study, specs, measured_rate: float | None, measured_per_seq: flo
         if state_of(s) != "done":
             train, generation, rest = run_seconds(s, t, n_items)
             total_train, total_eval, total_rest = total_train + train, total_eval + generation, total_rest + rest
+    return total_train, total_eval, total_rest, sources, missing
+
+
+def plan_report(study, specs, measured_rate: float | None, measured_per_seq: float | None,
+                store: dict | None = None, jobs: int = 1) -> list[str]:
+    """The lines `study plan` prints after its table: estimated time (this study's runs, else this machine
+    kind's kept measurement, else the README's estimate) of the runs `jobs` at a time, and the power of the
+    design."""
+    lines = []
+    store = read_store() if store is None else store
+    total_train, total_eval, total_rest, sources, missing = estimated_seconds(specs, measured_rate,
+                                                                             measured_per_seq, store)
     for source, t in sources.items():
         lines.append(f"throughput: {t.tokens_per_s:,.0f} tokens/s, {t.tokens_per_sequence:.0f} tokens per sequence "
                      f"— {source}")

@@ -43,6 +43,10 @@ def study_plan(
     jobs: Optional[int] = JOBS_OPT,
     wide: bool = typer.Option(False, "--wide", help="The table of every run even in a terminal under "
                               f"{WIDE_COLUMNS} columns (there: one block per arm)."),
+    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.0, help="Refuse (exit 1, one line) "
+                                                 "a plan whose estimated wall time is over this many hours, "
+                                                 "unless --force."),
+    force: bool = typer.Option(False, "--force", help="With --budget-hours: print the plan even over budget."),
 ):
     """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
     the design — before any run from this machine kind's kept throughput (or the README's estimate) and default
@@ -56,6 +60,9 @@ def study_plan(
     rate, per_seq = measured_throughput(specs)
     plan.remember(plan.finished_records(specs))
     store = plan.read_store()
+    if jobs is not None and not 1 <= jobs <= 64:
+        raise UserError(f"--jobs {jobs}: choose 1 to 64 runs at once")
+    _check_budget(plan.estimated_seconds(specs, rate, per_seq, store), jobs or _default_jobs(), budget_hours, force)
     rows = []
     for s in specs:
         fd = factors_of(s.train, base_spec.train if base_spec else None)
@@ -74,14 +81,22 @@ def study_plan(
         console.print(table)
     else:
         _plan_blocks(title, rows)
-    if jobs is not None and not 1 <= jobs <= 64:
-        raise UserError(f"--jobs {jobs}: choose 1 to 64 runs at once")
     for line in plan.plan_report(study, specs, rate, per_seq, store, jobs or _default_jobs()):
         indent = " " * (len(line) - len(line.lstrip()) + 2)
         console.print(line if wide else textwrap.fill(line, width=max(40, min(console.width, WIDE_COLUMNS)),
                                                       subsequent_indent=indent), highlight=False, markup=False)
     if until_decided:
         _plan_adaptive(study, path, scale, specs, results, exports, max_seeds)
+
+
+def _check_budget(estimate, jobs: int, budget_hours: float | None, force: bool) -> None:
+    """`study plan --budget-hours H`: one line and exit 1 when the estimated wall time is over H (not with
+    --force). Before the table: a plan that will not be run is not printed."""
+    train, generation, rest, sources, _ = estimate
+    wall_h = (train + generation + rest) / max(1, jobs) / 3600
+    if budget_hours is not None and sources and wall_h > budget_hours and not force:
+        raise UserError(f"the plan's estimated wall time is {wall_h:.1f} h, over --budget-hours {budget_hours:g} "
+                        "(fewer arms or seeds with --only / --seeds, a smaller scale, or --force to print it)")
 
 
 def _plan_blocks(title: str, rows) -> None:
