@@ -131,7 +131,7 @@ def test_study_plan_and_run_share_one_option_set():
 
     plan, run = inspect.signature(study_plan).parameters, inspect.signature(study_run).parameters
     shared = ["file", "scale", "only", "seeds", "results", "exports", "max_seeds", "jobs"]
-    assert set(plan) & set(run) == {*shared, "until_decided"}  # --until-decided: each says what it does with it
+    assert set(plan) & set(run) == {*shared, "until_decided", "budget_hours"}  # each says what it does with them
     for name in shared:
         assert plan[name].default is run[name].default, name
     import typer
