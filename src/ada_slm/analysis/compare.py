@@ -68,9 +68,11 @@ TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # what names a samples_<task>_<time
 def _check_lm_eval_shape(path: Path, results: dict) -> None:
     """The fields read from a results file, each of the type lm-eval writes, before any is used: task names that
     name a file beside it (no '/' or '..'), a config and higher_is_better that are mappings."""
-    for task in results["configs"]:
+    for task, config in results["configs"].items():
         if not TASK_NAME.fullmatch(task) or task in (".", ".."):
             raise UserError(f"{path}: task name {task!r} cannot name a samples file (letters, digits, '_', '.', '-')")
+        if not isinstance(config, dict):
+            raise UserError(f"{path}: configs.{task} is {type(config).__name__}, not an object")
     for key in ("config", "higher_is_better", "versions", "n-shot"):
         if results.get(key) is not None and not isinstance(results[key], dict):
             raise UserError(f"{path}: '{key}' is {type(results[key]).__name__}, not an object as lm-eval writes it")
@@ -121,7 +123,7 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
                     raise UserError(f"{where}: doc_id {row['doc_id']} of {task} scored twice on {name}")
                 value = row.get(metric)
                 per_item[item] = number(value, f"{where}: {metric}") if not isinstance(value, list) else None
-        for metric, higher in (results.get("higher_is_better", {}).get(task) or {}).items():
+        for metric, higher in ((results.get("higher_is_better") or {}).get(task) or {}).items():
             if higher is False:
                 lower.add(metric)
     config = results.get("config") or {}
