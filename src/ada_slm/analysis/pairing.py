@@ -32,6 +32,11 @@ def clustered_mean_variance(d: np.ndarray, clusters: np.ndarray | None) -> tuple
     return (totals ** 2).sum(-1) * g / (g - 1) / (n * n), g
 
 
+def finite_columns(mats: list[np.ndarray]) -> np.ndarray:
+    """The items (columns) scored in every run of every one of `mats`."""
+    return np.all([np.isfinite(m).all(axis=-2) for m in mats], axis=0)
+
+
 def align(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
     """Matrices A[run, item], B[run, item] over the items every run of both arms has (runs need not pair)."""
     A, B, _ = align_items(a, b)
@@ -93,7 +98,7 @@ def matrices(a: dict, b: dict, design: Design | None = None) -> Matrices | None:
     if A.size == 0:
         return None
     labels = None if design.clusters is None else np.array([design.clusters.get(i, i) for i in items], dtype=object)
-    keep = np.all([np.isfinite(m).all(axis=-2) for m in (A, B)], axis=0)
+    keep = finite_columns([A, B])
     if not keep.any():
         return None
     out = Matrices(A[:, keep], B[:, keep], None if labels is None else labels[keep])

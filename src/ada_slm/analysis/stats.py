@@ -37,7 +37,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ada_slm.analysis.pairing import (PAIRINGS, Design, Matrices, align, align_items,  # noqa: F401 (re-exported)
-                                      clustered_mean_variance, matrices)
+                                      clustered_mean_variance, finite_columns, matrices)
 from ada_slm.analysis.permutation import N_PERM, permutation_p, sign_flip_p
 
 ALPHA = 0.05
@@ -60,12 +60,10 @@ class Interval:
         return self.low > 0 or self.high < 0
 
 
-def finite_items(mats: list[np.ndarray], clusters: np.ndarray | None = None):
-    """Keep the items (columns) scored in every run of every arm: the contrast is over shared items. With
-    `clusters` (a label per column), returns (matrices, the kept columns' labels)."""
-    keep = np.all([np.isfinite(m).all(axis=-2) for m in mats], axis=0)
-    kept = [m[..., keep] for m in mats]
-    return kept if clusters is None else (kept, clusters[keep])
+def finite_items(mats: list[np.ndarray]) -> list[np.ndarray]:
+    """Keep the items (columns) scored in every run of every arm: the contrast is over shared items."""
+    keep = finite_columns(mats)
+    return [m[..., keep] for m in mats]
 
 
 def _arm_summary(y: np.ndarray):
