@@ -6,13 +6,15 @@ A run config is YAML; any field can be overridden on the command line as `key.su
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, WithJsonSchema, create_model, model_validator
 
 from ada_slm.errors import UserError
 from ada_slm.agl import MAX_CORPUS_SIZE
@@ -334,6 +336,44 @@ def validate_config(raw: dict, source: str) -> TrainConfig:
         return TrainConfig.model_validate(raw)
     except ValidationError as e:
         raise UserError(format_validation_error(e, source)) from None
+
+
+@functools.cache
+def patch_model(model: type[BaseModel]) -> type[Strict]:
+    """`model` with every field optional (None: not set) and the same types and bounds, nested sections too, unknown
+    keys rejected: what a layer that changes part of a config (a study's defaults, an arm, a scale preset, a rule)
+    may hold. Derived from the model, so a field added to TrainConfig is one a patch can set."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, Strict):
+            kind = patch_model(kind)
+        elif info.metadata:  # the field's bounds (gt=0, le=…) apply to a value that is set
+            kind = Annotated[(kind, *info.metadata)]  # type: ignore[assignment]
+        fields[name] = (Optional[kind], Field(None, description=info.description))
+    return create_model(f"{model.__name__}Patch", __base__=Strict, __doc__=f"Part of a {model.__name__}: "
+                        "every field optional.", **fields)
+
+
+TrainConfigPatch = patch_model(TrainConfig)
+
+
+def patch_layer(model: type[BaseModel], raw: Any) -> dict:
+    """A patch mapping (nested or `key.sub` keys) checked against `model`'s patch and returned as the nested mapping
+    of the fields it sets, values in their validated form; a mistake is a ValueError naming every bad key."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected a mapping of config keys, got {type(raw).__name__}")
+    try:
+        patch = patch_model(model).model_validate(expand_dotted(raw))
+    except ValidationError as e:  # the patch classes are this module's, not words the user knows
+        raise ValueError(re.sub(r" or instance of \w+Patch", "", format_validation_error(e, "")[2:])) from None
+    return patch.model_dump(exclude_unset=True)
+
+
+# A study's `defaults`, an arm, a scale preset's overrides and a decision rule's `config`: part of a TrainConfig,
+# checked field by field when the study file is read, held as the nested mapping that deep_merge lays over a config.
+ConfigPatch = Annotated[dict[str, Any], BeforeValidator(lambda raw: patch_layer(TrainConfig, raw)),
+                        WithJsonSchema(TrainConfigPatch.model_json_schema())]
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:

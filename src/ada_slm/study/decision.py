@@ -3,11 +3,11 @@ adaptive rounds and the success criteria (spec.py's `Study` holds them)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from ada_slm.run.config import expand_dotted
+from ada_slm.run.config import ConfigPatch
 from ada_slm.schema import Strict  # noqa: F401  (study.spec imports it from here)
 from ada_slm.run.metrics import METRICS, RUN_METRICS
 
@@ -37,12 +37,8 @@ class Question(Strict):
 class Rule(Strict):
     when: dict[str, bool] = Field(default_factory=dict, description="Answers required; {} matches anything.")
     recommend: str = Field(..., description="What to run next, in words.")
-    config: dict[str, Any] = Field(default_factory=dict, description="Overrides of the baseline's config.")
-
-    @field_validator("config")
-    @classmethod
-    def _nested(cls, v: dict) -> dict:
-        return expand_dotted(v)
+    config: ConfigPatch = Field(default_factory=dict, description="Run-config keys laid over the baseline arm's "
+                                "config: the next run this rule recommends (checked when the study is read).")
 
 
 class Decision(Strict):

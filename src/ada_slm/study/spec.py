@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, check_name, path_under, read_regular
 from ada_slm.run import models, records
-from ada_slm.run.config import (SEED_LIMIT, TrainConfig, deep_merge, expand_dotted, format_validation_error,
-                                load_yaml, validate_config)
+from ada_slm.run.config import (SEED_LIMIT, ConfigPatch, TrainConfig, deep_merge, format_validation_error,
+                                load_yaml, patch_layer, validate_config)
 from ada_slm.run.suites import MAX_NEW_TOKENS
 from ada_slm.run.tracking import Tracking
 from ada_slm.study.decision import Adaptive, Criterion, Decision, Strict, check_metric
@@ -59,15 +59,20 @@ class EvalSettings(Strict):
     limit: Optional[int] = Field(None, gt=0, description="Only N suite items, spread evenly over the suite.")
 
 
+# A scale preset's `eval`: part of EvalSettings, checked when the study file is read.
+EvalPatch = Annotated[dict[str, Any], BeforeValidator(lambda raw: patch_layer(EvalSettings, raw))]
+
+
 class ScalePreset(Strict):
     """A named size of the study: `quick` for CPU demos, `full` for the seed's sizes."""
 
     description: str = ""
-    overrides: dict[str, Any] = Field(default_factory=dict, description="key.sub: value applied to the "
-                                      "defaults, before each arm's own overrides (e.g. base, data.size, max_steps).")
-    arms: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per-arm overrides applied last, "
-                                            "to keep an arm's difference at this scale (e.g. a smaller data arm).")
-    eval: dict[str, Any] = Field(default_factory=dict, description="Overrides of the eval settings.")
+    overrides: ConfigPatch = Field(default_factory=dict, description="Run-config keys (nested or key.sub) laid "
+                                   "over the defaults, before each arm's own overrides (e.g. base, data.size, "
+                                   "max_steps).")
+    arms: dict[str, ConfigPatch] = Field(default_factory=dict, description="Per-arm overrides applied last, "
+                                         "to keep an arm's difference at this scale (e.g. a smaller data arm).")
+    eval: EvalPatch = Field(default_factory=dict, description="Overrides of the eval settings.")
     seeds: Optional[list[int]] = Field(None, description="Seeds for this preset (default: the study's).")
     skip: list[str] = Field(default_factory=list, description="Arms not run at this scale (e.g. an arm whose "
                             "question this scale cannot ask); the decision says so instead of answering it.")
@@ -77,23 +82,14 @@ class ScalePreset(Strict):
     def _seeds(cls, v: Optional[list[int]]) -> Optional[list[int]]:
         return None if v is None else _check_seeds(v)
 
-    @field_validator("overrides")
-    @classmethod
-    def _nested(cls, v: dict) -> dict:
-        return expand_dotted(v)
-
-    @field_validator("arms")
-    @classmethod
-    def _nested_per_arm(cls, v: dict) -> dict:
-        return {arm: expand_dotted(tweak) for arm, tweak in v.items()}
-
 
 class Study(Strict):
     name: str = Field(..., description="Names the study's folders: letters, digits, '_', '.', '-'.")
     description: str = ""
-    defaults: dict[str, Any] = Field(default_factory=dict, description="A run config shared by every arm.")
-    arms: dict[str, dict[str, Any]] = Field(..., description="Arm name -> overrides of defaults (nested or "
-                                            "key.sub keys).")
+    defaults: ConfigPatch = Field(default_factory=dict, description="Run-config keys shared by every arm (nested "
+                                  "or key.sub keys; any TrainConfig field).")
+    arms: dict[str, ConfigPatch] = Field(..., description="Arm name -> run-config keys laid over the defaults "
+                                         "(nested or key.sub keys).")
     baseline: str = Field(..., description="The arm every comparison is made against.")
     include_base: bool = Field(True, description="Also evaluate the base model without an adapter ('base').")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
@@ -121,11 +117,6 @@ class Study(Strict):
     def _folder_name(cls, v: str) -> str:
         return _as_value_error(check_name, v, "study name")
 
-    @field_validator("defaults")
-    @classmethod
-    def _nested(cls, v: dict) -> dict:
-        return expand_dotted(v)  # `lora.r: 32` is `lora: {r: 32}` from here on
-
     @field_validator("arms")
     @classmethod
     def _arm_names(cls, v: dict) -> dict:
@@ -133,7 +124,7 @@ class Study(Strict):
             raise ValueError(f"{len(v)} arms: at most {MAX_ARMS} in one study")
         for arm in v:
             _as_value_error(check_name, arm, "arm")
-        return {arm: expand_dotted(overrides) for arm, overrides in v.items()}
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -260,28 +251,34 @@ def load_study(path: str | Path) -> Study:
         study = Study.model_validate(raw)
     except ValidationError as e:
         raise UserError(format_validation_error(e, str(path))) from None
-    _check_rule_configs(study, str(path))
+    check_configs(study, str(path))
     return study
 
 
-def _check_rule_configs(study: Study, source: str) -> None:
-    """Each decision rule's `config` is a run config over the baseline arm's, checked when the study loads — a typo
-    (`lora: {rr: 32}`) is one line at `study plan`, not a surprise after the runs when the rule matches."""
+def check_configs(study: Study, source: str) -> None:
+    """Every config the study can train, resolved and checked when the file is read: each arm at no scale and at
+    each scale preset (a skipped arm too: the file is wrong either way), and each decision rule's `config` over the
+    baseline arm's. A patch alone can be valid and its merge not (data.val_size ≥ data.size): that is one line at
+    `study plan`, not a failed run or a surprise after the runs when the rule matches."""
+    for scale, preset in [(None, ScalePreset()), *study.scale.items()]:
+        for arm in study.arms:
+            arm_config(study, arm, preset, source, scale)
     if study.decision is None:
         return
-    baseline = deep_merge(study.defaults, study.arms.get(study.baseline, {}))
+    baseline = deep_merge(study.defaults, study.arms[study.baseline])
     for i, rule in enumerate(study.decision.rules):
         if rule.config:
             validate_config(deep_merge(baseline, rule.config), f"{source}: decision.rules.{i}.config")
 
 
-def arm_config(study: Study, arm: str, preset: ScalePreset, source: str) -> TrainConfig:
+def arm_config(study: Study, arm: str, preset: ScalePreset, source: str, scale: str | None = None) -> TrainConfig:
     """defaults ← scale preset ← arm ← the preset's per-arm tweak (an arm keeps what makes it different), as one
-    validated TrainConfig; a mistake is one line naming the file and the arm."""
+    validated TrainConfig; a mistake is one line naming the file, the arm and the scale."""
     layers = [preset.overrides]
     if arm != BASE_ARM:
         layers += [study.arms[arm], preset.arms.get(arm, {})]
-    return validate_config(deep_merge(study.defaults, *layers), f"{source} (arm {arm})")
+    where = f"arm {arm}" if scale is None else f"arm {arm}, scale {scale}"
+    return validate_config(deep_merge(study.defaults, *layers), f"{source} ({where})")
 
 
 def expand(study: Study, source: str, scale: str | None = None, only: list[str] | None = None,
@@ -309,7 +306,7 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
         raise UserError(f"{source}: {len(arms)} arms × {len(seeds)} seeds = {len(arms) * len(seeds)} runs: at most "
                         f"{MAX_RUNS} in one study (split it, or run some arms with --only)")
     for arm in arms:
-        cfg = arm_config(study, arm, preset, source)
+        cfg = arm_config(study, arm, preset, source, scale)
         for seed in seeds:
             paths = records.RunPaths(Path(results_root), Path(exports_root), study.name, arm, seed)
             # names are checked (Study), and the folders must still land under their roots (a symlinked arm)
