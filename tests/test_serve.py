@@ -39,7 +39,9 @@ def finished_run(spec, rng, lift: float, n_items: int = 24) -> None:
                      "category": ["certainty", "temporal"][i % 2], "prompt": f"prompt {i}",
                      "output": f"⊕ self here t₀ {i}", "metrics": metrics})
     write_jsonl(spec.run_dir / "eval.jsonl", rows)
+    means = {m: float(np.mean([r["metrics"][m] for r in rows if r["metrics"][m] is not None])) for m in METRICS}
     evaluation = {"suite": "multilang", "n_items": n_items, "generation_s": 2.0,
+                  "metrics": {m: {"mean": v, "n": n_items} for m, v in means.items()},
                   "generation": {"mode": "greedy", "max_new_tokens": 6, "batch_size": 8}}
     train = None
     if spec.train is not None:

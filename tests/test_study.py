@@ -60,7 +60,7 @@ def test_shipped_studies_load():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("name: s\nbaseline: a\narms:\n  a: {lora: {rnak: 3}}\n", "(arm a): unknown key 'lora.rnak'"),
+        ("name: s\nbaseline: a\narms:\n  a: {lora: {rnak: 3}}\n", "arms.a: unknown key 'lora.rnak'"),
         ("name: s\nbaseline: a\narms: {}\n", "a study needs at least one arm"),
         ("name: s\nbaseline: z\narms:\n  a: {}\n", "baseline: 'z' is not an arm"),
         ("name: s\nbaseline: a\narms:\n  a: {}\ncolour: red\n", "unknown key 'colour'"),

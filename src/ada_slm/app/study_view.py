@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from ada_slm.analysis import report, report_decision, report_doc
 from ada_slm.analysis.analysis import analyse
@@ -24,7 +25,8 @@ from ada_slm.analysis.report_answer import answer_lines
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, iter_jsonl, parse_json, read_regular
 from ada_slm.run.metrics import METRICS, RUN_METRICS
-from ada_slm.run.records import check_record
+from ada_slm.run import records
+from ada_slm.run.records import RunRecord, check_record
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study
 
 RECORD, SPEC, EVAL, ROUNDS = "record.json", "spec.json", "eval.jsonl", "rounds.json"
@@ -46,7 +48,8 @@ class JsonReader:
         self.within, self.limit = within, limit
         self._cache: dict[Path, tuple] = {}
 
-    def read(self, path: Path, check=None) -> tuple[dict | None, str | None]:
+    def read(self, path: Path, check=None) -> tuple[Any, str | None]:
+        """(the parsed object, or what `check` makes of it, None) or (None, why it cannot be used)."""
         try:
             st = path.stat()
         except OSError:
@@ -62,7 +65,7 @@ class JsonReader:
             if obj is not None and not isinstance(obj, dict):
                 obj, err = None, f"{path.name} holds a JSON {type(obj).__name__}, not an object"
             elif obj is not None and check is not None:
-                check(obj, path.name)
+                obj = check(obj, path.name)
         except UnreadableFile as e:
             what = "is half-written or corrupt" if e.where == path.name else "cannot be read"
             obj, err = None, f"{path.name} {what} ({e.reason})"
@@ -70,6 +73,10 @@ class JsonReader:
             obj, err = None, str(e)
         self._cache[path] = (stamp, obj, err)
         return obj, err
+
+    def record(self, run_dir: Path) -> tuple[RunRecord | None, str | None]:
+        """A run's record.json as the RunRecord the rest of the package reads (records.check_record), or why not."""
+        return self.read(run_dir / RECORD, check_record)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -95,19 +102,20 @@ def runner_holds_lock(lock: Path) -> bool | None:
     return any(ident in line.split() for line in table.splitlines())
 
 
-def _train_progress(rec: dict) -> dict:
+def _train_progress(rec: RunRecord) -> dict:
     """Step k of n, the last loss and the time left, from the steps a running record holds so far."""
-    steps, total = rec["train"]["steps"], rec["config"]["total_steps"]
-    done = steps[-1]["step"] if steps else 0
-    step_s = [s["tokens"] / s["tokens_per_s"] for s in steps if s.get("tokens_per_s")]
-    eta = (total - done) * sum(step_s) / len(step_s) if step_s else None
-    return {"step": done, "total_steps": total, "eta_s": eta, "loss": steps[-1]["loss"] if steps else None}
+    steps = rec.train.steps if rec.train is not None else []
+    total = rec.facts.total_steps if rec.facts is not None else None
+    done = steps[-1].step if steps else 0
+    step_s = [s.tokens / s.tokens_per_s for s in steps if s.tokens and s.tokens_per_s]
+    eta = (total - done) * sum(step_s) / len(step_s) if step_s and total is not None else None
+    return {"step": done, "total_steps": total, "eta_s": eta, "loss": steps[-1].loss if steps else None}
 
 
 def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float) -> dict:
     """One cell of the grid. state: pending, running, complete, failed, interrupted or unreadable."""
     out = {"key": spec.key, "arm": spec.arm, "seed": spec.seed, "state": "pending", "detail": ""}
-    rec, err = reader.read(spec.run_dir / RECORD, check_record)
+    rec, err = reader.record(spec.run_dir)
     stamp = _stamp(spec.run_dir / RECORD) or _stamp(spec.run_dir / SPEC)
     out["updated_s_ago"] = max(0.0, now - stamp[0] / 1e9) if stamp else None
     out["version"] = _digest([_stamp(spec.run_dir / f) for f in (RECORD, SPEC, EVAL)])  # run page: refetch on change
@@ -117,27 +125,24 @@ def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float
         if (spec.run_dir / SPEC).is_file() and runner is not False:  # the runner has started it
             return {**out, "state": "running", "detail": "evaluating" if spec.arm == BASE_ARM else "starting"}
         return out
-    try:
-        status = rec.get("status") or {}
-        state, reason = status.get("state"), status.get("reason")
-        train = rec.get("train") or {}
-        if state == "complete" and rec.get("eval"):
-            return {**out, "state": "complete", "detail": "", "final_val_loss": train.get("final_val_loss"),
-                    "final_train_loss": train.get("final_train_loss"), "n_items": rec["eval"].get("n_items"),
-                    "eval_s": rec["eval"].get("generation_s") or 0.0,
-                    "seconds": (train.get("wall_s") or 0.0) + (rec["eval"].get("generation_s") or 0.0)}
-        if state in ("complete", "running") and runner is False:
-            return {**out, "state": "interrupted", "detail": "no runner holds the study lock (stopped?): "
-                    "`study run` again continues it"}
-        if state == "complete":
-            return {**out, "state": "running", "detail": "trained; evaluating"}
-        if state == "running":
-            return {**out, "state": "running", "detail": "training", **_train_progress(rec)}
-        if state in ("failed", "interrupted"):
-            return {**out, "state": state, "detail": reason or "no reason recorded"}
-        return {**out, "state": "unreadable", "detail": f"{RECORD}: unknown state {state!r}"}
-    except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError, IndexError) as e:
-        return {**out, "state": "unreadable", "detail": f"{RECORD}: unexpected content ({type(e).__name__}: {e})"}
+    state, reason = rec.status.state, rec.status.reason
+    train = rec.train
+    if records.is_complete(rec):
+        generation_s = rec.eval.generation_s or 0.0
+        return {**out, "state": "complete", "detail": "",
+                "final_val_loss": train.final_val_loss if train else None,
+                "final_train_loss": train.final_train_loss if train else None, "n_items": rec.eval.n_items,
+                "eval_s": generation_s, "seconds": ((train.wall_s if train else None) or 0.0) + generation_s}
+    if state in ("complete", "running") and runner is False:
+        return {**out, "state": "interrupted", "detail": "no runner holds the study lock (stopped?): "
+                "`study run` again continues it"}
+    if state == "complete":
+        return {**out, "state": "running", "detail": "trained; evaluating"}
+    if state == "running":
+        return {**out, "state": "running", "detail": "training", **_train_progress(rec)}
+    if state in ("failed", "interrupted"):
+        return {**out, "state": state, "detail": reason or "no reason recorded"}
+    return {**out, "state": "unreadable", "detail": f"{RECORD}: unknown state {state!r}"}
 
 
 def _compute_left(runs: list[dict]) -> float | None:
@@ -167,15 +172,10 @@ def _digest(parts: list) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
 
-def _curve(rec: dict | None) -> dict | None:
-    train = (rec or {}).get("train") if isinstance(rec, dict) else None
-    if not isinstance(train, dict) or not train.get("steps"):
+def _curve(rec: RunRecord | None) -> dict | None:
+    if rec is None or rec.train is None or not rec.train.steps:
         return None
-    try:
-        return {"train": [[s["step"], s["loss"]] for s in train["steps"]],
-                "val": [[v["step"], v["loss"]] for v in train.get("val") or []]}
-    except (KeyError, TypeError):
-        return None
+    return {"train": [[s.step, s.loss] for s in rec.train.steps], "val": [[v.step, v.loss] for v in rec.train.val]}
 
 
 def _eval_rows(path: Path, within: list[Path] | None = None) -> tuple[list[dict], str | None]:
@@ -276,9 +276,8 @@ class StudyView:
         """(run, record and eval.jsonl stamps) of the runs the analysis reads: a change means new numbers."""
         out = []
         for s in self.specs:
-            rec, _ = self.reader.read(s.run_dir / RECORD, check_record)
-            if isinstance(rec, dict) and isinstance(rec.get("status"), dict) and \
-                    rec["status"].get("state") == "complete" and rec.get("eval"):
+            rec, _ = self.reader.record(s.run_dir)
+            if records.is_complete(rec):
                 out.append((s.key, _stamp(s.run_dir / RECORD), _stamp(s.run_dir / EVAL)))
         return out
 
@@ -309,7 +308,7 @@ class StudyView:
     def curves(self) -> dict:
         out = {}
         for s in self.specs:
-            curve = _curve(self.reader.read(s.run_dir / RECORD, check_record)[0])
+            curve = _curve(self.reader.record(s.run_dir)[0])
             if curve:
                 out[s.key] = {"arm": s.arm, "seed": s.seed, **curve}
         return {"runs": out}
@@ -341,13 +340,13 @@ class StudyView:
         spec = next((s for s in self.specs if s.arm == arm and s.seed == seed), None)
         if spec is None:
             return None
-        rec, rec_err = self.reader.read(spec.run_dir / RECORD, check_record)
+        rec, rec_err = self.reader.record(spec.run_dir)
         on_disk, spec_err = self.reader.read(spec.run_dir / SPEC)
         record = None
-        if rec is not None:  # the steps are drawn as the curve, not listed
-            train = rec.get("train")
-            record = {**rec, "train": {k: v for k, v in train.items() if k not in ("steps", "val")}} \
-                if isinstance(train, dict) else rec
+        if rec is not None:  # record.json as written (the config and its facts joined); the steps are the curve
+            record = rec.model_dump(mode="json", exclude_unset=True)
+            if isinstance(record.get("train"), dict):
+                record["train"] = {k: v for k, v in record["train"].items() if k not in ("steps", "val")}
         items, items_err = _eval_rows(spec.run_dir / EVAL, self.within)
         return {"key": spec.key, "arm": arm, "seed": seed, "run_dir": str(spec.run_dir),
                 "state": run_state(spec, self.reader, runner_holds_lock(self.root / ".lock"), time.time()),
