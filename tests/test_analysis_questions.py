@@ -9,7 +9,7 @@ from ada_slm.analysis import design
 
 from ada_slm.analysis import analysis
 from ada_slm.analysis.arms import RUN_FIELDS
-from ada_slm.analysis.report_decision import decision_intro, decision_table
+from ada_slm.analysis.report.decision import decision_intro, decision_table
 from ada_slm.study.spec import expand, load_study
 from ada_slm.run.records import RunRecord
 
@@ -113,8 +113,8 @@ def test_equivalence_p_joins_the_holm_family_of_the_questions(study):
     d, a = _answers(study, specs, simulate(specs, np.random.default_rng(3),
                                            {"b16": 0.2, "r32": 0.3, "r32-split": 0.3, "data5k": 0.2}))
     raw = {"rank": a["rank"].comparison.p, "split": a["split"].equivalence.p, "data": a["data"].comparison.p}
-    from ada_slm.analysis import stats
-    assert {q: a[q].p_holm for q in raw} == pytest.approx(stats.holm(raw))
+    from ada_slm.stats import contrasts
+    assert {q: a[q].p_holm for q in raw} == pytest.approx(contrasts.holm(raw))
 
 
 def test_data_question_not_asked_when_max_steps_caps_both_corpora(study):

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ada_slm.analysis.compare import ImportedRun, read_inspect, read_lm_eval, read_table, read_trainer_state
-from ada_slm.analysis.compare_analysis import CompareSpec, compare, match, to_json
+from ada_slm.analysis.compare.readers import ImportedRun, read_inspect, read_lm_eval, read_table, read_trainer_state
+from ada_slm.analysis.compare.analysis import CompareSpec, compare, match, to_json
 from ada_slm.errors import UserError
 
 DATA = Path(__file__).parent / "data"
@@ -439,7 +439,7 @@ def ada_slm_runs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_ada_slm_run_folders(ada_slm_runs):
-    from ada_slm.analysis.compare import read_ada_slm
+    from ada_slm.analysis.compare.readers import read_ada_slm
 
     run = read_ada_slm(ada_slm_runs[0])
     rows = [json.loads(line) for line in (ada_slm_runs[0] / "eval.jsonl").open()]
@@ -464,7 +464,7 @@ def test_a_run_in_two_arms_is_refused(tmp_path):
 def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs, tmp_path):
     """The same runs as a study sees them (analysis.collect over RunSpecs) and as compare reads them give the
     same Δ, CI and Holm p on every metric."""
-    from ada_slm.analysis import stats
+    from ada_slm.stats import contrasts
     from ada_slm.analysis.analysis import collect
     from ada_slm.run.metrics import METRICS, RUN_METRICS
     from ada_slm.run.records import RunPaths
@@ -476,7 +476,7 @@ def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs, tmp_path):
     specs = [RunSpec(RunPaths(tmp_path / "results", tmp_path, "cmp", arm, k), None, "tiny-lfm2", {})
              for k, arm in enumerate(["s01", "s01", "s23", "s23"])]
     study_arms = collect(specs)
-    expected = stats.compare_all(study_arms["s23"].scores, study_arms["s01"].scores, [*METRICS, *RUN_METRICS])
+    expected = contrasts.compare_all(study_arms["s23"].scores, study_arms["s01"].scores, [*METRICS, *RUN_METRICS])
     got = compare(CompareSpec(arms={"s01": list(map(str, ada_slm_runs[:2])), "s23": list(map(str, ada_slm_runs[2:]))}))
     comps = got.analysis.comparisons["s23"].comparisons
     assert set(comps) == set(expected) and expected
@@ -487,7 +487,7 @@ def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs, tmp_path):
 
 
 def test_the_default_baseline_is_the_arm_named_base():
-    from ada_slm.analysis.compare_analysis import CompareSpec
+    from ada_slm.analysis.compare.analysis import CompareSpec
 
     assert CompareSpec(arms={"tuned": ["a"], "base": ["b"]}).baseline_arm == "base"
     assert CompareSpec(arms={"tuned": ["a"], "other": ["b"]}).baseline_arm == "tuned"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ada_slm.analysis.compare import read_inspect, read_lm_eval, read_table, read_trainer_state
+from ada_slm.analysis.compare.readers import read_inspect, read_lm_eval, read_table, read_trainer_state
 from ada_slm.errors import UserError
 
 ROWS = [{"run": "r1", "item": "q1", "metric": "acc", "score": "1"}, {"run": "r1", "item": "q2", "metric": "acc",
@@ -32,7 +32,7 @@ def _rss_kb(p: subprocess.CompletedProcess) -> int:
 def test_a_fifo_named_like_results_json_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "results_2026.json"
     os.mkfifo(fifo)
-    p = _in_child("from ada_slm.analysis.compare import read_lm_eval\nfrom ada_slm.errors import UserError\n"
+    p = _in_child("from ada_slm.analysis.compare.readers import read_lm_eval\nfrom ada_slm.errors import UserError\n"
                   f"try:\n    read_lm_eval({str(fifo)!r})\nexcept UserError as e:\n    print('ERR', e)", timeout=60)
     assert "not a regular file (a FIFO)" in p.stdout, p.stdout + p.stderr
 
@@ -40,7 +40,7 @@ def test_a_fifo_named_like_results_json_is_refused_not_waited_on(tmp_path):
 def test_a_results_json_linked_to_dev_zero_is_refused_in_bounded_memory(tmp_path):
     link = tmp_path / "results_2026.json"
     link.symlink_to("/dev/zero")
-    p = _in_child("from ada_slm.analysis.compare import read_lm_eval\nfrom ada_slm.errors import UserError\n"
+    p = _in_child("from ada_slm.analysis.compare.readers import read_lm_eval\nfrom ada_slm.errors import UserError\n"
                   f"try:\n    read_lm_eval({str(link)!r})\nexcept UserError as e:\n    print('ERR', e)")
     assert "ERR" in p.stdout and "not a regular file" in p.stdout, p.stdout + p.stderr
     assert _rss_kb(p) < 1_000_000  # KiB: it grew to 2.5 GB before
@@ -62,7 +62,7 @@ def test_an_inspect_zip_bomb_is_refused_before_inflating(tmp_path):
             for _ in range(600):  # 600 MiB of spaces: ≈ 0.6 MB compressed
                 f.write(chunk)
     assert bomb.stat().st_size < 5 * 2**20
-    p = _in_child("from ada_slm.analysis.compare import read_inspect\nfrom ada_slm.errors import UserError\n"
+    p = _in_child("from ada_slm.analysis.compare.readers import read_inspect\nfrom ada_slm.errors import UserError\n"
                   f"try:\n    read_inspect({str(bomb)!r})\nexcept UserError as e:\n    print('ERR', e)", timeout=120)
     assert "ERR" in p.stdout and ("over the limit" in p.stdout or "zip bomb" in p.stdout), p.stdout + p.stderr
     assert _rss_kb(p) < 1_500_000

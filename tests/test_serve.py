@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-from ada_slm.analysis import report, report_decision, report_doc
+from ada_slm.analysis.report import writer as report
+from ada_slm.analysis.report import decision as report_decision
+from ada_slm.analysis.report import doc as report_doc
 from ada_slm.app import serve, study_view
 from ada_slm.errors import UserError
 from ada_slm.files import write_json, write_jsonl

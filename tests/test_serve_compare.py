@@ -10,7 +10,7 @@ import sys
 from test_compare import crossed_rows, write_csv
 from test_serve import _get, md_table
 
-from ada_slm.analysis.compare_analysis import CompareSpec, compare
+from ada_slm.analysis.compare.analysis import CompareSpec, compare
 from ada_slm.app.serve_compare import CompareView
 
 CLI = [sys.executable, "-m", "ada_slm.app.cli"]
@@ -62,7 +62,7 @@ def test_compare_serve_shows_the_compare_reports_cells(tmp_path):
     # the items and power sections, each block as report.md has it
     assert [b[2] for b in a["blocks"] if b[0] == "h"] == ["Items", "Power"]
     assert any("same-1 lacks 1 (q7)" in b[1] for b in a["blocks"] if b[0] == "p")
-    from ada_slm.analysis import report_doc
+    from ada_slm.analysis.report import doc as report_doc
 
     for block in a["blocks"]:
         doc = report_doc.Doc()

@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from ada_slm.analysis import factorial, stats
-from ada_slm.analysis import power_simulation
+from ada_slm.stats import factorial
+from ada_slm.stats import contrasts
+from ada_slm.stats import power_simulation
 
 N_ITEMS = 133
 SETTINGS = {  # SDs of: run effect, item effect, arm × item interaction, residual
@@ -38,7 +39,7 @@ def as_dict(y):
 
 def compare_many(rng, n_studies, delta, **setting):
     A, B = crossed_studies(rng, n_studies, delta, **setting)
-    return [stats.compare(as_dict(a), as_dict(b), "m") for a, b in zip(A, B)]
+    return [contrasts.compare(as_dict(a), as_dict(b), "m") for a, b in zip(A, B)]
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
@@ -65,14 +66,14 @@ def test_a_large_effect_is_found_in_most_studies():
 def test_three_runs_per_arm_cannot_give_a_tiny_permutation_p():
     a = {s: {"i": 1.0 + s / 10} for s in range(3)}
     b = {s: {"i": 0.0 + s / 10} for s in range(3)}
-    c = stats.compare(a, b, "m")
+    c = contrasts.compare(a, b, "m")
     assert c.p_perm_min == pytest.approx(0.1) and c.p_perm == pytest.approx(0.1)  # 20 arrangements, 2 extreme
-    assert stats.permutation_p(np.arange(4.0), np.arange(3.0) + 10)[1] == pytest.approx(1 / 35)
+    assert contrasts.permutation_p(np.arange(4.0), np.arange(3.0) + 10)[1] == pytest.approx(1 / 35)
     assert c.delta.df == pytest.approx(4.0)  # two arms of 3 runs, equal spread: Welch d.f. = 4
 
 
 def test_one_run_per_arm_gives_no_inference():
-    c = stats.compare({0: {"i": 1.0, "j": 0.5}}, {0: {"i": 0.0, "j": 0.1}}, "m")
+    c = contrasts.compare({0: {"i": 1.0, "j": 0.5}}, {0: {"i": 0.0, "j": 0.1}}, "m")
     assert math.isnan(c.p) and not c.supported and math.isnan(c.delta.low)
 
 
@@ -80,7 +81,7 @@ def test_run_level_quantity_is_a_welch_t_test():
     from scipy import stats as sps
 
     a, b = [2.097, 2.094, 2.100], [1.797, 1.790, 1.804]
-    c = stats.compare({s: {"run": v} for s, v in enumerate(a)}, {s: {"run": v} for s, v in enumerate(b)}, "loss")
+    c = contrasts.compare({s: {"run": v} for s, v in enumerate(a)}, {s: {"run": v} for s, v in enumerate(b)}, "loss")
     assert c.p == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
     assert c.supported and c.delta.mean == pytest.approx(0.3, abs=1e-9)
 
@@ -88,7 +89,7 @@ def test_run_level_quantity_is_a_welch_t_test():
 def test_variance_components_recover_the_simulated_sds():
     A, _ = crossed_studies(np.random.default_rng(4), 1, n_seeds=30, seed_sd=0.03, item_sd=0.05, inter_sd=0.0,
                            resid_sd=0.08)
-    vc = stats.variance_components(A[0])
+    vc = contrasts.variance_components(A[0])
     assert vc.seed_sd == pytest.approx(0.03, rel=0.35)
     assert vc.item_sd == pytest.approx(0.05, rel=0.2) and vc.residual_sd == pytest.approx(0.08, rel=0.05)
 
@@ -97,9 +98,9 @@ def test_tost_rejects_a_real_difference_and_accepts_a_null_split():
     rng = np.random.default_rng(5)
     setting = dict(seed_sd=0.005, item_sd=0.05, inter_sd=0.01, resid_sd=0.05)
     A, B = crossed_studies(rng, 100, 0.0, **setting)
-    same = [stats.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B)]
+    same = [contrasts.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B)]
     A, B = crossed_studies(rng, 100, 0.06, **setting)
-    apart = [stats.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B)]
+    apart = [contrasts.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B)]
     assert np.mean([e.equivalent for e in same]) >= 0.8
     assert np.mean([e.equivalent for e in apart]) <= 0.05
     assert all(e.low <= e.high for e in same)
@@ -110,8 +111,8 @@ def test_power_by_simulation_matches_full_studies():
     inputs = power_simulation.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
                                setting["resid_sd"], setting["inter_sd"], N_ITEMS)
     A, B = crossed_studies(np.random.default_rng(6), 4000, 0.05, **setting)
-    est, se, df = stats.contrast([A, B], [1.0, -1.0])
-    observed = np.mean(stats.t_test(est, se, df)[0] < 0.05)
+    est, se, df = contrasts.contrast([A, B], [1.0, -1.0])
+    observed = np.mean(contrasts.t_test(est, se, df)[0] < 0.05)
     assert power_simulation.power_at(inputs, 3, 0.05) == pytest.approx(observed, abs=0.03)
     assert power_simulation.power_at(inputs, 3, 0.0) <= 0.07
     mde = power_simulation.detectable_effect(inputs, 3)
@@ -134,26 +135,26 @@ def test_ratio_only_over_a_baseline_clearly_above_zero_and_the_noise_floor():
     tiny = {s: {f"i{j}": (0.02 if j == 0 else 0.0) for j in range(20)} for s in range(3)}  # one item scores
     A, B = crossed_studies(rng, 1, 0.0, n_items=20, mean=0.1)
     some = as_dict(A[0])
-    assert stats.compare(some, zero, "m").ratio is None
-    assert stats.compare(some, zero, "m").ratio_note == "n/a (baseline ≈ 0)"
-    assert stats.compare(some, tiny, "m").ratio is None  # its CI reaches 0
+    assert contrasts.compare(some, zero, "m").ratio is None
+    assert contrasts.compare(some, zero, "m").ratio_note == "n/a (baseline ≈ 0)"
+    assert contrasts.compare(some, tiny, "m").ratio is None  # its CI reaches 0
     clear = as_dict(B[0])
-    c = stats.compare(some, clear, "m")
+    c = contrasts.compare(some, clear, "m")
     assert c.ratio[1] < c.ratio[0] < c.ratio[2] and c.percent[0] == pytest.approx(100 * (c.ratio[0] - 1))
-    below = stats.compare(some, clear, "m", noise_floor=0.5)  # below the base model's floor
+    below = contrasts.compare(some, clear, "m", noise_floor=0.5)  # below the base model's floor
     assert below.ratio is None and below.ratio_note == "n/a (baseline ≤ base model's floor)"
-    nothing = stats.compare(zero, clear, "m")  # a clear baseline, an arm at 0: the reason is the arm, not the baseline
+    nothing = contrasts.compare(zero, clear, "m")  # a clear baseline, an arm at 0: the reason is the arm, not the baseline
     assert nothing.ratio is None and nothing.ratio_note == "n/a (this arm's mean is 0)"
 
 
 def test_ratio_interval_covers():
     A, B = crossed_studies(np.random.default_rng(8), 300, 0.1, **SETTINGS["seed noise dominates"])
-    ratios = [stats.compare(as_dict(a), as_dict(b), "m").ratio for a, b in zip(A, B)]
+    ratios = [contrasts.compare(as_dict(a), as_dict(b), "m").ratio for a, b in zip(A, B)]
     assert np.mean([lo <= 0.4 / 0.3 <= hi for _, lo, hi in ratios]) >= 0.92
 
 
 def test_holm():
-    adj = stats.holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    adj = contrasts.holm({"a": 0.01, "b": 0.04, "c": 0.03})
     assert adj == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
 
 
@@ -200,8 +201,8 @@ def binary_studies(rng, n_studies, accuracy_a, accuracy_b, n_runs=(3, 3), n_item
 
 
 def rejections(A, B, alpha):
-    est, se, df = stats.contrast([A, B], [1.0, -1.0])
-    p = stats.t_test(est, se, df)[0]
+    est, se, df = contrasts.contrast([A, B], [1.0, -1.0])
+    p = contrasts.t_test(est, se, df)[0]
     return int(np.sum(p < alpha))
 
 
@@ -211,11 +212,11 @@ def test_runs_that_each_miss_one_different_item_are_not_certainty():
     called the arms equivalent within ±0.01 with a zero-width interval."""
     a = {s: {f"i{j}": 0.0 if j == 17 * s + 5 else 1.0 for j in range(N_ITEMS)} for s in range(3)}
     b = {s: {f"i{j}": 1.0 for j in range(N_ITEMS)} for s in range(3)}
-    c = stats.compare(a, b, "m")
+    c = contrasts.compare(a, b, "m")
     assert c.delta.mean == pytest.approx(-1 / N_ITEMS)
     assert c.delta.high - c.delta.low > 0.01 and c.delta.low < 0 < c.delta.high
     assert c.p > 0.05 and not c.supported
-    eq = stats.equivalence(a, b, margin=0.01)
+    eq = contrasts.equivalence(a, b, margin=0.01)
     assert eq.high - eq.low > 0.01 and not eq.equivalent
 
 
@@ -248,6 +249,6 @@ def test_three_against_two_runs_with_the_noisier_arm_having_two():
     A, _ = crossed_studies(rng, n, n_seeds=3, seed_sd=0.02, item_sd=0.05, inter_sd=0.02, resid_sd=0.08)
     B, _ = crossed_studies(rng, n, n_seeds=2, seed_sd=0.06, item_sd=0.05, inter_sd=0.02, resid_sd=0.08)
     assert rejections(A, B, 0.05) <= 0.05 * n
-    est, se, df = stats.contrast([A, B], [1.0, -1.0])
-    _, lo, hi = stats.t_test(est, se, df)
+    est, se, df = contrasts.contrast([A, B], [1.0, -1.0])
+    _, lo, hi = contrasts.t_test(est, se, df)
     assert np.mean((lo <= 0) & (0 <= hi)) >= 0.95

@@ -26,15 +26,16 @@ from typing import Callable
 import numpy as np
 
 from ada_slm.run import records
-from ada_slm.analysis import sequential, stats
+from ada_slm.stats import sequential
+from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import questions_asked
 from ada_slm.analysis.arms import collect, matrix
 from ada_slm.analysis.power import power
-from ada_slm.analysis.power_simulation import PowerInputs
+from ada_slm.stats.power_simulation import PowerInputs
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, atomic_write_text, read_json
 from ada_slm.run.metrics import higher_is_better
-from ada_slm.analysis.sequential import OPEN, STATUS_NAMES, Plan
+from ada_slm.stats.sequential import OPEN, STATUS_NAMES, Plan
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, expand, is_complete
 
 ROUNDS = "rounds.json"
@@ -142,8 +143,8 @@ class Progress:
 
 
 def _contrast(a: dict, b: dict, metric: str):
-    """(est, se, capped df) of arm a − arm b on the metric: `stats.compare`'s seed-level t."""
-    c = stats.compare(a, b, metric)
+    """(est, se, capped df) of arm a − arm b on the metric: `contrasts.compare`'s seed-level t."""
+    c = contrasts.compare(a, b, metric)
     if c is None:
         return 0.0, math.nan, math.nan
     return c.delta.mean, c.delta.se, float(sequential.capped_df(c.delta.df, len(a), len(b)))
@@ -174,7 +175,7 @@ def replay(d: Design) -> Progress:
             status = sequential.answer_questions(est, se, df, status, k, d.plan, d.sign, d.margin)
             for i, q in enumerate(q_names):
                 if opened[0, i]:
-                    p = float(stats.t_test(est[0, i], se[0, i], df[0, i])[0])
+                    p = float(contrasts.t_test(est[0, i], se[0, i], df[0, i])[0])
                     entry["questions"][q] = {"delta": float(est[0, i]), "p": p, "status": STATUS_NAMES[status[0, i]]}
         if d.sweep and not settled:
             settled = _eliminate(d, scores, alive, k, entry, prog)
@@ -212,7 +213,7 @@ def _eliminate(d: Design, scores: dict, alive: np.ndarray, k: int, entry: dict, 
     entry["leader"] = prog.leader
     entry["eliminated"] = out
     entry["versus_leader"] = {d.arms[j]: {"delta": float(-est[0, leader[0], j]),
-                                          "p": float(stats.t_test(est[0, leader[0], j], se[0, leader[0], j],
+                                          "p": float(contrasts.t_test(est[0, leader[0], j], se[0, leader[0], j],
                                                                   df[0, leader[0], j])[0])}
                               for j in live if j != leader[0]}
     entry["elimination_threshold"] = float(d.plan.nominal(d.plan.alpha / max(1, len(d.sweep) - 1))[k])

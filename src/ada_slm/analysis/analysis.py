@@ -2,7 +2,7 @@
 question, decision answers, power and the next run's time. `report.py` renders it and the CLI prints from it;
 nothing here formats text for a page.
 
-Every "supported" below is `stats.Comparison.supported` (or the same t rule on a contrast): one rule for the
+Every "supported" below is `contrasts.Comparison.supported` (or the same t rule on a contrast): one rule for the
 tables, the decision, the 2 × 2, the Goldilocks question, the % and × columns and the power estimate.
 """
 
@@ -12,7 +12,9 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ada_slm.analysis import design, factorial, stats
+from ada_slm.analysis import design
+from ada_slm.stats import factorial
+from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import ArmData, collect, item_clusters, matrix
 from ada_slm.analysis.power import Power, power
 from ada_slm.run.config import TrainConfig, deep_merge, validate_config
@@ -30,8 +32,8 @@ class ArmResult:
     config: TrainConfig | None
     states: dict[int, str]
     n_complete: int
-    intervals: dict[str, stats.Interval]  # metric -> mean with CI (item and run metrics)
-    components: dict[str, stats.VarianceComponents]  # metric -> seed SD vs item SD
+    intervals: dict[str, contrasts.Interval]  # metric -> mean with CI (item and run metrics)
+    components: dict[str, contrasts.VarianceComponents]  # metric -> seed SD vs item SD
 
 
 @dataclass
@@ -39,8 +41,8 @@ class ArmComparison:
     arm: str
     against: str
     factors: design.FactorDiff
-    comparisons: dict[str, stats.Comparison]  # Holm across all metrics of this comparison
-    equivalence: dict[str, stats.Equivalence] = field(default_factory=dict)  # only when the split alone differs
+    comparisons: dict[str, contrasts.Comparison]  # Holm across all metrics of this comparison
+    equivalence: dict[str, contrasts.Equivalence] = field(default_factory=dict)  # only when the split alone differs
 
 
 @dataclass
@@ -65,11 +67,11 @@ class Answer:
     question: str
     compare: str
     against: str
-    comparison: stats.Comparison | None  # for test better, p_holm is Holm over the decision's questions
+    comparison: contrasts.Comparison | None  # for test better, p_holm is Holm over the decision's questions
     confounded: bool
     yes: bool
     test: str = "better"  # better (superiority) | equivalent (TOST)
-    equivalence: stats.Equivalence | None = None  # test equivalent: the TOST (90 % CI, margin, p)
+    equivalence: contrasts.Equivalence | None = None  # test equivalent: the TOST (90 % CI, margin, p)
     p_holm: float = math.nan  # this question's own test (t or TOST), Holm over the decision's questions
     not_asked: str | None = None  # why this scale cannot ask the question (then it is not answered)
 
@@ -119,7 +121,7 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
     states = [s for a in arms.values() for s in a.states.values()]
     any_eval = next((r.eval.model_dump(exclude_unset=True) for a in arms.values() for r in a.records.values()
                      if r.eval is not None), None)
-    results = {name: _arm_result(a) for name, a in arms.items()}
+    results = {name: arm_result(a) for name, a in arms.items()}
     # noise floor per metric: the base model's upper CI bound (below it a baseline is indistinguishable from
     # an untrained model)
     floors = {m: iv.high for m, iv in results[BASE_ARM].intervals.items()} if BASE_ARM in results else {}
@@ -135,14 +137,14 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
         power(study, arms, primary, n_tests=len(questions_asked(study, specs, scale)) or 1), arms)
 
 
-def _arm_result(arm: ArmData) -> ArmResult:
+def arm_result(arm: ArmData) -> ArmResult:
     intervals, components = {}, {}
     for m, scores in arm.scores.items():
         y = matrix(scores)
         if y is None:
             continue
-        intervals[m] = stats.arm_interval(y)
-        vc = stats.variance_components(y)
+        intervals[m] = contrasts.arm_interval(y)
+        vc = contrasts.variance_components(y)
         if vc is not None:
             components[m] = vc
     return ArmResult(arm.name, arm.config, arm.states, len(arm.records), intervals, components)
@@ -166,24 +168,24 @@ def with_precision(fd: design.FactorDiff, a: ArmData | None, b: ArmData | None) 
     return fd
 
 
-def sample_design(study: Study, arms: dict[str, ArmData]) -> stats.Design:
+def sample_design(study: Study, arms: dict[str, ArmData]) -> contrasts.Design:
     """How the study's runs and items relate (its `pairing` and `item_clusters`), fixed by the study file before
     any score is read: the same for every comparison of the study."""
-    return stats.Design(study.pairing, item_clusters(arms, study.item_clusters))
+    return contrasts.Design(study.pairing, item_clusters(arms, study.item_clusters))
 
 
 def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float],
-                 samples: stats.Design | None = None) -> ArmComparison:
+                 samples: contrasts.Design | None = None) -> ArmComparison:
     samples = samples or sample_design(study, {arm.name: arm, ref.name: ref})
     fd = with_precision(design.factors_of(arm.config, ref.config), arm, ref)
     fd.same_steps = design.same_computation(arm.config, ref.config) and "precision" not in fd.factors
-    comps = stats.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors, samples)
+    comps = contrasts.compare_all(arm.scores, ref.scores, [*METRICS, *RUN_METRICS], floors, samples)
     out = ArmComparison(arm.name, ref.name, fd, comps)
     if fd.split_only:  # same objective in expectation: the one place equivalence is asked for, by TOST
         for m, c in comps.items():
             margin = study.equivalence_margins.get(m, EQUIVALENCE_SHARE * abs(c.baseline.mean))
             if margin > 0:
-                eq = stats.equivalence(arm.scores[m], ref.scores[m], margin, samples)
+                eq = contrasts.equivalence(arm.scores[m], ref.scores[m], margin, samples)
                 if eq is not None:
                     out.equivalence[m] = eq
     return out
@@ -263,20 +265,20 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
         x = Answer(q, spec.compare, spec.against, None, fd.confounded, False, spec.test)
         x.not_asked = question_not_asked(study, spec, run_arms, a, b, scale)
         if x.not_asked is None and a and b:
-            x.comparison = stats.compare(a.scores[d.metric], b.scores[d.metric], d.metric, design=samples)
+            x.comparison = contrasts.compare(a.scores[d.metric], b.scores[d.metric], d.metric, design=samples)
             if spec.test == "equivalent" and x.comparison is not None:
-                x.equivalence = stats.equivalence(a.scores[d.metric], b.scores[d.metric],
+                x.equivalence = contrasts.equivalence(a.scores[d.metric], b.scores[d.metric],
                                                   _question_margin(study, spec, x.comparison), samples)
         answers.append(x)
     tested = {x.question: (x.equivalence.p if x.test == "equivalent" and x.equivalence else
                            x.comparison.p if x.test == "better" and x.comparison else math.nan) for x in answers}
-    adjusted = stats.holm({q: p for q, p in tested.items() if math.isfinite(p)})
+    adjusted = contrasts.holm({q: p for q, p in tested.items() if math.isfinite(p)})
     for x in answers:
         if x.question not in adjusted:
             continue
         x.p_holm = adjusted[x.question]
         if x.test == "equivalent":
-            x.yes = x.p_holm < stats.ALPHA
+            x.yes = x.p_holm < contrasts.ALPHA
         else:
             x.comparison.p_holm = x.p_holm
             x.comparison.family = f"the decision's questions ({len(adjusted)} tests)" if len(adjusted) > 1 else ""
@@ -296,7 +298,7 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     return result
 
 
-def _question_margin(study: Study, spec, comparison: stats.Comparison) -> float:
+def _question_margin(study: Study, spec, comparison: contrasts.Comparison) -> float:
     """The question's own margin, else the study's for the metric, else 10 % of the `against` arm's mean."""
     if spec.margin is not None:
         return spec.margin

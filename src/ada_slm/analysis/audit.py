@@ -12,7 +12,8 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field, ValidationError
 
-from ada_slm.analysis import design, stats
+from ada_slm.analysis import design
+from ada_slm.stats import contrasts
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.errors import UserError
 from ada_slm.schema import Strict
@@ -124,11 +125,11 @@ def _values(arm: ReportedArm, metric: str) -> list[float]:
     return list(arm.reruns.get(metric) or ([arm.metrics[metric]] if metric in arm.metrics else []))
 
 
-def _seed_level_test(a: list[float], b: list[float]) -> stats.Comparison | None:
+def _seed_level_test(a: list[float], b: list[float]) -> contrasts.Comparison | None:
     """The study's seed-level rule on run-level numbers (one per run); None below two runs per arm."""
     if len(a) < 2 or len(b) < 2:
         return None
-    return stats.compare({i: {"run": v} for i, v in enumerate(a)}, {i: {"run": v} for i, v in enumerate(b)}, "m")
+    return contrasts.compare({i: {"run": v} for i, v in enumerate(a)}, {i: {"run": v} for i, v in enumerate(b)}, "m")
 
 
 def _noise(rep: Reported, metric: str) -> float | None:
@@ -184,7 +185,7 @@ def _criterion(rep: Reported, c: ReportedCriterion) -> str:
             return f"{c.text}: undecided (n = 1: no CI; as reported {c.arm} {runs[0]:.4f})."
         ci = f"Δ {test.delta.mean:+.4f} [{test.delta.low:+.4f}, {test.delta.high:+.4f}]"
         verdict = "met" if test.supported and test.delta.mean > 0 else "not met" if test.delta.high < 0 else "undecided"
-        return f"{c.text}: {verdict} ({ci}, {stats.verdict(test)})."
+        return f"{c.text}: {verdict} ({ci}, {contrasts.verdict(test)})."
     above = c.above is not None
     t = c.above if above else c.below
     if len(runs) < 2:
@@ -192,7 +193,7 @@ def _criterion(rep: Reported, c: ReportedCriterion) -> str:
         beyond = runs[0] > t if above else runs[0] < t
         return (f"{c.text}: undecided (n = 1: no CI; as reported {c.arm} {runs[0]:.4f}, "
                 f"{side if beyond else 'not ' + side} {t:g} on one run).")
-    iv = stats.arm_interval(np.array(runs)[:, None])
+    iv = contrasts.arm_interval(np.array(runs)[:, None])
     beyond, short = (iv.low > t, iv.high < t) if above else (iv.high < t, iv.low > t)
     verdict = "met" if beyond else "not met" if short else "undecided"
     return f"{c.text}: {verdict} ({c.arm} {iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}] over {len(runs)} runs)."
@@ -250,7 +251,7 @@ def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
     if near_zero and claim.type == "ratio" or near_zero and test is None:
         reasons.append("baseline ≈ 0")
     if test is not None:
-        lines.append(f"Seed-level test on {len(runs_a)} vs {len(runs_b)} runs ({stats.TEST_NAME}): Δ "
+        lines.append(f"Seed-level test on {len(runs_a)} vs {len(runs_b)} runs ({contrasts.TEST_NAME}): Δ "
                      f"{test.delta.mean:+.4f} [{test.delta.low:+.4f}, {test.delta.high:+.4f}], p {test.p:.3f}.")
         wanted = 1 if claim.direction == "higher" else -1
         if not test.supported:

@@ -1,6 +1,6 @@
 """Success criteria stated before the runs (a study's `criteria:` block), judged from the runs' CIs.
 
-A threshold criterion is met when the arm's 95 % CI (runs and items random, `stats.arm_interval`) lies on the
+A threshold criterion is met when the arm's 95 % CI (runs and items random, `contrasts.arm_interval`) lies on the
 stated side of the threshold, not met when it lies on the other side, undecided while the CI contains it. A
 comparison criterion ("better than arm X") is met when the seed-level rule supports the difference in the
 metric's better direction, not met when the 95 % CI of the difference lies on the worse side of 0, undecided
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ada_slm.analysis import stats
+from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import matrix
 from ada_slm.run.metrics import higher_is_better
 from ada_slm.study.spec import Criterion
@@ -27,7 +27,7 @@ class Judged:
     evidence: str
 
 
-def judge(criterion: Criterion, arms: dict, samples: stats.Design | None = None) -> Judged:
+def judge(criterion: Criterion, arms: dict, samples: contrasts.Design | None = None) -> Judged:
     """`arms`: arm name -> analysis.ArmData (run -> item -> score per metric); `samples`: the study's pairing and
     item clusters (analysis.sample_design) for a `better_than` comparison."""
     c = criterion
@@ -37,7 +37,7 @@ def judge(criterion: Criterion, arms: dict, samples: stats.Design | None = None)
         return Judged(c, UNDECIDED, f"no finished run of {c.arm} scores {c.metric}")
     if c.better_than is None:
         y = matrix(scores)
-        iv = stats.arm_interval(y) if y is not None else None
+        iv = contrasts.arm_interval(y) if y is not None else None
         if iv is None or not math.isfinite(iv.low):
             return Judged(c, UNDECIDED, f"{c.metric} of {c.arm}: no 95 % CI (fewer than two runs)")
         above = c.above is not None
@@ -50,18 +50,18 @@ def judge(criterion: Criterion, arms: dict, samples: stats.Design | None = None)
             return Judged(c, NOT_MET, evidence)
         return Judged(c, UNDECIDED, evidence + " (the CI contains the threshold)")
     other = arms.get(c.better_than)
-    comp = stats.compare(scores, other.scores.get(c.metric, {}), c.metric, design=samples) if other else None
+    comp = contrasts.compare(scores, other.scores.get(c.metric, {}), c.metric, design=samples) if other else None
     if comp is None or not math.isfinite(comp.p):
         return Judged(c, UNDECIDED, f"{c.arm} vs {c.better_than} on {c.metric}: no seed-level test (needs two "
                                     "finished runs in each)")
     sign = 1.0 if higher_is_better(c.metric) else -1.0
     evidence = (f"{c.metric} Δ {c.arm} − {c.better_than} {comp.delta.mean:+.4f} [{comp.delta.low:+.4f}, "
-                f"{comp.delta.high:+.4f}], {stats.verdict(comp)} ({'higher' if sign > 0 else 'lower'} is better)")
+                f"{comp.delta.high:+.4f}], {contrasts.verdict(comp)} ({'higher' if sign > 0 else 'lower'} is better)")
     if comp.supported and sign * comp.delta.mean > 0:
         return Judged(c, MET, evidence)
     worse_side = comp.delta.high < 0 if sign > 0 else comp.delta.low > 0
     return Judged(c, NOT_MET if worse_side else UNDECIDED, evidence)
 
 
-def judge_all(study, arms: dict, samples: stats.Design | None = None) -> list[Judged]:
+def judge_all(study, arms: dict, samples: contrasts.Design | None = None) -> list[Judged]:
     return [judge(c, arms, samples) for c in study.criteria]

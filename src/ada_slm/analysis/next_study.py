@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
-from ada_slm.analysis.power_simulation import seeds_needed
+from ada_slm.stats.power_simulation import seeds_needed
 from ada_slm.analysis.analysis import StudyAnalysis, analyse
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ada_slm.analysis import stats
+from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import ArmData, matrix
-from ada_slm.analysis.pairing import MIN_PAIRS
-from ada_slm.analysis.power_simulation import PowerInputs, detectable_effect, power_inputs, seeds_needed
+from ada_slm.stats.pairing import MIN_PAIRS
+from ada_slm.stats.power_simulation import PowerInputs, detectable_effect, power_inputs, seeds_needed
 from ada_slm.study.spec import Study
 
 
@@ -45,7 +45,7 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
         if name == study.baseline:
             continue
         # over the items every run of both has (a run with fewer items, a cut eval.jsonl, narrows both)
-        m = stats.matrices(arms[name].scores[metric], ref.scores[metric], stats.Design("seed"))
+        m = contrasts.matrices(arms[name].scores[metric], ref.scores[metric], contrasts.Design("seed"))
         inputs = power_inputs(m.A, m.B, (m.PA, m.PB) if m.paired else None) if m is not None else None
         if inputs is not None:
             found.append(inputs)
@@ -66,7 +66,7 @@ def power_from(inputs: PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
                min_effect: float | None = None) -> Power:
     """Power at these inputs: paired by seed where the inputs hold what pairing leaves (PowerInputs.can_pair),
     with the unpaired figures beside them."""
-    alpha = stats.ALPHA / max(1, n_tests)
+    alpha = contrasts.ALPHA / max(1, n_tests)
     seeds = sorted({n_seeds, *DEFAULT_POWER_SEEDS} - {0, 1})
     paired = inputs.can_pair and n_seeds >= MIN_PAIRS  # as `compare` will: pairs from MIN_PAIRS shared seeds on
     detectable = {k: detectable_effect(inputs, k, alpha=alpha, paired=paired and k >= MIN_PAIRS) for k in seeds}

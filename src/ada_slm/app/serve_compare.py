@@ -9,9 +9,11 @@ run cells, progress or curves (kind 'compare': the page leaves those sections ou
 
 from __future__ import annotations
 
-from ada_slm.analysis import compare_report, report, report_doc
-from ada_slm.analysis.compare_analysis import CompareResult
-from ada_slm.app.study_view import COMPARISON_KEYS, _digest, _interval
+from ada_slm.analysis.compare import report as compare_report
+from ada_slm.analysis.report import writer as report
+from ada_slm.analysis.report import doc as report_doc
+from ada_slm.analysis.compare.analysis import CompareResult
+from ada_slm.app.study_view import COMPARISON_KEYS, digest, interval_cells
 
 # Keys for the cells of the compare report's summary table, in its column order (the headers come from the report).
 SUMMARY_KEYS = ("arm", "runs", "metric", "seed_item_sd", "vs_baseline")
@@ -37,7 +39,7 @@ def analysis_json(result: CompareResult) -> dict:
     header, cells = compare_report.summary_table(result)
     arms = [{"arm": name, "baseline": name == baseline, "n_complete": arm.n_complete,
              "cells": dict(zip(SUMMARY_KEYS, row)),
-             "metrics": {m: _interval(iv) for m, iv in arm.intervals.items()}}
+             "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()}}
             for (name, arm), row in zip(a.arms.items(), cells)]
     comparisons = {}
     for name in a.arms:
@@ -50,7 +52,7 @@ def analysis_json(result: CompareResult) -> dict:
         head, rows = report.comparison_table(a, comp)
         comparisons[name] = {
             "header": head, "notes": [compare_report.equivalence_note(comp)] if comp.equivalence else [],
-            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": _interval(c.delta),
+            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": interval_cells(c.delta),
                       "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows)]}
     metrics = list(dict.fromkeys(m for arm in a.arms.values() for m in arm.intervals))
     return {"available": True, "kind": "compare", "metric": a.primary, "baseline": baseline, "metrics": metrics,
@@ -66,7 +68,7 @@ class CompareView:
         spec = result.spec
         self.label = f"comparison {spec.name}"  # what a 404 names
         self._analysis = analysis_json(result)
-        self._analysis["version"] = _digest([self._analysis])
+        self._analysis["version"] = digest([self._analysis])
         head, rows = compare_report.runs_table(result)
         self._state = {
             "kind": "compare", "study": spec.name, "description": spec.description.strip(), "scale": None,

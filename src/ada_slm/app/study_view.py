@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ada_slm.analysis import report, report_decision, report_doc
+from ada_slm.analysis.report import writer as report
+from ada_slm.analysis.report import decision as report_decision
+from ada_slm.analysis.report import doc as report_doc
 from ada_slm.analysis.analysis import analyse
 from ada_slm.analysis.arms import collect
-from ada_slm.analysis.report_answer import answer_lines
+from ada_slm.analysis.report.answer import answer_lines
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, iter_jsonl, parse_json, read_regular
 from ada_slm.run.metrics import METRICS, RUN_METRICS
@@ -118,7 +120,7 @@ def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float
     rec, err = reader.record(spec.run_dir)
     stamp = _stamp(spec.run_dir / RECORD) or _stamp(spec.run_dir / SPEC)
     out["updated_s_ago"] = max(0.0, now - stamp[0] / 1e9) if stamp else None
-    out["version"] = _digest([_stamp(spec.run_dir / f) for f in (RECORD, SPEC, EVAL)])  # run page: refetch on change
+    out["version"] = digest([_stamp(spec.run_dir / f) for f in (RECORD, SPEC, EVAL)])  # run page: refetch on change
     if err:
         return {**out, "state": "unreadable", "detail": err}
     if rec is None:
@@ -168,7 +170,7 @@ def _compute_left(runs: list[dict]) -> float | None:
     return total
 
 
-def _digest(parts: list) -> str:
+def digest(parts: list) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
 
@@ -201,7 +203,7 @@ DECISION_KEYS = ("question", "comparison", "evidence", "answer")
 CRITERIA_KEYS = ("criterion", "judged", "evidence")
 
 
-def _interval(iv) -> dict:
+def interval_cells(iv) -> dict:
     return {"mean": iv.mean, "low": iv.low, "high": iv.high, "text": report_doc.ci4(iv)}
 
 
@@ -215,7 +217,7 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     header, cells = report.summary_table(a)
     arms = [{"arm": name, "baseline": name == study.baseline, "n_complete": arm.n_complete,
              "cells": dict(zip(SUMMARY_KEYS, row)),
-             "metrics": {m: _interval(iv) for m, iv in arm.intervals.items()}}
+             "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()}}
             for (name, arm), row in zip(a.arms.items(), cells)]
     comparisons = {}
     for name, arm in a.arms.items():
@@ -230,7 +232,7 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
                  report.equivalence_note(a, comp)]
         comparisons[name] = {
             "header": head, "notes": [n for n in notes if n],
-            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": _interval(c.delta),
+            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": interval_cells(c.delta),
                       "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows)]}
     decision = None
     if a.decision:
@@ -284,7 +286,7 @@ class StudyView:
     def _analysis_version(self) -> tuple[list, str]:
         """The finished runs' stamps, and a version that changes with them or with an adaptive study's rounds."""
         stamps = self._complete_stamps()
-        return stamps, _digest([stamps, _stamp(self.root / ROUNDS)])
+        return stamps, digest([stamps, _stamp(self.root / ROUNDS)])
 
     def state(self) -> dict:
         now = time.time()
@@ -302,7 +304,7 @@ class StudyView:
                 "arms": list(dict.fromkeys(s.arm for s in self.specs)),
                 "seeds": sorted({s.seed for s in self.specs}), "runs": runs, "counts": counts, "runner": runner,
                 "compute_left_s": _compute_left(runs), "notes": notes,
-                "versions": {"curves": _digest([(s.key, _stamp(s.run_dir / RECORD)) for s in self.specs]),
+                "versions": {"curves": digest([(s.key, _stamp(s.run_dir / RECORD)) for s in self.specs]),
                              "analysis": self._analysis_version()[1]}}
 
     def curves(self) -> dict:

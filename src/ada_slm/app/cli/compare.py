@@ -30,8 +30,8 @@ def _arms(options: list[str]) -> dict[str, list[str]]:
 def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, min_effect, min_shared, name,
           allow_differing: list[str] = ()):
     # the run readers and the statistics load scipy: imported when `compare` runs, not at every command's start
-    from ada_slm.analysis.compare import TABLE_SUFFIXES, read_table
-    from ada_slm.analysis.compare_analysis import CompareSpec, load_spec
+    from ada_slm.analysis.compare.readers import TABLE_SUFFIXES, read_table
+    from ada_slm.analysis.compare.analysis import CompareSpec, load_spec
 
     overrides = {k: v for k, v in {"baseline": baseline, "metric": metric, "min_effect": min_effect,
                                    "min_shared": min_shared, "name": name, "equivalence_margin": margin,
@@ -115,9 +115,9 @@ def compare(
 ):
     """Compare runs made with other tools (lm-eval, Inspect, HF Trainer/TRL, ada-slm, any table) with the
     statistics of a study: the run is the unit, items are matched by id, Holm, TOST, power."""
-    from ada_slm.analysis.compare_analysis import compare as run_compare  # loads scipy: see _spec
-    from ada_slm.analysis.compare_analysis import to_json
-    from ada_slm.analysis.compare_report import render, write_report
+    from ada_slm.analysis.compare.analysis import compare as run_compare  # loads scipy: see _spec
+    from ada_slm.analysis.compare.analysis import to_json
+    from ada_slm.analysis.compare.report import render, write_report
     from ada_slm.app.serve import listen
 
     spec = _spec(spec_file, arm, baseline, metric, equivalence_margin, min_effect, min_shared, name, allow_differing)

@@ -77,7 +77,7 @@ def study_report(
 ):
     """Write results/<study>/report.md, report.html and plots from the finished runs."""
     from ada_slm.analysis.analysis import analyse  # loads scipy: only the commands that analyse pay for it
-    from ada_slm.analysis.report import summary
+    from ada_slm.analysis.report.writer import summary
 
     study, specs, _ = study_specs(file, scale, None, None, results, exports)
     if rescore:
@@ -164,7 +164,7 @@ def study_power(
 ):
     """Smallest difference the seed-level rule detects with 80 % power, and runs per arm for a given one —
     by simulation, from a finished study's variance components or stated ones."""
-    from ada_slm.analysis.power_simulation import PowerInputs  # loads scipy: see study_report
+    from ada_slm.stats.power_simulation import PowerInputs  # loads scipy: see study_report
     from ada_slm.analysis.analysis import questions_asked
     from ada_slm.analysis.arms import collect
     from ada_slm.analysis.power import power, power_from

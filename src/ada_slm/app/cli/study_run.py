@@ -53,7 +53,7 @@ def study_plan(
     variance components."""
     # the analysis modules load scipy (and plan torch): imported by the commands that use them, not by `--help`
     from ada_slm.analysis import plan
-    from ada_slm.analysis.report import describe
+    from ada_slm.analysis.report.writer import describe
 
     study, specs, path = study_specs(file, scale, only, seeds, results, exports)
     base_spec = next((s for s in specs if s.arm == study.baseline), None)
@@ -282,7 +282,7 @@ def _after_runs(study, specs, scale, results: Path, report: bool, study_runs) ->
 
 def write_report(study, specs, scale, results: Path, analysis=None):
     """report.md, report.html and the plots under results/<study>, announced."""
-    from ada_slm.analysis.report import build_report  # loads scipy and matplotlib: see study_plan
+    from ada_slm.analysis.report.writer import build_report  # loads scipy and matplotlib: see study_plan
 
     md = build_report(study, specs, scale, results / study.name, analysis)
     console.print(f"report: {md} and {md.with_suffix('.html')}")

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ada_slm.analysis import stats
+from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import ArmComparison, ArmData, ArmResult, StudyAnalysis, analyse
-from ada_slm.analysis.report_answer import render_answer
-from ada_slm.analysis.report_decision import (render_criteria, render_decision, render_power,
+from ada_slm.analysis.report.answer import render_answer
+from ada_slm.analysis.report.decision import (render_criteria, render_decision, render_power,
                                               render_rounds_or_why)
-from ada_slm.analysis.report_doc import Doc, ci4, components, f4, fmt_p, mean_sd, ratio_ci, shorten, signed
-from ada_slm.analysis.report_plots import arm_matrix, plots
+from ada_slm.analysis.report.doc import Doc, ci4, components, f4, fmt_p, mean_sd, ratio_ci, shorten, signed
+from ada_slm.analysis.report.plots import arm_matrix, plots
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, read_json
 from ada_slm.run.config import TrainConfig
@@ -34,8 +34,8 @@ def describe(cfg: TrainConfig | None) -> str:
     return "base model, no adapter" if cfg is None else cfg.label()
 
 
-def _verdict(c: stats.Comparison) -> str:
-    return stats.verdict(c)
+def _verdict(c: contrasts.Comparison) -> str:
+    return contrasts.verdict(c)
 
 
 def comparisons_json(comparisons: dict) -> str:
@@ -44,7 +44,7 @@ def comparisons_json(comparisons: dict) -> str:
         {arm: {m: {"delta": c.delta.mean, "low": c.delta.low, "high": c.delta.high, "df": c.delta.df, "p": c.p,
                    "p_holm": c.p_holm, "p_perm": c.p_perm, "p_perm_min": c.p_perm_min, "test": c.test,
                    "ratio": c.ratio, "ratio_note": c.ratio_note, "supported": c.supported,
-                   "holm_family": c.family, "verdict": stats.verdict(c), "significant": c.supported,
+                   "holm_family": c.family, "verdict": contrasts.verdict(c), "significant": c.supported,
                    "pairing": c.pairing, "item_clusters": c.n_clusters or None,
                    "effective_items": c.effective_items if math.isfinite(c.effective_items) else None}
                for m, c in comp.comparisons.items()} for arm, comp in comparisons.items()}, indent=2, allow_nan=True)
@@ -111,7 +111,7 @@ def summary_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
         comp = a.comparisons.get(name)
         c = comp.comparisons.get(a.primary) if comp else None
         if c:
-            vs = f"Δ {signed(c.delta)} ({stats.short_verdict(c)}); {ratio_ci(c)}"
+            vs = f"Δ {signed(c.delta)} ({contrasts.short_verdict(c)}); {ratio_ci(c)}"
         status = ", ".join(f"{v} {list(arm.states.values()).count(v)}" for v in sorted(set(arm.states.values())))
         rows.append([name + (" (baseline)" if name == a.study.baseline else ""), describe(arm.config),
                      mean_sd(arm.intervals.get("heldout_loss"), arm.components.get("heldout_loss")),
@@ -129,12 +129,12 @@ def comparison_table(a: StudyAnalysis, comp: ArmComparison) -> tuple[list[str], 
         ratio = ratio_ci(c)
         perm = f"{fmt_p(c.p_perm)} (≥ {c.p_perm_min:.3g})" if math.isfinite(c.p_perm) else "—"
         rows.append([m, ci4(c.baseline), f4(c.baseline.mean + c.delta.mean), signed(c.delta), pct, ratio,
-                     f"{c.delta.df:.1f}", fmt_p(c.p_holm), perm, stats.short_verdict(c)])
+                     f"{c.delta.df:.1f}", fmt_p(c.p_holm), perm, contrasts.short_verdict(c)])
     return (["metric", f"{comp.against} [CI]", comp.arm, "Δ [95% CI]", "%", "×", "d.f.", "p (t, Holm)",
              "perm p (min)", "difference"], rows)
 
 
-def samples_note(c: stats.Comparison | None) -> str:
+def samples_note(c: contrasts.Comparison | None) -> str:
     """How the runs and items of a comparison were taken (the study's pairing and item clusters), in one clause."""
     if c is None:
         return ""
@@ -236,7 +236,7 @@ def render_how_to_read(doc: Doc, a: StudyAnalysis):
     """The long explanations, once, at the end of the report."""
     doc.h(2, "How to read this")
     doc.p(f"The training run is the unit: Δ is the difference of arm means over the items both arms share; its "
-          f"95 % CI and p come from a {stats.TEST_NAME} — the seed part is the spread of per-run means, the item "
+          f"95 % CI and p come from a {contrasts.TEST_NAME} — the seed part is the spread of per-run means, the item "
           "part the arm × item interaction, so the interval is about new runs and new items, not only these. "
           "p is Holm-corrected across the metrics of one comparison; 'supported' = Holm p < 0.05 (the one rule "
           "used everywhere in this report), and every verdict names the family its p was corrected over: the "

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 
-from ada_slm.analysis import sequential, stats
+from ada_slm.stats import sequential
+from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import DecisionResult, StudyAnalysis, sample_design
 from ada_slm.analysis.criteria import judge_all
-from ada_slm.analysis.report_doc import Doc, fmt_p, signed
+from ada_slm.analysis.report.doc import Doc, fmt_p, signed
 from ada_slm.run.metrics import RUN_METRICS
 
 
@@ -64,7 +65,7 @@ def decision_table(d: DecisionResult) -> tuple[list[str], list[list[str]]]:
             evidence = (f"Δ {signed(c.delta)}; TOST: 90 % CI [{e.low:+.4g}, {e.high:+.4g}] within ±{e.margin:.4g}?"
                         f" p (Holm) {fmt_p(x.p_holm)}")
         else:
-            evidence = f"Δ {signed(c.delta)}, {stats.verdict(c)}" if c else "no data"
+            evidence = f"Δ {signed(c.delta)}, {contrasts.verdict(c)}" if c else "no data"
         if c and not x.not_asked and c.pairing != "unpaired":
             evidence += f" ({c.pairing})"
         kind = " (equivalent?)" if x.test == "equivalent" else ""

@@ -7,9 +7,11 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from ada_slm.analysis import report, report_doc, stats
-from ada_slm.analysis.compare import RUN_ITEM
-from ada_slm.analysis.compare_analysis import CompareResult
+from ada_slm.analysis.report import writer as report
+from ada_slm.analysis.report import doc as report_doc
+from ada_slm.stats import contrasts
+from ada_slm.analysis.compare.readers import RUN_ITEM
+from ada_slm.analysis.compare.analysis import CompareResult
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text
 
@@ -53,7 +55,7 @@ def summary_table(result: CompareResult) -> tuple[list[str], list[list[str]]]:
         c = comp.comparisons.get(a.primary) if comp else None
         vs = "—"
         if c:
-            vs = f"Δ {report_doc.signed(c.delta)} ({stats.short_verdict(c)}); {report_doc.ratio_ci(c)}"
+            vs = f"Δ {report_doc.signed(c.delta)} ({contrasts.short_verdict(c)}); {report_doc.ratio_ci(c)}"
         rows.append([name + (" (baseline)" if name == result.spec.baseline_arm else ""), str(arm.n_complete),
                      report_doc.ci4(iv), report_doc.components(vc, iv is not None and iv.n_items <= 1), vs])
     return ["arm", "runs", f"{a.primary} [95% CI]", "run SD / item SD", "vs baseline"], rows
@@ -102,7 +104,7 @@ def render(result: CompareResult) -> report_doc.Doc:
     doc.table(*summary_table(result))
     doc.h(2, f"Per-metric comparison against {baseline}")
     doc.p(f"The run is the unit: Δ is the difference of arm means over the shared items; its 95 % CI and p come "
-          f"from a {stats.TEST_NAME} — the run part is the spread of per-run means, the item part the arm × item "
+          f"from a {contrasts.TEST_NAME} — the run part is the spread of per-run means, the item part the arm × item "
           "interaction, so the interval is about new runs and new items, not only these. p is Holm-corrected "
           "across the metrics of one comparison; 'real' = Holm p < 0.05. 'perm p' is the exact permutation test "
           "of run labels (its smallest possible value in brackets). With one run in an arm there is no "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 
 from ada_slm.analysis.arms import RUN_FIELDS
-from ada_slm.analysis.imported_run import (RUN_ITEM, ImportedRun, Source, check_inspect_file,  # noqa: F401
+from ada_slm.analysis.compare.imported_run import (RUN_ITEM, ImportedRun, Source, check_inspect_file,  # noqa: F401
                                            number, read_json_object)
 from ada_slm.errors import UserError
 from ada_slm.files import LIMIT_HINT, input_limit, iter_jsonl, open_regular, read_utf8

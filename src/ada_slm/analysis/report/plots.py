@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ada_slm.analysis import stats
+from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import ArmData, matrix
-from ada_slm.analysis.report_doc import Doc
+from ada_slm.analysis.report.doc import Doc
 from ada_slm.run.metrics import METRICS
 
 
@@ -67,7 +67,7 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
             y = arm_matrix(arm, m)
             if y is None:
                 continue
-            iv = stats.arm_interval(y)
+            iv = contrasts.arm_interval(y)
             names.append(name)
             means.append(iv.mean)
             errs[0].append(max(0.0, iv.mean - iv.low))
@@ -84,7 +84,7 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
 
 
 def _metric_vs_rank(doc: Doc, arms: dict[str, ArmData], primary: str, out_dir: Path, plt):
-    points = [(arm.config.lora.r, name, stats.arm_interval(arm_matrix(arm, primary)))
+    points = [(arm.config.lora.r, name, contrasts.arm_interval(arm_matrix(arm, primary)))
               for name, arm in arms.items() if arm.config and arm_matrix(arm, primary) is not None]
     if points:
         fig, ax = plt.subplots(figsize=(5, 3.5))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ada_slm.analysis import stats
+from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import Answer, StudyAnalysis, sample_design
 from ada_slm.analysis.criteria import MET, NOT_MET, judge_all
-from ada_slm.analysis.power_simulation import seeds_needed
-from ada_slm.analysis.report_doc import Doc, signed
+from ada_slm.stats.power_simulation import seeds_needed
+from ada_slm.analysis.report.doc import Doc, signed
 
 MAX_RUNS_SUGGESTED = 30  # "runs per arm to detect this Δ" is searched up to here; beyond, more items are the way
 
@@ -54,9 +54,9 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
             continue
         if x.test == "equivalent" and e is not None:
             evidence = (f"Δ {signed(c.delta)}; TOST 90 % CI [{e.low:+.4f}, {e.high:+.4f}] against ±{e.margin:.4f} "
-                        f"(Holm p {stats.format_p(x.p_holm)})")
+                        f"(Holm p {contrasts.format_p(x.p_holm)})")
         else:
-            evidence = f"Δ {signed(c.delta)} on {d.metric} (Holm p {stats.format_p(x.p_holm)})"
+            evidence = f"Δ {signed(c.delta)} on {d.metric} (Holm p {contrasts.format_p(x.p_holm)})"
         pairing = f", {c.pairing}" if c.pairing != "unpaired" else ""
         other_way = x.test == "better" and not x.yes and c.supported  # a clear difference, the wrong way
         change = "" if x.yes or other_way else _what_would_change(a, x)
@@ -75,7 +75,7 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
     return lines
 
 
-def forest_rows(a: StudyAnalysis) -> list[tuple[str, stats.Interval, bool]]:
+def forest_rows(a: StudyAnalysis) -> list[tuple[str, contrasts.Interval, bool]]:
     """(label, Δ with its CI, supported) on the decision metric: every arm against the baseline."""
     rows = []
     for name, comp in a.comparisons.items():

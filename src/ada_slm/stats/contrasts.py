@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from ada_slm.analysis.pairing import (PAIRINGS, Design, Matrices, align, align_items,  # noqa: F401 (re-exported)
+from ada_slm.stats.pairing import (PAIRINGS, Design, Matrices, align, align_items,  # noqa: F401 (re-exported)
                                       clustered_mean_variance, finite_columns, matrices)
-from ada_slm.analysis.permutation import N_PERM, permutation_p, sign_flip_p
+from ada_slm.stats.permutation import N_PERM, permutation_p, sign_flip_p
 
 ALPHA = 0.05
 N_BOOT = 2000  # kept for callers that pass n_boot; intervals are analytic

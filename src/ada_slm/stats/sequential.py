@@ -1,7 +1,7 @@
 """Group-sequential statistics: looking after every round of seeds without inflating false positives.
 
 An adaptive study looks at its data after every round (the study's seeds, then `step` more runs per open arm,
-up to `max_runs` per arm). Each look uses the seed-level t statistic of `stats.contrast` (Welch t on per-run
+up to `max_runs` per arm). Each look uses the seed-level t statistic of `contrasts.contrast` (Welch t on per-run
 means + the arm × item term, Satterthwaite d.f.). Repeated looks at a fixed 0.05 would call a null difference
 "supported" far more often than 5 % of the time; here each look k has its own, stricter threshold:
 
@@ -33,8 +33,8 @@ import numpy as np
 from scipy import optimize, special
 from scipy import stats as sps
 
-from ada_slm.analysis import stats
-from ada_slm.analysis.power_simulation import PowerInputs
+from ada_slm.stats import contrasts
+from ada_slm.stats.power_simulation import PowerInputs
 
 # Simulated (tests/test_sequential.py): what the elimination does NOT control — with every arm equal, some arm
 # is still dropped in this share of sweeps.
@@ -58,7 +58,7 @@ class Plan:
     initial: int
     step: int
     max_runs: int
-    alpha: float = stats.ALPHA
+    alpha: float = contrasts.ALPHA
 
     @property
     def looks(self) -> list[int]:
@@ -140,7 +140,7 @@ def answer_questions(est, se, df, status: np.ndarray, k: int, plan: Plan, sign: 
     are at this look's number of runs; closed ones are ignored). Returns the new status array."""
     status = status.copy()
     n_q = status.shape[-1]
-    p = stats.t_test(est, se, df)[0]
+    p = contrasts.t_test(est, se, df)[0]
     thresholds = {m: plan.nominal(plan.alpha / m)[k] for m in range(1, n_q + 1)}
     for _ in range(n_q):  # graphical Holm: each rejection raises the others' level
         not_rejected = ((status != BETTER) & (status != WORSE)).sum(-1)
@@ -166,7 +166,7 @@ def eliminate(pair_est, pair_se, pair_df, alive: np.ndarray, k: int, plan: Plan,
     leader = means.argmax(-1)
     take = lambda x: np.take_along_axis(x, leader[:, None, None], axis=1)[:, 0, :]  # noqa: E731  (S, A) row
     est, se, df = take(pair_est), take(pair_se), take(pair_df)
-    p = stats.t_test(est, se, df)[0]
+    p = contrasts.t_test(est, se, df)[0]
     level = plan.alpha / max(1, n_arms - 1)
     others = alive & (idx[None, :] != leader[:, None])
     dropped = others & np.isfinite(p) & (p < plan.nominal(level)[k]) & (sign * est > 0)
@@ -194,7 +194,7 @@ def pairwise(mats: list[np.ndarray]):
     for i in range(n):
         est[..., i, i] = mats[i].mean((-2, -1))
         for j in range(i + 1, n):
-            e, s, d = stats.contrast([mats[i], mats[j]], [1.0, -1.0])
+            e, s, d = contrasts.contrast([mats[i], mats[j]], [1.0, -1.0])
             d = capped_df(d, mats[i].shape[-2], mats[j].shape[-2])
             est[..., i, j], se[..., i, j], df[..., i, j] = e, s, d
             est[..., j, i], se[..., j, i], df[..., j, i] = -e, s, d

@@ -8,7 +8,7 @@ import html
 import math
 from pathlib import Path
 
-from ada_slm.analysis import stats
+from ada_slm.stats import contrasts
 
 
 # ----------------------------------------------------------------------------------------- formatting
@@ -24,7 +24,7 @@ def shorten(text: str, width: int) -> str:
 NO_CI = "no CI: one run"  # what a cell says where an interval needs a second run
 
 
-def ci4(iv: stats.Interval | None) -> str:
+def ci4(iv: contrasts.Interval | None) -> str:
     """Mean [95 % CI]; a proportion's interval (iv.bounded) is cut at [0, 1] and marked so."""
     if iv is None or math.isnan(iv.mean):
         return "—"
@@ -35,13 +35,13 @@ def ci4(iv: stats.Interval | None) -> str:
     return f"{iv.mean:.4f} [{low:.4f}, {high:.4f}]{mark}"
 
 
-def signed(iv: stats.Interval) -> str:
+def signed(iv: contrasts.Interval) -> str:
     if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
         return f"{iv.mean:+.4f} ({NO_CI} per arm)"
     return f"{iv.mean:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]"
 
 
-def components(vc: stats.VarianceComponents | None, run_level: bool) -> str:
+def components(vc: contrasts.VarianceComponents | None, run_level: bool) -> str:
     """'seed SD / item SD' of one arm: '—' where there is none (one run), the seed SD alone for a run-level
     quantity (one number per run: no items, so no item spread)."""
     if vc is None:
@@ -132,17 +132,17 @@ class Doc:
         return "\n".join(parts)
 
 
-fmt_p = stats.format_p
+fmt_p = contrasts.format_p
 
 
 
-def mean_sd(iv: stats.Interval | None, vc: stats.VarianceComponents | None) -> str:
+def mean_sd(iv: contrasts.Interval | None, vc: contrasts.VarianceComponents | None) -> str:
     if iv is None or math.isnan(iv.mean):
         return "—"
     return f"{iv.mean:.3f}" + (f" ± {vc.seed_sd:.3f}" if vc is not None else "")
 
 
 
-def ratio_ci(c: stats.Comparison) -> str:
+def ratio_ci(c: contrasts.Comparison) -> str:
     """× with its 95 % CI — never a bare ratio."""
     return f"{c.ratio[0]:.2f}× [{c.ratio[1]:.2f}, {c.ratio[2]:.2f}]" if c.ratio else c.ratio_note

@@ -3,8 +3,8 @@
 `match` refuses what cannot be compared (mixed sources, different task configurations, item sets that overlap
 too little) with a reason, and keeps the items every run scored, recording the dropped ones for the report.
 `analyse` builds the study's `StudyAnalysis` from the matched runs: arm intervals and variance components
-(`analysis._arm_result`), comparisons against the baseline with Holm across metrics (`stats.compare_all`),
-TOST where a margin is given (`stats.equivalence`) and power / runs needed (`power.power_from`).
+(`analysis.arm_result`), comparisons against the baseline with Holm across metrics (`contrasts.compare_all`),
+TOST where a margin is given (`contrasts.equivalence`) and power / runs needed (`power.power_from`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from ada_slm.analysis import design, stats
-from ada_slm.analysis.analysis import ArmComparison, StudyAnalysis, _arm_result
+from ada_slm.analysis import design
+from ada_slm.stats import contrasts
+from ada_slm.analysis.analysis import ArmComparison, StudyAnalysis, arm_result
 from ada_slm.analysis.arms import ArmData, matrix
-from ada_slm.analysis.compare import ImportedRun, read_runs
+from ada_slm.analysis.compare.readers import ImportedRun, read_runs
 from ada_slm.analysis.power import Power, power_from
-from ada_slm.analysis.power_simulation import PowerInputs, power_inputs
-from ada_slm.analysis.report_doc import shorten
+from ada_slm.stats.power_simulation import PowerInputs, power_inputs
+from ada_slm.analysis.report.doc import shorten
 from ada_slm.errors import UserError
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.schema import Strict
@@ -254,7 +255,7 @@ def analyse(spec: CompareSpec, matched: Matched) -> CompareResult:
             raise UserError(f"equivalence margin for {m}: no such metric (the runs have {', '.join(metrics)})")
     metrics = [primary] + [m for m in metrics if m != primary]
     arms = {name: arm_data(name, runs) for name, runs in matched.runs.items()}
-    results = {name: _arm_result(a) for name, a in arms.items()}
+    results = {name: arm_result(a) for name, a in arms.items()}
     # the noise floor of the % and × columns, as in a study: an arm named `base` is the untrained model
     floors = {m: iv.high for m, iv in results[BASE_ARM].intervals.items()} \
         if BASE_ARM in results and baseline != BASE_ARM else {}
@@ -263,10 +264,10 @@ def analyse(spec: CompareSpec, matched: Matched) -> CompareResult:
     for name, arm in arms.items():
         if name == baseline:
             continue
-        comps = stats.compare_all(arm.scores, ref.scores, metrics, floors)
+        comps = contrasts.compare_all(arm.scores, ref.scores, metrics, floors)
         comp = ArmComparison(name, baseline, design.FactorDiff(), comps)
         for m, margin in margins.items():
-            eq = stats.equivalence(arm.scores[m], ref.scores[m], margin)
+            eq = contrasts.equivalence(arm.scores[m], ref.scores[m], margin)
             if eq is not None:
                 comp.equivalence[m] = eq
         comparisons[name] = comp
@@ -320,5 +321,5 @@ def to_json(result: CompareResult) -> dict:
         "metrics_left_out": result.matched.left_out, "lower_is_better": result.matched.lower_is_better,
         "arms": {name: {"n_runs": arm.n_complete, "intervals": _plain(arm.intervals),
                         "components": _plain(arm.components)} for name, arm in a.arms.items()},
-        "comparisons": comparisons, "power": _plain(a.power), "test": stats.TEST_NAME,
+        "comparisons": comparisons, "power": _plain(a.power), "test": contrasts.TEST_NAME,
     }
