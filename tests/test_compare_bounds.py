@@ -78,7 +78,7 @@ def test_a_parquet_bomb_is_refused_from_its_footer(tmp_path, monkeypatch):
     path = tmp_path / "bomb.parquet"
     pq.write_table(table, path, compression="zstd")
     del table
-    monkeypatch.setattr("ada_slm.analysis.compare.MAX_TABLE_ROWS", 1_000_000)
+    monkeypatch.setattr("ada_slm.analysis.compare.readers.MAX_TABLE_ROWS", 1_000_000)
     with pytest.raises(UserError, match=r"2,000,000 rows.*over the limits of 1,000,000 rows"):
         read_table(path)
 
@@ -150,10 +150,13 @@ def test_inspect_reader_checks_a_json_log_as_a_regular_file(tmp_path):
 
 def test_the_shipped_readers_never_read_bytes_unguarded():
     """No reader of compare reads a path with Path.read_bytes/read_text (which would follow a FIFO or /dev/zero)."""
-    source = Path(__file__).parents[1] / "src" / "ada_slm" / "analysis"
-    for name in ("compare.py", "imported_run.py", "compare_analysis.py"):
-        text = (source / name).read_text()
-        assert ".read_bytes()" not in text and ".read_text(" not in text, name
+    import ada_slm.analysis.compare as compare_package
+
+    modules = sorted(Path(compare_package.__file__).parent.glob("*.py"))
+    assert {p.name for p in modules} >= {"readers.py", "imported_run.py", "analysis.py"}
+    for path in modules:
+        text = path.read_text()
+        assert ".read_bytes()" not in text and ".read_text(" not in text, path.name
 
 
 def _lm_eval_run(tmp_path, results: dict, samples: list[dict] | None = None) -> Path:

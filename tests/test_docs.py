@@ -24,7 +24,10 @@ WORK_ITEM = re.compile(r"\bissues?\s*#?\s*\d+|(?<![\w&/])#\d+\b", re.IGNORECASE)
 
 
 def doc_files() -> list[Path]:
-    return [README] + sorted(DOCS.rglob("*.md"))
+    """The docs, and the package's text a user reads: help strings, messages and the shipped studies and suites
+    (its comments too — a reader of the code is a user of it)."""
+    package = ROOT / "src" / "ada_slm"
+    return [README] + sorted(DOCS.rglob("*.md")) + sorted(package.rglob("*.py")) + sorted(package.rglob("*.yaml"))
 
 
 def test_readme_is_short():

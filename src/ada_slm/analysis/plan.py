@@ -4,7 +4,7 @@ Time. Training throughput (tokens/s, tokens per sequence) and evaluation seconds
 machine kind, precision, base model and sequence cap, and kept with the model cache, in $ADA_SLM_CACHE/throughput.json: the
 first finished runs a study records on a machine kind write its entry (`study run` and `study plan` do), and
 later entries never overwrite it. A machine kind without an entry gets an estimate from the measurements in the
-README (`KNOWN`), printed as an estimate; without either, no time is printed.
+docs' Performance page (`KNOWN`), printed as an estimate; without either, no time is printed.
 
 Power. The smallest Δ the seed-level rule detects with 80 % power at the plan's runs per arm and item count, from
 the study's own finished runs once it has them, before that from default variance components of the metric
@@ -49,10 +49,10 @@ class Throughput:
 # Precision is the fixed rule of hardware.resolve_precision: bf16 on AMX, fp32 elsewhere.
 KNOWN = {
     ("amx", "smollm2-135m"): (170.0, 71.0, None, None,
-                              "README 'The cpu scale': 4 × 4 steps of 1,135 tokens / 16 sequences, 2 cores, bf16"),
-    ("avx2", "smollm2-135m"): (87.0, 71.0, None, None, "README 'Performance', the AVX2 table: 2 cores, fp32"),
+                              "docs/guides/cpu-scale.md: 4 × 4 steps of 1,135 tokens / 16 sequences, 2 cores, bf16"),
+    ("avx2", "smollm2-135m"): (87.0, 71.0, None, None, "docs/performance.md, the AVX2 table: 2 cores, fp32"),
     ("avx512", "smollm2-135m"): (140.0, 71.0, 35 / 133, 48,
-                                 "a phase14d cpu run (README 'Performance'): a 4 × 4 run of 320 sequences ≈ 160 s of training, "
+                                 "a phase14d cpu run (docs/performance.md): a 4 × 4 run of 320 sequences ≈ 160 s of training, "
                                  "133 items evaluated in ≈ 35 s, 2 cores, fp32"),
 }
 
@@ -176,7 +176,7 @@ def remember(records: list[tuple[str, dict]], path: Path | None = None) -> list[
 
 
 def throughput_for(kind: str, precision: str, base: str, max_length: int | None, store: dict) -> Throughput | None:
-    """This machine kind's kept measurement for `base`, else the README's estimate for the kind, else None."""
+    """This machine kind's kept measurement for `base`, else the documented estimate for the kind, else None."""
     entry = store.get(machine_key(kind, precision, base, max_length))
     if isinstance(entry, dict) and entry.get("tokens_per_s") and entry.get("tokens_per_sequence"):
         threads = f", {entry['threads']} thread(s) per run" if entry.get("threads") else ""
@@ -245,7 +245,7 @@ def finished_records(specs) -> list[tuple[str, dict]]:
 def throughput_of(spec, measured_rate: float | None, measured_per_seq: float | None, store: dict,
                   max_length: int | None = None) -> Throughput | None:
     """The throughput a run's time is estimated from: this study's finished runs, else the kept measurement of
-    this machine kind, else the README's estimate for it. `max_length`: the study's, for the base arm (which
+    this machine kind, else the documented estimate for it. `max_length`: the study's, for the base arm (which
     does not train, but is evaluated at the kept speed)."""
     if measured_rate and measured_per_seq:
         own = _own_measurement(spec)
@@ -316,7 +316,7 @@ def estimated_seconds(specs, measured_rate: float | None, measured_per_seq: floa
 def plan_report(study, specs, measured_rate: float | None, measured_per_seq: float | None,
                 store: dict | None = None, jobs: int = 1) -> list[str]:
     """The lines `study plan` prints after its table: estimated time (this study's runs, else this machine
-    kind's kept measurement, else the README's estimate) of the runs `jobs` at a time, and the power of the
+    kind's kept measurement, else the documented estimate) of the runs `jobs` at a time, and the power of the
     design."""
     lines = []
     store = read_store() if store is None else store

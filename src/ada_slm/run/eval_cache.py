@@ -188,7 +188,7 @@ class EvalCache:
             "key": key, "material": material, "generated_by": generated_by,
             "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             # where it came from: the checksum is not keyed, so an entry is as trustworthy as whoever can write
-            # the folder (README, Safety) — the origin says which machine and user wrote it
+            # the folder (docs/guides/safety.md) — the origin says which machine and user wrote it
             "origin": {"host": platform.node(), "user": _user()},
             "generation_s": generation_s, "outputs_sha256": _sha256_json(outputs), "outputs": outputs},
             ensure_ascii=False) + "\n")

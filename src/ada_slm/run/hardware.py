@@ -36,7 +36,7 @@ def cpu_flags() -> set[str]:
 
 
 def machine_kind(flags: set[str] | None = None) -> str:
-    """'amx' | 'avx512' | 'avx2' | 'other': the CPU kinds the README's performance tables are measured on."""
+    """'amx' | 'avx512' | 'avx2' | 'other': the CPU kinds the performance tables (docs/performance.md) are measured on."""
     flags = cpu_flags() if flags is None else flags
     if "amx_bf16" in flags:
         return "amx"
@@ -49,11 +49,11 @@ def machine_kind(flags: set[str] | None = None) -> str:
 
 # How a step's sequences are cut into forward/backward passes when grouped by length (config `execution`), per
 # machine kind: (padded tokens per pass at most, what one more pass costs in padded-token equivalents). Measured
-# by bench/execution_budget.py on the cpu-scale study's steps (README "Performance"); a fixed table, never a
+# by bench/execution_budget.py on the cpu-scale study's steps (docs/performance.md); a fixed table, never a
 # stopwatch at run time, so a seeded run executes the same passes wherever it runs on one kind.
 #   avx512: 1 × 16 103 tok/s, 4 × 4 159, 16 × 1 101 (fp32, 2 threads): a pass costs ≈ 80 tokens; one pass of
 #           all 16 sequences is slower per token (1.48× padding, and large activations), hence the cap
-#   amx:    1 × 16 167 tok/s, 4 × 4 279, 16 × 1 205 (bf16, issue 33's measurement): ≈ 100 tokens a pass
+#   amx:    1 × 16 167 tok/s, 4 × 4 279, 16 × 1 205 (bf16, bench/execution_budget.py): ≈ 100 tokens a pass
 #   avx2, other: not measured; the AVX-512 values (a cap of 512 keeps a pass from the slow one-pass extreme)
 EXECUTION = {"amx": (512, 100), "avx512": (512, 80), "avx2": (512, 80), "other": (512, 80), "cuda": (16384, 2048)}
 
@@ -66,7 +66,7 @@ def execution_defaults(device: torch.device, flags: set[str] | None = None) -> t
 
 
 # Runs a local study executes at once (`study run --jobs`), each with its share of the threads: measured per
-# machine kind on cpu-scale runs (2 runs × 1 thread against 1 run × 2 threads, README "Performance"). One run at a
+# machine kind on cpu-scale runs (2 runs × 1 thread against 1 run × 2 threads, docs/performance.md). One run at a
 # time on a GPU: it holds the device.
 STUDY_JOBS = {"amx": 2, "avx512": 2, "avx2": 1, "other": 1, "cuda": 1}
 

@@ -63,7 +63,7 @@ def check_metric(name: str) -> str:
 
 
 class Adaptive(Strict):
-    """How `ada-slm study run --until-decided` adds runs (README, "Adaptive studies")."""
+    """How `ada-slm study run --until-decided` adds runs (docs/guides/studies.md)."""
 
     seeds_per_round: int = Field(1, gt=0, description="Runs added to each arm that is still open, per round.")
     max_seeds: int = Field(10, ge=2, description="Runs per arm at most (the last planned look; the alpha "

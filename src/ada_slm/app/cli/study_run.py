@@ -49,7 +49,7 @@ def study_plan(
     force: bool = typer.Option(False, "--force", help="With --budget-hours: print the plan even over budget."),
 ):
     """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
-    the design — before any run from this machine kind's kept throughput (or the README's estimate) and default
+    the design — before any run from this machine kind's kept throughput (or the estimate on the docs' Performance page) and default
     variance components."""
     # the analysis modules load scipy (and plan torch): imported by the commands that use them, not by `--help`
     from ada_slm.analysis import plan
@@ -159,7 +159,7 @@ def study_run(
     until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
                                        "runs in rounds to the arms whose questions are still open (and drop arms "
                                        "the leader beats by the elimination test in a sweep) until every question "
-                                       "is answered; group-sequential rule, see README."),
+                                       "is answered; group-sequential rule: docs/guides/studies.md."),
     max_seeds: Optional[int] = MAX_SEEDS_OPT,
     budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.0, help="With --until-decided: "
                                                  "start no new round once the study's measured run time plus "
