@@ -141,7 +141,7 @@ def generate_file(model, tokenizer, prompts: list[dict], out: Path, settings, pr
             chunk = todo[start : start + settings.batch_size]
             inputs = [p.get("messages") or p["prompt"] for p in chunk]
             outputs = generate(model, tokenizer, inputs, settings)
-            for p, text in zip(chunk, outputs):
+            for p, text in zip(chunk, outputs, strict=True):
                 row = {**p, "output": text, "settings": settings.model_dump(), "metrics": score(text)}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
             f.flush()  # every finished batch survives a kill

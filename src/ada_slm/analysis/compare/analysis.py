@@ -196,7 +196,7 @@ def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED,
                             f"({runs[worst].name} has {len(scored[worst])}), below the {min_shared:.0%} needed "
                             "(--min-shared): these runs did not evaluate the same items")
         metrics[m] = MetricItems(m, len(union), sorted(shared),
-                                 {r.name: sorted(union - s) for r, s in zip(runs, scored) if union - s})
+                                 {r.name: sorted(union - s) for r, s in zip(runs, scored, strict=True) if union - s})
     if not metrics:
         raise UserError("no metric is scored in every run: " + "; ".join(f"{m} missing in {', '.join(n[:3])}"
                                                                          for m, n in left_out.items()))

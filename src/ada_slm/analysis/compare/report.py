@@ -110,7 +110,7 @@ def render(result: CompareResult) -> report_doc.Doc:
           "of run labels (its smallest possible value in brackets). With one run in an arm there is no "
           "run-to-run variance to estimate and no test. 'not distinguishable' = these runs and items cannot tell "
           "the arms apart — it is not a claim that they are equal; only the equivalence test claims that.")
-    for name, arm in a.arms.items():
+    for name in a.arms:
         if name == baseline:
             continue
         comp = a.comparisons.get(name)

@@ -105,7 +105,7 @@ def _forest(doc: Doc, metric: str, rows, out_dir: Path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
-    for i, (label, iv, supported) in enumerate(reversed(rows)):
+    for i, (_label, iv, supported) in enumerate(reversed(rows)):
         colour = "C0" if supported else "0.5"
         ax.errorbar([iv.mean], [i], xerr=[[iv.mean - iv.low], [iv.high - iv.mean]], fmt="o", color=colour, capsize=3)
     ax.axvline(0, color="0.3", lw=0.8, ls="--")

@@ -98,7 +98,7 @@ class Doc:
             elif b[0] == "table":
                 for row in b[2]:
                     out.append(textwrap.fill(row[0], width))
-                    for head, cell in zip(b[1][1:], row[1:]):
+                    for head, cell in zip(b[1][1:], row[1:], strict=True):
                         out.append(textwrap.fill(f"{head}: {cell}", width, initial_indent="  ",
                                                  subsequent_indent="    "))
             elif b[0] == "img":

@@ -61,7 +61,7 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
     """The emergence chart: metric means with CIs per arm."""
     metrics = [m for m in METRICS if any(arm_matrix(a, m) is not None for a in arms.values())]
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 * len(metrics), 3.6), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
+    for ax, m in zip(axes[0], metrics, strict=True):
         names, means, errs = [], [], [[], []]
         for name, arm in arms.items():
             y = arm_matrix(arm, m)

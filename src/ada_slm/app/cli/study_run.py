@@ -184,7 +184,7 @@ def study_run(
                 counts = _run_once(study, specs, results, runner, tracking_for)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again to continue")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         console.print(f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
                       f"in {time.perf_counter() - start:.0f}s")
         _after_runs(study, specs, scale, results, report, study_runs)
