@@ -10,9 +10,9 @@ run cells, progress or curves (kind 'compare': the page leaves those sections ou
 from __future__ import annotations
 
 from ada_slm.analysis.compare import report as compare_report
-from ada_slm.analysis.report import writer as report
-from ada_slm.analysis.report import doc as report_doc
 from ada_slm.analysis.compare.analysis import CompareResult
+from ada_slm.analysis.report import doc as report_doc
+from ada_slm.analysis.report import writer as report
 from ada_slm.app.study_view import COMPARISON_KEYS, digest, interval_cells
 
 # Keys for the cells of the compare report's summary table, in its column order (the headers come from the report).

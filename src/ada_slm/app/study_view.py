@@ -18,16 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ada_slm.analysis.report import writer as report
-from ada_slm.analysis.report import decision as report_decision
-from ada_slm.analysis.report import doc as report_doc
 from ada_slm.analysis.analysis import analyse
 from ada_slm.analysis.arms import collect
+from ada_slm.analysis.report import decision as report_decision
+from ada_slm.analysis.report import doc as report_doc
+from ada_slm.analysis.report import writer as report
 from ada_slm.analysis.report.answer import answer_lines
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, iter_jsonl, parse_json, read_regular
-from ada_slm.run.metrics import METRICS, RUN_METRICS
 from ada_slm.run import records
+from ada_slm.run.metrics import METRICS, RUN_METRICS
 from ada_slm.run.records import RunRecord, check_record
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ada_slm.run import records
 from ada_slm.errors import UserError
 from ada_slm.files import check_writable_dir, iter_jsonl
+from ada_slm.run import records
 from ada_slm.run.evaluate import generate, load_model
 from ada_slm.run.exports import check_target, write_folder
 from ada_slm.run.metrics import score

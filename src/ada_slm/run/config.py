@@ -16,11 +16,10 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, WithJsonSchema, create_model, model_validator
 
-from ada_slm.errors import UserError
 from ada_slm.agl import MAX_CORPUS_SIZE
+from ada_slm.errors import UserError
 from ada_slm.files import load_yaml  # noqa: F401  (the one loader of user YAML, re-exported)
 from ada_slm.schema import Strict
-
 
 SEED_LIMIT = 2**32  # numpy seeds (transformers.set_seed) are 0 ≤ seed < 2**32
 

@@ -28,7 +28,6 @@ from ada_slm.run import models
 from ada_slm.run.metrics import METRICS, SEED_METRICS, score, seed_score
 from ada_slm.run.suites import GenerationSettings, SuiteItem, load_suite, subset
 
-
 # Part of every eval-cache key: bump it whenever the code that turns prompts into output ids changes
 # (render_prompt, encode_prompts, generate_ids), so outputs of older code are never reused.
 GENERATION_VERSION = "1"

@@ -36,8 +36,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from ada_slm.stats.pairing import (PAIRINGS, Design, Matrices, align, align_items,  # noqa: F401 (re-exported)
-                                      clustered_mean_variance, finite_columns, matrices)
+from ada_slm.stats.pairing import (  # noqa: F401 (re-exported)
+    PAIRINGS,
+    Design,
+    Matrices,
+    align,
+    align_items,
+    clustered_mean_variance,
+    finite_columns,
+    matrices,
+)
 from ada_slm.stats.permutation import N_PERM, permutation_p, sign_flip_p
 
 ALPHA = 0.05

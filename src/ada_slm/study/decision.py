@@ -8,8 +8,8 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ada_slm.run.config import ConfigPatch
-from ada_slm.schema import Strict  # noqa: F401  (study.spec imports it from here)
 from ada_slm.run.metrics import METRICS, RUN_METRICS
+from ada_slm.schema import Strict  # noqa: F401  (study.spec imports it from here)
 
 
 class Question(Strict):

@@ -20,8 +20,16 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator, m
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, check_name, path_under, read_regular
 from ada_slm.run import models, records
-from ada_slm.run.config import (SEED_LIMIT, ConfigPatch, TrainConfig, deep_merge, format_validation_error,
-                                load_yaml, patch_layer, validate_config)
+from ada_slm.run.config import (
+    SEED_LIMIT,
+    ConfigPatch,
+    TrainConfig,
+    deep_merge,
+    format_validation_error,
+    load_yaml,
+    patch_layer,
+    validate_config,
+)
 from ada_slm.run.suites import MAX_NEW_TOKENS
 from ada_slm.run.tracking import Tracking
 from ada_slm.study.decision import Adaptive, Criterion, Decision, Strict, check_metric

@@ -20,16 +20,16 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ada_slm.analysis import design
-from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import ArmComparison, StudyAnalysis, arm_result
 from ada_slm.analysis.arms import ArmData, matrix
 from ada_slm.analysis.compare.readers import ImportedRun, read_runs
 from ada_slm.analysis.power import Power, power_from
-from ada_slm.stats.power_simulation import PowerInputs, power_inputs
 from ada_slm.analysis.report.doc import shorten
 from ada_slm.errors import UserError
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.schema import Strict
+from ada_slm.stats import contrasts
+from ada_slm.stats.power_simulation import PowerInputs, power_inputs
 from ada_slm.study.spec import BASE_ARM
 
 NAME = r"^[A-Za-z0-9_.-]+$"

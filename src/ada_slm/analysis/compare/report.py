@@ -7,13 +7,13 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from ada_slm.analysis.report import writer as report
-from ada_slm.analysis.report import doc as report_doc
-from ada_slm.stats import contrasts
-from ada_slm.analysis.compare.readers import RUN_ITEM
 from ada_slm.analysis.compare.analysis import CompareResult
+from ada_slm.analysis.compare.readers import RUN_ITEM
+from ada_slm.analysis.report import doc as report_doc
+from ada_slm.analysis.report import writer as report
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text
+from ada_slm.stats import contrasts
 
 SHOW_DROPPED = 12  # dropped item ids listed per run (the rest counted)
 TOOLS = {"lm-eval": "lm-evaluation-harness", "inspect": "Inspect", "trainer": "HF Trainer / TRL (trainer_state.json)",

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import Answer, StudyAnalysis, sample_design
 from ada_slm.analysis.criteria import MET, NOT_MET, judge_all
-from ada_slm.stats.power_simulation import seeds_needed
 from ada_slm.analysis.report.doc import Doc, signed
+from ada_slm.stats import contrasts
+from ada_slm.stats.power_simulation import seeds_needed
 
 MAX_RUNS_SUGGESTED = 30  # "runs per arm to detect this Δ" is searched up to here; beyond, more items are the way
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import ArmData, matrix
 from ada_slm.analysis.report.doc import Doc
 from ada_slm.run.metrics import METRICS
+from ada_slm.stats import contrasts
 
 
 def arm_matrix(arm: ArmData, metric: str) -> np.ndarray | None:

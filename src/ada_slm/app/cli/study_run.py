@@ -3,9 +3,8 @@ running them (resumable; --until-decided adds rounds until the study's questions
 
 from __future__ import annotations
 
-import textwrap
-
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Optional
@@ -15,14 +14,22 @@ from rich.table import Table
 
 from ada_slm.analysis.design import factors_of
 from ada_slm.app.cli.common import check_track, console, err_console, study_app, user_errors
-from ada_slm.app.cli.study_options import (EXPORTS_OPT, FILE_ARG, JOBS_OPT, MAX_SEEDS_OPT, ONLY_OPT, RESULTS_OPT,
-                                           SCALE_OPT, SEEDS_OPT, study_specs)
+from ada_slm.app.cli.study_options import (
+    EXPORTS_OPT,
+    FILE_ARG,
+    JOBS_OPT,
+    MAX_SEEDS_OPT,
+    ONLY_OPT,
+    RESULTS_OPT,
+    SCALE_OPT,
+    SEEDS_OPT,
+    study_specs,
+)
 from ada_slm.app.display import StudyDisplay
 from ada_slm.errors import UserError
 from ada_slm.run import tracking
 from ada_slm.study.executors import LocalExecutor, RayExecutor, run_study
 from ada_slm.study.spec import estimate_seconds, measured_throughput, state_of, validate_models
-
 
 WIDE_COLUMNS = 120  # below this, `study plan` prints a block per arm instead of a table row per run
 
