@@ -158,9 +158,11 @@ class TrainConfig(Strict):
 
     base: str = Field("smollm2-135m", description="Base model: smollm2-135m, tiny-lfm2, a local dir, a .gguf "
                       "file or a Hub id in the local cache.")
-    data: DataConfig = Field(default_factory=DataConfig)
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    batch: BatchConfig = Field(default_factory=BatchConfig)
+    data: DataConfig = Field(default_factory=DataConfig, description="Training and held-out data: your corpus "
+                             "or the AGL builder's: see DataConfig.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="The adapter's shape: see LoraConfig.")
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="Sequences per optimizer step, micro × "
+                               "accum: see BatchConfig.")
     loss: LossConfig = Field(default_factory=LossConfig, description="How a step's token losses are weighted: "
                              "see LossConfig.")
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="How a step's sequences are "
