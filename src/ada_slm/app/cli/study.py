@@ -268,6 +268,6 @@ def study_audit(file: str = typer.Argument("phase14d-reported", help="A table of
 
 
 @study_app.command("exec", hidden=True)
-def study_exec(run_dir: Path = typer.Argument(...)):
+def study_exec(run_dir: Path = typer.Argument(..., help="A run folder holding the spec.json `study run` wrote.")):
     """Internal: train and evaluate one run of a study (the Ray executor starts one process per run)."""
     raise typer.Exit(exec_run(run_dir))
