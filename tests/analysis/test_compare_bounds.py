@@ -14,6 +14,7 @@ import pytest
 
 from ada_slm.analysis.compare import read_inspect, read_lm_eval, read_table, read_trainer_state
 from ada_slm.errors import UserError
+from tests.shared import PACKAGE
 
 ROWS = [{"run": "r1", "item": "q1", "metric": "acc", "score": "1"}, {"run": "r1", "item": "q2", "metric": "acc",
                                                                       "score": "0"}]
@@ -130,7 +131,7 @@ def test_a_score_of_1e308_is_refused_not_turned_into_nan(tmp_path):
 
 
 def test_compare_out_does_not_overwrite_an_existing_report(tmp_path):
-    from test_compare import crossed_rows, run_compare, write_csv
+    from tests.analysis.test_compare import crossed_rows, run_compare, write_csv
 
     table = write_csv(tmp_path / "t.csv", crossed_rows({"a": 0.0, "b": 0.5}, n_items=10))
     out = tmp_path / "out"
@@ -150,7 +151,7 @@ def test_inspect_reader_checks_a_json_log_as_a_regular_file(tmp_path):
 
 def test_the_shipped_readers_never_read_bytes_unguarded():
     """No reader of compare reads a path with Path.read_bytes/read_text (which would follow a FIFO or /dev/zero)."""
-    source = Path(__file__).parents[1] / "src" / "ada_slm" / "analysis"
+    source = PACKAGE / "analysis"
     for name in ("compare.py", "imported_run.py", "compare_analysis.py"):
         text = (source / name).read_text()
         assert ".read_bytes()" not in text and ".read_text(" not in text, name
