@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo serve test docs lint install clean
+.PHONY: demo serve test test-fast docs lint install clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The tests not marked slow (no model trained or evaluated end to end): a few minutes, for the edit-test loop.
+# `make test` (and CI) still run everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The documentation site (mkdocs.yml, docs/) into site/; the reference pages are generated from the code.
 docs: $(STAMP)
