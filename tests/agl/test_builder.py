@@ -40,7 +40,7 @@ def test_polyglot_mix_of_200():
     assert {r["lang"] for r in corpus.train} == {"jbo", "tok", "en"}
 
 
-@pytest.mark.parametrize("size", [2000, 5000, 20000, 50000])
+@pytest.mark.parametrize("size", [2000, 5000, 20000, pytest.param(50000, marks=pytest.mark.slow)])
 def test_sizes_build_and_stay_unique(size):
     corpus = build_corpus(size, "pure", seed=0, val_fraction=0.1)
     rows = corpus.train + corpus.val

@@ -38,6 +38,7 @@ def adaptive_study(tmp_path_factory):
     return results / "tinyadapt", args, second
 
 
+@pytest.mark.slow
 def test_two_rounds_then_stop_adding_runs_only_to_open_arms(adaptive_study):
     root, _, second = adaptive_study
     assert second.returncode == 0, second.stderr
@@ -52,6 +53,7 @@ def test_two_rounds_then_stop_adding_runs_only_to_open_arms(adaptive_study):
     assert "stopped: max seeds (2) reached" in second.stdout
 
 
+@pytest.mark.slow
 def test_resumed_adaptive_study_recomputes_the_same_rounds_and_runs_nothing(adaptive_study):
     root, args, _ = adaptive_study
     before, state = _mtimes(root), (root / adaptive.ROUNDS).read_text()
@@ -63,6 +65,7 @@ def test_resumed_adaptive_study_recomputes_the_same_rounds_and_runs_nothing(adap
     assert changed.returncode == 1 and "planned with max_seeds = 2" in changed.stderr
 
 
+@pytest.mark.slow
 def test_plan_until_decided_prints_expected_runs(adaptive_study):
     root, args, _ = adaptive_study
     results = str(root.parent)

@@ -83,6 +83,7 @@ def _path_picked(study, specs, arms) -> bool:
 
 
 @pytest.mark.parametrize("pairing, rho", [("none", 0.0), ("seed", 0.0), ("seed", 0.9)])
+@pytest.mark.slow
 def test_decision_picks_a_path_rarely_without_effects_and_mostly_with_a_large_one(study_specs, pairing, rho):
     """Calibrated under either pairing whatever the seed correlation; power at Δ 0.1 with seed noise dominating:
     unpaired when the seeds' effects are independent, paired when they are correlated (as measured on real runs).

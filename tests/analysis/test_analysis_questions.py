@@ -87,6 +87,7 @@ def _answers(study, specs, arms, scale=None):
     return d, {x.question: x for x in d.answers}
 
 
+@pytest.mark.slow
 def test_split_is_an_equivalence_question_answered_by_tost(study):
     specs = _specs(study)
     rng = np.random.default_rng(0)

@@ -54,6 +54,7 @@ def test_a_file_over_the_input_limit_names_the_limit_and_how_to_raise_it(tmp_pat
         read_lm_eval(path)
 
 
+@pytest.mark.slow
 def test_an_inspect_zip_bomb_is_refused_before_inflating(tmp_path):
     bomb = tmp_path / "bomb.eval"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:

@@ -57,6 +57,7 @@ def test_detectable_effect_from_default_components_at_the_plan_design():
     assert plan.default_power("well_formed", 3, 133, 2) is None
 
 
+@pytest.mark.slow
 def test_study_plan_prints_time_and_power_before_any_run(tmp_path):
     """The quick phase14d before any run, with this machine kind's throughput kept in the cache."""
     kind, precision = plan.this_machine()
@@ -115,6 +116,7 @@ def test_a_runs_overhead_is_measured_from_its_whole_wall_time(tmp_path):
         "avx2", "fp32", "smollm2-135m", 256): {"tokens_per_s": 1.0, "tokens_per_sequence": 1.0}}).overhead_s is None
 
 
+@pytest.mark.slow
 def test_study_plan_refuses_a_plan_over_its_budget_unless_forced(tmp_path):
     env = os.environ | {"ADA_SLM_CACHE": str(tmp_path / "cache")}
     args = CLI + ["study", "plan", "phase14d", "--scale", "cpu", "--results", str(tmp_path / "r"), "--jobs", "2"]

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from ada_slm.app.cli import app
@@ -57,6 +58,7 @@ def test_validate_reports_file_and_line(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_bad_build_inputs_are_one_line_errors(tmp_path):
     cases = [
         (["--size", "0"], "--size must be a positive integer"),

@@ -300,6 +300,7 @@ CONFIG = "base: tiny-lfm2\ndata: {size: 60, val_fraction: 0.1}\nlora: {r: 8, alp
 
 @PROPERTY
 @given(content=yaml_files(SUITE))
+@pytest.mark.slow
 def test_suite_yaml_is_a_suite_or_one_line(tmp_path_factory, content):
     path = tmp_path_factory.mktemp("suite") / "suite.yaml"
     path.write_bytes(content)
@@ -311,6 +312,7 @@ def test_suite_yaml_is_a_suite_or_one_line(tmp_path_factory, content):
 
 @PROPERTY
 @given(content=yaml_files(CONFIG))
+@pytest.mark.slow
 def test_train_config_yaml_is_a_config_or_one_line(tmp_path_factory, content):
     path = tmp_path_factory.mktemp("config") / "train.yaml"
     path.write_bytes(content)

@@ -155,6 +155,7 @@ def test_runner_is_seen_through_the_lock_without_taking_it(fabricated):
 
 
 # ------------------------------------------------------------------------------------------ one analysis, two views
+@pytest.mark.slow
 def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
     """Every cell the page shows equals report.md's cell in the same place (headers included)."""
     study, specs, _ = fabricated
@@ -526,6 +527,7 @@ def _overflowing(page) -> list[str]:
     }""")
 
 
+@pytest.mark.slow
 def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(finished_study, tmp_path):
     import shutil
 

@@ -33,6 +33,7 @@ def noisy_model_and_adapter(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
 def test_chat_through_stdin_with_reset_and_exit(noisy_model_and_adapter):
     tmp = noisy_model_and_adapter
     script = "hello\nhow are you\n/reset\nmi pilin\n/exit\nnever read\n"
@@ -60,6 +61,7 @@ def test_chat_history_and_reset():
     assert seen[2] == ["three"]  # history cleared
 
 
+@pytest.mark.slow
 def test_generate_file_is_resumable(noisy_model_and_adapter, tmp_path):
     tmp = noisy_model_and_adapter
     prompts = tmp_path / "p.txt"
@@ -93,6 +95,7 @@ def test_read_prompts_formats_and_errors(tmp_path):
         inference.read_prompts(tmp_path / "missing.txt")
 
 
+@pytest.mark.slow
 def test_merged_export_loads_plainly_and_matches_base_plus_adapter(noisy_model_and_adapter, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -132,6 +135,7 @@ def test_merged_export_loads_plainly_and_matches_base_plus_adapter(noisy_model_a
     assert {f.stat().st_mode & 0o777 for f in out.iterdir()} == {0o666 & ~umask}  # safetensors too (not 0600)
 
 
+@pytest.mark.slow
 def test_generate_out_that_is_a_folder_is_one_line(noisy_model_and_adapter, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("hello\n")
@@ -145,6 +149,7 @@ def test_generate_out_that_is_a_folder_is_one_line(noisy_model_and_adapter, tmp_
         assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
+@pytest.mark.slow
 def test_bad_paths_and_arms_are_one_line_errors(tmp_path):
     for args, message in [
         (["chat", "--adapter", str(tmp_path / "nope")], "no such directory"),

@@ -341,6 +341,7 @@ def _cli(*args, cwd=None):
                           capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_cli_reports_every_problem_and_train_writes_nothing_on_bad_data(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text((FORMATS / "bad-empty-turn.jsonl").read_text() + (FORMATS / "bad-ends-on-user.jsonl").read_text())

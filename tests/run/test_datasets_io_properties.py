@@ -206,5 +206,6 @@ def test_train_yaml_of_random_values(flat):
 @example(b"\x00")  # a character YAML forbids
 @example(b"a: " + b"[" * 50_000)  # nesting deeper than the parser's recursion limit
 @example(b"seed: " + b"9" * 5000)  # past int's digit limit
+@pytest.mark.slow
 def test_train_yaml_of_random_and_mutated_bytes(content):
     load_or_user_error(content)

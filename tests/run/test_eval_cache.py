@@ -328,6 +328,7 @@ def _record(root, key):
     return json.loads((root / key / "record.json").read_text())
 
 
+@pytest.mark.slow
 def test_a_study_generates_the_base_arm_once_and_a_rerun_reuses_outputs(tmp_path):
     study = tmp_path / "cachestudy.yaml"
     study.write_text(STUDY)

@@ -41,6 +41,7 @@ def _template_patterns():
     return pats
 
 
+@pytest.mark.slow
 def test_suite_is_held_out_from_every_corpus_and_template():
     suite, _ = load_suite("multilang")
     prompts = {i.prompt for i in suite.items}
@@ -102,7 +103,7 @@ def _noisy_tiny():
     return model, tok
 
 
-@pytest.mark.parametrize("which", ["tiny-lfm2", "smollm2-135m"])
+@pytest.mark.parametrize("which", ["tiny-lfm2", pytest.param("smollm2-135m", marks=pytest.mark.slow)])
 def test_batched_generation_equals_one_prompt_at_a_time(which):
     model, tok = _noisy_tiny() if which == "tiny-lfm2" else load_model(which, None)
     suite, _ = load_suite("multilang")
@@ -177,6 +178,7 @@ def test_seed_compatible_generation_is_seeded_and_measures_sampling_noise(tmp_pa
                                                  "tonight_protocol"}
 
 
+@pytest.mark.slow
 def test_eval_cli_both_scorings_and_bad_options(tmp_path):
     p = _cli("eval", "--base", "tiny-lfm2", "--limit", "4", "--max-new-tokens", "4", "--scoring", "both",
              "--out", str(tmp_path / "e"))
@@ -190,6 +192,7 @@ def test_eval_cli_both_scorings_and_bad_options(tmp_path):
     assert p.returncode == 1 and "no record.json" in p.stderr
 
 
+@pytest.mark.slow
 def test_eval_of_a_finished_run_writes_into_its_record(tmp_path):
     from ada_slm.run.config import build_config
     from ada_slm.run.train import run

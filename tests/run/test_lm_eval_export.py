@@ -41,6 +41,7 @@ def test_bad_export_arguments(tmp_path):
     assert p.returncode == 1 and "unknown suite 'nope'" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_lm_eval_scores_like_ada_slm_eval(tmp_path):
     """lm_eval (hf model + PEFT adapter, chat template, --limit 6) on the exported task reports the metrics that
     `ada-slm eval` reports for the same six prompts — and both equal our metrics on lm-eval's own outputs."""

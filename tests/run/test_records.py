@@ -158,6 +158,7 @@ def test_a_record_that_is_a_fifo_is_refused_without_blocking(tmp_path):
         records.read_record(tmp_path)
 
 
+@pytest.mark.slow
 def test_study_status_and_eval_report_a_corrupt_record_without_a_traceback(tmp_path):
     paths = records.RunPaths(tmp_path / "results", tmp_path / "exp", "s", "a", 0)
     run_dir = paths.run_dir

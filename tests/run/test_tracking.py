@@ -15,6 +15,7 @@ def test_flatten_makes_dotted_string_params():
         "lora.r": "8", "lora.targets": "['q', 'v']", "seed": "0", "data": "{}"}
 
 
+@pytest.mark.slow
 def test_study_tracked_in_mlflow_as_nested_runs(tmp_path):
     """study → arm → seed runs with the resolved config, per-step and final metrics, the adapter and the report;
     running the study again reuses its MLflow runs instead of adding new ones."""
@@ -60,6 +61,7 @@ def test_study_tracked_in_mlflow_as_nested_runs(tmp_path):
     assert len(mlflow.search_runs(experiment_names=["ada-slm/tiny2"])) == 5
 
 
+@pytest.mark.slow
 def test_train_tracked_in_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -123,6 +125,7 @@ def offline_run(run_dir: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_train_tracked_in_wandb_offline(tmp_path):
     out = tmp_path / "run"
     p = subprocess.run(CLI + ["train", "base=tiny-lfm2", "data.size=40", "max_steps=3", "batch.micro=2",
@@ -143,6 +146,7 @@ def test_train_tracked_in_wandb_offline(tmp_path):
     assert {"train/lr", "train/grad_norm", "train/tokens_per_s", "train/wall_s"} <= set().union(*logged["history"])
 
 
+@pytest.mark.slow
 def test_resumed_wandb_run_continues_its_run_id(tmp_path, monkeypatch):
     from ada_slm.run.tracking import Tracking, open_tracker
 

@@ -47,7 +47,8 @@ def test_tokenize_masks_prompt_and_keeps_end_of_turn():
     assert short == [] and dropped == 5
 
 
-@pytest.mark.parametrize("base, targets", [("tiny-lfm2", "default"), ("smollm2-135m", ["q_proj", "v_proj"])])
+@pytest.mark.parametrize("base, targets", [("tiny-lfm2", "default"),
+                                           pytest.param("smollm2-135m", ["q_proj", "v_proj"], marks=pytest.mark.slow)])
 def test_loss_and_gradients_do_not_depend_on_micro_batch_split(base, targets):
     """Same 16 sequences, dropout 0: 1×16, 4×4 and 16×1 give the same step loss and gradients."""
     from peft import LoraConfig, get_peft_model
@@ -244,6 +245,7 @@ def test_same_seed_same_init_and_same_adapter(tmp_path):
     assert [s["loss"] for s in a["train"]["steps"]] == [s["loss"] for s in b["train"]["steps"]]
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
     """SIGKILLed once its first checkpoint (step 5) is on disk, then resumed, a run ends with the adapter of an
     uninterrupted one. After the resume point it crosses an epoch boundary (90 examples, 4 per step: step 23
@@ -315,6 +317,7 @@ def test_dora_run_writes_a_dora_adapter_and_resumes_exactly(tmp_path):
     assert resumed["train"]["final_adapter_sha256"] == clean["train"]["final_adapter_sha256"]
 
 
+@pytest.mark.slow
 def test_train_runs_on_the_core_dependencies_alone(tmp_path):
     """What only an extra installs (trl: the `bench` extra; mlflow, wandb, ray, …) is not needed to train: the
     run completes with every module of those packages made unimportable. accelerate stays a core dependency:
@@ -341,6 +344,7 @@ def test_train_runs_on_the_core_dependencies_alone(tmp_path):
     assert json.loads((tmp_path / "run" / "record.json").read_text())["status"]["state"] == "complete"
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_run_with_reason(tmp_path):
     model, tok, _ = models.load("tiny-lfm2")
     with torch.no_grad():
@@ -358,6 +362,7 @@ def test_nan_loss_fails_the_run_with_reason(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_bad_config_and_missing_model_from_cli(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: tiny-lfm2\nlora:\n  rnak: 8\n")
@@ -389,6 +394,7 @@ def test_smollm2_short_run(tmp_path):
     assert (Path(record["train"]["adapter_dir"]) / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
     """Redirected to a file or a pipe (nohup, CI), `train` prints one line every log_every steps with step,
     loss, tokens/s and ETA, and record.json holds the steps so far at each of those lines."""
@@ -550,6 +556,7 @@ def test_this_runs_own_export_is_replaced_and_files_follow_the_umask(tmp_path):
         assert folder.stat().st_mode & 0o777 == 0o755
 
 
+@pytest.mark.slow
 def test_out_dir_or_export_dir_that_is_a_file_is_refused_before_training(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
@@ -630,6 +637,7 @@ def _adapter(record: dict) -> dict:
     return load_file(Path(record["train"]["adapter_dir"]) / "adapter_model.safetensors")
 
 
+@pytest.mark.slow
 def test_the_configured_split_does_not_change_the_adapter_and_the_record_names_both(tmp_path):
     """Dropout 0: 1 × 8 and 4 × 2 train the same adapter whether the steps run as configured (8 passes of one
     sequence, 2 of four) or grouped by a token budget; the record keeps the configured split and says how it ran."""
@@ -660,6 +668,7 @@ def test_the_configured_split_does_not_change_the_adapter_and_the_record_names_b
     assert all(s["passes"] < 8 for s in budget["train"]["steps"])
 
 
+@pytest.mark.slow
 def test_grouping_with_dropout_moves_held_out_loss_only_within_seed_noise(tmp_path):
     """Dropout masks are drawn per element, so grouping a step's sequences changes which masks are drawn but not
     their distribution: over 3 seeds, the held-out loss of grouped and one-sequence-per-pass execution differ by

@@ -68,6 +68,7 @@ def test_a_real_effect_is_decided_with_fewer_runs_than_a_fixed_design_of_equal_p
     assert sim.runs.mean() < 2 * fixed
 
 
+@pytest.mark.slow
 def test_the_best_arm_is_rarely_eliminated_and_clearly_worse_arms_are():
     """A rank sweep: six arms, one best (index 3) with close competitors."""
     means = np.array([0.20, 0.24, 0.27, 0.30, 0.29, 0.26])

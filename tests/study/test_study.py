@@ -96,6 +96,7 @@ def _records(root):
     return {p.parent.relative_to(root).as_posix(): json.loads(p.read_text()) for p in root.rglob("record.json")}
 
 
+@pytest.mark.slow
 def test_interrupted_study_resumes_without_redoing_finished_runs(finished_study):
     root, exports, first, second = finished_study
     assert len(first) >= 2
@@ -114,6 +115,7 @@ def test_interrupted_study_resumes_without_redoing_finished_runs(finished_study)
     assert records["base/seed0"]["eval"]["arm"] == "base"
 
 
+@pytest.mark.slow
 def test_report_is_written_with_the_honest_tables(finished_study):
     root, _, _, _ = finished_study
     md = (root / "report.md").read_text()
@@ -132,6 +134,7 @@ def test_report_is_written_with_the_honest_tables(finished_study):
     assert set(comps) == {"base", "r16-b1"}
 
 
+@pytest.mark.slow
 def test_study_next_writes_a_followup_that_plan_accepts(finished_study, tmp_path):
     """`study next` on the finished tiny study: the fallback rule of a copy of tiny-2arm changes the corpus size,
     so the follow-up has the best arm as baseline, `next` = baseline r8 with that change, and loads as a study."""
@@ -188,6 +191,7 @@ def test_a_read_only_results_folder_is_one_line(tmp_path):
     assert "cannot write the study's results there (Permission denied)" in p.stderr
 
 
+@pytest.mark.slow
 def test_second_runner_is_locked_out(tmp_path):
     root = tmp_path / "results" / "tiny2"
     root.mkdir(parents=True)
@@ -197,6 +201,7 @@ def test_second_runner_is_locked_out(tmp_path):
     assert p.returncode == 1 and "another `ada-slm study run`" in p.stderr
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_records_of_the_local_executor(finished_study, tmp_path):
     """tiny-2arm's r8 and r16-b1 arms (two configs: rank and batch split differ) at seed 0 as Ray tasks on a
     local Ray instance (with TensorBoard tracking on): the same losses, outputs and metrics as the local
@@ -236,6 +241,7 @@ def test_ray_executor_gives_the_records_of_the_local_executor(finished_study, tm
     assert again.returncode == 0 and "done 2, failed 0, pending 0" in again.stdout
 
 
+@pytest.mark.slow
 def test_ray_and_tracking_options_are_checked(tmp_path):
     base = CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "r")]
     for extra, message in ((["--executor", "slurm"], "--executor slurm: choose local or ray"),
@@ -294,6 +300,7 @@ def test_run_and_export_folders_stay_under_their_roots(tmp_path):
         expand(study, str(f), results_root=results, exports_root=exports)
 
 
+@pytest.mark.slow
 def test_study_exec_on_a_damaged_or_fifo_spec_is_one_line_and_a_failed_record(tmp_path):
     import os
 
@@ -417,6 +424,7 @@ arms:
 """
 
 
+@pytest.mark.slow
 def test_a_run_whose_steps_another_run_computed_is_not_trained_again(tmp_path):
     """b14 differs from b22 only in micro × accum and both run grouped by length: b14's steps are b22's, so its
     adapter and training record are b22's (meta.computed_by says so), with its own config; the evaluation is its
