@@ -46,7 +46,7 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
             continue
         # over the items every run of both has (a run with fewer items, a cut eval.jsonl, narrows both)
         m = contrasts.matrices(arms[name].scores[metric], ref.scores[metric], contrasts.Design("seed"))
-        inputs = power_inputs(m.A, m.B, (m.PA, m.PB) if m.paired else None) if m is not None else None
+        inputs = power_inputs(m.A, m.B, m.pairs) if m is not None else None
         if inputs is not None:
             found.append(inputs)
     if not found:

@@ -287,8 +287,9 @@ def verdict(c: "Comparison") -> str:
 def delta_contrast(m: Matrices, ca: float = 1.0, cb: float = -1.0):
     """ca · mean(a) + cb · mean(b) with its (se, df): over the same-seed differences when paired, else over the
     two arms' runs as independent samples; the item term clustered by m.labels."""
-    if m.paired:
-        return contrast([ca * m.PA + cb * m.PB], [1.0], m.labels)
+    if m.pairs is not None:
+        PA, PB = m.pairs
+        return contrast([ca * PA + cb * PB], [1.0], m.labels)
     return contrast([m.A, m.B], [ca, cb], m.labels)
 
 
@@ -296,7 +297,7 @@ def effective_items(m: Matrices) -> float:
     """How many independent items the clustered item term is worth: var(d) / (its cluster-robust variance of the
     mean), d the per-item differences of the arm means (n when items are independent; fewer when items of one
     template move together)."""
-    d = (m.PA - m.PB).mean(0) if m.paired else m.A.mean(0) - m.B.mean(0)
+    d = (m.pairs[0] - m.pairs[1]).mean(0) if m.pairs is not None else m.A.mean(0) - m.B.mean(0)
     n = d.shape[-1]
     if m.labels is None or n < 2:
         return float(n)
@@ -314,7 +315,7 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
         return None
     A, B = m.A, m.B
     n_items = A.shape[1]
-    n_runs = m.PA.shape[0] if m.paired else min(A.shape[0], B.shape[0])
+    n_runs = m.pairs[0].shape[0] if m.pairs is not None else min(A.shape[0], B.shape[0])
     est, se, df = delta_contrast(m)
     p, lo, hi = t_test(est, se, df)
     delta = Interval(float(est), float(lo), float(hi), n_runs, n_items, float(se), float(df))
@@ -322,8 +323,9 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
     result = Comparison(metric, delta, float(p), baseline=baseline, pairing=_pairing_words(m))
     if m.labels is not None and n_items > 1:
         result.n_clusters, result.effective_items = len(set(m.labels)), effective_items(m)
-    if m.paired:
-        result.p_perm, result.p_perm_min = sign_flip_p(m.PA.mean(1) - m.PB.mean(1), seed, n_perm)
+    if m.pairs is not None:
+        PA, PB = m.pairs
+        result.p_perm, result.p_perm_min = sign_flip_p(PA.mean(1) - PB.mean(1), seed, n_perm)
     elif A.shape[0] > 1 and B.shape[0] > 1:
         result.p_perm, result.p_perm_min = permutation_p(A.mean(1), B.mean(1), seed, n_perm)
     if A.shape[0] > 1 and B.shape[0] > 1 and n_items > 1:
@@ -335,21 +337,23 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
 
 
 def _pairing_words(m: Matrices) -> str:
-    return f"paired by seed ({m.PA.shape[0]} pairs)" if m.paired else "unpaired"
+    return f"paired by seed ({m.pairs[0].shape[0]} pairs)" if m.pairs is not None else "unpaired"
 
 
 def _ratio(result: Comparison, m: Matrices, noise_floor: float) -> None:
     """× and % of the baseline, by the delta method on log(mean_a / mean_b) with the same seed and item parts —
     only over a baseline clearly above zero and the base model's floor; otherwise why not."""
     baseline, mean_a = result.baseline, float(m.A.mean())
+    assert baseline is not None  # compare sets it before the ratio
     if not math.isfinite(baseline.low) or not math.isfinite(result.delta.se):
         result.ratio_note = "n/a (one run per arm: no CI)"
     elif baseline.low > 0 and baseline.mean > noise_floor and mean_a > 0:
         _, l_se, l_df = delta_contrast(m, 1.0 / mean_a, -1.0 / baseline.mean)
         _, l_lo, l_hi = t_test(0.0, l_se, l_df)
         ratio = mean_a / baseline.mean
-        result.ratio = (ratio, ratio * math.exp(float(l_lo)), ratio * math.exp(float(l_hi)))
-        result.percent = tuple(100 * (r - 1) for r in result.ratio)
+        low, high = ratio * math.exp(float(l_lo)), ratio * math.exp(float(l_hi))
+        result.ratio = (ratio, low, high)
+        result.percent = (100 * (ratio - 1), 100 * (low - 1), 100 * (high - 1))
     elif baseline.low > 0 and baseline.mean <= noise_floor:
         result.ratio_note = "n/a (baseline ≤ base model's floor)"
     elif baseline.low > 0:  # a clear baseline, this arm's mean 0: no log ratio

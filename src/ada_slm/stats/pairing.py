@@ -89,6 +89,11 @@ class Matrices:
     def paired(self) -> bool:
         return self.PA is not None
 
+    @property
+    def pairs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(PA, PB) when paired (matrices sets both), else None."""
+        return None if self.PA is None or self.PB is None else (self.PA, self.PB)
+
 
 def matrices(a: dict, b: dict, design: Design | None = None) -> Matrices | None:
     """The Matrices of arms a and b (run seed -> item id -> score) under `design`; None without shared data.
