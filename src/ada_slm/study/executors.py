@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from ada_slm.errors import UserError
 from ada_slm.run import lifeline, records, runlock, tracking
@@ -202,16 +202,17 @@ class LocalExecutor:
         import multiprocessing.connection
 
         if "forkserver" not in multiprocessing.get_all_start_methods():
-            for s in specs:
-                started(s)
-                code, err, seconds = run_in_subprocess(str(s.run_dir))
-                finished(s, code, err, seconds)
+            for spec in specs:
+                started(spec)
+                code, err, seconds = run_in_subprocess(str(spec.run_dir))
+                finished(spec, code, err, seconds)
             return
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         start_fork_server()
         threads = threads_per_run(self.jobs)
-        queue, running = list(specs), {}  # running: process sentinel → (process, spec, start time)
+        queue = list(specs)
+        running: dict[int, tuple[Any, RunSpec, float]] = {}  # process sentinel → (process, spec, start time)
         try:
             while queue or running:
                 while len(running) < self.jobs and (s := _next_startable(queue, running)) is not None:
@@ -222,6 +223,7 @@ class LocalExecutor:
                     proc.start()
                     running[proc.sentinel] = (proc, s, time.perf_counter())
                 for sentinel in multiprocessing.connection.wait(list(running)):
+                    assert isinstance(sentinel, int)  # wait returns the sentinels it was given
                     proc, s, start = running.pop(sentinel)
                     proc.join()
                     log = s.run_dir / "run.log"
@@ -295,7 +297,9 @@ class RayExecutor:
             pending = {}
             for s in specs:
                 started(s)
-                pending[task.remote(str(s.run_dir.resolve()), cwd)] = s
+                # ray types .remote after the first of its overloads a function matches: the one-argument form,
+                # as cwd has a default
+                pending[task.remote(str(s.run_dir.resolve()), cwd)] = s  # type: ignore[call-arg]
             try:
                 while pending:
                     ready, _ = ray.wait(list(pending), num_returns=1)
@@ -322,8 +326,12 @@ def _in_running_order(specs: list[RunSpec]) -> list[RunSpec]:
     TrainConfig.steps_identity) goes after the others, so that its twin has finished when it starts and it is
     not trained again (find_twin)."""
     base = [s for s in specs if s.train is None]
-    seen, first, repeats = set(), [], []
-    for s in (s for s in specs if s.train is not None):
+    seen: set[str | None] = set()
+    first: list[RunSpec] = []
+    repeats: list[RunSpec] = []
+    for s in specs:
+        if s.train is None:
+            continue
         identity = s.train.steps_identity()
         (repeats if identity is not None and identity in seen else first).append(s)
         seen.add(identity)
