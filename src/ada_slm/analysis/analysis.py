@@ -205,7 +205,7 @@ def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
     from the full config difference), and arm z differs from o in exactly f1 and f2 at y's and x's levels."""
     names, found, seen = _trained(arms), [], set()
     for o in names:
-        single = {}
+        single: dict[str, list[str]] = {}
         for x in names:
             f = _factors(arms, o, x)
             if len(f) == 1:
@@ -231,15 +231,15 @@ def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
 def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
     """Arms that differ from each other only in rank (a batch split at the same effective batch trains the same
     objective in expectation under a split-invariant loss, so it may differ too): is a middle rank best?"""
-    names = _trained(arms)
+    configs = {n: c for n in _trained(arms) if (c := arms[n].config) is not None}  # every trained arm's
     best: dict[int, str] = {}
-    for anchor in names:
-        group = {arms[anchor].config.lora.r: anchor}
-        for n in names:
-            fd = design.factors_of(arms[n].config, arms[anchor].config)
+    for anchor in configs:
+        group = {configs[anchor].lora.r: anchor}
+        for n in configs:
+            fd = design.factors_of(configs[n], configs[anchor])
             if n != anchor and set(fd.factors) <= {"rank", "batch split"} and not (
                     "batch split" in fd.factors and fd.split_changes_objective):
-                group.setdefault(arms[n].config.lora.r, n)
+                group.setdefault(configs[n].lora.r, n)
         if len(group) > len(best):
             best = group
     if len(best) < 3:
@@ -256,6 +256,8 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     whose answers match (a question this scale does not ask matches no `when` that names it); estimate the
     recommended run's training time from measured throughput."""
     d = study.decision
+    if d is None:
+        raise ValueError(f"{study.name}: no decision to answer")  # analyse calls decide only with one
     sign = 1.0 if higher_is_better(d.metric) else -1.0
     run_arms = {s.arm for s in specs}
     answers, samples = [], sample_design(study, arms)
@@ -280,6 +282,7 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
         if x.test == "equivalent":
             x.yes = x.p_holm < contrasts.ALPHA
         else:
+            assert x.comparison is not None  # a `better` question has a finite p only from its comparison
             x.comparison.p_holm = x.p_holm
             x.comparison.family = f"the decision's questions ({len(adjusted)} tests)" if len(adjusted) > 1 else ""
             x.yes = x.comparison.supported and sign * x.comparison.delta.mean > 0
@@ -302,6 +305,7 @@ def _question_margin(study: Study, spec, comparison: contrasts.Comparison) -> fl
     """The question's own margin, else the study's for the metric, else 10 % of the `against` arm's mean."""
     if spec.margin is not None:
         return spec.margin
+    assert study.decision is not None  # a question is one of the decision's
     metric = study.decision.metric
     if metric in study.equivalence_margins:
         return study.equivalence_margins[metric]

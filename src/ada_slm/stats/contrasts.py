@@ -31,7 +31,7 @@ Contrasts of several arms: `factorial`; power: `power`; what differs between arm
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats as sps
@@ -229,7 +229,7 @@ class Comparison:
     delta: Interval
     p: float
     p_holm: float = math.nan
-    baseline: Interval | None = None
+    baseline: Interval = field(kw_only=True)  # the baseline arm's mean and CI (always given: compare)
     ratio: tuple[float, float, float] | None = None  # (×, low, high) or None when not meaningful
     percent: tuple[float, float, float] | None = None
     ratio_note: str = ""
@@ -305,7 +305,7 @@ def effective_items(m: Matrices) -> float:
     return float(np.clip(d.var(ddof=1) / v, 1.0, n)) if v > 0 else float(n)
 
 
-def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metric: str,
+def compare(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]], metric: str,
             noise_floor: float = 0.0, seed: int = 0, n_boot: int = N_BOOT, n_perm: int = N_PERM,
             design: Design | None = None) -> Comparison | None:
     """Arm `a` against baseline `b` (both: run seed -> item id -> score) under `design` (pairing by seed, item
@@ -344,7 +344,6 @@ def _ratio(result: Comparison, m: Matrices, noise_floor: float) -> None:
     """× and % of the baseline, by the delta method on log(mean_a / mean_b) with the same seed and item parts —
     only over a baseline clearly above zero and the base model's floor; otherwise why not."""
     baseline, mean_a = result.baseline, float(m.A.mean())
-    assert baseline is not None  # compare sets it before the ratio
     if not math.isfinite(baseline.low) or not math.isfinite(result.delta.se):
         result.ratio_note = "n/a (one run per arm: no CI)"
     elif baseline.low > 0 and baseline.mean > noise_floor and mean_a > 0:

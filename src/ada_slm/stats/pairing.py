@@ -37,13 +37,13 @@ def finite_columns(mats: list[np.ndarray]) -> np.ndarray:
     return np.all([np.isfinite(m).all(axis=-2) for m in mats], axis=0)
 
 
-def align(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+def align(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]]) -> tuple[np.ndarray, np.ndarray]:
     """Matrices A[run, item], B[run, item] over the items every run of both arms has (runs need not pair)."""
     A, B, _ = align_items(a, b)
     return A, B
 
 
-def align_items(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]):
+def align_items(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]]):
     """`align`, and the item ids of the columns."""
     if not a or not b:
         return np.empty((0, 0)), np.empty((0, 0)), []
