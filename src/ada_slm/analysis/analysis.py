@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ada_slm.analysis import design
 from ada_slm.stats import factorial
@@ -19,8 +20,12 @@ from ada_slm.analysis.arms import ArmData, collect, item_clusters, matrix
 from ada_slm.analysis.power import Power, power
 from ada_slm.run.config import TrainConfig, deep_merge, validate_config
 from ada_slm.run.metrics import METRICS, RUN_METRICS, higher_is_better
+from ada_slm.run.records import RunRecord
 from ada_slm.study.decision import Rule
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, estimate_seconds, measured_throughput
+
+if TYPE_CHECKING:  # compare/analysis.py imports this module
+    from ada_slm.analysis.compare.analysis import CompareSpec
 
 EQUIVALENCE_SHARE = 0.10  # default TOST margin: 10 % of the baseline's mean
 
@@ -96,7 +101,7 @@ class DecisionResult:
 
 @dataclass
 class StudyAnalysis:
-    study: Study
+    study: Study | CompareSpec  # a comparison of imported runs (compare/analysis.py) has its spec in the study's place
     scale: str | None
     seeds: list[int]
     n_runs: int
@@ -120,7 +125,7 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
     primary = study.decision.metric if study.decision else "agl_awareness"
     states = [s for a in arms.values() for s in a.states.values()]
     any_eval = next((r.eval.model_dump(exclude_unset=True) for a in arms.values() for r in a.records.values()
-                     if r.eval is not None), None)
+                     if isinstance(r, RunRecord) and r.eval is not None), None)
     results = {name: arm_result(a) for name, a in arms.items()}
     # noise floor per metric: the base model's upper CI bound (below it a baseline is indistinguishable from
     # an untrained model)
@@ -155,7 +160,7 @@ def precisions(arm: ArmData | None) -> set[str]:
     if arm is None:
         return set()
     return {str(r.meta.get("precision")) for r in arm.records.values()
-            if r.config is not None and r.meta and r.meta.get("precision")}
+            if isinstance(r, RunRecord) and r.config is not None and r.meta and r.meta.get("precision")}
 
 
 def with_precision(fd: design.FactorDiff, a: ArmData | None, b: ArmData | None) -> design.FactorDiff:

@@ -227,14 +227,14 @@ def _power(arms: dict[str, ArmData], baseline: str, metric: str, min_effect: flo
     ref_y = matrix(arms[baseline].scores[metric])
     if ref_y is None:
         return None
-    found = [power_inputs(y, ref_y) for name, arm in arms.items()
-             if name != baseline and (y := matrix(arm.scores[metric])) is not None]
-    found = [i for i in found if i is not None]
+    measured = [power_inputs(y, ref_y) for name, arm in arms.items()
+                if name != baseline and (y := matrix(arm.scores[metric])) is not None]
+    found = [i for i in measured if i is not None]
     if not found:
         return None
-    inputs = PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
-                           for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
-                         int(min(i.n_items for i in found)))
+    run_mean_sd, residual_sd, interaction_sd = (float(np.median([getattr(i, f) for i in found]))
+                                                for f in ("run_mean_sd", "residual_sd", "interaction_sd"))
+    inputs = PowerInputs(run_mean_sd, residual_sd, interaction_sd, int(min(i.n_items for i in found)))
     return power_from(inputs, metric, ref_y.shape[0], 1, min_effect)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import Answer, StudyAnalysis, sample_design
+from ada_slm.study.spec import Study
 from ada_slm.analysis.criteria import MET, NOT_MET, judge_all
 from ada_slm.stats.power_simulation import seeds_needed
 from ada_slm.analysis.report.doc import Doc, signed
@@ -64,6 +65,7 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
                      + f" — {evidence}{pairing}" + (" — confounded" if x.confounded else "") + "." + change)
     if d is not None:
         lines.append(f"**Next run:** {d.rule.recommend}" if d.rule else "**Next run:** no rule matches these answers.")
+    assert isinstance(a.study, Study)  # the answer is a study's (a comparison of imported runs has none)
     if a.study.criteria:
         judged = judge_all(a.study, a.data, sample_design(a.study, a.data))
         met = [j.criterion.text for j in judged if j.verdict == MET]

@@ -11,6 +11,7 @@ from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import ArmData, matrix
 from ada_slm.analysis.report.doc import Doc
 from ada_slm.run.metrics import METRICS
+from ada_slm.run.records import RunRecord
 
 
 def arm_matrix(arm: ArmData, metric: str) -> np.ndarray | None:
@@ -35,7 +36,7 @@ def _loss_curves(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
     drew = False
     for i, (name, arm) in enumerate(arms.items()):
         for seed, rec in sorted(arm.records.items()):
-            if rec.train is None:
+            if not isinstance(rec, RunRecord) or rec.train is None:  # an imported run (compare) has no steps
                 continue
             steps = rec.train.steps
             colour = f"C{i % 10}"
