@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -115,7 +116,8 @@ class Matched:
 
 
 def read_arms(spec: CompareSpec) -> dict[str, list[ImportedRun]]:
-    arms, seen = {}, {}
+    arms: dict[str, list[ImportedRun]] = {}
+    seen: dict[tuple[str, str], str] = {}  # (path, name) -> its arm
     for arm, paths in spec.arms.items():
         runs = [r for p in paths for r in read_runs(p, arm)]
         for r in runs:  # one run in two places would be counted twice, or compared with itself
@@ -152,7 +154,7 @@ def _task_names(task: dict):
 
 
 def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED,
-          allow_differing: list[str] = ()) -> Matched:
+          allow_differing: Sequence[str] = ()) -> Matched:
     """Check that the runs can be compared (the same tool, the same task configuration but for the settings in
     `allow_differing`, the same items) and keep the items every run scored (per metric)."""
     runs = [r for rs in arms.values() for r in rs]

@@ -81,6 +81,12 @@ def _check_lm_eval_shape(path: Path, results: dict) -> None:
             raise UserError(f"{path}: higher_is_better.{task} is {type(higher).__name__}, not an object")
 
 
+def _mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of an item's scores (over epochs, or repeated rows); None when any of them is missing."""
+    present = [v for v in values if v is not None]
+    return None if len(present) < len(values) else sum(present) / len(present)
+
+
 def read_lm_eval(path: str | Path) -> ImportedRun:
     """An lm-eval run written with `--output_path … --log_samples`: a results_<time>.json, or a folder holding
     exactly one, and the samples_<task>_<time>.jsonl files beside it."""
@@ -162,7 +168,7 @@ def read_inspect(path: str | Path) -> ImportedRun:
     if not log.samples:
         raise UserError(f"{path}: the Inspect log holds no samples (written with --no-log-samples?)")
     to_float = value_to_float()
-    sums: dict[str, dict[str, list[float]]] = {}
+    sums: dict[str, dict[str, list[float | None]]] = {}
     for sample in log.samples:
         item = str(sample.id)
         for scorer, score in (sample.scores or {}).items():
@@ -174,7 +180,7 @@ def read_inspect(path: str | Path) -> ImportedRun:
                 name = scorer if key is None else f"{scorer}/{key}"
                 sums.setdefault(name, {}).setdefault(item, []).append(
                     None if value is None else to_float(value))
-    scores = {m: {i: (None if any(v is None for v in vs) else sum(vs) / len(vs)) for i, vs in per.items()}
+    scores = {m: {i: _mean_or_none(vs) for i, vs in per.items()}
               for m, per in sums.items()}  # the mean over epochs
     ev = log.eval
     return ImportedRun(
@@ -240,7 +246,7 @@ def read_ada_slm(path: str | Path) -> ImportedRun:
             for m in METRICS:
                 value = number(row["metrics"].get(m), f"{path / records.EVAL_ITEMS}:{lineno}: {m}")
                 sums.setdefault(m, {}).setdefault(str(row["id"]), []).append(value)
-    scores = {m: {i: (None if any(v is None for v in vs) else sum(vs) / len(vs)) for i, vs in per.items()}
+    scores = {m: {i: _mean_or_none(vs) for i, vs in per.items()}
               for m, per in sums.items()}
     for m, key in RUN_FIELDS.items():
         value = getattr(record.train, key, None) if record.train is not None else None

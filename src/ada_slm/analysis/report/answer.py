@@ -57,6 +57,7 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
             evidence = (f"Δ {signed(c.delta)}; TOST 90 % CI [{e.low:+.4f}, {e.high:+.4f}] against ±{e.margin:.4f} "
                         f"(Holm p {contrasts.format_p(x.p_holm)})")
         else:
+            assert d is not None  # x is one of its answers
             evidence = f"Δ {signed(c.delta)} on {d.metric} (Holm p {contrasts.format_p(x.p_holm)})"
         pairing = f", {c.pairing}" if c.pairing != "unpaired" else ""
         other_way = x.test == "better" and not x.yes and c.supported  # a clear difference, the wrong way

@@ -63,7 +63,8 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
     metrics = [m for m in METRICS if any(arm_matrix(a, m) is not None for a in arms.values())]
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 * len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        names, means, errs = [], [], [[], []]
+        names, means = [], []
+        errs: list[list[float]] = [[], []]
         for name, arm in arms.items():
             y = arm_matrix(arm, m)
             if y is None:
@@ -85,8 +86,8 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
 
 
 def _metric_vs_rank(doc: Doc, arms: dict[str, ArmData], primary: str, out_dir: Path, plt):
-    points = [(arm.config.lora.r, name, contrasts.arm_interval(arm_matrix(arm, primary)))
-              for name, arm in arms.items() if arm.config and arm_matrix(arm, primary) is not None]
+    points = [(arm.config.lora.r, name, contrasts.arm_interval(y))
+              for name, arm in arms.items() if arm.config and (y := arm_matrix(arm, primary)) is not None]
     if points:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for r, name, iv in points:

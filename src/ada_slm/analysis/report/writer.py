@@ -176,8 +176,9 @@ def render_comparisons(doc: Doc, a: StudyAnalysis):
             continue
         doc.p(factor_note(comp, name) + samples_note(comp.comparisons.get(a.primary)))
         doc.table(*comparison_table(a, comp))
-        if comp.equivalence:
-            doc.p(equivalence_note(a, comp))
+        note = equivalence_note(a, comp)  # None without equivalence tests
+        if note is not None:
+            doc.p(note)
 
 
 def factor_note(comp, name: str) -> str:
