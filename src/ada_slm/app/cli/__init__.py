@@ -7,8 +7,6 @@ exit code 1.
 
 from __future__ import annotations
 
-import sys
-
 from ada_slm.app.cli import compare, data, study, train_eval, use  # noqa: F401 (each registers its commands)
 from ada_slm.app.cli.common import app, console, err_console, user_errors  # noqa: F401
 from ada_slm.app.cli.common import study_path  # noqa: F401 (used by bench/learning_curve.py)
@@ -20,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
