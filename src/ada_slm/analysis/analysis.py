@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ada_slm.analysis import design
 from ada_slm.stats import factorial
@@ -23,9 +23,6 @@ from ada_slm.run.metrics import METRICS, RUN_METRICS, higher_is_better
 from ada_slm.run.records import RunRecord
 from ada_slm.study.decision import Rule
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, estimate_seconds, measured_throughput
-
-if TYPE_CHECKING:  # compare/analysis.py imports this module
-    from ada_slm.analysis.compare.analysis import CompareSpec
 
 EQUIVALENCE_SHARE = 0.10  # default TOST margin: 10 % of the baseline's mean
 
@@ -99,9 +96,22 @@ class DecisionResult:
     rate: float | None = None
     per_seq: float | None = None
 
+class Analysed(Protocol):
+    """What the shared report parts read of what was analysed when it is not a study: compare's CompareSpec."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def baseline(self) -> str | None: ...
+    @property
+    def equivalence_margins(self) -> dict[str, float]: ...
+
+
 @dataclass
 class StudyAnalysis:
-    study: Study | CompareSpec  # a comparison of imported runs (compare/analysis.py) has its spec in the study's place
+    study: Study | Analysed  # a comparison of imported runs (compare/analysis.py) has its CompareSpec here
     scale: str | None
     seeds: list[int]
     n_runs: int

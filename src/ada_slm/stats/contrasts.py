@@ -324,8 +324,7 @@ def compare(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float 
     if m.labels is not None and n_items > 1:
         result.n_clusters, result.effective_items = len(set(m.labels)), effective_items(m)
     if m.pairs is not None:
-        PA, PB = m.pairs
-        result.p_perm, result.p_perm_min = sign_flip_p(PA.mean(1) - PB.mean(1), seed, n_perm)
+        result.p_perm, result.p_perm_min = sign_flip_p(m.pairs[0].mean(1) - m.pairs[1].mean(1), seed, n_perm)
     elif A.shape[0] > 1 and B.shape[0] > 1:
         result.p_perm, result.p_perm_min = permutation_p(A.mean(1), B.mean(1), seed, n_perm)
     if A.shape[0] > 1 and B.shape[0] > 1 and n_items > 1:

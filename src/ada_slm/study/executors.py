@@ -297,8 +297,7 @@ class RayExecutor:
             pending = {}
             for s in specs:
                 started(s)
-                # ray types .remote after the first of its overloads a function matches: the one-argument form,
-                # as cwd has a default
+                # ray's .remote overloads take run_in_subprocess (cwd has a default) for a 1-argument function
                 pending[task.remote(str(s.run_dir.resolve()), cwd)] = s  # type: ignore[call-arg]
             try:
                 while pending:
@@ -329,10 +328,8 @@ def _in_running_order(specs: list[RunSpec]) -> list[RunSpec]:
     seen: set[str | None] = set()
     first: list[RunSpec] = []
     repeats: list[RunSpec] = []
-    for s in specs:
-        if s.train is None:
-            continue
-        identity = s.train.steps_identity()
+    for s, train in ((s, s.train) for s in specs if s.train is not None):
+        identity = train.steps_identity()
         (repeats if identity is not None and identity in seen else first).append(s)
         seen.add(identity)
     return base[:1] + first + repeats + base[1:]

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.analysis.compare.imported_run import (RUN_ITEM, ImportedRun, Source, check_inspect_file,  # noqa: F401
-                                           number, read_json_object)
+                                           mean_or_none, number, read_json_object)
 from ada_slm.errors import UserError
 from ada_slm.files import LIMIT_HINT, input_limit, iter_jsonl, open_regular, read_utf8
 from ada_slm.run import records
@@ -79,12 +79,6 @@ def _check_lm_eval_shape(path: Path, results: dict) -> None:
     for task, higher in (results.get("higher_is_better") or {}).items():
         if higher is not None and not isinstance(higher, dict):
             raise UserError(f"{path}: higher_is_better.{task} is {type(higher).__name__}, not an object")
-
-
-def _mean_or_none(values: list[float | None]) -> float | None:
-    """The mean of an item's scores (over epochs, or repeated rows); None when any of them is missing."""
-    present = [v for v in values if v is not None]
-    return None if len(present) < len(values) else sum(present) / len(present)
 
 
 def read_lm_eval(path: str | Path) -> ImportedRun:
@@ -180,7 +174,7 @@ def read_inspect(path: str | Path) -> ImportedRun:
                 name = scorer if key is None else f"{scorer}/{key}"
                 sums.setdefault(name, {}).setdefault(item, []).append(
                     None if value is None else to_float(value))
-    scores = {m: {i: _mean_or_none(vs) for i, vs in per.items()}
+    scores = {m: {i: mean_or_none(vs) for i, vs in per.items()}
               for m, per in sums.items()}  # the mean over epochs
     ev = log.eval
     return ImportedRun(
@@ -246,7 +240,7 @@ def read_ada_slm(path: str | Path) -> ImportedRun:
             for m in METRICS:
                 value = number(row["metrics"].get(m), f"{path / records.EVAL_ITEMS}:{lineno}: {m}")
                 sums.setdefault(m, {}).setdefault(str(row["id"]), []).append(value)
-    scores = {m: {i: _mean_or_none(vs) for i, vs in per.items()}
+    scores = {m: {i: mean_or_none(vs) for i, vs in per.items()}
               for m, per in sums.items()}
     for m, key in RUN_FIELDS.items():
         value = getattr(record.train, key, None) if record.train is not None else None
