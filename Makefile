@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo serve test docs install clean
+.PHONY: demo serve test test-fast docs lint install clean
 
 install: $(STAMP)
 
@@ -32,9 +32,20 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The tests not marked slow (no model trained or evaluated end to end): a few minutes, for the edit-test loop.
+# `make test` (and CI) still run everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 # The documentation site (mkdocs.yml, docs/) into site/; the reference pages are generated from the code.
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
+
+# The habits of a kept project: ruff (lint and format, line length 120 in pyproject.toml) and mypy, all clean.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench docs/hooks
+	$(BIN)/ruff format --check src tests bench docs/hooks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) data results exports .pytest_cache site

@@ -2,21 +2,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.shared import CLI, DATA
+
 # Tests never reach the network: models come from packages or are built from configs.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Throughput measured while tests run is not this machine's: keep it out of the user's cache (plan.cache_path).
 os.environ["ADA_SLM_THROUGHPUT"] = str(Path(tempfile.mkdtemp(prefix="ada-slm-throughput-")) / "throughput.json")
-
-DATA = Path(__file__).parent / "data"
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 
 
 def _records(root):

@@ -173,3 +173,10 @@ if __name__ == "__main__":
     big, long = oversized()
     print(f"modules over {MAX_MODULE_LINES} lines: {len(big)}", *big, sep="\n  ")
     print(f"functions over {MAX_FUNCTION_LINES} lines: {len(long)}", *long, sep="\n  ")
+
+
+def test_the_tests_folders_mirror_the_package():
+    """tests/<floor>/ for each floor with tests; the project-wide tests and the ground modules' at tests/."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_")) and p.name != "data"}
+    assert folders <= set(FLOORS) - {"ground"}, folders - set(FLOORS)

@@ -16,8 +16,8 @@ from ada_slm.agl.parser import parse
 from ada_slm.agl.suite_builder import build_heldout_suite
 from ada_slm.agl.templates import TEMPLATES_FILE, load_templates
 from ada_slm.errors import UserError
+from tests.shared import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = TEMPLATES_FILE.read_text(encoding="utf-8")
 
 

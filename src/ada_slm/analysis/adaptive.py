@@ -25,16 +25,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ada_slm.run import records
-from ada_slm.stats import sequential
-from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import questions_asked
 from ada_slm.analysis.arms import collect, matrix
 from ada_slm.analysis.power import power
-from ada_slm.stats.power_simulation import PowerInputs
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, atomic_write_text, read_json
+from ada_slm.run import records
 from ada_slm.run.metrics import higher_is_better
+from ada_slm.stats import contrasts, sequential
+from ada_slm.stats.power_simulation import PowerInputs
 from ada_slm.stats.sequential import OPEN, STATUS_NAMES, Plan
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, expand, is_complete
 

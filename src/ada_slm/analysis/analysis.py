@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ada_slm.analysis import design
-from ada_slm.stats import factorial
-from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import ArmData, collect, item_clusters, matrix
 from ada_slm.analysis.power import Power, power
 from ada_slm.run.config import TrainConfig, deep_merge, validate_config
 from ada_slm.run.metrics import METRICS, RUN_METRICS, higher_is_better
 from ada_slm.run.records import RunRecord
+from ada_slm.stats import contrasts, factorial
 from ada_slm.study.decision import Rule
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, estimate_seconds, measured_throughput
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from ada_slm.analysis.design import differences
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl
 from ada_slm.run import records
 from ada_slm.run.config import TrainConfig, format_validation_error
 from ada_slm.run.metrics import METRICS, RUN_METRICS, SEED_METRICS, seed_score
-from ada_slm.analysis.design import differences
 from ada_slm.study.spec import RunSpec
 
 # record["train"] field of each run-level metric

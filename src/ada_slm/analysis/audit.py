@@ -13,10 +13,10 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from ada_slm.analysis import design
-from ada_slm.stats import contrasts
-from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.errors import UserError
+from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.schema import Strict
+from ada_slm.stats import contrasts
 
 NEAR_ZERO = 0.01  # below this a density metric is one marker in ~100 words: a ratio over it is noise
 

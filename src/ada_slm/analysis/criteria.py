@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import matrix
 from ada_slm.run.metrics import higher_is_better
+from ada_slm.stats import contrasts
 from ada_slm.study.spec import Criterion
 
 MET, NOT_MET, UNDECIDED = "met", "not met", "undecided"

@@ -22,12 +22,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from ada_slm.stats.power_simulation import seeds_needed
 from ada_slm.analysis.analysis import StudyAnalysis, analyse
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text
 from ada_slm.run.config import TrainConfig
 from ada_slm.run.metrics import higher_is_better
+from ada_slm.stats.power_simulation import seeds_needed
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, load_study
 
 RUN_ONLY_FIELDS = ("seed", "out_dir", "export_dir")  # where and which replicate: set per run by the study

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from ada_slm.analysis.analysis import questions_asked
 from ada_slm.analysis.arms import collect
-from ada_slm.analysis.power import power, power_from
 from ada_slm.analysis.design import same_computation
-from ada_slm.stats.power_simulation import PowerInputs
+from ada_slm.analysis.power import power, power_from
 from ada_slm.files import write_json
 from ada_slm.run import hardware, models, records
 from ada_slm.run.config import TrainConfig
 from ada_slm.run.suites import load_suite, subset
+from ada_slm.stats.power_simulation import PowerInputs
 from ada_slm.study.spec import estimate_seconds, record_of, state_of
 
 THROUGHPUT_FILE = "throughput.json"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import ArmData, matrix
+from ada_slm.stats import contrasts
 from ada_slm.stats.pairing import MIN_PAIRS
 from ada_slm.stats.power_simulation import PowerInputs, detectable_effect, power_inputs, seeds_needed
 from ada_slm.study.spec import Study

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ada_slm.analysis.compare import report as compare_report
-from ada_slm.analysis.report import writer as report
-from ada_slm.analysis.report import doc as report_doc
 from ada_slm.analysis.compare.analysis import CompareResult
+from ada_slm.analysis.report import doc as report_doc
+from ada_slm.analysis.report import writer as report
 from ada_slm.app.study_view import COMPARISON_KEYS, digest, interval_cells
 
 # Keys for the cells of the compare report's summary table, in its column order (the headers come from the report).
@@ -40,9 +40,9 @@ def analysis_json(result: CompareResult) -> dict:
     a, baseline = result.analysis, result.spec.baseline_arm
     header, cells = compare_report.summary_table(result)
     arms = [{"arm": name, "baseline": name == baseline, "n_complete": arm.n_complete,
-             "cells": dict(zip(SUMMARY_KEYS, row)),
+             "cells": dict(zip(SUMMARY_KEYS, row, strict=True)),
              "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()}}
-            for (name, arm), row in zip(a.arms.items(), cells)]
+            for (name, arm), row in zip(a.arms.items(), cells, strict=True)]
     comparisons: dict[str, dict[str, Any]] = {}
     for name in a.arms:
         if name == baseline:
@@ -54,11 +54,11 @@ def analysis_json(result: CompareResult) -> dict:
         head, rows = report.comparison_table(a, comp)
         comparisons[name] = {
             "header": head, "notes": [compare_report.equivalence_note(comp)] if comp.equivalence else [],
-            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": interval_cells(c.delta),
-                      "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows)]}
+            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row, strict=True)), "delta": interval_cells(c.delta),
+                      "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows, strict=True)]}
     metrics = list(dict.fromkeys(m for arm in a.arms.values() for m in arm.intervals))
     return {"available": True, "kind": "compare", "metric": a.primary, "baseline": baseline, "metrics": metrics,
-            "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header)], "arms": arms,
+            "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header, strict=True)], "arms": arms,
             "comparisons": comparisons, "decision": None, "criteria": None,
             "blocks": _sections(compare_report.render(result), SECTIONS), "errors": []}
 

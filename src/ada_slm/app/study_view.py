@@ -18,16 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ada_slm.analysis.report import writer as report
-from ada_slm.analysis.report import decision as report_decision
-from ada_slm.analysis.report import doc as report_doc
 from ada_slm.analysis.analysis import analyse
 from ada_slm.analysis.arms import collect
+from ada_slm.analysis.report import decision as report_decision
+from ada_slm.analysis.report import doc as report_doc
+from ada_slm.analysis.report import writer as report
 from ada_slm.analysis.report.answer import answer_lines
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, iter_jsonl, parse_json, read_regular
-from ada_slm.run.metrics import METRICS, RUN_METRICS
 from ada_slm.run import records
+from ada_slm.run.metrics import METRICS, RUN_METRICS
 from ada_slm.run.records import RunRecord, check_record
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study
 
@@ -217,9 +217,9 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     a = analyse(study, specs, scale, collect(specs, MAX_READ_BYTES, within))
     header, cells = report.summary_table(a)
     arms = [{"arm": name, "baseline": name == study.baseline, "n_complete": arm.n_complete,
-             "cells": dict(zip(SUMMARY_KEYS, row)),
+             "cells": dict(zip(SUMMARY_KEYS, row, strict=True)),
              "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()}}
-            for (name, arm), row in zip(a.arms.items(), cells)]
+            for (name, arm), row in zip(a.arms.items(), cells, strict=True)]
     comparisons: dict[str, dict[str, Any]] = {}
     for name, arm in a.arms.items():
         if name == study.baseline:
@@ -233,19 +233,19 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
                  report.equivalence_note(a, comp)]
         comparisons[name] = {
             "header": head, "notes": [n for n in notes if n],
-            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row)), "delta": interval_cells(c.delta),
-                      "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows)]}
+            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row, strict=True)), "delta": interval_cells(c.delta),
+                      "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows, strict=True)]}
     decision = None
     if a.decision:
         head, rows = report_decision.decision_table(a.decision)
         decision = {"metric": a.decision.metric, "intro": report_decision.decision_intro(a.decision), "header": head,
-                    "questions": [dict(zip(DECISION_KEYS, row)) for row in rows],
+                    "questions": [dict(zip(DECISION_KEYS, row, strict=True)) for row in rows],
                     "notes": report_decision.decision_notes(a)}
     criteria = None
     if study.criteria:  # report.md's "Success criteria" table, judged by the same function
         head, rows = report_decision.criteria_table(a)
         criteria = {"intro": report_decision.CRITERIA_INTRO, "header": head,
-                    "rows": [dict(zip(CRITERIA_KEYS, row)) for row in rows]}
+                    "rows": [dict(zip(CRITERIA_KEYS, row, strict=True)) for row in rows]}
     doc = report_doc.Doc()  # the report's remaining sections, read back from its own renderer
     report.render_designs(doc, a)
     report_decision.render_power(doc, a)
@@ -255,7 +255,7 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
         errors.append(f"{ROUNDS}: {why}: the adaptive rounds are not shown")
     present = [m for m in (*METRICS, *RUN_METRICS) if any(m in arm.intervals for arm in a.arms.values())]
     return {"metric": a.primary, "baseline": study.baseline, "metrics": present, "answer": answer_lines(a),
-            "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header)], "arms": arms,
+            "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header, strict=True)], "arms": arms,
             "comparisons": comparisons, "decision": decision, "criteria": criteria, "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
             "errors": errors}
 

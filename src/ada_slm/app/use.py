@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ada_slm.run import records
 from ada_slm.errors import UserError
 from ada_slm.files import check_writable_dir, iter_jsonl
+from ada_slm.run import records
 from ada_slm.run.evaluate import generate, load_model
 from ada_slm.run.exports import check_target, write_folder
 from ada_slm.run.metrics import score
@@ -148,7 +148,7 @@ def generate_file(model, tokenizer, prompts: list[dict], out: Path, settings, pr
             chunk = todo[start : start + settings.batch_size]
             inputs = [p.get("messages") or p["prompt"] for p in chunk]
             outputs = generate(model, tokenizer, inputs, settings)
-            for p, text in zip(chunk, outputs):
+            for p, text in zip(chunk, outputs, strict=True):
                 row = {**p, "output": text, "settings": settings.model_dump(), "metrics": score(text)}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
             f.flush()  # every finished batch survives a kill

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ada_slm.errors import UserError
 from ada_slm.run.config import TrainConfig
 from ada_slm.run.records import Point, RunRecord, Step, train_section
-from ada_slm.errors import UserError
 
 
 def _atomic_torch_save(obj, path: Path) -> None:

@@ -17,11 +17,10 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, WithJsonSchema, create_model, model_validator
 
-from ada_slm.errors import UserError
 from ada_slm.agl import MAX_CORPUS_SIZE
+from ada_slm.errors import UserError
 from ada_slm.files import load_yaml  # noqa: F401  (the one loader of user YAML, re-exported)
 from ada_slm.schema import Strict
-
 
 SEED_LIMIT = 2**32  # numpy seeds (transformers.set_seed) are 0 ≤ seed < 2**32
 
@@ -160,9 +159,11 @@ class TrainConfig(Strict):
 
     base: str = Field("smollm2-135m", description="Base model: smollm2-135m, tiny-lfm2, a local dir, a .gguf "
                       "file or a Hub id in the local cache.")
-    data: DataConfig = Field(default_factory=DataConfig)
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    batch: BatchConfig = Field(default_factory=BatchConfig)
+    data: DataConfig = Field(default_factory=DataConfig, description="Training and held-out data: your corpus "
+                             "or the AGL builder's: see DataConfig.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="The adapter's shape: see LoraConfig.")
+    batch: BatchConfig = Field(default_factory=BatchConfig, description="Sequences per optimizer step, micro × "
+                               "accum: see BatchConfig.")
     loss: LossConfig = Field(default_factory=LossConfig, description="How a step's token losses are weighted: "
                              "see LossConfig.")
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="How a step's sequences are "

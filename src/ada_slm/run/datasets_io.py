@@ -25,10 +25,11 @@ def read_rows(source: str, fmt: str = "auto", columns: dict | None = None, split
               split_field: str = "data.split") -> tuple[list[dict], str]:
     """(rows, format) of one split of a source; the first bad example is a UserError naming where it is."""
     rows, found = [], fmt
-    for where, row, found in examples(read_records(source, split, columns, split_field), fmt):
+    for where, row, row_format in examples(read_records(source, split, columns, split_field), fmt):
         if isinstance(row, RowError):
             raise UserError(f"{where}: {row}")
         rows.append(row)
+        found = row_format  # what auto detected: the format of the examples read
     if not rows:
         raise UserError(f"{source}: no examples")
     return rows, found

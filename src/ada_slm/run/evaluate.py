@@ -30,7 +30,6 @@ from ada_slm.run import models
 from ada_slm.run.metrics import METRICS, SEED_METRICS, score, seed_score
 from ada_slm.run.suites import GenerationSettings, SuiteItem, load_suite, subset
 
-
 # Part of every eval-cache key: bump it whenever the code that turns prompts into output ids changes
 # (render_prompt, encode_prompts, generate_ids), so outputs of older code are never reused.
 GENERATION_VERSION = "1"
@@ -272,7 +271,7 @@ def evaluate(base: str, adapter: str | None, suite_name: str, settings: Generati
     ids, cached_from, key = _cached_or_generated(model, tokenizer, items, settings, out_dir, progress, cache)
     rows = []
     for k, sample in enumerate(ids):
-        for item, output in zip(items, sample):
+        for item, output in zip(items, sample, strict=True):
             rows.append(item_row(item, tokenizer.decode(output, skip_special_tokens=True).strip(),
                              k if settings.mode == "seed" else None))
     gen_s = time.perf_counter() - start  # on a hit: the time this evaluation spent, not the stored generation's

@@ -14,6 +14,7 @@ Elsewhere than Linux the parent-death signal does not exist; the watch of the ru
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -45,7 +46,6 @@ def die_with_parent(expected_parent: int | None) -> bool:
 def die_with_multiprocessing_parent() -> None:
     """In a multiprocessing child: SIGKILL this process as soon as the process that started it is gone (its
     sentinel, a pipe the parent holds open, reads EOF), whichever process forked it."""
-    import multiprocessing
 
     parent = multiprocessing.parent_process()
     if parent is None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from ada_slm.run.suites import load_suite
 from ada_slm.files import atomic_write_text, check_name, write_jsonl
 from ada_slm.run.metrics import METRICS
+from ada_slm.run.suites import load_suite
 
 UTILS = '''"""lm-evaluation-harness glue for the ada-slm suite {suite!r} (written by `ada-slm eval export-lm-eval`).
 

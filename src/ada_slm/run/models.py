@@ -23,8 +23,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ada_slm.run import exports
 from ada_slm.errors import UserError
+from ada_slm.run import exports
 
 EMBEDDED = "smollm2-135m"
 TINY_LFM2 = "tiny-lfm2"

@@ -15,14 +15,25 @@ edit) or holds a field of the wrong type is one CorruptRecord line naming the fi
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeGuard, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, SerializationInfo, SerializerFunctionWrapHandler,
-                      StrictInt, ValidationError, model_serializer, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from ada_slm.errors import UserError
 from ada_slm.files import UnreadableFile, atomic_write_text, read_json
@@ -356,7 +367,6 @@ def mark_failed(run_dir: str | Path, reason: str) -> RunRecord:
 
 # ------------------------------------------------------------------------------ provenance for a record's meta
 def package_versions() -> dict:
-    import importlib.metadata as md
 
     out: dict[str, str | None] = {}
     for pkg in ("ada-slm", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy"):

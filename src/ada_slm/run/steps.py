@@ -92,11 +92,11 @@ def sequence_weights(chosen: list[Example], micro: int, normalisation: str) -> d
     counts = [target_tokens([e]) for e in chosen]
     if normalisation == "sequence":
         n = sum(1 for c in counts if c)
-        return {id(e): (1.0 / (c * n) if c else 0.0) for e, c in zip(chosen, counts)}
+        return {id(e): (1.0 / (c * n) if c else 0.0) for e, c in zip(chosen, counts, strict=True)}
     groups = [range(m, min(m + micro, len(chosen))) for m in range(0, len(chosen), micro)]  # as configured
     tokens = [sum(counts[i] for i in g) for g in groups]
     n = sum(1 for t in tokens if t)
-    return {id(chosen[i]): (1.0 / (t * n) if t else 0.0) for g, t in zip(groups, tokens) for i in g}
+    return {id(chosen[i]): (1.0 / (t * n) if t else 0.0) for g, t in zip(groups, tokens, strict=True) for i in g}
 
 
 def micro_batches(chosen: list[Example], micro: int) -> list[list[Example]]:

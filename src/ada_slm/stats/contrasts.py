@@ -36,8 +36,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
-from ada_slm.stats.pairing import (PAIRINGS, Design, Matrices, align, align_items,  # noqa: F401 (re-exported)
-                                      clustered_mean_variance, finite_columns, matrices)
+from ada_slm.stats.pairing import (  # noqa: F401 (re-exported)
+    PAIRINGS,
+    Design,
+    Matrices,
+    align,
+    align_items,
+    clustered_mean_variance,
+    finite_columns,
+    matrices,
+)
 from ada_slm.stats.permutation import N_PERM, permutation_p, sign_flip_p
 
 ALPHA = 0.05
@@ -93,12 +101,12 @@ def contrast(mats: list[np.ndarray], coefs: list[float], clusters: np.ndarray | 
     contrast is this with one matrix, the same-seed differences (`compare`). Returns arrays (estimate, se, df);
     se is NaN when an arm has a single run (no seed-to-seed variance to estimate)."""
     summaries = [_arm_summary(m) for m in mats]
-    est = sum(c * s[0] for c, s in zip(coefs, summaries))
+    est = sum(c * s[0] for c, s in zip(coefs, summaries, strict=True))
     n_i = mats[0].shape[-1]
     floor = _run_mean_variance_floor([s[3] for s in summaries], [m.shape[-2] for m in mats], coefs, n_i)
-    seed_parts = [c * c * np.maximum(s[2], floor) / m.shape[-2] for c, s, m in zip(coefs, summaries, mats)]
+    seed_parts = [c * c * np.maximum(s[2], floor) / m.shape[-2] for c, s, m in zip(coefs, summaries, mats, strict=True)]
     seed_dfs = [m.shape[-2] - 1 for m in mats]
-    runs = {m.shape[-2] for c, m in zip(coefs, mats) if c != 0}
+    runs = {m.shape[-2] for c, m in zip(coefs, mats, strict=True) if c != 0}
     if len(runs) > 1:
         # Unequal runs per arm: Satterthwaite's estimated d.f. is too high exactly when the arm with fewer runs
         # is the noisier one (its s² is then often underestimated, which also raises the d.f.): at 3 vs 2 runs
@@ -107,8 +115,8 @@ def contrast(mats: list[np.ndarray], coefs: list[float], clusters: np.ndarray | 
         seed_parts, seed_dfs = [sum(seed_parts)], [min(runs) - 1]
     item_df = n_i - 1
     if n_i > 1:
-        d = sum(c * s[1] for c, s in zip(coefs, summaries))
-        residual = sum(c * c * s[3] / m.shape[-2] for c, s, m in zip(coefs, summaries, mats))
+        d = sum(c * s[1] for c, s in zip(coefs, summaries, strict=True))
+        residual = sum(c * c * s[3] / m.shape[-2] for c, s, m in zip(coefs, summaries, mats, strict=True))
         mean_var, n_clusters = clustered_mean_variance(d, clusters)
         item_part, item_df = np.maximum(0.0, mean_var - residual / n_i), n_clusters - 1
     else:
@@ -123,10 +131,10 @@ def _run_mean_variance_floor(ms_es, n_runs, coefs, n_items):
     agree exactly (a perfect arm, or runs that each miss one different item) from claiming zero variance."""
     if n_items < 2:
         return 0.0
-    weights = [(k - 1) * (n_items - 1) if c != 0 and k > 1 else 0 for c, k in zip(coefs, n_runs)]
+    weights = [(k - 1) * (n_items - 1) if c != 0 and k > 1 else 0 for c, k in zip(coefs, n_runs, strict=True)]
     if sum(weights) == 0:
         return 0.0
-    return sum(w * m for w, m in zip(weights, ms_es)) / sum(weights) / n_items
+    return sum(w * m for w, m in zip(weights, ms_es, strict=True)) / sum(weights) / n_items
 
 
 SEED_DF_QUANTILE = 0.35  # the seed part enters the d.f. at its value over this quantile of its χ² (see combine)
@@ -144,8 +152,8 @@ def combine(est, seed_parts, seed_dfs, item_part, item_df):
     points of power where the item part dominates (0.68 against 0.71 at Δ 0.03 in one such setting)."""
     var = sum(seed_parts) + item_part
     with np.errstate(all="ignore"):
-        upper = [p * k / sps.chi2.ppf(SEED_DF_QUANTILE, np.maximum(k, 1)) for p, k in zip(seed_parts, seed_dfs)]
-        denom = sum(p * p / np.maximum(k, 1) for p, k in zip(upper, seed_dfs)) + item_part ** 2 / max(item_df, 1)
+        upper = [p * k / sps.chi2.ppf(SEED_DF_QUANTILE, np.maximum(k, 1)) for p, k in zip(seed_parts, seed_dfs, strict=True)]
+        denom = sum(p * p / np.maximum(k, 1) for p, k in zip(upper, seed_dfs, strict=True)) + item_part ** 2 / max(item_df, 1)
         df = np.where(denom > 0, (sum(upper) + item_part) ** 2 / denom, np.inf)
     return est, np.sqrt(var), df
 

@@ -9,8 +9,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ada_slm.stats.contrasts import (ALPHA, N_BOOT, Interval, apply_holm, compare, contrast, finite_items, holm,
-                                    t_interval, t_test, verdict)
+from ada_slm.stats.contrasts import (
+    ALPHA,
+    N_BOOT,
+    Interval,
+    apply_holm,
+    compare,
+    contrast,
+    finite_items,
+    holm,
+    t_interval,
+    t_test,
+    verdict,
+)
 
 
 @dataclass

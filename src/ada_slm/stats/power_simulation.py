@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from ada_slm.stats.pairing import MIN_PAIRS
 from ada_slm.stats.contrasts import ALPHA, combine, finite_items, t_test, variance_components
+from ada_slm.stats.pairing import MIN_PAIRS
 
 
 @dataclass

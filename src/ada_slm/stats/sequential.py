@@ -85,6 +85,19 @@ def spent(t: float, alpha: float) -> float:
     return float(2 * sps.norm.sf(sps.norm.isf(alpha / 2) / math.sqrt(t))) if t > 0 else 0.0
 
 
+def _crossing_mass(c: float, t: float, shift: np.ndarray, scale: float, mass: np.ndarray, one_sided: bool) -> float:
+    """Probability of crossing ±c at information fraction t from the previous look's continuation sub-density
+    (`mass` at the grid points, shifted by `shift`, the increment's SD `scale`)."""
+    upper = special.ndtr((shift - c * math.sqrt(t)) / scale)
+    lower = 0.0 if one_sided else special.ndtr((-c * math.sqrt(t) - shift) / scale)
+    return float(np.sum(mass * (upper + lower)))
+
+
+def _excess_mass(c: float, t: float, shift: np.ndarray, scale: float, mass: np.ndarray, one_sided: bool,
+                 target: float) -> float:
+    return _crossing_mass(c, t, shift, scale, mass, one_sided) - target
+
+
 @functools.lru_cache(maxsize=256)
 def obf_boundaries(fractions: tuple[float, ...], alpha: float, one_sided: bool = False) -> tuple[float, ...]:
     """Critical z values c_1..c_K of the spending rule at information fractions `fractions` (increasing, the
@@ -101,15 +114,11 @@ def obf_boundaries(fractions: tuple[float, ...], alpha: float, one_sided: bool =
             shift, scale = grid * math.sqrt(prev_t), math.sqrt(t - prev_t)
             mass = weights * density
 
-            def crossing(c):
-                upper = special.ndtr((shift - c * math.sqrt(t)) / scale)
-                lower = 0.0 if one_sided else special.ndtr((-c * math.sqrt(t) - shift) / scale)
-                return float(np.sum(mass * (upper + lower)))
-
-            if target <= crossing(12.0):
+            crossing = (t, shift, scale, mass, one_sided)  # the look's terms, bound now (not read from the loop later)
+            if target <= _crossing_mass(12.0, *crossing):
                 c = 12.0
             else:
-                c = float(optimize.brentq(lambda c: crossing(c) - target, 0, 12.0, xtol=1e-10))
+                c = float(optimize.brentq(_excess_mass, 0, 12.0, args=(*crossing, target), xtol=1e-10))
         # sub-density of Z_k on its continuation region, for the next look
         new_grid = np.linspace(-12.0 if one_sided else -c, c, GRID)
         new_weights = np.full(GRID, new_grid[1] - new_grid[0])
@@ -244,7 +253,7 @@ def simulate(plan: Plan, means, noise: Noise, questions: list[tuple[int, int]], 
     means = np.asarray(means, float)
     parts = [_simulate_chunk(plan, noise.draw(rng, means, min(chunk, n_sim - s), plan.max_runs), questions, sweep,
                              sign, margin) for s in range(0, n_sim, chunk)]
-    return Simulated(*(np.concatenate(x) for x in zip(*parts)))
+    return Simulated(*(np.concatenate(x) for x in zip(*parts, strict=True)))
 
 
 def _simulate_chunk(plan, y, questions, sweep, sign, margin):

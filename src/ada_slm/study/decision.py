@@ -8,8 +8,8 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ada_slm.run.config import ConfigPatch
-from ada_slm.schema import Strict  # noqa: F401  (study.spec imports it from here)
 from ada_slm.run.metrics import METRICS, RUN_METRICS
+from ada_slm.schema import Strict  # noqa: F401  (study.spec imports it from here)
 
 
 class Question(Strict):
@@ -19,8 +19,8 @@ class Question(Strict):
     equivalent), never from a mere 'not significant'. A question that compares corpus sizes is not asked when
     both arms see the same number of distinct training examples (max_steps caps them)."""
 
-    compare: str
-    against: str
+    compare: str = Field(..., description="The arm asked about (an arm of the study, or base).")
+    against: str = Field(..., description="The arm it is compared with.")
     test: Literal["better", "equivalent"] = Field("better", description="better (superiority) or equivalent "
                                                   "(TOST within ±margin).")
     margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the decision metric (test "
@@ -45,7 +45,7 @@ class Decision(Strict):
     metric: str = Field("agl_awareness", description="The metric the questions are asked on: a per-item metric "
                         "(metrics.METRICS) or a run-level one (heldout_loss, train_loss: lower is better; "
                         "tokens_per_s).")
-    questions: dict[str, Question]
+    questions: dict[str, Question] = Field(..., description="Question name -> the two arms compared and the test.")
     rules: list[Rule] = Field(..., min_length=1, description="First matching rule wins.")
     min_effect: Optional[float] = Field(None, gt=0, description="Smallest difference on `metric` worth acting on: "
                                         "the report says how many seeds per arm detect it with 80 % power.")

@@ -12,13 +12,18 @@ or log lines).
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import subprocess
 import sys
 import time
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
+
+from filelock import FileLock, Timeout
 
 from ada_slm.errors import UserError
 from ada_slm.run import lifeline, records, runlock, tracking
@@ -163,7 +168,6 @@ def start_fork_server() -> None:
     """Start multiprocessing's fork server (if it is not running) bound to this process: lifeline, its first
     import, reads our pid from the environment and asks the kernel to kill the server when we die. (The server
     is started from the calling thread: the kernel's parent-death signal follows the thread that forked.)"""
-    from multiprocessing import forkserver
 
     os.environ[lifeline.PARENT_ENV] = str(os.getpid())
     try:
@@ -198,8 +202,6 @@ class LocalExecutor:
         self.jobs = jobs
 
     def run(self, specs: list[RunSpec], started, finished) -> None:
-        import multiprocessing
-        import multiprocessing.connection
 
         if "forkserver" not in multiprocessing.get_all_start_methods():
             for spec in specs:
@@ -346,7 +348,6 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
     """Run every unfinished spec in its own process (locally, or as Ray tasks); returns counts of done, failed
     and pending runs. `tracking_for(spec)` gives each run its `tracking.Tracking` (or None); `events` hears of
     every state change. Holds results/<study>/.lock, so two runners never work on one study."""
-    from filelock import FileLock, Timeout
 
     executor = executor or LocalExecutor()
     root = Path(results_root) / study.name

@@ -20,8 +20,16 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator, m
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, check_name, path_under, read_regular
 from ada_slm.run import models, records
-from ada_slm.run.config import (SEED_LIMIT, ConfigPatch, TrainConfig, deep_merge, format_validation_error,
-                                load_yaml, patch_layer, validate_config)
+from ada_slm.run.config import (
+    SEED_LIMIT,
+    ConfigPatch,
+    TrainConfig,
+    deep_merge,
+    format_validation_error,
+    load_yaml,
+    patch_layer,
+    validate_config,
+)
 from ada_slm.run.suites import MAX_NEW_TOKENS
 from ada_slm.run.tracking import Tracking
 from ada_slm.study.decision import Adaptive, Criterion, Decision, Strict, check_metric
@@ -66,7 +74,7 @@ EvalPatch = Annotated[dict[str, Any], BeforeValidator(lambda raw: patch_layer(Ev
 class ScalePreset(Strict):
     """A named size of the study: `quick` for CPU demos, `full` for the seed's sizes."""
 
-    description: str = ""
+    description: str = Field("", description="What this scale is for, in words (shown by `study plan`).")
     overrides: ConfigPatch = Field(default_factory=dict, description="Run-config keys (nested or key.sub) laid "
                                    "over the defaults, before each arm's own overrides (e.g. base, data.size, "
                                    "max_steps).")
@@ -85,17 +93,20 @@ class ScalePreset(Strict):
 
 class Study(Strict):
     name: str = Field(..., description="Names the study's folders: letters, digits, '_', '.', '-'.")
-    description: str = ""
+    description: str = Field("", description="What the study asks, in words (the report and the page show it).")
     defaults: ConfigPatch = Field(default_factory=dict, description="Run-config keys shared by every arm (nested "
                                   "or key.sub keys; any TrainConfig field).")
     arms: dict[str, ConfigPatch] = Field(..., description="Arm name -> run-config keys laid over the defaults "
                                          "(nested or key.sub keys).")
     baseline: str = Field(..., description="The arm every comparison is made against.")
     include_base: bool = Field(True, description="Also evaluate the base model without an adapter ('base').")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    eval: EvalSettings = Field(default_factory=EvalSettings)
-    scale: dict[str, ScalePreset] = Field(default_factory=dict)
-    decision: Optional[Decision] = None
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="Training seeds: one "
+                             "run per arm and seed (0 ≤ seed < 2**32; arms sharing a seed are paired).")
+    eval: EvalSettings = Field(default_factory=EvalSettings, description="How every run is evaluated.")
+    scale: dict[str, ScalePreset] = Field(default_factory=dict, description="Named sizes of the study (quick, "
+                                          "cpu, full…): `--scale NAME`.")
+    decision: Optional[Decision] = Field(None, description="The questions the study asks and the rules that turn "
+                                         "their answers into the next run.")
     followup_of: Optional[str] = Field(None, description="Study whose best arm `champion:` references use.")
     adaptive: Adaptive = Field(default_factory=Adaptive, description="Rounds of `study run --until-decided`.")
     equivalence_margins: dict[str, float] = Field(default_factory=dict, description="Metric -> margin of the "

@@ -9,6 +9,7 @@ instead of training again; its record says so (meta.computed_by) and its evaluat
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ada_slm.errors import UserError
@@ -53,7 +54,6 @@ def reuse_twin(cfg, twin_dir: Path, twin: records.RunRecord) -> records.RunRecor
     """This run's record and adapter from a twin that computed the same steps (find_twin): the twin's adapter
     files copied into this run's export folder (written whole, as train.py writes it), the twin's record with
     this run's config, split and folders, and where the numbers came from in meta.computed_by."""
-    import shutil
 
     from ada_slm.run import exports
     from ada_slm.run.train import export_owner

@@ -21,16 +21,16 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ada_slm.analysis import design
-from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import ArmComparison, StudyAnalysis, arm_result
 from ada_slm.analysis.arms import ArmData, matrix
 from ada_slm.analysis.compare.readers import ImportedRun, read_runs
 from ada_slm.analysis.power import Power, power_from
-from ada_slm.stats.power_simulation import PowerInputs, power_inputs
 from ada_slm.analysis.report.doc import shorten
 from ada_slm.errors import UserError
 from ada_slm.run.config import format_validation_error, load_yaml
 from ada_slm.schema import Strict
+from ada_slm.stats import contrasts
+from ada_slm.stats.power_simulation import PowerInputs, power_inputs
 from ada_slm.study.spec import BASE_ARM
 
 NAME = r"^[A-Za-z0-9_.-]+$"
@@ -198,7 +198,7 @@ def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED,
                             f"({runs[worst].name} has {len(scored[worst])}), below the {min_shared:.0%} needed "
                             "(--min-shared): these runs did not evaluate the same items")
         metrics[m] = MetricItems(m, len(union), sorted(shared),
-                                 {r.name: sorted(union - s) for r, s in zip(runs, scored) if union - s})
+                                 {r.name: sorted(union - s) for r, s in zip(runs, scored, strict=True) if union - s})
     if not metrics:
         raise UserError("no metric is scored in every run: " + "; ".join(f"{m} missing in {', '.join(n[:3])}"
                                                                          for m, n in left_out.items()))

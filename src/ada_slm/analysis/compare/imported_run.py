@@ -5,6 +5,7 @@ log's zip directory before anything inflates."""
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -77,7 +78,6 @@ def check_inspect_file(path: Path) -> None:
     """What inspect_ai would read, checked first: a regular file within input_limit(); for a .eval (a zip), every
     member's declared size, their sum and their compression ratio — a small file that inflates to gigabytes is
     refused before anything is inflated."""
-    import zipfile
 
     with open_regular(path, input_limit()) as f:
         if path.suffix != ".eval":

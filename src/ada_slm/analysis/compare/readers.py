@@ -27,10 +27,16 @@ import io
 import re
 from pathlib import Path
 
-
 from ada_slm.analysis.arms import RUN_FIELDS
-from ada_slm.analysis.compare.imported_run import (RUN_ITEM, ImportedRun, Source, check_inspect_file,  # noqa: F401
-                                           mean_or_none, number, read_json_object)
+from ada_slm.analysis.compare.imported_run import (  # noqa: F401
+    RUN_ITEM,
+    ImportedRun,
+    Source,
+    check_inspect_file,
+    mean_or_none,
+    number,
+    read_json_object,
+)
 from ada_slm.errors import UserError
 from ada_slm.files import LIMIT_HINT, input_limit, iter_jsonl, open_regular, read_utf8
 from ada_slm.run import records

@@ -7,13 +7,13 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from ada_slm.analysis.report import writer as report
-from ada_slm.analysis.report import doc as report_doc
-from ada_slm.stats import contrasts
-from ada_slm.analysis.compare.readers import RUN_ITEM
 from ada_slm.analysis.compare.analysis import CompareResult
+from ada_slm.analysis.compare.readers import RUN_ITEM
+from ada_slm.analysis.report import doc as report_doc
+from ada_slm.analysis.report import writer as report
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text
+from ada_slm.stats import contrasts
 
 SHOW_DROPPED = 12  # dropped item ids listed per run (the rest counted)
 TOOLS = {"lm-eval": "lm-evaluation-harness", "inspect": "Inspect", "trainer": "HF Trainer / TRL (trainer_state.json)",
@@ -110,7 +110,7 @@ def render(result: CompareResult) -> report_doc.Doc:
           "of run labels (its smallest possible value in brackets). With one run in an arm there is no "
           "run-to-run variance to estimate and no test. 'not distinguishable' = these runs and items cannot tell "
           "the arms apart — it is not a claim that they are equal; only the equivalence test claims that.")
-    for name, arm in a.arms.items():
+    for name in a.arms:
         if name == baseline:
             continue
         comp = a.comparisons.get(name)

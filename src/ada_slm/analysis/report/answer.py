@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import Answer, StudyAnalysis, sample_design
-from ada_slm.study.spec import Study
 from ada_slm.analysis.criteria import MET, NOT_MET, judge_all
-from ada_slm.stats.power_simulation import seeds_needed
 from ada_slm.analysis.report.doc import Doc, signed
+from ada_slm.stats import contrasts
+from ada_slm.stats.power_simulation import seeds_needed
+from ada_slm.study.spec import Study
 
 MAX_RUNS_SUGGESTED = 30  # "runs per arm to detect this Δ" is searched up to here; beyond, more items are the way
 
@@ -108,7 +108,7 @@ def _forest(doc: Doc, metric: str, rows, out_dir: Path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
-    for i, (label, iv, supported) in enumerate(reversed(rows)):
+    for i, (_label, iv, supported) in enumerate(reversed(rows)):
         colour = "C0" if supported else "0.5"
         ax.errorbar([iv.mean], [i], xerr=[[iv.mean - iv.low], [iv.high - iv.mean]], fmt="o", color=colour, capsize=3)
     ax.axvline(0, color="0.3", lw=0.8, ls="--")

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 
-from ada_slm.stats import sequential
-from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import DecisionResult, StudyAnalysis, sample_design
-from ada_slm.study.spec import Study
 from ada_slm.analysis.criteria import judge_all
 from ada_slm.analysis.report.doc import Doc, fmt_p, signed
 from ada_slm.run.metrics import RUN_METRICS
+from ada_slm.stats import contrasts, sequential
+from ada_slm.study.spec import Study
 
 
 def render_decision(doc: Doc, a: StudyAnalysis):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import textwrap
 from pathlib import Path
 
 from ada_slm.stats import contrasts
@@ -87,7 +88,6 @@ class Doc:
         """The document for a terminal of `width` columns: headings and paragraphs wrapped, each table row as a
         block — its first cell, then "column: cell" lines — so nothing wraps a row over many lines. Images are
         named, not drawn."""
-        import textwrap
 
         out = []
         for b in self.blocks:
@@ -98,7 +98,7 @@ class Doc:
             elif b[0] == "table":
                 for row in b[2]:
                     out.append(textwrap.fill(row[0], width))
-                    for head, cell in zip(b[1][1:], row[1:]):
+                    for head, cell in zip(b[1][1:], row[1:], strict=True):
                         out.append(textwrap.fill(f"{head}: {cell}", width, initial_indent="  ",
                                                  subsequent_indent="    "))
             elif b[0] == "img":

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ada_slm.stats import contrasts
 from ada_slm.analysis.arms import ArmData, matrix
 from ada_slm.analysis.report.doc import Doc
 from ada_slm.run.metrics import METRICS
 from ada_slm.run.records import RunRecord
+from ada_slm.stats import contrasts
 
 
 def arm_matrix(arm: ArmData, metric: str) -> np.ndarray | None:
@@ -62,7 +62,7 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
     """The emergence chart: metric means with CIs per arm."""
     metrics = [m for m in METRICS if any(arm_matrix(a, m) is not None for a in arms.values())]
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 * len(metrics), 3.6), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
+    for ax, m in zip(axes[0], metrics, strict=True):
         names, means = [], []
         errs: list[list[float]] = [[], []]
         for name, arm in arms.items():

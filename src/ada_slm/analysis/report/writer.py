@@ -16,17 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ada_slm.stats import contrasts
 from ada_slm.analysis.analysis import ArmComparison, ArmData, ArmResult, StudyAnalysis, analyse
 from ada_slm.analysis.report.answer import render_answer
-from ada_slm.analysis.report.decision import (render_criteria, render_decision, render_power,
-                                              render_rounds_or_why)
+from ada_slm.analysis.report.decision import render_criteria, render_decision, render_power, render_rounds_or_why
 from ada_slm.analysis.report.doc import Doc, ci4, components, f4, fmt_p, mean_sd, ratio_ci, shorten, signed
 from ada_slm.analysis.report.plots import arm_matrix, plots
 from ada_slm.errors import UserError
 from ada_slm.files import atomic_write_text, iter_jsonl, read_json
 from ada_slm.run.config import TrainConfig
 from ada_slm.run.metrics import RUN_METRICS, SEED_METRICS
+from ada_slm.stats import contrasts
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study
 
 

@@ -31,8 +31,8 @@ def _arms(options: list[str]) -> dict[str, list[str]]:
 def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, min_effect, min_shared, name,
           allow_differing: Sequence[str] = ()):
     # the run readers and the statistics load scipy: imported when `compare` runs, not at every command's start
-    from ada_slm.analysis.compare.readers import TABLE_SUFFIXES, read_table
     from ada_slm.analysis.compare.analysis import CompareSpec, load_spec
+    from ada_slm.analysis.compare.readers import TABLE_SUFFIXES, read_table
 
     overrides = {k: v for k, v in {"baseline": baseline, "metric": metric, "min_effect": min_effect,
                                    "min_shared": min_shared, "name": name, "equivalence_margin": margin,

@@ -163,7 +163,7 @@ def data_show(
         known = sorted({r["category"] for r in rows})
         raise UserError(f"{file}: no examples of category {category!r} (present: {', '.join(known)})")
     for row in chosen[:n]:
-        turns = zip(row["messages"], row["train_on"]) if "messages" in row else [({"role": "text",
+        turns = zip(row["messages"], row["train_on"], strict=True) if "messages" in row else [({"role": "text",
                                                                                    "content": row["text"]}, True)]
         body = "\n".join(f"[bold]{m['role']}:[/] {escape(m['content'])}"
                          + (" [dim](context: no loss)[/]" if m["role"] == "assistant" and not trained else "")

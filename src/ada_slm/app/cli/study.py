@@ -15,16 +15,15 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from ada_slm.app.cli import study_run  # noqa: F401 (registers `study plan` and `study run` first, as before)
-from ada_slm.app.cli.common import (SCALE_HELP, STUDY_FILE_HELP, console, err_console, study_app, study_path,
-                                   user_errors)
+from ada_slm.app.cli.common import SCALE_HELP, STUDY_FILE_HELP, console, err_console, study_app, study_path, user_errors
 from ada_slm.app.cli.study_options import EXPORTS_OPT, FILE_ARG, RESULTS_OPT, SCALE_OPT, study_specs
 from ada_slm.app.cli.study_run import write_report
 from ada_slm.errors import UserError
 from ada_slm.run import records
 from ada_slm.run.metrics import RUN_METRICS
 from ada_slm.run.suites import load_suite, subset
-from ada_slm.study.executors import exec_run
 from ada_slm.study.decision import check_metric
+from ada_slm.study.executors import exec_run
 from ada_slm.study.spec import expand, load_study, state_of
 
 
@@ -164,10 +163,10 @@ def study_power(
 ):
     """Smallest difference the seed-level rule detects with 80 % power, and runs per arm for a given one —
     by simulation, from a finished study's variance components or stated ones."""
-    from ada_slm.stats.power_simulation import PowerInputs  # loads scipy: see study_report
     from ada_slm.analysis.analysis import questions_asked
     from ada_slm.analysis.arms import collect
     from ada_slm.analysis.power import Power, power, power_from
+    from ada_slm.stats.power_simulation import PowerInputs  # loads scipy: see study_report
 
     study, specs, _ = study_specs(file, scale, None, None, results, exports)
     metric = metric or (study.decision.metric if study.decision else "agl_awareness")
@@ -270,6 +269,6 @@ def study_audit(file: str = typer.Argument("phase14d-reported", help="A table of
 
 
 @study_app.command("exec", hidden=True)
-def study_exec(run_dir: Path = typer.Argument(...)):
+def study_exec(run_dir: Path = typer.Argument(..., help="A run folder holding the spec.json `study run` wrote.")):
     """Internal: train and evaluate one run of a study (the Ray executor starts one process per run)."""
     raise typer.Exit(exec_run(run_dir))

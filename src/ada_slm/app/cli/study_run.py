@@ -3,9 +3,8 @@ running them (resumable; --until-decided adds rounds until the study's questions
 
 from __future__ import annotations
 
-import textwrap
-
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Optional
@@ -15,14 +14,22 @@ from rich.table import Table
 
 from ada_slm.analysis.design import factors_of
 from ada_slm.app.cli.common import check_track, console, err_console, study_app, user_errors
-from ada_slm.app.cli.study_options import (EXPORTS_OPT, FILE_ARG, JOBS_OPT, MAX_SEEDS_OPT, ONLY_OPT, RESULTS_OPT,
-                                           SCALE_OPT, SEEDS_OPT, study_specs)
+from ada_slm.app.cli.study_options import (
+    EXPORTS_OPT,
+    FILE_ARG,
+    JOBS_OPT,
+    MAX_SEEDS_OPT,
+    ONLY_OPT,
+    RESULTS_OPT,
+    SCALE_OPT,
+    SEEDS_OPT,
+    study_specs,
+)
 from ada_slm.app.display import StudyDisplay
 from ada_slm.errors import UserError
 from ada_slm.run import tracking
 from ada_slm.study.executors import LocalExecutor, RayExecutor, run_study
 from ada_slm.study.spec import estimate_seconds, measured_throughput, state_of, validate_models
-
 
 WIDE_COLUMNS = 120  # below this, `study plan` prints a block per arm instead of a table row per run
 
@@ -185,7 +192,7 @@ def study_run(
                 counts = _run_once(study, specs, results, runner, tracking_for)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again to continue")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         console.print(f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
                       f"in {time.perf_counter() - start:.0f}s")
         _after_runs(study, specs, scale, results, report, study_runs)

@@ -3,13 +3,11 @@ estimate, marked as one), and the detectable Δ of the design from default varia
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from ada_slm.analysis import plan
-
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
+from tests.shared import CLI
 
 
 def record(tokens_per_s, kind="avx2", base="smollm2-135m", max_length=256, generation_s=35.0):

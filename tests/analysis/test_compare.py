@@ -14,8 +14,7 @@ import pytest
 from ada_slm.analysis.compare.readers import ImportedRun, read_inspect, read_lm_eval, read_table, read_trainer_state
 from ada_slm.analysis.compare.analysis import CompareSpec, compare, match, to_json
 from ada_slm.errors import UserError
-
-DATA = Path(__file__).parent / "data"
+from tests.shared import DATA
 
 
 def run_compare(*args) -> subprocess.CompletedProcess:

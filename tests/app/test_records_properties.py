@@ -30,7 +30,7 @@ from ada_slm.run.suites import load_suite
 from ada_slm.files import iter_jsonl, write_json, write_jsonl
 from ada_slm.run.metrics import METRICS
 from ada_slm.study.spec import expand, load_study
-from test_serve import TINY, finished_run
+from tests.app.test_serve import TINY, finished_run
 
 PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 STATES = {"pending", "running", "complete", "failed", "interrupted", "unreadable"}

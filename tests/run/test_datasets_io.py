@@ -1,7 +1,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,8 +13,9 @@ from ada_slm.run.datasets_io import IGNORE, hold_out, load_rows, read_rows, rows
 from ada_slm.errors import UserError
 from ada_slm.files import write_jsonl
 from ada_slm.run.train import run
+from tests.shared import DATA
 
-FORMATS = Path(__file__).parent / "data" / "formats"
+FORMATS = DATA / "formats"
 EOT = "<|im_end|>"
 # The hand-written files and, per example, the assistant turns that must carry loss (each + end-of-turn).
 TRAINED = {

@@ -1,7 +1,6 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,7 @@ from safetensors.torch import load_file
 from ada_slm.run import hardware
 from ada_slm.errors import UserError
 from ada_slm.study.spec import expand, load_study, validate_models
-
-DATA = Path(__file__).parent / "data"
-STUDIES = Path(__file__).parent.parent / "src" / "ada_slm" / "studies"
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
+from tests.shared import CLI, DATA, STUDIES
 
 
 def test_phase14d_expands_as_designed():

@@ -17,8 +17,9 @@ from ada_slm.run.config import TrainConfig, load_config
 from ada_slm.run.data_formats import FORMATS
 from ada_slm.run.datasets_io import read_rows, rows_hash
 from ada_slm.errors import UserError
+from tests.shared import DATA
 
-DATA = Path(__file__).parent / "data" / "formats"
+SAMPLES = DATA / "formats"  # a file of each format
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -78,7 +79,7 @@ def read_or_user_error(content: bytes, suffix: str, fmt: str = "auto") -> None:
 
 
 def _sample(name: str) -> bytes:
-    return (DATA / name).read_bytes()
+    return (SAMPLES / name).read_bytes()
 
 
 JSONL_SAMPLES = b"".join(_sample(n) for n in ("messages.jsonl", "sharegpt.jsonl", "prompt_completion.jsonl"))

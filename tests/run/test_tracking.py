@@ -2,15 +2,12 @@ import json
 import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ada_slm.run.tracking import flatten
-
-DATA = Path(__file__).parent / "data"
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
+from tests.shared import CLI, DATA
 
 
 def test_flatten_makes_dotted_string_params():

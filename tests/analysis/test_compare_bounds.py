@@ -130,7 +130,7 @@ def test_a_score_of_1e308_is_refused_not_turned_into_nan(tmp_path):
 
 
 def test_compare_out_does_not_overwrite_an_existing_report(tmp_path):
-    from test_compare import crossed_rows, run_compare, write_csv
+    from tests.analysis.test_compare import crossed_rows, run_compare, write_csv
 
     table = write_csv(tmp_path / "t.csv", crossed_rows({"a": 0.0, "b": 0.5}, n_items=10))
     out = tmp_path / "out"

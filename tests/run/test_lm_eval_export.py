@@ -9,8 +9,7 @@ import yaml
 from ada_slm.run.suites import load_suite
 from ada_slm.run.lm_eval_export import export
 from ada_slm.run.metrics import METRICS, score
-
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
+from tests.shared import CLI
 
 
 def read_results(output_path: Path, task: str) -> dict:

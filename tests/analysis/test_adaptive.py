@@ -4,7 +4,6 @@ and `study plan --until-decided`."""
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,10 +11,7 @@ import pytest
 
 from ada_slm.analysis import adaptive
 from ada_slm.study.spec import expand, load_study
-
-DATA = Path(__file__).parent / "data"
-STUDIES = Path(__file__).parent.parent / "src" / "ada_slm" / "studies"
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
+from tests.shared import CLI, DATA, STUDIES
 
 
 def _mtimes(root: Path) -> dict:

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -6,8 +5,9 @@ from typer.testing import CliRunner
 from ada_slm.analysis.audit import audit, load_reported
 from ada_slm.app.cli import app
 from ada_slm.errors import UserError
+from tests.shared import STUDIES
 
-REPORTED = Path(__file__).parent.parent / "src" / "ada_slm" / "studies" / "phase14d-reported.yaml"
+REPORTED = STUDIES / "phase14d-reported.yaml"
 
 
 @pytest.fixture(scope="module")

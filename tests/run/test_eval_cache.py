@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,8 @@ from ada_slm.run.eval_cache import EvalCache, library_versions, rescore
 from ada_slm.run.evaluate import evaluate, load_model
 from ada_slm.run.suites import GenerationSettings, load_suite, subset
 from ada_slm.run.metrics import score
+from tests.shared import CLI
 
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 GREEDY = GenerationSettings(batch_size=4, max_new_tokens=6)
 SAMPLED = GenerationSettings.seed_compatible(samples=2, batch_size=4).model_copy(update={"max_new_tokens": 6})
 LIMIT = 6

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ada_slm.run import runlock
-from conftest import CLI
+from tests.shared import CLI
 
 TRAIN = ["base=tiny-lfm2", "data.size=40", "lora.r=4", "batch.micro=2", "batch.accum=1", "max_length=200",
          "lr=1e-3", "log_every=1", "val_every=10000", "checkpoint_every=10000"]

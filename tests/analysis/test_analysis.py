@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ada_slm.analysis import analysis
+from ada_slm.analysis import analysis, design
 from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.errors import UserError
 from ada_slm.run.metrics import METRICS
@@ -302,3 +302,27 @@ def test_the_report_opens_with_the_answer_and_no_cell_reads_nan(study_specs):
     y = np.array([[1.0] * 30 + [0.0], [1.0] * 31, [1.0] * 29 + [0.0, 0.0]])  # a proportion near 1
     iv = contrasts.arm_interval(y)
     assert iv.high > 1 and ci4(iv).endswith("1.0000] (clipped to [0, 1])")
+
+
+def test_labels_factors_and_the_report_read_the_adapter_peft_built(tmp_path):
+    """A run continued from an r 4 adapter (lora.init_adapter) while its config says r 32: PEFT built r 4, so the
+    analysis, its label, the design's rank factor and the report say r 4 — not the configured 32, and not an edit
+    of the study file."""
+    path = tmp_path / "sim.yaml"
+    path.write_text(STUDY)
+    roots = {"results_root": tmp_path / "results", "exports_root": tmp_path / "exports"}
+    rng = np.random.default_rng(6)
+    study = load_study(path)
+    specs = expand(study, str(path), **roots)
+    for s in specs:
+        _write_run(s, rng, 0.1, 2.0, ran=s.train)
+        if s.arm == "r32":  # what train.py writes when init_adapter's shape wins
+            record = json.loads((s.run_dir / "record.json").read_text())
+            record["config"]["resolved_lora"] = {"r": 4, "alpha": 8, "use_rslora": False, "use_dora": False}
+            (s.run_dir / "record.json").write_text(json.dumps(record))
+    a = analysis.analyse(study, specs)
+    assert a.data["r32"].config.lora.r == 4 and a.data["r32"].edited is None
+    assert a.data["r32"].config.label().startswith("r4/α8")
+    assert design.differences(a.data["b16"].config, a.data["r32"].config)["lora.r"] == (16, 4)
+    md = build_report(study, specs, None, tmp_path / "results" / "sim", a).read_text()
+    assert "| r32 | r4/α8, 4×4=16" in md and "| r32 | r32/α64" not in md

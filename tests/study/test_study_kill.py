@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from ada_slm.run import hardware
-
-from conftest import CLI, DATA
+from tests.shared import CLI, DATA
 
 STUDY = DATA / "tiny-kill.yaml"
 

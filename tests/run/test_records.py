@@ -1,7 +1,6 @@
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,8 +8,7 @@ import pytest
 from ada_slm.run import records
 from ada_slm.run.config import TrainConfig
 from ada_slm.study.spec import RunSpec, state_of
-
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
+from tests.shared import CLI, DATA
 
 
 def test_read_write_and_states(tmp_path):
@@ -173,15 +171,13 @@ def test_study_status_and_eval_report_a_corrupt_record_without_a_traceback(tmp_p
 
 
 def test_study_status_shows_a_record_that_parses_badly_as_corrupt(tmp_path):
-    from pathlib import Path
-
     run_dir = tmp_path / "results" / "tiny2" / "r8" / "seed0"
     run_dir.mkdir(parents=True)
     (run_dir / "record.json").write_text('{"status": {"state": "complete"}, "meta": {"seed": ' + "7" * 5000 + "}}")
     deep = tmp_path / "results" / "tiny2" / "r8" / "seed1"
     deep.mkdir(parents=True)
     (deep / "record.json").write_text('{"status": {"state": "complete"}, "meta": ' + "[" * 5000 + "]" * 5000 + "}")
-    study = Path(__file__).parent / "data" / "tiny-2arm.yaml"
+    study = DATA / "tiny-2arm.yaml"
     p = subprocess.run(CLI + ["study", "status", str(study), "--results", str(tmp_path / "results")],
                        capture_output=True, text=True)  # on main: a ValueError / RecursionError traceback
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr

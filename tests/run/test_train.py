@@ -18,6 +18,7 @@ from ada_slm.files import write_jsonl
 from ada_slm.run.datasets_io import IGNORE, Example, tokenize
 from ada_slm.run.steps import accumulate_step, micro_batches, step_indices, step_passes, token_budget_passes
 from ada_slm.run.train import run
+from tests.shared import ROOT
 
 TINY = {"base": "tiny-lfm2", "data": {"size": 120, "val_fraction": 0.1}, "lora": {"r": 4, "alpha": 8},
         "batch": {"micro": 2, "accum": 2}, "max_steps": 6, "lr": 1e-3, "max_length": 200,
@@ -324,7 +325,7 @@ def test_train_runs_on_the_core_dependencies_alone(tmp_path):
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
     optional = {canonicalize_name(Requirement(r).name) for extra in project["optional-dependencies"].values()
                 for r in extra} - core - {"ada-slm"}

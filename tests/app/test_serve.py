@@ -5,7 +5,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,10 +21,8 @@ from ada_slm.errors import UserError
 from ada_slm.files import write_json, write_jsonl
 from ada_slm.run.metrics import METRICS
 from ada_slm.study.spec import expand, load_study
+from tests.shared import CLI, DATA, STUDIES
 
-DATA = Path(__file__).parent / "data"
-STUDIES = Path(__file__).parent.parent / "src" / "ada_slm" / "studies"
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
 TINY = DATA / "tiny-2arm.yaml"
 
 

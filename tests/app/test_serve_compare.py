@@ -5,15 +5,12 @@ import json
 import os
 import re
 import subprocess
-import sys
-
-from test_compare import crossed_rows, write_csv
-from test_serve import _get, md_table
 
 from ada_slm.analysis.compare.analysis import CompareSpec, compare
 from ada_slm.app.serve_compare import CompareView
-
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
+from tests.analysis.test_compare import crossed_rows, write_csv
+from tests.app.test_serve import _get, md_table
+from tests.shared import CLI
 
 
 def start_compare_server(*args) -> tuple[subprocess.Popen, str]:
@@ -88,7 +85,7 @@ def test_compare_view_without_a_report_folder(tmp_path):
 def test_compare_serve_on_a_port_in_use_is_a_one_line_error(tmp_path):
     import socket
 
-    from test_compare import one_line_error, run_compare
+    from tests.analysis.test_compare import one_line_error, run_compare
 
     table = write_csv(tmp_path / "t.csv", crossed_rows({"a": 0.0, "b": 0.0}, n_items=12, seed=1))
     with socket.socket() as taken:

@@ -1,7 +1,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,8 +10,7 @@ from ada_slm.run import models
 from ada_slm.errors import UserError
 from ada_slm.run.evaluate import generate_ids
 from ada_slm.run.suites import GenerationSettings
-
-CLI = [sys.executable, "-m", "ada_slm.app.cli"]
+from tests.shared import CLI
 
 
 @pytest.fixture(scope="module")
