@@ -158,7 +158,7 @@ def read_json(path: str | Path, limit: int | None = None, within: list[Path] | N
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses a key given twice in one mapping (the second would silently win)."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node, deep: bool = False) -> dict:
         if isinstance(node, yaml.MappingNode):
             seen: dict = {}
             for key_node, _ in node.value:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -84,7 +85,7 @@ def resolve_mix(mix: str | dict) -> dict[str, float]:
     return weights
 
 
-def allocate(size: int, weights: dict[str, float]) -> dict[str, int]:
+def allocate(size: int, weights: Mapping[str, float]) -> dict[str, int]:
     """Split `size` over categories in proportion to `weights`, exactly (largest remainder)."""
     total = sum(weights.values())
     raw = {c: size * w / total for c, w in weights.items()}

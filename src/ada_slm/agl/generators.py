@@ -19,7 +19,7 @@ from functools import cache
 
 from ada_slm.agl import glyphs as G
 from ada_slm.agl import vocab as V
-from ada_slm.agl.templates import TEMPLATES_FILE, Placeholders, Template, TemplateBook, load_templates
+from ada_slm.agl.templates import TEMPLATES_FILE, Lang, Placeholders, Template, TemplateBook, load_templates
 from ada_slm.agl.translations import LANG_NAMES, SENTENCE_MAKERS
 
 
@@ -104,6 +104,7 @@ def _pick(rng: random.Random, category: str, allowed: list[int] | None,
 def _from_answer(template: Template, tid: str, prompt_fields: dict, answer_fields: dict) -> Sample:
     """A sample of a template whose answer is a text (protocol, reasoning, self, space, existential, tool)."""
     extra = {"expected_certainty": template.expected_certainty} if template.expected_certainty else {}
+    assert template.answer is not None  # load_templates: a template of a text-answer category has its `answer`
     return Sample(template.prompt.format(**prompt_fields), template.answer.format(**answer_fields), tid, extra=extra)
 
 
@@ -223,6 +224,7 @@ def edge(rng: random.Random, allowed: list[int] | None = None, book: TemplateBoo
     noun1, noun2 = rng.sample(V.NOUNS, 2)
     rel = rng.choice(RELATIONS)
     glyph_group = rng.choice(GLYPH_GROUPS)
+    assert template.shape is not None  # load_templates: the edge category's answers are built in code (a shape)
     prompt = template.prompt.format(clause1=facts[0][1], clause2=facts[1][1], noun3=_en(facts[2][2]),
                                     noun1=_en(noun1), noun2=_en(noun2), rel_s=rel, glyph=glyph_group[0])
     return Sample(prompt, _edge_answer(rng, template.shape, facts, noun1, noun2, rel, glyph_group), tid)
@@ -312,7 +314,8 @@ def polyglot(rng: random.Random, allowed: list[int] | None = None, book: Templat
     """A Lojban, Toki Pona or English sentence to translate; the answer is its AGL."""
     template, tid = _pick(rng, "polyglot", allowed, book)
     requests = (book or default_templates()).native_requests
-    lang = rng.choice(("jbo", "tok", "en"))
+    langs: tuple[Lang, ...] = ("jbo", "tok", "en")
+    lang = rng.choice(langs)
     src, agl = SENTENCE_MAKERS[lang](rng)
     prompt = template.prompt.format(src=src, lang_name=LANG_NAMES[lang], native=requests.training[lang].format(src=src),
                                     native_heldout=requests.held_out[lang].format(src=src))

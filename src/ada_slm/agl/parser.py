@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from ada_slm.agl import glyphs as G
 
@@ -162,7 +163,7 @@ class _Parser:
             self.fail(f"expected {what or text or kind}")
         return self.take()
 
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         tok = self.peek()
         pos = tok.pos if tok else len(self.text)
         found = f", found {tok.text!r}" if tok else ", found end of text"

@@ -54,8 +54,9 @@ def build_heldout_suite(per_category: int = DEFAULT_PER_CATEGORY, seed: int = DE
                 continue
             prompts.add(sample.prompt)
             got += 1
-            item = {"id": f"{category}-t{template}-{got:03d}", "lang": sample.lang, "category": category,
-                    "template": f"{category}-t{template}", "prompt": sample.prompt}
+            item: dict[str, str | bool] = {"id": f"{category}-t{template}-{got:03d}", "lang": sample.lang,
+                                           "category": category, "template": f"{category}-t{template}",
+                                           "prompt": sample.prompt}
             if sample.extra.get("expected_certainty"):
                 item["expected_certainty"] = sample.extra["expected_certainty"]
             if sample.extra.get("reference"):

@@ -156,9 +156,9 @@ def _placeholder_problem(book: TemplateBook, placeholders: Mapping[str, Placehol
     for category, fills in placeholders.items():
         for side in ("templates", "held_out"):
             for index, template in enumerate(getattr(book.categories[category], side)):
-                problem = _template_problem(template, fills)
-                if problem:
-                    return ("categories", category, side, index, problem[0]), problem[1]
+                found = _template_problem(template, fills)
+                if found:
+                    return ("categories", category, side, index, found[0]), found[1]
     return None
 
 

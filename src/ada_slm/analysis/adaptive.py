@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -164,8 +164,9 @@ def replay(d: Design) -> Progress:
             return prog
         previous, prog.specs = {s.key for s in specs}, specs
         scores = {a: x.scores[d.metric] for a, x in collect(specs).items()}
-        entry = {"round": k + 1, "runs_per_arm": {a: n[a] for a in d.arms if a != BASE_ARM},
-                 "threshold": float(d.plan.nominal(d.plan.alpha / max(1, len(q_names)))[k]), "questions": {}}
+        entry: dict[str, Any] = {"round": k + 1, "runs_per_arm": {a: n[a] for a in d.arms if a != BASE_ARM},
+                                 "threshold": float(d.plan.nominal(d.plan.alpha / max(1, len(q_names)))[k]),
+                                 "questions": {}}
         if q_names:
             opened = status == OPEN
             vals = [_contrast(scores[d.questions[q][0]], scores[d.questions[q][1]], d.metric) if opened[0, i]
@@ -243,6 +244,7 @@ def run_seconds(specs: list[RunSpec]) -> list[float]:
     for s in specs:
         rec = records.read_record_or_none(s.run_dir)
         if records.is_complete(rec):
+            assert rec.eval is not None  # is_complete: it holds the evaluation
             out.append(((rec.train.wall_s if rec.train is not None else None) or 0.0) + (rec.eval.generation_s or 0.0))
     return out
 
@@ -309,7 +311,8 @@ def expected_cost(d: Design, n_sim: int = 1000, seed: int = 0) -> tuple[list[Exp
     if pw is None:
         return None
     observed = {a: matrix(arms[a].scores[d.metric]) for a in trained}
-    fallback = float(np.nanmean(observed[d.study.baseline])) if observed.get(d.study.baseline) is not None else 0.0
+    base_y = observed.get(d.study.baseline)
+    fallback = float(np.nanmean(base_y)) if base_y is not None else 0.0
     means = np.array([float(np.nanmean(y)) if y is not None else fallback for y in observed.values()])
     questions = [(trained.index(a), trained.index(b)) for a, b in d.questions.values() if BASE_ARM not in (a, b)]
     sweep = [trained.index(a) for a in d.sweep] or None

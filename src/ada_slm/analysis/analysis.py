@@ -11,12 +11,14 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ada_slm.analysis import design
 from ada_slm.analysis.arms import ArmData, collect, item_clusters, matrix
 from ada_slm.analysis.power import Power, power
 from ada_slm.run.config import TrainConfig, deep_merge, validate_config
 from ada_slm.run.metrics import METRICS, RUN_METRICS, higher_is_better
+from ada_slm.run.records import RunRecord
 from ada_slm.stats import contrasts, factorial
 from ada_slm.study.decision import Rule
 from ada_slm.study.spec import BASE_ARM, RunSpec, Study, estimate_seconds, measured_throughput
@@ -93,9 +95,22 @@ class DecisionResult:
     rate: float | None = None
     per_seq: float | None = None
 
+class Analysed(Protocol):
+    """What the shared report parts read of what was analysed when it is not a study: compare's CompareSpec."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def baseline(self) -> str | None: ...
+    @property
+    def equivalence_margins(self) -> dict[str, float]: ...
+
+
 @dataclass
 class StudyAnalysis:
-    study: Study
+    study: Study | Analysed  # a comparison of imported runs (compare/analysis.py) has its CompareSpec here
     scale: str | None
     seeds: list[int]
     n_runs: int
@@ -119,7 +134,7 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
     primary = study.decision.metric if study.decision else "agl_awareness"
     states = [s for a in arms.values() for s in a.states.values()]
     any_eval = next((r.eval.model_dump(exclude_unset=True) for a in arms.values() for r in a.records.values()
-                     if r.eval is not None), None)
+                     if isinstance(r, RunRecord) and r.eval is not None), None)
     results = {name: arm_result(a) for name, a in arms.items()}
     # noise floor per metric: the base model's upper CI bound (below it a baseline is indistinguishable from
     # an untrained model)
@@ -154,7 +169,7 @@ def precisions(arm: ArmData | None) -> set[str]:
     if arm is None:
         return set()
     return {str(r.meta.get("precision")) for r in arm.records.values()
-            if r.config is not None and r.meta and r.meta.get("precision")}
+            if isinstance(r, RunRecord) and r.config is not None and r.meta and r.meta.get("precision")}
 
 
 def with_precision(fd: design.FactorDiff, a: ArmData | None, b: ArmData | None) -> design.FactorDiff:
@@ -204,7 +219,7 @@ def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
     from the full config difference), and arm z differs from o in exactly f1 and f2 at y's and x's levels."""
     names, found, seen = _trained(arms), [], set()
     for o in names:
-        single = {}
+        single: dict[str, list[str]] = {}
         for x in names:
             f = _factors(arms, o, x)
             if len(f) == 1:
@@ -230,15 +245,15 @@ def factorials(arms: dict[str, ArmData], metric: str) -> list[Factorial]:
 def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
     """Arms that differ from each other only in rank (a batch split at the same effective batch trains the same
     objective in expectation under a split-invariant loss, so it may differ too): is a middle rank best?"""
-    names = _trained(arms)
+    configs = {n: c for n in _trained(arms) if (c := arms[n].config) is not None}  # every trained arm's
     best: dict[int, str] = {}
-    for anchor in names:
-        group = {arms[anchor].config.lora.r: anchor}
-        for n in names:
-            fd = design.factors_of(arms[n].config, arms[anchor].config)
+    for anchor in configs:
+        group = {configs[anchor].lora.r: anchor}
+        for n in configs:
+            fd = design.factors_of(configs[n], configs[anchor])
             if n != anchor and set(fd.factors) <= {"rank", "batch split"} and not (
                     "batch split" in fd.factors and fd.split_changes_objective):
-                group.setdefault(arms[n].config.lora.r, n)
+                group.setdefault(configs[n].lora.r, n)
         if len(group) > len(best):
             best = group
     if len(best) < 3:
@@ -255,6 +270,8 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     whose answers match (a question this scale does not ask matches no `when` that names it); estimate the
     recommended run's training time from measured throughput."""
     d = study.decision
+    if d is None:
+        raise ValueError(f"{study.name}: no decision to answer")  # analyse calls decide only with one
     sign = 1.0 if higher_is_better(d.metric) else -1.0
     run_arms = {s.arm for s in specs}
     answers, samples = [], sample_design(study, arms)
@@ -279,6 +296,7 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
         if x.test == "equivalent":
             x.yes = x.p_holm < contrasts.ALPHA
         else:
+            assert x.comparison is not None  # a `better` question has a finite p only from its comparison
             x.comparison.p_holm = x.p_holm
             x.comparison.family = f"the decision's questions ({len(adjusted)} tests)" if len(adjusted) > 1 else ""
             x.yes = x.comparison.supported and sign * x.comparison.delta.mean > 0
@@ -301,6 +319,7 @@ def _question_margin(study: Study, spec, comparison: contrasts.Comparison) -> fl
     """The question's own margin, else the study's for the metric, else 10 % of the `against` arm's mean."""
     if spec.margin is not None:
         return spec.margin
+    assert study.decision is not None  # a question is one of the decision's
     metric = study.decision.metric
     if metric in study.equivalence_margins:
         return study.equivalence_margins[metric]

@@ -29,7 +29,8 @@ class ArmData:
     # what the arm's first finished run trained with (its record.json); the study file's config while none has
     # finished; None for the base arm
     config: TrainConfig | None
-    records: dict[int, records.RunRecord]  # seed -> record
+    # seed -> record; run k -> {source, path, name} of an imported run (compare/analysis.py: arm_data)
+    records: dict[int, records.RunRecord | dict[str, str]]
     scores: dict[str, dict[int, dict[str, float | None]]]  # metric -> seed -> item -> score (run metrics: 1 item)
     seed_scores: dict[str, dict[int, dict[str, float]]]  # seed-compatible scorer, same layout
     states: dict[int, str]
@@ -63,6 +64,7 @@ def collect(specs: list[RunSpec], limit: int | None = None, within: list[Path] |
         arm.states[s.seed] = state
         if items is None:
             continue
+        assert rec is not None  # items are read only for a complete record
         arm.records[s.seed] = rec
         ran = _config_that_ran(arm, s, rec)
         if ran is not None and s.arm not in from_runs:
@@ -87,6 +89,7 @@ def _config_that_ran(arm: ArmData, spec: RunSpec, record: records.RunRecord) -> 
     `arm.edited`, once per arm."""
     if spec.train is None:
         return None
+    why: str | None
     try:
         ran = config_of_record(record)
     except ValidationError as e:

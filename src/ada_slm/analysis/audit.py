@@ -90,11 +90,13 @@ def load_reported(path) -> Reported:
         for arm in (c.arm, c.against):
             if arm is not None and arm not in rep.arms:
                 raise UserError(f"{path}: claims.{i}: unknown arm {arm!r}")
-    for i, c in enumerate(rep.criteria):
-        for arm in (c.arm, c.better_than):
+        if c.type in ("ratio", "factor") and (c.arm is None or c.against is None):
+            raise UserError(f"{path}: claims.{i}: a {c.type} claim names its `arm` and what it is `against`")
+    for i, k in enumerate(rep.criteria):
+        for arm in (k.arm, k.better_than):
             if arm is not None and arm not in rep.arms:
                 raise UserError(f"{path}: criteria.{i}: unknown arm {arm!r}")
-        if sum(x is not None for x in (c.above, c.below, c.better_than)) != 1:
+        if sum(x is not None for x in (k.above, k.below, k.better_than)) != 1:
             raise UserError(f"{path}: criteria.{i}: give exactly one of above, below, better_than")
     return rep
 
@@ -188,6 +190,7 @@ def _criterion(rep: Reported, c: ReportedCriterion) -> str:
         return f"{c.text}: {verdict} ({ci}, {contrasts.verdict(test)})."
     above = c.above is not None
     t = c.above if above else c.below
+    assert t is not None  # load_reported: exactly one of above, below, better_than
     if len(runs) < 2:
         side = "above" if above else "below"
         beyond = runs[0] > t if above else runs[0] < t
@@ -207,20 +210,23 @@ def _verdict(test: str, reasons: list[str]) -> str:
 
 def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
     """A claim that `arm` beats `against` on a metric (ratio), or that a factor caused the difference."""
+    assert claim.arm is not None and claim.against is not None  # load_reported: a ratio or factor claim names both
     a, b = rep.arms[claim.arm], rep.arms[claim.against]
-    va, vb = a.metrics.get(claim.metric), b.metrics.get(claim.metric)
-    if va is None or vb is None:
+    metric = claim.metric
+    va = a.metrics.get(metric) if metric is not None else None
+    vb = b.metrics.get(metric) if metric is not None else None
+    if metric is None or va is None or vb is None:
         return [f"{claim.metric} is not reported for both arms: nothing to check.",
                 "Verdict: not supported (no data)."]
     delta = va - vb
     lines = [f"Reported: {claim.metric} {claim.against} {vb:.4f} → {claim.arm} {va:.4f} "
              f"(Δ {delta:+.4f}" + (f", ratio {va / vb:.1f} without a CI" if vb > 0 else "") + "), one run each."]
     reasons = []
-    runs_a, runs_b = _values(a, claim.metric), _values(b, claim.metric)
+    runs_a, runs_b = _values(a, metric), _values(b, metric)
     test = _seed_level_test(runs_a, runs_b)
     if test is None:
         reasons.append("n = 1")
-    noise = _noise(rep, claim.metric)
+    noise = _noise(rep, metric)
     near_zero = vb < NEAR_ZERO or (noise is not None and vb < noise)
     if near_zero:
         why = ([f"below {NEAR_ZERO}"] if vb < NEAR_ZERO else []) + (
@@ -266,9 +272,10 @@ def _loss_claim(rep: Reported, claim: Claim) -> list[str]:
     """A claim linking the arms' losses to a metric: it needs held-out losses of one kind, with re-runs, and a
     supported metric difference between the highest- and lowest-loss arms in the claimed direction."""
     lines, reasons = [], []
-    kinds = {name: arm.loss.kind for name, arm in rep.arms.items() if arm.loss}
+    losses = {name: arm.loss for name, arm in rep.arms.items() if arm.loss}
+    kinds = {name: loss.kind for name, loss in losses.items()}
     lines.append("Published losses: " + ", ".join(
-        f"{n} {rep.arms[n].loss.value:.3f} ({k.replace('_', ' ')})" for n, k in kinds.items()) + ".")
+        f"{n} {losses[n].value:.3f} ({k.replace('_', ' ')})" for n, k in kinds.items()) + ".")
     if len(set(kinds.values())) > 1:
         lines.append("They are different quantities (last logged step vs whole-run average) and cannot be "
                      "compared.")
@@ -277,7 +284,7 @@ def _loss_claim(rep: Reported, claim: Claim) -> list[str]:
             for n, arm in rep.arms.items()}
     if all(v is not None for v in last.values()):
         lines.append("Like for like (last logged step): " + ", ".join(f"{n} {v:.3f}" for n, v in last.items()) + ".")
-    per_step = [(n, arm.loss.value, _ran(arm).accum) for n, arm in rep.arms.items() if arm.loss]
+    per_step = [(n, loss.value, _ran(rep.arms[n]).accum) for n, loss in losses.items()]
     held_out = bool(kinds) and set(kinds.values()) == {"held_out"} and len(kinds) == len(rep.arms)
     if len({acc for _, _, acc in per_step}) > 1 and not held_out:
         lines.append("The logged training loss scales with gradient accumulation when it is summed over "
@@ -290,8 +297,8 @@ def _loss_claim(rep: Reported, claim: Claim) -> list[str]:
         reasons.append("no held-out loss")
     if reasons or claim.metric is None:
         return lines + [_verdict("", reasons or ["no metric named"])]
-    high = max(kinds, key=lambda n: rep.arms[n].loss.value)
-    low = min(kinds, key=lambda n: rep.arms[n].loss.value)
+    high = max(kinds, key=lambda n: losses[n].value)
+    low = min(kinds, key=lambda n: losses[n].value)
     loss_test = _seed_level_test(_values(rep.arms[high], "heldout_loss"), _values(rep.arms[low], "heldout_loss"))
     metric_test = _seed_level_test(_values(rep.arms[high], claim.metric), _values(rep.arms[low], claim.metric))
     if loss_test is None or metric_test is None:

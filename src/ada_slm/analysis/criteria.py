@@ -42,6 +42,7 @@ def judge(criterion: Criterion, arms: dict, samples: contrasts.Design | None = N
             return Judged(c, UNDECIDED, f"{c.metric} of {c.arm}: no 95 % CI (fewer than two runs)")
         above = c.above is not None
         t = c.above if above else c.below
+        assert t is not None  # Criterion: exactly one of above, below, better_than
         evidence = f"{c.arm} {c.metric} {iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}] vs {'>' if above else '<'} {t:g}"
         if (iv.low > t) if above else (iv.high < t):
             return Judged(c, MET, evidence)

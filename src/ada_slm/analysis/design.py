@@ -78,7 +78,7 @@ def same_computation(a: TrainConfig | None, b: TrainConfig | None) -> bool:
     at most in the micro × accum split, and both execute their steps grouped by length (config `execution`),
     whose passes do not depend on the split — so a seed of one repeats the same seed of the other, number for
     number (study/twins.py then trains it once)."""
-    if not same_objective(a, b) or "by_length" != a.execution.grouping or "by_length" != b.execution.grouping:
+    if a is None or b is None or not same_objective(a, b) or "by_length" != a.execution.grouping or "by_length" != b.execution.grouping:
         return False
     return set(differences(a, b)) <= {"batch.micro", "batch.accum"}
 

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel
@@ -74,6 +75,8 @@ def best_arm(a: StudyAnalysis) -> str | None:
 def _seeds(a: StudyAnalysis) -> tuple[int, str]:
     """Runs per arm for the follow-up, from the power simulation of the same rule."""
     d, pw = a.decision, a.power
+    # write_next_study: a study with a decision block
+    assert d is not None and isinstance(a.study, Study) and a.study.decision is not None
     effect = a.study.decision.min_effect
     if effect is None:
         decided = [abs(x.comparison.delta.mean) for x in d.answers if x.yes and x.comparison and x.test == "better"]
@@ -99,6 +102,7 @@ def write_next_study(study: Study, specs: list[RunSpec], scale: str | None, out:
     if a.n_complete == 0:
         raise UserError(f"{study.name}: no finished runs yet (run `ada-slm study run` first)")
     d = a.decision
+    assert d is not None  # analyse decides every study with a decision block
     if d.rule is None:
         return NextStudy("no rule of the decision block matches the answers")
     if not d.rule.config or d.next_config is None:
@@ -106,13 +110,15 @@ def write_next_study(study: Study, specs: list[RunSpec], scale: str | None, out:
     best = best_arm(a)
     if best is None:
         raise UserError(f"{study.name}: no trained arm has a {a.primary} score yet")
-    best_cfg = _portable(a.data[best].config)
-    changes = _changed(d.next_config, a.data[best].config)
+    trained = a.data[best].config
+    assert trained is not None  # best_arm is a trained arm (not the base arm)
+    best_cfg = _portable(trained)
+    changes = _changed(d.next_config, trained)
     n_seeds, why = _seeds(a)
     eval_settings = next(s.eval for s in specs)
     new_name = name or f"{study.name}-next"
     question = {"compare": "next", "against": best}
-    doc = {
+    doc: dict[str, Any] = {
         "name": new_name,
         "description": f"Follow-up of {study.name}" + (f" (scale {scale})" if scale else "") + f": {d.rule.recommend}",
         "followup_of": study.name,
@@ -142,6 +148,7 @@ def write_next_study(study: Study, specs: list[RunSpec], scale: str | None, out:
 def _header(study: Study, scale: str | None, a: StudyAnalysis, best: str, why: str, max_steps: int | None) -> str:
     """The comment lines on top of the follow-up study: where it comes from and why it looks as it does."""
     d = a.decision
+    assert d is not None and d.rule is not None  # write_next_study: a rule matched
     answers = "; ".join(f"{x.question}: {x.answer}"
                         + (f" (Δ {x.comparison.delta.mean:+.4g}, Holm p {x.p_holm:.3g}"
                            + (", equivalence" if x.test == "equivalent" else "") + ")"

@@ -26,6 +26,7 @@ from ada_slm.analysis.design import same_computation
 from ada_slm.analysis.power import power, power_from
 from ada_slm.files import write_json
 from ada_slm.run import hardware, models, records
+from ada_slm.run.config import TrainConfig
 from ada_slm.run.suites import load_suite, subset
 from ada_slm.stats.power_simulation import PowerInputs
 from ada_slm.study.spec import estimate_seconds, record_of, state_of
@@ -224,7 +225,7 @@ def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int, pairing
     m, source = DEFAULT_COMPONENTS[metric]
     inputs = PowerInputs(_rescaled_run_mean_sd(m.run_mean_sd, m.residual_sd, m.n_items, n_items), m.residual_sd,
                          m.interaction_sd, n_items)
-    if pairing == "seed" and m.can_pair:
+    if pairing == "seed" and m.paired_run_mean_sd is not None and m.paired_residual_sd is not None:  # m.can_pair
         inputs.paired_run_mean_sd = _rescaled_run_mean_sd(m.paired_run_mean_sd, m.paired_residual_sd, m.n_items,
                                                           n_items)
         inputs.paired_residual_sd = m.paired_residual_sd
@@ -278,7 +279,7 @@ def run_seconds(spec, t: Throughput, n_items: int) -> tuple[float, float, float]
 
 def repeated_computations(study, specs) -> list[str]:
     """A line per pair of arms whose runs compute the same steps (design.same_computation): runs spent twice."""
-    configs = {}
+    configs: dict[str, TrainConfig] = {}
     for s in specs:
         if s.train is not None:
             configs.setdefault(s.arm, s.train)

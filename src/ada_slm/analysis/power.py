@@ -37,8 +37,8 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
     comparisons with the baseline), at the first Holm step of the decision's questions (`n_tests`: those
     asked; default all), in the study's pairing."""
     ref = arms.get(study.baseline)
-    ref_y = matrix(ref.scores[metric]) if ref else None
-    if ref_y is None:
+    ref_y = matrix(ref.scores[metric]) if ref is not None else None
+    if ref is None or ref_y is None:
         return None
     found = []
     for name in [n for n, a in arms.items() if a.config is not None and a.records]:  # the trained arms
@@ -46,13 +46,13 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
             continue
         # over the items every run of both has (a run with fewer items, a cut eval.jsonl, narrows both)
         m = contrasts.matrices(arms[name].scores[metric], ref.scores[metric], contrasts.Design("seed"))
-        inputs = power_inputs(m.A, m.B, (m.PA, m.PB) if m.paired else None) if m is not None else None
+        inputs = power_inputs(m.A, m.B, m.pairs) if m is not None else None
         if inputs is not None:
             found.append(inputs)
     if not found:
         return None
-    inputs = PowerInputs(*(float(np.median([getattr(i, f) for i in found])) for f in MEDIAN_FIELDS),
-                         int(min(i.n_items for i in found)))
+    run_mean_sd, residual_sd, interaction_sd = (float(np.median([getattr(i, f) for i in found])) for f in MEDIAN_FIELDS)
+    inputs = PowerInputs(run_mean_sd, residual_sd, interaction_sd, int(min(i.n_items for i in found)))
     paired_found = [i for i in found if i.can_pair]
     if study.pairing == "seed" and paired_found:
         inputs.paired_run_mean_sd = float(np.median([i.paired_run_mean_sd for i in paired_found]))

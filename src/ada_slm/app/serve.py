@@ -126,7 +126,7 @@ def infer_scale(study: Study, source: str, results_root: str | Path, exports_roo
     for scale in [None, *study.scale]:
         specs = expand(study, source, scale, results_root=results_root, exports_root=exports_root)
         matches = sum(1 for s in specs if s.key in on_disk and isinstance(on_disk[s.key], dict)
-                      and strip(on_disk[s.key].get("train")) == strip(s.train and s.train.model_dump(mode="json"))
+                      and strip(on_disk[s.key].get("train")) == strip(s.train.model_dump(mode="json") if s.train is not None else None)
                       and on_disk[s.key].get("eval") == s.eval)
         if matches > best_matches:
             best, best_matches = scale, matches

@@ -9,6 +9,8 @@ run cells, progress or curves (kind 'compare': the page leaves those sections ou
 
 from __future__ import annotations
 
+from typing import Any
+
 from ada_slm.analysis.compare import report as compare_report
 from ada_slm.analysis.compare.analysis import CompareResult
 from ada_slm.analysis.report import doc as report_doc
@@ -41,7 +43,7 @@ def analysis_json(result: CompareResult) -> dict:
              "cells": dict(zip(SUMMARY_KEYS, row, strict=True)),
              "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()}}
             for (name, arm), row in zip(a.arms.items(), cells, strict=True)]
-    comparisons = {}
+    comparisons: dict[str, dict[str, Any]] = {}
     for name in a.arms:
         if name == baseline:
             continue

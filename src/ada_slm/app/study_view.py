@@ -130,6 +130,7 @@ def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float
     state, reason = rec.status.state, rec.status.reason
     train = rec.train
     if records.is_complete(rec):
+        assert rec.eval is not None  # is_complete: it holds the evaluation
         generation_s = rec.eval.generation_s or 0.0
         return {**out, "state": "complete", "detail": "",
                 "final_val_loss": train.final_val_loss if train else None,
@@ -219,7 +220,7 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
              "cells": dict(zip(SUMMARY_KEYS, row, strict=True)),
              "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()}}
             for (name, arm), row in zip(a.arms.items(), cells, strict=True)]
-    comparisons = {}
+    comparisons: dict[str, dict[str, Any]] = {}
     for name, arm in a.arms.items():
         if name == study.baseline:
             continue
@@ -321,7 +322,7 @@ class StudyView:
             if self._analysis and self._analysis[0] == version:
                 return self._analysis[1]
             if not stamps:
-                result = {"available": False, "reason": "No finished run yet: nothing to compare."}
+                result: dict[str, Any] = {"available": False, "reason": "No finished run yet: nothing to compare."}
             else:
                 try:
                     rounds, rounds_err = self.reader.read(self.root / ROUNDS)  # an adaptive study's history

@@ -24,7 +24,15 @@ def from_run(run_dir: str | Path) -> tuple[str, str | None]:
         raise UserError(f"--run {run_dir}: no record.json (not a run directory)")
     if not records.is_trained(record):
         raise UserError(f"--run {run_dir}: run is not complete")
-    return records.base_model(record), records.adapter_dir(record)
+    base = records.base_model(record)
+    if base is None:
+        raise UserError(f"--run {run_dir}: the record names no base model")
+    return base, records.adapter_dir(record)
+
+
+def _metric_mean(record: records.RunRecord, metric: str) -> float:
+    assert record.eval is not None  # a complete record holds its evaluation
+    return record.eval.metrics[metric]["mean"] or 0.0
 
 
 def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, results: Path,
@@ -36,15 +44,14 @@ def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, r
     chosen = [s for s in specs if s.arm == arm]
     if not chosen:
         raise UserError(f"--arm {arm!r}: not an arm of {study.name} ({', '.join(arms)})")
-    done = [(s, record_of(s)) for s in chosen]
-    done = [(s, r) for s, r in done if records.is_complete(r)]
+    done = [(s, r) for s in chosen if records.is_complete(r := record_of(s))]
     if seed is not None:
         done = [(s, r) for s, r in done if s.seed == seed]
     if not done:
         raise UserError(f"{study.name}/{arm}: no finished run" + (f" for seed {seed}" if seed is not None else "")
                         + " (run `ada-slm study run` first)")
     metric = study.decision.metric if study.decision else "agl_awareness"
-    spec, record = max(done, key=lambda sr: (sr[1].eval.metrics[metric]["mean"] or 0.0, -sr[0].seed))
+    spec, record = max(done, key=lambda sr: (_metric_mean(sr[1], metric), -sr[0].seed))
     return spec.base, records.adapter_dir(record), spec.seed
 
 

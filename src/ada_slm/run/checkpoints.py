@@ -18,7 +18,7 @@ import torch
 
 from ada_slm.errors import UserError
 from ada_slm.run.config import TrainConfig
-from ada_slm.run.records import Point, RunRecord, Step
+from ada_slm.run.records import Point, RunRecord, Step, train_section
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -42,7 +42,10 @@ def _as_python_rng_state(saved: list) -> tuple:
 
 
 def _numpy_rng_state() -> list:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)
+    if not isinstance(state, tuple):  # the legacy tuple is a plain list of tensors and numbers: weights_only loads it
+        raise TypeError("numpy's global generator is not the legacy MT19937 one")
+    kind, keys, pos, has_gauss, cached = state
     return [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
 
 
@@ -72,8 +75,8 @@ def save_checkpoint(loop, record: RunRecord, step: int, wall: float) -> None:
         "execution": list(loop.execution) if loop.execution is not None else [],  # []: as configured
         "lora": get_peft_model_state_dict(loop.model), "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
-        "steps": [s.model_dump(exclude_unset=True) for s in record.train.steps],
-        "val": [v.model_dump(exclude_unset=True) for v in record.train.val],
+        "steps": [s.model_dump(exclude_unset=True) for s in train_section(record).steps],
+        "val": [v.model_dump(exclude_unset=True) for v in train_section(record).val],
         "rng": {"torch": torch.get_rng_state(), "python": _python_rng_state(), "numpy": _numpy_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if loop.device.type == "cuda" else None},
     }, loop.ckpt_path)
@@ -104,7 +107,9 @@ def restore_checkpoint(loop, record: RunRecord) -> tuple[int, float]:
     np.random.set_state(_as_numpy_rng_state(state["rng"]["numpy"]))
     if loop.device.type == "cuda" and state["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    record.train.steps = [Step.model_validate(s) for s in state["steps"]]
-    record.train.val = [Point.model_validate(v) for v in state["val"]]
+    train = train_section(record)
+    train.steps = [Step.model_validate(s) for s in state["steps"]]
+    train.val = [Point.model_validate(v) for v in state["val"]]
+    assert record.meta is not None  # train() sets the provenance before it resumes
     record.meta["resumed_from_step"] = state["step"]
     return state["step"], state["wall_s"]

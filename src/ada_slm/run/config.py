@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -325,7 +326,7 @@ def format_validation_error(e: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
-def build_config(raw: dict, overrides: list[str] = (), source: str = "config") -> TrainConfig:
+def build_config(raw: dict, overrides: Sequence[str] = (), source: str = "config") -> TrainConfig:
     """A config file's mapping with the command line's `key.sub=value` overrides laid over it, validated."""
     layers = [expand_dotted({key: value}) for key, value in parse_overrides(list(overrides))]
     return validate_config(deep_merge(expand_dotted(raw), *layers), source)
@@ -377,6 +378,6 @@ ConfigPatch = Annotated[dict[str, Any], BeforeValidator(lambda raw: patch_layer(
                         WithJsonSchema(TrainConfigPatch.model_json_schema())]
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     raw = load_yaml(path) if path else {}
     return build_config(raw, overrides, source=str(path) if path else "config")

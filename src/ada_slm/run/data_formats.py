@@ -33,7 +33,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, parse_json, read_utf8
@@ -67,7 +67,7 @@ def read_records(source: str, split: str = "train", columns: dict | None = None,
         if kind is None:
             raise UserError(f"{source}: unknown kind of file '{path.suffix}' (read: {', '.join(FILE_KINDS)}, "
                             "a save_to_disk or data folder, or a Hub dataset id)")
-        splits = {"train": None}
+        splits: dict[str, Any] = {"train": None}  # None: the file itself
     elif path.is_dir():
         splits = _folder_splits(path, source)
     elif path.exists():  # a FIFO, a device such as /dev/zero, a socket: reading it could block or never end
@@ -83,6 +83,7 @@ def read_records(source: str, split: str = "train", columns: dict | None = None,
     elif kind == "json":
         return _renamed(_read_json(path), columns or {})
     else:
+        assert kind is not None  # only a file's split is None, and a file of no known kind was refused above
         dataset, name = _read_file(path, kind), source
     for field, column in (columns or {}).items():
         if column not in dataset.column_names:
@@ -300,7 +301,7 @@ def normalise(obj: dict, fmt: str) -> dict:
     if missing:
         raise RowError(f"the {fmt} format needs field '{missing[0]}' (fields: {', '.join(sorted(obj)) or 'none'})")
     if fmt == "text":
-        body = {"text": _text(obj, "text")}
+        body: dict[str, Any] = {"text": _text(obj, "text")}
     else:
         turns = _conversation(obj, fmt)
         _check_conversation(turns)

@@ -288,6 +288,7 @@ def rescore_runs(specs) -> list[str]:
         record = records.read_record_or_none(spec.run_dir)
         if not records.is_complete(record) or not (spec.run_dir / records.EVAL_ITEMS).is_file():
             continue
+        assert record.eval is not None  # is_complete: it holds the evaluation's metrics
         summary = rescore(spec.run_dir, record.eval.model_dump(exclude_unset=True))
         record.eval = records.EvalSection.model_validate(summary)
         records.write_record(spec.run_dir, record)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +46,7 @@ def render_prompt(tokenizer, prompt: str | list[dict], chat_template: bool) -> s
     return prompt
 
 
-def encode_prompts(tokenizer, prompts: list[str | list[dict]], chat_template: bool) -> list[list[int]]:
+def encode_prompts(tokenizer, prompts: Sequence[str | list[dict]], chat_template: bool) -> list[list[int]]:
     """The input ids generation continues, one list per prompt."""
     texts = [render_prompt(tokenizer, p, chat_template) for p in prompts]
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -132,7 +134,7 @@ def bootstrap_ci(values: list[float], seed: int = 0, n_resamples: int = 2000) ->
 
 def summarize(rows: list[dict], metric_names=METRICS, key: str = "metrics") -> dict:
     """Means with CIs per metric, and per-language means."""
-    out = {"metrics": {}, "by_lang": {}}
+    out: dict[str, dict] = {"metrics": {}, "by_lang": {}}
     for m in metric_names:
         vals = [r[key][m] for r in rows if r[key].get(m) is not None]
         ci = bootstrap_ci(vals)
@@ -166,7 +168,7 @@ def _average_samples(rows: list[dict]) -> list[dict]:
 
 def _sampling_spread(rows: list[dict], samples: int) -> dict:
     """Per metric: the suite mean of each sample draw, and their spread — the noise of sampled generation."""
-    out = {}
+    out: dict[str, dict] = {}
     for key, names in (("metrics", METRICS), ("seed_metrics", SEED_METRICS)):
         out[key] = {}
         for m in names:
@@ -233,7 +235,7 @@ def _cached_or_generated(model, tokenizer, items: list[SuiteItem], settings: Gen
 
 
 def item_row(item: SuiteItem, output: str, sample: int | None) -> dict:
-    row = {"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
+    row: dict[str, Any] = {"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
            "output": output, "metrics": score(output, item.model_dump()), "seed_metrics": seed_score(output)}
     if item.template is not None:  # the item's cluster in the analysis
         row["template"] = item.template

@@ -58,7 +58,7 @@ def _is_protocol(token: str) -> bool:
 
 def _letter_runs(tokens: list[str]) -> list[tuple[int, str]]:
     """(token index, lower-case letter run) for the words inside tokens, skipping arguments of λ/⚙."""
-    out = []
+    out: list[tuple[int, str]] = []
     for i, tok in enumerate(tokens):
         if _is_protocol(tok) or _TIME_RE.match(tok) or _glyph(tok) in _GLYPH_SET:
             continue

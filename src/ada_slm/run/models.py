@@ -197,7 +197,7 @@ def _tiny_lfm2(target: Path) -> Path:
     return target
 
 
-def default_targets(model) -> list[str]:
+def default_targets(model) -> list[str] | str:
     """LoRA targets for `targets: default`: the seed study's list for LFM2, attention + MLP otherwise."""
     if getattr(model.config, "model_type", "") == "lfm2":
         return list(LFM2_TARGETS)

@@ -20,7 +20,7 @@ import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Optional, TypeGuard, Union
 
 from pydantic import (
     BaseModel,
@@ -228,9 +228,10 @@ class RunRecord(Section):
     def _split_config(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("config"), dict) and "facts" not in data:
             raw = data["config"]
-            config = {k: v for k, v in raw.items() if k not in _FACTS}
+            trained = {k: v for k, v in raw.items() if k not in _FACTS}
             facts = {k: v for k, v in raw.items() if k in _FACTS}
-            if set(config) <= {"base"}:  # no training config: the base arm's {base, arm} (or facts alone)
+            config: dict | None = trained
+            if set(trained) <= {"base"}:  # no training config: the base arm's {base, arm} (or facts alone)
                 facts, config = raw, None
             data = {"config": config, "facts": facts, **{k: v for k, v in data.items() if k != "config"}}
         return data
@@ -269,6 +270,14 @@ def config_of(record: RunRecord | None) -> TrainConfig | None:
     if not shape:
         return record.config
     return record.config.model_copy(update={"lora": record.config.lora.model_copy(update=shape)})
+
+
+def train_section(record: RunRecord) -> TrainSection:
+    """The record's "train", which every record a run trains (train.new_record) has; only the base arm's
+    eval-only record has none."""
+    if record.train is None:
+        raise ValueError("this run record has no train section (the base arm's eval-only record)")
+    return record.train
 
 
 def base_model(record: RunRecord) -> str | None:
@@ -337,14 +346,15 @@ def state(record: RunRecord | None) -> str | None:
     return record.status.state if record is not None else None
 
 
-def is_trained(record: RunRecord | None) -> bool:
+def is_trained(record: RunRecord | None) -> TypeGuard[RunRecord]:
     """Training finished (the adapter is exported); the evaluation may still be missing."""
     return state(record) == COMPLETE
 
 
-def is_complete(record: RunRecord | None) -> bool:
+def is_complete(record: RunRecord | None) -> TypeGuard[RunRecord]:
     """Trained (or the base arm) *and* evaluated: what a study never redoes."""
-    return state(record) == COMPLETE and record.eval is not None and bool(record.eval.metrics)
+    return (record is not None and record.status.state == COMPLETE and record.eval is not None
+            and bool(record.eval.metrics))
 
 
 def mark_failed(run_dir: str | Path, reason: str) -> RunRecord:
@@ -358,7 +368,7 @@ def mark_failed(run_dir: str | Path, reason: str) -> RunRecord:
 # ------------------------------------------------------------------------------ provenance for a record's meta
 def package_versions() -> dict:
 
-    out = {}
+    out: dict[str, str | None] = {}
     for pkg in ("ada-slm", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy"):
         try:
             out[pkg] = md.version(pkg)

@@ -22,6 +22,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -115,15 +116,17 @@ def token_budget_passes(chosen: list[Example], token_budget: int, pass_overhead:
     by_length = sorted(chosen, key=lambda e: len(e.input_ids), reverse=True)
     widths = [len(e.input_ids) for e in by_length]
     n = len(by_length)
-    best = [0] + [None] * n  # best[j]: the cheapest cost of the first j sequences
+    best: list[int | None] = [0] + [None] * n  # best[j]: the cheapest cost of the first j sequences
     cut = [0] * (n + 1)  # cut[j]: where the last pass of that cheapest cost starts
     for j in range(1, n + 1):
         for i in range(j - 1, -1, -1):  # the last pass is by_length[i:j], padded to widths[i]
             rows = j - i
             if rows > 1 and rows * widths[i] > token_budget:
                 break  # an earlier start only adds rows and widens the pass
-            cost = best[i] + rows * widths[i] + pass_overhead
-            if best[j] is None or cost < best[j]:
+            best_i, best_j = best[i], best[j]
+            assert best_i is not None  # every j' < j has a cost: a pass of one sequence always fits
+            cost = best_i + rows * widths[i] + pass_overhead
+            if best_j is None or cost < best_j:
                 best[j], cut[j] = cost, i
     passes, j = [], n
     while j > 0:
@@ -221,13 +224,13 @@ class Loop:
     """Everything the optimizer steps need, built by the recipe's setup steps (train.py)."""
 
     cfg: TrainConfig
-    model: object
-    tokenizer: object
+    model: Any  # a peft.PeftModel: its attributes (those of the wrapped transformers model too) are dynamic
+    tokenizer: Any  # a transformers tokenizer
     train_set: list[Example]
     val_set: list[Example]
     trainable: list
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     device: torch.device
     autocast_dtype: torch.dtype | None
     total_steps: int
@@ -292,7 +295,7 @@ def _held_out(loop: Loop, record: records.RunRecord, done: int, tracker) -> str 
         return None
     if not math.isfinite(val):
         return f"non-finite held-out loss at step {done}"
-    record.train.val.append(records.Point(step=done, loss=val))
+    records.train_section(record).val.append(records.Point(step=done, loss=val))
     if tracker:
         tracker.metrics(done, {"val/loss": val})
     return None
@@ -325,7 +328,7 @@ def _after_step(loop: Loop, record: records.RunRecord, done: int, info: str, clo
         loop.model.train()
     if done % cfg.checkpoint_every == 0 and done < total:
         checkpoints.save_checkpoint(loop, record, done, wall_before + time.perf_counter() - t0)
-        record.train.last_checkpoint_step = done
+        records.train_section(record).last_checkpoint_step = done
         records.write_record(loop.record_path.parent, record)
 
 
@@ -334,6 +337,7 @@ def train_steps(loop: Loop, record: records.RunRecord, start_step: int, wall_bef
     """The optimizer steps from `start_step`, with held-out loss, progress, the record kept current and
     checkpoints. Returns why the run failed (a non-finite loss or gradient), or None."""
     loop.model.train()
+    train = records.train_section(record)
     clock = (time.perf_counter(), wall_before, start_step)
     progress = _progress_bar(console, quiet)
     try:
@@ -344,7 +348,7 @@ def train_steps(loop: Loop, record: records.RunRecord, start_step: int, wall_bef
                 if isinstance(entry, str):
                     return entry
                 done = entry.step
-                record.train.steps.append(entry)
+                train.steps.append(entry)
                 if tracker:
                     tracker.metrics(done, {"train/loss": entry.loss, "train/grad_norm": entry.grad_norm,
                                            "train/lr": entry.lr, "train/tokens_per_s": entry.tokens_per_s,
@@ -353,8 +357,8 @@ def train_steps(loop: Loop, record: records.RunRecord, start_step: int, wall_bef
                 if failure:
                     return failure
                 info = f"loss {entry.loss:.4f}  {entry.tokens_per_s:,.0f} tok/s"
-                if record.train.val:
-                    info += f"  val {record.train.val[-1].loss:.4f}"
+                if train.val:
+                    info += f"  val {train.val[-1].loss:.4f}"
                 progress.update(task, completed=done, info=info)
                 _after_step(loop, record, done, info, clock, console, on_step)
     except KeyboardInterrupt:

@@ -100,6 +100,8 @@ class MlflowTracker:
     """One seed run (or a single `ada-slm train` run) in MLflow."""
 
     def __init__(self, spec: Tracking, run_dir: Path):
+        if spec.uri is None:  # the commands always fill it in (default_uri); a hand-written spec.json may not
+            raise UserError(f"{run_dir}: tracking.uri: an MLflow run needs its tracking URI")
         self.client = mlflow_client(spec.uri)
         exp = experiment_id(self.client, spec.experiment or EXPERIMENT_PREFIX, spec.uri)
         tags = dict(spec.tags)

@@ -91,6 +91,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
     if resume:
         start_step, wall_before = checkpoints.restore_checkpoint(loop, record)
         # the checkpoint's passes, whatever this machine's kind would pick: the run goes on as it started
+        assert record.facts is not None  # new_record made them
         record.facts.executed_passes = list(loop.execution) if loop.execution else None
         record.facts.executed_split = cfg.executed_split(loop.execution)
         console.print(f"resuming at step {start_step}/{total_steps}")
@@ -170,8 +171,9 @@ def _machine_provenance(device, precision: str, precision_choice: dict, autocast
 
 def _failed(loop: Loop, record: records.RunRecord, failure: str, wall: float, console) -> TrainedRun:
     record.status = records.Status(state=records.FAILED, reason=failure)
-    record.train.wall_s = wall
-    record.train.peak_rss_mb = records.peak_rss_mb()
+    train = records.train_section(record)
+    train.wall_s = wall
+    train.peak_rss_mb = records.peak_rss_mb()
     records.write_record(loop.cfg.out_dir, record)
     console.print(f"[bold red]run failed:[/] {failure}")
     return TrainedRun(record)
@@ -187,7 +189,8 @@ def _finish(loop: Loop, record: records.RunRecord, wall: float, merge: bool, con
         records.write_record(loop.cfg.out_dir, record)
         raise
     loop.ckpt_path.unlink(missing_ok=True)
-    train = record.train
+    train = records.train_section(record)
+    assert train.adapter_dir is not None  # export set it
     if tracker:
         tracker.metrics(len(train.steps), {"train/peak_rss_mb": train.peak_rss_mb, "train/wall_s": wall})
         tracker.artifacts(Path(train.adapter_dir), "adapter")
@@ -252,9 +255,10 @@ def attach_adapter(cfg: TrainConfig, model):
             raise UserError(f"lora.init_adapter {cfg.lora.init_adapter}: not a PEFT adapter directory")
         return PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True)
     targets = models.default_targets(model) if cfg.lora.targets == "default" else cfg.lora.targets
-    peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                 target_modules=targets, use_rslora=cfg.lora.use_rslora, use_dora=cfg.lora.use_dora,
-                                 task_type="CAUSAL_LM")
+    # peft annotates lora_alpha as int, but uses it only in the float scale alpha / r: a float alpha is meant
+    peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,  # type: ignore[arg-type]
+                                 lora_dropout=cfg.lora.dropout, target_modules=targets,
+                                 use_rslora=cfg.lora.use_rslora, use_dora=cfg.lora.use_dora, task_type="CAUSAL_LM")
     try:
         return get_peft_model(model, peft_config)
     except ValueError as e:
@@ -288,6 +292,19 @@ def new_record(cfg: TrainConfig, model, total_steps: int, steps_per_epoch: int, 
                              eval=None)
 
 
+def overall_rate(steps: list[tuple[float | None, float | None]]) -> float:
+    """Σ amount / Σ seconds over (amount, amount per second) of each step, e.g. all tokens / all step seconds
+    (optimizer_step records both numbers of every step)."""
+    total: float = 0
+    seconds: float = 0
+    for amount, rate in steps:
+        if amount is None or rate is None:
+            raise ValueError("a training step recorded without its token counts")
+        total += amount
+        seconds += amount / rate
+    return total / seconds
+
+
 def export(loop: Loop, record: records.RunRecord, wall: float, merge: bool) -> None:
     """The adapter, optionally a merged model (each written whole, replacing only this run's earlier export:
     exports.py), then the complete record."""
@@ -301,14 +318,14 @@ def export(loop: Loop, record: records.RunRecord, wall: float, merge: bool) -> N
 
     # sweep: temp folders of a killed earlier export of this run (we hold the run folder's lock)
     exports.write_folder(adapter_dir, "adapter", owner, "export_dir", save(loop.model), sweep=True)
-    train, steps = record.train, record.train.steps
+    train = records.train_section(record)
+    steps = train.steps
     train.wall_s = wall
     train.final_train_loss = steps[-1].loss
     train.mean_train_loss = sum(s.loss for s in steps) / len(steps)
     train.final_val_loss = train.val[-1].loss if train.val else None
-    train.tokens_per_s = sum(s.tokens for s in steps) / sum(s.tokens / s.tokens_per_s for s in steps)
-    train.target_tokens_per_s = (sum(s.target_tokens for s in steps)
-                                 / sum(s.target_tokens / s.target_tokens_per_s for s in steps))
+    train.tokens_per_s = overall_rate([(s.tokens, s.tokens_per_s) for s in steps])
+    train.target_tokens_per_s = overall_rate([(s.target_tokens, s.target_tokens_per_s) for s in steps])
     train.peak_rss_mb = records.peak_rss_mb()
     train.peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if loop.device.type == "cuda" else None
     train.adapter_dir = str(adapter_dir)

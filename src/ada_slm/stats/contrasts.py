@@ -31,7 +31,7 @@ Contrasts of several arms: `factorial`; power: `power`; what differs between arm
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats as sps
@@ -237,7 +237,7 @@ class Comparison:
     delta: Interval
     p: float
     p_holm: float = math.nan
-    baseline: Interval | None = None
+    baseline: Interval = field(kw_only=True)  # the baseline arm's mean and CI (always given: compare)
     ratio: tuple[float, float, float] | None = None  # (×, low, high) or None when not meaningful
     percent: tuple[float, float, float] | None = None
     ratio_note: str = ""
@@ -295,8 +295,9 @@ def verdict(c: "Comparison") -> str:
 def delta_contrast(m: Matrices, ca: float = 1.0, cb: float = -1.0):
     """ca · mean(a) + cb · mean(b) with its (se, df): over the same-seed differences when paired, else over the
     two arms' runs as independent samples; the item term clustered by m.labels."""
-    if m.paired:
-        return contrast([ca * m.PA + cb * m.PB], [1.0], m.labels)
+    if m.pairs is not None:
+        PA, PB = m.pairs
+        return contrast([ca * PA + cb * PB], [1.0], m.labels)
     return contrast([m.A, m.B], [ca, cb], m.labels)
 
 
@@ -304,7 +305,7 @@ def effective_items(m: Matrices) -> float:
     """How many independent items the clustered item term is worth: var(d) / (its cluster-robust variance of the
     mean), d the per-item differences of the arm means (n when items are independent; fewer when items of one
     template move together)."""
-    d = (m.PA - m.PB).mean(0) if m.paired else m.A.mean(0) - m.B.mean(0)
+    d = (m.pairs[0] - m.pairs[1]).mean(0) if m.pairs is not None else m.A.mean(0) - m.B.mean(0)
     n = d.shape[-1]
     if m.labels is None or n < 2:
         return float(n)
@@ -312,7 +313,7 @@ def effective_items(m: Matrices) -> float:
     return float(np.clip(d.var(ddof=1) / v, 1.0, n)) if v > 0 else float(n)
 
 
-def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metric: str,
+def compare(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]], metric: str,
             noise_floor: float = 0.0, seed: int = 0, n_boot: int = N_BOOT, n_perm: int = N_PERM,
             design: Design | None = None) -> Comparison | None:
     """Arm `a` against baseline `b` (both: run seed -> item id -> score) under `design` (pairing by seed, item
@@ -322,7 +323,7 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
         return None
     A, B = m.A, m.B
     n_items = A.shape[1]
-    n_runs = m.PA.shape[0] if m.paired else min(A.shape[0], B.shape[0])
+    n_runs = m.pairs[0].shape[0] if m.pairs is not None else min(A.shape[0], B.shape[0])
     est, se, df = delta_contrast(m)
     p, lo, hi = t_test(est, se, df)
     delta = Interval(float(est), float(lo), float(hi), n_runs, n_items, float(se), float(df))
@@ -330,8 +331,8 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
     result = Comparison(metric, delta, float(p), baseline=baseline, pairing=_pairing_words(m))
     if m.labels is not None and n_items > 1:
         result.n_clusters, result.effective_items = len(set(m.labels)), effective_items(m)
-    if m.paired:
-        result.p_perm, result.p_perm_min = sign_flip_p(m.PA.mean(1) - m.PB.mean(1), seed, n_perm)
+    if m.pairs is not None:
+        result.p_perm, result.p_perm_min = sign_flip_p(m.pairs[0].mean(1) - m.pairs[1].mean(1), seed, n_perm)
     elif A.shape[0] > 1 and B.shape[0] > 1:
         result.p_perm, result.p_perm_min = permutation_p(A.mean(1), B.mean(1), seed, n_perm)
     if A.shape[0] > 1 and B.shape[0] > 1 and n_items > 1:
@@ -343,7 +344,7 @@ def compare(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], metr
 
 
 def _pairing_words(m: Matrices) -> str:
-    return f"paired by seed ({m.PA.shape[0]} pairs)" if m.paired else "unpaired"
+    return f"paired by seed ({m.pairs[0].shape[0]} pairs)" if m.pairs is not None else "unpaired"
 
 
 def _ratio(result: Comparison, m: Matrices, noise_floor: float) -> None:
@@ -356,8 +357,9 @@ def _ratio(result: Comparison, m: Matrices, noise_floor: float) -> None:
         _, l_se, l_df = delta_contrast(m, 1.0 / mean_a, -1.0 / baseline.mean)
         _, l_lo, l_hi = t_test(0.0, l_se, l_df)
         ratio = mean_a / baseline.mean
-        result.ratio = (ratio, ratio * math.exp(float(l_lo)), ratio * math.exp(float(l_hi)))
-        result.percent = tuple(100 * (r - 1) for r in result.ratio)
+        low, high = ratio * math.exp(float(l_lo)), ratio * math.exp(float(l_hi))
+        result.ratio = (ratio, low, high)
+        result.percent = (100 * (ratio - 1), 100 * (low - 1), 100 * (high - 1))
     elif baseline.low > 0 and baseline.mean <= noise_floor:
         result.ratio_note = "n/a (baseline ≤ base model's floor)"
     elif baseline.low > 0:  # a clear baseline, this arm's mean 0: no log ratio

@@ -35,14 +35,15 @@ class Effect:
         return bool(math.isfinite(self.p) and self.p < ALPHA)
 
 
-def _matrices(cells: list[dict[int, dict[str, float]]]) -> list[np.ndarray]:
+def _matrices(cells: list[dict[int, dict[str, float | None]]]) -> list[np.ndarray]:
     items = sorted(set.intersection(*(set(c[s]) for c in cells for s in c)))
     mats = [np.array([[np.nan if c[s][i] is None else c[s][i] for i in items] for s in sorted(c)], dtype=float)
             for c in cells]
     return finite_items(mats)
 
 
-def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float]]], seed: int = 0, n_boot: int = N_BOOT) -> list[Effect]:
+def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float | None]]], seed: int = 0,
+                  n_boot: int = N_BOOT) -> list[Effect]:
     """Main effects and interaction of a full 2 × 2. `cells[(lo|hi of factor 1, lo|hi of factor 2)]` holds
     run -> item -> score. Each effect is a contrast of the four arm means with the seed and item parts of
     `stats.contrast`; its p is Holm-corrected over the three effects."""

@@ -37,13 +37,13 @@ def finite_columns(mats: list[np.ndarray]) -> np.ndarray:
     return np.all([np.isfinite(m).all(axis=-2) for m in mats], axis=0)
 
 
-def align(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+def align(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]]) -> tuple[np.ndarray, np.ndarray]:
     """Matrices A[run, item], B[run, item] over the items every run of both arms has (runs need not pair)."""
     A, B, _ = align_items(a, b)
     return A, B
 
 
-def align_items(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]]):
+def align_items(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]]):
     """`align`, and the item ids of the columns."""
     if not a or not b:
         return np.empty((0, 0)), np.empty((0, 0)), []
@@ -88,6 +88,11 @@ class Matrices:
     @property
     def paired(self) -> bool:
         return self.PA is not None
+
+    @property
+    def pairs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(PA, PB) when paired (matrices sets both), else None."""
+        return None if self.PA is None or self.PB is None else (self.PA, self.PB)
 
 
 def matrices(a: dict, b: dict, design: Design | None = None) -> Matrices | None:

@@ -62,6 +62,8 @@ def _simulate_null(inputs: PowerInputs, n_seeds: int, n_sim: int, rng: np.random
 def _simulate_paired_null(inputs: PowerInputs, n_seeds: int, n_sim: int, rng: np.random.Generator):
     """The same for runs paired by seed: `compare`'s contrast of the one matrix of same-seed differences, whose
     run means vary by 2 · paired_run_mean_sd² and residual by 2 · paired_residual_sd² (k − 1 seed d.f.)."""
+    if inputs.paired_run_mean_sd is None or inputs.paired_residual_sd is None:
+        raise ValueError("paired power needs the paired SDs (PowerInputs.can_pair)")
     n_i, k = inputs.n_items, n_seeds
     s2_run, s2_e, s2_w = 2 * inputs.paired_run_mean_sd ** 2, 2 * inputs.paired_residual_sd ** 2, inputs.interaction_sd ** 2
     est = rng.normal(0, math.sqrt(s2_run / k + 2 * s2_w / n_i), n_sim)

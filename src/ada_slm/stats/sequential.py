@@ -103,13 +103,14 @@ def obf_boundaries(fractions: tuple[float, ...], alpha: float, one_sided: bool =
     """Critical z values c_1..c_K of the spending rule at information fractions `fractions` (increasing, the
     last ≤ 1): two-sided (reject |Z_k| ≥ c_k) or one-sided (reject Z_k ≥ c_k)."""
     bounds: list[float] = []
-    grid = weights = density = None
+    previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (grid, weights, density) of the last look
     prev_t, prev_spent = 0.0, 0.0
     for t in fractions:
         target = spent(t, alpha) - prev_spent
-        if density is None:  # first look: Z_1 is standard normal
+        if previous is None:  # first look: Z_1 is standard normal
             c = float(sps.norm.isf(target if one_sided else target / 2)) if target > 0 else 12.0
         else:
+            grid, weights, density = previous
             shift, scale = grid * math.sqrt(prev_t), math.sqrt(t - prev_t)
             mass = weights * density
 
@@ -122,13 +123,13 @@ def obf_boundaries(fractions: tuple[float, ...], alpha: float, one_sided: bool =
         new_grid = np.linspace(-12.0 if one_sided else -c, c, GRID)
         new_weights = np.full(GRID, new_grid[1] - new_grid[0])
         new_weights[[0, -1]] /= 2
-        if density is None:
+        if previous is None:
             new_density = sps.norm.pdf(new_grid)
         else:
             z = (new_grid[:, None] * math.sqrt(t) - grid[None, :] * math.sqrt(prev_t)) / math.sqrt(t - prev_t)
             kernel = np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
             new_density = (kernel * (weights * density)[None, :]).sum(1) * math.sqrt(t / (t - prev_t))
-        grid, weights, density = new_grid, new_weights, new_density
+        previous = (new_grid, new_weights, new_density)
         bounds.append(c)
         prev_t, prev_spent = t, spent(t, alpha)
     return tuple(bounds)

@@ -21,7 +21,7 @@ import sys
 import time
 from multiprocessing import forkserver
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from filelock import FileLock, Timeout
 
@@ -204,16 +204,17 @@ class LocalExecutor:
     def run(self, specs: list[RunSpec], started, finished) -> None:
 
         if "forkserver" not in multiprocessing.get_all_start_methods():
-            for s in specs:
-                started(s)
-                code, err, seconds = run_in_subprocess(str(s.run_dir))
-                finished(s, code, err, seconds)
+            for spec in specs:
+                started(spec)
+                code, err, seconds = run_in_subprocess(str(spec.run_dir))
+                finished(spec, code, err, seconds)
             return
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
         start_fork_server()
         threads = threads_per_run(self.jobs)
-        queue, running = list(specs), {}  # running: process sentinel → (process, spec, start time)
+        queue = list(specs)
+        running: dict[int, tuple[Any, RunSpec, float]] = {}  # process sentinel → (process, spec, start time)
         try:
             while queue or running:
                 while len(running) < self.jobs and (s := _next_startable(queue, running)) is not None:
@@ -224,6 +225,7 @@ class LocalExecutor:
                     proc.start()
                     running[proc.sentinel] = (proc, s, time.perf_counter())
                 for sentinel in multiprocessing.connection.wait(list(running)):
+                    assert isinstance(sentinel, int)  # wait returns the sentinels it was given
                     proc, s, start = running.pop(sentinel)
                     proc.join()
                     log = s.run_dir / "run.log"
@@ -297,7 +299,8 @@ class RayExecutor:
             pending = {}
             for s in specs:
                 started(s)
-                pending[task.remote(str(s.run_dir.resolve()), cwd)] = s
+                # ray's .remote overloads take run_in_subprocess (cwd has a default) for a 1-argument function
+                pending[task.remote(str(s.run_dir.resolve()), cwd)] = s  # type: ignore[call-arg]
             try:
                 while pending:
                     ready, _ = ray.wait(list(pending), num_returns=1)
@@ -324,9 +327,11 @@ def _in_running_order(specs: list[RunSpec]) -> list[RunSpec]:
     TrainConfig.steps_identity) goes after the others, so that its twin has finished when it starts and it is
     not trained again (find_twin)."""
     base = [s for s in specs if s.train is None]
-    seen, first, repeats = set(), [], []
-    for s in (s for s in specs if s.train is not None):
-        identity = s.train.steps_identity()
+    seen: set[str | None] = set()
+    first: list[RunSpec] = []
+    repeats: list[RunSpec] = []
+    for s, train in ((s, s.train) for s in specs if s.train is not None):
+        identity = train.steps_identity()
         (repeats if identity is not None and identity in seen else first).append(s)
         seen.add(identity)
     return base[:1] + first + repeats + base[1:]

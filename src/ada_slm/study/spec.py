@@ -391,8 +391,9 @@ def measured_throughput(specs: list[RunSpec]) -> tuple[float | None, float | Non
         rec = record_of(s)
         if rec and rec.train is not None and rec.train.tokens_per_s:
             rates.append(rec.train.tokens_per_s)
-            steps = rec.train.steps
-            per_seq.append(sum(x.tokens for x in steps) / max(1, sum(x.sequences for x in steps)))
+            # the train section's tokens_per_s was computed from every step's counts: all of them are there
+            counts = [(x.tokens, x.sequences) for x in rec.train.steps if x.tokens is not None and x.sequences is not None]
+            per_seq.append(sum(t for t, _ in counts) / max(1, sum(n for _, n in counts)))
     if not rates:
         return None, None
     return sum(rates) / len(rates), sum(per_seq) / len(per_seq)

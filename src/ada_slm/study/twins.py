@@ -58,7 +58,9 @@ def reuse_twin(cfg, twin_dir: Path, twin: records.RunRecord) -> records.RunRecor
     from ada_slm.run import exports
     from ada_slm.run.train import export_owner
 
-    source = Path(twin.train.adapter_dir)
+    adapter = records.adapter_dir(twin)
+    assert adapter is not None  # find_twin: the twin's adapter is there
+    source = Path(adapter)
 
     def fill(folder: Path) -> None:
         for f in sorted(source.iterdir()):
@@ -68,6 +70,7 @@ def reuse_twin(cfg, twin_dir: Path, twin: records.RunRecord) -> records.RunRecor
     exports.write_folder(cfg.adapter_dir(), "adapter", export_owner(cfg), "export_dir", fill, sweep=True)
     record = twin.model_copy(deep=True)
     record.config = cfg
+    assert record.facts is not None and record.train is not None  # a trained run's record (find_twin) has both
     record.facts.batch_arithmetic = cfg.batch_arithmetic()
     passes = tuple(record.facts.executed_passes) if record.facts.executed_passes else None
     record.facts.executed_split = cfg.executed_split(passes)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -115,7 +116,8 @@ class Matched:
 
 
 def read_arms(spec: CompareSpec) -> dict[str, list[ImportedRun]]:
-    arms, seen = {}, {}
+    arms: dict[str, list[ImportedRun]] = {}
+    seen: dict[tuple[str, str], str] = {}  # (path, name) -> its arm
     for arm, paths in spec.arms.items():
         runs = [r for p in paths for r in read_runs(p, arm)]
         for r in runs:  # one run in two places would be counted twice, or compared with itself
@@ -152,7 +154,7 @@ def _task_names(task: dict):
 
 
 def match(arms: dict[str, list[ImportedRun]], min_shared: float = MIN_SHARED,
-          allow_differing: list[str] = ()) -> Matched:
+          allow_differing: Sequence[str] = ()) -> Matched:
     """Check that the runs can be compared (the same tool, the same task configuration but for the settings in
     `allow_differing`, the same items) and keep the items every run scored (per metric)."""
     runs = [r for rs in arms.values() for r in rs]
@@ -227,14 +229,14 @@ def _power(arms: dict[str, ArmData], baseline: str, metric: str, min_effect: flo
     ref_y = matrix(arms[baseline].scores[metric])
     if ref_y is None:
         return None
-    found = [power_inputs(y, ref_y) for name, arm in arms.items()
-             if name != baseline and (y := matrix(arm.scores[metric])) is not None]
-    found = [i for i in found if i is not None]
+    measured = [power_inputs(y, ref_y) for name, arm in arms.items()
+                if name != baseline and (y := matrix(arm.scores[metric])) is not None]
+    found = [i for i in measured if i is not None]
     if not found:
         return None
-    inputs = PowerInputs(*(float(np.median([getattr(i, f) for i in found]))
-                           for f in ("run_mean_sd", "residual_sd", "interaction_sd")),
-                         int(min(i.n_items for i in found)))
+    run_mean_sd, residual_sd, interaction_sd = (float(np.median([getattr(i, f) for i in found]))
+                                                for f in ("run_mean_sd", "residual_sd", "interaction_sd"))
+    inputs = PowerInputs(run_mean_sd, residual_sd, interaction_sd, int(min(i.n_items for i in found)))
     return power_from(inputs, metric, ref_y.shape[0], 1, min_effect)
 
 

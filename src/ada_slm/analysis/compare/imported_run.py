@@ -59,6 +59,12 @@ def number(value, where: str) -> float | None:
     return x
 
 
+def mean_or_none(values: list[float | None]) -> float | None:
+    """The mean of an item's scores (over epochs, or repeated rows); None when any of them is missing."""
+    present = [v for v in values if v is not None]
+    return None if len(present) < len(values) else sum(present) / len(present)
+
+
 def read_json_object(path: Path) -> dict:
     """A JSON object from a file, through the bounded reader: a regular file (never a FIFO or device) of at most
     input_limit() bytes, UTF-8, nested at most files.MAX_JSON_DEPTH deep, no integer of thousands of digits."""

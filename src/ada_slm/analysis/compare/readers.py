@@ -33,6 +33,7 @@ from ada_slm.analysis.compare.imported_run import (  # noqa: F401
     ImportedRun,
     Source,
     check_inspect_file,
+    mean_or_none,
     number,
     read_json_object,
 )
@@ -167,7 +168,7 @@ def read_inspect(path: str | Path) -> ImportedRun:
     if not log.samples:
         raise UserError(f"{path}: the Inspect log holds no samples (written with --no-log-samples?)")
     to_float = value_to_float()
-    sums: dict[str, dict[str, list[float]]] = {}
+    sums: dict[str, dict[str, list[float | None]]] = {}
     for sample in log.samples:
         item = str(sample.id)
         for scorer, score in (sample.scores or {}).items():
@@ -179,7 +180,7 @@ def read_inspect(path: str | Path) -> ImportedRun:
                 name = scorer if key is None else f"{scorer}/{key}"
                 sums.setdefault(name, {}).setdefault(item, []).append(
                     None if value is None else to_float(value))
-    scores = {m: {i: (None if any(v is None for v in vs) else sum(vs) / len(vs)) for i, vs in per.items()}
+    scores = {m: {i: mean_or_none(vs) for i, vs in per.items()}
               for m, per in sums.items()}  # the mean over epochs
     ev = log.eval
     return ImportedRun(
@@ -245,7 +246,7 @@ def read_ada_slm(path: str | Path) -> ImportedRun:
             for m in METRICS:
                 value = number(row["metrics"].get(m), f"{path / records.EVAL_ITEMS}:{lineno}: {m}")
                 sums.setdefault(m, {}).setdefault(str(row["id"]), []).append(value)
-    scores = {m: {i: (None if any(v is None for v in vs) else sum(vs) / len(vs)) for i, vs in per.items()}
+    scores = {m: {i: mean_or_none(vs) for i, vs in per.items()}
               for m, per in sums.items()}
     for m, key in RUN_FIELDS.items():
         value = getattr(record.train, key, None) if record.train is not None else None

@@ -12,6 +12,7 @@ from ada_slm.analysis.criteria import MET, NOT_MET, judge_all
 from ada_slm.analysis.report.doc import Doc, signed
 from ada_slm.stats import contrasts
 from ada_slm.stats.power_simulation import seeds_needed
+from ada_slm.study.spec import Study
 
 MAX_RUNS_SUGGESTED = 30  # "runs per arm to detect this Δ" is searched up to here; beyond, more items are the way
 
@@ -56,6 +57,7 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
             evidence = (f"Δ {signed(c.delta)}; TOST 90 % CI [{e.low:+.4f}, {e.high:+.4f}] against ±{e.margin:.4f} "
                         f"(Holm p {contrasts.format_p(x.p_holm)})")
         else:
+            assert d is not None  # x is one of its answers
             evidence = f"Δ {signed(c.delta)} on {d.metric} (Holm p {contrasts.format_p(x.p_holm)})"
         pairing = f", {c.pairing}" if c.pairing != "unpaired" else ""
         other_way = x.test == "better" and not x.yes and c.supported  # a clear difference, the wrong way
@@ -64,6 +66,7 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
                      + f" — {evidence}{pairing}" + (" — confounded" if x.confounded else "") + "." + change)
     if d is not None:
         lines.append(f"**Next run:** {d.rule.recommend}" if d.rule else "**Next run:** no rule matches these answers.")
+    assert isinstance(a.study, Study)  # the answer is a study's (a comparison of imported runs has none)
     if a.study.criteria:
         judged = judge_all(a.study, a.data, sample_design(a.study, a.data))
         met = [j.criterion.text for j in judged if j.verdict == MET]

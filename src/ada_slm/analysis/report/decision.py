@@ -11,6 +11,7 @@ from ada_slm.analysis.criteria import judge_all
 from ada_slm.analysis.report.doc import Doc, fmt_p, signed
 from ada_slm.run.metrics import RUN_METRICS
 from ada_slm.stats import contrasts, sequential
+from ada_slm.study.spec import Study
 
 
 def render_decision(doc: Doc, a: StudyAnalysis):
@@ -31,11 +32,13 @@ CRITERIA_INTRO = ("Stated in the study file before the runs. A threshold is met 
 
 def criteria_table(a: StudyAnalysis) -> tuple[list[str], list[list[str]]]:
     """The study's success criteria, judged from the runs' CIs: header and one row per criterion."""
+    assert isinstance(a.study, Study)  # criteria are a study file's (a comparison of imported runs has none)
     rows = [[j.criterion.text, j.verdict, j.evidence] for j in judge_all(a.study, a.data, sample_design(a.study, a.data))]
     return ["criterion (stated before the runs)", "judged", "evidence [95 % CI]"], rows
 
 
 def render_criteria(doc: Doc, a: StudyAnalysis):
+    assert isinstance(a.study, Study)  # criteria are a study file's (a comparison of imported runs has none)
     if not a.study.criteria:
         return
     doc.h(2, "Success criteria")
@@ -76,6 +79,7 @@ def decision_table(d: DecisionResult) -> tuple[list[str], list[list[str]]]:
 def decision_notes(a: StudyAnalysis) -> list[str]:
     """What follows the questions: the recommended next run, its config, the `study next` command, its time."""
     d = a.decision
+    assert d is not None  # its callers show a decision only where the study has one
     if d.rule is None:
         return ["No rule matches these answers."]
     notes = [f"Recommended next run: {d.rule.recommend}"]
@@ -106,8 +110,8 @@ def render_power(doc: Doc, a: StudyAnalysis):
           f"{pw.detectable[pw.n_seeds]:.4f}" + (
               f" with runs paired by seed (what pairing leaves of a run: SD of its mean {i.paired_run_mean_sd:.4f}, "
               f"residual SD {i.paired_residual_sd:.4f}); {pw.detectable_unpaired[pw.n_seeds]:.4f} unpaired."
-              if pw.paired else "."))
-    if pw.paired:
+              if pw.paired and pw.detectable_unpaired is not None else "."))
+    if pw.paired and pw.detectable_unpaired is not None:  # power_from computes both with pairs
         doc.table(["runs per arm", "smallest Δ at 80 % power, paired by seed", "unpaired"],
                   [[str(k), f"{v:.4f}", f"{pw.detectable_unpaired[k]:.4f}"] for k, v in pw.detectable.items()])
     else:

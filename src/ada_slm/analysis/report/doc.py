@@ -53,7 +53,7 @@ def components(vc: contrasts.VarianceComponents | None, run_level: bool) -> str:
 
 # ----------------------------------------------------------------------------------------- the report
 class Doc:
-    def __init__(self):
+    def __init__(self) -> None:
         self.blocks: list[tuple] = []
 
     def h(self, level: int, text: str):

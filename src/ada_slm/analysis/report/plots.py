@@ -10,6 +10,7 @@ import numpy as np
 from ada_slm.analysis.arms import ArmData, matrix
 from ada_slm.analysis.report.doc import Doc
 from ada_slm.run.metrics import METRICS
+from ada_slm.run.records import RunRecord
 from ada_slm.stats import contrasts
 
 
@@ -35,7 +36,7 @@ def _loss_curves(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
     drew = False
     for i, (name, arm) in enumerate(arms.items()):
         for seed, rec in sorted(arm.records.items()):
-            if rec.train is None:
+            if not isinstance(rec, RunRecord) or rec.train is None:  # an imported run (compare) has no steps
                 continue
             steps = rec.train.steps
             colour = f"C{i % 10}"
@@ -62,7 +63,8 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
     metrics = [m for m in METRICS if any(arm_matrix(a, m) is not None for a in arms.values())]
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 * len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
-        names, means, errs = [], [], [[], []]
+        names, means = [], []
+        errs: list[list[float]] = [[], []]
         for name, arm in arms.items():
             y = arm_matrix(arm, m)
             if y is None:
@@ -84,8 +86,8 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
 
 
 def _metric_vs_rank(doc: Doc, arms: dict[str, ArmData], primary: str, out_dir: Path, plt):
-    points = [(arm.config.lora.r, name, contrasts.arm_interval(arm_matrix(arm, primary)))
-              for name, arm in arms.items() if arm.config and arm_matrix(arm, primary) is not None]
+    points = [(arm.config.lora.r, name, contrasts.arm_interval(y))
+              for name, arm in arms.items() if arm.config and (y := arm_matrix(arm, primary)) is not None]
     if points:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for r, name, iv in points:

@@ -175,8 +175,9 @@ def render_comparisons(doc: Doc, a: StudyAnalysis):
             continue
         doc.p(factor_note(comp, name) + samples_note(comp.comparisons.get(a.primary)))
         doc.table(*comparison_table(a, comp))
-        if comp.equivalence:
-            doc.p(equivalence_note(a, comp))
+        note = equivalence_note(a, comp)  # None without equivalence tests
+        if note is not None:
+            doc.p(note)
 
 
 def factor_note(comp, name: str) -> str:
@@ -233,6 +234,7 @@ def render_designs(doc: Doc, a: StudyAnalysis):
 
 def render_how_to_read(doc: Doc, a: StudyAnalysis):
     """The long explanations, once, at the end of the report."""
+    assert isinstance(a.study, Study)  # a study's report (compare/report.py writes its own)
     doc.h(2, "How to read this")
     doc.p(f"The training run is the unit: Δ is the difference of arm means over the items both arms share; its "
           f"95 % CI and p come from a {contrasts.TEST_NAME} — the seed part is the spread of per-run means, the item "

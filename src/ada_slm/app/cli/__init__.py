@@ -13,8 +13,6 @@ needs them does not load them; (2) in this CLI, the library modules a command ca
 
 from __future__ import annotations
 
-import sys
-
 from ada_slm.app.cli import compare, data, study, train_eval, use  # noqa: F401 (each registers its commands)
 from ada_slm.app.cli.common import (  # noqa: F401
     app,
@@ -31,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +29,7 @@ def _arms(options: list[str]) -> dict[str, list[str]]:
 
 
 def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, min_effect, min_shared, name,
-          allow_differing: list[str] = ()):
+          allow_differing: Sequence[str] = ()):
     # the run readers and the statistics load scipy: imported when `compare` runs, not at every command's start
     from ada_slm.analysis.compare.analysis import CompareSpec, load_spec
     from ada_slm.analysis.compare.readers import TABLE_SUFFIXES, read_table

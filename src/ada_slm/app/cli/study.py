@@ -165,7 +165,7 @@ def study_power(
     by simulation, from a finished study's variance components or stated ones."""
     from ada_slm.analysis.analysis import questions_asked
     from ada_slm.analysis.arms import collect
-    from ada_slm.analysis.power import power, power_from
+    from ada_slm.analysis.power import Power, power, power_from
     from ada_slm.stats.power_simulation import PowerInputs  # loads scipy: see study_report
 
     study, specs, _ = study_specs(file, scale, None, None, results, exports)
@@ -176,6 +176,7 @@ def study_power(
         raise UserError(f"--metric: {e}") from None
     n_tests = len(questions_asked(study, specs, scale)) or 1  # the Holm family: questions this scale asks
     suite_name, suite_items = _suite_items(suite, specs)
+    result: Power | None
     if run_mean_sd is not None:
         inputs = PowerInputs(run_mean_sd, residual_sd, interaction_sd, items or suite_items)
         result = power_from(inputs, metric, seeds, n_tests, effect)

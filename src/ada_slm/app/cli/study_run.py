@@ -77,14 +77,15 @@ def study_plan(
             ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
         t = plan.throughput_of(s, rate, per_seq, store)
         est = estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) if t else None
-        rows.append((s, describe(s.train), diff, f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if est else "—"))
+        rows.append((s, describe(s.train), diff, f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min"
+                     if t is not None and est else "—"))
     title = f"{study.name} ({path}, scale {scale or 'as written'})"
     if wide or console.width >= WIDE_COLUMNS:
         table = Table(title=title)
         for col in ("run", "base", "config", "vs baseline", "state", "est. train"):
             table.add_column(col)
-        for s, config, diff, est in rows:
-            table.add_row(s.key, s.base, config, diff, state_of(s), est)
+        for s, config, diff, est_text in rows:
+            table.add_row(s.key, s.base, config, diff, state_of(s), est_text)
         console.print(table)
     else:
         _plan_blocks(title, rows)

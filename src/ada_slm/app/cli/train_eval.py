@@ -164,7 +164,7 @@ def eval_cmd(
         summary = evaluate(base, str(adapter) if adapter else None, suite, settings, out, limit=limit,
                            progress=lambda n: bar.advance(task, n),
                            cache=EvalCache(user_cache_dir()) if cache else None)
-    if record is not None:
+    if record is not None and run_dir is not None:  # (a record is read only from RUN_DIR)
         record.eval = records.EvalSection.model_validate(summary)
         records.write_record(run_dir, record)
     if not quiet:
@@ -177,15 +177,18 @@ def eval_cmd(
                   + (f", {settings.samples} samples" if settings.samples > 1 else "") + f") → {out}/eval.jsonl")
 
 
-def _trained_run(run_dir: Path, out: Optional[Path]) -> tuple[dict, str, Path, Path]:
+def _trained_run(run_dir: Path, out: Optional[Path]) -> tuple[records.RunRecord, str, Optional[Path], Path]:
     """(record, base, adapter, out) of a finished training run that `eval RUN_DIR` scores."""
     record = records.read_record(run_dir)
     if record is None:
         raise UserError(f"{run_dir}: no record.json (not a training run directory)")
     if not records.is_trained(record):
         raise UserError(f"{records.record_path(run_dir)}: run is not complete ({records.state(record)})")
+    base = records.base_model(record)
+    if base is None:
+        raise UserError(f"{records.record_path(run_dir)}: the record names no base model")
     adapter_dir = records.adapter_dir(record)
-    return record, records.base_model(record), Path(adapter_dir) if adapter_dir else None, out or run_dir
+    return record, base, Path(adapter_dir) if adapter_dir else None, out or run_dir
 
 
 def _generation_settings(scoring: str, generation: str, samples: int, batch_size: int,
