@@ -332,7 +332,7 @@ class StudyView:
                         result["errors"].append(f"{rounds_err}: the adaptive rounds are not shown")
                 except UserError as e:
                     result = {"available": False, "reason": f"The finished runs cannot be analysed: {e}"}
-                except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError, AssertionError) as e:  # data no run wrote
                     result = {"available": False, "reason": "The finished runs cannot be analysed: "
                                                             f"{type(e).__name__} {e}"}
             result["version"] = version
