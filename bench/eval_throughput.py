@@ -35,7 +35,7 @@ def main():
     print(f"model {args.base}, suite {args.suite}, {len(prompts)} prompts, max_new_tokens {args.max_new_tokens}")
     print(f"{'batch':>8}{'wall s':>10}{'prompts/s':>12}{'speed-up':>10}{'identical to batch 1':>24}")
     for bs, (secs, ids) in results.items():
-        same = sum(a == b for a, b in zip(seq_ids, ids))
+        same = sum(a == b for a, b in zip(seq_ids, ids, strict=True))
         print(f"{bs:>8}{secs:>10.1f}{len(prompts) / secs:>12.2f}{seq_s / secs:>9.2f}×{same:>18}/{len(prompts)}")
 
 

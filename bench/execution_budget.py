@@ -57,7 +57,7 @@ def main():
     optimizer, _ = make_optimizer(cfg, trainable, 100)
     model.train()
     steps = [[train_set[i] for i in step_indices(len(train_set), 16, 0, k)] for k in range(args.steps + 1)]
-    executions = [(f"configured {c}", lambda chosen, m=int(c.split("x")[0]): micro_batches(chosen, m))
+    executions = [(f"configured {c}", lambda chosen, m=int(c.split("x")[0]): micro_batches(chosen, m))  # noqa: B008 (binds m now)
                   for c in args.configured.split(",") if c]
     overhead = args.pass_overhead if args.pass_overhead is not None else hardware.execution_defaults(device)[1]
     executions += [(f"budget {b}", lambda chosen, b=int(b): token_budget_passes(chosen, b, overhead))

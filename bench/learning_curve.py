@@ -42,13 +42,13 @@ def main() -> int:
 
     import torch
 
-    from ada_slm.run import hardware
     from ada_slm.app.cli import study_path
+    from ada_slm.run import hardware
     from ada_slm.run.config import TrainConfig
     from ada_slm.run.evaluate import evaluate
     from ada_slm.run.suites import GenerationSettings
-    from ada_slm.study.spec import expand, load_study
     from ada_slm.run.train import run
+    from ada_slm.study.spec import expand, load_study
 
     steps = sorted({int(s) for s in args.steps.split(",")})
     study_file = study_path(args.study)
@@ -93,7 +93,8 @@ def main() -> int:
         train_clock = {"start": time.perf_counter(), "eval": 0.0}
         pending = []
 
-        def at_step(step: int, model, tokenizer, arm=arm, pending=pending):
+        def at_step(step: int, model, tokenizer, arm=arm, pending=pending, targets=targets, spec=spec,
+                    train_clock=train_clock):
             if step not in targets:
                 return
             t = time.perf_counter()

@@ -30,11 +30,16 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from ada_slm.run import models
 from ada_slm.agl.builder import build_corpus
+from ada_slm.run import models
 from ada_slm.run.datasets_io import tokenize
-from ada_slm.run.steps import (accumulate_step, hold_frozen_linears_in, micro_batches, restore_frozen_linears,
-                               step_indices)
+from ada_slm.run.steps import (
+    accumulate_step,
+    hold_frozen_linears_in,
+    micro_batches,
+    restore_frozen_linears,
+    step_indices,
+)
 
 CATEGORIES = ["base matmuls", "LoRA matmuls", "weight casts", "activation casts", "dropout", "attention",
               "elementwise", "optimizer", "Python/other"]

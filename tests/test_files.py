@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 
 from ada_slm.analysis.audit import load_reported
-from ada_slm.run.config import load_config
 from ada_slm.errors import UserError
-from ada_slm.run.suites import load_suite
 from ada_slm.files import UnreadableFile, iter_jsonl, load_yaml, parse_json, read_json, read_regular
+from ada_slm.run.config import load_config
+from ada_slm.run.suites import load_suite
 from ada_slm.study.spec import load_study
 
 
@@ -82,7 +82,7 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
     ("a: [" + "[" * 3000 + "]" * 3000 + "]\n", "nested too deeply"),  # RecursionError on main
     ("a: " + "7" * 5000 + "\n", "4300 digits"),  # ValueError on main
     ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in
-                                                         zip("abcdef", "bcdefg")), "expand to more than"),
+                                                         zip("abcdef", "bcdefg", strict=True)), "expand to more than"),
     ("a: &a [*a]\n", "refer to themselves"),
     ("a: !!python/object:os.system x\n", ":1: invalid YAML (could not determine a constructor"),
 ])

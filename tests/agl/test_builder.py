@@ -23,7 +23,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
         paths.append(tmp_path / f"{name}.jsonl")
     assert paths[0].read_bytes() == paths[1].read_bytes()
     other = build_corpus(600, "pure", seed=4)
-    assert [r["id"] for r in other.train] != [json.loads(l)["id"] for l in paths[0].read_text().splitlines()[:540]]
+    assert [r["id"] for r in other.train] != [json.loads(line)["id"] for line in paths[0].read_text().splitlines()[:540]]
 
 
 def test_pure_mix_covers_every_category_except_polyglot_and_all_rows_are_valid():

@@ -119,7 +119,7 @@ def test_polyglot_uses_real_vocabulary_and_all_three_languages():
 
 
 def test_same_seed_same_samples():
-    for category, gen in GENERATORS.items():
+    for gen in GENERATORS.values():
         a = [gen(random.Random(7)).response for _ in range(3)]
         b = [gen(random.Random(7)).response for _ in range(3)]
         assert a == b

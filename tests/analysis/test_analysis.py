@@ -8,11 +8,11 @@ import pytest
 
 from ada_slm.analysis import analysis, design
 from ada_slm.analysis.arms import RUN_FIELDS
+from ada_slm.analysis.report.writer import build_report, summary
 from ada_slm.errors import UserError
 from ada_slm.run.metrics import METRICS
-from ada_slm.analysis.report.writer import build_report, summary
-from ada_slm.study.spec import expand, load_study
 from ada_slm.run.records import RunRecord
+from ada_slm.study.spec import expand, load_study
 
 # a finished run's record as the analysis holds it (the simulated scores stand in for its eval.jsonl)
 FINISHED = RunRecord.model_validate({"status": {"state": "complete"}})
@@ -210,8 +210,8 @@ def test_every_verdict_names_its_holm_family(study_specs):
     """A Δ is corrected over the metrics of its comparison in the table and over the decision's questions in the
     decision: the table's cells say 'supported' or '—' under a caption that names the family once, the decision
     names its own, so a '—' beside a 'yes' is explained, not a contradiction."""
-    from ada_slm.analysis.report.writer import comparison_table, summary_table
     from ada_slm.analysis.report.decision import decision_table
+    from ada_slm.analysis.report.writer import comparison_table, summary_table
 
     study, specs = study_specs
     arms = simulate_arms(study, specs, np.random.default_rng(5), {"b16": 0.3, "r32": 0.36, "data5k": 0.3},
@@ -298,8 +298,8 @@ def test_the_report_opens_with_the_answer_and_no_cell_reads_nan(study_specs):
     assert "nan" not in md.lower().replace("nanosecond", ""), [line for line in md.splitlines() if "nan" in line]
     assert md.index("## The answer") < md.index("| arm |") and "no CI: one run" in md
     assert "n/a (one run per arm: no CI)" in md and "no test (one run)" in md
-    from ada_slm.stats import contrasts
     from ada_slm.analysis.report.doc import ci4
+    from ada_slm.stats import contrasts
     y = np.array([[1.0] * 30 + [0.0], [1.0] * 31, [1.0] * 29 + [0.0, 0.0]])  # a proportion near 1
     iv = contrasts.arm_interval(y)
     assert iv.high > 1 and ci4(iv).endswith("1.0000] (clipped to [0, 1])")

@@ -5,13 +5,11 @@ alone and reported as not asked; the shipped phase14d asks rank, split (equivale
 import numpy as np
 import pytest
 
-from ada_slm.analysis import design
-
-from ada_slm.analysis import analysis
+from ada_slm.analysis import analysis, design
 from ada_slm.analysis.arms import RUN_FIELDS
 from ada_slm.analysis.report.decision import decision_intro, decision_table
-from ada_slm.study.spec import expand, load_study
 from ada_slm.run.records import RunRecord
+from ada_slm.study.spec import expand, load_study
 
 # a finished run's record as the analysis holds it (the simulated scores stand in for its eval.jsonl)
 FINISHED = RunRecord.model_validate({"status": {"state": "complete"}})

@@ -22,9 +22,9 @@ def test_table_level_findings(sections):
     assert "v9B: certainty_gradient is 0.0020 in one published table and 0.0400 in another." in lines
     assert ("v9C is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64 (87 optimizer steps)."
             in lines)
-    assert any(l.startswith("v9E is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64")
-               for l in lines)
-    assert not any(l.startswith("v9D is published") for l in lines)  # v9D ran as published
+    assert any(line.startswith("v9E is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64")
+               for line in lines)
+    assert not any(line.startswith("v9D is published") for line in lines)  # v9D ran as published
 
 
 def test_92x_claim(sections):
@@ -49,7 +49,7 @@ def test_batch1_claim_was_never_tested(sections):
 def test_rank48_claim_is_a_clean_pair_but_n1(sections):
     lines = sections["r=48 kills emergence (v9E vs v9C)"]
     assert "The claim attributes the difference to rank 48 vs 32; as run, the arms differ in rank 32→48." in lines
-    assert not any(l.startswith("Confounded") for l in lines)
+    assert not any(line.startswith("Confounded") for line in lines)
     assert "The difference (0.0840) is within the re-run spread (0.0847)." in lines
     assert lines[-1] == "Verdict: not supported (n = 1)."
 
@@ -58,7 +58,7 @@ def test_loss_claim(sections):
     lines = sections["higher loss = less overfitting = more emergence"]
     assert "They are different quantities (last logged step vs whole-run average) and cannot be compared." in lines
     assert "Like for like (last logged step): v9B 0.785, v9C 2.396, v9D 0.193, v9E 1.922." in lines
-    scaling = next(l for l in lines if l.startswith("The logged training loss scales"))
+    scaling = next(line for line in lines if line.startswith("The logged training loss scales"))
     assert "v9B 0.785 / 4 = 0.196" in scaling and "v9C 3.262 / 16 = 0.204" in scaling
     assert lines[-1].startswith("Verdict: not supported")
 

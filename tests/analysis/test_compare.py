@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ada_slm.analysis.compare.readers import ImportedRun, read_inspect, read_lm_eval, read_table, read_trainer_state
 from ada_slm.analysis.compare.analysis import CompareSpec, compare, match, to_json
+from ada_slm.analysis.compare.readers import ImportedRun, read_inspect, read_lm_eval, read_table, read_trainer_state
 from ada_slm.errors import UserError
 from tests.shared import DATA
 
@@ -353,9 +353,10 @@ def test_inspect_null_pair_and_planted_pair(inspect_logs, tmp_path):
 
 @pytest.mark.slow
 def test_inspect_missing_names_the_extra(inspect_logs):
+    good, poor = inspect_logs["good"][0], inspect_logs["poor"][0]
     code = ("import sys; sys.modules['inspect_ai'] = None; sys.modules['inspect_ai.log'] = None\n"
-            "from ada_slm.app.cli import main; sys.argv = ['ada-slm', 'compare', '--arm', 'a=%s', '--arm', 'b=%s']; main()"
-            % (inspect_logs["good"][0], inspect_logs["poor"][0]))
+            "from ada_slm.app.cli import main; "
+            f"sys.argv = ['ada-slm', 'compare', '--arm', 'a={good}', '--arm', 'b={poor}']; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     one_line_error(p, "pip install 'ada-slm[inspect]'")
 
@@ -463,10 +464,10 @@ def test_a_run_in_two_arms_is_refused(tmp_path):
 def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs, tmp_path):
     """The same runs as a study sees them (analysis.collect over RunSpecs) and as compare reads them give the
     same Δ, CI and Holm p on every metric."""
-    from ada_slm.stats import contrasts
     from ada_slm.analysis.analysis import collect
     from ada_slm.run.metrics import METRICS, RUN_METRICS
     from ada_slm.run.records import RunPaths
+    from ada_slm.stats import contrasts
     from ada_slm.study.spec import RunSpec
 
     (tmp_path / "results" / "cmp").mkdir(parents=True)

@@ -5,10 +5,10 @@ import pytest
 
 from ada_slm.analysis import analysis, criteria
 from ada_slm.analysis.arms import RUN_FIELDS
-from ada_slm.errors import UserError
 from ada_slm.analysis.report.writer import summary
-from ada_slm.study.spec import expand, load_study
+from ada_slm.errors import UserError
 from ada_slm.run.records import RunRecord
+from ada_slm.study.spec import expand, load_study
 
 # a finished run's record as the analysis holds it (the simulated scores stand in for its eval.jsonl)
 FINISHED = RunRecord.model_validate({"status": {"state": "complete"}})

@@ -72,7 +72,7 @@ def test_bad_build_inputs_are_one_line_errors(tmp_path):
         assert p.returncode != 0, args
         assert message in p.stderr, (args, p.stderr)
         assert "Traceback" not in p.stderr
-        assert len([l for l in p.stderr.splitlines() if l.strip()]) == 1, p.stderr
+        assert len([line for line in p.stderr.splitlines() if line.strip()]) == 1, p.stderr
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

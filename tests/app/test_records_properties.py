@@ -18,17 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ada_slm.analysis import adaptive, analysis
-from ada_slm.analysis.report import writer as report
+from ada_slm.analysis.arms import UNREADABLE
 from ada_slm.analysis.report import decision as report_decision
 from ada_slm.analysis.report import doc as report_doc
-from ada_slm.analysis.arms import UNREADABLE
-from ada_slm.run import records
+from ada_slm.analysis.report import writer as report
 from ada_slm.app import serve, study_view
-from ada_slm.run.config import load_config
 from ada_slm.errors import UserError
-from ada_slm.run.suites import load_suite
 from ada_slm.files import iter_jsonl, write_json, write_jsonl
+from ada_slm.run import records
+from ada_slm.run.config import load_config
 from ada_slm.run.metrics import METRICS
+from ada_slm.run.suites import load_suite
 from ada_slm.study.spec import expand, load_study
 from tests.app.test_serve import TINY, finished_run
 

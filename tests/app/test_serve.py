@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-from ada_slm.analysis.report import writer as report
 from ada_slm.analysis.report import decision as report_decision
 from ada_slm.analysis.report import doc as report_doc
+from ada_slm.analysis.report import writer as report
 from ada_slm.app import serve, study_view
 from ada_slm.errors import UserError
 from ada_slm.files import write_json, write_jsonl
@@ -83,7 +83,7 @@ def md_table(md: str, heading: str) -> list[dict]:
         if not line.startswith("|"):
             break
         table.append([c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]])
-    return [dict(zip(table[0], row)) for row in table[2:]]
+    return [dict(zip(table[0], row, strict=True)) for row in table[2:]]
 
 
 # ------------------------------------------------------------------------------------------ run states

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ada_slm.app import use as inference
-from ada_slm.run import models
 from ada_slm.errors import UserError
+from ada_slm.run import models
 from ada_slm.run.evaluate import generate_ids
 from ada_slm.run.suites import GenerationSettings
 from tests.shared import CLI
@@ -71,7 +71,7 @@ def test_generate_file_is_resumable(noisy_model_and_adapter, tmp_path):
                   "--max-new-tokens", "5"]
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["1", "3"] and rows[0]["prompt"] == "first prompt"
     assert rows[0]["settings"]["max_new_tokens"] == 5 and "agl_awareness" in rows[0]["metrics"]
     p = subprocess.run(args, capture_output=True, text=True)

@@ -1,7 +1,7 @@
 import pytest
 
-from ada_slm.run.config import load_config
 from ada_slm.errors import UserError
+from ada_slm.run.config import load_config
 
 
 def test_defaults_and_batch_arithmetic():

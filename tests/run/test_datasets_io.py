@@ -5,13 +5,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from ada_slm.run import models
 from ada_slm.agl.builder import build_corpus
 from ada_slm.app.cli import app
-from ada_slm.run.config import build_config
-from ada_slm.run.datasets_io import IGNORE, hold_out, load_rows, read_rows, rows_hash, tokenize
 from ada_slm.errors import UserError
 from ada_slm.files import write_jsonl
+from ada_slm.run import models
+from ada_slm.run.config import build_config
+from ada_slm.run.datasets_io import IGNORE, hold_out, load_rows, read_rows, rows_hash, tokenize
 from ada_slm.run.train import run
 from tests.shared import DATA
 
@@ -58,10 +58,10 @@ def test_every_trained_assistant_turn_and_only_those_carry_loss(name, tiny_token
     rows, _ = read_rows(str(FORMATS / name), fmt, columns)
     examples, dropped = tokenize(rows, tiny_tokenizer, max_length=512)
     assert dropped == 0 and len(examples) == len(expected)
-    for row, example, answers in zip(rows, examples, expected):
+    for row, example, answers in zip(rows, examples, expected, strict=True):
         assert [tiny_tokenizer.decode(s) for s in spans(example)] == [a + EOT for a in answers]
         assert example.labels[0] == IGNORE and len(example.labels) == len(example.input_ids)
-        assert all(label in (IGNORE, token) for label, token in zip(example.labels, example.input_ids))
+        assert all(label in (IGNORE, token) for label, token in zip(example.labels, example.input_ids, strict=True))
         if row["train_on"][-1]:  # the whole sequence is the template's rendering of the conversation
             rendered = tiny_tokenizer.apply_chat_template(row["messages"], tokenize=False)
             assert tiny_tokenizer.decode(example.input_ids) == rendered.removesuffix("\n")
@@ -71,7 +71,7 @@ def test_plain_text_trains_on_every_token_when_asked(tiny_tokenizer):
     rows, fmt = read_rows(str(FORMATS / "text.jsonl"), "text")
     assert fmt == "text" and rows[0]["text"] == "Once upon a time there was a tiny model."
     examples, _ = tokenize(rows, tiny_tokenizer, max_length=512)
-    for row, example in zip(rows, examples):
+    for row, example in zip(rows, examples, strict=True):
         assert example.labels == example.input_ids
         assert tiny_tokenizer.decode(example.input_ids) == row["text"] + EOT
     with pytest.raises(UserError, match=r"text.jsonl:1: a plain 'text' example: set data.format: text"):
@@ -139,7 +139,7 @@ def test_multi_turn_pieces_tokenize_like_the_whole_conversation():
     tokenizer = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
     rows, _ = read_rows(str(FORMATS / "sharegpt.jsonl"))
     (one, two), _ = tokenize(rows, tokenizer, max_length=512)
-    for row, example in zip(rows, (one, two)):
+    for row, example in zip(rows, (one, two), strict=True):
         whole = tokenizer.apply_chat_template(row["messages"], tokenize=False).removesuffix("\n")
         assert example.input_ids == tokenizer(whole, add_special_tokens=False)["input_ids"]
     assert [tokenizer.decode(s) for s in spans(two)] == ["Hello!" + EOT, "Bye!" + EOT]
@@ -317,7 +317,7 @@ def test_user_corpus_keeps_held_out_loss_and_data_hash(tmp_path):
 
 
 def test_cli_validate_and_show_every_format():
-    for name, (fmt, columns, expected) in TRAINED.items():
+    for name, (_fmt, columns, expected) in TRAINED.items():
         args = [f"--column={k}={v}" for k, v in columns.items()]
         result = runner.invoke(app, ["data", "validate", str(FORMATS / name), *args])
         turns = sum(len(a) for a in expected)

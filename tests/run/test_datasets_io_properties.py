@@ -13,10 +13,10 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ada_slm.errors import UserError
 from ada_slm.run.config import TrainConfig, load_config
 from ada_slm.run.data_formats import FORMATS
 from ada_slm.run.datasets_io import read_rows, rows_hash
-from ada_slm.errors import UserError
 from tests.shared import DATA
 
 SAMPLES = DATA / "formats"  # a file of each format

@@ -18,8 +18,8 @@ import yaml
 from ada_slm.errors import UserError
 from ada_slm.run.eval_cache import EvalCache, library_versions, rescore
 from ada_slm.run.evaluate import evaluate, load_model
-from ada_slm.run.suites import GenerationSettings, load_suite, subset
 from ada_slm.run.metrics import score
+from ada_slm.run.suites import GenerationSettings, load_suite, subset
 from tests.shared import CLI
 
 GREEDY = GenerationSettings(batch_size=4, max_new_tokens=6)

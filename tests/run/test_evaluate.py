@@ -126,7 +126,7 @@ def test_batched_generation_equals_one_prompt_at_a_time(which):
 def test_evaluate_writes_items_and_summary(tmp_path):
     settings = GenerationSettings(batch_size=4, max_new_tokens=8)
     summary = evaluate("tiny-lfm2", None, "multilang", settings, tmp_path, limit=20)
-    rows = [json.loads(l) for l in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert len(rows) == 20 and summary["n_items"] == 20
     assert set(rows[0]) == {"id", "lang", "category", "prompt", "output", "metrics", "seed_metrics"}
     assert summary["arm"] == "base" and summary["generation"]["batch_size"] == 4
@@ -163,8 +163,8 @@ def test_seed_compatible_generation_is_seeded_and_measures_sampling_noise(tmp_pa
     small = settings.model_copy(update={"max_new_tokens": 10})
     a = evaluate("tiny-lfm2", None, "multilang", small, tmp_path / "a", limit=6, model_and_tokenizer=(model, tok))
     evaluate("tiny-lfm2", None, "multilang", small, tmp_path / "b", limit=6, model_and_tokenizer=(model, tok))
-    rows_a = [json.loads(l) for l in (tmp_path / "a" / "eval.jsonl").read_text().splitlines()]
-    rows_b = [json.loads(l) for l in (tmp_path / "b" / "eval.jsonl").read_text().splitlines()]
+    rows_a = [json.loads(line) for line in (tmp_path / "a" / "eval.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(line) for line in (tmp_path / "b" / "eval.jsonl").read_text().splitlines()]
     assert len(rows_a) == 12 and {r["sample"] for r in rows_a} == {0, 1}
     assert [r["output"] for r in rows_a] == [r["output"] for r in rows_b]  # seeded: reproducible
     first, second = rows_a[:6], rows_a[6:]

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ada_slm.run.suites import load_suite
 from ada_slm.run.lm_eval_export import export
 from ada_slm.run.metrics import METRICS, score
+from ada_slm.run.suites import load_suite
 from tests.shared import CLI
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from ada_slm.run import models
 from ada_slm.errors import UserError
+from ada_slm.run import models
 
 
 def test_tiny_lfm2_is_lfm2_with_chat_template():

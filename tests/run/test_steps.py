@@ -7,8 +7,15 @@ import torch
 from ada_slm.agl.builder import build_corpus
 from ada_slm.run import models
 from ada_slm.run.datasets_io import tokenize
-from ada_slm.run.steps import (accumulate_step, collate, micro_batches, sequence_weights, summed_loss,
-                               target_tokens, token_budget_passes)
+from ada_slm.run.steps import (
+    accumulate_step,
+    collate,
+    micro_batches,
+    sequence_weights,
+    summed_loss,
+    target_tokens,
+    token_budget_passes,
+)
 
 CPU = torch.device("cpu")
 
@@ -50,14 +57,14 @@ def _hand(model, tok, groups_of_weights):
 
 def _close(a, b):
     assert abs(a[0] - b[0]) / abs(b[0]) < 1e-5, (a[0], b[0])
-    for g, r in zip(a[1], b[1]):
+    for g, r in zip(a[1], b[1], strict=True):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
 
 
 def test_sequence_at_micro_1_is_the_mean_of_per_sequence_means(setup):
     model, tok, three = setup
     counts = [target_tokens([e]) for e in three]
-    hand = _hand(model, tok, [([e], 1 / (3 * c)) for e, c in zip(three, counts)])  # (1/3) Σ (sum_s / n_s)
+    hand = _hand(model, tok, [([e], 1 / (3 * c)) for e, c in zip(three, counts, strict=True)])  # (1/3) Σ (sum_s / n_s)
     for micro in (1, 3):  # `sequence` does not depend on the split
         for passes in (micro_batches(three, micro), token_budget_passes(three, 10_000, 0)):
             _close(_step(model, tok, passes, sequence_weights(three, micro, "sequence")), hand)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ada_slm.run import models
 from ada_slm.agl.builder import build_corpus
-from ada_slm.run.config import build_config
 from ada_slm.files import write_jsonl
+from ada_slm.run import models
+from ada_slm.run.config import build_config
 from ada_slm.run.datasets_io import IGNORE, Example, tokenize
 from ada_slm.run.steps import accumulate_step, micro_batches, step_indices, step_passes, token_budget_passes
 from ada_slm.run.train import run
@@ -38,7 +38,7 @@ def test_tokenize_masks_prompt_and_keeps_end_of_turn():
     rows = build_corpus(5, {"tool": 1}, seed=0).train
     examples, dropped = tokenize(rows, tok, max_length=512)
     assert dropped == 0
-    for row, ex in zip(rows, examples):
+    for row, ex in zip(rows, examples, strict=True):
         target = [t for t in ex.labels if t != IGNORE]
         assert target[-1] == tok.eos_token_id
         assert tok.decode(target[:-1]) == row["messages"][-1]["content"]
@@ -74,7 +74,7 @@ def test_loss_and_gradients_do_not_depend_on_micro_batch_split(base, targets):
     for micro in (1, 4, "budget 300", "budget 1"):
         loss, grads = results[micro]
         assert abs(loss - ref_loss) / ref_loss < 1e-5, (micro, loss, ref_loss)
-        for g, r in zip(grads, ref_grads):
+        for g, r in zip(grads, ref_grads, strict=True):
             torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
 
 
@@ -110,7 +110,7 @@ def test_token_budget_passes_are_the_cheapest_cut_within_the_budget():
         best = None
         for cuts in itertools.product((False, True), repeat=len(step) - 1):
             groups, current = [], [by_length[0]]
-            for e, cut in zip(by_length[1:], cuts):
+            for e, cut in zip(by_length[1:], cuts, strict=True):
                 if cut:
                     groups.append(current)
                     current = []
@@ -162,9 +162,9 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
         for m in range(0, 4, 2):
             part = chosen[m : m + 2]
             pad = [cfg.max_length - len(e.input_ids) for e in part]
-            ids = torch.tensor([e.input_ids + [tok.pad_token_id] * p for e, p in zip(part, pad)])
-            labels = torch.tensor([e.labels + [IGNORE] * p for e, p in zip(part, pad)])
-            mask = torch.tensor([[1] * len(e.input_ids) + [0] * p for e, p in zip(part, pad)])
+            ids = torch.tensor([e.input_ids + [tok.pad_token_id] * p for e, p in zip(part, pad, strict=True)])
+            labels = torch.tensor([e.labels + [IGNORE] * p for e, p in zip(part, pad, strict=True)])
+            mask = torch.tensor([[1] * len(e.input_ids) + [0] * p for e, p in zip(part, pad, strict=True)])
             logits = model(input_ids=ids, attention_mask=mask).logits
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
                                    ignore_index=IGNORE, reduction="sum")
@@ -176,7 +176,7 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
         sched.step()
         opt.zero_grad(set_to_none=True)
     assert plain[-1] < plain[0]  # it learns at all
-    for a, b in zip(ours, plain):
+    for a, b in zip(ours, plain, strict=True):
         assert abs(a - b) / b < 1e-4, (ours, plain)
 
 
@@ -458,7 +458,7 @@ def test_frozen_base_in_bf16_computes_what_bf16_autocast_computes():
     assert any(d == torch.bfloat16 for d in dtypes.values())
     loss, grads = step()
     assert loss == ref_loss
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=True):
         assert torch.equal(g, r)
     restore_frozen_linears(originals)
     after = model.state_dict()
@@ -480,7 +480,7 @@ def test_bf16_run_learns_what_the_fp32_run_learns(tmp_path):
     a, b = ([s["loss"] for s in r["train"]["steps"]] for r in (fp32, bf16))
     assert a[-1] < a[0] and b[-1] < b[0]
     assert a != b  # bf16 really ran
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert abs(x - y) / x < 2**-9, (a, b)
 
 
@@ -656,7 +656,7 @@ def test_the_configured_split_does_not_change_the_adapter_and_the_record_names_b
     # the same passes whatever the configured split: the same numbers exactly
     assert _adapter(runs["1x8 budget"]).keys() == _adapter(runs["4x2 budget"]).keys()
     assert all(torch.equal(a, b) for a, b in zip(_adapter(runs["1x8 budget"]).values(),
-                                                 _adapter(runs["4x2 budget"]).values()))
+                                                 _adapter(runs["4x2 budget"]).values(), strict=True))
     configured = runs["1x8 configured"]
     assert [s["passes"] for s in configured["train"]["steps"]] == [8] * 4
     assert configured["config"]["batch"] == {"micro": 1, "accum": 8}
@@ -682,7 +682,7 @@ def test_grouping_with_dropout_moves_held_out_loss_only_within_seed_noise(tmp_pa
                            execution={"grouping": grouping, "token_budget": 2000}, max_steps=6, seed=seed,
                            val_every=6, out_dir=str(tmp_path / f"{grouping}-{seed}"))
             losses[grouping].append(run(cfg, quiet=True)["train"]["final_val_loss"])
-    diffs = [a - b for a, b in zip(losses["by_length"], losses["configured"])]
+    diffs = [a - b for a, b in zip(losses["by_length"], losses["configured"], strict=True)]
     seed_sd = statistics.stdev(losses["configured"] + losses["by_length"])
     assert any(d != 0 for d in diffs)  # the masks did change
     assert abs(statistics.mean(diffs)) < seed_sd, (losses, seed_sd)

@@ -9,9 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from ada_slm.stats import factorial
-from ada_slm.stats import contrasts
-from ada_slm.stats import power_simulation
+from ada_slm.stats import contrasts, factorial, power_simulation
 
 N_ITEMS = 133
 SETTINGS = {  # SDs of: run effect, item effect, arm × item interaction, residual
@@ -39,7 +37,7 @@ def as_dict(y):
 
 def compare_many(rng, n_studies, delta, **setting):
     A, B = crossed_studies(rng, n_studies, delta, **setting)
-    return [contrasts.compare(as_dict(a), as_dict(b), "m") for a, b in zip(A, B)]
+    return [contrasts.compare(as_dict(a), as_dict(b), "m") for a, b in zip(A, B, strict=True)]
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
@@ -98,9 +96,9 @@ def test_tost_rejects_a_real_difference_and_accepts_a_null_split():
     rng = np.random.default_rng(5)
     setting = dict(seed_sd=0.005, item_sd=0.05, inter_sd=0.01, resid_sd=0.05)
     A, B = crossed_studies(rng, 100, 0.0, **setting)
-    same = [contrasts.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B)]
+    same = [contrasts.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B, strict=True)]
     A, B = crossed_studies(rng, 100, 0.06, **setting)
-    apart = [contrasts.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B)]
+    apart = [contrasts.equivalence(as_dict(a), as_dict(b), margin=0.03) for a, b in zip(A, B, strict=True)]
     assert np.mean([e.equivalent for e in same]) >= 0.8
     assert np.mean([e.equivalent for e in apart]) <= 0.05
     assert all(e.low <= e.high for e in same)
@@ -149,7 +147,7 @@ def test_ratio_only_over_a_baseline_clearly_above_zero_and_the_noise_floor():
 
 def test_ratio_interval_covers():
     A, B = crossed_studies(np.random.default_rng(8), 300, 0.1, **SETTINGS["seed noise dominates"])
-    ratios = [contrasts.compare(as_dict(a), as_dict(b), "m").ratio for a, b in zip(A, B)]
+    ratios = [contrasts.compare(as_dict(a), as_dict(b), "m").ratio for a, b in zip(A, B, strict=True)]
     assert np.mean([lo <= 0.4 / 0.3 <= hi for _, lo, hi in ratios]) >= 0.92
 
 

@@ -7,8 +7,7 @@ interaction, residual) and run through `sequential.simulate` — the same rounds
 import numpy as np
 import pytest
 
-from ada_slm.stats import sequential
-from ada_slm.stats import contrasts
+from ada_slm.stats import contrasts, sequential
 from ada_slm.stats.power_simulation import PowerInputs, power_at
 from ada_slm.stats.sequential import BETTER, OPEN, WORSE, Noise, Plan
 

@@ -8,8 +8,8 @@ import torch
 from filelock import FileLock
 from safetensors.torch import load_file
 
-from ada_slm.run import hardware
 from ada_slm.errors import UserError
+from ada_slm.run import hardware
 from ada_slm.study.spec import expand, load_study, validate_models
 from tests.shared import CLI, DATA, STUDIES
 

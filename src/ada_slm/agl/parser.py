@@ -46,7 +46,7 @@ class Node:
 
     kind: str
     value: str = ""
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
 
     def depth(self) -> int:
         """Deepest nesting of statements (a statement inside brackets, arguments or a quantifier is +1)."""

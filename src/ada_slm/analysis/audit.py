@@ -7,7 +7,7 @@ Output: findings, each a short line, for the table as a whole and for every clai
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, ValidationError
@@ -24,7 +24,7 @@ NEAR_ZERO = 0.01  # below this a density metric is one marker in ~100 words: a r
 class Batch(Strict):
     micro: int = Field(..., gt=0)
     accum: int = Field(..., gt=0)
-    steps: Optional[int] = Field(None, gt=0)
+    steps: int | None = Field(None, gt=0)
 
     @property
     def effective(self) -> int:
@@ -39,8 +39,8 @@ class Loss(Strict):
 class ReportedArm(Strict):
     lora: dict[str, float]
     published: Batch
-    ran: Optional[Batch] = None
-    loss: Optional[Loss] = None
+    ran: Batch | None = None
+    loss: Loss | None = None
     other_losses: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float]
     inconsistencies: list[str] = Field(default_factory=list)
@@ -50,10 +50,10 @@ class ReportedArm(Strict):
 class Claim(Strict):
     text: str
     type: Literal["ratio", "factor", "loss"]
-    metric: Optional[str] = None
-    arm: Optional[str] = None
-    against: Optional[str] = None
-    factor: Optional[str] = None
+    metric: str | None = None
+    arm: str | None = None
+    against: str | None = None
+    factor: str | None = None
     direction: Literal["higher", "lower"] = Field("higher", description="The claim says `arm` scores higher "
                                                   "(or lower) than `against` on `metric`.")
 
@@ -65,15 +65,15 @@ class ReportedCriterion(Strict):
     text: str
     arm: str
     metric: str
-    above: Optional[float] = None
-    below: Optional[float] = None
-    better_than: Optional[str] = None
+    above: float | None = None
+    below: float | None = None
+    better_than: str | None = None
 
 
 class Reported(Strict):
     name: str
     source: str = ""
-    train_examples: Optional[int] = None
+    train_examples: int | None = None
     arms: dict[str, ReportedArm]
     claims: list[Claim] = Field(default_factory=list)
     criteria: list[ReportedCriterion] = Field(default_factory=list, description="Success criteria the study "

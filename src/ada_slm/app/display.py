@@ -5,8 +5,6 @@ The runner (executors.run_study) only reports state changes; this is the CLI's v
 
 from __future__ import annotations
 
-from typing import Optional
-
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -26,7 +24,7 @@ class StudyDisplay:
         self.reasons: dict[str, str] = {}
         self.todo = sum(1 for v in self.states.values() if v != "done")
         self.finished = 0
-        self.live: Optional[Live] = None
+        self.live: Live | None = None
 
     def __enter__(self):
         if self.console.is_terminal:
@@ -56,7 +54,7 @@ class StudyDisplay:
                      + (f" · {self.jobs} runs at once" if self.jobs > 1 else ""))
         return t
 
-    def changed(self, spec: RunSpec, state: str, detail: str, seconds: Optional[float]) -> None:
+    def changed(self, spec: RunSpec, state: str, detail: str, seconds: float | None) -> None:
         self.states[spec.key] = state
         if detail:
             self.reasons[spec.key] = detail if len(detail) <= 120 else detail[:119] + "…"

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, WithJsonSchema, create_model, model_validator
@@ -33,10 +33,10 @@ DataField = Literal["id", "category", "lang", "messages", "conversations", "prom
 class DataConfig(Strict):
     """Where training examples come from: your corpus (any format of datasets_io.py), or the AGL builder."""
 
-    path: Optional[str] = Field(None, description="Training data: a .jsonl/.json/.parquet/.csv/.arrow file, a "
+    path: str | None = Field(None, description="Training data: a .jsonl/.json/.parquet/.csv/.arrow file, a "
                                 "`save_to_disk` or data-file folder, or a Hub dataset id already in the local HF "
                                 "cache. If unset, the AGL corpus is built from size/mix/seed below.")
-    val_path: Optional[str] = Field(None, description="Held-out data (same kinds as `path`) for the validation "
+    val_path: str | None = Field(None, description="Held-out data (same kinds as `path`) for the validation "
                                     "loss; default: <name>.val.<ext> next to `path` if it exists.")
     format: Literal["auto", "messages", "sharegpt", "prompt_completion", "alpaca", "text"] = Field(
         "auto", description="Example format of `path`: auto detects it per file from the fields (messages, "
@@ -44,16 +44,16 @@ class DataConfig(Strict):
     columns: dict[DataField, str] = Field(default_factory=dict, description="Read a field from a differently "
                                           "named column: {prompt: question, completion: answer}.")
     split: str = Field("train", description="Split of `path` to train on (a folder or Hub dataset has several).")
-    val_split: Optional[str] = Field(None, description="Split of `path` for the held-out loss, e.g. test.")
+    val_split: str | None = Field(None, description="Split of `path` for the held-out loss, e.g. test.")
     size: int = Field(2000, gt=0, le=MAX_CORPUS_SIZE, description="Builder: total examples (train + held-out).")
-    mix: Union[str, dict[str, float]] = Field("pure", description="Builder: 'pure', 'polyglot', a YAML file "
+    mix: str | dict[str, float] = Field("pure", description="Builder: 'pure', 'polyglot', a YAML file "
                                               "or a {category: weight} mapping.")
     seed: int = Field(0, description="Builder: corpus seed (independent of the training seed); with `path`: "
                       "which examples val_fraction holds out.")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Held-out share. Builder: split by template. "
                                 "With `path` and no val_path, val_split or <name>.val.<ext>: this share of its "
                                 "examples, drawn with `seed`.")
-    val_size: Optional[int] = Field(None, gt=0, description="Builder: a fixed held-out set of this many "
+    val_size: int | None = Field(None, gt=0, description="Builder: a fixed held-out set of this many "
                                     "examples, the same items at every `size` (same seed, mix and val_fraction), "
                                     "so arms with different corpus sizes report held-out loss on the same items; "
                                     "`size - val_size` examples are trained on. Default: size × val_fraction, "
@@ -89,13 +89,13 @@ class LoraConfig(Strict):
     alpha: float = Field(32, gt=0, description="Scaling numerator: the update is scaled by alpha/r "
                          "(alpha/sqrt(r) with use_rslora).")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
-    targets: Union[Literal["default", "all-linear"], list[str]] = Field(
+    targets: Literal["default", "all-linear"] | list[str] = Field(
         "default", description="'default' (LFM2: q,k,v,out_proj,in_proj,w1,w2,w3; Llama: attention + MLP), "
         "'all-linear', or a list of module names.")
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r).")
     use_dora: bool = Field(False, description="DoRA (PEFT's use_dora): the update is split into a per-output "
                            "magnitude vector (trained) and a LoRA direction; more parameters and slower steps.")
-    init_adapter: Optional[str] = Field(None, description="Continue training this PEFT adapter directory "
+    init_adapter: str | None = Field(None, description="Continue training this PEFT adapter directory "
                                         "(its r/alpha/targets/use_rslora/use_dora win over the fields above).")
 
 
@@ -145,11 +145,11 @@ class ExecutionConfig(Strict):
         "by_length", description="by_length: the step's sequences sorted by length and cut into passes of at most "
         "`token_budget` padded tokens (fewest passes, least padding); configured: passes of batch.micro sequences "
         "(longest first), as the config is written.")
-    token_budget: Optional[int] = Field(None, gt=0, le=1_000_000, description="Padded tokens (rows × the longest "
+    token_budget: int | None = Field(None, gt=0, le=1_000_000, description="Padded tokens (rows × the longest "
                                         "row) per forward/backward pass with grouping by_length; a sequence longer "
                                         "than this is a pass of its own. Default: the machine kind's measured value "
                                         "(ada_slm.run.hardware.EXECUTION), never timed at run time.")
-    pass_overhead: Optional[int] = Field(None, ge=0, le=1_000_000, description="What one more pass costs, in "
+    pass_overhead: int | None = Field(None, ge=0, le=1_000_000, description="What one more pass costs, in "
                                          "padded tokens: the cut into passes minimises padded tokens + this × "
                                          "passes. Default: the machine kind's measured value.")
 
@@ -169,7 +169,7 @@ class TrainConfig(Strict):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="How a step's sequences are "
                                        "computed (speed only): see ExecutionConfig.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training set (ignored if max_steps is set).")
-    max_steps: Optional[int] = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
+    max_steps: int | None = Field(None, gt=0, description="Optimizer steps; overrides epochs.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
     schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="LR decay after warmup.")
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps with linear warmup.")
@@ -188,7 +188,7 @@ class TrainConfig(Strict):
     log_every: int = Field(10, gt=0, description="Without a terminal (a log file, nohup, CI): one progress line "
                            "(step, loss, tokens/s, ETA) every N optimizer steps; record.json is rewritten too.")
     out_dir: str = Field("runs/run", description="Run directory: record.json and checkpoints.")
-    export_dir: Optional[str] = Field(None, description="Where the PEFT adapter goes; default <out_dir>/adapter.")
+    export_dir: str | None = Field(None, description="Where the PEFT adapter goes; default <out_dir>/adapter.")
 
     @model_validator(mode="after")
     def _check(self):
@@ -352,7 +352,7 @@ def patch_model(model: type[BaseModel]) -> type[Strict]:
             kind = patch_model(kind)
         elif info.metadata:  # the field's bounds (gt=0, le=…) apply to a value that is set
             kind = Annotated[(kind, *info.metadata)]  # type: ignore[assignment]
-        fields[name] = (Optional[kind], Field(None, description=info.description))
+        fields[name] = (kind | None, Field(None, description=info.description))
     return create_model(f"{model.__name__}Patch", __base__=Strict, __doc__=f"Part of a {model.__name__}: "
                         "every field optional.", **fields)
 

@@ -32,8 +32,9 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ada_slm.errors import UserError
 from ada_slm.files import iter_jsonl, parse_json, read_utf8

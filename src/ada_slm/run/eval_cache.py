@@ -186,7 +186,7 @@ class EvalCache:
         key = self.key(material)
         atomic_write_text(self.path(key), json.dumps({
             "key": key, "material": material, "generated_by": generated_by,
-            "generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             # where it came from: the checksum is not keyed, so an entry is as trustworthy as whoever can write
             # the folder (docs/guides/safety.md) — the origin says which machine and user wrote it
             "origin": {"host": platform.node(), "user": _user()},
@@ -273,7 +273,7 @@ def rescore(out_dir: str | Path, summary: dict) -> dict:
         raise UserError(f"{path}: no evaluated items to rescore")
     settings = suites.GenerationSettings.model_validate(summary["generation"])
     new = {**summary, **ev.score_rows(rows, settings),
-           "rescored_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+           "rescored_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     write_jsonl(path, rows)
     if (out_dir / "eval_summary.json").is_file():
         write_json(out_dir / "eval_summary.json", new)

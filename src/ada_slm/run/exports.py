@@ -13,8 +13,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ada_slm.errors import UserError
 from ada_slm.files import check_writable_dir, follow_umask, make_dir

@@ -20,7 +20,7 @@ import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeGuard, Union
+from typing import Annotated, Any, TypeGuard
 
 from pydantic import (
     BaseModel,
@@ -86,7 +86,7 @@ def _json_number(value: Any) -> int | float:
 
 
 # A JSON number, kept as written (an int stays an int, so a rewritten record holds the same text); "1.5" is damage.
-Number = Annotated[Union[int, float], PlainValidator(_json_number)]
+Number = Annotated[int | float, PlainValidator(_json_number)]
 
 
 class Section(BaseModel):
@@ -102,15 +102,15 @@ class Step(Section):
 
     step: StrictInt = Field(description="Optimizer steps done, 1-based.")
     loss: Number = Field(description="Mean cross-entropy per target token over the step's sequences.")
-    grad_norm: Optional[Number] = Field(None, description="Gradient norm before clipping.")
-    lr: Optional[Number] = Field(None, description="Learning rate the step used.")
-    sequences: Optional[Number] = Field(None, description="Sequences in the step (micro × accum).")
-    passes: Optional[StrictInt] = Field(None, description="Forward/backward passes the step was executed in "
+    grad_norm: Number | None = Field(None, description="Gradient norm before clipping.")
+    lr: Number | None = Field(None, description="Learning rate the step used.")
+    sequences: Number | None = Field(None, description="Sequences in the step (micro × accum).")
+    passes: StrictInt | None = Field(None, description="Forward/backward passes the step was executed in "
                                         "(config `execution`; the configured split is micro × accum).")
-    target_tokens: Optional[Number] = Field(None, description="Tokens the loss is computed on.")
-    tokens: Optional[Number] = Field(None, description="All tokens forwarded (prompt included).")
-    tokens_per_s: Optional[Number] = Field(None, description="tokens / the step's seconds.")
-    target_tokens_per_s: Optional[Number] = Field(None, description="target_tokens / the step's seconds.")
+    target_tokens: Number | None = Field(None, description="Tokens the loss is computed on.")
+    tokens: Number | None = Field(None, description="All tokens forwarded (prompt included).")
+    tokens_per_s: Number | None = Field(None, description="tokens / the step's seconds.")
+    target_tokens_per_s: Number | None = Field(None, description="target_tokens / the step's seconds.")
 
 
 class Point(Section):
@@ -123,23 +123,23 @@ class Point(Section):
 class TrainSection(Section):
     """record.json's "train": the steps so far, then (once exported) the run's totals and its adapter."""
 
-    loss_normalisation: Optional[str] = Field(None, description="What `loss` is a mean of.")
+    loss_normalisation: str | None = Field(None, description="What `loss` is a mean of.")
     steps: list[Step] = Field(default_factory=list)
     val: list[Point] = Field(default_factory=list)
-    trainable_params: Optional[StrictInt] = None
-    last_checkpoint_step: Optional[StrictInt] = Field(None, description="Step of the newest resumable checkpoint.")
-    wall_s: Optional[Number] = Field(None, description="Training seconds, over every resume.")
-    final_train_loss: Optional[Number] = None
-    mean_train_loss: Optional[Number] = None
-    final_val_loss: Optional[Number] = None
-    tokens_per_s: Optional[Number] = Field(None, description="All tokens / all step seconds.")
-    target_tokens_per_s: Optional[Number] = None
-    peak_rss_mb: Optional[Number] = None
-    peak_gpu_mb: Optional[Number] = None
-    adapter_dir: Optional[str] = Field(None, description="The exported PEFT adapter.")
-    adapter_bytes: Optional[StrictInt] = None
-    final_adapter_sha256: Optional[str] = None
-    merged_dir: Optional[str] = Field(None, description="The merged model (train --merge).")
+    trainable_params: StrictInt | None = None
+    last_checkpoint_step: StrictInt | None = Field(None, description="Step of the newest resumable checkpoint.")
+    wall_s: Number | None = Field(None, description="Training seconds, over every resume.")
+    final_train_loss: Number | None = None
+    mean_train_loss: Number | None = None
+    final_val_loss: Number | None = None
+    tokens_per_s: Number | None = Field(None, description="All tokens / all step seconds.")
+    target_tokens_per_s: Number | None = None
+    peak_rss_mb: Number | None = None
+    peak_gpu_mb: Number | None = None
+    adapter_dir: str | None = Field(None, description="The exported PEFT adapter.")
+    adapter_bytes: StrictInt | None = None
+    final_adapter_sha256: str | None = None
+    merged_dir: str | None = Field(None, description="The merged model (train --merge).")
 
 
 class GenerationSection(Section):
@@ -153,55 +153,55 @@ class GenerationSection(Section):
 class EvalSection(Section):
     """record.json's "eval": run/evaluate.py's summary (also <run_dir>/eval_summary.json)."""
 
-    suite: Optional[str] = None
-    suite_path: Optional[str] = None
-    n_items: Optional[StrictInt] = None
-    limit: Optional[StrictInt] = None
-    base: Optional[str] = None
-    adapter: Optional[str] = Field(None, description="The adapter evaluated; None: the base model alone.")
-    arm: Optional[str] = None
-    generation: Optional[GenerationSection] = None
-    generation_s: Optional[Number] = Field(None, description="Seconds this evaluation spent generating.")
-    items_per_s: Optional[Number] = None
-    cached_from: Optional[dict[str, Any]] = Field(None, description="The stored generation reused (eval_cache.py: "
+    suite: str | None = None
+    suite_path: str | None = None
+    n_items: StrictInt | None = None
+    limit: StrictInt | None = None
+    base: str | None = None
+    adapter: str | None = Field(None, description="The adapter evaluated; None: the base model alone.")
+    arm: str | None = None
+    generation: GenerationSection | None = None
+    generation_s: Number | None = Field(None, description="Seconds this evaluation spent generating.")
+    items_per_s: Number | None = None
+    cached_from: dict[str, Any] | None = Field(None, description="The stored generation reused (eval_cache.py: "
                                                   "run, generated_at, generation_s, key), if any.")
-    eval_cache: Optional[dict[str, Any]] = None
-    perplexity: Optional[Number] = None
+    eval_cache: dict[str, Any] | None = None
+    perplexity: Number | None = None
     metrics: dict[str, Any] = Field(default_factory=dict, description="metric -> mean, n, ci_low, ci_high.")
-    by_lang: Optional[dict[str, Any]] = None
-    seed_scoring: Optional[dict[str, Any]] = None
+    by_lang: dict[str, Any] | None = None
+    seed_scoring: dict[str, Any] | None = None
 
 
 class Status(Section):
-    state: Optional[str] = Field(None, description="running, complete, failed or interrupted.")
-    reason: Optional[str] = Field(None, description="Why the run failed or stopped.")
+    state: str | None = Field(None, description="running, complete, failed or interrupted.")
+    reason: str | None = Field(None, description="Why the run failed or stopped.")
 
 
 class ResolvedLora(Section):
     """The adapter PEFT built (init_adapter's own shape wins over the config's lora)."""
 
-    r: Optional[StrictInt] = None
-    alpha: Optional[Number] = None
-    targets: Optional[list[str]] = None
-    use_rslora: Optional[bool] = None
-    use_dora: Optional[bool] = None
+    r: StrictInt | None = None
+    alpha: Number | None = None
+    targets: list[str] | None = None
+    use_rslora: bool | None = None
+    use_dora: bool | None = None
 
 
 class RunFacts(Section):
     """What record.json's "config" holds besides the TrainConfig: values fixed when training started, or, in
     the base arm's eval-only record, only the base model and the arm."""
 
-    base: Optional[str] = Field(None, description="The base arm's model (a trained run's is config.base).")
-    arm: Optional[str] = None
-    effective_batch: Optional[StrictInt] = None
-    batch_arithmetic: Optional[str] = None
-    total_steps: Optional[StrictInt] = None
-    steps_per_epoch: Optional[StrictInt] = None
-    resolved_lora: Optional[ResolvedLora] = None
-    executed_split: Optional[str] = Field(None, description="The configured split and how the steps were executed: "
+    base: str | None = Field(None, description="The base arm's model (a trained run's is config.base).")
+    arm: str | None = None
+    effective_batch: StrictInt | None = None
+    batch_arithmetic: str | None = None
+    total_steps: StrictInt | None = None
+    steps_per_epoch: StrictInt | None = None
+    resolved_lora: ResolvedLora | None = None
+    executed_split: str | None = Field(None, description="The configured split and how the steps were executed: "
                                      "`configured 1×16=16, executed in passes of ≤ 1024 padded tokens, grouped "
                                      "by length`.")
-    executed_passes: Optional[list[StrictInt]] = Field(None, description="[padded tokens per pass at most, pass "
+    executed_passes: list[StrictInt] | None = Field(None, description="[padded tokens per pass at most, pass "
                                                        "cost] the steps were cut with (None: batch.micro sequences "
                                                        "per pass).")
 
@@ -214,13 +214,13 @@ class RunRecord(Section):
     evaluation measured (train, eval) and where it ran (meta). On disk "config" is one object, the TrainConfig's
     fields followed by `facts`; in memory they are apart, so `config` is exactly the TrainConfig that ran."""
 
-    config: Optional[TrainConfig] = Field(None, description="The config that trained; None for the base "
+    config: TrainConfig | None = Field(None, description="The config that trained; None for the base "
                                           "arm's eval-only record.")
-    facts: Optional[RunFacts] = Field(None, description="record.json config's other keys (RunFacts).")
+    facts: RunFacts | None = Field(None, description="record.json config's other keys (RunFacts).")
     status: Status
-    train: Optional[TrainSection] = None
-    eval: Optional[EvalSection] = None
-    meta: Optional[dict[str, Any]] = Field(None, description="Provenance: data and weight hashes, packages, "
+    train: TrainSection | None = None
+    eval: EvalSection | None = None
+    meta: dict[str, Any] | None = Field(None, description="Provenance: data and weight hashes, packages, "
                                            "device, precision, seed, arm.")
 
     @model_validator(mode="before")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -24,10 +24,10 @@ class SuiteItem(Strict):
     lang: str = Field(..., min_length=1, description="Prompt language: en, agl, jbo (Lojban), tok (Toki Pona), …")
     category: str = Field(..., min_length=1, description="AGL.md §3 category the item probes.")
     prompt: str = Field(..., min_length=1, description="The user message.")
-    expected_certainty: Optional[str] = Field(None, description="Certainty glyph the stated evidence calls for.")
-    reference: Optional[str] = Field(None, description="Reference AGL translation (for translation_chrf).")
+    expected_certainty: str | None = Field(None, description="Certainty glyph the stated evidence calls for.")
+    reference: str | None = Field(None, description="Reference AGL translation (for translation_chrf).")
     asks_protocol: bool = Field(False, description="The prompt asks for the Tonight Protocol (not spontaneous).")
-    template: Optional[str] = Field(None, description="The template a generated item was made from: items of one "
+    template: str | None = Field(None, description="The template a generated item was made from: items of one "
                                     "template share its effect, so the analysis samples templates, not items "
                                     "(a study's item_clusters). None: a hand-written item, its own template.")
 
@@ -67,7 +67,7 @@ class GenerationSettings(Strict):
     seed: int = Field(0, description="Sampling seed (mode seed).")
 
     @classmethod
-    def seed_compatible(cls, samples: int = 1, batch_size: int = 32, seed: int = 0) -> "GenerationSettings":
+    def seed_compatible(cls, samples: int = 1, batch_size: int = 32, seed: int = 0) -> GenerationSettings:
         return cls(mode="seed", chat_template=False, max_new_tokens=150, temperature=0.8, repetition_penalty=1.1,
                    samples=samples, batch_size=batch_size, seed=seed)
 

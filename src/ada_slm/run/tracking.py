@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field
 
@@ -37,11 +37,11 @@ class Tracking(Strict):
     """Where one run reports to (stored in a study run's spec.json)."""
 
     kind: Literal["mlflow", "tensorboard", "wandb"]
-    uri: Optional[str] = Field(None, description="MLflow tracking URI (default: SQLite file under results/).")
-    experiment: Optional[str] = Field(None, description="MLflow experiment name.")
-    parent_run_id: Optional[str] = Field(None, description="MLflow run this run is a child of (its arm).")
-    run_name: Optional[str] = Field(None, description="Display name of the run.")
-    group: Optional[str] = Field(None, description="W&B run group (a study's name).")
+    uri: str | None = Field(None, description="MLflow tracking URI (default: SQLite file under results/).")
+    experiment: str | None = Field(None, description="MLflow experiment name.")
+    parent_run_id: str | None = Field(None, description="MLflow run this run is a child of (its arm).")
+    run_name: str | None = Field(None, description="Display name of the run.")
+    group: str | None = Field(None, description="W&B run group (a study's name).")
     tags: dict[str, str] = Field(default_factory=dict)
 
 

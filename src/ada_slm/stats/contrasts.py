@@ -265,7 +265,7 @@ def format_p(p: float) -> str:
     return "—" if p is None or not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def apply_holm(comparisons: dict[str, "Comparison"], family: str) -> None:
+def apply_holm(comparisons: dict[str, Comparison], family: str) -> None:
     """Holm's correction over one named family of comparisons: sets p_holm and names the family, so every
     verdict says which tests it was corrected with (a Δ can be corrected in two families: the metrics of a
     comparison in its table, the questions in the decision)."""
@@ -275,14 +275,14 @@ def apply_holm(comparisons: dict[str, "Comparison"], family: str) -> None:
         comparisons[k].family = f"{family} ({len(finite)} tests)" if len(finite) > 1 else ""
 
 
-def short_verdict(c: "Comparison") -> str:
+def short_verdict(c: Comparison) -> str:
     """The rule in a table cell: 'supported', '—' (not distinguishable), or why there is no test."""
     if math.isnan(c.p):
         return "no test (one run)"
     return "supported" if c.supported else "—"
 
 
-def verdict(c: "Comparison") -> str:
+def verdict(c: Comparison) -> str:
     """The rule in words, with its p and the family it was corrected over."""
     if math.isnan(c.p):
         return "no test (one run per arm)"

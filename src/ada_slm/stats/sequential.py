@@ -223,7 +223,7 @@ class Noise:
     n_items: int
 
     @classmethod
-    def from_power_inputs(cls, i: PowerInputs) -> "Noise":
+    def from_power_inputs(cls, i: PowerInputs) -> Noise:
         seed_var = max(0.0, i.run_mean_sd ** 2 - i.residual_sd ** 2 / max(i.n_items, 1))
         return cls(math.sqrt(seed_var), i.interaction_sd, i.residual_sd, i.n_items)
 

@@ -3,7 +3,7 @@ adaptive rounds and the success criteria (spec.py's `Study` holds them)."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,7 +23,7 @@ class Question(Strict):
     against: str = Field(..., description="The arm it is compared with.")
     test: Literal["better", "equivalent"] = Field("better", description="better (superiority) or equivalent "
                                                   "(TOST within ±margin).")
-    margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the decision metric (test "
+    margin: float | None = Field(None, gt=0, description="Equivalence margin on the decision metric (test "
                                     "equivalent; default: the study's equivalence_margins of the metric, else "
                                     "10 % of the `against` arm's mean).")
 
@@ -47,7 +47,7 @@ class Decision(Strict):
                         "tokens_per_s).")
     questions: dict[str, Question] = Field(..., description="Question name -> the two arms compared and the test.")
     rules: list[Rule] = Field(..., min_length=1, description="First matching rule wins.")
-    min_effect: Optional[float] = Field(None, gt=0, description="Smallest difference on `metric` worth acting on: "
+    min_effect: float | None = Field(None, gt=0, description="Smallest difference on `metric` worth acting on: "
                                         "the report says how many seeds per arm detect it with 80 % power.")
 
     @field_validator("metric")
@@ -71,15 +71,15 @@ class Adaptive(Strict):
     eliminate: bool = Field(False, description="Sweep: arms significantly worse than the current leader stop "
                             "receiving runs; the sweep ends when one arm is left (or the rest are equivalent "
                             "within `margin`).")
-    metric: Optional[str] = Field(None, description="Metric of the elimination (default: the decision's).")
-    margin: Optional[float] = Field(None, gt=0, description="Equivalence margin on the metric: a question (or "
+    metric: str | None = Field(None, description="Metric of the elimination (default: the decision's).")
+    margin: float | None = Field(None, gt=0, description="Equivalence margin on the metric: a question (or "
                                     "the sweep) also ends when the difference is shown to lie within ±margin "
                                     "(default: equivalence_margins of the metric, else decision.min_effect, "
                                     "else no equivalence stop).")
 
     @field_validator("metric")
     @classmethod
-    def _known_metric(cls, v: Optional[str]) -> Optional[str]:
+    def _known_metric(cls, v: str | None) -> str | None:
         return None if v is None else check_metric(v)
 
 
@@ -90,10 +90,10 @@ class Criterion(Strict):
     text: str = Field(..., description="The criterion in the study's own words.")
     arm: str = Field(..., description="The arm it is about.")
     metric: str = Field(..., description="A per-item or run-level metric.")
-    above: Optional[float] = Field(None, description="Met when the arm's 95 % CI lies above this value, not met "
+    above: float | None = Field(None, description="Met when the arm's 95 % CI lies above this value, not met "
                                    "when it lies below, else undecided.")
-    below: Optional[float] = Field(None, description="Met when the arm's 95 % CI lies below this value.")
-    better_than: Optional[str] = Field(None, description="Met when the arm beats this arm on the metric by the "
+    below: float | None = Field(None, description="Met when the arm's 95 % CI lies below this value.")
+    better_than: str | None = Field(None, description="Met when the arm beats this arm on the metric by the "
                                        "seed-level rule (lower for losses); not met when the 95 % CI of the "
                                        "difference lies on the worse side of 0.")
 

@@ -19,9 +19,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing import forkserver
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
@@ -340,11 +341,11 @@ def _in_running_order(specs: list[RunSpec]) -> list[RunSpec]:
 class RunnerEvents(Protocol):
     """What a runner tells its display: every state change of a run (pending/running/done/failed/corrupt)."""
 
-    def changed(self, spec: RunSpec, state: str, detail: str, seconds: Optional[float]) -> None: ...
+    def changed(self, spec: RunSpec, state: str, detail: str, seconds: float | None) -> None: ...
 
 
 def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "results", executor=None,
-              tracking_for: Optional[Callable] = None, events: Optional[RunnerEvents] = None) -> dict:
+              tracking_for: Callable | None = None, events: RunnerEvents | None = None) -> dict:
     """Run every unfinished spec in its own process (locally, or as Ray tasks); returns counts of done, failed
     and pending runs. `tracking_for(spec)` gives each run its `tracking.Tracking` (or None); `events` hears of
     every state change. Holds results/<study>/.lock, so two runners never work on one study."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
@@ -64,7 +64,7 @@ class EvalSettings(Strict):
     suite: str = Field("multilang", description="Suite name or file.")
     batch_size: int = Field(32, gt=0, description="Prompts per generation batch (outputs identical at any size).")
     max_new_tokens: int = Field(48, gt=0, le=MAX_NEW_TOKENS, description="Generation budget per answer.")
-    limit: Optional[int] = Field(None, gt=0, description="Only N suite items, spread evenly over the suite.")
+    limit: int | None = Field(None, gt=0, description="Only N suite items, spread evenly over the suite.")
 
 
 # A scale preset's `eval`: part of EvalSettings, checked when the study file is read.
@@ -81,13 +81,13 @@ class ScalePreset(Strict):
     arms: dict[str, ConfigPatch] = Field(default_factory=dict, description="Per-arm overrides applied last, "
                                          "to keep an arm's difference at this scale (e.g. a smaller data arm).")
     eval: EvalPatch = Field(default_factory=dict, description="Overrides of the eval settings.")
-    seeds: Optional[list[int]] = Field(None, description="Seeds for this preset (default: the study's).")
+    seeds: list[int] | None = Field(None, description="Seeds for this preset (default: the study's).")
     skip: list[str] = Field(default_factory=list, description="Arms not run at this scale (e.g. an arm whose "
                             "question this scale cannot ask); the decision says so instead of answering it.")
 
     @field_validator("seeds")
     @classmethod
-    def _seeds(cls, v: Optional[list[int]]) -> Optional[list[int]]:
+    def _seeds(cls, v: list[int] | None) -> list[int] | None:
         return None if v is None else _check_seeds(v)
 
 
@@ -105,9 +105,9 @@ class Study(Strict):
     eval: EvalSettings = Field(default_factory=EvalSettings, description="How every run is evaluated.")
     scale: dict[str, ScalePreset] = Field(default_factory=dict, description="Named sizes of the study (quick, "
                                           "cpu, full…): `--scale NAME`.")
-    decision: Optional[Decision] = Field(None, description="The questions the study asks and the rules that turn "
+    decision: Decision | None = Field(None, description="The questions the study asks and the rules that turn "
                                          "their answers into the next run.")
-    followup_of: Optional[str] = Field(None, description="Study whose best arm `champion:` references use.")
+    followup_of: str | None = Field(None, description="Study whose best arm `champion:` references use.")
     adaptive: Adaptive = Field(default_factory=Adaptive, description="Rounds of `study run --until-decided`.")
     equivalence_margins: dict[str, float] = Field(default_factory=dict, description="Metric -> margin of the "
                                                   "equivalence test (TOST) for arms that differ only in batch split "
@@ -197,7 +197,7 @@ class RunSpec:
     """One run of a study: where it lives, what it trains (None for the base arm) and how it is evaluated."""
 
     paths: records.RunPaths
-    train: Optional[TrainConfig]
+    train: TrainConfig | None
     base: str
     eval: dict  # EvalSettings.model_dump(), identical for every arm
 
@@ -231,12 +231,12 @@ class SpecFile(Strict):
     arm: str
     seed: int = Field(..., ge=0, lt=SEED_LIMIT)
     base: str = Field(..., description="Base model of the run (the base arm's only setting).")
-    train: Optional[TrainConfig] = Field(..., description="The resolved train config; null for the base arm.")
+    train: TrainConfig | None = Field(..., description="The resolved train config; null for the base arm.")
     eval: EvalSettings
-    tracking: Optional[Tracking] = None
+    tracking: Tracking | None = None
 
 
-def write_spec_file(spec: RunSpec, tracking: Optional[Tracking]) -> None:
+def write_spec_file(spec: RunSpec, tracking: Tracking | None) -> None:
     text = SpecFile(arm=spec.arm, seed=spec.seed, base=spec.base, train=spec.train, eval=spec.eval,
                     tracking=tracking).model_dump_json(indent=2)
     atomic_write_text(spec.run_dir / records.SPEC, text + "\n")

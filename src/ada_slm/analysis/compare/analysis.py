@@ -15,7 +15,6 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -46,14 +45,14 @@ class CompareSpec(Strict):
     description: str = ""
     arms: dict[str, list[str]] = Field(..., description="Arm name -> its runs: paths of lm-eval output, Inspect "
                                        "logs, trainer folders, ada-slm run folders or tables.")
-    baseline: Optional[str] = Field(None, description="The arm every comparison is made against (default: the "
+    baseline: str | None = Field(None, description="The arm every comparison is made against (default: the "
                                     "arm named base if there is one, else the first arm).")
-    metric: Optional[str] = Field(None, description="The primary metric (default: the first one the runs have).")
-    equivalence_margin: Optional[float] = Field(None, gt=0, description="Margin of the equivalence test (TOST) "
+    metric: str | None = Field(None, description="The primary metric (default: the first one the runs have).")
+    equivalence_margin: float | None = Field(None, gt=0, description="Margin of the equivalence test (TOST) "
                                                 "on the primary metric: Δ inside ±margin is claimed equal.")
     equivalence_margins: dict[str, float] = Field(default_factory=dict, description="Metric -> margin, for "
                                                   "equivalence on other metrics too.")
-    min_effect: Optional[float] = Field(None, gt=0, description="A difference worth detecting on the primary "
+    min_effect: float | None = Field(None, gt=0, description="A difference worth detecting on the primary "
                                         "metric: the report says how many runs per arm detect it with 80 % power.")
     allow_differing: list[str] = Field(default_factory=list, description="Setting names (e.g. temperature) that "
                                        "may differ between the runs' task configurations: the factor being "

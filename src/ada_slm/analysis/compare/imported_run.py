@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import zipfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,13 +30,13 @@ class ImportedRun(BaseModel):
                        "scorers, generation): runs are compared only when it is equal.")
     model: dict = Field(default_factory=dict, description="What was evaluated (model, model args, seed): "
                         "recorded, allowed to differ.")
-    scores: dict[str, dict[str, Optional[float]]] = Field(description="Metric -> item id -> score (None where "
+    scores: dict[str, dict[str, float | None]] = Field(description="Metric -> item id -> score (None where "
                                                           "the metric does not apply to the item).")
     lower_is_better: list[str] = Field(default_factory=list, description="Metrics where lower is better.")
     item_hashes: dict[str, str] = Field(default_factory=dict, description="Item id -> a hash of the item's "
                                         "content where the tool records one (lm-eval's doc_hash): one id must "
                                         "mean one item in every run.")
-    arm: Optional[str] = Field(None, description="The arm a table row names, if any.")
+    arm: str | None = Field(None, description="The arm a table row names, if any.")
 
 
 def number(value, where: str) -> float | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import typer
 from pydantic import ValidationError
@@ -28,7 +27,7 @@ def _arms(options: list[str]) -> dict[str, list[str]]:
     return arms
 
 
-def _spec(spec_file: Optional[Path], arm: list[str], baseline, metric, margin, min_effect, min_shared, name,
+def _spec(spec_file: Path | None, arm: list[str], baseline, metric, margin, min_effect, min_shared, name,
           allow_differing: Sequence[str] = ()):
     # the run readers and the statistics load scipy: imported when `compare` runs, not at every command's start
     from ada_slm.analysis.compare.analysis import CompareSpec, load_spec
@@ -80,27 +79,27 @@ def _print_summary(doc, wide: bool) -> None:
 @app.command("compare")
 @user_errors
 def compare(
-    spec_file: Optional[Path] = typer.Argument(None, help="A compare YAML file (arms, baseline, metric, …), or a "
+    spec_file: Path | None = typer.Argument(None, help="A compare YAML file (arms, baseline, metric, …), or a "
                                                "table with an arm column. Or use --arm."),
     arm: list[str] = typer.Option([], "--arm", help="NAME=PATH[,PATH...]: an arm and its runs (repeat for each "
                                   "arm). A path is an lm-eval --output_path folder or results_*.json, an Inspect "
                                   "log, a trainer output folder or trainer_state.json, an ada-slm run folder, or a "
                                   "table (.csv/.jsonl/.parquet: run, item, metric, score[, arm, seed])."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="The arm to compare against (default: the "
+    baseline: str | None = typer.Option(None, "--baseline", help="The arm to compare against (default: the "
                                            "arm named base, else the first arm)."),
     allow_differing: list[str] = typer.Option([], "--allow-differing", help="KEY: a setting (e.g. temperature) "
                                               "that may differ between the runs' task configurations because it "
                                               "is the factor compared; repeat for more. The report names it."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="The primary metric (default: the runs' first)."),
-    equivalence_margin: Optional[float] = typer.Option(None, "--equivalence-margin", help="Test equivalence "
+    metric: str | None = typer.Option(None, "--metric", help="The primary metric (default: the runs' first)."),
+    equivalence_margin: float | None = typer.Option(None, "--equivalence-margin", help="Test equivalence "
                                                        "(TOST) of every arm with the baseline within ±this on "
                                                        "the primary metric."),
-    min_effect: Optional[float] = typer.Option(None, "--min-effect", help="A difference worth detecting: the "
+    min_effect: float | None = typer.Option(None, "--min-effect", help="A difference worth detecting: the "
                                                "report says how many runs per arm detect it with 80 % power."),
-    min_shared: Optional[float] = typer.Option(None, "--min-shared", help="Refuse when fewer than this share "
+    min_shared: float | None = typer.Option(None, "--min-shared", help="Refuse when fewer than this share "
                                                "of a metric's items are scored in every run (default 0.9)."),
-    name: Optional[str] = typer.Option(None, "--name", help="The comparison's name (the report's title)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write report.md, report.html and comparisons.json "
+    name: str | None = typer.Option(None, "--name", help="The comparison's name (the report's title)."),
+    out: Path | None = typer.Option(None, "--out", help="Write report.md, report.html and comparisons.json "
                                        "here (default: print the summary only); a folder holding a report is "
                                        "refused unless --force."),
     force: bool = typer.Option(False, "--force", help="With --out: replace a report already there."),
@@ -138,7 +137,7 @@ def compare(
         _serve(result, spec.name, out, sock, host, as_json)
 
 
-def _serve(result, name: str, out: Optional[Path], sock, host: str, as_json: bool) -> None:
+def _serve(result, name: str, out: Path | None, sock, host: str, as_json: bool) -> None:
     """`compare --serve`: the result on `study serve`'s page until Ctrl-C."""
     from ada_slm.app.serve import serve_view  # loads scipy: see _spec
     from ada_slm.app.serve_compare import CompareView

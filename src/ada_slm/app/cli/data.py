@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import typer
 from pydantic import ValidationError
@@ -124,7 +123,7 @@ def data_validate(
     no_parse: bool = typer.Option(False, "--no-parse", help="AGL corpus: check the schema only, not that "
                                   "answers are AGL."),
     fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
-    column: Optional[list[str]] = typer.Option(None, "--column", help=COLUMN_HELP),
+    column: list[str] | None = typer.Option(None, "--column", help=COLUMN_HELP),
     split: str = typer.Option("train", "--split", help="Split of a folder or Hub dataset."),
 ):
     """Check a corpus: every example valid in its format (one per file), unique ids; a corpus of the AGL builder
@@ -147,10 +146,10 @@ def data_validate(
 def data_show(
     file: str = typer.Argument(..., help=CORPUS_HELP),
     n: int = typer.Option(5, "-n", help="How many examples to show."),
-    category: Optional[str] = typer.Option(None, "--category", help="Only this category."),
+    category: str | None = typer.Option(None, "--category", help="Only this category."),
     summary: bool = typer.Option(False, "--summary", help="Print the per-category summary table too."),
     fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
-    column: Optional[list[str]] = typer.Option(None, "--column", help=COLUMN_HELP),
+    column: list[str] | None = typer.Option(None, "--column", help=COLUMN_HELP),
     split: str = typer.Option("train", "--split", help="Split of a folder or Hub dataset."),
 ):
     """Pretty-print examples of a corpus as they will be trained on (assistant turns without loss marked)."""

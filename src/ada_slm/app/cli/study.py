@@ -7,7 +7,6 @@ import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Optional
 
 import typer
 from filelock import FileLock, Timeout
@@ -31,7 +30,7 @@ from ada_slm.study.spec import expand, load_study, state_of
 @user_errors
 def study_status(
     file: str = FILE_ARG,
-    scale: Optional[str] = SCALE_OPT,
+    scale: str | None = SCALE_OPT,
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
 ):
@@ -66,7 +65,7 @@ def study_status(
 @user_errors
 def study_report(
     file: str = FILE_ARG,
-    scale: Optional[str] = SCALE_OPT,
+    scale: str | None = SCALE_OPT,
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
     show: bool = typer.Option(True, "--show/--no-show", help="Print the comparison to the terminal."),
@@ -110,10 +109,10 @@ def _rescore(study, specs, results: Path) -> None:
 @user_errors
 def study_next(
     file: str = FILE_ARG,
-    scale: Optional[str] = SCALE_OPT,
-    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the follow-up study (default: "
+    scale: str | None = SCALE_OPT,
+    out: Path | None = typer.Option(None, "--out", help="Where to write the follow-up study (default: "
                                        "<results>/<study>/next-study.yaml)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name of the follow-up study (default: <study>-next)."),
+    name: str | None = typer.Option(None, "--name", help="Name of the follow-up study (default: <study>-next)."),
     run: bool = typer.Option(False, "--run", help="Run the follow-up study right away (`ada-slm study run FILE`)."),
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
@@ -144,17 +143,17 @@ def study_next(
 @user_errors
 def study_power(
     file: str = FILE_ARG,
-    scale: Optional[str] = SCALE_OPT,
-    metric: Optional[str] = typer.Option(None, "--metric", help="Metric (default: the decision's)."),
-    effect: Optional[float] = typer.Option(None, "--effect", help="A difference to detect: print the runs per "
+    scale: str | None = SCALE_OPT,
+    metric: str | None = typer.Option(None, "--metric", help="Metric (default: the decision's)."),
+    effect: float | None = typer.Option(None, "--effect", help="A difference to detect: print the runs per "
                                            "arm it needs at 80 % power (default: the decision's min_effect)."),
-    run_mean_sd: Optional[float] = typer.Option(None, "--run-mean-sd", help="Instead of a finished study's: SD "
+    run_mean_sd: float | None = typer.Option(None, "--run-mean-sd", help="Instead of a finished study's: SD "
                                                 "of one run's mean on the metric."),
     interaction_sd: float = typer.Option(0.0, "--interaction-sd", help="With --run-mean-sd: arm × item SD."),
     residual_sd: float = typer.Option(0.0, "--residual-sd", help="With --run-mean-sd: run × item residual SD."),
-    items: Optional[int] = typer.Option(None, "--items", help="With --run-mean-sd: items in the suite (default: "
+    items: int | None = typer.Option(None, "--items", help="With --run-mean-sd: items in the suite (default: "
                                         "the suite's, see --suite)."),
-    suite: Optional[str] = typer.Option(None, "--suite", help="Show the detectable Δ at this suite's item count "
+    suite: str | None = typer.Option(None, "--suite", help="Show the detectable Δ at this suite's item count "
                                         "(name or file; default: the study's eval.suite at this scale, with its "
                                         "limit), e.g. the generated agl-heldout."),
     seeds: int = typer.Option(3, "--runs", help="With --run-mean-sd: runs per arm now."),
@@ -213,7 +212,7 @@ def _print_detectable(result, mark_now: bool) -> None:
                       + (str(result.seeds_for_min_effect) if result.seeds_for_min_effect else "more than 100"))
 
 
-def _suite_items(suite: Optional[str], specs) -> tuple[str, int]:
+def _suite_items(suite: str | None, specs) -> tuple[str, int]:
     """(suite name, items scored): --suite in full, or the study's eval suite with its limit at this scale."""
     settings = specs[0].eval
     name = suite or settings["suite"]
@@ -224,8 +223,8 @@ def _suite_items(suite: Optional[str], specs) -> tuple[str, int]:
 @study_app.command("serve")
 @user_errors
 def study_serve(
-    file: Optional[str] = typer.Argument(None, help=STUDY_FILE_HELP + " Default: the one study under --results."),
-    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP + " Default: the preset of the runs "
+    file: str | None = typer.Argument(None, help=STUDY_FILE_HELP + " Default: the one study under --results."),
+    scale: str | None = typer.Option(None, "--scale", help=SCALE_HELP + " Default: the preset of the runs "
                                         "on disk."),
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,

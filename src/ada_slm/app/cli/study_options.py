@@ -5,7 +5,6 @@ the ones they take); and the runs those options select."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,7 +25,7 @@ JOBS_OPT = typer.Option(None, "--jobs", "-j", help="Local executor: runs at once
                         "2-core AMX and AVX-512 machines, 1 elsewhere).")
 
 
-def study_specs(file: str, scale: Optional[str], only: Optional[str], seeds: Optional[str], results: Path,
+def study_specs(file: str, scale: str | None, only: str | None, seeds: str | None, results: Path,
                 exports: Path) -> tuple[Study, list[RunSpec], Path]:
     """(study, its runs as the options select them, the study file)."""
     path = study_path(file)

@@ -7,7 +7,6 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -38,19 +37,19 @@ WIDE_COLUMNS = 120  # below this, `study plan` prints a block per arm instead of
 @user_errors
 def study_plan(
     file: str = FILE_ARG,
-    scale: Optional[str] = SCALE_OPT,
-    only: Optional[str] = ONLY_OPT,
-    seeds: Optional[str] = SEEDS_OPT,
+    scale: str | None = SCALE_OPT,
+    only: str | None = ONLY_OPT,
+    seeds: str | None = SEEDS_OPT,
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
     until_decided: bool = typer.Option(False, "--until-decided", help="Also print the expected runs and time of "
                                        "`study run --until-decided`, simulated from the finished runs' variance "
                                        "components and throughput."),
-    max_seeds: Optional[int] = MAX_SEEDS_OPT,
-    jobs: Optional[int] = JOBS_OPT,
+    max_seeds: int | None = MAX_SEEDS_OPT,
+    jobs: int | None = JOBS_OPT,
     wide: bool = typer.Option(False, "--wide", help="The table of every run even in a terminal under "
                               f"{WIDE_COLUMNS} columns (there: one block per arm)."),
-    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.0, help="Refuse (exit 1, one line) "
+    budget_hours: float | None = typer.Option(None, "--budget-hours", min=0.0, help="Refuse (exit 1, one line) "
                                                  "a plan whose estimated wall time is over this many hours, "
                                                  "unless --force."),
     force: bool = typer.Option(False, "--force", help="With --budget-hours: print the plan even over budget."),
@@ -144,32 +143,32 @@ def _plan_adaptive(study, path, scale, specs, results, exports, max_seeds):
 @user_errors
 def study_run(
     file: str = FILE_ARG,
-    scale: Optional[str] = SCALE_OPT,
-    only: Optional[str] = ONLY_OPT,
-    seeds: Optional[str] = SEEDS_OPT,
+    scale: str | None = SCALE_OPT,
+    only: str | None = ONLY_OPT,
+    seeds: str | None = SEEDS_OPT,
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the runs are done."),
     executor: str = typer.Option("local", "--executor", help="local: runs on this machine, --jobs at a time; "
                                  "ray: every run a Ray task (results and exports on storage all nodes share)."),
-    jobs: Optional[int] = JOBS_OPT,
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: 'auto' or ray://host:10001; "
+    jobs: int | None = JOBS_OPT,
+    address: str | None = typer.Option(None, "--address", help="Ray cluster: 'auto' or ray://host:10001; "
                                           "default: start a local Ray instance."),
-    cpus_per_run: Optional[float] = typer.Option(None, "--cpus-per-run", help="Ray: CPUs per run (default: a "
+    cpus_per_run: float | None = typer.Option(None, "--cpus-per-run", help="Ray: CPUs per run (default: a "
                                                  "node's CPUs split as --jobs' default splits this machine's)."),
-    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per run (default: 1 "
+    gpus_per_run: float | None = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per run (default: 1 "
                                                  "when the cluster has GPUs, else 0)."),
-    track: Optional[str] = typer.Option(None, "--track", help="Mirror runs to 'mlflow' (nested study → arm → "
+    track: str | None = typer.Option(None, "--track", help="Mirror runs to 'mlflow' (nested study → arm → "
                                         "seed runs), 'tensorboard' (scalars under each run directory) or 'wandb' "
                                         "(a run per seed, grouped by study; WANDB_MODE=offline: local files)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
                                                "sqlite:///<results>/mlflow.db)."),
     until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
                                        "runs in rounds to the arms whose questions are still open (and drop arms "
                                        "the leader beats by the elimination test in a sweep) until every question "
                                        "is answered; group-sequential rule: docs/guides/studies.md."),
-    max_seeds: Optional[int] = MAX_SEEDS_OPT,
-    budget_hours: Optional[float] = typer.Option(None, "--budget-hours", min=0.0, help="With --until-decided: "
+    max_seeds: int | None = MAX_SEEDS_OPT,
+    budget_hours: float | None = typer.Option(None, "--budget-hours", min=0.0, help="With --until-decided: "
                                                  "start no new round once the study's measured run time plus "
                                                  "the round's would exceed this."),
 ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import Progress
@@ -26,10 +25,10 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
     merge: bool = typer.Option(False, "--merge", help="Also write a merged model next to the adapter."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or config dump (for subprocesses)."),
-    track: Optional[str] = typer.Option(None, "--track", help="Mirror the run to 'mlflow', 'tensorboard' "
+    track: str | None = typer.Option(None, "--track", help="Mirror the run to 'mlflow', 'tensorboard' "
                                         "(scalars under <out_dir>/tensorboard) or 'wandb' (WANDB_MODE=offline: "
                                         "local files under <out_dir>/wandb)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
                                                "sqlite:///<out_dir>/../mlflow.db)."),
 ):
     """Train one LoRA adapter; writes <out_dir>/record.json and the PEFT adapter."""
@@ -120,16 +119,16 @@ app.add_typer(eval_app, name="eval")
 @eval_app.command("run")
 @user_errors
 def eval_cmd(
-    run_dir: Optional[Path] = typer.Argument(None, help="A finished training run: evaluate its adapter and write "
+    run_dir: Path | None = typer.Argument(None, help="A finished training run: evaluate its adapter and write "
                                              "the result into its record.json."),
     base: str = typer.Option("smollm2-135m", "--base", help="Base model (ignored with RUN_DIR: the run's base)."),
-    adapter: Optional[Path] = typer.Option(None, "--adapter", help="PEFT adapter directory; none = the base arm."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="PEFT adapter directory; none = the base arm."),
     suite: str = typer.Option("multilang", "--suite", help="Suite name (suites/NAME.yaml here or shipped) or file."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where eval.jsonl and eval_summary.json go "
+    out: Path | None = typer.Option(None, "--out", help="Where eval.jsonl and eval_summary.json go "
                                        "(default: RUN_DIR, or evals/<base>[-<adapter>])."),
     batch_size: int = typer.Option(32, "--batch-size", help="Prompts per generation batch (outputs are identical at any size; 32 measured 5.8× one at a time)."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only N suite items, spread evenly over the suite "
+    limit: int | None = typer.Option(None, "--limit", help="Only N suite items, spread evenly over the suite "
                                         "(quick checks)."),
     scoring: str = typer.Option("ours", "--scoring", help="ours (AGL.md metrics), seed (the seed study's scorer, "
                                 "for comparison with published numbers) or both, side by side."),
@@ -177,7 +176,7 @@ def eval_cmd(
                   + (f", {settings.samples} samples" if settings.samples > 1 else "") + f") → {out}/eval.jsonl")
 
 
-def _trained_run(run_dir: Path, out: Optional[Path]) -> tuple[records.RunRecord, str, Optional[Path], Path]:
+def _trained_run(run_dir: Path, out: Path | None) -> tuple[records.RunRecord, str, Path | None, Path]:
     """(record, base, adapter, out) of a finished training run that `eval RUN_DIR` scores."""
     record = records.read_record(run_dir)
     if record is None:
@@ -205,7 +204,7 @@ def _generation_settings(scoring: str, generation: str, samples: int, batch_size
     return GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
 
 
-def _print_scores(summary: dict, settings: GenerationSettings, base: str, adapter: Optional[Path],
+def _print_scores(summary: dict, settings: GenerationSettings, base: str, adapter: Path | None,
                   scoring: str) -> None:
     """The metric table(s) of `eval`, the sampling noise and the perplexity."""
     title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)") + \
@@ -236,7 +235,7 @@ def eval_export_lm_eval(
     suite: str = typer.Option("multilang", "--suite", help="Suite name (suites/NAME.yaml here or shipped) or file."),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer (as in "
                                        "`ada-slm eval`)."),
-    task: Optional[str] = typer.Option(None, "--task", help="lm-eval task name (default: agl_<suite name>)."),
+    task: str | None = typer.Option(None, "--task", help="lm-eval task name (default: agl_<suite name>)."),
 ):
     """Write an lm-evaluation-harness task folder scored by ada-slm's metrics."""
     if max_new_tokens <= 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import Progress
@@ -33,12 +32,12 @@ def _pick_model(base, adapter, run, study, arm, seed, scale, results, exports):
 @user_errors
 def chat_cmd(
     base: str = typer.Option("smollm2-135m", "--base", help="Base model."),
-    adapter: Optional[Path] = typer.Option(None, "--adapter", help="PEFT adapter directory."),
-    run: Optional[Path] = typer.Option(None, "--run", help="A finished run directory (its base and adapter)."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study YAML; with --arm, chat with that arm."),
-    arm: Optional[str] = typer.Option(None, "--arm", help="Study arm (its best seed unless --seed)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Study seed; also seeds sampling."),
-    scale: Optional[str] = typer.Option(None, "--scale", help=SCALE_HELP),
+    adapter: Path | None = typer.Option(None, "--adapter", help="PEFT adapter directory."),
+    run: Path | None = typer.Option(None, "--run", help="A finished run directory (its base and adapter)."),
+    study: str | None = typer.Option(None, "--study", help="Study YAML; with --arm, chat with that arm."),
+    arm: str | None = typer.Option(None, "--arm", help="Study arm (its best seed unless --seed)."),
+    seed: int | None = typer.Option(None, "--seed", help="Study seed; also seeds sampling."),
+    scale: str | None = typer.Option(None, "--scale", help=SCALE_HELP),
     results: Path = typer.Option(Path("results"), "--results", help="Results root of the study."),
     exports: Path = typer.Option(Path("exports"), "--exports", help="Adapter root of the study."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Tokens per answer."),
@@ -80,8 +79,8 @@ def generate_cmd(
                                  "{\"prompt\": …} or {\"messages\": […]} lines."),
     out: Path = typer.Option(..., "--out", help="Output JSONL; prompts already in it are skipped (resumable)."),
     base: str = typer.Option("smollm2-135m", "--base", help="Base model."),
-    adapter: Optional[Path] = typer.Option(None, "--adapter", help="PEFT adapter directory."),
-    run: Optional[Path] = typer.Option(None, "--run", help="A finished run directory (its base and adapter)."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="PEFT adapter directory."),
+    run: Path | None = typer.Option(None, "--run", help="A finished run directory (its base and adapter)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Prompts per generation batch."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Tokens per answer (greedy decoding)."),
 ):
@@ -106,7 +105,7 @@ def generate_cmd(
 @user_errors
 def export_cmd(
     adapter: Path = typer.Option(..., "--adapter", help="PEFT adapter directory to merge."),
-    base: Optional[str] = typer.Option(None, "--base", help="Base model (default: the adapter's own base)."),
+    base: str | None = typer.Option(None, "--base", help="Base model (default: the adapter's own base)."),
     out: Path = typer.Option(..., "--out", help="New directory for the merged model."),
     merge: bool = typer.Option(True, "--merge/--no-merge", help="Merge the adapter into the weights (required)."),
 ):
