@@ -7,7 +7,8 @@ The steps are the cpu-scale study's (2k builder corpus, 16 sequences per optimiz
 default targets, dropout 0.05, max_length 256): the same optimizer steps (seed 0's first ones) under every
 execution, after one warm-up step each. `configured M×A` executes micro-batches of M sequences (longest first);
 `budget B` sorts the step by length and cuts it into passes of at most B padded tokens, minimising padded tokens +
-the kind's pass cost × passes (config `execution`, the default). tokens/s counts real (non-pad) tokens over the timed steps' wall time. The winner is what
+the kind's pass cost × passes (config `execution`, the default). tokens/s counts real (non-pad) tokens over the timed
+steps' wall time. The winner is what
 `hardware.EXECUTION_TOKEN_BUDGET` holds for this machine kind (printed beside it).
 """
 
@@ -42,9 +43,16 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig.model_validate({"base": args.base, "data": {"size": 2000, "val_size": 200},
-                                      "lora": {"r": 32, "alpha": 64, "dropout": 0.05}, "precision": args.precision,
-                                      "batch": {"micro": 4, "accum": 4}, "max_length": 256})
+    cfg = TrainConfig.model_validate(
+        {
+            "base": args.base,
+            "data": {"size": 2000, "val_size": 200},
+            "lora": {"r": 32, "alpha": 64, "dropout": 0.05},
+            "precision": args.precision,
+            "batch": {"micro": 4, "accum": 4},
+            "max_length": 256,
+        }
+    )
     device = hardware.default_device()
     precision, autocast_dtype, _ = choose_precision(cfg, device)
     model, tokenizer, _ = models.load(cfg.base)
@@ -57,15 +65,23 @@ def main():
     optimizer, _ = make_optimizer(cfg, trainable, 100)
     model.train()
     steps = [[train_set[i] for i in step_indices(len(train_set), 16, 0, k)] for k in range(args.steps + 1)]
-    executions = [(f"configured {c}", lambda chosen, m=int(c.split("x")[0]): micro_batches(chosen, m))  # noqa: B008 (binds m now)
-                  for c in args.configured.split(",") if c]
+    executions = [
+        (f"configured {c}", lambda chosen, m=int(c.split("x")[0]): micro_batches(chosen, m))  # noqa: B008 (binds m now)
+        for c in args.configured.split(",")
+        if c
+    ]
     overhead = args.pass_overhead if args.pass_overhead is not None else hardware.execution_defaults(device)[1]
-    executions += [(f"budget {b}", lambda chosen, b=int(b): token_budget_passes(chosen, b, overhead))
-                   for b in args.budgets.split(",") if b]
+    executions += [
+        (f"budget {b}", lambda chosen, b=int(b): token_budget_passes(chosen, b, overhead))
+        for b in args.budgets.split(",")
+        if b
+    ]
     kind = hardware.machine_kind()
-    print(f"machine kind {kind}, {torch.get_num_threads()} threads, {precision}, load average "
-          f"{os.getloadavg()[0]:.2f}; table value for this kind (budget, pass cost): "
-          f"{hardware.execution_defaults(device)}; pass cost used here {overhead}")
+    print(
+        f"machine kind {kind}, {torch.get_num_threads()} threads, {precision}, load average "
+        f"{os.getloadavg()[0]:.2f}; table value for this kind (budget, pass cost): "
+        f"{hardware.execution_defaults(device)}; pass cost used here {overhead}"
+    )
     print(f"{'execution':<18}{'passes/step':>12}{'padded/real':>12}{'tok/s':>9}")
     pad_id = tokenizer.pad_token_id
     for name, cut in executions:

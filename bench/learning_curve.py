@@ -55,27 +55,46 @@ def main() -> int:
     study = load_study(study_file)
     work = Path(tempfile.mkdtemp(prefix="ada-curve-"))
     scale = None if args.scale == "none" else args.scale
-    specs = {s.arm: s for s in expand(study, str(study_file), scale, seeds=[args.seed], results_root=work / "r",
-                                      exports_root=work / "e")}
+    specs = {
+        s.arm: s
+        for s in expand(
+            study, str(study_file), scale, seeds=[args.seed], results_root=work / "r", exports_root=work / "e"
+        )
+    }
     arms = args.arms.split(",")
     for arm in arms:
         if arm not in specs or specs[arm].train is None:
             sys.exit(f"--arms {arm}: not a trained arm of {study.name}")
     any_spec = specs[arms[0]]
-    settings = GenerationSettings(batch_size=any_spec.eval["batch_size"], max_new_tokens=any_spec.eval["max_new_tokens"])
+    settings = GenerationSettings(
+        batch_size=any_spec.eval["batch_size"], max_new_tokens=any_spec.eval["max_new_tokens"]
+    )
     limit = args.limit or any_spec.eval["limit"]
-    print(f"machine: {hardware.machine_kind()} CPU, {hardware.threads()} threads, "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'}; study {study.name} scale {args.scale}; "
-          f"suite {any_spec.eval['suite']} ({'all items' if not limit else f'{limit} items'}, "
-          f"{settings.max_new_tokens} new tokens)", flush=True)
+    print(
+        f"machine: {hardware.machine_kind()} CPU, {hardware.threads()} threads, "
+        f"{'cuda' if torch.cuda.is_available() else 'cpu'}; study {study.name} scale {args.scale}; "
+        f"suite {any_spec.eval['suite']} ({'all items' if not limit else f'{limit} items'}, "
+        f"{settings.max_new_tokens} new tokens)",
+        flush=True,
+    )
 
     points = []
 
     def add_point(arm: str, step: int, summary: dict, val: float | None, train_s: float, eval_s: float):
         m = summary["metrics"]
-        points.append({"arm": arm, "step": step, "heldout_loss": val, "train_s": train_s, "eval_s": eval_s,
-                       **{k: {"mean": m[k]["mean"], "low": m[k]["ci_low"], "high": m[k]["ci_high"], "n": m[k]["n"]}
-                          for k in MAIN}})
+        points.append(
+            {
+                "arm": arm,
+                "step": step,
+                "heldout_loss": val,
+                "train_s": train_s,
+                "eval_s": eval_s,
+                **{
+                    k: {"mean": m[k]["mean"], "low": m[k]["ci_low"], "high": m[k]["ci_high"], "n": m[k]["n"]}
+                    for k in MAIN
+                },
+            }
+        )
         print(row(points[-1]), flush=True)
 
     print(header(), flush=True)
@@ -88,19 +107,28 @@ def main() -> int:
         targets = [s for s in steps if s > 0]
         if not targets:
             break
-        cfg = TrainConfig.model_validate({**spec.train, "max_steps": max(targets),
-                                          "val_every": reduce(math.gcd, targets), "checkpoint_every": 10**6})
+        cfg = TrainConfig.model_validate(
+            {**spec.train, "max_steps": max(targets), "val_every": reduce(math.gcd, targets), "checkpoint_every": 10**6}
+        )
         train_clock = {"start": time.perf_counter(), "eval": 0.0}
         pending = []
 
-        def at_step(step: int, model, tokenizer, arm=arm, pending=pending, targets=targets, spec=spec,
-                    train_clock=train_clock):
+        def at_step(
+            step: int, model, tokenizer, arm=arm, pending=pending, targets=targets, spec=spec, train_clock=train_clock
+        ):
             if step not in targets:
                 return
             t = time.perf_counter()
             merged = copy.deepcopy(model).merge_and_unload()  # evaluated as a study does: merged, fp32
-            summary = evaluate(spec.base, None, spec.eval["suite"], settings, work / arm / f"step{step}",
-                               limit=limit, model_and_tokenizer=(merged, tokenizer))
+            summary = evaluate(
+                spec.base,
+                None,
+                spec.eval["suite"],
+                settings,
+                work / arm / f"step{step}",
+                limit=limit,
+                model_and_tokenizer=(merged, tokenizer),
+            )
             del merged
             eval_s = time.perf_counter() - t
             train_s = time.perf_counter() - train_clock["start"] - train_clock["eval"]
@@ -129,8 +157,11 @@ def row(p: dict) -> str:
         return f"{m['mean']:>8.3f} [{m['low']:.3f}, {m['high']:.3f}]".rjust(24)
 
     val = f"{p['heldout_loss']:.3f}" if p["heldout_loss"] is not None else "—"
-    return f"{p['arm']:<8}{p['step']:>5}{val:>9}" + "".join(ci(p[k]) for k in MAIN) + \
-        f"{p['train_s']:>9.0f}{p['eval_s']:>8.0f}"
+    return (
+        f"{p['arm']:<8}{p['step']:>5}{val:>9}"
+        + "".join(ci(p[k]) for k in MAIN)
+        + f"{p['train_s']:>9.0f}{p['eval_s']:>8.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,20 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Lfm2Config
 
-LFM2_350M = dict(vocab_size=65536, hidden_size=1024, intermediate_size=6656, num_hidden_layers=16,
-                 num_attention_heads=16, num_key_value_heads=8, max_position_embeddings=128_000,
-                 block_auto_adjust_ff_dim=True, block_ffn_dim_multiplier=1.0, block_multiple_of=256,
-                 full_attn_idxs=[2, 5, 8, 10, 12, 14], tie_word_embeddings=True)
+LFM2_350M = dict(
+    vocab_size=65536,
+    hidden_size=1024,
+    intermediate_size=6656,
+    num_hidden_layers=16,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    max_position_embeddings=128_000,
+    block_auto_adjust_ff_dim=True,
+    block_ffn_dim_multiplier=1.0,
+    block_multiple_of=256,
+    full_attn_idxs=[2, 5, 8, 10, 12, 14],
+    tie_word_embeddings=True,
+)
 
 
 def main():
@@ -34,8 +44,12 @@ def main():
         from ada_slm.run import models
 
         tokenizer = AutoTokenizer.from_pretrained(models.resolve("smollm2-135m"))
-    config = Lfm2Config(**LFM2_350M, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id)
+    config = Lfm2Config(
+        **LFM2_350M,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     n = sum(p.numel() for p in model.parameters())

@@ -51,8 +51,14 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     flags = cpu_flags()
     native = sorted(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags)
-    print(f"device {device}" + (f" ({torch.cuda.get_device_name(0)})" if device == "cuda" else
-                                f", {torch.get_num_threads()} threads, CPU flags: {' '.join(native) or 'none'}"))
+    print(
+        f"device {device}"
+        + (
+            f" ({torch.cuda.get_device_name(0)})"
+            if device == "cuda"
+            else f", {torch.get_num_threads()} threads, CPU flags: {' '.join(native) or 'none'}"
+        )
+    )
     fp32 = matmul_gflops(torch.float32, args.size, args.seconds, device)
     bf16 = matmul_gflops(torch.bfloat16, args.size, args.seconds, device)
     print(f"{'fp32 matmul peak':>20}: {fp32:10.1f} GFLOP/s")

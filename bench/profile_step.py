@@ -41,8 +41,17 @@ from ada_slm.run.steps import (
     step_indices,
 )
 
-CATEGORIES = ["base matmuls", "LoRA matmuls", "weight casts", "activation casts", "dropout", "attention",
-              "elementwise", "optimizer", "Python/other"]
+CATEGORIES = [
+    "base matmuls",
+    "LoRA matmuls",
+    "weight casts",
+    "activation casts",
+    "dropout",
+    "attention",
+    "elementwise",
+    "optimizer",
+    "Python/other",
+]
 
 
 def category(name: str, shapes: list, rank: int) -> str:
@@ -102,30 +111,43 @@ def main():
 
     base, tok, _ = models.load(args.base)
     torch.manual_seed(0)
-    model = get_peft_model(base, LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=args.dropout,
-                                            target_modules=models.default_targets(base), task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        base,
+        LoraConfig(
+            r=args.rank,
+            lora_alpha=2 * args.rank,
+            lora_dropout=args.dropout,
+            target_modules=models.default_targets(base),
+            task_type="CAUSAL_LM",
+        ),
+    )
     model.train()
     examples, _ = tokenize(build_corpus(2000, "pure", seed=0).train, tok, args.max_length)
     chosen = [examples[i] for i in step_indices(len(examples), args.micro * args.accum, 0, 0)]
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=2e-4)
     tokens = sum(len(e.input_ids) for e in chosen)
-    print(f"{args.base}, LoRA r{args.rank}/α{2 * args.rank} default targets, dropout {args.dropout}, "
-          f"{args.micro} × {args.accum} = {len(chosen)} sequences ({tokens} tokens), {torch.get_num_threads()} "
-          f"threads")
+    print(
+        f"{args.base}, LoRA r{args.rank}/α{2 * args.rank} default targets, dropout {args.dropout}, "
+        f"{args.micro} × {args.accum} = {len(chosen)} sequences ({tokens} tokens), {torch.get_num_threads()} "
+        f"threads"
+    )
     columns = {}
     for name in args.precision.split(","):
         dtype = torch.bfloat16 if name == "bf16" else None
         originals = {} if args.fp32_base else hold_frozen_linears_in(model, dtype)
         label = name + (" (fp32 base)" if dtype and args.fp32_base else " (bf16 base)" if dtype else "")
-        columns[label] = profile_one_step(model, chosen, args.micro, tok.pad_token_id, dtype, args.rank,
-                                          optimizer, trainable)
+        columns[label] = profile_one_step(
+            model, chosen, args.micro, tok.pad_token_id, dtype, args.rank, optimizer, trainable
+        )
         restore_frozen_linears(originals)
     head = f"{'category':<20}" + "".join(f"{label:>24}" for label in columns)
     print(head + "\n" + "-" * len(head))
     for cat in CATEGORIES:
-        print(f"{cat:<20}" + "".join(f"{c.get(cat, 0.0) / c['wall']:>17.1%} {c.get(cat, 0.0):5.1f}s"
-                                     for c in columns.values()))
+        print(
+            f"{cat:<20}"
+            + "".join(f"{c.get(cat, 0.0) / c['wall']:>17.1%} {c.get(cat, 0.0):5.1f}s" for c in columns.values())
+        )
     print(f"{'step wall time':<20}" + "".join(f"{c['wall']:>23.1f}s" for c in columns.values()))
 
 

@@ -28,9 +28,26 @@ OURS_SRC = HERE.parent / "src"
 
 def study_wall(src: Path, args, extra: list[str], work: Path, name: str) -> dict:
     results, exports = work / f"{name}-results", work / f"{name}-exports"
-    cmd = [sys.executable, "-m", "ada_slm.app.cli", "study", "run", args.study, "--scale", args.scale,
-           "--only", args.only, "--seeds", args.seeds, "--no-report", "--results", str(results),
-           "--exports", str(exports), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ada_slm.app.cli",
+        "study",
+        "run",
+        args.study,
+        "--scale",
+        args.scale,
+        "--only",
+        args.only,
+        "--seeds",
+        args.seeds,
+        "--no-report",
+        "--results",
+        str(results),
+        "--exports",
+        str(exports),
+        *extra,
+    ]
     env = dict(os.environ, PYTHONPATH=str(src), ADA_SLM_THROUGHPUT=str(work / f"{name}-throughput.json"))
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
@@ -44,9 +61,11 @@ def study_wall(src: Path, args, extra: list[str], work: Path, name: str) -> dict
         rec = json.loads(record.read_text())
         train = rec.get("train") or {}
         runs[f"{record.parent.parent.name}/{record.parent.name}"] = {
-            "train_s": train.get("wall_s"), "generation_s": (rec.get("eval") or {}).get("generation_s"),
+            "train_s": train.get("wall_s"),
+            "generation_s": (rec.get("eval") or {}).get("generation_s"),
             "heldout": train.get("final_val_loss"),
-            "agl_awareness": ((rec.get("eval") or {}).get("metrics") or {}).get("agl_awareness", {}).get("mean")}
+            "agl_awareness": ((rec.get("eval") or {}).get("metrics") or {}).get("agl_awareness", {}).get("mean"),
+        }
     return {"wall_s": wall, "load_before": load_before, "load_after": os.getloadavg()[0], "runs": runs}
 
 
@@ -58,11 +77,19 @@ def main():
     ap.add_argument("--only", default="v9B,v9C")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--jobs-ours", type=int, default=None, help="--jobs for ours (default: its own default)")
-    ap.add_argument("--versions", default="baseline,ours", help="which to time: baseline,ours (default both), "
-                    "or one of them (a measurement taken alone before the other)")
+    ap.add_argument(
+        "--versions",
+        default="baseline,ours",
+        help="which to time: baseline,ours (default both), or one of them (a measurement taken alone before the other)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
-    ap.add_argument("--keep", type=Path, default=None, help="write the studies' results into this new folder and "
-                    "keep them (default: a temporary folder, removed at the end)")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="write the studies' results into this new folder and "
+        "keep them (default: a temporary folder, removed at the end)",
+    )
     args = ap.parse_args()
 
     sys.path.insert(0, str(OURS_SRC))
@@ -76,10 +103,20 @@ def main():
     models.resolve("smollm2-135m")  # converted once, before anything is timed
     kind = hardware.machine_kind()
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
-    print(f"machine kind {kind}, {os.cpu_count()} CPUs, matmul peak fp32 {fp32:.0f} / bf16 {bf16:.0f} GFLOP/s, "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    out = {"kind": kind, "peak_fp32": fp32, "peak_bf16": bf16, "study": args.study, "scale": args.scale,
-           "only": args.only, "seeds": args.seeds}
+    print(
+        f"machine kind {kind}, {os.cpu_count()} CPUs, matmul peak fp32 {fp32:.0f} / bf16 {bf16:.0f} GFLOP/s, "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    out = {
+        "kind": kind,
+        "peak_fp32": fp32,
+        "peak_bf16": bf16,
+        "study": args.study,
+        "scale": args.scale,
+        "only": args.only,
+        "seeds": args.seeds,
+    }
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=False)
     with tempfile.TemporaryDirectory(prefix="study-ratio-") as tmp:
@@ -95,9 +132,11 @@ def main():
     for name in ("baseline", "ours"):
         if name in out:
             r = out[name]
-            runs = "; ".join(f"{k} {v['train_s'] or 0:.0f}/{v['generation_s'] or 0:.0f}/"
-                             f"{v['heldout'] if v['heldout'] is None else round(v['heldout'], 4)}"
-                             for k, v in r["runs"].items())
+            runs = "; ".join(
+                f"{k} {v['train_s'] or 0:.0f}/{v['generation_s'] or 0:.0f}/"
+                f"{v['heldout'] if v['heldout'] is None else round(v['heldout'], 4)}"
+                for k, v in r["runs"].items()
+            )
             print(f"{name:<10} {r['wall_s']:>8.0f} {r['load_before']:>8.2f} / {r['load_after']:<7.2f}  {runs}")
     if "baseline" in out and "ours" in out:
         print(f"\nours ÷ baseline wall time: {out['ours']['wall_s'] / out['baseline']['wall_s']:.2f}×  (goal ≤ 0.40×)")

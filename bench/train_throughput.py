@@ -84,13 +84,22 @@ def worker(name: str, args) -> dict:
         from ada_slm.run.config import build_config
         from ada_slm.run.train import train
 
-        cfg = build_config({
-            "base": args.base, "data": {"path": str(work / "train.jsonl"), "val_path": str(work / "val.jsonl")},
-            "lora": {"r": R, "alpha": ALPHA, "dropout": DROPOUT, "targets": "all-linear"},
-            "batch": {"micro": args.micro, "accum": args.accum}, "max_steps": steps, "lr": LR,
-            "warmup_ratio": WARMUP_RATIO, "max_length": args.max_length, "seed": 0, "out_dir": str(out),
-            "val_every": 10**6, "checkpoint_every": 10**6,
-        })
+        cfg = build_config(
+            {
+                "base": args.base,
+                "data": {"path": str(work / "train.jsonl"), "val_path": str(work / "val.jsonl")},
+                "lora": {"r": R, "alpha": ALPHA, "dropout": DROPOUT, "targets": "all-linear"},
+                "batch": {"micro": args.micro, "accum": args.accum},
+                "max_steps": steps,
+                "lr": LR,
+                "warmup_ratio": WARMUP_RATIO,
+                "max_length": args.max_length,
+                "seed": 0,
+                "out_dir": str(out),
+                "val_every": 10**6,
+                "checkpoint_every": 10**6,
+            }
+        )
         del model
         trained = train(cfg, quiet=True)
         record, model, tokenizer = trained.record, trained.model, trained.tokenizer
@@ -101,32 +110,56 @@ def worker(name: str, args) -> dict:
         from datasets import Dataset
         from transformers import Trainer, TrainingArguments, default_data_collator
 
-        common = dict(output_dir=str(out), per_device_train_batch_size=args.micro,
-                      gradient_accumulation_steps=args.accum, max_steps=steps, learning_rate=LR,
-                      lr_scheduler_type="linear", warmup_steps=int(WARMUP_RATIO * steps), weight_decay=0.0,
-                      max_grad_norm=1.0, seed=0, report_to="none", save_strategy="no", logging_steps=10**6,
-                      disable_tqdm=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available())
+        common = dict(
+            output_dir=str(out),
+            per_device_train_batch_size=args.micro,
+            gradient_accumulation_steps=args.accum,
+            max_steps=steps,
+            learning_rate=LR,
+            lr_scheduler_type="linear",
+            warmup_steps=int(WARMUP_RATIO * steps),
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            seed=0,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=10**6,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            use_cpu=not torch.cuda.is_available(),
+        )
         if name == "plain":
             from peft import get_peft_model
 
             def padded(e):
                 pad = args.max_length - len(e.input_ids)
-                return {"input_ids": e.input_ids + [tokenizer.pad_token_id] * pad,
-                        "attention_mask": [1] * len(e.input_ids) + [0] * pad, "labels": e.labels + [-100] * pad}
+                return {
+                    "input_ids": e.input_ids + [tokenizer.pad_token_id] * pad,
+                    "attention_mask": [1] * len(e.input_ids) + [0] * pad,
+                    "labels": e.labels + [-100] * pad,
+                }
 
             data = Dataset.from_list([padded(e) for e in train_set])
-            trainer = Trainer(model=get_peft_model(model, _peft_config()),
-                              args=TrainingArguments(**common, remove_unused_columns=False),
-                              train_dataset=data, data_collator=default_data_collator)
+            trainer = Trainer(
+                model=get_peft_model(model, _peft_config()),
+                args=TrainingArguments(**common, remove_unused_columns=False),
+                train_dataset=data,
+                data_collator=default_data_collator,
+            )
         else:
             from trl import SFTConfig, SFTTrainer
 
-            data = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]}
-                                      for r in train_rows])
+            data = Dataset.from_list(
+                [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in train_rows]
+            )
             extra = {} if name == "trl" else {"bf16": False, "gradient_checkpointing": False}
-            trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=data,
-                                 args=SFTConfig(**common, max_length=args.max_length, **extra),
-                                 peft_config=_peft_config())
+            trainer = SFTTrainer(
+                model=model,
+                processing_class=tokenizer,
+                train_dataset=data,
+                args=SFTConfig(**common, max_length=args.max_length, **extra),
+                peft_config=_peft_config(),
+            )
         precision = "bf16" if trainer.args.bf16 else "fp32"
         start = time.perf_counter()
         trainer.train()
@@ -137,7 +170,10 @@ def worker(name: str, args) -> dict:
 
     n_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n and "embed" not in n)
     return {
-        "name": name, "wall_s": wall, "steps": steps, "precision": precision,
+        "name": name,
+        "wall_s": wall,
+        "steps": steps,
+        "precision": precision,
         "tokens": sum(len(e.input_ids) for e in train_set),
         "target_tokens": sum(sum(1 for t in e.labels[1:] if t != -100) for e in train_set),
         "non_embedding_params": n_params,
@@ -147,14 +183,22 @@ def worker(name: str, args) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ main
-LABELS = {"plain": "HF Trainer (plain)", "trl": "TRL SFTTrainer (defaults)", "trl-fp32": "TRL SFTTrainer (fp32, no GC)",
-          "ours": "ada-slm train"}
+LABELS = {
+    "plain": "HF Trainer (plain)",
+    "trl": "TRL SFTTrainer (defaults)",
+    "trl-fp32": "TRL SFTTrainer (fp32, no GC)",
+    "ours": "ada-slm train",
+}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", default="smollm2-135m", help="smollm2-135m, tiny-lfm2, a local dir (default: %(default)s)")
-    ap.add_argument("--sequences", type=int, default=64, help="training sequences, each seen once (default: %(default)s)")
+    ap.add_argument(
+        "--base", default="smollm2-135m", help="smollm2-135m, tiny-lfm2, a local dir (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--sequences", type=int, default=64, help="training sequences, each seen once (default: %(default)s)"
+    )
     ap.add_argument("--val", type=int, default=32, help="held-out sequences (default: %(default)s)")
     ap.add_argument("--micro", type=int, default=4)
     ap.add_argument("--accum", type=int, default=4)
@@ -183,8 +227,10 @@ def main():
     from ada_slm.run.hardware import machine_kind
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    peaks = {"fp32": matmul_gflops(torch.float32, seconds=1.0, device=device),
-             "bf16": matmul_gflops(torch.bfloat16, seconds=1.0, device=device)}
+    peaks = {
+        "fp32": matmul_gflops(torch.float32, seconds=1.0, device=device),
+        "bf16": matmul_gflops(torch.bfloat16, seconds=1.0, device=device),
+    }
     with tempfile.TemporaryDirectory(prefix="ada-bench-") as tmp:
         work = Path(tmp)
         corpus = build_corpus(args.sequences + args.val + 64, "pure", seed=7, val_fraction=0.1)
@@ -192,45 +238,69 @@ def main():
         write_jsonl(work / "val.jsonl", corpus.val[: args.val])
         results = {}
         for name in names:
-            cmd = [sys.executable, __file__, "--worker", name, "--work", str(work), "--base", args.base,
-                   "--sequences", str(args.sequences), "--micro", str(args.micro), "--accum", str(args.accum),
-                   "--max-length", str(args.max_length)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                "--work",
+                str(work),
+                "--base",
+                args.base,
+                "--sequences",
+                str(args.sequences),
+                "--micro",
+                str(args.micro),
+                "--accum",
+                str(args.accum),
+                "--max-length",
+                str(args.max_length),
+            ]
             print(f"running {LABELS[name]} …", file=sys.stderr, flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 print(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
                 continue
-            results[name] = json.loads(lines[-1][len("RESULT "):])
+            results[name] = json.loads(lines[-1][len("RESULT ") :])
 
     if not results:
         sys.exit("no trainer finished")
     any_r = next(iter(results.values()))
-    print(f"\nbase {args.base}, {args.sequences} sequences × 1 epoch = {any_r['steps']} steps of "
-          f"{args.micro} micro × {args.accum} accum = {args.micro * args.accum} sequences, max_length "
-          f"{args.max_length}, LoRA r{R}/α{ALPHA} all-linear; {any_r['tokens']} tokens "
-          f"({any_r['target_tokens']} answer tokens); machine kind {machine_kind() if device == 'cpu' else device}, "
-          f"matmul peak fp32 {peaks['fp32']:.1f} / bf16 {peaks['bf16']:.1f} GFLOP/s (MFU against the peak of "
-          f"each trainer's precision); 'arm est.' = one Phase 14D seed arm, {ARM_SEQUENCES} sequences "
-          f"(2k × 0.9 train × 3 epochs)")
-    head = (f"{'trainer':<30}{'prec':>5}{'wall s':>9}{'tok/s':>9}{'answer tok/s':>14}{'MFU':>7}{'peak RSS MB':>13}"
-            f"{'held-out loss':>15}{'arm est.':>10}")
+    print(
+        f"\nbase {args.base}, {args.sequences} sequences × 1 epoch = {any_r['steps']} steps of "
+        f"{args.micro} micro × {args.accum} accum = {args.micro * args.accum} sequences, max_length "
+        f"{args.max_length}, LoRA r{R}/α{ALPHA} all-linear; {any_r['tokens']} tokens "
+        f"({any_r['target_tokens']} answer tokens); machine kind {machine_kind() if device == 'cpu' else device}, "
+        f"matmul peak fp32 {peaks['fp32']:.1f} / bf16 {peaks['bf16']:.1f} GFLOP/s (MFU against the peak of "
+        f"each trainer's precision); 'arm est.' = one Phase 14D seed arm, {ARM_SEQUENCES} sequences "
+        f"(2k × 0.9 train × 3 epochs)"
+    )
+    head = (
+        f"{'trainer':<30}{'prec':>5}{'wall s':>9}{'tok/s':>9}{'answer tok/s':>14}{'MFU':>7}{'peak RSS MB':>13}"
+        f"{'held-out loss':>15}{'arm est.':>10}"
+    )
     print(head)
     print("-" * len(head))
     for name, r in results.items():
         tps = r["tokens"] / r["wall_s"]
         mfu = 4 * r["non_embedding_params"] * tps / (peaks[r["precision"]] * 1e9)
-        print(f"{LABELS[name]:<30}{r['precision']:>5}{r['wall_s']:>9.1f}{tps:>9.1f}{r['target_tokens'] / r['wall_s']:>14.1f}"
-              f"{mfu:>7.1%}{r['peak_rss_mb']:>13.0f}{r['heldout_loss']:>15.4f}"
-              f"{ARM_SEQUENCES * r['wall_s'] / args.sequences / 60:>8.1f} m")
+        print(
+            f"{LABELS[name]:<30}{r['precision']:>5}{r['wall_s']:>9.1f}{tps:>9.1f}"
+            f"{r['target_tokens'] / r['wall_s']:>14.1f}"
+            f"{mfu:>7.1%}{r['peak_rss_mb']:>13.0f}{r['heldout_loss']:>15.4f}"
+            f"{ARM_SEQUENCES * r['wall_s'] / args.sequences / 60:>8.1f} m"
+        )
     if "ours" in results:
         ours = results["ours"]
         for name, r in results.items():
             if name == "ours":
                 continue
             loss_gap = (ours["heldout_loss"] - r["heldout_loss"]) / r["heldout_loss"]
-            print(f"ada-slm ÷ {LABELS[name]:<30} speed {r['wall_s'] / ours['wall_s']:6.2f} ×   "
-                  f"held-out loss {loss_gap:+.2%}")
+            print(
+                f"ada-slm ÷ {LABELS[name]:<30} speed {r['wall_s'] / ours['wall_s']:6.2f} ×   "
+                f"held-out loss {loss_gap:+.2%}"
+            )
 
 
 if __name__ == "__main__":

@@ -36,10 +36,12 @@ def test_readme_is_short():
 
 
 def test_no_work_item_numbers():
-    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
-             for path in doc_files()
-             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-             if WORK_ITEM.search(line)]
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in doc_files()
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if WORK_ITEM.search(line)
+    ]
     assert not found, "work-item references in the docs:\n" + "\n".join(found)
 
 
@@ -55,8 +57,13 @@ def site(tmp_path_factory) -> Path:
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
         pytest.skip("mkdocs / mkdocs-material not installed (pip install 'ada-slm[docs]')")
     out = tmp_path_factory.mktemp("site")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
     return out
 
@@ -69,8 +76,17 @@ def page_text(site: Path, page: str) -> str:
 
 
 def test_site_builds_strict(site):
-    for page in ("", "getting-started", "concepts", "statistics", "performance", "architecture",
-                 "reference/cli", "reference/run-config", "reference/study-file"):
+    for page in (
+        "",
+        "getting-started",
+        "concepts",
+        "statistics",
+        "performance",
+        "architecture",
+        "reference/cli",
+        "reference/run-config",
+        "reference/study-file",
+    ):
         assert (site / page / "index.html").is_file(), page
     assert (site / "serve.png").is_file()
     assert not (site / "hooks").exists(), "the build hook is not part of the site"
@@ -85,8 +101,12 @@ def cli_commands():
     found = []
 
     def walk(command, path):
-        names = [o for p in command.params for o in list(p.opts) + list(p.secondary_opts or [])
-                 if p.param_type_name == "option"]
+        names = [
+            o
+            for p in command.params
+            for o in list(p.opts) + list(p.secondary_opts or [])
+            if p.param_type_name == "option"
+        ]
         found.append((" ".join(path), names))
         if hasattr(command, "list_commands"):
             for name in command.list_commands(None):
@@ -123,10 +143,12 @@ def model_keys(model, prefix=""):
 def sections(site: Path, page: str) -> dict[str, str]:
     """Heading id -> the text from that heading to the next one (h2/h3), of a built page."""
     raw = (site / page / "index.html").read_text(encoding="utf-8")
-    raw = raw[raw.index('<article'):]
+    raw = raw[raw.index("<article") :]
     parts = re.split(r'<h[23] id="([^"]+)"[^>]*>', raw)
-    return {parts[i]: " ".join(html.unescape(re.sub(r"<[^>]+>", " ", parts[i + 1])).split())
-            for i in range(1, len(parts) - 1, 2)}
+    return {
+        parts[i]: " ".join(html.unescape(re.sub(r"<[^>]+>", " ", parts[i + 1])).split())
+        for i in range(1, len(parts) - 1, 2)
+    }
 
 
 def test_cli_reference_names_every_command_and_option(site):

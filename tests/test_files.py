@@ -12,13 +12,16 @@ from ada_slm.study.spec import load_study
 
 
 # ------------------------------------------------------------------------------------------ JSON
-@pytest.mark.parametrize("text, message", [
-    ("[" * 5000 + "]" * 5000, "nested deeper than 100 levels"),  # RecursionError on main
-    ('{"a": ' * 150 + "1" + "}" * 150, "nested deeper than 100 levels"),
-    ('{"seed": ' + "7" * 5000 + "}", "Exceeds the limit (4300 digits)"),  # ValueError on main
-    ('{"reason": "\\ud800"}', "lone surrogate"),  # unwritable as UTF-8 by every writer after it
-    ('{"a": 1', "invalid JSON (Expecting ',' delimiter at column 8)"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[" * 5000 + "]" * 5000, "nested deeper than 100 levels"),  # RecursionError on main
+        ('{"a": ' * 150 + "1" + "}" * 150, "nested deeper than 100 levels"),
+        ('{"seed": ' + "7" * 5000 + "}", "Exceeds the limit (4300 digits)"),  # ValueError on main
+        ('{"reason": "\\ud800"}', "lone surrogate"),  # unwritable as UTF-8 by every writer after it
+        ('{"a": 1', "invalid JSON (Expecting ',' delimiter at column 8)"),
+    ],
+)
 def test_json_that_parses_badly_is_one_line_naming_the_place(text, message):
     with pytest.raises(UnreadableFile) as e:
         parse_json(text, "results/s/a/seed0/record.json")
@@ -76,16 +79,22 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
     assert load_yaml(path)["arm"] == {"lr": 2, "r": 8}
 
 
-@pytest.mark.parametrize("text, message", [
-    ("name: [\n", ":2: invalid YAML"),
-    ("a: b: c\n", ":1: invalid YAML (mapping values are not allowed here)"),
-    ("a: [" + "[" * 3000 + "]" * 3000 + "]\n", "nested too deeply"),  # RecursionError on main
-    ("a: " + "7" * 5000 + "\n", "4300 digits"),  # ValueError on main
-    ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in
-                                                         zip("abcdef", "bcdefg", strict=True)), "expand to more than"),
-    ("a: &a [*a]\n", "refer to themselves"),
-    ("a: !!python/object:os.system x\n", ":1: invalid YAML (could not determine a constructor"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: [\n", ":2: invalid YAML"),
+        ("a: b: c\n", ":1: invalid YAML (mapping values are not allowed here)"),
+        ("a: [" + "[" * 3000 + "]" * 3000 + "]\n", "nested too deeply"),  # RecursionError on main
+        ("a: " + "7" * 5000 + "\n", "4300 digits"),  # ValueError on main
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdef", "bcdefg", strict=True)),
+            "expand to more than",
+        ),
+        ("a: &a [*a]\n", "refer to themselves"),
+        ("a: !!python/object:os.system x\n", ":1: invalid YAML (could not determine a constructor"),
+    ],
+)
 def test_malformed_yaml_is_one_line(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -103,13 +112,18 @@ def test_not_utf8_and_fifo_yaml(tmp_path):
         load_yaml(tmp_path / "fifo.yaml")
 
 
-@pytest.mark.parametrize("loader, text", [
-    (load_study, "name: s\nbaseline: a\narms:\n  a: {}\n  a: {lora: {r: 16}}\n"),
-    (load_config, "lr: 1.0e-3\nlora: {r: 8}\nlr: 2.0e-3\n"),
-    (lambda p: load_suite(str(p)), "name: t\nitems:\n  - {id: a, lang: en, category: certainty, prompt: p, "
-                                   "lang: de}\n"),
-    (load_reported, "name: t\nsource: s\nname: u\n"),
-])
+@pytest.mark.parametrize(
+    "loader, text",
+    [
+        (load_study, "name: s\nbaseline: a\narms:\n  a: {}\n  a: {lora: {r: 16}}\n"),
+        (load_config, "lr: 1.0e-3\nlora: {r: 8}\nlr: 2.0e-3\n"),
+        (
+            lambda p: load_suite(str(p)),
+            "name: t\nitems:\n  - {id: a, lang: en, category: certainty, prompt: p, lang: de}\n",
+        ),
+        (load_reported, "name: t\nsource: s\nname: u\n"),
+    ],
+)
 def test_every_yaml_the_tool_reads_refuses_duplicate_keys(tmp_path, loader, text):
     path = tmp_path / "f.yaml"
     path.write_text(text)

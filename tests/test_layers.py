@@ -39,8 +39,12 @@ def imports_of(path: Path, modules: dict[str, Path]) -> list[tuple[str, bool]]:
     def visit(node, inside: bool):
         for child in ast.iter_child_nodes(node):
             nested = inside or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
-            if isinstance(child, ast.ImportFrom) and child.module and child.level == 0 \
-                    and child.module.split(".")[0] == "ada_slm":
+            if (
+                isinstance(child, ast.ImportFrom)
+                and child.module
+                and child.level == 0
+                and child.module.split(".")[0] == "ada_slm"
+            ):
                 for alias in child.names:  # `from ada_slm.run import config` imports the module ada_slm.run.config
                     full = f"{child.module}.{alias.name}"
                     found.append((full if full in modules else child.module, nested))
@@ -58,8 +62,12 @@ def graph() -> dict[str, list[tuple[str, bool]]]:
 
 
 def upward_imports(g) -> list[str]:
-    return [f"{a} ({floor_of(a)}) imports {b} ({floor_of(b)})" for a, deps in g.items() for b, _ in deps
-            if FLOORS[floor_of(b)] > FLOORS[floor_of(a)]]
+    return [
+        f"{a} ({floor_of(a)}) imports {b} ({floor_of(b)})"
+        for a, deps in g.items()
+        for b, _ in deps
+        if FLOORS[floor_of(b)] > FLOORS[floor_of(a)]
+    ]
 
 
 def cycles(g) -> list[list[str]]:
@@ -128,8 +136,10 @@ def test_sizes_over_the_caps_are_reported_as_warnings():
     count. Over-cap modules and functions are warnings in the test summary."""
     big, long = oversized()
     for what in big + long:
-        warnings.warn(f"over the size cap ({MAX_MODULE_LINES} lines a module, {MAX_FUNCTION_LINES} a function): "
-                      f"{what}", stacklevel=1)
+        warnings.warn(
+            f"over the size cap ({MAX_MODULE_LINES} lines a module, {MAX_FUNCTION_LINES} a function): {what}",
+            stacklevel=1,
+        )
 
 
 def private_imports() -> list[str]:

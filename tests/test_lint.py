@@ -22,8 +22,9 @@ def _ruff() -> str:
 
 
 def test_ruff_finds_nothing():
-    p = subprocess.run([_ruff(), "check", "--output-format", "concise", *PATHS], cwd=ROOT, capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        [_ruff(), "check", "--output-format", "concise", *PATHS], cwd=ROOT, capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 

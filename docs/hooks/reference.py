@@ -174,16 +174,28 @@ def cli_markdown() -> str:
             out.append(text(command.help) + "\n")
         if _is_group(command):
             subs = [(name, command.get_command(None, name)) for name in command.list_commands(None)]
-            rows = [[f"[{code(title + ' ' + name)}](#{anchor(title + ' ' + name)})",
-                     text(sub.help or sub.short_help) or NO_DESCRIPTION] for name, sub in subs]
+            rows = [
+                [
+                    f"[{code(title + ' ' + name)}](#{anchor(title + ' ' + name)})",
+                    text(sub.help or sub.short_help) or NO_DESCRIPTION,
+                ]
+                for name, sub in subs
+            ]
             out.append(table(["command", "what it does"], rows) + "\n")
         rows = []
         for p in command.params:
             if getattr(p, "hidden", False):
                 continue
             kind = "argument" if p.param_type_name == "argument" else "option"
-            rows.append([_param_name(p), kind, code(_param_type(p, ctx)), _param_default(p),
-                         text(getattr(p, "help", None)) or NO_DESCRIPTION])
+            rows.append(
+                [
+                    _param_name(p),
+                    kind,
+                    code(_param_type(p, ctx)),
+                    _param_default(p),
+                    text(getattr(p, "help", None)) or NO_DESCRIPTION,
+                ]
+            )
         rows.append([code("--help"), "option", code("bool"), code("false"), "Show the command's help and exit."])
         out.append(table(["name", "kind", "type", "default", "help"], rows) + "\n")
     return "\n".join(out)
@@ -336,8 +348,14 @@ def models_markdown(model) -> str:
             for _, nested in nested_models(field.annotation, ""):
                 shown = shown.replace(nested.__name__, f"[{nested.__name__}](#{titles[nested]})", 1)
             limits = _constraints(field)
-            rows.append([code(f"{prefix}{name}"), shown + (f" ({limits})" if limits else ""), _default(field),
-                         text(field.description) or NO_DESCRIPTION])
+            rows.append(
+                [
+                    code(f"{prefix}{name}"),
+                    shown + (f" ({limits})" if limits else ""),
+                    _default(field),
+                    text(field.description) or NO_DESCRIPTION,
+                ]
+            )
         out.append(table(["key", "type", "default", "description"], rows) + "\n")
     return "\n".join(out)
 

@@ -48,8 +48,9 @@ def open_regular(path: str | Path, limit: int | None = None, within: list[Path] 
         if not any(real.is_relative_to(root.resolve()) for root in within):
             raise UnreadableFile(path, f"resolves to {real}, outside {within[0]}; not followed")
     if limit is not None and st.st_size > limit:
-        raise UnreadableFile(path, f"too large ({st.st_size / 2**20:.1f} MiB, more than {limit / 2**20:g} MiB); "
-                        "not read")
+        raise UnreadableFile(
+            path, f"too large ({st.st_size / 2**20:.1f} MiB, more than {limit / 2**20:g} MiB); not read"
+        )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
@@ -79,8 +80,13 @@ def read_regular(path: str | Path, limit: int | None = None, within: list[Path] 
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+    for test, name in (
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
         if test(mode):
             return name
     return "special file"
@@ -216,8 +222,7 @@ def load_yaml(path: str | Path) -> dict:
     try:
         value = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except _DuplicateKey as e:
-        raise UserError(f"{path}:{e.second}: key {e.key!r} given twice (first at line {e.first}); "
-                        "keep one") from None
+        raise UserError(f"{path}:{e.second}: key {e.key!r} given twice (first at line {e.first}); keep one") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -232,10 +237,11 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(value, dict):
         raise UserError(f"{path}: expected a mapping (key: value) at the top level")
     if _count_values(value, YAML_MAX_VALUES) < 0:
-        raise UserError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels, or aliases (*name) that refer to "
-                        f"themselves or expand to more than {YAML_MAX_VALUES:,} values; write the values out")
+        raise UserError(
+            f"{path}: nested deeper than {MAX_JSON_DEPTH} levels, or aliases (*name) that refer to "
+            f"themselves or expand to more than {YAML_MAX_VALUES:,} values; write the values out"
+        )
     return value
-
 
 
 def _umask() -> int:
@@ -277,8 +283,9 @@ def utf8_error(path: Path, data: bytes, e: UnicodeDecodeError, first_line: int =
     """'FILE:LINE: not UTF-8 text (byte 0x.. at column C)' for a decoding error in `data`."""
     line = first_line + data.count(b"\n", 0, e.start)
     column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-    return UserError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at column {column}); "
-                     "save the file as UTF-8")
+    return UserError(
+        f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at column {column}); save the file as UTF-8"
+    )
 
 
 def _input_limit() -> int:
@@ -313,8 +320,9 @@ def read_utf8(path: str | Path, limit: int | None = None) -> str:
         raise utf8_error(Path(path), data, e) from None
 
 
-def iter_jsonl(path: str | Path, limit: int | None = None,
-               within: list[Path] | None = None) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(
+    path: str | Path, limit: int | None = None, within: list[Path] | None = None
+) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a malformed line (bad JSON, not UTF-8, nested too
     deep, not an object) is a UserError naming FILE:LINE, and so is a file open_regular refuses (not there,
     not a regular file, larger than `limit`, outside `within`)."""
@@ -347,8 +355,10 @@ def check_name(name: str, what: str) -> str:
     """`name` if it can be one path component: letters, digits, '_', '.', '-', and not '.' or '..'.
     Otherwise a UserError naming `what` (e.g. "arm", "study name")."""
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or name in (".", ".."):
-        raise UserError(f"{what} {name!r}: it names a folder or file, so use only letters, digits, '_', '.' and '-' "
-                        "(and not '.' or '..')")
+        raise UserError(
+            f"{what} {name!r}: it names a folder or file, so use only letters, digits, '_', '.' and '-' "
+            "(and not '.' or '..')"
+        )
     return name
 
 

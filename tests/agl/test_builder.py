@@ -23,7 +23,9 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
         paths.append(tmp_path / f"{name}.jsonl")
     assert paths[0].read_bytes() == paths[1].read_bytes()
     other = build_corpus(600, "pure", seed=4)
-    assert [r["id"] for r in other.train] != [json.loads(line)["id"] for line in paths[0].read_text().splitlines()[:540]]
+    assert [r["id"] for r in other.train] != [
+        json.loads(line)["id"] for line in paths[0].read_text().splitlines()[:540]
+    ]
 
 
 def test_pure_mix_covers_every_category_except_polyglot_and_all_rows_are_valid():
@@ -113,8 +115,12 @@ def test_summarize_counts():
 
 def test_example_errors_name_the_field():
     assert "missing field 'lang'" in example_errors({"id": "a", "category": "x", "messages": []})
-    row = {"id": "a", "category": "c", "lang": "en",
-           "messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "●x"}]}
+    row = {
+        "id": "a",
+        "category": "c",
+        "lang": "en",
+        "messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "●x"}],
+    }
     assert any("messages[1].role" in e for e in example_errors(row))
     row["messages"][1] = {"role": "assistant", "content": "●x ∧"}
     assert any("not valid AGL" in e for e in example_errors(row))
@@ -134,8 +140,9 @@ def test_fixed_held_out_set_is_identical_for_every_corpus_size():
     for corpus in (small, large):  # and still held out: no template, no answer shared with training
         train_templates = {r["template"] for r in corpus.train}
         assert not train_templates & {r["template"] for r in corpus.val}
-        assert not {r["messages"][-1]["content"] for r in corpus.train} & {r["messages"][-1]["content"]
-                                                                          for r in corpus.val}
+        assert not {r["messages"][-1]["content"] for r in corpus.train} & {
+            r["messages"][-1]["content"] for r in corpus.val
+        }
     other_seed = build_corpus(2000, "pure", seed=1, val_fraction=0.1, val_size=200)
     assert _texts(other_seed.val) != _texts(small.val)
 
@@ -150,11 +157,14 @@ def test_fixed_held_out_set_through_the_run_config():
     assert "val_size=30" in source
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"size": 100, "val_size": 100}, "must be smaller than data.size"),
-    ({"size": 100, "val_size": 10, "val_fraction": 0.0}, "needs data.val_fraction > 0"),
-    ({"path": "x.jsonl", "val_size": 10}, "builder's fixed held-out set"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"size": 100, "val_size": 100}, "must be smaller than data.size"),
+        ({"size": 100, "val_size": 10, "val_fraction": 0.0}, "needs data.val_fraction > 0"),
+        ({"path": "x.jsonl", "val_size": 10}, "builder's fixed held-out set"),
+    ],
+)
 def test_val_size_errors_name_the_field(data, message):
     from ada_slm.run.config import build_config
 

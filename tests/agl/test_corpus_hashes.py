@@ -20,20 +20,32 @@ SHIPPED_SUITE = resources.files("ada_slm") / "suites" / "agl-heldout.jsonl"
 # (size, mix, seed, val_fraction, val_size) -> (sha256 of the train file, of the held-out file or None)
 CORPORA = {
     (2000, "pure", 0, 0.0, None): ("c5d2028e894592cc5b2a2c624f159ce1b38e60edb9a91895023130c9cb9beff6", None),
-    (5000, "pure", 1, 0.1, None): ("856dab979a448028e82b44889d0442fe9b78d9346496a289b65c669f1496197e",
-                                   "9dc17bec76cc0e97b19d945a2a22c824fb234be6e01fb2b127d1f3e349501080"),
+    (5000, "pure", 1, 0.1, None): (
+        "856dab979a448028e82b44889d0442fe9b78d9346496a289b65c669f1496197e",
+        "9dc17bec76cc0e97b19d945a2a22c824fb234be6e01fb2b127d1f3e349501080",
+    ),
     # val_size: the same held-out file for every corpus size of one seed
-    (2000, "pure", 0, 0.1, 300): ("ad231f46ca3a9bd94ff2c4a4762860e66380887e543f858e0fb56fb7ec6b0524",
-                                  "9e343ba105eef8fb3c7c4860110a614cbd0bd5827da12d1d96cfd7d26c3a3edb"),
-    (5000, "pure", 0, 0.1, 300): ("43719a5c7f9d7b8dd1b24e18f77f21d89257134e369ec14ef80fd58867dd50e0",
-                                  "9e343ba105eef8fb3c7c4860110a614cbd0bd5827da12d1d96cfd7d26c3a3edb"),
-    (20000, "pure", 0, 0.1, 2000): ("47ec980dc778055236fecba12b5d0ba2c8baa2686e4a9a5e9bc655e10678f032",
-                                    "c075bca0ad9b84db057ce940a71bbd2f60c73d3f233ef792f69a96046fa928d4"),
+    (2000, "pure", 0, 0.1, 300): (
+        "ad231f46ca3a9bd94ff2c4a4762860e66380887e543f858e0fb56fb7ec6b0524",
+        "9e343ba105eef8fb3c7c4860110a614cbd0bd5827da12d1d96cfd7d26c3a3edb",
+    ),
+    (5000, "pure", 0, 0.1, 300): (
+        "43719a5c7f9d7b8dd1b24e18f77f21d89257134e369ec14ef80fd58867dd50e0",
+        "9e343ba105eef8fb3c7c4860110a614cbd0bd5827da12d1d96cfd7d26c3a3edb",
+    ),
+    (20000, "pure", 0, 0.1, 2000): (
+        "47ec980dc778055236fecba12b5d0ba2c8baa2686e4a9a5e9bc655e10678f032",
+        "c075bca0ad9b84db057ce940a71bbd2f60c73d3f233ef792f69a96046fa928d4",
+    ),
     (200, "polyglot", 0, 0.0, None): ("e8ea258665c1728493e75e016d5c5429ae9e813e53d2ae976b8677928e17251b", None),
-    (1000, "polyglot", 2, 0.2, None): ("9d36743b5e59ac0a495058d7b787bb44d7238d035c59c0af5ccb6f86dde0fb6e",
-                                       "4303937f056988c2713d77e4233ec033e04b7b81bac55f6631e1a79a573ae2e5"),
-    (800, "polyglot", 0, 0.1, 100): ("7a8ee1fa7ddba25cb742842433ae358737c71397588ddac425d79e459c26a6f5",
-                                     "0e2d3819c21c45964268a7c241bf5a8b117280d9a27131077d63fdfc24c67205"),
+    (1000, "polyglot", 2, 0.2, None): (
+        "9d36743b5e59ac0a495058d7b787bb44d7238d035c59c0af5ccb6f86dde0fb6e",
+        "4303937f056988c2713d77e4233ec033e04b7b81bac55f6631e1a79a573ae2e5",
+    ),
+    (800, "polyglot", 0, 0.1, 100): (
+        "7a8ee1fa7ddba25cb742842433ae358737c71397588ddac425d79e459c26a6f5",
+        "0e2d3819c21c45964268a7c241bf5a8b117280d9a27131077d63fdfc24c67205",
+    ),
 }
 # suites/agl-heldout.jsonl: `ada-slm data suite` with its defaults (100 per category, seed 0)
 SUITE_SHA256 = "6f6197cffd5a7a0da8cb88bf8a276505b2e7e8871a00daa48cf23124031c1e12"

@@ -48,7 +48,7 @@ def test_corruptions_are_rejected(category, seed, data):
     i = data.draw(st.integers(0, len(body)))
     corrupted.append(response[:i] + data.draw(st.sampled_from(FOREIGN_GLYPHS)) + response[i:])
     # dangling connective at the end of the AGL body
-    corrupted.append(body.rstrip() + " " + data.draw(st.sampled_from("∧∨→⇒∴")) + response[len(body):])
+    corrupted.append(body.rstrip() + " " + data.draw(st.sampled_from("∧∨→⇒∴")) + response[len(body) :])
     subs = [i for i, ch in enumerate(body) if ch in G.SUBSCRIPT_DIGITS]
     if subs:  # bad subscript: ASCII digit, superscript, or a second subscript digit
         i = data.draw(st.sampled_from(subs))

@@ -25,7 +25,8 @@ def test_shipped_file_has_every_category_and_is_package_data():
     book = default_templates()
     assert list(book.categories) == list(GENERATORS)
     assert {c: (len(t.templates), len(t.held_out)) for c, t in book.categories.items()} == {
-        c: (24 if c == "certainty" else 12, 8) for c in GENERATORS}
+        c: (24 if c == "certainty" else 12, 8) for c in GENERATORS
+    }
     assert book.categories["tool"].held_out_indices == list(range(12, 20))
     assert book.categories["space"].templates[11].expected_certainty == "◕"
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
@@ -50,35 +51,92 @@ NATIVE_EN = '    en: "Please put this into AGL: {src}"\n'
 
 
 # (text in the shipped file, its replacement, text on the line the error must name, what it must say)
-@pytest.mark.parametrize("old, new, at, message", [
-    (REASONING_0, REASONING_0.replace("{n3}", "{n4}"), "{n4}",
-     r"categories\.reasoning\.templates\[0\]\.prompt: unknown placeholder \{n4\} in .*\(this one fills: c1, c1_cap"),
-    ('answer: "{l1}{a1} ⇒ {l3}{a3}"', 'answer: "{l1}{a1} ⇒ {l4}{a3}"', "{l4}",
-     r"categories\.reasoning\.templates\[4\]\.answer: unknown placeholder \{l4\}"),
-    (REASONING_0, REASONING_0.replace("{n3}", "{n3"), "{n3?",
-     r"categories\.reasoning\.templates\[0\]\.prompt: .*expected '}'.*literal braces"),
-    (REASONING_0, REASONING_0.replace("{n3}", "{n3!r}"), "{n3!r}",
-     r"categories\.reasoning\.templates\[0\]\.prompt: placeholder \{n3\} takes no format spec"),
-    (CERTAINTY_0_SHAPE, CERTAINTY_0_SHAPE + "s", "one_levels",
-     r"categories\.certainty\.templates\[0\]\.shape: unknown shape 'one_levels' \(known: level_path, one_level"),
-    (CERTAINTY_0_SHAPE, f'{CERTAINTY_0}\n        answer: "●x"', "●x",
-     r"categories\.certainty\.templates\[0\]\.answer: this category's answers are built in code: give a `shape`"),
-    (CERTAINTY_0_SHAPE, f'{CERTAINTY_0_SHAPE}\n        answer: "●x"', CERTAINTY_0,
-     r"categories\.certainty\.templates\[0\]: give exactly one of `answer` .* and `shape`"),
-    (CERTAINTY_0_SHAPE, CERTAINTY_0, CERTAINTY_0,
-     r"categories\.certainty\.templates\[0\]: give exactly one of `answer`"),
-    (f"- prompt: {CERTAINTY_0}", f"- promt: {CERTAINTY_0}", "promt",
-     r"categories\.certainty\.templates\[0\]\.promt: unknown field"),
-    ('expected_certainty: "◕"', 'expected_certainty: "X"', '"X"',
-     r"categories\.space\.templates\[11\]\.expected_certainty: must be one of ● ◕ ◑ ◔ ○, got 'X'"),
-    (REASONING_0, "7  # a number", "# a number",
-     r"categories\.reasoning\.templates\[0\]\.prompt: Input should be a valid string"),
-    ("\n  tool:\n", "\n  tools:\n", "  tools:", r"categories\.tools: unknown category \(known: certainty, temporal"),
-    (NATIVE_EN, "", "  training:", r"native_requests\.training: missing language\(s\) en"),
-    (NATIVE_EN, NATIVE_EN.replace("{src}", "{source}"), "{source}",
-     r"native_requests\.training\.en: unknown placeholder \{source\}"),
-    ("shape: translation\n", "shape: translation\n  oops: [\n", None, r"invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "old, new, at, message",
+    [
+        (
+            REASONING_0,
+            REASONING_0.replace("{n3}", "{n4}"),
+            "{n4}",
+            r"categories\.reasoning\.templates\[0\]\.prompt: unknown placeholder \{n4\} in "
+            r".*\(this one fills: c1, c1_cap",
+        ),
+        (
+            'answer: "{l1}{a1} ⇒ {l3}{a3}"',
+            'answer: "{l1}{a1} ⇒ {l4}{a3}"',
+            "{l4}",
+            r"categories\.reasoning\.templates\[4\]\.answer: unknown placeholder \{l4\}",
+        ),
+        (
+            REASONING_0,
+            REASONING_0.replace("{n3}", "{n3"),
+            "{n3?",
+            r"categories\.reasoning\.templates\[0\]\.prompt: .*expected '}'.*literal braces",
+        ),
+        (
+            REASONING_0,
+            REASONING_0.replace("{n3}", "{n3!r}"),
+            "{n3!r}",
+            r"categories\.reasoning\.templates\[0\]\.prompt: placeholder \{n3\} takes no format spec",
+        ),
+        (
+            CERTAINTY_0_SHAPE,
+            CERTAINTY_0_SHAPE + "s",
+            "one_levels",
+            r"categories\.certainty\.templates\[0\]\.shape: unknown shape 'one_levels' \(known: level_path, one_level",
+        ),
+        (
+            CERTAINTY_0_SHAPE,
+            f'{CERTAINTY_0}\n        answer: "●x"',
+            "●x",
+            r"categories\.certainty\.templates\[0\]\.answer: this category's answers are built in code: give a `shape`",
+        ),
+        (
+            CERTAINTY_0_SHAPE,
+            f'{CERTAINTY_0_SHAPE}\n        answer: "●x"',
+            CERTAINTY_0,
+            r"categories\.certainty\.templates\[0\]: give exactly one of `answer` .* and `shape`",
+        ),
+        (
+            CERTAINTY_0_SHAPE,
+            CERTAINTY_0,
+            CERTAINTY_0,
+            r"categories\.certainty\.templates\[0\]: give exactly one of `answer`",
+        ),
+        (
+            f"- prompt: {CERTAINTY_0}",
+            f"- promt: {CERTAINTY_0}",
+            "promt",
+            r"categories\.certainty\.templates\[0\]\.promt: unknown field",
+        ),
+        (
+            'expected_certainty: "◕"',
+            'expected_certainty: "X"',
+            '"X"',
+            r"categories\.space\.templates\[11\]\.expected_certainty: must be one of ● ◕ ◑ ◔ ○, got 'X'",
+        ),
+        (
+            REASONING_0,
+            "7  # a number",
+            "# a number",
+            r"categories\.reasoning\.templates\[0\]\.prompt: Input should be a valid string",
+        ),
+        (
+            "\n  tool:\n",
+            "\n  tools:\n",
+            "  tools:",
+            r"categories\.tools: unknown category \(known: certainty, temporal",
+        ),
+        (NATIVE_EN, "", "  training:", r"native_requests\.training: missing language\(s\) en"),
+        (
+            NATIVE_EN,
+            NATIVE_EN.replace("{src}", "{source}"),
+            "{source}",
+            r"native_requests\.training\.en: unknown placeholder \{source\}",
+        ),
+        ("shape: translation\n", "shape: translation\n  oops: [\n", None, r"invalid YAML"),
+    ],
+)
 def test_a_malformed_file_is_one_line_naming_file_line_and_entry(tmp_path, old, new, at, message):
     assert SHIPPED.count(old) >= 1
     text = SHIPPED.replace(old, new, 1)
@@ -90,7 +148,7 @@ def test_a_malformed_file_is_one_line_naming_file_line_and_entry(tmp_path, old, 
     assert re.match(rf"{re.escape(str(path))}:\d+: ", error), error
     assert re.search(message, error), error
     if at is not None:
-        assert int(error[len(str(path)) + 1:].split(":")[0]) == _line(text, at), error
+        assert int(error[len(str(path)) + 1 :].split(":")[0]) == _line(text, at), error
 
 
 def _edited(edit) -> str:
@@ -100,15 +158,24 @@ def _edited(edit) -> str:
     return yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda raw: raw["categories"].pop("polyglot"), r":\d+: categories: category 'polyglot' is missing"),
-    (lambda raw: raw["categories"]["edge"].update(templates=raw["categories"]["edge"]["templates"][:1]),
-     r":\d+: categories\.edge\.templates: List should have at least 2 items"),
-    (lambda raw: raw["categories"]["edge"].update(held_out=[]),
-     r":\d+: categories\.edge\.held_out: List should have at least 1 item"),
-    (lambda raw: raw["categories"]["temporal"]["held_out"][0].update(expected_certainty="●"),
-     r":\d+: categories\.temporal\.held_out\[0\]: expected_certainty goes with an `answer`"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda raw: raw["categories"].pop("polyglot"), r":\d+: categories: category 'polyglot' is missing"),
+        (
+            lambda raw: raw["categories"]["edge"].update(templates=raw["categories"]["edge"]["templates"][:1]),
+            r":\d+: categories\.edge\.templates: List should have at least 2 items",
+        ),
+        (
+            lambda raw: raw["categories"]["edge"].update(held_out=[]),
+            r":\d+: categories\.edge\.held_out: List should have at least 1 item",
+        ),
+        (
+            lambda raw: raw["categories"]["temporal"]["held_out"][0].update(expected_certainty="●"),
+            r":\d+: categories\.temporal\.held_out\[0\]: expected_certainty goes with an `answer`",
+        ),
+    ],
+)
 def test_a_malformed_entry_names_its_place(tmp_path, edit, message):
     path = _write(tmp_path, _edited(edit))
     with pytest.raises(UserError, match=rf"^{re.escape(str(path))}{message}") as caught:
@@ -118,10 +185,13 @@ def test_a_malformed_entry_names_its_place(tmp_path, edit, message):
 
 def test_a_template_is_added_by_editing_the_file_alone(tmp_path):
     new_prompt = "Before answering whether {clause}, ask {tool}."
-    text = SHIPPED.replace('    held_out:\n      - prompt: "A tool is available.',
-                           f'      - prompt: "{new_prompt}"\n'
-                           '        answer: "○{atom} ∴ ⚙({t1}) → {l1}{atom}"\n'
-                           '    held_out:\n      - prompt: "A tool is available.', 1)
+    text = SHIPPED.replace(
+        '    held_out:\n      - prompt: "A tool is available.',
+        f'      - prompt: "{new_prompt}"\n'
+        '        answer: "○{atom} ∴ ⚙({t1}) → {l1}{atom}"\n'
+        '    held_out:\n      - prompt: "A tool is available.',
+        1,
+    )
     assert text != SHIPPED
     book = load_templates(_write(tmp_path, text), PLACEHOLDERS)
     assert len(book.categories["tool"].templates) == 13

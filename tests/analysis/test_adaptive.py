@@ -23,8 +23,16 @@ def adaptive_study(tmp_path_factory):
     """Run tiny-adaptive until decided, Ctrl-C it once round 1 has been looked at, run it again."""
     tmp = tmp_path_factory.mktemp("adaptive")
     results, exports = tmp / "results", tmp / "exports"
-    args = CLI + ["study", "run", str(DATA / "tiny-adaptive.yaml"), "--until-decided", "--results", str(results),
-                  "--exports", str(exports)]
+    args = CLI + [
+        "study",
+        "run",
+        str(DATA / "tiny-adaptive.yaml"),
+        "--until-decided",
+        "--results",
+        str(results),
+        "--exports",
+        str(exports),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rounds = results / "tinyadapt" / adaptive.ROUNDS
     while proc.poll() is None:
@@ -69,8 +77,11 @@ def test_resumed_adaptive_study_recomputes_the_same_rounds_and_runs_nothing(adap
 def test_plan_until_decided_prints_expected_runs(adaptive_study):
     root, args, _ = adaptive_study
     results = str(root.parent)
-    p = subprocess.run(CLI + ["study", "plan", str(DATA / "tiny-adaptive.yaml"), "--until-decided",
-                              "--results", results], capture_output=True, text=True)
+    p = subprocess.run(
+        CLI + ["study", "plan", str(DATA / "tiny-adaptive.yaml"), "--until-decided", "--results", results],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert "looks at [1, 2] runs per arm" in p.stdout
     assert "runs expected" in p.stdout and "no difference" in p.stdout
@@ -96,12 +107,20 @@ def test_a_look_of_the_sweep_on_run_scores_drops_the_clearly_worse_arm(tmp_path)
     d = adaptive.design(study, "rank-sweep", "cpu", study.seeds, tmp_path, tmp_path)
     rng = np.random.default_rng(0)
     means = {"r4": 0.10, "r8": 0.28, "r16": 0.30, "r32": 0.31, "r48": 0.30, "r64": 0.29}
-    scores = {arm: {s: {f"i{j}": float(mu + 0.003 * rng.standard_normal() + 0.01 * rng.standard_normal())
-                        for j in range(40)} for s in range(3)} for arm, mu in means.items()}
+    scores = {
+        arm: {
+            s: {f"i{j}": float(mu + 0.003 * rng.standard_normal() + 0.01 * rng.standard_normal()) for j in range(40)}
+            for s in range(3)
+        }
+        for arm, mu in means.items()
+    }
     alive = np.ones((1, len(d.arms)), bool)
     entry, prog = {}, adaptive.Progress()
     settled = adaptive._eliminate(d, scores, alive, 0, entry, prog)
     assert entry["leader"] == "r32" and prog.leader == "r32"
     assert entry["eliminated"] == ["r4"] and not alive[0, d.arms.index("r4")]
     assert not settled and set(entry["versus_leader"]) == set(means) - {"r32"}
-    assert entry["versus_leader"]["r4"]["delta"] < -0.2 and entry["versus_leader"]["r4"]["p"] < entry["elimination_threshold"]
+    assert (
+        entry["versus_leader"]["r4"]["delta"] < -0.2
+        and entry["versus_leader"]["r4"]["p"] < entry["elimination_threshold"]
+    )

@@ -58,8 +58,9 @@ def study_specs(tmp_path_factory):
     return study, expand(study, str(path), results_root=path.parent / "results")
 
 
-def simulate_arms(study, specs, rng, means, seed_sd=0.02, item_sd=0.05, inter_sd=0.02, resid_sd=0.08, losses=None,
-                  rho=0.0):
+def simulate_arms(
+    study, specs, rng, means, seed_sd=0.02, item_sd=0.05, inter_sd=0.02, resid_sd=0.08, losses=None, rho=0.0
+):
     """In-memory ArmData for the arms in `means` from the crossed random-effects model (3 runs per arm); `rho`:
     the correlation of one seed's training effect across arms (runs of a seed share data order and LoRA init)."""
     items = rng.normal(0, item_sd, N_ITEMS)
@@ -67,14 +68,16 @@ def simulate_arms(study, specs, rng, means, seed_sd=0.02, item_sd=0.05, inter_sd
     arms = {}
     for name, mu in means.items():
         cfg = next(s.train for s in specs if s.arm == name)
-        seed_effect = rho ** 0.5 * shared_seed + (1 - rho) ** 0.5 * rng.normal(0, seed_sd, (3, 1))
-        y = (mu + seed_effect + items + rng.normal(0, inter_sd, N_ITEMS)
-             + rng.normal(0, resid_sd, (3, N_ITEMS)))
-        scores = {m: {} for m in RUN_FIELDS} | {"agl_awareness": {
-            s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}}
+        seed_effect = rho**0.5 * shared_seed + (1 - rho) ** 0.5 * rng.normal(0, seed_sd, (3, 1))
+        y = mu + seed_effect + items + rng.normal(0, inter_sd, N_ITEMS) + rng.normal(0, resid_sd, (3, N_ITEMS))
+        scores = {m: {} for m in RUN_FIELDS} | {
+            "agl_awareness": {s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}
+        }
         if losses:
             scores["heldout_loss"] = {s: {"run": float(losses[name] + rng.normal(0, 0.005))} for s in range(3)}
-        arms[name] = analysis.ArmData(name, cfg, {s: FINISHED for s in range(3)}, scores, {}, {s: "complete" for s in range(3)})
+        arms[name] = analysis.ArmData(
+            name, cfg, {s: FINISHED for s in range(3)}, scores, {}, {s: "complete" for s in range(3)}
+        )
     return arms
 
 
@@ -91,12 +94,19 @@ def test_decision_picks_a_path_rarely_without_effects_and_mostly_with_a_large_on
     study, specs = study_specs
     study = study.model_copy(update={"pairing": pairing})
     rng = np.random.default_rng(0)
-    null = [_path_picked(study, specs, simulate_arms(study, specs, rng, {"b16": 0.3, "r32": 0.3, "data5k": 0.3},
-                                                     rho=rho)) for _ in range(500)]
+    null = [
+        _path_picked(study, specs, simulate_arms(study, specs, rng, {"b16": 0.3, "r32": 0.3, "data5k": 0.3}, rho=rho))
+        for _ in range(500)
+    ]
     assert np.mean(null) <= 0.05
-    big = [analysis.decide(study, specs_arms := simulate_arms(study, specs, rng,
-                                                              {"b16": 0.3, "r32": 0.4, "data5k": 0.3}, rho=rho), specs)
-           for _ in range(100)]
+    big = [
+        analysis.decide(
+            study,
+            specs_arms := simulate_arms(study, specs, rng, {"b16": 0.3, "r32": 0.4, "data5k": 0.3}, rho=rho),
+            specs,
+        )
+        for _ in range(100)
+    ]
     if (pairing, rho) != ("seed", 0.0):
         assert np.mean([d.rule.recommend == "Path A" for d in big]) >= 0.7
     assert specs_arms  # the last simulated study
@@ -105,8 +115,13 @@ def test_decision_picks_a_path_rarely_without_effects_and_mostly_with_a_large_on
 def test_decision_on_a_lower_is_better_run_metric(study_specs):
     study, specs = study_specs
     study = study.model_copy(update={"decision": study.decision.model_copy(update={"metric": "heldout_loss"})})
-    arms = simulate_arms(study, specs, np.random.default_rng(1), {"b16": 0.3, "r32": 0.3, "data5k": 0.3},
-                         losses={"b16": 2.097, "r32": 1.797, "data5k": 2.097})
+    arms = simulate_arms(
+        study,
+        specs,
+        np.random.default_rng(1),
+        {"b16": 0.3, "r32": 0.3, "data5k": 0.3},
+        losses={"b16": 2.097, "r32": 1.797, "data5k": 2.097},
+    )
     d = analysis.decide(study, arms, specs)
     rank = d.answers[0]
     assert rank.comparison.delta.mean == pytest.approx(-0.3, abs=0.02) and rank.yes  # lower loss: yes
@@ -115,8 +130,12 @@ def test_decision_on_a_lower_is_better_run_metric(study_specs):
 
 def test_designs_from_the_full_config_difference(study_specs):
     study, specs = study_specs
-    arms = simulate_arms(study, specs, np.random.default_rng(2),
-                         {n: 0.3 for n in ("b16", "r32", "r48", "split", "r32-split", "data5k", "drop0")})
+    arms = simulate_arms(
+        study,
+        specs,
+        np.random.default_rng(2),
+        {n: 0.3 for n in ("b16", "r32", "r48", "split", "r32-split", "data5k", "drop0")},
+    )
     facs = analysis.factorials(arms, "agl_awareness")
     assert [(f.factor1, f.factor2) for f in facs] == [("batch split", "rank")]
     assert set(facs[0].cells.values()) == {"b16", "r32", "split", "r32-split"}  # drop0 differs in dropout too
@@ -134,26 +153,50 @@ def _write_run(spec, rng, mean, loss, ran=None):
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for j in range(20):
-        metrics = {m: None for m in METRICS} | {"agl_awareness": float(max(0.0, mean + rng.normal(0, 0.02))),
-                                                 "well_formed": float(rng.random() < 0.5)}
+        metrics = {m: None for m in METRICS} | {
+            "agl_awareness": float(max(0.0, mean + rng.normal(0, 0.02))),
+            "well_formed": float(rng.random() < 0.5),
+        }
         rows.append({"id": f"i{j}", "prompt": "p", "output": "⟨self⟩ exists", "metrics": metrics})
     (spec.run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     steps = [{"step": k, "loss": loss + 0.5 / k, "tokens": 1000, "sequences": 16} for k in (1, 2, 3)]
-    train = None if spec.train is None else {
-        "steps": steps, "val": [{"step": 3, "loss": loss}], "final_val_loss": loss, "final_train_loss": loss + 0.1,
-        "tokens_per_s": 500.0 + rng.normal(0, 5)}
-    record = {"status": {"state": "complete"}, "train": train,
-              **({"config": {**ran.model_dump(), "total_steps": 3}} if ran else {}),
-              "eval": {"suite": "multilang", "n_items": 20, "generation": {"mode": "greedy", "max_new_tokens": 8,
-                                                                           "batch_size": 8}}}
+    train = (
+        None
+        if spec.train is None
+        else {
+            "steps": steps,
+            "val": [{"step": 3, "loss": loss}],
+            "final_val_loss": loss,
+            "final_train_loss": loss + 0.1,
+            "tokens_per_s": 500.0 + rng.normal(0, 5),
+        }
+    )
+    record = {
+        "status": {"state": "complete"},
+        "train": train,
+        **({"config": {**ran.model_dump(), "total_steps": 3}} if ran else {}),
+        "eval": {
+            "suite": "multilang",
+            "n_items": 20,
+            "generation": {"mode": "greedy", "max_new_tokens": 8, "batch_size": 8},
+        },
+    }
     (spec.run_dir / "record.json").write_text(json.dumps(record))
 
 
 def test_report_and_summary_render_from_the_analysis(study_specs):
     study, specs = study_specs
     rng = np.random.default_rng(3)
-    means = {"base": 0.0, "b16": 0.1, "r32": 0.1, "r48": 0.1, "split": 0.1, "r32-split": 0.1, "data5k": 0.1,
-             "drop0": 0.1}
+    means = {
+        "base": 0.0,
+        "b16": 0.1,
+        "r32": 0.1,
+        "r48": 0.1,
+        "split": 0.1,
+        "r32-split": 0.1,
+        "data5k": 0.1,
+        "drop0": 0.1,
+    }
     for s in specs:
         _write_run(s, rng, means[s.arm], {"r32": 1.797}.get(s.arm, 2.097) + rng.normal(0, 0.005))
     a = analysis.analyse(study, specs)
@@ -161,19 +204,33 @@ def test_report_and_summary_render_from_the_analysis(study_specs):
     assert held.supported and held.delta.mean == pytest.approx(-0.3, abs=0.02)
     assert a.arms["b16"].components["agl_awareness"].n_seeds == 3 and a.power.detectable[3] > 0
     md = build_report(study, specs, None, specs[0].run_dir.parent.parent, a).read_text()
-    for text in ("## Power", "seed SD / item SD", "perm p (min)", "(≥ 0.25)", "Runs paired by seed (3 pairs)", "| heldout_loss |",
-                 "Differs in data size and steps: 2000 ex, 339 steps → 5000 ex, 846 steps.",
-                 "Equivalence (TOST", "Runs per arm to detect the decision's min_effect 0.03"):
+    for text in (
+        "## Power",
+        "seed SD / item SD",
+        "perm p (min)",
+        "(≥ 0.25)",
+        "Runs paired by seed (3 pairs)",
+        "| heldout_loss |",
+        "Differs in data size and steps: 2000 ex, 339 steps → 5000 ex, 846 steps.",
+        "Equivalence (TOST",
+        "Runs per arm to detect the decision's min_effect 0.03",
+    ):
         assert text in md, text
     printed = summary(a)
     assert "## Decision" in printed and "## Power" in printed and "## Per-metric" not in printed
 
 
-@pytest.mark.parametrize("field, text", [
-    ("decision:\n  metric: agl_awarness\n  questions: {q: {compare: a, against: a}}\n  rules: [{recommend: r}]\n",
-     "decision.metric"),
-    ("equivalence_margins: {welformed: 0.1}\n", "equivalence_margins"),
-])
+@pytest.mark.parametrize(
+    "field, text",
+    [
+        (
+            "decision:\n  metric: agl_awarness\n  questions: {q: {compare: a, against: a}}\n"
+            "  rules: [{recommend: r}]\n",
+            "decision.metric",
+        ),
+        ("equivalence_margins: {welformed: 0.1}\n", "equivalence_margins"),
+    ],
+)
 def test_metric_names_are_checked_when_the_study_loads(tmp_path, field, text):
     path = tmp_path / "s.yaml"
     path.write_text("name: s\nbaseline: a\narms:\n  a: {}\n" + field)
@@ -188,8 +245,7 @@ def test_goldilocks_follows_the_metric_direction(study_specs):
     it one: it 'beat' both neighbours by having the larger loss); the middle rank with the lowest loss is."""
     study, specs = study_specs
     means = {"b16": 0.3, "r32": 0.3, "r48": 0.3}
-    worst = simulate_arms(study, specs, np.random.default_rng(4), means,
-                          losses={"b16": 2.0, "r32": 2.3, "r48": 2.0})
+    worst = simulate_arms(study, specs, np.random.default_rng(4), means, losses={"b16": 2.0, "r32": 2.3, "r48": 2.0})
     g = analysis.goldilocks(worst, "heldout_loss")
     assert sorted(g.by_rank) == [16, 32, 48] and not g.claimed
     best = simulate_arms(study, specs, np.random.default_rng(4), means, losses={"b16": 2.3, "r32": 2.0, "r48": 2.3})
@@ -214,8 +270,13 @@ def test_every_verdict_names_its_holm_family(study_specs):
     from ada_slm.analysis.report.writer import comparison_table, summary_table
 
     study, specs = study_specs
-    arms = simulate_arms(study, specs, np.random.default_rng(5), {"b16": 0.3, "r32": 0.36, "data5k": 0.3},
-                         losses={"b16": 2.0, "r32": 2.0, "data5k": 2.0})
+    arms = simulate_arms(
+        study,
+        specs,
+        np.random.default_rng(5),
+        {"b16": 0.3, "r32": 0.36, "data5k": 0.3},
+        losses={"b16": 2.0, "r32": 2.0, "data5k": 2.0},
+    )
     a = analysis.analyse(study, specs, arms=arms)
     header, rows = comparison_table(a, a.comparisons["r32"])
     verdicts = {r[0]: r[header.index("difference")] for r in rows}
@@ -266,8 +327,12 @@ def test_runs_of_different_precision_are_a_factor_and_confound_another(study_spe
 
     def trained_in(arm, *precisions):
         cfg = arms[arm].config
-        arm_records = {s: RunRecord.model_validate({"config": cfg.model_dump(), "status": {"state": "complete"},
-                                                    "meta": {"precision": p}}) for s, p in enumerate(precisions)}
+        arm_records = {
+            s: RunRecord.model_validate(
+                {"config": cfg.model_dump(), "status": {"state": "complete"}, "meta": {"precision": p}}
+            )
+            for s, p in enumerate(precisions)
+        }
         arms[arm] = analysis.ArmData(arm, cfg, arm_records, arms[arm].scores, {}, arms[arm].states)
 
     trained_in("b16", "fp32", "fp32", "fp32")
@@ -287,8 +352,9 @@ def test_the_report_opens_with_the_answer_and_no_cell_reads_nan(study_specs):
     block comes before the first table, and a proportion's CI stays inside [0, 1]."""
     study, specs = study_specs
     rng = np.random.default_rng(8)
-    arms = simulate_arms(study, specs, rng, {"b16": 0.3, "r32": 0.5, "data5k": 0.3},
-                         losses={"b16": 2.0, "r32": 1.9, "data5k": 2.0})
+    arms = simulate_arms(
+        study, specs, rng, {"b16": 0.3, "r32": 0.5, "data5k": 0.3}, losses={"b16": 2.0, "r32": 1.9, "data5k": 2.0}
+    )
     for arm in arms.values():  # keep seed 0 only
         arm.records = {0: arm.records[0]}
         arm.states = {0: "complete"}
@@ -300,6 +366,7 @@ def test_the_report_opens_with_the_answer_and_no_cell_reads_nan(study_specs):
     assert "n/a (one run per arm: no CI)" in md and "no test (one run)" in md
     from ada_slm.analysis.report.doc import ci4
     from ada_slm.stats import contrasts
+
     y = np.array([[1.0] * 30 + [0.0], [1.0] * 31, [1.0] * 29 + [0.0, 0.0]])  # a proportion near 1
     iv = contrasts.arm_interval(y)
     assert iv.high > 1 and ci4(iv).endswith("1.0000] (clipped to [0, 1])")

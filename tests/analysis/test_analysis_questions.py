@@ -72,11 +72,19 @@ def simulate(specs, rng, means, seed_sd=0.01, item_sd=0.05, inter_sd=0.02, resid
     arms = {}
     for name, mu in means.items():
         cfg = next(s.train for s in specs if s.arm == name)
-        y = (mu + rng.normal(0, seed_sd, (3, 1)) + items + rng.normal(0, inter_sd, N_ITEMS)
-             + rng.normal(0, resid_sd, (3, N_ITEMS)))
-        scores = {m: {} for m in RUN_FIELDS} | {"agl_awareness": {
-            s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}}
-        arms[name] = analysis.ArmData(name, cfg, {s: FINISHED for s in range(3)}, scores, {}, {s: "complete" for s in range(3)})
+        y = (
+            mu
+            + rng.normal(0, seed_sd, (3, 1))
+            + items
+            + rng.normal(0, inter_sd, N_ITEMS)
+            + rng.normal(0, resid_sd, (3, N_ITEMS))
+        )
+        scores = {m: {} for m in RUN_FIELDS} | {
+            "agl_awareness": {s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)}
+        }
+        arms[name] = analysis.ArmData(
+            name, cfg, {s: FINISHED for s in range(3)}, scores, {}, {s: "complete" for s in range(3)}
+        )
     return arms
 
 
@@ -89,8 +97,10 @@ def _answers(study, specs, arms, scale=None):
 def test_split_is_an_equivalence_question_answered_by_tost(study):
     specs = _specs(study)
     rng = np.random.default_rng(0)
-    same = [_answers(study, specs, simulate(specs, rng, {"b16": 0.2, "r32": 0.3, "r32-split": 0.3, "data5k": 0.2}))
-            for _ in range(60)]
+    same = [
+        _answers(study, specs, simulate(specs, rng, {"b16": 0.2, "r32": 0.3, "r32-split": 0.3, "data5k": 0.2}))
+        for _ in range(60)
+    ]
     split = [a["split"] for _, a in same]
     assert all(x.test == "equivalent" and x.equivalence is not None and x.equivalence.margin == 0.06 for x in split)
     assert np.mean([x.yes for x in split]) >= 0.8  # equal arms: shown equivalent within ±0.06
@@ -98,21 +108,33 @@ def test_split_is_an_equivalence_question_answered_by_tost(study):
     # the rule still sees rank and data (the split question is informational here)
     assert np.mean([d.rule.recommend == "Path A" for d, _ in same]) >= 0.8
     # at a true difference of exactly the margin, equivalence is claimed at most at the TOST level
-    edge = [_answers(study, specs, simulate(specs, rng, {"b16": 0.2, "r32": 0.3, "r32-split": 0.36,
-                                                        "data5k": 0.2}))[1]["split"].yes for _ in range(200)]
+    edge = [
+        _answers(study, specs, simulate(specs, rng, {"b16": 0.2, "r32": 0.3, "r32-split": 0.36, "data5k": 0.2}))[1][
+            "split"
+        ].yes
+        for _ in range(200)
+    ]
     assert np.mean(edge) <= 0.05 + 0.03
     # and a split that matters is not called equivalent
-    far = [_answers(study, specs, simulate(specs, rng, {"b16": 0.2, "r32": 0.3, "r32-split": 0.45,
-                                                       "data5k": 0.2}))[1]["split"].yes for _ in range(30)]
+    far = [
+        _answers(study, specs, simulate(specs, rng, {"b16": 0.2, "r32": 0.3, "r32-split": 0.45, "data5k": 0.2}))[1][
+            "split"
+        ].yes
+        for _ in range(30)
+    ]
     assert not any(far)
 
 
 def test_equivalence_p_joins_the_holm_family_of_the_questions(study):
     specs = _specs(study)
-    d, a = _answers(study, specs, simulate(specs, np.random.default_rng(3),
-                                           {"b16": 0.2, "r32": 0.3, "r32-split": 0.3, "data5k": 0.2}))
+    d, a = _answers(
+        study,
+        specs,
+        simulate(specs, np.random.default_rng(3), {"b16": 0.2, "r32": 0.3, "r32-split": 0.3, "data5k": 0.2}),
+    )
     raw = {"rank": a["rank"].comparison.p, "split": a["split"].equivalence.p, "data": a["data"].comparison.p}
     from ada_slm.stats import contrasts
+
     assert {q: a[q].p_holm for q in raw} == pytest.approx(contrasts.holm(raw))
 
 
@@ -157,6 +179,7 @@ def test_skip_and_margin_are_checked_at_load(tmp_path):
     bad = STUDY.replace("skip: [data5k]", "skip: [nope]")
     (tmp_path / "a.yaml").write_text(bad)
     from ada_slm.errors import UserError
+
     with pytest.raises(UserError, match=r"scale.skipping.skip: unknown arm 'nope'"):
         load_study(tmp_path / "a.yaml")
     (tmp_path / "b.yaml").write_text(STUDY.replace("skip: [data5k]", "skip: [b16]"))
@@ -169,6 +192,7 @@ def test_skip_and_margin_are_checked_at_load(tmp_path):
 
 def test_shipped_phase14d_asks_the_seeds_split_under_the_seeds_loss_and_the_batch_as_it_ran():
     from importlib import resources
+
     path = resources.files("ada_slm") / "studies" / "phase14d.yaml"
     study = load_study(path)
     q = study.decision.questions
@@ -176,10 +200,15 @@ def test_shipped_phase14d_asks_the_seeds_split_under_the_seeds_loss_and_the_batc
     assert (q["split"].compare, q["split"].against, q["split"].test) == ("v9C", "v9D", "equivalent")
     assert (q["batch"].compare, q["batch"].against) == ("v9C-ran", "v9D")
     assert (q["data"].compare, q["data"].against) == ("v9B-5k", "v9B")
-    expected = {None: {}, "full": {},
-                "quick": {"data": "not asked at this scale: both arms see 32 distinct examples",
-                          "batch": "not asked at this scale: scale quick skips it (v9C-ran)"},
-                "cpu": {"data": "not asked at this scale: scale cpu skips it (v9B-5k)"}}
+    expected = {
+        None: {},
+        "full": {},
+        "quick": {
+            "data": "not asked at this scale: both arms see 32 distinct examples",
+            "batch": "not asked at this scale: scale quick skips it (v9C-ran)",
+        },
+        "cpu": {"data": "not asked at this scale: scale cpu skips it (v9B-5k)"},
+    }
     for scale, why in expected.items():
         specs = expand(study, str(path), scale)
         assert {s.train.loss.normalisation for s in specs if s.train} == {"micro_batch"}
@@ -201,6 +230,7 @@ def test_under_a_split_invariant_loss_the_split_question_is_answered_from_the_co
     """The same study with the default per-token loss (or per-sequence): v9C and v9D are the same objective, seen
     before any run, and the question says so instead of spending runs on it."""
     from importlib import resources
+
     text = (resources.files("ada_slm") / "studies" / "phase14d.yaml").read_text()
     for how in ("token", "sequence"):
         path = tmp_path / f"{how}.yaml"
@@ -208,8 +238,10 @@ def test_under_a_split_invariant_loss_the_split_question_is_answered_from_the_co
         study = load_study(path)
         specs = expand(study, str(path), "cpu")
         _, a = _answers((study, path), specs, analysis.collect(specs), "cpu")
-        assert a["split"].not_asked.startswith(f"split: identical objective under this loss (loss.normalisation "
-                                               f"{how}) — v9C and v9D differ only in micro × accum"), a["split"]
+        assert a["split"].not_asked.startswith(
+            f"split: identical objective under this loss (loss.normalisation "
+            f"{how}) — v9C and v9D differ only in micro × accum"
+        ), a["split"]
         assert "no runs spent" in a["split"].not_asked
         assert a["rank"].not_asked is None and a["batch"].not_asked is None
 
@@ -218,12 +250,12 @@ def test_shipped_studies_hold_out_one_fixed_set_for_every_arm():
     # the builder gives every size the same held-out items when seed, mix, val_fraction and val_size agree
     # (tests/agl/test_builder.py): so every arm's data block may differ only in size
     from importlib import resources
+
     for name in ("phase14d", "phase14e-polyglot"):
         path = resources.files("ada_slm") / "studies" / f"{name}.yaml"
         study = load_study(path)
         for scale in [None, *study.scale]:
-            datas = [s.train.data.model_dump(exclude={"size"})
-                     for s in expand(study, str(path), scale) if s.train]
+            datas = [s.train.data.model_dump(exclude={"size"}) for s in expand(study, str(path), scale) if s.train]
             assert datas and all(d == datas[0] for d in datas) and datas[0]["val_size"], (name, scale)
 
 
@@ -231,6 +263,7 @@ def test_adaptive_design_asks_only_what_the_scale_asks(tmp_path):
     from importlib import resources
 
     from ada_slm.analysis import adaptive
+
     path = resources.files("ada_slm") / "studies" / "phase14d.yaml"
     study = load_study(path)
     cpu = adaptive.design(study, str(path), "cpu", [0, 1, 2], tmp_path / "r", tmp_path / "e")
@@ -243,11 +276,15 @@ def test_adaptive_design_asks_only_what_the_scale_asks(tmp_path):
 
 def test_a_question_that_also_compares_something_else_stays_asked(study):
     from ada_slm.study.decision import Question
+
     specs = _specs(study, "capped")
     arms = analysis.collect(specs)
     mixed = Question(compare="data5k", against="r32")  # corpus size and rank: the rank part is still asked
-    assert analysis.question_not_asked(study[0], mixed, {s.arm for s in specs}, arms["data5k"], arms["r32"],
-                                       "capped") is None
+    assert (
+        analysis.question_not_asked(study[0], mixed, {s.arm for s in specs}, arms["data5k"], arms["r32"], "capped")
+        is None
+    )
     pure = Question(compare="data5k", against="b16")
-    assert analysis.question_not_asked(study[0], pure, {s.arm for s in specs}, arms["data5k"], arms["b16"],
-                                       "capped").startswith("not asked at this scale: both arms see 320")
+    assert analysis.question_not_asked(
+        study[0], pure, {s.arm for s in specs}, arms["data5k"], arms["b16"], "capped"
+    ).startswith("not asked at this scale: both arms see 320")

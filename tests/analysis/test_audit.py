@@ -1,4 +1,3 @@
-
 import pytest
 from typer.testing import CliRunner
 
@@ -20,10 +19,13 @@ def test_table_level_findings(sections):
     assert lines[0].startswith("n = 1:")
     assert "Re-running v9B gave agl_awareness = 0.0857 and 0.0010" in lines[1]
     assert "v9B: certainty_gradient is 0.0020 in one published table and 0.0400 in another." in lines
-    assert ("v9C is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64 (87 optimizer steps)."
-            in lines)
-    assert any(line.startswith("v9E is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64")
-               for line in lines)
+    assert (
+        "v9C is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64 (87 optimizer steps)." in lines
+    )
+    assert any(
+        line.startswith("v9E is published as micro 1 × accum 16 = 16 but ran as micro 4 × accum 16 = 64")
+        for line in lines
+    )
     assert not any(line.startswith("v9D is published") for line in lines)  # v9D ran as published
 
 
@@ -67,8 +69,10 @@ def test_cli_and_bad_file(tmp_path):
     result = CliRunner().invoke(app, ["study", "audit"])
     assert result.exit_code == 0 and "92× more AGL awareness" in result.output
     bad = tmp_path / "r.yaml"
-    bad.write_text("name: x\narms:\n  a: {lora: {r: 1}, published: {micro: 1, accum: 1}, metrics: {}}\n"
-                   "claims: [{text: t, type: ratio, metric: m, arm: a, against: zz}]\n")
+    bad.write_text(
+        "name: x\narms:\n  a: {lora: {r: 1}, published: {micro: 1, accum: 1}, metrics: {}}\n"
+        "claims: [{text: t, type: ratio, metric: m, arm: a, against: zz}]\n"
+    )
     with pytest.raises(UserError, match="unknown arm 'zz'"):
         load_reported(bad)
 
@@ -90,8 +94,10 @@ arms:
     reruns: {agl_awareness: [0.200, 0.195, 0.207], heldout_loss: [1.80, 1.79, 1.805]}
 claims:
   - {text: "2x awareness at r32", type: ratio, metric: agl_awareness, arm: large, against: small}
-  - {text: "rank raises awareness", type: factor, factor: rank 32 vs 16, metric: agl_awareness, arm: large, against: small}
-  - {text: "rank lowers awareness", type: factor, factor: rank 32 vs 16, metric: agl_awareness, arm: large, against: small, direction: lower}
+  - {text: "rank raises awareness", type: factor, factor: rank 32 vs 16, metric: agl_awareness,
+     arm: large, against: small}
+  - {text: "rank lowers awareness", type: factor, factor: rank 32 vs 16, metric: agl_awareness,
+     arm: large, against: small, direction: lower}
   - {text: "higher held-out loss, less awareness", type: loss, metric: agl_awareness, direction: lower}
 """
 
@@ -111,24 +117,32 @@ def test_claims_that_hold_are_supported(tmp_path):
 
 def test_the_seeds_criteria_are_undecided_on_single_runs(sections):
     lines = sections["Success criteria (stated before the runs)"]
-    assert lines[0] == ("AGL awareness > 0.15: undecided (n = 1: no CI; as reported v9C 0.0927, not above 0.15 on "
-                        "one run).")
+    assert lines[0] == (
+        "AGL awareness > 0.15: undecided (n = 1: no CI; as reported v9C 0.0927, not above 0.15 on one run)."
+    )
     assert all(": undecided (n = 1" in line for line in lines) and len(lines) == 4
 
 
 def test_criteria_with_reruns_are_judged_from_cis(tmp_path):
     path = tmp_path / "synthetic.yaml"
-    path.write_text(SYNTHETIC + """criteria:
+    path.write_text(
+        SYNTHETIC
+        + """criteria:
   - {text: "large above 0.15", arm: large, metric: agl_awareness, above: 0.15}
   - {text: "large above 0.3", arm: large, metric: agl_awareness, above: 0.3}
   - {text: "small above 0.1", arm: small, metric: agl_awareness, above: 0.1}
   - {text: "large beats small", arm: large, metric: agl_awareness, better_than: small}
   - {text: "small beats large", arm: small, metric: agl_awareness, better_than: large}
-""")
+"""
+    )
     lines = dict(audit(load_reported(path)))["Success criteria (stated before the runs)"]
     assert [line.split(" (")[0] for line in lines] == [
-        "large above 0.15: met", "large above 0.3: not met", "small above 0.1: undecided", "large beats small: met",
-        "small beats large: not met"]
+        "large above 0.15: met",
+        "large above 0.3: not met",
+        "small above 0.1: undecided",
+        "large beats small: met",
+        "small beats large: not met",
+    ]
     assert lines[0] == "large above 0.15: met (large 0.2007 [0.1857, 0.2156] over 3 runs)."
     path.write_text(SYNTHETIC + "criteria:\n  - {text: t, arm: large, metric: agl_awareness, above: 0.1, below: 1}\n")
     with pytest.raises(UserError, match="criteria.0: give exactly one of above, below, better_than"):

@@ -53,8 +53,16 @@ def crossed_rows(shifts: dict[str, float], n_runs: int = 3, n_items: int = 40, s
             u = rng.normal(0, 0.15)
             for i in range(n_items):
                 score = shift + item[i] + inter[i] + u + rng.normal(0, 0.5)
-                rows.append({"arm": arm, "run": f"{arm}-{k}", "seed": k, "item": f"q{i}", "metric": "score",
-                             "score": round(float(score), 6)})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "run": f"{arm}-{k}",
+                        "seed": k,
+                        "item": f"q{i}",
+                        "metric": "score",
+                        "score": round(float(score), 6),
+                    }
+                )
     return rows
 
 
@@ -92,8 +100,10 @@ def test_table_formats_read_alike(tmp_path):
     write_csv(tmp_path / "t.csv", rows)
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
-    results = [to_json(compare(CompareSpec(arms={arm: [str(tmp_path / f"t.{ext}")] for arm in ("a", "b")})))
-               for ext in ("csv", "jsonl", "parquet")]
+    results = [
+        to_json(compare(CompareSpec(arms={arm: [str(tmp_path / f"t.{ext}")] for arm in ("a", "b")})))
+        for ext in ("csv", "jsonl", "parquet")
+    ]
     assert results[0]["comparisons"] == results[1]["comparisons"] == results[2]["comparisons"]
     assert [r.name for r in read_table(tmp_path / "t.csv", "b")] == ["b-0", "b-1", "b-2"]
 
@@ -116,22 +126,25 @@ def test_too_few_shared_items_refused(tmp_path):
 
 def test_table_mistakes_are_one_line(tmp_path):
     (tmp_path / "nocol.csv").write_text("run,item,score\nr,q1,1\n")
-    one_line_error(run_compare("--arm", f"a={tmp_path / 'nocol.csv'}", "--arm", f"b={tmp_path / 'nocol.csv'}"),
-                   "nocol.csv:1: no column 'metric'")
+    one_line_error(
+        run_compare("--arm", f"a={tmp_path / 'nocol.csv'}", "--arm", f"b={tmp_path / 'nocol.csv'}"),
+        "nocol.csv:1: no column 'metric'",
+    )
     (tmp_path / "nan.csv").write_text("arm,run,item,metric,score\na,r1,q1,acc,1\nb,r2,q1,acc,high\n")
     one_line_error(run_compare(tmp_path / "nan.csv"), "nan.csv:3: score 'high' is not a number")
     (tmp_path / "twice.csv").write_text("arm,run,item,metric,score\na,r1,q1,acc,1\na,r1,q1,acc,0\n")
     one_line_error(run_compare(tmp_path / "twice.csv"), "twice.csv:3: run r1, item q1, metric acc appears twice")
     one_line_error(run_compare("--arm", "a"), "--arm a: expected NAME=PATH")
-    one_line_error(run_compare("--arm", f"a={tmp_path / 'none'}", "--arm", f"b={tmp_path / 'none'}"),
-                   "none: no such file or folder")
+    one_line_error(
+        run_compare("--arm", f"a={tmp_path / 'none'}", "--arm", f"b={tmp_path / 'none'}"),
+        "none: no such file or folder",
+    )
 
 
 def test_yaml_spec_with_relative_paths(tmp_path):
     rows = crossed_rows({"a": 0.0, "b": 1.0}, n_items=20, seed=3)
     write_csv(tmp_path / "t.csv", rows)
-    (tmp_path / "spec.yaml").write_text("name: demo\narms:\n  a: [t.csv]\n  b: [t.csv]\nbaseline: b\n"
-                                        "metric: score\n")
+    (tmp_path / "spec.yaml").write_text("name: demo\narms:\n  a: [t.csv]\n  b: [t.csv]\nbaseline: b\nmetric: score\n")
     out = compared(run_compare(tmp_path / "spec.yaml", "--json"))
     assert out["baseline"] == "b" and out["comparisons"]["a"]["metrics"]["score"]["supported"] is True
     (tmp_path / "bad.yaml").write_text("arms:\n  a: [t.csv]\n")
@@ -141,39 +154,65 @@ def test_yaml_spec_with_relative_paths(tmp_path):
 
 
 def _run(name: str, source="table", task=None, scores=None, hashes=None) -> ImportedRun:
-    return ImportedRun(source=source, path=name, name=name, task=task or {}, item_hashes=hashes or {},
-                       scores=scores or {"acc": {"1": 1.0, "2": 0.0}})
+    return ImportedRun(
+        source=source,
+        path=name,
+        name=name,
+        task=task or {},
+        item_hashes=hashes or {},
+        scores=scores or {"acc": {"1": 1.0, "2": 0.0}},
+    )
 
 
 def test_runs_that_cannot_be_compared_are_refused():
     with pytest.raises(UserError, match="runs from different tools"):
         match({"a": [_run("x", "lm-eval")], "b": [_run("y", "inspect")]})
     with pytest.raises(UserError, match=r"y and x ran different task configurations \(configs.t.num_fewshot: 5 vs 0\)"):
-        match({"a": [_run("x", task={"configs": {"t": {"num_fewshot": 0}}})],
-               "b": [_run("y", task={"configs": {"t": {"num_fewshot": 5}}})]})
+        match(
+            {
+                "a": [_run("x", task={"configs": {"t": {"num_fewshot": 0}}})],
+                "b": [_run("y", task={"configs": {"t": {"num_fewshot": 5}}})],
+            }
+        )
     temperature = [{"configs": {"t": {"generation_kwargs": {"temperature": v, "until": ["\n"]}}}} for v in (0.0, 1.0)]
     with pytest.raises(UserError, match=r"configs.t.generation_kwargs.temperature: 1.0 vs 0.0\): .*--allow-differing"):
         match({"a": [_run("x", task=temperature[0])], "b": [_run("y", task=temperature[1])]})
     # the factor compared, named: accepted; anything else that differs is still refused
-    assert match({"a": [_run("x", task=temperature[0])], "b": [_run("y", task=temperature[1])]},
-                 allow_differing=["temperature"]).metrics
+    assert match(
+        {"a": [_run("x", task=temperature[0])], "b": [_run("y", task=temperature[1])]}, allow_differing=["temperature"]
+    ).metrics
     with pytest.raises(UserError, match="ran different task configurations"):
-        match({"a": [_run("x", task=temperature[0])],
-               "b": [_run("y", task={"configs": {"t": {"generation_kwargs": {"temperature": 1.0, "until": []}}}})]},
-              allow_differing=["temperature"])
+        match(
+            {
+                "a": [_run("x", task=temperature[0])],
+                "b": [_run("y", task={"configs": {"t": {"generation_kwargs": {"temperature": 1.0, "until": []}}}})],
+            },
+            allow_differing=["temperature"],
+        )
     with pytest.raises(UserError, match=r"y and x ran different tasks \(\['gsm8k'\] vs \['arc_easy'\]\)"):
-        match({"a": [_run("x", task={"tasks": ["arc_easy"], "configs": {"arc_easy": {"f": "def f(x): ..."}}})],
-               "b": [_run("y", task={"tasks": ["gsm8k"], "configs": {"gsm8k": {"f": "def g(x): ..."}}})]})
+        match(
+            {
+                "a": [_run("x", task={"tasks": ["arc_easy"], "configs": {"arc_easy": {"f": "def f(x): ..."}}})],
+                "b": [_run("y", task={"tasks": ["gsm8k"], "configs": {"gsm8k": {"f": "def g(x): ..."}}})],
+            }
+        )
     with pytest.raises(UserError, match="item 2 is not the same item in y and x"):
         match({"a": [_run("x", hashes={"1": "h1", "2": "h2"})], "b": [_run("y", hashes={"1": "h1", "2": "zz"})]})
-    kept = match({"a": [_run("x", scores={"acc": {"1": 1.0}, "f1": {"1": 0.5}})],
-                  "b": [_run("y", scores={"acc": {"1": 0.0}})]})
+    kept = match(
+        {"a": [_run("x", scores={"acc": {"1": 1.0}, "f1": {"1": 0.5}})], "b": [_run("y", scores={"acc": {"1": 0.0}})]}
+    )
     assert list(kept.metrics) == ["acc"] and kept.left_out == {"f1": ["y"]}  # said in the report, not dropped silently
 
 
 # ------------------------------------------------------------------------------------------ lm-eval
-LM_EVAL_RUNS = [("smollm2-135m", 1), ("smollm2-135m", 2), ("tiny-lfm2", 1), ("tiny-lfm2", 2), ("tiny-lfm2", 3),
-                ("tiny-lfm2", 4)]
+LM_EVAL_RUNS = [
+    ("smollm2-135m", 1),
+    ("smollm2-135m", 2),
+    ("tiny-lfm2", 1),
+    ("tiny-lfm2", 2),
+    ("tiny-lfm2", 3),
+    ("tiny-lfm2", 4),
+]
 
 
 # `python -m lm_eval ARGS` once per argument list, in one process: each is the CLI's own entry point (argument
@@ -198,15 +237,38 @@ def lm_eval_runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lm_eval")
     out = {(name, seed): root / f"{name}-s{seed}" for name, seed in LM_EVAL_RUNS}
-    argvs = [["--model", "hf", "--model_args", f"pretrained={models.resolve(name)},dtype=float32", "--device", "cpu",
-              "--include_path", str(DATA / "lm_eval_capitals"), "--tasks", "capitals", "--batch_size", "16",
-              "--seed", str(seed), "--log_samples", "--output_path", str(folder)]
-             for (name, seed), folder in out.items()]
+    argvs = [
+        [
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={models.resolve(name)},dtype=float32",
+            "--device",
+            "cpu",
+            "--include_path",
+            str(DATA / "lm_eval_capitals"),
+            "--tasks",
+            "capitals",
+            "--batch_size",
+            "16",
+            "--seed",
+            str(seed),
+            "--log_samples",
+            "--output_path",
+            str(folder),
+        ]
+        for (name, seed), folder in out.items()
+    ]
     procs = []
     for k in range(2):  # each process gets one SmolLM2 run and two tiny LFM2 runs
         with open(root / f"lm_eval-{k}.log", "w") as log:
-            procs.append(subprocess.Popen([sys.executable, "-c", LM_EVAL_CLI_EACH, json.dumps(argvs[k::2])],
-                                          stdout=subprocess.DEVNULL, stderr=log))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", LM_EVAL_CLI_EACH, json.dumps(argvs[k::2])],
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            )
     for k, code in enumerate([proc.wait() for proc in procs]):
         assert code == 0, (root / f"lm_eval-{k}.log").read_text()[-3000:]
     for folder in out.values():  # each call wrote its own results and samples
@@ -231,17 +293,31 @@ def test_lm_eval_samples_are_read_per_item(lm_eval_runs):
 @pytest.mark.slow
 def test_lm_eval_null_pair_and_planted_pair(lm_eval_runs, tmp_path):
     r = {k: str(v) for k, v in lm_eval_runs.items()}
-    out = compared(run_compare(
-        "--arm", f"tiny={r['tiny-lfm2', 1]},{r['tiny-lfm2', 2]}",
-        "--arm", f"tiny_again={r['tiny-lfm2', 3]},{r['tiny-lfm2', 4]}",
-        "--arm", f"smol={r['smollm2-135m', 1]},{r['smollm2-135m', 2]}",
-        "--baseline", "tiny", "--metric", "acc", "--json", "--out", tmp_path / "report"))
+    out = compared(
+        run_compare(
+            "--arm",
+            f"tiny={r['tiny-lfm2', 1]},{r['tiny-lfm2', 2]}",
+            "--arm",
+            f"tiny_again={r['tiny-lfm2', 3]},{r['tiny-lfm2', 4]}",
+            "--arm",
+            f"smol={r['smollm2-135m', 1]},{r['smollm2-135m', 2]}",
+            "--baseline",
+            "tiny",
+            "--metric",
+            "acc",
+            "--json",
+            "--out",
+            tmp_path / "report",
+        )
+    )
     assert out["items"]["acc"]["n_shared"] == 24 and out["items"]["acc"]["dropped"] == {}
     assert out["comparisons"]["tiny_again"]["metrics"]["acc"]["supported"] is False  # same model, other seeds
     smol = out["comparisons"]["smol"]["metrics"]["acc"]
     assert smol["supported"] is True and smol["delta"]["low"] > 0  # a model that knows capitals
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "Runs made with lm-evaluation-harness" in md and "acc: 24 of 24 items scored in every run (none dropped)" in md
+    assert (
+        "Runs made with lm-evaluation-harness" in md and "acc: 24 of 24 items scored in every run (none dropped)" in md
+    )
 
 
 @pytest.mark.slow
@@ -316,8 +392,9 @@ def inspect_logs(tmp_path_factory):
     root = tmp_path_factory.mktemp("inspect")
     out = {}
     for arm, (p_right, seeds) in INSPECT_ARMS.items():
-        logs = inspect_eval(_inspect_task(), model=[_mock_model(p_right, s) for s in seeds],
-                            log_dir=str(root / arm), display="none")
+        logs = inspect_eval(
+            _inspect_task(), model=[_mock_model(p_right, s) for s in seeds], log_dir=str(root / arm), display="none"
+        )
         assert all(log.status == "success" for log in logs)
         out[arm] = [Path(log.location) for log in logs]
     return out
@@ -354,9 +431,11 @@ def test_inspect_null_pair_and_planted_pair(inspect_logs, tmp_path):
 @pytest.mark.slow
 def test_inspect_missing_names_the_extra(inspect_logs):
     good, poor = inspect_logs["good"][0], inspect_logs["poor"][0]
-    code = ("import sys; sys.modules['inspect_ai'] = None; sys.modules['inspect_ai.log'] = None\n"
-            "from ada_slm.app.cli import main; "
-            f"sys.argv = ['ada-slm', 'compare', '--arm', 'a={good}', '--arm', 'b={poor}']; main()")
+    code = (
+        "import sys; sys.modules['inspect_ai'] = None; sys.modules['inspect_ai.log'] = None\n"
+        "from ada_slm.app.cli import main; "
+        f"sys.argv = ['ada-slm', 'compare', '--arm', 'a={good}', '--arm', 'b={poor}']; main()"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     one_line_error(p, "pip install 'ada-slm[inspect]'")
 
@@ -376,18 +455,42 @@ def trl_runs(tmp_path_factory):
     from ada_slm.run import models
 
     root = tmp_path_factory.mktemp("trl")
-    pairs = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Japan", "Tokyo"),
-             ("Egypt", "Cairo"), ("Peru", "Lima"), ("Cuba", "Havana")]
+    pairs = [
+        ("France", "Paris"),
+        ("Germany", "Berlin"),
+        ("Italy", "Rome"),
+        ("Spain", "Madrid"),
+        ("Japan", "Tokyo"),
+        ("Egypt", "Cairo"),
+        ("Peru", "Lima"),
+        ("Cuba", "Havana"),
+    ]
     data = Dataset.from_list([{"text": f"The capital of {c} is {k}."} for c, k in pairs * 2])
     out = {}
     for arm, lr, seed in TRL_RUNS:
         folder = root / f"{arm}-s{seed}"
-        args = SFTConfig(output_dir=str(folder), max_steps=4, per_device_train_batch_size=4, learning_rate=lr,
-                         eval_strategy="steps", eval_steps=2, logging_steps=1, save_strategy="no", seed=seed,
-                         report_to=[], use_cpu=True, max_length=32, disable_tqdm=True)
-        trainer = SFTTrainer(model=str(models.resolve("tiny-lfm2")), args=args, train_dataset=data,
-                             eval_dataset=data.select(range(4)), peft_config=LoraConfig(r=4, lora_alpha=8,
-                                                                                       target_modules="all-linear"))
+        args = SFTConfig(
+            output_dir=str(folder),
+            max_steps=4,
+            per_device_train_batch_size=4,
+            learning_rate=lr,
+            eval_strategy="steps",
+            eval_steps=2,
+            logging_steps=1,
+            save_strategy="no",
+            seed=seed,
+            report_to=[],
+            use_cpu=True,
+            max_length=32,
+            disable_tqdm=True,
+        )
+        trainer = SFTTrainer(
+            model=str(models.resolve("tiny-lfm2")),
+            args=args,
+            train_dataset=data,
+            eval_dataset=data.select(range(4)),
+            peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"),
+        )
         trainer.train()
         trainer.save_state()  # <output_dir>/trainer_state.json
         out.setdefault(arm, []).append(folder)
@@ -404,8 +507,10 @@ def test_trainer_state_run_level_quantities(trl_runs, tmp_path):
     assert run.scores["final_eval_loss"] == {"run": evals[-1]} and run.scores["best_eval_loss"] == {"run": min(evals)}
     assert run.scores["final_train_loss"] == {"run": [e["loss"] for e in history if "loss" in e][-1]}
     assert run.scores["train_runtime"]["run"] == history[-1]["train_runtime"] > 0
-    arms = [f"--arm=lora={','.join(map(str, trl_runs['lora']))}",
-            f"--arm=frozen={','.join(map(str, trl_runs['frozen']))}"]
+    arms = [
+        f"--arm=lora={','.join(map(str, trl_runs['lora']))}",
+        f"--arm=frozen={','.join(map(str, trl_runs['frozen']))}",
+    ]
     out = compared(run_compare(*arms, "--baseline", "frozen", "--json", "--out", tmp_path / "report"))
     assert out["primary"] == "final_eval_loss" and "final_eval_loss" in out["lower_is_better"]
     lowered = out["comparisons"]["lora"]["metrics"]["final_eval_loss"]
@@ -428,8 +533,21 @@ def ada_slm_runs(tmp_path_factory):
     out = []
     for seed in range(4):
         run_dir = root / f"seed{seed}"
-        r = runner.invoke(app, ["train", "base=tiny-lfm2", "data.size=40", "max_steps=2", "batch.micro=2",
-                                "batch.accum=2", "max_length=160", f"seed={seed}", f"out_dir={run_dir}", "--quiet"])
+        r = runner.invoke(
+            app,
+            [
+                "train",
+                "base=tiny-lfm2",
+                "data.size=40",
+                "max_steps=2",
+                "batch.micro=2",
+                "batch.accum=2",
+                "max_length=160",
+                f"seed={seed}",
+                f"out_dir={run_dir}",
+                "--quiet",
+            ],
+        )
         assert r.exit_code == 0, r.output[-2000:]
         r = runner.invoke(app, ["eval", str(run_dir), "--limit", "4", "--max-new-tokens", "8", "--quiet"])
         assert r.exit_code == 0, r.output[-2000:]
@@ -473,8 +591,10 @@ def test_ada_slm_runs_get_the_study_statistics(ada_slm_runs, tmp_path):
     (tmp_path / "results" / "cmp").mkdir(parents=True)
     for arm in ("s01", "s23"):  # results/cmp/<arm>/seed<k> is the run folder <root>/seed<k>
         (tmp_path / "results" / "cmp" / arm).symlink_to(ada_slm_runs[0].parent)
-    specs = [RunSpec(RunPaths(tmp_path / "results", tmp_path, "cmp", arm, k), None, "tiny-lfm2", {})
-             for k, arm in enumerate(["s01", "s01", "s23", "s23"])]
+    specs = [
+        RunSpec(RunPaths(tmp_path / "results", tmp_path, "cmp", arm, k), None, "tiny-lfm2", {})
+        for k, arm in enumerate(["s01", "s01", "s23", "s23"])
+    ]
     study_arms = collect(specs)
     expected = contrasts.compare_all(study_arms["s23"].scores, study_arms["s01"].scores, [*METRICS, *RUN_METRICS])
     got = compare(CompareSpec(arms={"s01": list(map(str, ada_slm_runs[:2])), "s23": list(map(str, ada_slm_runs[2:]))}))

@@ -15,8 +15,10 @@ import pytest
 from ada_slm.analysis.compare.readers import read_inspect, read_lm_eval, read_table, read_trainer_state
 from ada_slm.errors import UserError
 
-ROWS = [{"run": "r1", "item": "q1", "metric": "acc", "score": "1"}, {"run": "r1", "item": "q2", "metric": "acc",
-                                                                      "score": "0"}]
+ROWS = [
+    {"run": "r1", "item": "q1", "metric": "acc", "score": "1"},
+    {"run": "r1", "item": "q2", "metric": "acc", "score": "0"},
+]
 
 
 def _in_child(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -32,16 +34,21 @@ def _rss_kb(p: subprocess.CompletedProcess) -> int:
 def test_a_fifo_named_like_results_json_is_refused_not_waited_on(tmp_path):
     fifo = tmp_path / "results_2026.json"
     os.mkfifo(fifo)
-    p = _in_child("from ada_slm.analysis.compare.readers import read_lm_eval\nfrom ada_slm.errors import UserError\n"
-                  f"try:\n    read_lm_eval({str(fifo)!r})\nexcept UserError as e:\n    print('ERR', e)", timeout=60)
+    p = _in_child(
+        "from ada_slm.analysis.compare.readers import read_lm_eval\nfrom ada_slm.errors import UserError\n"
+        f"try:\n    read_lm_eval({str(fifo)!r})\nexcept UserError as e:\n    print('ERR', e)",
+        timeout=60,
+    )
     assert "not a regular file (a FIFO)" in p.stdout, p.stdout + p.stderr
 
 
 def test_a_results_json_linked_to_dev_zero_is_refused_in_bounded_memory(tmp_path):
     link = tmp_path / "results_2026.json"
     link.symlink_to("/dev/zero")
-    p = _in_child("from ada_slm.analysis.compare.readers import read_lm_eval\nfrom ada_slm.errors import UserError\n"
-                  f"try:\n    read_lm_eval({str(link)!r})\nexcept UserError as e:\n    print('ERR', e)")
+    p = _in_child(
+        "from ada_slm.analysis.compare.readers import read_lm_eval\nfrom ada_slm.errors import UserError\n"
+        f"try:\n    read_lm_eval({str(link)!r})\nexcept UserError as e:\n    print('ERR', e)"
+    )
     assert "ERR" in p.stdout and "not a regular file" in p.stdout, p.stdout + p.stderr
     assert _rss_kb(p) < 1_000_000  # KiB: it grew to 2.5 GB before
 
@@ -63,8 +70,11 @@ def test_an_inspect_zip_bomb_is_refused_before_inflating(tmp_path):
             for _ in range(600):  # 600 MiB of spaces: ≈ 0.6 MB compressed
                 f.write(chunk)
     assert bomb.stat().st_size < 5 * 2**20
-    p = _in_child("from ada_slm.analysis.compare.readers import read_inspect\nfrom ada_slm.errors import UserError\n"
-                  f"try:\n    read_inspect({str(bomb)!r})\nexcept UserError as e:\n    print('ERR', e)", timeout=120)
+    p = _in_child(
+        "from ada_slm.analysis.compare.readers import read_inspect\nfrom ada_slm.errors import UserError\n"
+        f"try:\n    read_inspect({str(bomb)!r})\nexcept UserError as e:\n    print('ERR', e)",
+        timeout=120,
+    )
     assert "ERR" in p.stdout and ("over the limit" in p.stdout or "zip bomb" in p.stdout), p.stdout + p.stderr
     assert _rss_kb(p) < 1_500_000
 
@@ -74,8 +84,14 @@ def test_a_parquet_bomb_is_refused_from_its_footer(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     n = 2_000_000
-    table = pa.table({"run": pa.array(["r1"] * n), "item": pa.array(["q1"] * n), "metric": pa.array(["acc"] * n),
-                      "score": pa.array([1.0] * n)})
+    table = pa.table(
+        {
+            "run": pa.array(["r1"] * n),
+            "item": pa.array(["q1"] * n),
+            "metric": pa.array(["acc"] * n),
+            "score": pa.array([1.0] * n),
+        }
+    )
     path = tmp_path / "bomb.parquet"
     pq.write_table(table, path, compression="zstd")
     del table
@@ -84,10 +100,13 @@ def test_a_parquet_bomb_is_refused_from_its_footer(tmp_path, monkeypatch):
         read_table(path)
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("results_deep.json", "[" * 100_000 + "]" * 100_000, "nested deeper than"),
-    ("results_int.json", '{"results": ' + "7" * 5000 + "}", "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("results_deep.json", "[" * 100_000 + "]" * 100_000, "nested deeper than"),
+        ("results_int.json", '{"results": ' + "7" * 5000 + "}", "invalid JSON"),
+    ],
+)
 def test_malformed_lm_eval_json_is_one_line(tmp_path, name, text, message):
     path = tmp_path / name
     path.write_text(text)
@@ -106,9 +125,13 @@ def test_a_csv_keeps_a_newline_inside_a_quoted_id_and_counts_file_lines(tmp_path
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["run", "item", "metric", "score"])
         w.writeheader()
-        w.writerows([{"run": "r1", "item": "x\ny", "metric": "acc", "score": "1"},
-                     {"run": "r1", "item": "xy", "metric": "acc", "score": "0"},
-                     {"run": "r1", "item": "z", "metric": "acc", "score": "oops"}])
+        w.writerows(
+            [
+                {"run": "r1", "item": "x\ny", "metric": "acc", "score": "1"},
+                {"run": "r1", "item": "xy", "metric": "acc", "score": "0"},
+                {"run": "r1", "item": "z", "metric": "acc", "score": "oops"},
+            ]
+        )
     with pytest.raises(UserError, match=r"t.csv:5: score 'oops' is not a number"):  # line 5 of the file, record 3
         read_table(path)
     path.write_text(path.read_text().replace("oops", "1"))
@@ -169,15 +192,22 @@ def _lm_eval_run(tmp_path, results: dict, samples: list[dict] | None = None) -> 
     return path
 
 
-@pytest.mark.parametrize("results, samples, message", [
-    ({}, [{"doc_id": 0, "metrics": [1], "1": 1.0}], "metrics holds 1, not a metric name"),
-    ({}, [{"doc_id": 0, "metrics": [None]}], "metrics holds None, not a metric name"),
-    ({}, [{"doc_id": 0, "metrics": [["acc"]]}], "metrics holds ['acc'], not a metric name"),
-    ({"higher_is_better": {"t": ["acc"]}}, [], "higher_is_better.t is list, not an object"),
-    ({"config": "hf"}, [], "'config' is str, not an object"),
-    ({"higher_is_better": None}, [{"doc_id": 0, "metrics": ["acc"], "acc": None}], None),  # found by Hypothesis
-    ({"configs": {"../evil": {}}, "results": {"../evil": {}}}, None, "task name '../evil' cannot name a samples file"),
-])
+@pytest.mark.parametrize(
+    "results, samples, message",
+    [
+        ({}, [{"doc_id": 0, "metrics": [1], "1": 1.0}], "metrics holds 1, not a metric name"),
+        ({}, [{"doc_id": 0, "metrics": [None]}], "metrics holds None, not a metric name"),
+        ({}, [{"doc_id": 0, "metrics": [["acc"]]}], "metrics holds ['acc'], not a metric name"),
+        ({"higher_is_better": {"t": ["acc"]}}, [], "higher_is_better.t is list, not an object"),
+        ({"config": "hf"}, [], "'config' is str, not an object"),
+        ({"higher_is_better": None}, [{"doc_id": 0, "metrics": ["acc"], "acc": None}], None),  # found by Hypothesis
+        (
+            {"configs": {"../evil": {}}, "results": {"../evil": {}}},
+            None,
+            "task name '../evil' cannot name a samples file",
+        ),
+    ],
+)
 def test_malformed_lm_eval_fields_are_one_line(tmp_path, results, samples, message):
     if message is None:  # a field lm-eval may leave null: read, not a traceback
         assert read_lm_eval(_lm_eval_run(tmp_path, results, samples)).scores == {"acc": {"t/0": None}}

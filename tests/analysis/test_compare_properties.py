@@ -16,15 +16,31 @@ from ada_slm.errors import UserError
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 any_text = st.text(st.characters(exclude_categories=()), max_size=10)
-scalars = (st.none() | st.booleans() | st.integers() | st.floats() | any_text
-           | st.sampled_from([float("nan"), float("inf"), 10 ** 30, -1, 0, "", "acc", "../x", "t"]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(any_text | st.sampled_from(["acc", "t", "metrics", "doc_id"]), inner,
-                                             max_size=4), max_leaves=12)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | any_text
+    | st.sampled_from([float("nan"), float("inf"), 10**30, -1, 0, "", "acc", "../x", "t"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(any_text | st.sampled_from(["acc", "t", "metrics", "doc_id"]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
-RESULTS = {"results": {"t": {"acc,none": 1.0}}, "configs": {"t": {"task": "t", "num_fewshot": 0}},
-           "versions": {"t": 1}, "n-shot": {"t": 0}, "higher_is_better": {"t": {"acc": True}},
-           "config": {"model": "hf", "model_args": "pretrained=x", "random_seed": 0}}
+RESULTS = {
+    "results": {"t": {"acc,none": 1.0}},
+    "configs": {"t": {"task": "t", "num_fewshot": 0}},
+    "versions": {"t": 1},
+    "n-shot": {"t": 0},
+    "higher_is_better": {"t": {"acc": True}},
+    "config": {"model": "hf", "model_args": "pretrained=x", "random_seed": 0},
+}
 SAMPLE = {"doc_id": 0, "doc_hash": "h", "filter": "none", "metrics": ["acc"], "acc": 1.0}
 
 
@@ -38,14 +54,21 @@ def _ok_or_user_error(read, *args):
 
 
 def _write(path: Path, text: str | bytes) -> Path:
-    (path.write_bytes if isinstance(text, bytes) else lambda t: path.write_text(t, encoding="utf-8",
-                                                                               errors="surrogatepass"))(text)
+    (
+        path.write_bytes
+        if isinstance(text, bytes)
+        else lambda t: path.write_text(t, encoding="utf-8", errors="surrogatepass")
+    )(text)
     return path
 
 
 @PROPERTY
-@given(field=st.sampled_from(sorted(RESULTS)), value=json_values,
-       sample_field=st.sampled_from(sorted(SAMPLE)), sample_value=json_values)
+@given(
+    field=st.sampled_from(sorted(RESULTS)),
+    value=json_values,
+    sample_field=st.sampled_from(sorted(SAMPLE)),
+    sample_value=json_values,
+)
 def test_lm_eval_with_any_field_replaced(field, value, sample_field, sample_value):
     with tempfile.TemporaryDirectory() as d:
         results = {**RESULTS, field: value}
@@ -66,9 +89,13 @@ def test_any_json_as_results_or_inspect_log(value):
 
 
 @PROPERTY
-@given(rows=st.lists(st.lists(any_text | st.sampled_from(["r1", "q1", "acc", "1", "0.5", "nan", "1e308"]),
-                              min_size=0, max_size=6), max_size=6),
-       header=st.sampled_from(["run,item,metric,score", "arm,run,item,metric,score", "run,item", ""]))
+@given(
+    rows=st.lists(
+        st.lists(any_text | st.sampled_from(["r1", "q1", "acc", "1", "0.5", "nan", "1e308"]), min_size=0, max_size=6),
+        max_size=6,
+    ),
+    header=st.sampled_from(["run,item,metric,score", "arm,run,item,metric,score", "run,item", ""]),
+)
 def test_any_csv_table(rows, header):
     import csv
     import io

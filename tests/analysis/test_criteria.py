@@ -57,28 +57,43 @@ def simulated(specs, rng, means, losses, n_runs=3):
         y = mu + rng.normal(0, 0.01, (n_runs, 1)) + items + rng.normal(0, 0.08, (n_runs, N_ITEMS))
         scores = {m: {} for m in RUN_FIELDS} | {
             "agl_awareness": {s: {f"i{j}": float(v) for j, v in enumerate(row)} for s, row in enumerate(y)},
-            "heldout_loss": {s: {"run": float(losses[name] + rng.normal(0, 0.005))} for s in range(n_runs)}}
-        arms[name] = analysis.ArmData(name, cfg, {s: FINISHED for s in range(n_runs)}, scores, {},
-                                      {s: "complete" for s in range(n_runs)})
+            "heldout_loss": {s: {"run": float(losses[name] + rng.normal(0, 0.005))} for s in range(n_runs)},
+        }
+        arms[name] = analysis.ArmData(
+            name, cfg, {s: FINISHED for s in range(n_runs)}, scores, {}, {s: "complete" for s in range(n_runs)}
+        )
     return arms
 
 
 def test_criteria_are_judged_from_the_cis(study_specs):
     study, specs = study_specs
-    arms = simulated(specs, np.random.default_rng(0), {"b16": 0.3, "r32": 0.4, "r48": 0.3},
-                     {"b16": 3.2, "r32": 2.7, "r48": 3.2})
+    arms = simulated(
+        specs, np.random.default_rng(0), {"b16": 0.3, "r32": 0.4, "r48": 0.3}, {"b16": 3.2, "r32": 2.7, "r48": 3.2}
+    )
     verdicts = {j.criterion.text: j.verdict for j in criteria.judge_all(study, arms)}
-    assert verdicts == {"r32 above 0.15": "met", "r32 above 0.5": "not met", "r32 above its own mean": "undecided",
-                        "r32 beats b16": "met", "b16 beats r32": "not met", "r48 beats b16": "undecided",
-                        "lower loss than b16": "met", "loss below 2.5": "not met"}
+    assert verdicts == {
+        "r32 above 0.15": "met",
+        "r32 above 0.5": "not met",
+        "r32 above its own mean": "undecided",
+        "r32 beats b16": "met",
+        "b16 beats r32": "not met",
+        "r48 beats b16": "undecided",
+        "lower loss than b16": "met",
+        "loss below 2.5": "not met",
+    }
     j = criteria.judge(study.criteria[0], arms)
     assert j.evidence == "r32 agl_awareness 0.3879 [0.3719, 0.4039] vs > 0.15"
 
 
 def test_one_run_is_undecided(study_specs):
     study, specs = study_specs
-    arms = simulated(specs, np.random.default_rng(1), {"b16": 0.3, "r32": 0.9, "r48": 0.3},
-                     {"b16": 3.2, "r32": 2.0, "r48": 3.2}, n_runs=1)
+    arms = simulated(
+        specs,
+        np.random.default_rng(1),
+        {"b16": 0.3, "r32": 0.9, "r48": 0.3},
+        {"b16": 3.2, "r32": 2.0, "r48": 3.2},
+        n_runs=1,
+    )
     assert {j.verdict for j in criteria.judge_all(study, arms)} == {"undecided"}
 
 
@@ -87,9 +102,12 @@ def test_a_ci_that_ends_at_the_threshold_is_judged(study_specs):
     from ada_slm.study.decision import Criterion
 
     study, specs = study_specs
-    arms = simulated(specs, np.random.default_rng(2), {"b16": 0.3, "r32": 0.4, "r48": 0.3},
-                     {"b16": 3.2, "r32": 2.7, "r48": 3.2})
-    arms["r32"].scores["agl_awareness"] = {s: {i: 0.0 for i in row} for s, row in arms["r32"].scores["agl_awareness"].items()}
+    arms = simulated(
+        specs, np.random.default_rng(2), {"b16": 0.3, "r32": 0.4, "r48": 0.3}, {"b16": 3.2, "r32": 2.7, "r48": 3.2}
+    )
+    arms["r32"].scores["agl_awareness"] = {
+        s: {i: 0.0 for i in row} for s, row in arms["r32"].scores["agl_awareness"].items()
+    }
     above = criteria.judge(Criterion(text="appears", arm="r32", metric="agl_awareness", above=0.0), arms)
     assert above.verdict == "not met" and "[0.0000, 0.0000]" in above.evidence
     below = criteria.judge(Criterion(text="absent", arm="r32", metric="agl_awareness", below=0.1), arms)
@@ -98,10 +116,14 @@ def test_a_ci_that_ends_at_the_threshold_is_judged(study_specs):
 
 def test_the_report_shows_the_criteria(study_specs):
     study, specs = study_specs
-    arms = simulated(specs, np.random.default_rng(0), {"b16": 0.3, "r32": 0.4, "r48": 0.3},
-                     {"b16": 3.2, "r32": 2.7, "r48": 3.2})
+    arms = simulated(
+        specs, np.random.default_rng(0), {"b16": 0.3, "r32": 0.4, "r48": 0.3}, {"b16": 3.2, "r32": 2.7, "r48": 3.2}
+    )
     md = summary(analysis.analyse(study, specs, arms=arms))
-    assert "## Success criteria" in md and "| r32 above 0.5 | not met | r32 agl_awareness 0.3879 [0.3719, 0.4039] vs > 0.5 |" in md
+    assert (
+        "## Success criteria" in md
+        and "| r32 above 0.5 | not met | r32 agl_awareness 0.3879 [0.3719, 0.4039] vs > 0.5 |" in md
+    )
 
 
 def test_phase14d_ships_the_seeds_criteria():
@@ -113,11 +135,14 @@ def test_phase14d_ships_the_seeds_criteria():
     assert any("Tonight Protocol" in t for t in texts) and any("0.618" in t for t in texts)
 
 
-@pytest.mark.parametrize("entry, text", [
-    ("{text: t, arm: b16, metric: agl_awareness, above: 0.1, better_than: r32}", "criteria.0"),
-    ("{text: t, arm: nope, metric: agl_awareness, above: 0.1}", "criteria.0: unknown arm 'nope'"),
-    ("{text: t, arm: b16, metric: agl_awarenes, above: 0.1}", "criteria.0.metric"),
-])
+@pytest.mark.parametrize(
+    "entry, text",
+    [
+        ("{text: t, arm: b16, metric: agl_awareness, above: 0.1, better_than: r32}", "criteria.0"),
+        ("{text: t, arm: nope, metric: agl_awareness, above: 0.1}", "criteria.0: unknown arm 'nope'"),
+        ("{text: t, arm: b16, metric: agl_awarenes, above: 0.1}", "criteria.0.metric"),
+    ],
+)
 def test_a_wrong_criterion_is_one_line_naming_it(tmp_path, entry, text):
     path = tmp_path / "s.yaml"
     path.write_text(STUDY.split("criteria:")[0] + f"criteria:\n  - {entry}\n")

@@ -12,12 +12,21 @@ def cfg(**fields) -> TrainConfig:
 
 def test_factor_vocabulary():
     # the seed's v9C vs v9B as designed: rank doubles, split 4×4 → 1×16 at the same effective batch
-    fd = design.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (1, 4),
-                                 "batch.accum": (16, 4)})
+    fd = design.factors_between(
+        {"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (1, 4), "batch.accum": (16, 4)}
+    )
     assert set(fd.factors) == {"rank", "batch split"} and not fd.confounded
     # as it actually ran: micro 4 × accum 16 = 64 → a second real factor
-    fd = design.factors_between({"lora.r": (32, 16), "lora.alpha": (64, 32), "batch.micro": (4, 4),
-                                 "batch.accum": (16, 4), "batch.effective": (64, 16), "optimizer_steps": (87, 339)})
+    fd = design.factors_between(
+        {
+            "lora.r": (32, 16),
+            "lora.alpha": (64, 32),
+            "batch.micro": (4, 4),
+            "batch.accum": (16, 4),
+            "batch.effective": (64, 16),
+            "optimizer_steps": (87, 339),
+        }
+    )
     assert set(fd.factors) == {"rank", "effective batch"} and fd.confounded
     assert fd.factors["effective batch"] == ("4×16=64, 87 steps", "4×4=16, 339 steps")
     fd = design.factors_between({"batch.micro": (1, 4), "batch.accum": (16, 4)})
@@ -54,21 +63,38 @@ def test_an_rslora_or_dora_arm_is_named_as_such(field, label):
 def test_every_difference_is_a_field_path_with_the_configs_values():
     """Each key `differences` gives is a real field path (or a derived value) of TrainConfig, holding the two
     configs' values there — a mapping field such as data.columns is one setting, not one key per entry."""
-    a = cfg(data={"path": "a.jsonl", "columns": {"prompt": "question"}, "mix": {"en": 1.0}}, lr=1e-4, epochs=2,
-            batch={"micro": 1, "accum": 16}, lora={"targets": ["q_proj"]})
+    a = cfg(
+        data={"path": "a.jsonl", "columns": {"prompt": "question"}, "mix": {"en": 1.0}},
+        lr=1e-4,
+        epochs=2,
+        batch={"micro": 1, "accum": 16},
+        lora={"targets": ["q_proj"]},
+    )
     b = cfg(data={"path": "a.jsonl", "columns": {"prompt": "q", "completion": "a"}}, seed=3, out_dir="elsewhere")
     diffs = design.differences(a, b)
-    assert list(diffs) == ["batch.accum", "batch.micro", "data.columns", "data.mix", "epochs", "lora.targets", "lr",
-                           "optimizer_steps"]  # seed and out_dir name a run, not a design
+    assert list(diffs) == [
+        "batch.accum",
+        "batch.micro",
+        "data.columns",
+        "data.mix",
+        "epochs",
+        "lora.targets",
+        "lr",
+        "optimizer_steps",
+    ]  # seed and out_dir name a run, not a design
     allowed = set(design.field_paths(TrainConfig)) | {design.EFFECTIVE_BATCH, design.OPTIMIZER_STEPS}
     assert set(diffs) <= allowed
     for path, (va, vb) in diffs.items():
         assert (va, vb) == (design.value_at(a, path), design.value_at(b, path))
     assert diffs["data.columns"] == ({"prompt": "question"}, {"prompt": "q", "completion": "a"})
     assert design.factors_between(diffs).factors == {
-        "batch split": ("1×16", "4×4"), "training length": diffs["optimizer_steps"],
-        "data.columns": diffs["data.columns"], "data mix": ({"en": 1.0}, "pure"),
-        "LoRA targets": (["q_proj"], "default"), "learning rate": (1e-4, 2e-4)}
+        "batch split": ("1×16", "4×4"),
+        "training length": diffs["optimizer_steps"],
+        "data.columns": diffs["data.columns"],
+        "data mix": ({"en": 1.0}, "pure"),
+        "LoRA targets": (["q_proj"], "default"),
+        "learning rate": (1e-4, 2e-4),
+    }
 
 
 def test_base_model_and_effective_batch():
@@ -79,10 +105,12 @@ def test_base_model_and_effective_batch():
     wide, narrow = cfg(batch={"micro": 4, "accum": 16}), cfg()
     diffs = design.differences(wide, narrow)
     assert diffs["batch.effective"] == (64, 16) and diffs["optimizer_steps"] == (wide.optimizer_steps(), 339)
-    assert design.factors_between(diffs).factors == {"effective batch": (f"4×16=64, {wide.optimizer_steps()} steps",
-                                                                         "4×4=16, 339 steps")}
-    assert design.effective_changes(wide, narrow) and not design.effective_changes(cfg(batch={"micro": 1,
-                                                                                              "accum": 16}), narrow)
+    assert design.factors_between(diffs).factors == {
+        "effective batch": (f"4×16=64, {wide.optimizer_steps()} steps", "4×4=16, 339 steps")
+    }
+    assert design.effective_changes(wide, narrow) and not design.effective_changes(
+        cfg(batch={"micro": 1, "accum": 16}), narrow
+    )
     assert not design.effective_changes(None, narrow)
 
 
@@ -107,8 +135,10 @@ def test_arms_that_differ_only_in_the_split_compute_the_same_steps_when_grouped_
     assert not design.same_computation(v9c, cfg(batch={"micro": 4, "accum": 4}, lora={"r": 32, "alpha": 64}))
     assert not design.same_computation(v9c, cfg(batch={"micro": 4, "accum": 8}))  # another effective batch
     as_written = {"grouping": "configured"}
-    assert not design.same_computation(cfg(batch={"micro": 1, "accum": 16}, execution=as_written),
-                                       cfg(batch={"micro": 4, "accum": 4}, execution=as_written))
+    assert not design.same_computation(
+        cfg(batch={"micro": 1, "accum": 16}, execution=as_written),
+        cfg(batch={"micro": 4, "accum": 4}, execution=as_written),
+    )
     assert not design.same_computation(v9c, None)
 
 
@@ -119,8 +149,9 @@ def test_same_objective_is_seen_from_the_configs_and_depends_on_the_loss():
     a, b = cfg(batch={"micro": 1, "accum": 16}, execution=as_written), cfg(batch={"micro": 4, "accum": 4})
     assert design.same_objective(a, b) and not design.same_computation(a, b)
     per_sequence = {"normalisation": "sequence"}
-    assert design.same_computation(cfg(batch={"micro": 1, "accum": 16}, loss=per_sequence),
-                                   cfg(batch={"micro": 4, "accum": 4}, loss=per_sequence))
+    assert design.same_computation(
+        cfg(batch={"micro": 1, "accum": 16}, loss=per_sequence), cfg(batch={"micro": 4, "accum": 4}, loss=per_sequence)
+    )
     seeds = {"normalisation": "micro_batch"}  # the seed's loss: the split weighs tokens differently
     c, d = cfg(batch={"micro": 1, "accum": 16}, loss=seeds), cfg(batch={"micro": 4, "accum": 4}, loss=seeds)
     assert not design.same_objective(c, d) and not design.same_computation(c, d)
@@ -139,6 +170,7 @@ def test_identity_detection_on_every_shipped_study():
     from importlib import resources
 
     from ada_slm.study.spec import expand, load_study
+
     studies = resources.files("ada_slm") / "studies"
     checked = 0
     for path in sorted(studies.iterdir()):
@@ -150,8 +182,9 @@ def test_identity_detection_on_every_shipped_study():
             for s in expand(study, str(path), scale):
                 if s.train is not None:
                     configs.setdefault(s.arm, s.train)
-            pairs = {(a, b) for a in configs for b in configs
-                     if a < b and design.same_objective(configs[a], configs[b])}
+            pairs = {
+                (a, b) for a in configs for b in configs if a < b and design.same_objective(configs[a], configs[b])
+            }
             assert pairs == set(), (path.name, scale, pairs)
             checked += 1
     assert checked >= 10

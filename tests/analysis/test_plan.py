@@ -12,11 +12,18 @@ from tests.shared import CLI
 
 def record(tokens_per_s, kind="avx2", base="smollm2-135m", max_length=256, generation_s=35.0):
     steps = [{"step": k, "tokens": 1136, "sequences": 16} for k in (1, 2)]
-    return {"meta": {"base": base, "precision": "fp32", "device": "cpu",
-                     "precision_choice": {"requested": "auto", "machine_kind": kind}},
-            "config": {"max_length": max_length}, "status": {"state": "complete"},
-            "train": {"tokens_per_s": tokens_per_s, "steps": steps},
-            "eval": {"generation_s": generation_s, "n_items": 133, "generation": {"max_new_tokens": 48}}}
+    return {
+        "meta": {
+            "base": base,
+            "precision": "fp32",
+            "device": "cpu",
+            "precision_choice": {"requested": "auto", "machine_kind": kind},
+        },
+        "config": {"max_length": max_length},
+        "status": {"state": "complete"},
+        "train": {"tokens_per_s": tokens_per_s, "steps": steps},
+        "eval": {"generation_s": generation_s, "n_items": 133, "generation": {"max_new_tokens": 48}},
+    }
 
 
 def test_throughput_is_measured_once_per_machine_kind_and_kept(tmp_path):
@@ -63,13 +70,25 @@ def test_study_plan_prints_time_and_power_before_any_run(tmp_path):
     kind, precision = plan.this_machine()
     env = os.environ | {"ADA_SLM_CACHE": str(tmp_path / "cache")}
     env.pop("ADA_SLM_THROUGHPUT")  # conftest's; here the default place beside the model cache is tested
-    store = {plan.machine_key(kind, precision, "smollm2-135m", 96): {
-        "tokens_per_s": 100.0, "tokens_per_sequence": 50.0, "eval_s_per_item": 0.5, "eval_max_new_tokens": 10,
-        "runs": 2, "study": "earlier", "measured": "2026-12-01"}}
+    store = {
+        plan.machine_key(kind, precision, "smollm2-135m", 96): {
+            "tokens_per_s": 100.0,
+            "tokens_per_sequence": 50.0,
+            "eval_s_per_item": 0.5,
+            "eval_max_new_tokens": 10,
+            "runs": 2,
+            "study": "earlier",
+            "measured": "2026-12-01",
+        }
+    }
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / plan.THROUGHPUT_FILE).write_text(__import__("json").dumps(store))
-    p = subprocess.run(CLI + ["study", "plan", "phase14d", "--scale", "quick", "--results", str(tmp_path / "r"),
-                              "--jobs", "2"], capture_output=True, text=True, env=env)
+    p = subprocess.run(
+        CLI + ["study", "plan", "phase14d", "--scale", "quick", "--results", str(tmp_path / "r"), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     # piped: 80 columns, a block per arm (the table with --wide)
     assert max(len(line) for line in p.stdout.splitlines()) <= 80, p.stdout
@@ -79,8 +98,10 @@ def test_study_plan_prints_time_and_power_before_any_run(tmp_path):
     assert f"measured on this machine kind ({kind}, {precision}) on 2026-12-01 in study earlier" in out
     # 10 trained runs × 2 steps × 16 sequences × 50 tokens / 100 tokens/s = 160 s; 12 evaluations × 16 items × 0.5 s
     # = 96 s; two at a time: 128 s
-    assert ("time of the 12 runs to do: training 2.7 min + evaluation 1.6 min + set-up (not measured yet) of runs; "
-            "2 at a time (--jobs): ≈ 2.1 min of wall time") in out
+    assert (
+        "time of the 12 runs to do: training 2.7 min + evaluation 1.6 min + set-up (not measured yet) of runs; "
+        "2 at a time (--jobs): ≈ 2.1 min of wall time"
+    ) in out
     assert "power on agl_awareness from default components" in out and "16 items" in out
     assert "at 2 runs per arm (this plan):" in out and "unpaired" not in out  # 2 seeds are not paired
 
@@ -112,8 +133,16 @@ def test_a_runs_overhead_is_measured_from_its_whole_wall_time(tmp_path):
     t = plan.throughput_for("avx2", "fp32", "smollm2-135m", 256, plan.read_store(path))
     assert t.overhead_s == pytest.approx(70.0 - 22.72 - 35.0)
     assert "1 thread(s) per run" in t.source
-    assert plan.throughput_for("avx2", "fp32", "smollm2-135m", 256, {plan.machine_key(
-        "avx2", "fp32", "smollm2-135m", 256): {"tokens_per_s": 1.0, "tokens_per_sequence": 1.0}}).overhead_s is None
+    assert (
+        plan.throughput_for(
+            "avx2",
+            "fp32",
+            "smollm2-135m",
+            256,
+            {plan.machine_key("avx2", "fp32", "smollm2-135m", 256): {"tokens_per_s": 1.0, "tokens_per_sequence": 1.0}},
+        ).overhead_s
+        is None
+    )
 
 
 @pytest.mark.slow

@@ -21,8 +21,9 @@ def test_help_lists_commands():
 
 def test_build_validate_show_roundtrip(tmp_path):
     out = tmp_path / "c.jsonl"
-    result = runner.invoke(app, ["data", "build", "--size", "300", "--seed", "1", "--val-fraction", "0.1",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["data", "build", "--size", "300", "--seed", "1", "--val-fraction", "0.1", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "270 train + 30 held-out" in result.output
     assert "certainty/en" in result.output
@@ -36,21 +37,28 @@ def test_build_validate_show_roundtrip(tmp_path):
 
 def _run_cli(*args):
     """Run the real console entry point, as a user would, to see exactly what reaches the terminal."""
-    return subprocess.run([sys.executable, "-c", "from ada_slm.app.cli import main; main()", *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", "from ada_slm.app.cli import main; main()", *args], capture_output=True, text=True
+    )
 
 
 def test_validate_reports_file_and_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    good_row = {"id": "a", "category": "tool", "lang": "en",
-                "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "●x"}]}
+    good_row = {
+        "id": "a",
+        "category": "tool",
+        "lang": "en",
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "●x"}],
+    }
     bad_agl = dict(good_row, id="b", messages=[good_row["messages"][0], {"role": "assistant", "content": "●x ∧"}])
     bad.write_text(json.dumps(good_row) + "\n" + "{not json\n")
     p = _run_cli("data", "validate", str(bad))
     assert p.returncode == 1
     assert f"{bad}:2: invalid JSON" in p.stderr
     assert "Traceback" not in p.stderr
-    bad.write_text(json.dumps(good_row) + "\n" + json.dumps(bad_agl, ensure_ascii=False) + "\n" + json.dumps(good_row) + "\n")
+    bad.write_text(
+        json.dumps(good_row) + "\n" + json.dumps(bad_agl, ensure_ascii=False) + "\n" + json.dumps(good_row) + "\n"
+    )
     p = _run_cli("data", "validate", str(bad))
     assert p.returncode == 1
     assert f"{bad}:2: assistant message is not valid AGL" in p.stderr
@@ -93,8 +101,12 @@ def test_study_power_takes_the_item_count_from_the_suite():
     assert "133 items), α 0.0125" in runner.invoke(app, [*stated, "--scale", "full"]).output  # all four
     multilang = runner.invoke(app, [*stated, "--scale", "cpu"])
     assert "133 items), α 0.0167" in multilang.output
-    detectable = [float(line.rsplit(" ", 3)[-3] if "(now)" in line else line.rsplit(" ", 1)[-1])
-                  for out in (multilang.output, wide.output) for line in out.splitlines() if "runs per arm" in line]
+    detectable = [
+        float(line.rsplit(" ", 3)[-3] if "(now)" in line else line.rsplit(" ", 1)[-1])
+        for out in (multilang.output, wide.output)
+        for line in out.splitlines()
+        if "runs per arm" in line
+    ]
     assert detectable[0] > detectable[5]  # 3 runs per arm: 1,000 items detect a smaller Δ than 133
 
 
@@ -105,14 +117,17 @@ def test_study_power_projects_a_finished_studys_components_onto_the_suites_items
 
     (tmp_path / "s.yaml").write_text(
         "name: s\nbaseline: a\ninclude_base: false\ndefaults: {base: tiny-lfm2, max_steps: 2}\n"
-        "arms: {a: {}, b: {lora: {r: 32}}}\neval: {suite: multilang, limit: 40}\n")
+        "arms: {a: {}, b: {lora: {r: 32}}}\neval: {suite: multilang, limit: 40}\n"
+    )
     study = load_study(tmp_path / "s.yaml")
     rng = np.random.default_rng(0)
     item = rng.normal(0, 0.1, 40)
     for spec in expand(study, "s.yaml", results_root=tmp_path / "results"):
         spec.run_dir.mkdir(parents=True)
-        rows = [{"id": f"i{j}", "output": "x", "metrics": {"agl_awareness": float(0.3 + v + rng.normal(0, 0.05))}}
-                for j, v in enumerate(item)]
+        rows = [
+            {"id": f"i{j}", "output": "x", "metrics": {"agl_awareness": float(0.3 + v + rng.normal(0, 0.05))}}
+            for j, v in enumerate(item)
+        ]
         (spec.run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (spec.run_dir / "record.json").write_text(json.dumps({"status": {"state": "complete"}, "train": {}}))
     args = ["study", "power", str(tmp_path / "s.yaml"), "--results", str(tmp_path / "results")]

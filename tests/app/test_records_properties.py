@@ -38,18 +38,29 @@ STATES = {"pending", "running", "complete", "failed", "interrupted", "unreadable
 
 # ------------------------------------------------------------------------------------------ strategies
 any_text = st.text(st.characters(exclude_categories=()), max_size=12)  # surrogates included
-scalars = (st.none() | st.booleans() | st.integers() | st.floats() | any_text
-           | st.sampled_from([float("nan"), float("inf"), 10 ** 30, -1, 0, "", "complete", "failed"]))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(any_text, inner, max_size=4), max_leaves=12)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | any_text
+    | st.sampled_from([float("nan"), float("inf"), 10**30, -1, 0, "", "complete", "failed"])
+)
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4), max_leaves=12
+)
 
 
 def hostile_json(depth: int, digits: int) -> list[str]:
-    return ["[" * depth + "]" * depth, '{"a": ' * depth + "1" + "}" * depth, "7" * digits,
-            '{"status": {"state": "complete"}, "meta": {"seed": ' + "7" * digits + "}}",
-            '{"status": {"state": "complete", "reason": "\\ud800"}, "eval": {"n_items": NaN}}',
-            '{"status": {"state": NaN}, "train": {"steps": [{"step": 1, "loss": Infinity}]}}',
-            '{"status": {"state": "running"}, "config": {"total_steps": 0}, "train": {"steps": []}}']
+    return [
+        "[" * depth + "]" * depth,
+        '{"a": ' * depth + "1" + "}" * depth,
+        "7" * digits,
+        '{"status": {"state": "complete"}, "meta": {"seed": ' + "7" * digits + "}}",
+        '{"status": {"state": "complete", "reason": "\\ud800"}, "eval": {"n_items": NaN}}',
+        '{"status": {"state": NaN}, "train": {"steps": [{"step": 1, "loss": Infinity}]}}',
+        '{"status": {"state": "running"}, "config": {"total_steps": 0}, "train": {"steps": []}}',
+    ]
 
 
 @st.composite
@@ -60,7 +71,7 @@ def mutated(draw, original: bytes) -> bytes:
         at = draw(st.integers(0, len(data)))
         op = draw(st.sampled_from(["cut", "insert", "replace", "truncate"]))
         if op == "cut":
-            del data[at:at + draw(st.integers(1, 20))]
+            del data[at : at + draw(st.integers(1, 20))]
         elif op == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=8) | st.sampled_from([b"[", b"{", b'"', b"\xff", b"\n"]))
         elif op == "replace" and at < len(data):
@@ -102,8 +113,12 @@ def json_files(valid) -> st.SearchStrategy[bytes]:
         st.builds(dumped, json_values, st.booleans()),
         st.builds(dumped, one_field_replaced(valid), st.booleans()),
         mutated(text),
-        st.builds(lambda d, n, i: hostile_json(d, n)[i].encode(), st.integers(90, 5000), st.integers(4000, 6000),
-                  st.integers(0, 6)),
+        st.builds(
+            lambda d, n, i: hostile_json(d, n)[i].encode(),
+            st.integers(90, 5000),
+            st.integers(4000, 6000),
+            st.integers(0, 6),
+        ),
     )
 
 
@@ -113,8 +128,11 @@ def study_on_disk(tmp_path_factory):
     """tiny-2arm with every run finished (6 items each), read by the properties below."""
     root = tmp_path_factory.mktemp("props")
     study = load_study(TINY)
-    specs = [s for s in expand(study, str(TINY), results_root=root / "results", exports_root=root / "exports")
-             if s.arm != "broken"]
+    specs = [
+        s
+        for s in expand(study, str(TINY), results_root=root / "results", exports_root=root / "exports")
+        if s.arm != "broken"
+    ]
     rng = np.random.default_rng(3)
     for s in specs:
         finished_run(s, rng, {"base": 0.0, "r8": 0.1, "r16-b1": 0.3}[s.arm], n_items=6)
@@ -133,15 +151,30 @@ def _served(view: study_view.StudyView, target) -> None:
 
 
 # ------------------------------------------------------------------------------------------ record.json
-RECORD = json.loads(json.dumps({"config": {"total_steps": 3}, "status": {"state": "complete", "reason": None},
-                                "train": {"steps": [{"step": 1, "loss": 4.8, "tokens": 400, "sequences": 4,
-                                                     "tokens_per_s": 200.0}],
-                                          "val": [{"step": 1, "loss": 4.5}], "final_train_loss": 4.8,
-                                          "final_val_loss": 4.5, "wall_s": 6.0, "tokens_per_s": 200.0},
-                                "eval": {"suite": "multilang", "n_items": 6, "generation_s": 2.0,
-                                         "metrics": {"agl_awareness": {"mean": 0.2}},
-                                         "generation": {"mode": "greedy", "max_new_tokens": 6, "batch_size": 8}},
-                                "meta": {"seed": 0}}))
+RECORD = json.loads(
+    json.dumps(
+        {
+            "config": {"total_steps": 3},
+            "status": {"state": "complete", "reason": None},
+            "train": {
+                "steps": [{"step": 1, "loss": 4.8, "tokens": 400, "sequences": 4, "tokens_per_s": 200.0}],
+                "val": [{"step": 1, "loss": 4.5}],
+                "final_train_loss": 4.8,
+                "final_val_loss": 4.5,
+                "wall_s": 6.0,
+                "tokens_per_s": 200.0,
+            },
+            "eval": {
+                "suite": "multilang",
+                "n_items": 6,
+                "generation_s": 2.0,
+                "metrics": {"agl_awareness": {"mean": 0.2}},
+                "generation": {"mode": "greedy", "max_new_tokens": 6, "batch_size": 8},
+            },
+            "meta": {"seed": 0},
+        }
+    )
+)
 
 
 @PROPERTY
@@ -164,21 +197,37 @@ def test_record_json_is_a_record_or_one_line(study_on_disk, content):
 
 
 # ------------------------------------------------------------------------------------------ eval.jsonl
-ROW = {"id": "item00", "lang": "en", "category": "certainty", "prompt": "p", "output": "⊕ self here t₀",
-       "metrics": {m: 0.5 for m in METRICS}}
+ROW = {
+    "id": "item00",
+    "lang": "en",
+    "category": "certainty",
+    "prompt": "p",
+    "output": "⊕ self here t₀",
+    "metrics": {m: 0.5 for m in METRICS},
+}
 
 
 @st.composite
 def eval_files(draw) -> bytes:
-    lines = draw(st.lists(st.one_of(
-        st.builds(dumped, one_field_replaced(ROW), st.booleans()),
-        st.builds(dumped, json_values, st.booleans()),
-        mutated(json.dumps(ROW).encode()),
-        st.builds(lambda d, n, i: hostile_json(d, n)[i].encode(), st.integers(90, 3000), st.integers(4000, 5000),
-                  st.integers(0, 6)),
-    ), min_size=1, max_size=4))
+    lines = draw(
+        st.lists(
+            st.one_of(
+                st.builds(dumped, one_field_replaced(ROW), st.booleans()),
+                st.builds(dumped, json_values, st.booleans()),
+                mutated(json.dumps(ROW).encode()),
+                st.builds(
+                    lambda d, n, i: hostile_json(d, n)[i].encode(),
+                    st.integers(90, 3000),
+                    st.integers(4000, 5000),
+                    st.integers(0, 6),
+                ),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
     good = [json.dumps({**ROW, "id": f"item{i:02d}"}).encode() for i in range(6)]
-    return b"\n".join(good[:draw(st.integers(0, 6))] + lines) + b"\n"
+    return b"\n".join(good[: draw(st.integers(0, 6))] + lines) + b"\n"
 
 
 @settings(PROPERTY, max_examples=10)
@@ -202,11 +251,28 @@ def test_eval_jsonl_costs_its_own_run_only(study_on_disk, content):
 
 
 # ------------------------------------------------------------------------------------------ rounds.json
-ROUNDS = {"plan": {"seeds": [0, 1], "seeds_per_round": 1, "max_seeds": 3, "looks": [2, 3], "metric": "agl_awareness",
-                   "rule": "O'Brien-Fleming", "alpha": 0.05}, "outcome": "decided",
-          "rounds": [{"round": 1, "questions": {"rank": {"delta": 0.19, "p": 0.0004, "status": "supported"}},
-                      "runs_per_arm": {"r8": 2, "r16-b1": 2}, "threshold": 0.0005, "next_arms": []}],
-          "answers": {"rank": "supported"}}
+ROUNDS = {
+    "plan": {
+        "seeds": [0, 1],
+        "seeds_per_round": 1,
+        "max_seeds": 3,
+        "looks": [2, 3],
+        "metric": "agl_awareness",
+        "rule": "O'Brien-Fleming",
+        "alpha": 0.05,
+    },
+    "outcome": "decided",
+    "rounds": [
+        {
+            "round": 1,
+            "questions": {"rank": {"delta": 0.19, "p": 0.0004, "status": "supported"}},
+            "runs_per_arm": {"r8": 2, "r16-b1": 2},
+            "threshold": 0.0005,
+            "next_arms": [],
+        }
+    ],
+    "answers": {"rank": "supported"},
+}
 
 
 @PROPERTY
@@ -231,8 +297,14 @@ def test_rounds_json_is_rounds_or_one_line(study_on_disk, content):
 @given(data=st.data())
 def test_spec_json_never_breaks_the_page(study_on_disk, data):
     study, specs, target, _, _, results = study_on_disk
-    valid = {"arm": target.arm, "seed": target.seed, "base": target.base, "train": target.train and target.train.model_dump(mode="json"),
-             "eval": target.eval, "tracking": None}
+    valid = {
+        "arm": target.arm,
+        "seed": target.seed,
+        "base": target.base,
+        "train": target.train and target.train.model_dump(mode="json"),
+        "eval": target.eval,
+        "tracking": None,
+    }
     path = target.run_dir / "spec.json"
     path.write_bytes(data.draw(json_files(valid)))
     serve.infer_scale(study, str(TINY), results, results.parent / "exports")
@@ -243,11 +315,23 @@ def test_spec_json_never_breaks_the_page(study_on_disk, data):
 # ------------------------------------------------------------------------------------------ YAML files
 def hostile_yaml(depth: int, digits: int) -> list[str]:
     laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(7))
-    return ["name: [" + "[" * depth + "]" * depth + "]\n", "name: " + "{a: " * depth + "1" + "}" * depth + "\n",
-            f"name: s\nseeds: [{'7' * digits}]\n", laughs, "a: &a [*a]\n", "a: 1\nb: 2\na: 3\n",
-            "name: !!binary aGVsbG8=\n", "name: !!python/object:os.system x\n", "? [a, b]\n: 1\n",
-            "name: 2024-01-01\narms: {2024-01-01: {}}\n", "--- a\n--- b\n", "name: s\n\t- x\n", "\ufeffname: s\n"]
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(7)
+    )
+    return [
+        "name: [" + "[" * depth + "]" * depth + "]\n",
+        "name: " + "{a: " * depth + "1" + "}" * depth + "\n",
+        f"name: s\nseeds: [{'7' * digits}]\n",
+        laughs,
+        "a: &a [*a]\n",
+        "a: 1\nb: 2\na: 3\n",
+        "name: !!binary aGVsbG8=\n",
+        "name: !!python/object:os.system x\n",
+        "? [a, b]\n: 1\n",
+        "name: 2024-01-01\narms: {2024-01-01: {}}\n",
+        "--- a\n--- b\n",
+        "name: s\n\t- x\n",
+        "\ufeffname: s\n",
+    ]
 
 
 def yaml_files(valid_text: str) -> st.SearchStrategy[bytes]:
@@ -256,9 +340,9 @@ def yaml_files(valid_text: str) -> st.SearchStrategy[bytes]:
     def lines_edited(lines: list[str], i: int, op: str, extra: str) -> bytes:
         i %= len(lines)
         if op == "duplicate":
-            lines = lines[:i + 1] + [lines[i]] + lines[i + 1:]
+            lines = lines[: i + 1] + [lines[i]] + lines[i + 1 :]
         elif op == "delete":
-            lines = lines[:i] + lines[i + 1:]
+            lines = lines[:i] + lines[i + 1 :]
         else:
             lines = lines[:i] + [extra] + lines[i:]
         return "\n".join(lines).encode("utf-8", "surrogatepass")
@@ -269,12 +353,21 @@ def yaml_files(valid_text: str) -> st.SearchStrategy[bytes]:
     return st.one_of(
         st.binary(max_size=300),
         st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
-        st.builds(lines_edited, st.just(valid_text.splitlines()), st.integers(0, 200),
-                  st.sampled_from(["duplicate", "delete", "insert"]), st.text(max_size=30)),
+        st.builds(
+            lines_edited,
+            st.just(valid_text.splitlines()),
+            st.integers(0, 200),
+            st.sampled_from(["duplicate", "delete", "insert"]),
+            st.text(max_size=30),
+        ),
         mutated(valid_text.encode()),
         one_field_replaced(valid).map(yaml_dumped),
-        st.builds(lambda d, n, i: hostile_yaml(d, n)[i].encode("utf-8"), st.integers(90, 3000),
-                  st.integers(4000, 6000), st.integers(0, 12)),
+        st.builds(
+            lambda d, n, i: hostile_yaml(d, n)[i].encode("utf-8"),
+            st.integers(90, 3000),
+            st.integers(4000, 6000),
+            st.integers(0, 12),
+        ),
     )
 
 
@@ -293,8 +386,10 @@ def test_study_yaml_is_a_study_or_one_line(tmp_path_factory, content):
         assert "\n" not in str(e), str(e)
 
 
-SUITE = ("name: two\nitems:\n  - {id: a-1, lang: en, category: certainty, prompt: \"How sure?\", "
-         "expected_certainty: \"●\"}\n  - {id: a-2, lang: agl, category: temporal, prompt: \"t₀ → t₁\"}\n")
+SUITE = (
+    'name: two\nitems:\n  - {id: a-1, lang: en, category: certainty, prompt: "How sure?", '
+    'expected_certainty: "●"}\n  - {id: a-2, lang: agl, category: temporal, prompt: "t₀ → t₁"}\n'
+)
 CONFIG = "base: tiny-lfm2\ndata: {size: 60, val_fraction: 0.1}\nlora: {r: 8, alpha: 16}\nbatch: {micro: 2, accum: 2}\n"
 
 

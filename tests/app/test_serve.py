@@ -34,24 +34,55 @@ def finished_run(spec, rng, lift: float, n_items: int = 24) -> None:
     for i in range(n_items):
         metrics = {m: float(np.clip(rng.uniform(0, 0.6) + lift, 0, 1)) for m in METRICS}
         metrics["translation_chrf"] = None if i % 4 else metrics["translation_chrf"]
-        rows.append({"id": f"item{i:02d}", "lang": ["en", "de", "jbo"][i % 3],
-                     "category": ["certainty", "temporal"][i % 2], "prompt": f"prompt {i}",
-                     "output": f"⊕ self here t₀ {i}", "metrics": metrics})
+        rows.append(
+            {
+                "id": f"item{i:02d}",
+                "lang": ["en", "de", "jbo"][i % 3],
+                "category": ["certainty", "temporal"][i % 2],
+                "prompt": f"prompt {i}",
+                "output": f"⊕ self here t₀ {i}",
+                "metrics": metrics,
+            }
+        )
     write_jsonl(spec.run_dir / "eval.jsonl", rows)
     means = {m: float(np.mean([r["metrics"][m] for r in rows if r["metrics"][m] is not None])) for m in METRICS}
-    evaluation = {"suite": "multilang", "n_items": n_items, "generation_s": 2.0,
-                  "metrics": {m: {"mean": v, "n": n_items} for m, v in means.items()},
-                  "generation": {"mode": "greedy", "max_new_tokens": 6, "batch_size": 8}}
+    evaluation = {
+        "suite": "multilang",
+        "n_items": n_items,
+        "generation_s": 2.0,
+        "metrics": {m: {"mean": v, "n": n_items} for m, v in means.items()},
+        "generation": {"mode": "greedy", "max_new_tokens": 6, "batch_size": 8},
+    }
     train = None
     if spec.train is not None:
-        steps = [{"step": k, "loss": 5 - 0.2 * k - lift + rng.normal(0, 0.02), "tokens": 400, "sequences": 4,
-                  "tokens_per_s": 200.0} for k in (1, 2, 3)]
-        train = {"steps": steps, "val": [{"step": 3, "loss": 4.5 - lift + rng.normal(0, 0.02)}],
-                 "final_train_loss": steps[-1]["loss"], "final_val_loss": 4.5 - lift, "wall_s": 6.0,
-                 "tokens_per_s": 200.0}
-    write_json(spec.run_dir / "record.json", {"config": {"total_steps": 3}, "status": {"state": "complete",
-                                                                                      "reason": None},
-                                              "train": train, "eval": evaluation, "meta": {"seed": spec.seed}})
+        steps = [
+            {
+                "step": k,
+                "loss": 5 - 0.2 * k - lift + rng.normal(0, 0.02),
+                "tokens": 400,
+                "sequences": 4,
+                "tokens_per_s": 200.0,
+            }
+            for k in (1, 2, 3)
+        ]
+        train = {
+            "steps": steps,
+            "val": [{"step": 3, "loss": 4.5 - lift + rng.normal(0, 0.02)}],
+            "final_train_loss": steps[-1]["loss"],
+            "final_val_loss": 4.5 - lift,
+            "wall_s": 6.0,
+            "tokens_per_s": 200.0,
+        }
+    write_json(
+        spec.run_dir / "record.json",
+        {
+            "config": {"total_steps": 3},
+            "status": {"state": "complete", "reason": None},
+            "train": train,
+            "eval": evaluation,
+            "meta": {"seed": spec.seed},
+        },
+    )
 
 
 @pytest.fixture
@@ -76,7 +107,7 @@ def fabricated(tiny):
 
 def md_table(md: str, heading: str) -> list[dict]:
     """The first table after `heading` in report.md, as {column: cell} rows."""
-    lines = md[md.index(heading + "\n"):].splitlines()
+    lines = md[md.index(heading + "\n") :].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| "))
     table = []
     for line in lines[start:]:
@@ -93,8 +124,15 @@ def test_run_states_from_what_a_results_folder_can_hold(tiny):
     finished_run(by["r8/seed0"], np.random.default_rng(0), 0.1)
     running = by["r8/seed1"]
     steps = [{"step": k, "loss": 5.0 - k / 10, "tokens": 100, "tokens_per_s": 50.0} for k in (1, 2, 3, 4)]
-    write_json(running.run_dir / "record.json", {"config": {"total_steps": 10}, "status": {"state": "running"},
-                                                 "train": {"steps": steps, "val": []}, "eval": None})
+    write_json(
+        running.run_dir / "record.json",
+        {
+            "config": {"total_steps": 10},
+            "status": {"state": "running"},
+            "train": {"steps": steps, "val": []},
+            "eval": None,
+        },
+    )
     write_json(by["broken/seed0"].run_dir / "record.json", {"status": {"state": "failed", "reason": "no adapter"}})
     by["broken/seed1"].run_dir.mkdir(parents=True)
     (by["broken/seed1"].run_dir / "record.json").write_text('{"status": {"state": "comp')  # half-written
@@ -121,13 +159,15 @@ def test_run_states_from_what_a_results_folder_can_hold(tiny):
 
 
 def test_compute_left_is_estimated_from_the_finished_runs():
-    runs = [{"arm": "r8", "state": "complete", "seconds": 10.0, "eval_s": 2.0},
-            {"arm": "base", "state": "complete", "seconds": 3.0, "eval_s": 3.0},
-            {"arm": "r8", "state": "pending"},                                   # r8's mean run: 10
-            {"arm": "r16-b1", "state": "pending"},                               # no r16-b1 yet: trained mean 10
-            {"arm": "r8", "state": "running", "detail": "training", "eta_s": 4.0},   # 4 + mean evaluation 2.5
-            {"arm": "base", "state": "running", "detail": "evaluating"},         # mean evaluation 2.5
-            {"arm": "broken", "state": "failed"}]
+    runs = [
+        {"arm": "r8", "state": "complete", "seconds": 10.0, "eval_s": 2.0},
+        {"arm": "base", "state": "complete", "seconds": 3.0, "eval_s": 3.0},
+        {"arm": "r8", "state": "pending"},  # r8's mean run: 10
+        {"arm": "r16-b1", "state": "pending"},  # no r16-b1 yet: trained mean 10
+        {"arm": "r8", "state": "running", "detail": "training", "eta_s": 4.0},  # 4 + mean evaluation 2.5
+        {"arm": "base", "state": "running", "detail": "evaluating"},  # mean evaluation 2.5
+        {"arm": "broken", "state": "failed"},
+    ]
     assert study_view._compute_left(runs) == pytest.approx(10 + 10 + 6.5 + 2.5)
     assert study_view._compute_left([{"arm": "r8", "state": "pending"}]) is None
 
@@ -138,8 +178,11 @@ def test_state_of_a_study_with_no_run_yet(tiny):
     st = view.state()
     assert st["counts"]["pending"] == len(specs) and st["runner"] is False
     assert "does not exist yet" in st["notes"][0]
-    assert view.analysis() == {"available": False, "reason": "No finished run yet: nothing to compare.",
-                               "version": st["versions"]["analysis"]}
+    assert view.analysis() == {
+        "available": False,
+        "reason": "No finished run yet: nothing to compare.",
+        "version": st["versions"]["analysis"],
+    }
     assert view.curves() == {"runs": {}}
 
 
@@ -181,8 +224,11 @@ def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
     assert shown["agl_awareness"]["cells"]["difference"] == "—"
     assert "'supported' = Holm p < 0.05 over the metrics of that comparison" in md
     assert shown["agl_awareness"]["delta"]["mean"] == pytest.approx(0.1892, abs=5e-5)
-    assert a["comparisons"]["broken"] == {"notes": ["No finished runs to compare (seed 0: failed, seed 1: failed)."],
-                                          "rows": []} and a["comparisons"]["broken"]["notes"][0] in md
+    assert (
+        a["comparisons"]["broken"]
+        == {"notes": ["No finished runs to compare (seed 0: failed, seed 1: failed)."], "rows": []}
+        and a["comparisons"]["broken"]["notes"][0] in md
+    )
     decision = md_table(md, "## Decision")
     assert a["decision"]["header"] == list(decision[0])
     assert [list(q.values()) for q in a["decision"]["questions"]] == [list(r.values()) for r in decision]
@@ -192,8 +238,11 @@ def test_analysis_shows_the_reports_numbers(fabricated, tmp_path):
     assert notes[0] == "Recommended next run: more rank" and "`ada-slm study next tiny2`" in notes[2]
     assert "\n\n".join(notes) in md  # the recommendation, config, `study next` hint and time, as in the report
     # designs, power (and an adaptive study's rounds): the report's own blocks, each as report.md has it
-    assert [b[2] for b in a["blocks"] if b[0] == "h"] == ["Factorial analysis", "Rank: is there a Goldilocks zone?",
-                                                         "Power"]
+    assert [b[2] for b in a["blocks"] if b[0] == "h"] == [
+        "Factorial analysis",
+        "Rank: is there a Goldilocks zone?",
+        "Power",
+    ]
     for block in a["blocks"]:
         doc = report_doc.Doc()
         doc.blocks = [tuple(block)]
@@ -235,16 +284,33 @@ def test_rounds_of_an_adaptive_study_are_shown_and_a_corrupt_file_is_reported(fa
     view = study_view.StudyView(study, specs, None, specs[0].run_dir.parents[2])
     first = view.analysis()
     assert not any(b[0] == "h" and b[2] == "Adaptive rounds" for b in first["blocks"])
-    rounds = {"plan": {"seeds": [0, 1], "seeds_per_round": 1, "max_seeds": 3, "looks": [2, 3],
-                       "metric": "agl_awareness", "rule": "O'Brien-Fleming", "alpha": 0.05}, "outcome": "decided",
-              "rounds": [{"round": 1, "questions": {"rank": {"delta": 0.19, "p": 0.0004, "status": "supported"}},
-                          "runs_per_arm": {"r8": 2, "r16-b1": 2}, "threshold": 0.0005, "next_arms": []}]}
+    rounds = {
+        "plan": {
+            "seeds": [0, 1],
+            "seeds_per_round": 1,
+            "max_seeds": 3,
+            "looks": [2, 3],
+            "metric": "agl_awareness",
+            "rule": "O'Brien-Fleming",
+            "alpha": 0.05,
+        },
+        "outcome": "decided",
+        "rounds": [
+            {
+                "round": 1,
+                "questions": {"rank": {"delta": 0.19, "p": 0.0004, "status": "supported"}},
+                "runs_per_arm": {"r8": 2, "r16-b1": 2},
+                "threshold": 0.0005,
+                "next_arms": [],
+            }
+        ],
+    }
     write_json(view.root / "rounds.json", rounds)
     shown = view.analysis()
     assert shown["version"] != first["version"] and shown["errors"] == []
     doc = report_doc.Doc()
     report_decision.render_rounds(doc, rounds)
-    assert shown["blocks"][-len(doc.blocks):] == [list(b) for b in doc.blocks]
+    assert shown["blocks"][-len(doc.blocks) :] == [list(b) for b in doc.blocks]
     (view.root / "rounds.json").write_text('{"plan": ')
     broken = view.analysis()
     assert broken["available"] and "rounds.json is half-written or corrupt" in broken["errors"][0]
@@ -295,8 +361,17 @@ def test_default_study_and_scale_from_the_runs_on_disk(tmp_path):
     study = load_study(STUDIES / "phase14d.yaml")
     assert serve.infer_scale(study, "phase14d.yaml", results, tmp_path / "exports") is None
     for s in expand(study, "phase14d.yaml", "quick", only=["v9B"], results_root=results, exports_root="elsewhere"):
-        write_json(s.run_dir / "spec.json", {"arm": s.arm, "seed": s.seed, "base": s.base, "train": s.train.model_dump(),
-                                             "eval": s.eval, "tracking": None})
+        write_json(
+            s.run_dir / "spec.json",
+            {
+                "arm": s.arm,
+                "seed": s.seed,
+                "base": s.base,
+                "train": s.train.model_dump(),
+                "eval": s.eval,
+                "tracking": None,
+            },
+        )
     assert serve.default_study(results) == "phase14d"
     assert serve.infer_scale(study, "phase14d.yaml", results, tmp_path / "exports") == "quick"
     (results / "other").mkdir()
@@ -307,8 +382,9 @@ def test_default_study_and_scale_from_the_runs_on_disk(tmp_path):
 # ------------------------------------------------------------------------------------------ the server
 def _tree(root: Path) -> dict:
     """Every file under root with its mtime and size: a file the server created or touched shows up here."""
-    return {p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*")
-            if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*") if p.is_file()
+    }
 
 
 def _get(url: str, host: str | None = None):
@@ -322,9 +398,13 @@ def _get(url: str, host: str | None = None):
 
 def start_server(results: Path, *extra) -> tuple[subprocess.Popen, str]:
     """`ada-slm study serve` on tiny-2arm in its own process, at a free port; returns it and its URL."""
-    proc = subprocess.Popen(CLI + ["study", "serve", str(TINY), "--results", str(results), "--port", "0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        CLI + ["study", "serve", str(TINY), "--results", str(results), "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     line = proc.stdout.readline()
     match = re.search(r"http://\S+/", line)
     if not match:
@@ -343,8 +423,9 @@ def test_server_answers_and_never_writes_into_results(fabricated):
         st = json.loads(body)
         assert status == 200 and st["counts"]["complete"] == 6 and st["counts"]["failed"] == 2
         assert json.loads(_get(url + "api/analysis")[1])["available"]
-        assert set(json.loads(_get(url + "api/curves")[1])["runs"]) == {f"{a}/seed{k}" for a in ("r8", "r16-b1")
-                                                                       for k in (0, 1)}
+        assert set(json.loads(_get(url + "api/curves")[1])["runs"]) == {
+            f"{a}/seed{k}" for a in ("r8", "r16-b1") for k in (0, 1)
+        }
         assert json.loads(_get(url + "api/run/r8/1")[1])["state"]["state"] == "complete"
         assert _get(url + "api/run/nope/0")[0] == 404 and _get(url + "api/run/r8/x")[0] == 404
         page = _get(url)[1]
@@ -364,8 +445,11 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        p = subprocess.run(CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", str(port)],
-                           capture_output=True, text=True)
+        p = subprocess.run(
+            CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+        )
     assert p.returncode == 1 and f"--port {port}: cannot listen there" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -379,8 +463,9 @@ def test_a_corrupt_a_huge_a_fifo_and_an_escaping_record_cost_their_own_cells_und
 
     study, specs, by = fabricated
     results = specs[0].run_dir.parents[2]
-    (by["r8/seed1"].run_dir / "record.json").write_text('{"status": {"state": "complete"}, "meta": '
-                                                        + "[" * 100_000 + "]" * 100_000 + "}")
+    (by["r8/seed1"].run_dir / "record.json").write_text(
+        '{"status": {"state": "complete"}, "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
     with open(by["r16-b1/seed1"].run_dir / "record.json", "w") as f:  # a valid record of 50 MB
         f.write('{"status": {"state": "complete"}, "meta": {"padding": "' + "x" * (50 * 2**20) + '"}}')
     (by["base/seed1"].run_dir / "record.json").unlink()
@@ -425,8 +510,12 @@ def test_a_corrupt_a_huge_a_fifo_and_an_escaping_record_cost_their_own_cells_und
     assert "outside" in cells["broken/seed0"]["detail"]
     assert all(cells[k]["state"] == "unreadable" for k in ("r8/seed1", "r16-b1/seed1", "base/seed1", "broken/seed0"))
     analysis = json.loads(next(body for path, _, body in answers if path == "api/analysis"))
-    assert analysis["available"] and {a["arm"]: a["n_complete"] for a in analysis["arms"]} == \
-        {"base": 1, "r8": 1, "r16-b1": 1, "broken": 0}
+    assert analysis["available"] and {a["arm"]: a["n_complete"] for a in analysis["arms"]} == {
+        "base": 1,
+        "r8": 1,
+        "r16-b1": 1,
+        "broken": 0,
+    }
     assert sum("left out of the analysis" in e for e in analysis["errors"]) == 4
     run_pages = {path: json.loads(body) for path, _, body in answers if path.startswith("api/run/")}
     assert len(run_pages["api/run/r8/0"]["items"]) == 24 and run_pages["api/run/r8/0"]["errors"] == []
@@ -436,14 +525,22 @@ def test_a_corrupt_a_huge_a_fifo_and_an_escaping_record_cost_their_own_cells_und
 
 @pytest.mark.parametrize("port", ["-1", "99999"])
 def test_a_port_out_of_range_is_refused_without_a_traceback(tmp_path, port):
-    p = subprocess.run(CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", port],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        CLI + ["study", "serve", str(TINY), "--results", str(tmp_path), "--port", port], capture_output=True, text=True
+    )
     assert p.returncode == 2 and "Invalid value for '--port'" in p.stderr and "Traceback" not in p.stderr
 
 
 # ------------------------------------------------------------------------------------------ in a real browser
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 HELD_BACK = "r16-b1/seed1"  # the run that finishes while the page is open
 
 
@@ -475,8 +572,12 @@ def _finish_held_back_run(done: Path, root: Path) -> list[str]:
     dst.mkdir(parents=True)
     shutil.copy(src / "spec.json", dst / "spec.json")
     final = json.loads((src / "record.json").read_text())
-    training = {**final, "status": {"state": "running", "reason": None}, "eval": None,
-                "train": {"steps": final["train"]["steps"][:2], "val": []}}
+    training = {
+        **final,
+        "status": {"state": "running", "reason": None},
+        "eval": None,
+        "train": {"steps": final["train"]["steps"][:2], "val": []},
+    }
     write_json(dst / "record.json", training)
     yield "running"
     for name in ("eval.jsonl", "eval_summary.json"):
@@ -489,6 +590,7 @@ def _finish_held_back_run(done: Path, root: Path) -> list[str]:
 def _page_matches_report(page, md: str) -> None:
     """The page's tables cell by cell against report.md's: the series summary, r16-b1 against the baseline and
     the decision, headers included."""
+
     def texts(selector: str) -> list[str]:
         return page.eval_on_selector_all(selector, "els => els.map(e => e.innerText.trim())")
 
@@ -499,8 +601,9 @@ def _page_matches_report(page, md: str) -> None:
     table = md_table(md, "### r16-b1 vs r8")
     assert texts('#comparisons table[data-arm="r16-b1"] thead th') == list(table[0])
     for row in table:
-        assert texts(f'#comparisons table[data-arm="r16-b1"] tr[data-metric="{row["metric"]}"] td') == \
-            list(row.values())
+        assert texts(f'#comparisons table[data-arm="r16-b1"] tr[data-metric="{row["metric"]}"] td') == list(
+            row.values()
+        )
     notes = texts("#comparisons p")  # what differs, why an arm is not compared: the report's paragraphs
     assert len(notes) == 3 and all(f"\n{n}\n" in md for n in notes), notes
     decision = md_table(md, "## Decision")
@@ -537,11 +640,17 @@ def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(fini
     done = finished_study[0]
     results, root = tmp_path / "results", tmp_path / "results" / "tiny2"
     reports = {"report.md", "report.html", "comparisons.json", "loss_curves.png", "metrics.png", "metric_vs_rank.png"}
-    shutil.copytree(done, root, ignore=lambda d, names: [n for n in names if (Path(d) == done and n in reports)
-                                                         or (Path(d) == done / "r16-b1" and n == "seed1")])
+    shutil.copytree(
+        done,
+        root,
+        ignore=lambda d, names: [
+            n for n in names if (Path(d) == done and n in reports) or (Path(d) == done / "r16-b1" and n == "seed1")
+        ],
+    )
     study = load_study(TINY)
-    partial_md = report.build_report(study, expand(study, str(TINY), results_root=results), None,
-                                     tmp_path / "report-before").read_text()
+    partial_md = report.build_report(
+        study, expand(study, str(TINY), results_root=results), None, tmp_path / "report-before"
+    ).read_text()
     before = _tree(results)
     proc, url = start_server(results)
     try:
@@ -554,11 +663,20 @@ def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(fini
             page.goto(url)
             page.wait_for_selector('#arms tr[data-arm="r16-b1"]')
             page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
-            cells = {el.get_attribute("data-run"): el.get_attribute("data-state")
-                     for el in page.query_selector_all("#grid [data-run]")}
-            assert cells == {"base/seed0": "complete", "base/seed1": "complete", "r8/seed0": "complete",
-                             "r8/seed1": "complete", "r16-b1/seed0": "complete", HELD_BACK: "pending",
-                             "broken/seed0": "failed", "broken/seed1": "failed"}
+            cells = {
+                el.get_attribute("data-run"): el.get_attribute("data-state")
+                for el in page.query_selector_all("#grid [data-run]")
+            }
+            assert cells == {
+                "base/seed0": "complete",
+                "base/seed1": "complete",
+                "r8/seed0": "complete",
+                "r8/seed1": "complete",
+                "r16-b1/seed0": "complete",
+                HELD_BACK: "pending",
+                "broken/seed0": "failed",
+                "broken/seed1": "failed",
+            }
             assert "init_adapter" in page.inner_text('[data-run="broken/seed0"]')
             _page_matches_report(page, partial_md)
 
@@ -589,8 +707,9 @@ def test_the_page_in_chromium_follows_a_study_and_shows_the_reports_numbers(fini
             assert langs == {lang} and 0 < page.locator("#items tr[data-item]").count() < 12
             category = page.eval_on_selector("#filter-category", "s => s.options[1].value")
             page.select_option("#filter-category", category)
-            assert all(el.get_attribute("data-category") == category
-                       for el in page.query_selector_all("#items tr[data-item]"))
+            assert all(
+                el.get_attribute("data-category") == category for el in page.query_selector_all("#items tr[data-item]")
+            )
             page.screenshot(path=str(tmp_path / "serve-run.png"), full_page=True)
             page.goto((done / "report.html").as_uri())  # the report, at the same width: the answer before the tables
             text = page.inner_text("body")

@@ -16,8 +16,13 @@ from tests.shared import CLI
 def start_compare_server(*args) -> tuple[subprocess.Popen, str]:
     """`ada-slm compare ARGS --serve --port 0` in its own process; returns it and the URL it announces (after the
     summary it prints)."""
-    proc = subprocess.Popen(CLI + ["compare", *map(str, args), "--serve", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        CLI + ["compare", *map(str, args), "--serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -32,8 +37,9 @@ def test_compare_serve_shows_the_compare_reports_cells(tmp_path):
     rows = crossed_rows({"a": 0.0, "same": 0.0, "better": 0.6})
     rows = [r for r in rows if not (r["run"] == "same-1" and r["item"] == "q7")]  # one item one run lacks
     table = write_csv(tmp_path / "runs.csv", rows)
-    proc, url = start_compare_server(table, "--baseline", "a", "--equivalence-margin", "0.3", "--out",
-                                     tmp_path / "report")
+    proc, url = start_compare_server(
+        table, "--baseline", "a", "--equivalence-margin", "0.3", "--out", tmp_path / "report"
+    )
     try:
         status, body = _get(url + "api/analysis")
         a = json.loads(body)
@@ -67,8 +73,9 @@ def test_compare_serve_shows_the_compare_reports_cells(tmp_path):
         assert doc.markdown() in md, block
     # the runs are the compare spec's; a study's run cells, progress and curves are absent
     assert st["kind"] == "compare" and st["runs"] == [] and st["arms"] == ["a", "same", "better"]
-    assert [row[:2] for row in st["imported"]["rows"]] == [[arm, f"{arm}-{k}"] for arm in ("a", "same", "better")
-                                                          for k in range(3)]
+    assert [row[:2] for row in st["imported"]["rows"]] == [
+        [arm, f"{arm}-{k}"] for arm in ("a", "same", "better") for k in range(3)
+    ]
     assert st["versions"]["analysis"] == a["version"]
     assert "/static/app.js" in page
 

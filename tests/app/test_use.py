@@ -27,8 +27,9 @@ def noisy_model_and_adapter(tmp_path_factory):
             p.normal_(0, 0.5)
     model.save_pretrained(tmp / "base")
     tok.save_pretrained(tmp / "base")
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=models.LFM2_TARGETS,
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=models.LFM2_TARGETS, init_lora_weights=False)
+    )
     peft_model.save_pretrained(tmp / "adapter")
     return tmp
 
@@ -37,8 +38,12 @@ def noisy_model_and_adapter(tmp_path_factory):
 def test_chat_through_stdin_with_reset_and_exit(noisy_model_and_adapter):
     tmp = noisy_model_and_adapter
     script = "hello\nhow are you\n/reset\nmi pilin\n/exit\nnever read\n"
-    p = subprocess.run(CLI + ["chat", "--base", str(tmp / "base"), "--adapter", str(tmp / "adapter"),
-                              "--max-new-tokens", "6"], input=script, capture_output=True, text=True)
+    p = subprocess.run(
+        CLI + ["chat", "--base", str(tmp / "base"), "--adapter", str(tmp / "adapter"), "--max-new-tokens", "6"],
+        input=script,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("model> ") == 3  # three user turns answered; the line after /exit is never read
     assert "(history cleared)" in p.stdout
@@ -67,8 +72,17 @@ def test_generate_file_is_resumable(noisy_model_and_adapter, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("first prompt\n\nsecond prompt\n")
     out = tmp_path / "out.jsonl"
-    args = CLI + ["generate", "--base", str(tmp / "base"), "--prompts", str(prompts), "--out", str(out),
-                  "--max-new-tokens", "5"]
+    args = CLI + [
+        "generate",
+        "--base",
+        str(tmp / "base"),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "5",
+    ]
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -83,8 +97,10 @@ def test_generate_file_is_resumable(noisy_model_and_adapter, tmp_path):
 
 def test_read_prompts_formats_and_errors(tmp_path):
     f = tmp_path / "p.jsonl"
-    f.write_text('{"id": "a", "prompt": "hi"}\n{"messages": [{"role": "user", "content": "q"}, '
-                 '{"role": "assistant", "content": "●x"}]}\n')
+    f.write_text(
+        '{"id": "a", "prompt": "hi"}\n{"messages": [{"role": "user", "content": "q"}, '
+        '{"role": "assistant", "content": "●x"}]}\n'
+    )
     items = inference.read_prompts(f)
     assert items[0] == {"id": "a", "prompt": "hi"}
     assert items[1]["messages"] == [{"role": "user", "content": "q"}]  # the answer is what gets generated
@@ -101,8 +117,11 @@ def test_merged_export_loads_plainly_and_matches_base_plus_adapter(noisy_model_a
 
     tmp = noisy_model_and_adapter
     out = tmp_path / "merged"
-    p = subprocess.run(CLI + ["export", "--adapter", str(tmp / "adapter"), "--base", str(tmp / "base"), "--out",
-                              str(out)], capture_output=True, text=True)
+    p = subprocess.run(
+        CLI + ["export", "--adapter", str(tmp / "adapter"), "--base", str(tmp / "base"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     merged = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
@@ -115,20 +134,27 @@ def test_merged_export_loads_plainly_and_matches_base_plus_adapter(noisy_model_a
     assert ids_merged == generate_ids(reference, ref_tok, prompts, settings)
     assert ids_merged != generate_ids(base_only, ref_tok, prompts, settings)  # the adapter matters
     # another base (the adapter's own): not this export, refused; a user's folder: refused; the same pair: replaced
-    p = subprocess.run(CLI + ["export", "--adapter", str(tmp / "adapter"), "--out", str(out)], capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        CLI + ["export", "--adapter", str(tmp / "adapter"), "--out", str(out)], capture_output=True, text=True
+    )
     assert p.returncode == 1 and "--out" in p.stderr and "not the merged model ada-slm wrote for" in p.stderr
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("precious")
     for target in (mine, tmp_path / "notes-file"):
         (tmp_path / "notes-file").write_text("x")
-        p = subprocess.run(CLI + ["export", "--adapter", str(tmp / "adapter"), "--base", str(tmp / "base"), "--out",
-                                  str(target)], capture_output=True, text=True)
+        p = subprocess.run(
+            CLI + ["export", "--adapter", str(tmp / "adapter"), "--base", str(tmp / "base"), "--out", str(target)],
+            capture_output=True,
+            text=True,
+        )
         assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert (mine / "notes.txt").read_text() == "precious"
-    p = subprocess.run(CLI + ["export", "--adapter", str(tmp / "adapter"), "--base", str(tmp / "base"), "--out",
-                              str(out)], capture_output=True, text=True)
+    p = subprocess.run(
+        CLI + ["export", "--adapter", str(tmp / "adapter"), "--base", str(tmp / "base"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     umask = os.umask(0)
     os.umask(umask)
@@ -141,11 +167,26 @@ def test_generate_out_that_is_a_folder_is_one_line(noisy_model_and_adapter, tmp_
     prompts.write_text("hello\n")
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for out, message in ((tmp_path, "not a regular file"),
-                         (a_file / "out.jsonl", f"{a_file}: is a file, not a folder")):
-        p = subprocess.run(CLI + ["generate", "--prompts", str(prompts), "--out", str(out), "--base",
-                                  str(noisy_model_and_adapter / "base"), "--max-new-tokens", "2"],
-                           capture_output=True, text=True)
+    for out, message in (
+        (tmp_path, "not a regular file"),
+        (a_file / "out.jsonl", f"{a_file}: is a file, not a folder"),
+    ):
+        p = subprocess.run(
+            CLI
+            + [
+                "generate",
+                "--prompts",
+                str(prompts),
+                "--out",
+                str(out),
+                "--base",
+                str(noisy_model_and_adapter / "base"),
+                "--max-new-tokens",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 

@@ -81,7 +81,8 @@ def test_plain_text_trains_on_every_token_when_asked(tiny_tokenizer):
 def test_ids_categories_and_langs_are_optional():
     rows, _ = read_rows(str(FORMATS / "messages.jsonl"))
     assert [(r["category"], r["lang"]) for r in rows] == [("greeting", "en"), ("unknown", "unknown")] + [
-        ("unknown", "unknown")]
+        ("unknown", "unknown")
+    ]
     assert rows[0]["id"] == "greet" and rows[1]["id"].startswith("ex-")
     again, _ = read_rows(str(FORMATS / "messages.jsonl"))
     assert [r["id"] for r in again] == [r["id"] for r in rows]  # derived from content: stable
@@ -204,37 +205,59 @@ def test_held_out_examples(tmp_path):
     assert (len(train), len(val)) == (12, 2) and source.endswith(f"held out: {tmp_path / 'chat.val.jsonl'})")
 
 
-@pytest.mark.parametrize("name, fmt, message", [
-    ("bad-unknown.jsonl", "auto", r"bad-unknown.jsonl:1: no known format \(fields: answer, question\)"),
-    ("bad-mixed.jsonl", "auto", r"bad-mixed.jsonl:2: a messages example in a prompt_completion file "
-                                r"\(.*bad-mixed.jsonl:1\); one format per file"),
-    ("bad-empty-turn.jsonl", "auto", r"bad-empty-turn.jsonl:2: messages\[1\]: empty assistant turn"),
-    ("bad-ends-on-user.jsonl", "auto", r"bad-ends-on-user.jsonl:1: the conversation ends on a user turn "
-                                       r"\(conversations\[2\]\)"),
-    ("messages.jsonl", "alpaca", r"messages.jsonl:1: the alpaca format needs field 'instruction'"),
-])
+@pytest.mark.parametrize(
+    "name, fmt, message",
+    [
+        ("bad-unknown.jsonl", "auto", r"bad-unknown.jsonl:1: no known format \(fields: answer, question\)"),
+        (
+            "bad-mixed.jsonl",
+            "auto",
+            r"bad-mixed.jsonl:2: a messages example in a prompt_completion file "
+            r"\(.*bad-mixed.jsonl:1\); one format per file",
+        ),
+        ("bad-empty-turn.jsonl", "auto", r"bad-empty-turn.jsonl:2: messages\[1\]: empty assistant turn"),
+        (
+            "bad-ends-on-user.jsonl",
+            "auto",
+            r"bad-ends-on-user.jsonl:1: the conversation ends on a user turn "
+            r"\(conversations\[2\]\)",
+        ),
+        ("messages.jsonl", "alpaca", r"messages.jsonl:1: the alpaca format needs field 'instruction'"),
+    ],
+)
 def test_bad_files_are_one_line_errors_naming_the_line(name, fmt, message):
     with pytest.raises(UserError, match=message) as e:
         read_rows(str(FORMATS / name), fmt)
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("line, message", [
-    ({"prompt": "q"}, "has 'prompt' but no 'completion'"),
-    ({"prompt": "q", "chosen": "a", "rejected": "b"}, r"preference data \(chosen/rejected\)"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "x"}]},
-     r"messages\[1\].role must be one of system, user, assistant, got 'tool'"),
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]}]},
-     r"messages\[0\].content must be a string \(multimodal content parts are not read\)"),
-    ({"messages": [{"role": "assistant", "content": "a"}]}, r"messages\[0\]: an assistant turn before any user"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]},
-     "no assistant turn carries loss"),
-    ({"conversations": [{"from": "observation", "value": "x"}]},
-     r"conversations\[0\].from must be one of human, gpt, system, got 'observation'"),
-    ({"prompt": "q", "completion": "a", "messages": []}, "ambiguous: .* messages and prompt_completion"),
-    ({"instruction": "q", "output": ""}, r"output: empty assistant turn"),
-    ({"prompt": "q", "completion": "a", "id": ["x"]}, "field 'id' must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ({"prompt": "q"}, "has 'prompt' but no 'completion'"),
+        ({"prompt": "q", "chosen": "a", "rejected": "b"}, r"preference data \(chosen/rejected\)"),
+        (
+            {"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "x"}]},
+            r"messages\[1\].role must be one of system, user, assistant, got 'tool'",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]}]},
+            r"messages\[0\].content must be a string \(multimodal content parts are not read\)",
+        ),
+        ({"messages": [{"role": "assistant", "content": "a"}]}, r"messages\[0\]: an assistant turn before any user"),
+        (
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]},
+            "no assistant turn carries loss",
+        ),
+        (
+            {"conversations": [{"from": "observation", "value": "x"}]},
+            r"conversations\[0\].from must be one of human, gpt, system, got 'observation'",
+        ),
+        ({"prompt": "q", "completion": "a", "messages": []}, "ambiguous: .* messages and prompt_completion"),
+        ({"instruction": "q", "output": ""}, r"output: empty assistant turn"),
+        ({"prompt": "q", "completion": "a", "id": ["x"]}, "field 'id' must be a non-empty string"),
+    ],
+)
 def test_bad_examples(tmp_path, line, message):
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps(line) + "\n")
@@ -257,8 +280,11 @@ def test_bad_sources(tmp_path):
     for name, columns, message in cases:
         with pytest.raises(UserError, match=message):
             read_rows(str(tmp_path / name), columns=columns)
-    with pytest.raises(UserError, match=r"questions.csv: data.columns.prompt: no column 'q' "
-                                        r"\(columns: question, answer, topic\)"):
+    with pytest.raises(
+        UserError,
+        match=r"questions.csv: data.columns.prompt: no column 'q' "
+        r"\(columns: question, answer, topic\)",
+    ):
         read_rows(str(FORMATS / "questions.csv"), columns={"prompt": "q", "completion": "answer"})
     with pytest.raises(UserError, match=r"prompt_completion.jsonl:1: data.columns.prompt: no field 'question'"):
         read_rows(str(FORMATS / "prompt_completion.jsonl"), columns={"prompt": "question"})
@@ -267,20 +293,30 @@ def test_bad_sources(tmp_path):
 def test_data_config_checks():
     cfg = build_config({"data": {"path": "x.jsonl", "columns": {"prompt": "question"}}})
     assert cfg.data.columns == {"prompt": "question"}
-    for raw, message in [({"columns": {"prompt": "q"}}, "data.columns needs data.path"),
-                         ({"format": "text"}, "data.format needs data.path"),
-                         ({"path": "x", "val_split": "train"}, "data.val_split 'train' is the training split"),
-                         ({"path": "x", "val_split": "test", "val_path": "y"}, "val_path or data.val_split"),
-                         ({"path": "x", "columns": {"promt": "q"}}, "data.columns.promt"),
-                         ({"path": "x", "format": "chatml"}, "data.format")]:
+    for raw, message in [
+        ({"columns": {"prompt": "q"}}, "data.columns needs data.path"),
+        ({"format": "text"}, "data.format needs data.path"),
+        ({"path": "x", "val_split": "train"}, "data.val_split 'train' is the training split"),
+        ({"path": "x", "val_split": "test", "val_path": "y"}, "val_path or data.val_split"),
+        ({"path": "x", "columns": {"promt": "q"}}, "data.columns.promt"),
+        ({"path": "x", "format": "chatml"}, "data.format"),
+    ]:
         with pytest.raises(UserError, match=message):
             build_config({"data": raw})
 
 
 def _one_step(tmp_path, name, **data):
-    cfg = build_config({"base": "tiny-lfm2", "data": {"path": str(FORMATS / name), **data},
-                        "lora": {"r": 2, "alpha": 4}, "batch": {"micro": 2, "accum": 2}, "max_steps": 1,
-                        "max_length": 200, "out_dir": str(tmp_path / name)})
+    cfg = build_config(
+        {
+            "base": "tiny-lfm2",
+            "data": {"path": str(FORMATS / name), **data},
+            "lora": {"r": 2, "alpha": 4},
+            "batch": {"micro": 2, "accum": 2},
+            "max_steps": 1,
+            "max_length": 200,
+            "out_dir": str(tmp_path / name),
+        }
+    )
     return run(cfg, quiet=True)
 
 
@@ -305,11 +341,21 @@ def test_user_corpus_keeps_held_out_loss_and_data_hash(tmp_path):
     import datasets
 
     rows = [json.loads(line) for line in (FORMATS / "sharegpt.jsonl").read_text().splitlines()]
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows * 3),
-                          "test": datasets.Dataset.from_list(rows)}).save_to_disk(tmp_path / "chat")
-    cfg = build_config({"base": "tiny-lfm2", "data": {"path": str(tmp_path / "chat"), "val_split": "test"},
-                        "lora": {"r": 2, "alpha": 4}, "batch": {"micro": 2, "accum": 1}, "max_steps": 2,
-                        "max_length": 200, "val_every": 1, "out_dir": str(tmp_path / "run")})
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows * 3), "test": datasets.Dataset.from_list(rows)}
+    ).save_to_disk(tmp_path / "chat")
+    cfg = build_config(
+        {
+            "base": "tiny-lfm2",
+            "data": {"path": str(tmp_path / "chat"), "val_split": "test"},
+            "lora": {"r": 2, "alpha": 4},
+            "batch": {"micro": 2, "accum": 1},
+            "max_steps": 2,
+            "max_length": 200,
+            "val_every": 1,
+            "out_dir": str(tmp_path / "run"),
+        }
+    )
     record = run(cfg, quiet=True)
     assert [v["step"] for v in record["train"]["val"]] == [1, 2] and record["train"]["final_val_loss"] > 0
     assert (record["meta"]["train_examples"], record["meta"]["val_examples"]) == (6, 2)
@@ -331,14 +377,32 @@ def test_cli_validate_and_show_every_format():
     assert "greet · greeting · en" in result.output and "· unknown · unknown" in result.output
     assert "unknown/unknown" in result.output and "greeting/en" in result.output  # the per-category table
     assert "(context: no loss)" in result.output
-    result = runner.invoke(app, ["data", "show", str(FORMATS / "questions.csv"), "--column", "prompt=question",
-                                 "--column", "completion=answer", "--column", "category=topic", "--category", "math"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "show",
+            str(FORMATS / "questions.csv"),
+            "--column",
+            "prompt=question",
+            "--column",
+            "completion=answer",
+            "--column",
+            "category=topic",
+            "--category",
+            "math",
+        ],
+    )
     assert result.exit_code == 0 and "What is 2+2?" in result.output and "Rome" not in result.output
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-c", "from ada_slm.app.cli import main; main()", *args],
-                          capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", "from ada_slm.app.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
 
 
 @pytest.mark.slow
@@ -353,7 +417,8 @@ def test_cli_reports_every_problem_and_train_writes_nothing_on_bad_data(tmp_path
     p = _cli("train", "--quiet", "base=tiny-lfm2", f"data.path={bad}", f"out_dir={tmp_path / 'run'}")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert [line for line in p.stderr.splitlines() if line.strip()] == [
-        f"error: {bad}:2: messages[1]: empty assistant turn"]
+        f"error: {bad}:2: messages[1]: empty assistant turn"
+    ]
     assert not (tmp_path / "run" / "record.json").exists()
 
 
@@ -363,10 +428,12 @@ def test_a_study_can_train_on_a_user_corpus(tmp_path):
     from ada_slm.study.spec import expand, load_study
 
     study = tmp_path / "mine.yaml"
-    study.write_text(f"name: mine\nbaseline: a\nseeds: [0]\n"
-                     f"defaults: {{base: tiny-lfm2, data: {{path: {FORMATS / 'questions.csv'}, "
-                     "columns: {prompt: question, completion: answer, category: topic}}}\n"
-                     "arms:\n  a: {}\n  b: {lora: {r: 4}}\n")
+    study.write_text(
+        f"name: mine\nbaseline: a\nseeds: [0]\n"
+        f"defaults: {{base: tiny-lfm2, data: {{path: {FORMATS / 'questions.csv'}, "
+        "columns: {prompt: question, completion: answer, category: topic}}}\n"
+        "arms:\n  a: {}\n  b: {lora: {r: 4}}\n"
+    )
     specs = {s.arm: s for s in expand(load_study(study), str(study), results_root=tmp_path)}
     for arm in ("a", "b"):
         data = specs[arm].train.data
@@ -379,21 +446,29 @@ def test_cli_error_keeps_its_brackets(tmp_path):
     import datasets
 
     good = [json.loads(line) for line in (FORMATS / "bad-empty-turn.jsonl").read_text().splitlines()]
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(good[:1]),
-                          "test": datasets.Dataset.from_list(good[1:])}).save_to_disk(tmp_path / "saved")
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(good[:1]), "test": datasets.Dataset.from_list(good[1:])}
+    ).save_to_disk(tmp_path / "saved")
     assert runner.invoke(app, ["data", "show", str(tmp_path / "saved")]).exit_code == 0
     result = runner.invoke(app, ["data", "show", str(tmp_path / "saved"), "--split", "test"])
     assert result.exit_code == 1
     assert f"error: {tmp_path / 'saved'}[test] row 1: messages[1]: empty assistant turn" in result.output
 
 
-@pytest.mark.parametrize("line, message", [
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}]},
-     r"messages\[1\].content is null; it must be a string"),
-    ({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": None}]},
-     r"conversations\[1\].value is null; it must be a string"),
-    ({"prompt": "q", "completion": None}, "has 'prompt' but 'completion' is null"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}]},
+            r"messages\[1\].content is null; it must be a string",
+        ),
+        (
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": None}]},
+            r"conversations\[1\].value is null; it must be a string",
+        ),
+        ({"prompt": "q", "completion": None}, "has 'prompt' but 'completion' is null"),
+    ],
+)
 def test_null_content_is_reported_as_null_not_missing(tmp_path, line, message):
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps(line) + "\n")
@@ -415,7 +490,9 @@ def test_lone_surrogate_is_one_line_naming_the_line(tmp_path, suffix):
     bad = '{"prompt": "q", "completion": "a\\ud800"}'  # valid JSON text, not valid Unicode
     path = tmp_path / f"data{suffix}"
     path.write_text(f"{good}\n{bad}\n")
-    with pytest.raises(UserError, match=r"data.jsonl?:2: invalid JSON \(a string holds a lone surrogate such as \\ud800") as e:
+    with pytest.raises(
+        UserError, match=r"data.jsonl?:2: invalid JSON \(a string holds a lone surrogate such as \\ud800"
+    ) as e:
         read_rows(str(path))
     assert "\n" not in str(e.value)
     if suffix == ".json":  # one array of objects

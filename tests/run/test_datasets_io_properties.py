@@ -24,15 +24,40 @@ FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Field names the readers look at, so random examples reach past "no known format" into the format code.
-FIELDS = sorted({k for keys in FORMATS.values() for k in keys} | {
-    "role", "content", "from", "value", "weight", "system", "history", "input", "id", "category", "lang",
-    "chosen", "rejected"})
+FIELDS = sorted(
+    {k for keys in FORMATS.values() for k in keys}
+    | {
+        "role",
+        "content",
+        "from",
+        "value",
+        "weight",
+        "system",
+        "history",
+        "input",
+        "id",
+        "category",
+        "lang",
+        "chosen",
+        "rejected",
+    }
+)
 ROLES = ["user", "assistant", "system", "human", "gpt", "tool"]
 any_text = st.text(st.characters(exclude_categories=()), max_size=8)  # lone surrogates included
-scalars = (st.none() | st.booleans() | st.integers() | st.floats() | any_text | st.sampled_from(ROLES)
-           | st.integers(min_value=0, max_value=1))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-    st.sampled_from(FIELDS) | any_text, inner, max_size=5), max_leaves=12)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | any_text
+    | st.sampled_from(ROLES)
+    | st.integers(min_value=0, max_value=1)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELDS) | any_text, inner, max_size=5),
+    max_leaves=12,
+)
 examples_ = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=5)
 
 
@@ -133,8 +158,11 @@ COLUMNAR = _columnar_samples()
 
 
 @SLOW
-@given(st.sampled_from(sorted(COLUMNAR)).flatmap(lambda suffix: st.tuples(
-    st.just(suffix), st.binary(max_size=64) | mutated(COLUMNAR[suffix]))))
+@given(
+    st.sampled_from(sorted(COLUMNAR)).flatmap(
+        lambda suffix: st.tuples(st.just(suffix), st.binary(max_size=64) | mutated(COLUMNAR[suffix]))
+    )
+)
 @example((".parquet", COLUMNAR[".parquet"]))
 @example((".arrow", COLUMNAR[".arrow"]))
 def test_parquet_and_arrow_of_random_and_mutated_bytes(case):
@@ -154,10 +182,19 @@ def _schema_keys(model, prefix: str = "") -> list[str]:
 
 
 CONFIG_KEYS = _schema_keys(TrainConfig)
-yaml_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-                | st.floats() | st.text(max_size=8) | st.sampled_from(["auto", "fp32", "default", "linear"]))
-yaml_values = st.recursive(yaml_scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+yaml_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["auto", "fp32", "default", "linear"])
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 def _nested(flat: dict) -> dict:
@@ -186,9 +223,18 @@ def load_or_user_error(text: bytes) -> None:
     assert 0 <= cfg.seed < 2**32 and math.isfinite(cfg.epochs) and cfg.epochs > 0
 
 
-SAMPLE_CONFIG = yaml.safe_dump({"base": "tiny-lfm2", "data": {"size": 120, "val_fraction": 0.1},
-                                "lora": {"r": 4, "alpha": 8}, "batch": {"micro": 2, "accum": 2},
-                                "max_steps": 6, "lr": 1e-3, "seed": 3, "epochs": 2.5}).encode()
+SAMPLE_CONFIG = yaml.safe_dump(
+    {
+        "base": "tiny-lfm2",
+        "data": {"size": 120, "val_fraction": 0.1},
+        "lora": {"r": 4, "alpha": 8},
+        "batch": {"micro": 2, "accum": 2},
+        "max_steps": 6,
+        "lr": 1e-3,
+        "seed": 3,
+        "epochs": 2.5,
+    }
+).encode()
 
 
 @FAST

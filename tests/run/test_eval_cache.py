@@ -50,8 +50,17 @@ class Counter:
 
 def _eval(out_dir, cache, model_and_tokenizer=None, settings=GREEDY, suite="multilang", limit=LIMIT, adapter=None):
     counter = Counter()
-    summary = evaluate("tiny-lfm2", adapter, suite, settings, out_dir, limit=limit, progress=counter,
-                       model_and_tokenizer=model_and_tokenizer, cache=cache)
+    summary = evaluate(
+        "tiny-lfm2",
+        adapter,
+        suite,
+        settings,
+        out_dir,
+        limit=limit,
+        progress=counter,
+        model_and_tokenizer=model_and_tokenizer,
+        cache=cache,
+    )
     return summary, counter.prompts
 
 
@@ -80,7 +89,11 @@ def test_identical_evaluation_hits_without_generating(tmp_path, noisy):
     sampled, generated = _eval(tmp_path / "s0", cache, noisy, settings=SAMPLED)
     assert generated == 2 * LIMIT and sampled["cached_from"] is None
     again, generated = _eval(tmp_path / "s1", cache, noisy, settings=SAMPLED)
-    assert generated == 0 and again["sampling"] == sampled["sampling"] and _outputs(tmp_path / "s1") == _outputs(tmp_path / "s0")
+    assert (
+        generated == 0
+        and again["sampling"] == sampled["sampling"]
+        and _outputs(tmp_path / "s1") == _outputs(tmp_path / "s0")
+    )
 
 
 def _changed_weights(model, tok, tmp_path):
@@ -133,7 +146,10 @@ MISSES = {
     "sampling seed": ("sampled", {"settings": SAMPLED.model_copy(update={"seed": 1})}),
     "temperature": ("sampled", {"settings": SAMPLED.model_copy(update={"temperature": 0.9})}),
     "samples": ("sampled", {"settings": SAMPLED.model_copy(update={"samples": 3})}),
-    "precision (weights)": ("greedy", lambda m, t, _: {"model_and_tokenizer": (copy.deepcopy(m).to(torch.bfloat16), t)}),
+    "precision (weights)": (
+        "greedy",
+        lambda m, t, _: {"model_and_tokenizer": (copy.deepcopy(m).to(torch.bfloat16), t)},
+    ),
     "precision (autocast)": ("greedy", {"autocast": torch.bfloat16}),
     "torch threads": ("greedy", {"threads": torch.get_num_threads() + 1}),
     "generation code version": ("greedy", {"cache": {"code_version": "bumped"}}),
@@ -238,7 +254,7 @@ def _corrupt_negative_ids(path):
 
 def _corrupt_huge_ids(path):
     entry = json.loads(path.read_text())
-    _with_checksum(path, [[[10 ** 12] + ids for ids in sample] for sample in entry["outputs"]])
+    _with_checksum(path, [[[10**12] + ids for ids in sample] for sample in entry["outputs"]])
 
 
 def _corrupt_a_fifo(path):
@@ -246,10 +262,21 @@ def _corrupt_a_fifo(path):
     os.mkfifo(path)
 
 
-@pytest.mark.parametrize("corrupt", [_corrupt_truncated, _corrupt_edited_outputs, _corrupt_not_an_entry,
-                                     _corrupt_not_utf8, _corrupt_deeply_nested, _corrupt_huge_integer,
-                                     _corrupt_string_ids, _corrupt_negative_ids, _corrupt_huge_ids,
-                                     _corrupt_a_fifo])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        _corrupt_truncated,
+        _corrupt_edited_outputs,
+        _corrupt_not_an_entry,
+        _corrupt_not_utf8,
+        _corrupt_deeply_nested,
+        _corrupt_huge_integer,
+        _corrupt_string_ids,
+        _corrupt_negative_ids,
+        _corrupt_huge_ids,
+        _corrupt_a_fifo,
+    ],
+)
 def test_a_corrupt_entry_is_a_miss_and_is_rewritten(tmp_path, noisy, baselines, corrupt, capsys):
     stored, first, first_dir = baselines["greedy"]
     cache = EvalCache(tmp_path / "cache")
@@ -288,8 +315,10 @@ def test_rescore_uses_the_stored_outputs_without_a_model(tmp_path, baselines):
     shutil.copytree(first_dir, out)
     rows = [json.loads(line) for line in (out / "eval.jsonl").open()]
     # as if evaluated by an older version: one metric missing from every item, another with other values
-    stale_rows = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k != "agl_awareness"} | {
-        "glyph_density": 99.0}} for r in rows]
+    stale_rows = [
+        {**r, "metrics": {k: v for k, v in r["metrics"].items() if k != "agl_awareness"} | {"glyph_density": 99.0}}
+        for r in rows
+    ]
     (out / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale_rows))
     stale = {**summary, "base": "no-such-model", "metrics": {"glyph_density": {"mean": 99.0}}}
     new = rescore(out, stale)

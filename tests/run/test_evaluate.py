@@ -27,7 +27,8 @@ def test_shipped_suite_shape():
     for text in suite.perplexity_texts:
         parse(text)
     assert any(i.asks_protocol for i in suite.items) and any(
-        i.category == "protocol" and not i.asks_protocol for i in suite.items)
+        i.category == "protocol" and not i.asks_protocol for i in suite.items
+    )
 
 
 def _template_patterns():
@@ -63,14 +64,22 @@ def test_suite_is_held_out_from_every_corpus_and_template():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("name: s\nitems:\n  - {id: a, lang: en, category: tool, prompt: hi}\n"
-         "  - {id: b, lang: en, category: tool, prompt: hi, colour: red}\n", r"bad.yaml:4: items.1.colour: unknown field"),
+        (
+            "name: s\nitems:\n  - {id: a, lang: en, category: tool, prompt: hi}\n"
+            "  - {id: b, lang: en, category: tool, prompt: hi, colour: red}\n",
+            r"bad.yaml:4: items.1.colour: unknown field",
+        ),
         ("name: s\nitems:\n  - {id: a, lang: en, category: tool}\n", r"bad.yaml:3: items.0.prompt: Field required"),
-        ("name: s\nitems:\n  - {id: a, lang: en, category: tool, prompt: x}\n"
-         "  - {id: a, lang: en, category: tool, prompt: y}\n", r"bad.yaml:4: duplicate item id 'a'"),
+        (
+            "name: s\nitems:\n  - {id: a, lang: en, category: tool, prompt: x}\n"
+            "  - {id: a, lang: en, category: tool, prompt: y}\n",
+            r"bad.yaml:4: duplicate item id 'a'",
+        ),
         ("name: s\nitems: [\n", r"bad.yaml:\d+: invalid YAML"),
-        ("name: s\nitems:\n  - {id: a, lang: en, category: certainty, prompt: x, expected_certainty: X}\n",
-         r"bad.yaml:3: items.0.expected_certainty"),
+        (
+            "name: s\nitems:\n  - {id: a, lang: en, category: certainty, prompt: x, expected_certainty: X}\n",
+            r"bad.yaml:3: items.0.expected_certainty",
+        ),
         ("name: s\nitems: []\n", r"bad.yaml: items"),
     ],
 )
@@ -84,7 +93,8 @@ def test_bad_suite_files_name_file_line_and_field(tmp_path, text, message):
 def test_new_suite_needs_no_python(tmp_path, monkeypatch):
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "mini.yaml").write_text(
-        "name: mini\nitems:\n  - {id: q1, lang: en, category: self, prompt: 'Are you there?'}\n")
+        "name: mini\nitems:\n  - {id: q1, lang: en, category: self, prompt: 'Are you there?'}\n"
+    )
     monkeypatch.chdir(tmp_path)
     suite, path = load_suite("mini")
     assert suite.name == "mini" and len(suite.items) == 1
@@ -113,11 +123,18 @@ def test_batched_generation_equals_one_prompt_at_a_time(which):
     assert len({tuple(x) for x in single}) > 3  # outputs really differ between prompts
     assert batched == single
     # and both equal plain HF generate on the unpadded prompt
-    text = tok.apply_chat_template([{"role": "user", "content": prompts[0]}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": prompts[0]}], tokenize=False, add_generation_prompt=True
+    )
     ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
-    ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[0, ids.size(1):].tolist()
+    ref = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=12,
+        do_sample=False,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )[0, ids.size(1) :].tolist()
     if tok.eos_token_id in ref:
         ref = ref[: ref.index(tok.eos_token_id) + 1]
     assert single[0] == ref
@@ -141,8 +158,11 @@ def test_bootstrap_ci_and_summary():
     assert lo < 0.5 < hi and hi - lo < 0.3
     assert bootstrap_ci([0.2] * 10) == (0.2, 0.2)
     assert bootstrap_ci([0.3]) is None
-    rows = [{"lang": "en", "metrics": {"m": 1.0}}, {"lang": "tok", "metrics": {"m": 0.0}},
-            {"lang": "tok", "metrics": {"m": None}}]
+    rows = [
+        {"lang": "en", "metrics": {"m": 1.0}},
+        {"lang": "tok", "metrics": {"m": 0.0}},
+        {"lang": "tok", "metrics": {"m": None}},
+    ]
     s = summarize(rows, ["m"])
     assert s["metrics"]["m"]["mean"] == 0.5 and s["metrics"]["m"]["n"] == 2
     assert s["by_lang"]["tok"]["m"] == 0.0 and s["by_lang"]["tok"]["n"] == 2
@@ -157,8 +177,12 @@ def _cli(*args):
 
 def test_seed_compatible_generation_is_seeded_and_measures_sampling_noise(tmp_path):
     settings = GenerationSettings.seed_compatible(samples=2, batch_size=4)
-    assert (settings.chat_template, settings.temperature, settings.repetition_penalty, settings.max_new_tokens) == \
-        (False, 0.8, 1.1, 150)
+    assert (settings.chat_template, settings.temperature, settings.repetition_penalty, settings.max_new_tokens) == (
+        False,
+        0.8,
+        1.1,
+        150,
+    )
     model, tok = _noisy_tiny()
     small = settings.model_copy(update={"max_new_tokens": 10})
     a = evaluate("tiny-lfm2", None, "multilang", small, tmp_path / "a", limit=6, model_and_tokenizer=(model, tok))
@@ -172,16 +196,35 @@ def test_seed_compatible_generation_is_seeded_and_measures_sampling_noise(tmp_pa
     assert a["n_items"] == 6 and a["metrics"]["agl_awareness"]["n"] == 6  # CIs over items (samples averaged)
     spread = a["sampling"]["metrics"]["agl_awareness"]
     assert len(spread["per_sample_means"]) == 2
-    assert set(a["seed_scoring"]["metrics"]) == {"agl_awareness", "reasoning_depth", "self_awareness",
-                                                 "spatial_awareness", "temporal_awareness", "existential_depth",
-                                                 "tool_awareness", "certainty_gradient", "phi_patterns",
-                                                 "tonight_protocol"}
+    assert set(a["seed_scoring"]["metrics"]) == {
+        "agl_awareness",
+        "reasoning_depth",
+        "self_awareness",
+        "spatial_awareness",
+        "temporal_awareness",
+        "existential_depth",
+        "tool_awareness",
+        "certainty_gradient",
+        "phi_patterns",
+        "tonight_protocol",
+    }
 
 
 @pytest.mark.slow
 def test_eval_cli_both_scorings_and_bad_options(tmp_path):
-    p = _cli("eval", "--base", "tiny-lfm2", "--limit", "4", "--max-new-tokens", "4", "--scoring", "both",
-             "--out", str(tmp_path / "e"))
+    p = _cli(
+        "eval",
+        "--base",
+        "tiny-lfm2",
+        "--limit",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--scoring",
+        "both",
+        "--out",
+        str(tmp_path / "e"),
+    )
     assert p.returncode == 0, p.stderr
     assert "seed-compatible" in p.stdout and "agl_awareness" in p.stdout
     p = _cli("eval", "--base", "tiny-lfm2", "--samples", "3")
@@ -197,8 +240,16 @@ def test_eval_of_a_finished_run_writes_into_its_record(tmp_path):
     from ada_slm.run.config import build_config
     from ada_slm.run.train import run
 
-    cfg = build_config({"base": "tiny-lfm2", "data": {"size": 40}, "max_steps": 2, "max_length": 200,
-                        "batch": {"micro": 2, "accum": 1}, "out_dir": str(tmp_path / "run")})
+    cfg = build_config(
+        {
+            "base": "tiny-lfm2",
+            "data": {"size": 40},
+            "max_steps": 2,
+            "max_length": 200,
+            "batch": {"micro": 2, "accum": 1},
+            "out_dir": str(tmp_path / "run"),
+        }
+    )
     run(cfg, quiet=True)
     p = _cli("eval", str(tmp_path / "run"), "--limit", "3", "--max-new-tokens", "4", "--quiet")
     assert p.returncode == 0, p.stderr

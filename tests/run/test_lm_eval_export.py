@@ -36,8 +36,9 @@ def test_export_writes_a_task_folder(tmp_path):
 
 
 def test_bad_export_arguments(tmp_path):
-    p = subprocess.run(CLI + ["eval", "export-lm-eval", str(tmp_path), "--suite", "nope"], capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        CLI + ["eval", "export-lm-eval", str(tmp_path), "--suite", "nope"], capture_output=True, text=True
+    )
     assert p.returncode == 1 and "unknown suite 'nope'" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -48,19 +49,54 @@ def test_lm_eval_scores_like_ada_slm_eval(tmp_path):
     from ada_slm.run import models
 
     run_dir = tmp_path / "run"
-    train = subprocess.run(CLI + ["train", "base=tiny-lfm2", "data.size=40", "max_steps=2", "batch.micro=2",
-                                  "batch.accum=2", "max_length=160", f"out_dir={run_dir}", "--quiet"],
-                           capture_output=True, text=True)
+    train = subprocess.run(
+        CLI
+        + [
+            "train",
+            "base=tiny-lfm2",
+            "data.size=40",
+            "max_steps=2",
+            "batch.micro=2",
+            "batch.accum=2",
+            "max_length=160",
+            f"out_dir={run_dir}",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert train.returncode == 0, train.stderr[-2000:]
     base_dir = models.resolve("tiny-lfm2")
     tasks = tmp_path / "tasks"
     export(tasks, "multilang", max_new_tokens=12)
     out = tmp_path / "lm_eval_out"
-    lm = subprocess.run([sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-                         f"pretrained={base_dir},peft={run_dir / 'adapter'},dtype=float32", "--device", "cpu",
-                         "--include_path", str(tasks), "--tasks", "agl_multilang", "--limit", "6",
-                         "--apply_chat_template", "--batch_size", "1", "--log_samples", "--output_path", str(out)],
-                        capture_output=True, text=True)
+    lm = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={base_dir},peft={run_dir / 'adapter'},dtype=float32",
+            "--device",
+            "cpu",
+            "--include_path",
+            str(tasks),
+            "--tasks",
+            "agl_multilang",
+            "--limit",
+            "6",
+            "--apply_chat_template",
+            "--batch_size",
+            "1",
+            "--log_samples",
+            "--output_path",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert lm.returncode == 0, lm.stderr[-3000:]
     reported = read_results(out, "agl_multilang")
     samples = [json.loads(line) for f in out.rglob("samples_agl_multilang_*.jsonl") for line in f.open()]
@@ -73,10 +109,29 @@ def test_lm_eval_scores_like_ada_slm_eval(tmp_path):
     # ada-slm eval on a suite of the same six prompts
     suite, _ = load_suite("multilang")
     six = tmp_path / "six.yaml"
-    six.write_text(yaml.safe_dump({"name": "six", "items": [i.model_dump(exclude_none=True)
-                                                            for i in suite.items[:6]]}, allow_unicode=True))
-    ev = subprocess.run(CLI + ["eval", str(run_dir), "--suite", str(six), "--max-new-tokens", "12", "--batch-size",
-                               "1", "--out", str(tmp_path / "ours"), "--quiet"], capture_output=True, text=True)
+    six.write_text(
+        yaml.safe_dump(
+            {"name": "six", "items": [i.model_dump(exclude_none=True) for i in suite.items[:6]]}, allow_unicode=True
+        )
+    )
+    ev = subprocess.run(
+        CLI
+        + [
+            "eval",
+            str(run_dir),
+            "--suite",
+            str(six),
+            "--max-new-tokens",
+            "12",
+            "--batch-size",
+            "1",
+            "--out",
+            str(tmp_path / "ours"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ev.returncode == 0, ev.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "ours" / "eval.jsonl").open()]
     by_id = {s["doc"]["id"]: s["resps"][0][0].strip() for s in samples}

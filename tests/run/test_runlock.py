@@ -13,8 +13,18 @@ import pytest
 from ada_slm.run import runlock
 from tests.shared import CLI
 
-TRAIN = ["base=tiny-lfm2", "data.size=40", "lora.r=4", "batch.micro=2", "batch.accum=1", "max_length=200",
-         "lr=1e-3", "log_every=1", "val_every=10000", "checkpoint_every=10000"]
+TRAIN = [
+    "base=tiny-lfm2",
+    "data.size=40",
+    "lora.r=4",
+    "batch.micro=2",
+    "batch.accum=1",
+    "max_length=200",
+    "lr=1e-3",
+    "log_every=1",
+    "val_every=10000",
+    "checkpoint_every=10000",
+]
 
 
 def owners(run_dir):
@@ -28,8 +38,9 @@ def test_a_second_process_cannot_train_a_run_folder_in_use(tmp_path):
     the folder is free again. (On a main without the lock the second `train` trains the folder too and ends 0.)"""
     run_dir = tmp_path / "run"
     train = CLI + ["train", "--quiet", *TRAIN, f"out_dir={run_dir}"]
-    holder = subprocess.Popen(train + ["max_steps=100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        train + ["max_steps=100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         record = run_dir / "record.json"
         while holder.poll() is None and not (record.is_file() and json.loads(record.read_text())["train"]["steps"]):

@@ -26,8 +26,12 @@ def setup():
 
     model, tok, _ = models.load("tiny-lfm2")
     torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
-                                             target_modules=models.default_targets(model), init_lora_weights=False))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=models.default_targets(model), init_lora_weights=False
+        ),
+    )
     rows = build_corpus(40, "pure", seed=3).train
     examples, _ = tokenize(rows, tok, max_length=320)
     by_count: dict[int, object] = {}

@@ -12,7 +12,11 @@ from tests.shared import CLI, DATA
 
 def test_flatten_makes_dotted_string_params():
     assert flatten({"lora": {"r": 8, "targets": ["q", "v"]}, "seed": 0, "data": {}}) == {
-        "lora.r": "8", "lora.targets": "['q', 'v']", "seed": "0", "data": "{}"}
+        "lora.r": "8",
+        "lora.targets": "['q', 'v']",
+        "seed": "0",
+        "data": "{}",
+    }
 
 
 @pytest.mark.slow
@@ -20,9 +24,23 @@ def test_study_tracked_in_mlflow_as_nested_runs(tmp_path):
     """study → arm → seed runs with the resolved config, per-step and final metrics, the adapter and the report;
     running the study again reuses its MLflow runs instead of adding new ones."""
     import mlflow
+
     results = tmp_path / "results"
-    args = CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--only", "r8,r16-b1", "--seeds", "0",
-                  "--track", "mlflow", "--results", str(results), "--exports", str(tmp_path / "exports")]
+    args = CLI + [
+        "study",
+        "run",
+        str(DATA / "tiny-2arm.yaml"),
+        "--only",
+        "r8,r16-b1",
+        "--seeds",
+        "0",
+        "--track",
+        "mlflow",
+        "--results",
+        str(results),
+        "--exports",
+        str(tmp_path / "exports"),
+    ]
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
     uri = f"sqlite:///{(results / 'mlflow.db').resolve()}"
@@ -49,7 +67,8 @@ def test_study_tracked_in_mlflow_as_nested_runs(tmp_path):
         assert [m.step for m in history] == [s["step"] for s in record["train"]["steps"]]
         assert [m.value for m in history] == pytest.approx([s["loss"] for s in record["train"]["steps"]])
         assert [m.value for m in client.get_metric_history(row["run_id"], "val/loss")] == pytest.approx(
-            [v["loss"] for v in record["train"]["val"]])
+            [v["loss"] for v in record["train"]["val"]]
+        )
         adapter_files = {a.path for a in client.list_artifacts(row["run_id"], "adapter")}
         assert "adapter/adapter_model.safetensors" in adapter_files
     report_files = {a.path for a in mlflow.tracking.MlflowClient(uri).list_artifacts(study_id, "report")}
@@ -66,9 +85,25 @@ def test_train_tracked_in_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    p = subprocess.run(CLI + ["train", "base=tiny-lfm2", "data.size=40", "max_steps=3", "batch.micro=2",
-                              "batch.accum=2", "max_length=160", "val_every=2", f"out_dir={out}", "--quiet",
-                              "--track", "tensorboard"], capture_output=True, text=True)
+    p = subprocess.run(
+        CLI
+        + [
+            "train",
+            "base=tiny-lfm2",
+            "data.size=40",
+            "max_steps=3",
+            "batch.micro=2",
+            "batch.accum=2",
+            "max_length=160",
+            "val_every=2",
+            f"out_dir={out}",
+            "--quiet",
+            "--track",
+            "tensorboard",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     record = json.loads((out / "record.json").read_text())
     acc = EventAccumulator(str(out / "tensorboard"))
@@ -82,8 +117,14 @@ def test_train_tracked_in_tensorboard(tmp_path):
 # ------------------------------------------------------------------------------------------------ W&B
 def offline_wandb_env(tmp_path) -> dict:
     """wandb writes local files only, and keeps its own cache/settings inside the test's folder."""
-    return dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", WANDB_CONFIG_DIR=str(tmp_path / "wb-config"),
-                WANDB_CACHE_DIR=str(tmp_path / "wb-cache"), WANDB_DATA_DIR=str(tmp_path / "wb-data"))
+    return dict(
+        os.environ,
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        WANDB_CONFIG_DIR=str(tmp_path / "wb-config"),
+        WANDB_CACHE_DIR=str(tmp_path / "wb-cache"),
+        WANDB_DATA_DIR=str(tmp_path / "wb-data"),
+    )
 
 
 def wandb_records(path: Path):
@@ -97,10 +138,10 @@ def wandb_records(path: Path):
         if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
             pos += block - pos % block
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if kind == 0:
             break
-        chunk += data[pos + 7:pos + 7 + length]
+        chunk += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST: a whole record
             record = wandb_internal_pb2.Record()
@@ -120,18 +161,36 @@ def offline_run(run_dir: Path) -> dict:
         elif kind == "config":
             out["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
         elif kind == "history":
-            out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                   for i in record.history.item})
+            out["history"].append(
+                {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+            )
     return out
 
 
 @pytest.mark.slow
 def test_train_tracked_in_wandb_offline(tmp_path):
     out = tmp_path / "run"
-    p = subprocess.run(CLI + ["train", "base=tiny-lfm2", "data.size=40", "max_steps=3", "batch.micro=2",
-                              "batch.accum=2", "max_length=160", "val_every=2", "lora.r=4", f"out_dir={out}",
-                              "--quiet", "--track", "wandb"], capture_output=True, text=True,
-                       env=offline_wandb_env(tmp_path))
+    p = subprocess.run(
+        CLI
+        + [
+            "train",
+            "base=tiny-lfm2",
+            "data.size=40",
+            "max_steps=3",
+            "batch.micro=2",
+            "batch.accum=2",
+            "max_length=160",
+            "val_every=2",
+            "lora.r=4",
+            f"out_dir={out}",
+            "--quiet",
+            "--track",
+            "wandb",
+        ],
+        capture_output=True,
+        text=True,
+        env=offline_wandb_env(tmp_path),
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     record = json.loads((out / "record.json").read_text())
     logged = offline_run(out)
@@ -162,6 +221,7 @@ def test_resumed_wandb_run_continues_its_run_id(tmp_path, monkeypatch):
     assert ids[0] == ids[1]
     runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(ids[0]) for r in runs)
-    first = next(rec.run for rec in wandb_records(next(runs[0].glob("*.wandb")))
-                 if rec.WhichOneof("record_type") == "run")
+    first = next(
+        rec.run for rec in wandb_records(next(runs[0].glob("*.wandb"))) if rec.WhichOneof("record_type") == "run"
+    )
     assert (first.run_group, first.job_type, first.display_name) == ("tiny2", "r8", "r8/seed0")

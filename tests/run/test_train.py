@@ -20,9 +20,17 @@ from ada_slm.run.steps import accumulate_step, micro_batches, step_indices, step
 from ada_slm.run.train import run
 from tests.shared import ROOT
 
-TINY = {"base": "tiny-lfm2", "data": {"size": 120, "val_fraction": 0.1}, "lora": {"r": 4, "alpha": 8},
-        "batch": {"micro": 2, "accum": 2}, "max_steps": 6, "lr": 1e-3, "max_length": 200,
-        "val_every": 3, "checkpoint_every": 2}
+TINY = {
+    "base": "tiny-lfm2",
+    "data": {"size": 120, "val_fraction": 0.1},
+    "lora": {"r": 4, "alpha": 8},
+    "batch": {"micro": 2, "accum": 2},
+    "max_steps": 6,
+    "lr": 1e-3,
+    "max_length": 200,
+    "val_every": 3,
+    "checkpoint_every": 2,
+}
 
 
 def tiny_cfg(tmp_path, **over):
@@ -47,24 +55,38 @@ def test_tokenize_masks_prompt_and_keeps_end_of_turn():
     assert short == [] and dropped == 5
 
 
-@pytest.mark.parametrize("base, targets", [("tiny-lfm2", "default"),
-                                           pytest.param("smollm2-135m", ["q_proj", "v_proj"], marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "base, targets",
+    [("tiny-lfm2", "default"), pytest.param("smollm2-135m", ["q_proj", "v_proj"], marks=pytest.mark.slow)],
+)
 def test_loss_and_gradients_do_not_depend_on_micro_batch_split(base, targets):
     """Same 16 sequences, dropout 0: 1×16, 4×4 and 16×1 give the same step loss and gradients."""
     from peft import LoraConfig, get_peft_model
 
     model, tok, _ = models.load(base)
     torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=
-                                             models.default_targets(model) if targets == "default" else targets,
-                                             init_lora_weights=False))  # non-zero B so LoRA grads are non-trivial
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            lora_dropout=0.0,
+            target_modules=models.default_targets(model) if targets == "default" else targets,
+            init_lora_weights=False,
+        ),
+    )  # non-zero B so LoRA grads are non-trivial
     rows = build_corpus(16, "pure", seed=1).train
     examples, _ = tokenize(rows, tok, max_length=320)
     assert len(examples) == 16
     trainable = [p for p in model.parameters() if p.requires_grad]
     results = {}
-    executions = {1: micro_batches(examples, 1), 4: micro_batches(examples, 4), 16: micro_batches(examples, 16),
-                  "budget 300": token_budget_passes(examples, 300, 80), "budget 1": token_budget_passes(examples, 1, 80)}
+    executions = {
+        1: micro_batches(examples, 1),
+        4: micro_batches(examples, 4),
+        16: micro_batches(examples, 16),
+        "budget 300": token_budget_passes(examples, 300, 80),
+        "budget 1": token_budget_passes(examples, 1, 80),
+    }
     assert len(executions["budget 1"]) == 16  # every sequence over the budget: a pass of its own
     for name, passes in executions.items():
         model.zero_grad(set_to_none=True)
@@ -123,7 +145,11 @@ def test_token_budget_passes_are_the_cheapest_cut_within_the_budget():
     # 300 alone (over the budget); the four long ones in two pairs (2 passes, 4 tokens of padding) rather than
     # 3 + 1; the short ones together (one pass instead of four costs 9 tokens of padding)
     assert [[len(e.input_ids) for e in p] for p in token_budget_passes(step, 160, 80)] == [
-        [300], [41, 40], [39, 38], [8, 7, 6, 5]]
+        [300],
+        [41, 40],
+        [39, 38],
+        [8, 7, 6, 5],
+    ]
     # passes dear, budget wide: the rest in one pass, but the outlier still alone (9 × 300 would pad 2,372 tokens)
     assert [len(p) for p in token_budget_passes(step, 10_000, 1_000)] == [1, 8]
     assert step_passes(step, 4, None) == micro_batches(step, 4)  # grouping: configured
@@ -144,8 +170,12 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
 
     model, tok, _ = models.load(cfg.base)
     set_seed(cfg.seed)
-    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                             target_modules=models.default_targets(model)))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM", target_modules=models.default_targets(model)
+        ),
+    )
     from ada_slm.run.datasets_io import load_rows
     from ada_slm.run.steps import lora_state_hash
 
@@ -166,8 +196,12 @@ def test_fast_path_learns_what_the_plain_path_learns(tmp_path):
             labels = torch.tensor([e.labels + [IGNORE] * p for e, p in zip(part, pad, strict=True)])
             mask = torch.tensor([[1] * len(e.input_ids) + [0] * p for e, p in zip(part, pad, strict=True)])
             logits = model(input_ids=ids, attention_mask=mask).logits
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
-                                   ignore_index=IGNORE, reduction="sum")
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)),
+                labels[:, 1:].reshape(-1),
+                ignore_index=IGNORE,
+                reduction="sum",
+            )
             (loss / n_target).backward()
             total += loss.item()
         plain.append(total / n_target)
@@ -231,7 +265,9 @@ def test_run_writes_record_and_loadable_adapter(tmp_path):
     assert not (out / "checkpoint.pt").exists()
     base, _, _ = models.load("tiny-lfm2")
     peft_model = PeftModel.from_pretrained(base, out / "adapter")
-    assert sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n) == saved["train"]["trainable_params"]
+    assert (
+        sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n) == saved["train"]["trainable_params"]
+    )
     with pytest.raises(Exception, match="already complete"):
         run(tiny_cfg(tmp_path), quiet=True)
 
@@ -255,13 +291,24 @@ def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path):
     assert len(corpus.train) == 90
     write_jsonl(tmp_path / "c.jsonl", corpus.train)
     write_jsonl(tmp_path / "c.val.jsonl", corpus.val)
-    overrides = ["base=tiny-lfm2", f"data.path={tmp_path / 'c.jsonl'}", "lora.r=4", "lora.dropout=0.1",
-                 "batch.micro=2", "batch.accum=2", "max_steps=40", "checkpoint_every=5", "val_every=30",
-                 "max_length=200", "lr=1e-3"]
+    overrides = [
+        "base=tiny-lfm2",
+        f"data.path={tmp_path / 'c.jsonl'}",
+        "lora.r=4",
+        "lora.dropout=0.1",
+        "batch.micro=2",
+        "batch.accum=2",
+        "max_steps=40",
+        "checkpoint_every=5",
+        "val_every=30",
+        "max_length=200",
+        "lr=1e-3",
+    ]
     cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet"]
     killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen(cli + overrides + [f"out_dir={killed_dir}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cli + overrides + [f"out_dir={killed_dir}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     ckpt = killed_dir / "checkpoint.pt"
     while not ckpt.exists() and proc.poll() is None:
         time.sleep(0.01)
@@ -330,16 +377,38 @@ def test_train_runs_on_the_core_dependencies_alone(tmp_path):
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
-    optional = {canonicalize_name(Requirement(r).name) for extra in project["optional-dependencies"].values()
-                for r in extra} - core - {"ada-slm"}
+    optional = (
+        {canonicalize_name(Requirement(r).name) for extra in project["optional-dependencies"].values() for r in extra}
+        - core
+        - {"ada-slm"}
+    )
     assert {"trl", "wandb"} <= optional and "accelerate" in core
-    blocked = sorted(module for module, dists in packages_distributions().items()
-                     if any(canonicalize_name(d) in optional for d in dists))
+    blocked = sorted(
+        module
+        for module, dists in packages_distributions().items()
+        if any(canonicalize_name(d) in optional for d in dists)
+    )
     assert {"trl", "wandb", "mlflow"} <= set(blocked)
     program = f"import sys; sys.modules.update(dict.fromkeys({blocked!r})); from ada_slm.app.cli import main; main()"
-    p = subprocess.run([sys.executable, "-c", program, "train", "--quiet", "base=tiny-lfm2", "data.size=40",
-                        "max_steps=2", "batch.micro=2", "batch.accum=1", "max_length=160", "lora.r=4",
-                        f"out_dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            program,
+            "train",
+            "--quiet",
+            "base=tiny-lfm2",
+            "data.size=40",
+            "max_steps=2",
+            "batch.micro=2",
+            "batch.accum=1",
+            "max_length=160",
+            "lora.r=4",
+            f"out_dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "record.json").read_text())["status"]["state"] == "complete"
 
@@ -352,8 +421,18 @@ def test_nan_loss_fails_the_run_with_reason(tmp_path):
     broken = tmp_path / "broken-model"
     model.save_pretrained(broken)
     tok.save_pretrained(broken)
-    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet", f"base={broken}",
-           "data.size=40", "max_steps=3", f"out_dir={tmp_path / 'run'}", "max_length=200"]
+    cli = [
+        sys.executable,
+        "-c",
+        "from ada_slm.app.cli import main; main()",
+        "train",
+        "--quiet",
+        f"base={broken}",
+        "data.size=40",
+        "max_steps=3",
+        f"out_dir={tmp_path / 'run'}",
+        "max_length=200",
+    ]
     p = subprocess.run(cli, capture_output=True, text=True)
     assert p.returncode == 2
     record = json.loads((tmp_path / "run" / "record.json").read_text())
@@ -369,15 +448,22 @@ def test_bad_config_and_missing_model_from_cli(tmp_path):
     cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet"]
     p = subprocess.run(cli + [str(bad)], capture_output=True, text=True)
     assert p.returncode == 1 and f"{bad}: unknown key 'lora.rnak'" in p.stderr and "Traceback" not in p.stderr
-    p = subprocess.run(cli + ["base=LiquidAI/LFM2-350M-not-here", f"out_dir={tmp_path / 'x'}"], capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        cli + ["base=LiquidAI/LFM2-350M-not-here", f"out_dir={tmp_path / 'x'}"], capture_output=True, text=True
+    )
     assert p.returncode == 1 and "hf download" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_continue_from_init_adapter(tmp_path):
     first = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "first")), quiet=True)
-    second = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "second"),
-                          lora={"r": 16, "alpha": 32, "init_adapter": first["train"]["adapter_dir"]}), quiet=True)
+    second = run(
+        tiny_cfg(
+            tmp_path,
+            out_dir=str(tmp_path / "second"),
+            lora={"r": 16, "alpha": 32, "init_adapter": first["train"]["adapter_dir"]},
+        ),
+        quiet=True,
+    )
     # the champion's weights are the starting point, and its shape (r=4) wins over the config's r=16
     assert second["meta"]["lora_init_sha256"] == first["train"]["final_adapter_sha256"]
     assert second["config"]["resolved_lora"]["r"] == 4
@@ -385,9 +471,18 @@ def test_continue_from_init_adapter(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_short_run(tmp_path):
-    cfg = build_config({"base": "smollm2-135m", "data": {"size": 40}, "batch": {"micro": 2, "accum": 1},
-                        "max_steps": 2, "max_length": 64, "lora": {"r": 4, "alpha": 8},
-                        "out_dir": str(tmp_path / "smol")}, [])
+    cfg = build_config(
+        {
+            "base": "smollm2-135m",
+            "data": {"size": 40},
+            "batch": {"micro": 2, "accum": 1},
+            "max_steps": 2,
+            "max_length": 64,
+            "lora": {"r": 4, "alpha": 8},
+            "out_dir": str(tmp_path / "smol"),
+        },
+        [],
+    )
     record = run(cfg, quiet=True)
     assert record["status"]["state"] == "complete"
     assert record["config"]["resolved_lora"]["targets"] == sorted(models.LLAMA_TARGETS)
@@ -398,9 +493,21 @@ def test_smollm2_short_run(tmp_path):
 def test_progress_lines_when_output_is_not_a_terminal(tmp_path):
     """Redirected to a file or a pipe (nohup, CI), `train` prints one line every log_every steps with step,
     loss, tokens/s and ETA, and record.json holds the steps so far at each of those lines."""
-    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "base=tiny-lfm2", "data.size=60",
-           "max_steps=6", "log_every=2", "val_every=3", "max_length=200", "batch.micro=2", "batch.accum=2",
-           f"out_dir={tmp_path / 'run'}"]
+    cli = [
+        sys.executable,
+        "-c",
+        "from ada_slm.app.cli import main; main()",
+        "train",
+        "base=tiny-lfm2",
+        "data.size=60",
+        "max_steps=6",
+        "log_every=2",
+        "val_every=3",
+        "max_length=200",
+        "batch.micro=2",
+        "batch.accum=2",
+        f"out_dir={tmp_path / 'run'}",
+    ]
     p = subprocess.run(cli, capture_output=True, text=True)  # stdout is a pipe, not a terminal
     assert p.returncode == 0, p.stderr
     lines = [line for line in p.stdout.splitlines() if line.startswith("step ")]
@@ -437,16 +544,21 @@ def test_frozen_base_in_bf16_computes_what_bf16_autocast_computes():
 
     model, tok, _ = models.load("tiny-lfm2")
     torch.manual_seed(0)
-    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
-                                             target_modules=models.default_targets(model)))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, target_modules=models.default_targets(model)
+        ),
+    )
     examples, _ = tokenize(build_corpus(8, "pure", seed=1).train, tok, max_length=320)
     trainable = [p for p in model.parameters() if p.requires_grad]
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
     def step():
         model.zero_grad(set_to_none=True)
-        loss, _ = accumulate_step(model, micro_batches(examples, 4), tok.pad_token_id, torch.device("cpu"),
-                                  torch.bfloat16)
+        loss, _ = accumulate_step(
+            model, micro_batches(examples, 4), tok.pad_token_id, torch.device("cpu"), torch.bfloat16
+        )
         return loss, [p.grad.clone() for p in trainable]
 
     ref_loss, ref_grads = step()
@@ -472,10 +584,26 @@ def test_bf16_run_learns_what_the_fp32_run_learns(tmp_path):
     matmuls round their operands that much, but the residual stream, the loss and the updates stay fp32 and the
     per-token mean averages the rounding out (measured: 2e-5 at worst over 8 steps), while a wrong scale, a
     lost LoRA update or a bf16 residual stream moves it by more."""
-    fp32 = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "fp32"), precision="fp32", max_steps=8,
-                        lora={"r": 4, "alpha": 8, "dropout": 0.0}), quiet=True)
-    bf16 = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "bf16"), precision="bf16", max_steps=8,
-                        lora={"r": 4, "alpha": 8, "dropout": 0.0}), quiet=True)
+    fp32 = run(
+        tiny_cfg(
+            tmp_path,
+            out_dir=str(tmp_path / "fp32"),
+            precision="fp32",
+            max_steps=8,
+            lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        ),
+        quiet=True,
+    )
+    bf16 = run(
+        tiny_cfg(
+            tmp_path,
+            out_dir=str(tmp_path / "bf16"),
+            precision="bf16",
+            max_steps=8,
+            lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        ),
+        quiet=True,
+    )
     assert (fp32["meta"]["base_dtype"], bf16["meta"]["base_dtype"]) == ("float32", "bfloat16")
     a, b = ([s["loss"] for s in r["train"]["steps"]] for r in (fp32, bf16))
     assert a[-1] < a[0] and b[-1] < b[0]
@@ -493,8 +621,9 @@ def test_on_step_sees_the_model_a_study_evaluates(tmp_path):
         dtypes = {m.weight.dtype for m in model.modules() if isinstance(m, torch.nn.Linear)}
         seen.append((step, dtypes, model.training))
 
-    with_hook = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "a"), precision="bf16", max_steps=3), quiet=True,
-                    on_step=check)
+    with_hook = run(
+        tiny_cfg(tmp_path, out_dir=str(tmp_path / "a"), precision="bf16", max_steps=3), quiet=True, on_step=check
+    )
     without = run(tiny_cfg(tmp_path, out_dir=str(tmp_path / "b"), precision="bf16", max_steps=3), quiet=True)
     assert [s for s, _, _ in seen] == [1, 2, 3]
     assert all(dtypes == {torch.float32} for _, dtypes, _ in seen)
@@ -560,11 +689,22 @@ def test_this_runs_own_export_is_replaced_and_files_follow_the_umask(tmp_path):
 def test_out_dir_or_export_dir_that_is_a_file_is_refused_before_training(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet", "base=tiny-lfm2",
-           "data.size=40", "max_steps=2", "max_length=200"]
-    for args, message in (([f"out_dir={a_file}"], f"out_dir {a_file}: is a file"),
-                          ([f"out_dir={a_file / 'run'}"], f"{a_file} is a file"),
-                          ([f"out_dir={tmp_path / 'run'}", f"export_dir={a_file}"], f"export_dir {a_file}: is a file")):
+    cli = [
+        sys.executable,
+        "-c",
+        "from ada_slm.app.cli import main; main()",
+        "train",
+        "--quiet",
+        "base=tiny-lfm2",
+        "data.size=40",
+        "max_steps=2",
+        "max_length=200",
+    ]
+    for args, message in (
+        ([f"out_dir={a_file}"], f"out_dir {a_file}: is a file"),
+        ([f"out_dir={a_file / 'run'}"], f"{a_file} is a file"),
+        ([f"out_dir={tmp_path / 'run'}", f"export_dir={a_file}"], f"export_dir {a_file}: is a file"),
+    ):
         p = subprocess.run(cli + args, capture_output=True, text=True)
         assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
@@ -581,8 +721,17 @@ def test_read_only_out_dir_is_one_line_naming_it(tmp_path):
         prefix = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$0" && exec "$@"', str(folder)]
     else:
         folder.chmod(0o555)
-    cli = [sys.executable, "-c", "from ada_slm.app.cli import main; main()", "train", "--quiet", "base=tiny-lfm2",
-           "data.size=40", "max_steps=2", f"out_dir={folder / 'run'}"]
+    cli = [
+        sys.executable,
+        "-c",
+        "from ada_slm.app.cli import main; main()",
+        "train",
+        "--quiet",
+        "base=tiny-lfm2",
+        "data.size=40",
+        "max_steps=2",
+        f"out_dir={folder / 'run'}",
+    ]
     p = subprocess.run(prefix + cli, capture_output=True, text=True)
     assert p.returncode == 1 and f"cannot write in {folder} (read-only)" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
@@ -642,12 +791,20 @@ def test_the_configured_split_does_not_change_the_adapter_and_the_record_names_b
     """Dropout 0: 1 × 8 and 4 × 2 train the same adapter whether the steps run as configured (8 passes of one
     sequence, 2 of four) or grouped by a token budget; the record keeps the configured split and says how it ran."""
     runs = {}
-    for name, batch, execution in (("1x8 configured", {"micro": 1, "accum": 8}, {"grouping": "configured"}),
-                                   ("4x2 configured", {"micro": 4, "accum": 2}, {"grouping": "configured"}),
-                                   ("1x8 budget", {"micro": 1, "accum": 8}, {"token_budget": 600, "pass_overhead": 80}),
-                                   ("4x2 budget", {"micro": 4, "accum": 2}, {"token_budget": 600, "pass_overhead": 80})):
-        cfg = tiny_cfg(tmp_path, lora={"r": 4, "alpha": 8, "dropout": 0.0}, batch=batch, execution=execution,
-                       max_steps=4, out_dir=str(tmp_path / name.replace(" ", "-")))
+    for name, batch, execution in (
+        ("1x8 configured", {"micro": 1, "accum": 8}, {"grouping": "configured"}),
+        ("4x2 configured", {"micro": 4, "accum": 2}, {"grouping": "configured"}),
+        ("1x8 budget", {"micro": 1, "accum": 8}, {"token_budget": 600, "pass_overhead": 80}),
+        ("4x2 budget", {"micro": 4, "accum": 2}, {"token_budget": 600, "pass_overhead": 80}),
+    ):
+        cfg = tiny_cfg(
+            tmp_path,
+            lora={"r": 4, "alpha": 8, "dropout": 0.0},
+            batch=batch,
+            execution=execution,
+            max_steps=4,
+            out_dir=str(tmp_path / name.replace(" ", "-")),
+        )
         runs[name] = run(cfg, quiet=True)
     ref = _adapter(runs["1x8 configured"])
     for name in ("4x2 configured", "1x8 budget", "4x2 budget"):
@@ -655,16 +812,19 @@ def test_the_configured_split_does_not_change_the_adapter_and_the_record_names_b
             torch.testing.assert_close(tensor, ref[key], rtol=1e-4, atol=1e-5, msg=f"{name} {key}")
     # the same passes whatever the configured split: the same numbers exactly
     assert _adapter(runs["1x8 budget"]).keys() == _adapter(runs["4x2 budget"]).keys()
-    assert all(torch.equal(a, b) for a, b in zip(_adapter(runs["1x8 budget"]).values(),
-                                                 _adapter(runs["4x2 budget"]).values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_adapter(runs["1x8 budget"]).values(), _adapter(runs["4x2 budget"]).values(), strict=True)
+    )
     configured = runs["1x8 configured"]
     assert [s["passes"] for s in configured["train"]["steps"]] == [8] * 4
     assert configured["config"]["batch"] == {"micro": 1, "accum": 8}
     assert configured["config"]["executed_split"] == "configured 1×8=8, executed as configured (micro-batches of 1)"
     budget = runs["1x8 budget"]
     assert budget["config"]["batch"] == {"micro": 1, "accum": 8} and budget["config"]["executed_passes"] == [600, 80]
-    assert budget["config"]["executed_split"] == ("configured 1×8=8, executed grouped by length, passes of ≤ 600 "
-                                                  "padded tokens (pass cost 80)")
+    assert budget["config"]["executed_split"] == (
+        "configured 1×8=8, executed grouped by length, passes of ≤ 600 padded tokens (pass cost 80)"
+    )
     assert all(s["passes"] < 8 for s in budget["train"]["steps"])
 
 
@@ -678,9 +838,16 @@ def test_grouping_with_dropout_moves_held_out_loss_only_within_seed_noise(tmp_pa
     losses = {"configured": [], "by_length": []}
     for seed in range(3):
         for grouping in losses:
-            cfg = tiny_cfg(tmp_path, lora={"r": 4, "alpha": 8, "dropout": 0.3}, batch={"micro": 1, "accum": 8},
-                           execution={"grouping": grouping, "token_budget": 2000}, max_steps=6, seed=seed,
-                           val_every=6, out_dir=str(tmp_path / f"{grouping}-{seed}"))
+            cfg = tiny_cfg(
+                tmp_path,
+                lora={"r": 4, "alpha": 8, "dropout": 0.3},
+                batch={"micro": 1, "accum": 8},
+                execution={"grouping": grouping, "token_budget": 2000},
+                max_steps=6,
+                seed=seed,
+                val_every=6,
+                out_dir=str(tmp_path / f"{grouping}-{seed}"),
+            )
             losses[grouping].append(run(cfg, quiet=True)["train"]["final_val_loss"])
     diffs = [a - b for a, b in zip(losses["by_length"], losses["configured"], strict=True)]
     seed_sd = statistics.stdev(losses["configured"] + losses["by_length"])

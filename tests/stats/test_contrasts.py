@@ -18,14 +18,29 @@ SETTINGS = {  # SDs of: run effect, item effect, arm × item interaction, residu
 }
 
 
-def crossed_studies(rng, n_studies, delta=0.0, n_seeds=3, n_items=N_ITEMS, seed_sd=0.02, item_sd=0.05,
-                    inter_sd=0.02, resid_sd=0.08, mean=0.3):
+def crossed_studies(
+    rng,
+    n_studies,
+    delta=0.0,
+    n_seeds=3,
+    n_items=N_ITEMS,
+    seed_sd=0.02,
+    item_sd=0.05,
+    inter_sd=0.02,
+    resid_sd=0.08,
+    mean=0.3,
+):
     """Y_A, Y_B of shape (study, run, item) with μ_A - μ_B = delta."""
     items = rng.normal(0, item_sd, (n_studies, 1, n_items))
 
     def arm(mu):
-        return (mu + rng.normal(0, seed_sd, (n_studies, n_seeds, 1)) + items
-                + rng.normal(0, inter_sd, (n_studies, 1, n_items)) + rng.normal(0, resid_sd, (n_studies, n_seeds, n_items)))
+        return (
+            mu
+            + rng.normal(0, seed_sd, (n_studies, n_seeds, 1))
+            + items
+            + rng.normal(0, inter_sd, (n_studies, 1, n_items))
+            + rng.normal(0, resid_sd, (n_studies, n_seeds, n_items))
+        )
 
     return arm(mean + delta), arm(mean)
 
@@ -85,8 +100,9 @@ def test_run_level_quantity_is_a_welch_t_test():
 
 
 def test_variance_components_recover_the_simulated_sds():
-    A, _ = crossed_studies(np.random.default_rng(4), 1, n_seeds=30, seed_sd=0.03, item_sd=0.05, inter_sd=0.0,
-                           resid_sd=0.08)
+    A, _ = crossed_studies(
+        np.random.default_rng(4), 1, n_seeds=30, seed_sd=0.03, item_sd=0.05, inter_sd=0.0, resid_sd=0.08
+    )
     vc = contrasts.variance_components(A[0])
     assert vc.seed_sd == pytest.approx(0.03, rel=0.35)
     assert vc.item_sd == pytest.approx(0.05, rel=0.2) and vc.residual_sd == pytest.approx(0.08, rel=0.05)
@@ -106,8 +122,12 @@ def test_tost_rejects_a_real_difference_and_accepts_a_null_split():
 
 def test_power_by_simulation_matches_full_studies():
     setting = SETTINGS["seed noise dominates"]
-    inputs = power_simulation.PowerInputs(math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
-                               setting["resid_sd"], setting["inter_sd"], N_ITEMS)
+    inputs = power_simulation.PowerInputs(
+        math.sqrt(setting["seed_sd"] ** 2 + setting["resid_sd"] ** 2 / N_ITEMS),
+        setting["resid_sd"],
+        setting["inter_sd"],
+        N_ITEMS,
+    )
     A, B = crossed_studies(np.random.default_rng(6), 4000, 0.05, **setting)
     est, se, df = contrasts.contrast([A, B], [1.0, -1.0])
     observed = np.mean(contrasts.t_test(est, se, df)[0] < 0.05)
@@ -141,7 +161,9 @@ def test_ratio_only_over_a_baseline_clearly_above_zero_and_the_noise_floor():
     assert c.ratio[1] < c.ratio[0] < c.ratio[2] and c.percent[0] == pytest.approx(100 * (c.ratio[0] - 1))
     below = contrasts.compare(some, clear, "m", noise_floor=0.5)  # below the base model's floor
     assert below.ratio is None and below.ratio_note == "n/a (baseline ≤ base model's floor)"
-    nothing = contrasts.compare(zero, clear, "m")  # a clear baseline, an arm at 0: the reason is the arm, not the baseline
+    nothing = contrasts.compare(
+        zero, clear, "m"
+    )  # a clear baseline, an arm at 0: the reason is the arm, not the baseline
     assert nothing.ratio is None and nothing.ratio_note == "n/a (this arm's mean is 0)"
 
 
@@ -167,8 +189,13 @@ def test_factorial_2x2_recovers_known_effects():
         items = rng.normal(0, 0.05, N_ITEMS)
         cells = {}
         for k, mu in means.items():
-            y = (mu + rng.normal(0, 0.01, (3, 1)) + items + rng.normal(0, 0.02, N_ITEMS)
-                 + rng.normal(0, 0.08, (3, N_ITEMS)))
+            y = (
+                mu
+                + rng.normal(0, 0.01, (3, 1))
+                + items
+                + rng.normal(0, 0.02, N_ITEMS)
+                + rng.normal(0, 0.08, (3, N_ITEMS))
+            )
             cells[k] = as_dict(y)
         main1, main2, inter = factorial.factorial_2x2(cells)
         found += main1.supported
@@ -194,8 +221,10 @@ def test_goldilocks_only_with_support():
 # ------------------------------------------------------------------------------------------ audit defects (issue 26)
 def binary_studies(rng, n_studies, accuracy_a, accuracy_b, n_runs=(3, 3), n_items=N_ITEMS):
     """Independent 0/1 item scores (an accuracy-type metric near its ceiling): Y_A, Y_B (study, run, item)."""
-    return ((rng.random((n_studies, n_runs[0], n_items)) < accuracy_a).astype(float),
-            (rng.random((n_studies, n_runs[1], n_items)) < accuracy_b).astype(float))
+    return (
+        (rng.random((n_studies, n_runs[0], n_items)) < accuracy_a).astype(float),
+        (rng.random((n_studies, n_runs[1], n_items)) < accuracy_b).astype(float),
+    )
 
 
 def rejections(A, B, alpha):

@@ -13,8 +13,18 @@ N_ITEMS = 133
 SDS = dict(seed_sd=0.02, item_sd=0.05, inter_sd=0.02, resid_sd=0.08)  # seed noise dominates: the hard case for d.f.
 
 
-def correlated_arms(rng, n_sim, runs=(3, 3), rho=0.0, delta=0.0, n_items=N_ITEMS, seed_sd=0.02, item_sd=0.05,
-                    inter_sd=0.02, resid_sd=0.08):
+def correlated_arms(
+    rng,
+    n_sim,
+    runs=(3, 3),
+    rho=0.0,
+    delta=0.0,
+    n_items=N_ITEMS,
+    seed_sd=0.02,
+    item_sd=0.05,
+    inter_sd=0.02,
+    resid_sd=0.08,
+):
     """Y_a, Y_b of shape (study, run, item), run k of each arm trained with seed k: a seed's training effect and
     its run × item noise are correlated `rho` across the arms (the same data order, init and items)."""
     k = max(runs)
@@ -85,8 +95,12 @@ def test_compare_pairs_the_shared_seeds_and_flips_signs():
     assert c.p_perm_min == pytest.approx(0.25)  # 3 pairs: 8 sign patterns, 2 as extreme
     unpaired = contrasts.compare(as_dict(a[0]), as_dict(b[0]), "m")
     assert unpaired.pairing == "unpaired" and unpaired.p_perm_min == pytest.approx(1 / 35)
-    one_shared = contrasts.compare(as_dict(a[0]), {0: as_dict(b[0])[0], 6: as_dict(b[0])[1], 7: as_dict(b[0])[2]}, "m",
-                               design=contrasts.Design("seed"))
+    one_shared = contrasts.compare(
+        as_dict(a[0]),
+        {0: as_dict(b[0])[0], 6: as_dict(b[0])[1], 7: as_dict(b[0])[2]},
+        "m",
+        design=contrasts.Design("seed"),
+    )
     assert one_shared.pairing == "unpaired"  # one seed in common: nothing to pair
 
 

@@ -21,8 +21,9 @@ STUDY = "name: s\nbaseline: a0\ndefaults: {base: tiny-lfm2}\n"
 
 def _study(tmp_path, arms: int, seeds: list[int], extra: str = ""):
     path = tmp_path / "s.yaml"
-    path.write_text(STUDY + f"seeds: {json.dumps(seeds)}\narms:\n" + "".join(f"  a{i}: {{}}\n" for i in range(arms))
-                    + extra)
+    path.write_text(
+        STUDY + f"seeds: {json.dumps(seeds)}\narms:\n" + "".join(f"  a{i}: {{}}\n" for i in range(arms)) + extra
+    )
     return path
 
 
@@ -34,6 +35,7 @@ def peak_kib() -> int:
             return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     except (OSError, StopIteration):
         import resource
+
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
@@ -54,10 +56,12 @@ def test_a_huge_study_file_is_refused_in_bounded_time_and_memory(tmp_path):
     """1,000 arms × 1,000 seeds in a small YAML: refused before the million runs are expanded (it grew past 2 GB
     in `study plan` before the cap), with peak memory measured in a child process."""
     path = _study(tmp_path, 1000, list(range(1000)))
-    code = (inspect.getsource(peak_kib) + "import sys\nfrom ada_slm.app.cli import main\n"
-            f"sys.argv = ['ada-slm', 'study', 'plan', {str(path)!r}]\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
-            "print(peak_kib(), code)")
+    code = (
+        inspect.getsource(peak_kib) + "import sys\nfrom ada_slm.app.cli import main\n"
+        f"sys.argv = ['ada-slm', 'study', 'plan', {str(path)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(peak_kib(), code)"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     rss_kb, exit_code = p.stdout.split()[-2:]
     assert exit_code not in ("0", "None") and f"at most {MAX_RUNS}" in p.stderr
@@ -72,18 +76,24 @@ def test_generation_and_data_sizes_are_capped():
     except OSError:
         start = 0
     with pytest.raises(UserError, match=f"at most {MAX_CORPUS_SIZE:,} examples"):
-        build_corpus(10 ** 12)
+        build_corpus(10**12)
     with pytest.raises(UserError, match="data.size: Input should be less than or equal to"):
-        build_config({"data": {"size": 10 ** 12}})
+        build_config({"data": {"size": 10**12}})
     from ada_slm.study.spec import EvalSettings
+
     with pytest.raises(ValueError, match="less than or equal to 4096"):
-        EvalSettings(max_new_tokens=10 ** 9)
+        EvalSettings(max_new_tokens=10**9)
     assert MAX_NEW_TOKENS == 4096
     assert peak_kib() - start < 4_000_000  # KiB: nothing was built
 
 
 def test_a_typo_in_a_rule_config_is_refused_when_the_study_loads(tmp_path):
-    path = _study(tmp_path, 2, [0, 1], "decision:\n  questions: {rank: {compare: a1, against: a0}}\n  rules:\n"
-                  "    - {when: {rank: true}, recommend: more, config: {lora: {rr: 32}}}\n")
+    path = _study(
+        tmp_path,
+        2,
+        [0, 1],
+        "decision:\n  questions: {rank: {compare: a1, against: a0}}\n  rules:\n"
+        "    - {when: {rank: true}, recommend: more, config: {lora: {rr: 32}}}\n",
+    )
     with pytest.raises(UserError, match=r"decision.rules.0.config: unknown key 'lora.rr'"):
         load_study(path)

@@ -41,8 +41,10 @@ def test_the_patch_has_every_config_field_and_nothing_is_required():
 
 
 def test_a_patch_keeps_types_and_bounds_and_names_every_bad_key():
-    assert patch_layer(TrainConfig, {"lora.r": "32", "batch": {"micro": 1}}) == {"lora": {"r": 32},
-                                                                               "batch": {"micro": 1}}
+    assert patch_layer(TrainConfig, {"lora.r": "32", "batch": {"micro": 1}}) == {
+        "lora": {"r": 32},
+        "batch": {"micro": 1},
+    }
     with pytest.raises(ValueError, match=r"lora.alpha: Input should be greater than 0; unknown key 'lora.rr'"):
         patch_layer(TrainConfig, {"lora": {"rr": 32, "alpha": 0}})
     with pytest.raises(ValueError, match=r"^batch: Input should be a valid dictionary$"):
@@ -51,17 +53,26 @@ def test_a_patch_keeps_types_and_bounds_and_names_every_bad_key():
         patch_layer(TrainConfig, [1, 2])
 
 
-@pytest.mark.parametrize("extra, where", [
-    ("  a2: {lora: {rr: 32}}\n", r"arms.a2: unknown key 'lora.rr'"),
-    ("scale:\n  cpu: {overrides: {max_step: 5}}\n", r"scale.cpu.overrides: unknown key 'max_step'"),
-    ("scale:\n  cpu: {arms: {a1: {lr: -1}}, skip: [a1]}\n", r"scale.cpu.arms.a1: lr: Input should be greater than 0"),
-    ("scale:\n  cpu: {eval: {batchsize: 4}}\n", r"scale.cpu.eval: unknown key 'batchsize'"),
-    ("defaults: {epoch: 2}\n", r"defaults: unknown key 'epoch'"),
-])
+@pytest.mark.parametrize(
+    "extra, where",
+    [
+        ("  a2: {lora: {rr: 32}}\n", r"arms.a2: unknown key 'lora.rr'"),
+        ("scale:\n  cpu: {overrides: {max_step: 5}}\n", r"scale.cpu.overrides: unknown key 'max_step'"),
+        (
+            "scale:\n  cpu: {arms: {a1: {lr: -1}}, skip: [a1]}\n",
+            r"scale.cpu.arms.a1: lr: Input should be greater than 0",
+        ),
+        ("scale:\n  cpu: {eval: {batchsize: 4}}\n", r"scale.cpu.eval: unknown key 'batchsize'"),
+        ("defaults: {epoch: 2}\n", r"defaults: unknown key 'epoch'"),
+    ],
+)
 def test_a_typo_anywhere_in_a_study_is_one_line_when_it_is_read(tmp_path, extra, where):
     path = tmp_path / "s.yaml"
-    text = STUDY + extra if not extra.startswith("defaults") else STUDY.replace(
-        "defaults: {base: tiny-lfm2, data: {size: 60}}\n", extra)
+    text = (
+        STUDY + extra
+        if not extra.startswith("defaults")
+        else STUDY.replace("defaults: {base: tiny-lfm2, data: {size: 60}}\n", extra)
+    )
     path.write_text(text)
     with pytest.raises(UserError, match=where):
         load_study(path)
@@ -79,8 +90,9 @@ def test_a_config_that_only_one_scale_breaks_is_named_with_its_scale(tmp_path):
 def test_study_plan_refuses_a_typo_in_one_line(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(STUDY + "  a2: {lora: {rr: 32}}\n")
-    out = subprocess.run([sys.executable, "-m", "ada_slm.app.cli", "study", "plan", str(path)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ada_slm.app.cli", "study", "plan", str(path)], capture_output=True, text=True
+    )
     assert out.returncode != 0
     assert "arms.a2: unknown key 'lora.rr'" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout

@@ -61,13 +61,21 @@ def test_shipped_studies_load():
         ("name: s\nbaseline: z\narms:\n  a: {}\n", "baseline: 'z' is not an arm"),
         ("name: s\nbaseline: a\narms:\n  a: {}\ncolour: red\n", "unknown key 'colour'"),
         ("name: s\nbaseline: a\narms:\n  base: {}\n  a: {}\n", "'base' is reserved"),
-        ("name: s\nbaseline: a\narms:\n  a: {}\ndecision:\n  questions: {q: {compare: x, against: a}}\n"
-         "  rules: [{recommend: r}]\n", "unknown arm 'x'"),
+        (
+            "name: s\nbaseline: a\narms:\n  a: {}\ndecision:\n  questions: {q: {compare: x, against: a}}\n"
+            "  rules: [{recommend: r}]\n",
+            "unknown arm 'x'",
+        ),
         ("name: [\n", "invalid YAML"),
         # the same arm twice: on main the second silently replaced the first
-        ("name: s\nbaseline: a\narms:\n  a: {lora: {r: 8}}\n  b: {}\n  a: {lora: {r: 16}}\n",
-         ":6: key 'a' given twice (first at line 4)"),
-        ("name: s\nbaseline: a\narms:\n  a:\n    lr: 1.0e-4\n    lr: 2.0e-4\n", ":6: key 'lr' given twice (first at line 5)"),
+        (
+            "name: s\nbaseline: a\narms:\n  a: {lora: {r: 8}}\n  b: {}\n  a: {lora: {r: 16}}\n",
+            ":6: key 'a' given twice (first at line 4)",
+        ),
+        (
+            "name: s\nbaseline: a\narms:\n  a:\n    lr: 1.0e-4\n    lr: 2.0e-4\n",
+            ":6: key 'lr' given twice (first at line 5)",
+        ),
         ("name: s\nbaseline: a\narms:\n  a: {}\nseeds: [" + "[" * 2000 + "]" * 2000 + "]\n", "nested too deeply"),
         ("name: s\nbaseline: a\narms:\n  a: {}\nseeds: [" + "7" * 5000 + "]\n", "4300 digits"),
     ],
@@ -86,8 +94,9 @@ def test_unknown_base_fails_before_anything_runs(tmp_path):
     specs = expand(load_study(path), str(path))
     with pytest.raises(UserError, match="no-such-model"):
         validate_models(specs)
-    p = subprocess.run(CLI + ["study", "run", str(path), "--results", str(tmp_path / "r")], capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        CLI + ["study", "run", str(path), "--results", str(tmp_path / "r")], capture_output=True, text=True
+    )
     assert p.returncode == 1 and "no-such-model" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "r").exists()
 
@@ -119,9 +128,15 @@ def test_interrupted_study_resumes_without_redoing_finished_runs(finished_study)
 def test_report_is_written_with_the_honest_tables(finished_study):
     root, _, _, _ = finished_study
     md = (root / "report.md").read_text()
-    for section in ("## Full series summary", "## Per-metric comparison against r8", "### r16-b1 vs r8",
-                    "## Decision", "## Our metrics | seed-compatible scoring", "## Plots",
-                    "## Rank: is there a Goldilocks zone?"):
+    for section in (
+        "## Full series summary",
+        "## Per-metric comparison against r8",
+        "### r16-b1 vs r8",
+        "## Decision",
+        "## Our metrics | seed-compatible scoring",
+        "## Plots",
+        "## Rank: is there a Goldilocks zone?",
+    ):
         assert section in md, section
     assert "Differs in rank: 8 → 16, batch split: 2×2 → 1×4." in md
     assert "train the same objective" in md
@@ -146,16 +161,22 @@ def test_study_next_writes_a_followup_that_plan_accepts(finished_study, tmp_path
     variant = tmp_path / "tiny2-variant.yaml"
     variant.write_text(yaml.safe_dump(raw, allow_unicode=True))
     out = tmp_path / "next.yaml"
-    p = subprocess.run(CLI + ["study", "next", str(variant), "--results", str(root.parent), "--exports",
-                              str(exports), "--out", str(out)], capture_output=True, text=True)
+    p = subprocess.run(
+        CLI
+        + ["study", "next", str(variant), "--results", str(root.parent), "--exports", str(exports), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert "recommended: add seeds" in p.stdout and f"wrote {out}" in p.stdout
     text = out.read_text()
     assert text.startswith("# Written by `ada-slm study next tiny2`") and "# Seeds: " in text
     followup = load_study(out)
     records = _records(root)
-    means = {arm: sum(records[f"{arm}/seed{k}"]["eval"]["metrics"]["agl_awareness"]["mean"] for k in (0, 1))
-             for arm in ("r8", "r16-b1")}
+    means = {
+        arm: sum(records[f"{arm}/seed{k}"]["eval"]["metrics"]["agl_awareness"]["mean"] for k in (0, 1))
+        for arm in ("r8", "r16-b1")
+    }
     best = max(means, key=lambda arm: (means[arm], arm))  # the best mean; a tie goes to the later name
     assert followup.baseline == best and followup.followup_of == "tiny2"
     assert set(followup.arms) == {best, "next"} and followup.arms[best] == {}
@@ -167,16 +188,41 @@ def test_study_next_writes_a_followup_that_plan_accepts(finished_study, tmp_path
     plan = subprocess.run(CLI + ["study", "plan", str(out)], capture_output=True, text=True)
     assert plan.returncode == 0, plan.stderr
     # the shipped rules of tiny-2arm recommend only more seeds: nothing to write, said so
-    p = subprocess.run(CLI + ["study", "next", str(DATA / "tiny-2arm.yaml"), "--results", str(root.parent),
-                              "--exports", str(exports), "--out", str(tmp_path / "none.yaml")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        CLI
+        + [
+            "study",
+            "next",
+            str(DATA / "tiny-2arm.yaml"),
+            "--results",
+            str(root.parent),
+            "--exports",
+            str(exports),
+            "--out",
+            str(tmp_path / "none.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0 and "nothing to write" in p.stdout and not (tmp_path / "none.yaml").exists()
 
 
 def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path):
     (tmp_path / "taken").write_text("a file where the results folder should be")
-    p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "taken"),
-                              "--exports", str(tmp_path / "exports")], capture_output=True, text=True)
+    p = subprocess.run(
+        CLI
+        + [
+            "study",
+            "run",
+            str(DATA / "tiny-2arm.yaml"),
+            "--results",
+            str(tmp_path / "taken"),
+            "--exports",
+            str(tmp_path / "exports"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert f"{tmp_path / 'taken' / 'tiny2'}: cannot write the study's results there" in p.stderr
     assert (tmp_path / "taken").read_text() == "a file where the results folder should be"
@@ -185,8 +231,20 @@ def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
 def test_a_read_only_results_folder_is_one_line(tmp_path):
     (tmp_path / "ro").mkdir(mode=0o555)
-    p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "ro"),
-                              "--exports", str(tmp_path / "exports")], capture_output=True, text=True)
+    p = subprocess.run(
+        CLI
+        + [
+            "study",
+            "run",
+            str(DATA / "tiny-2arm.yaml"),
+            "--results",
+            str(tmp_path / "ro"),
+            "--exports",
+            str(tmp_path / "exports"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert "cannot write the study's results there (Permission denied)" in p.stderr
 
@@ -196,8 +254,20 @@ def test_second_runner_is_locked_out(tmp_path):
     root = tmp_path / "results" / "tiny2"
     root.mkdir(parents=True)
     with FileLock(str(root / ".lock")):
-        p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "results"),
-                                  "--exports", str(tmp_path / "exports")], capture_output=True, text=True)
+        p = subprocess.run(
+            CLI
+            + [
+                "study",
+                "run",
+                str(DATA / "tiny-2arm.yaml"),
+                "--results",
+                str(tmp_path / "results"),
+                "--exports",
+                str(tmp_path / "exports"),
+            ],
+            capture_output=True,
+            text=True,
+        )
     assert p.returncode == 1 and "another `ada-slm study run`" in p.stderr
 
 
@@ -208,10 +278,29 @@ def test_ray_executor_gives_the_records_of_the_local_executor(finished_study, tm
     executor's runs. (Seed 1 would be two more runs of the same code path, each a fresh process to start.)"""
     local_root, _, _, _ = finished_study
     results = tmp_path / "results"
-    p = subprocess.run(CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--only", "r8,r16-b1", "--seeds", "0",
-                              "--executor", "ray", "--track", "tensorboard", "--no-report",
-                              "--results", str(results), "--exports", str(tmp_path / "exports")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        CLI
+        + [
+            "study",
+            "run",
+            str(DATA / "tiny-2arm.yaml"),
+            "--only",
+            "r8,r16-b1",
+            "--seeds",
+            "0",
+            "--executor",
+            "ray",
+            "--track",
+            "tensorboard",
+            "--no-report",
+            "--results",
+            str(results),
+            "--exports",
+            str(tmp_path / "exports"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     ray_records = _records(results / "tiny2")
     local_records = _records(local_root)
@@ -244,11 +333,13 @@ def test_ray_executor_gives_the_records_of_the_local_executor(finished_study, tm
 @pytest.mark.slow
 def test_ray_and_tracking_options_are_checked(tmp_path):
     base = CLI + ["study", "run", str(DATA / "tiny-2arm.yaml"), "--results", str(tmp_path / "r")]
-    for extra, message in ((["--executor", "slurm"], "--executor slurm: choose local or ray"),
-                           (["--address", "auto"], "need --executor ray"),
-                           (["--track", "comet"], "--track comet: choose mlflow, tensorboard or wandb"),
-                           (["--jobs", "0"], "--jobs 0: choose 1 to 64 runs at once"),
-                           (["--jobs", "2", "--executor", "ray"], "--jobs is for --executor local")):
+    for extra, message in (
+        (["--executor", "slurm"], "--executor slurm: choose local or ray"),
+        (["--address", "auto"], "need --executor ray"),
+        (["--track", "comet"], "--track comet: choose mlflow, tensorboard or wandb"),
+        (["--jobs", "0"], "--jobs 0: choose 1 to 64 runs at once"),
+        (["--jobs", "2", "--executor", "ray"], "--jobs is for --executor local"),
+    ):
         p = subprocess.run(base + extra, capture_output=True, text=True)
         assert p.returncode == 1 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
@@ -273,8 +364,9 @@ def test_study_names_dot_and_dotdot_are_refused(tmp_path, name):
         load_study(f)
 
 
-@pytest.mark.parametrize("seeds, message", [("[-1]", "seed -1"), ("[4294967296]", "seed 4294967296"),
-                                            ("[0, 0]", "seed 0 is listed twice")])
+@pytest.mark.parametrize(
+    "seeds, message", [("[-1]", "seed -1"), ("[4294967296]", "seed 4294967296"), ("[0, 0]", "seed 0 is listed twice")]
+)
 def test_seeds_that_would_share_or_break_a_run_folder_are_refused(tmp_path, seeds, message):
     f = tmp_path / "s.yaml"
     f.write_text(STUDY_YAML.format(name="s", baseline="a", seeds=seeds, arm="a"))
@@ -304,8 +396,11 @@ def test_run_and_export_folders_stay_under_their_roots(tmp_path):
 def test_study_exec_on_a_damaged_or_fifo_spec_is_one_line_and_a_failed_record(tmp_path):
     import os
 
-    for name, make in (("garbage", lambda p: p.write_text("{not json")), ("fifo", os.mkfifo),
-                       ("shape", lambda p: p.write_text('{"train": null}'))):
+    for name, make in (
+        ("garbage", lambda p: p.write_text("{not json")),
+        ("fifo", os.mkfifo),
+        ("shape", lambda p: p.write_text('{"train": null}')),
+    ):
         run_dir = tmp_path / name
         run_dir.mkdir()
         make(run_dir / "spec.json")
@@ -369,8 +464,10 @@ def test_dotted_and_nested_study_files_expand_to_the_same_train_configs(tmp_path
         study = load_study(path)
         assert study.arms["b"] == {"lora": {"r": 32}, "data": {"mix": {"tool": 1}}}
         assert study.decision.rules[0].config == {"lora": {"r": 32}, "data": {"mix": {"tool": 1}}}
-        runs[name] = {scale: [(s.key, s.train) for s in expand(study, str(path), scale, results_root=tmp_path)]
-                      for scale in (None, "quick")}
+        runs[name] = {
+            scale: [(s.key, s.train) for s in expand(study, str(path), scale, results_root=tmp_path)]
+            for scale in (None, "quick")
+        }
     assert runs["dotted"] == runs["nested"]
     b = dict(runs["dotted"]["quick"])["b/seed1"]
     assert (b.lora.r, b.lora.alpha, b.data.size, b.data.mix, b.max_steps, b.seed) == (32, 64, 40, {"tool": 1}, 2, 1)
@@ -394,9 +491,11 @@ def test_spec_json_round_trips_the_typed_run_spec(tmp_path):
     assert specs[0].train is None and read_spec_file(specs[0].run_dir).train is None
     b = next(s for s in specs if s.arm == "b")
     spec_json = b.run_dir / "spec.json"
-    for content, message in ((b'{"arm": "b"}', "seed: Field required"),
-                             (spec_json.read_bytes().replace(b'"r": 32', b'"r": "many"'), "train.lora.r: Input should"),
-                             (b" " * (SPEC_LIMIT + 1), "too large")):
+    for content, message in (
+        (b'{"arm": "b"}', "seed: Field required"),
+        (spec_json.read_bytes().replace(b'"r": 32', b'"r": "many"'), "train.lora.r: Input should"),
+        (b" " * (SPEC_LIMIT + 1), "too large"),
+    ):
         spec_json.write_bytes(content)
         with pytest.raises(UserError) as info:
             read_spec_file(b.run_dir)
@@ -432,19 +531,36 @@ def test_a_run_whose_steps_another_run_computed_is_not_trained_again(tmp_path):
     until b22 has finished, instead of starting the same steps beside it."""
     study = tmp_path / "twins.yaml"
     study.write_text(TWINS)
-    p = subprocess.run(CLI + ["study", "run", str(study), "--no-report", "--jobs", "2", "--results",
-                              str(tmp_path / "results"), "--exports", str(tmp_path / "exports")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        CLI
+        + [
+            "study",
+            "run",
+            str(study),
+            "--no-report",
+            "--jobs",
+            "2",
+            "--results",
+            str(tmp_path / "results"),
+            "--exports",
+            str(tmp_path / "exports"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     recs = _records(tmp_path / "results" / "twins")
     b22, b14, own = recs["b22/seed0"], recs["b14/seed0"], recs["b14-configured/seed0"]
     assert b14["meta"]["computed_by"].startswith("b22/seed0: the same optimizer steps")
     assert "computed_by" not in b22["meta"] and "computed_by" not in own["meta"]
-    assert b14["config"]["batch"] == {"micro": 1, "accum": 4} and b14["config"]["batch_arithmetic"].startswith("micro 1")
+    assert b14["config"]["batch"] == {"micro": 1, "accum": 4} and b14["config"]["batch_arithmetic"].startswith(
+        "micro 1"
+    )
     assert b14["train"]["final_adapter_sha256"] == b22["train"]["final_adapter_sha256"]
     assert [s["loss"] for s in b14["train"]["steps"]] == [s["loss"] for s in b22["train"]["steps"]]
-    adapters = {k: load_file(tmp_path / "exports" / "twins" / k / "seed0" / "adapter_model.safetensors")
-                for k in ("b22", "b14")}
+    adapters = {
+        k: load_file(tmp_path / "exports" / "twins" / k / "seed0" / "adapter_model.safetensors") for k in ("b22", "b14")
+    }
     assert all(torch.equal(adapters["b22"][n], t) for n, t in adapters["b14"].items())
     assert b14["status"]["state"] == "complete" and b14["eval"]["metrics"] == b22["eval"]["metrics"]
     assert b14["train"]["adapter_dir"].endswith("b14/seed0")

@@ -23,9 +23,23 @@ def run_cli(study, root, *extra) -> subprocess.Popen:
     root.mkdir(exist_ok=True)
     logs = sorted(root.glob("runner-*.log"))
     with open(root / f"runner-{len(logs)}.log", "w") as log:
-        return subprocess.Popen(CLI + ["study", "run", str(study), "--no-report", "--results", str(root / "results"),
-                                       "--exports", str(root / "exports"), *extra],
-                                stdout=subprocess.DEVNULL, stderr=log, text=True)
+        return subprocess.Popen(
+            CLI
+            + [
+                "study",
+                "run",
+                str(study),
+                "--no-report",
+                "--results",
+                str(root / "results"),
+                "--exports",
+                str(root / "exports"),
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
 
 
 def read_json(path):
@@ -113,9 +127,12 @@ def test_sigkill_of_the_runner_leaves_no_process_and_starts_no_run(tmp_path, job
     study.write_text(yaml.safe_dump(raw))
     runner = run_cli(study, tmp_path, "--only", "r4", "--jobs", str(jobs))
     run_dir = tmp_path / "results" / "tinykill" / "r4"
+
     def training() -> int:  # runs with a step recorded
-        return sum(bool(((read_json(run_dir / f"seed{k}" / "record.json") or {}).get("train") or {}).get("steps"))
-                   for k in range(3))
+        return sum(
+            bool(((read_json(run_dir / f"seed{k}" / "record.json") or {}).get("train") or {}).get("steps"))
+            for k in range(3)
+        )
 
     while runner.poll() is None and training() < jobs:
         time.sleep(0.05)
@@ -155,10 +172,14 @@ def progress(study_dir) -> int:
 
 def deterministic(run_dir) -> dict:
     record = json.loads((run_dir / "record.json").read_text())
-    return {"state": record["status"]["state"], "losses": [s["loss"] for s in record["train"]["steps"]],
-            "val": record["train"]["val"], "adapter": record["train"]["final_adapter_sha256"],
-            "metrics": record["eval"]["metrics"],
-            "outputs": [json.loads(line)["output"] for line in (run_dir / "eval.jsonl").open()]}
+    return {
+        "state": record["status"]["state"],
+        "losses": [s["loss"] for s in record["train"]["steps"]],
+        "val": record["train"]["val"],
+        "adapter": record["train"]["final_adapter_sha256"],
+        "metrics": record["eval"]["metrics"],
+        "outputs": [json.loads(line)["output"] for line in (run_dir / "eval.jsonl").open()],
+    }
 
 
 @pytest.mark.slow

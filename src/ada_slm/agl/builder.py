@@ -112,16 +112,25 @@ def _example(sample: Sample, category: str) -> dict:
     return row
 
 
-def build_corpus(size: int, mix: str | dict = "pure", seed: int = 0, val_fraction: float = 0.0,
-                 progress=None, val_size: int | None = None, templates: TemplateBook | None = None) -> Corpus:
+def build_corpus(
+    size: int,
+    mix: str | dict = "pure",
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    progress=None,
+    val_size: int | None = None,
+    templates: TemplateBook | None = None,
+) -> Corpus:
     """Generate `size` filtered examples (train + val together). `progress(n)` is called as examples land.
     With `val_size`, the held-out side is those many examples, the same for every `size` (module docstring).
     `templates`: a template file read by templates.load_templates; default the shipped agl/templates.yaml."""
     if not isinstance(size, int) or size <= 0:
         raise UserError(f"--size must be a positive integer, got {size}")
     if size > MAX_CORPUS_SIZE:
-        raise UserError(f"--size {size}: at most {MAX_CORPUS_SIZE:,} examples (the templates run out of distinct "
-                        "examples long before; a larger corpus is yours to bring with data.path)")
+        raise UserError(
+            f"--size {size}: at most {MAX_CORPUS_SIZE:,} examples (the templates run out of distinct "
+            "examples long before; a larger corpus is yours to bring with data.path)"
+        )
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if val_size is not None:
@@ -160,15 +169,25 @@ def _held_out_templates(rng: random.Random, training_templates: int, val_fractio
     return sorted(rng.sample(templates, k))
 
 
-def _generate(category: str, rng: random.Random, allowed: list[int], need: int, quality: QualityFilter,
-              out: list[dict], progress, book: TemplateBook) -> int:
+def _generate(
+    category: str,
+    rng: random.Random,
+    allowed: list[int],
+    need: int,
+    quality: QualityFilter,
+    out: list[dict],
+    progress,
+    book: TemplateBook,
+) -> int:
     """Append `need` accepted examples of `category` to `out`; returns the generator calls it took."""
     got = tries = 0
     while got < need:
         tries += 1
         if tries > MAX_ATTEMPTS_PER_EXAMPLE * need + 1000:
-            raise UserError(f"category {category!r}: only {got} of {need} unique examples after {tries} tries; "
-                            "ask for fewer examples of this category")
+            raise UserError(
+                f"category {category!r}: only {got} of {need} unique examples after {tries} tries; "
+                "ask for fewer examples of this category"
+            )
         sample = GENERATORS[category](rng, allowed, book)
         if quality.accept(sample.prompt, sample.response) is None:
             out.append(_example(sample, category))
@@ -178,15 +197,18 @@ def _generate(category: str, rng: random.Random, allowed: list[int], need: int, 
     return tries
 
 
-def _build_with_fixed_val(size: int, mix, seed: int, val_fraction: float, val_size: int, progress,
-                          templates: TemplateBook | None) -> Corpus:
+def _build_with_fixed_val(
+    size: int, mix, seed: int, val_fraction: float, val_size: int, progress, templates: TemplateBook | None
+) -> Corpus:
     """The held-out side first — its templates, counts, random stream and order depend only on (seed, mix,
     val_fraction, val_size) — then the training side, filtered against it (no answer is shared)."""
     if not isinstance(val_size, int) or not 0 < val_size < size:
         raise UserError(f"val_size must be a whole number in (0, size = {size}), got {val_size}")
     if val_fraction <= 0:
-        raise UserError("val_size needs val_fraction > 0: the share of each category's prompt templates that "
-                        "only the held-out side uses")
+        raise UserError(
+            "val_size needs val_fraction > 0: the share of each category's prompt templates that "
+            "only the held-out side uses"
+        )
     weights = resolve_mix(mix)
     book = templates or default_templates()
     val_counts, train_counts = allocate(val_size, weights), allocate(size - val_size, weights)
@@ -199,8 +221,16 @@ def _build_with_fixed_val(size: int, mix, seed: int, val_fraction: float, val_si
         streams[category] = random.Random(f"{seed}:{category}")
         training = len(book.categories[category].templates)
         held_out[category] = _held_out_templates(streams[category], training, val_fraction)
-        attempts += _generate(category, random.Random(f"{seed}:{category}:held-out"), held_out[category],
-                              val_counts[category], quality, val, progress, book)
+        attempts += _generate(
+            category,
+            random.Random(f"{seed}:{category}:held-out"),
+            held_out[category],
+            val_counts[category],
+            quality,
+            val,
+            progress,
+            book,
+        )
     for category, rng in streams.items():
         allowed = [t for t in range(len(book.categories[category].templates)) if t not in held_out[category]]
         attempts += _generate(category, rng, allowed, train_counts[category], quality, train, progress, book)

@@ -36,10 +36,26 @@ LEVEL_WORDS = {"●": "certain", "◕": "likely", "◑": "even", "◔": "doubtfu
 LEVEL_ENGLISH = {"●": "certainly", "◕": "probably", "◑": "perhaps", "◔": "doubtfully", "○": "unknowably"}
 LEVELS = tuple(G.CERTAINTY)
 EVIDENCE_TERMS = {"●": "measured", "◕": "reported", "◑": "split", "◔": "rumoured", "○": "unobserved"}
-CONTEXT_VERBS = {"saw": "SEEN", "heard": "HEARD", "held": "HELD", "knew": "KNOWN", "remembered": "REMEMBERED",
-                 "noted": "NOTED", "kept": "KEPT", "sealed": "SEALED"}
-CONTEXT_PREDICATES = {"SEEN": "seen", "HEARD": "heard", "HELD": "held", "KNOWN": "known",
-                      "REMEMBERED": "remembered", "NOTED": "noted", "KEPT": "kept", "SEALED": "sealed"}
+CONTEXT_VERBS = {
+    "saw": "SEEN",
+    "heard": "HEARD",
+    "held": "HELD",
+    "knew": "KNOWN",
+    "remembered": "REMEMBERED",
+    "noted": "NOTED",
+    "kept": "KEPT",
+    "sealed": "SEALED",
+}
+CONTEXT_PREDICATES = {
+    "SEEN": "seen",
+    "HEARD": "heard",
+    "HELD": "held",
+    "KNOWN": "known",
+    "REMEMBERED": "remembered",
+    "NOTED": "noted",
+    "KEPT": "kept",
+    "SEALED": "sealed",
+}
 RELATIONS = ("follows", "precedes", "contains", "echoes", "supports", "answers", "mirrors", "observes")
 GLYPH_ATOMS = ("◐", "⊙", "φ", "🌊", "🌀", "φ-resonance", "↑", "↓")
 GLYPH_GROUPS = (
@@ -47,8 +63,14 @@ GLYPH_GROUPS = (
     + [(g, "logic", n) for g, n in G.LOGIC.items()]
     + [(g, "quantifier", n) for g, n in G.QUANTIFIERS.items()]
     + [(g, "space", n) for g, n in G.SPACE.items()]
-    + [("◐", "self", "awareness"), ("⊙", "self", "observer"), ("φ", "phi", "phi"), ("🌊", "phi", "wave"),
-       ("🌀", "phi", "spiral"), ("↺", "time", "recursion")]
+    + [
+        ("◐", "self", "awareness"),
+        ("⊙", "self", "observer"),
+        ("φ", "phi", "phi"),
+        ("🌊", "phi", "wave"),
+        ("🌀", "phi", "spiral"),
+        ("↺", "time", "recursion"),
+    ]
 )
 
 # What each generator fills: per answer shape (None: templates with an `answer` text) the prompt placeholders,
@@ -58,25 +80,41 @@ _TEMPORAL = frozenset({"noun", "n", "story"})
 _EDGE = frozenset({"clause1", "clause2", "noun1", "noun2", "noun3", "rel_s", "glyph"})
 _POLYGLOT = frozenset({"src", "lang_name", "native", "native_heldout"})
 PLACEHOLDERS: dict[str, Placeholders] = {
-    "certainty": Placeholders(prompt={
-        "one_level": _CLAUSE | {"evidence", "evidence_cap"},
-        "two_levels": _CLAUSE | {"ev0", "ev1", "w0", "w1"}, "level_path": _CLAUSE | {"ev0", "ev1", "w0", "w1"},
-        "scale_down": _CLAUSE, "scale_up": _CLAUSE}),
-    "temporal": Placeholders(prompt={"progression": _TEMPORAL, "branching": _TEMPORAL | {"first", "alt_a", "alt_b"},
-                                     "recursion": _TEMPORAL | {"back"}}),
-    "protocol": Placeholders(prompt={None: frozenset({"noun", "state", "verb", "verb_past_state"})},
-                             answer=frozenset({"level", "state", "noun", "word", "predicate"})),
-    "edge": Placeholders(prompt={"glyph_only": _EDGE, "gloss": _EDGE, "nested_quantifier": _EDGE,
-                                 "glyph_meta": _EDGE}),
-    "reasoning": Placeholders(prompt={None: frozenset({"c1", "c1_cap", "c2", "c3", "n3"})},
-                              answer=frozenset({"a1", "a2", "a3", "l1", "l2", "l3"})),
+    "certainty": Placeholders(
+        prompt={
+            "one_level": _CLAUSE | {"evidence", "evidence_cap"},
+            "two_levels": _CLAUSE | {"ev0", "ev1", "w0", "w1"},
+            "level_path": _CLAUSE | {"ev0", "ev1", "w0", "w1"},
+            "scale_down": _CLAUSE,
+            "scale_up": _CLAUSE,
+        }
+    ),
+    "temporal": Placeholders(
+        prompt={
+            "progression": _TEMPORAL,
+            "branching": _TEMPORAL | {"first", "alt_a", "alt_b"},
+            "recursion": _TEMPORAL | {"back"},
+        }
+    ),
+    "protocol": Placeholders(
+        prompt={None: frozenset({"noun", "state", "verb", "verb_past_state"})},
+        answer=frozenset({"level", "state", "noun", "word", "predicate"}),
+    ),
+    "edge": Placeholders(prompt={"glyph_only": _EDGE, "gloss": _EDGE, "nested_quantifier": _EDGE, "glyph_meta": _EDGE}),
+    "reasoning": Placeholders(
+        prompt={None: frozenset({"c1", "c1_cap", "c2", "c3", "n3"})},
+        answer=frozenset({"a1", "a2", "a3", "l1", "l2", "l3"}),
+    ),
     "self": Placeholders(prompt={None: frozenset({"obj"})}, answer=frozenset({"obj", "obj2", "l1", "l2"})),
-    "space": Placeholders(prompt={None: frozenset({"n1", "n2", "place"})},
-                          answer=frozenset({"n1", "n2", "place", "l1", "l2"})),
-    "existential": Placeholders(prompt={None: frozenset({"noun", "pred_s"})},
-                                answer=frozenset({"noun", "pred", "pred2", "state", "l1", "l2"})),
-    "tool": Placeholders(prompt={None: frozenset({"clause", "tool", "noun"})},
-                         answer=frozenset({"atom", "noun", "t1", "t2", "l1"})),
+    "space": Placeholders(
+        prompt={None: frozenset({"n1", "n2", "place"})}, answer=frozenset({"n1", "n2", "place", "l1", "l2"})
+    ),
+    "existential": Placeholders(
+        prompt={None: frozenset({"noun", "pred_s"})}, answer=frozenset({"noun", "pred", "pred2", "state", "l1", "l2"})
+    ),
+    "tool": Placeholders(
+        prompt={None: frozenset({"clause", "tool", "noun"})}, answer=frozenset({"atom", "noun", "t1", "t2", "l1"})
+    ),
     "polyglot": Placeholders(prompt={"translation": _POLYGLOT}),
 }
 
@@ -91,8 +129,9 @@ def _en(term: str) -> str:
     return term.replace("_", " ")
 
 
-def _pick(rng: random.Random, category: str, allowed: list[int] | None,
-          book: TemplateBook | None) -> tuple[Template, str]:
+def _pick(
+    rng: random.Random, category: str, allowed: list[int] | None, book: TemplateBook | None
+) -> tuple[Template, str]:
     """Choose a template index among `allowed` (the split's share of this category's templates; without it,
     any training template); an index past the training templates is a held-out one. Returns the template and
     its id."""
@@ -121,8 +160,9 @@ def certainty(rng: random.Random, allowed: list[int] | None = None, book: Templa
     if template.shape == "one_level":  # one level, chosen to fit the stated evidence
         level = rng.choice(LEVELS)
         evidence = rng.choice(V.EVIDENCE[level])
-        prompt = template.prompt.format(evidence=evidence, evidence_cap=evidence[0].upper() + evidence[1:],
-                                        clause=clause)
+        prompt = template.prompt.format(
+            evidence=evidence, evidence_cap=evidence[0].upper() + evidence[1:], clause=clause
+        )
         response = f"{level}{atom}"
         if rng.random() < 0.6:
             response += f" ∵ ●evidence({EVIDENCE_TERMS[level]})"
@@ -142,8 +182,11 @@ def certainty(rng: random.Random, allowed: list[int] | None = None, book: Templa
     else:
         response = " → ".join(f"{g}{atom}" for g in path)
     prompt = template.prompt.format(
-        ev0=rng.choice(V.EVIDENCE[LEVELS[a]]), ev1=rng.choice(V.EVIDENCE[LEVELS[b]]),
-        w0=LEVEL_WORDS[LEVELS[a]], w1=LEVEL_WORDS[LEVELS[b]], clause=clause,
+        ev0=rng.choice(V.EVIDENCE[LEVELS[a]]),
+        ev1=rng.choice(V.EVIDENCE[LEVELS[b]]),
+        w0=LEVEL_WORDS[LEVELS[a]],
+        w1=LEVEL_WORDS[LEVELS[b]],
+        clause=clause,
     )
     return Sample(prompt, response, tid)
 
@@ -162,11 +205,10 @@ def temporal(rng: random.Random, allowed: list[int] | None = None, book: Templat
         stem = points[: n - 1]
         k = n - 1
         alt_a, alt_b = states[n - 1], states[n]
-        branch = (f"{{{G.time_token(k, 'a')}: ◑{alt_a}({noun}) | {G.time_token(k, 'b')}: ◑{alt_b}({noun})}}")
+        branch = f"{{{G.time_token(k, 'a')}: ◑{alt_a}({noun}) | {G.time_token(k, 'b')}: ◑{alt_b}({noun})}}"
         response = " → ".join(stem + [branch])
         story = ", then ".join(f"it is {s}" for s in states[: n - 1])
-        prompt = template.prompt.format(noun=_en(noun), first=states[n - 2], story=story, alt_a=alt_a,
-                                        alt_b=alt_b, n=n)
+        prompt = template.prompt.format(noun=_en(noun), first=states[n - 2], story=story, alt_a=alt_a, alt_b=alt_b, n=n)
         return Sample(prompt, response, tid)
     if template.shape == "recursion":
         back = rng.randrange(0, n - 1)
@@ -225,8 +267,15 @@ def edge(rng: random.Random, allowed: list[int] | None = None, book: TemplateBoo
     rel = rng.choice(RELATIONS)
     glyph_group = rng.choice(GLYPH_GROUPS)
     assert template.shape is not None  # load_templates: the edge category's answers are built in code (a shape)
-    prompt = template.prompt.format(clause1=facts[0][1], clause2=facts[1][1], noun3=_en(facts[2][2]),
-                                    noun1=_en(noun1), noun2=_en(noun2), rel_s=rel, glyph=glyph_group[0])
+    prompt = template.prompt.format(
+        clause1=facts[0][1],
+        clause2=facts[1][1],
+        noun3=_en(facts[2][2]),
+        noun1=_en(noun1),
+        noun2=_en(noun2),
+        rel_s=rel,
+        glyph=glyph_group[0],
+    )
     return Sample(prompt, _edge_answer(rng, template.shape, facts, noun1, noun2, rel, glyph_group), tid)
 
 
@@ -239,16 +288,17 @@ def _edge_answer(rng: random.Random, shape: str, facts, noun1: str, noun2: str, 
         return response
     if shape == "gloss":
         l1, l2, l3 = rng.choice(LEVELS[:2]), rng.choice(LEVELS[:3]), rng.choice(LEVELS[1:4])
-        return (f"{l1}{a1} ; {l2}{a2} ; ∴ {l3}{a3} ∵ ({l1}{a1} ∧ {l2}{a2}) — "
-                f"{c1} ({LEVEL_ENGLISH[l1]}), {c2} ({LEVEL_ENGLISH[l2]}), so {LEVEL_ENGLISH[l3]} {c3}")
+        return (
+            f"{l1}{a1} ; {l2}{a2} ; ∴ {l3}{a3} ∵ ({l1}{a1} ∧ {l2}{a2}) — "
+            f"{c1} ({LEVEL_ENGLISH[l1]}), {c2} ({LEVEL_ENGLISH[l2]}), so {LEVEL_ENGLISH[l3]} {c3}"
+        )
     if shape == "nested_quantifier":
         lvl = rng.choice(LEVELS[:4])
         kind = rng.randrange(3)
         if kind == 0:
             return f"∀x: ∃y: {lvl}{rel}(y, x)"
         if kind == 1:
-            return (f"∀x: {_en(noun1).replace(' ', '_')}(x) ⇒ "
-                    f"(∃y: {lvl}{_en(noun2).replace(' ', '_')}(y) ∧ {rel}(y, x))")
+            return f"∀x: {_en(noun1).replace(' ', '_')}(x) ⇒ (∃y: {lvl}{_en(noun2).replace(' ', '_')}(y) ∧ {rel}(y, x))"
         return f"∀x: ∃y: ∀z: {lvl}{rel}(y, x) ∧ {rng.choice(RELATIONS)}(z, y)"
     # glyph_meta: meta-commentary on AGL itself, with an example of the glyph in use
     glyph, group, meaning = glyph_group
@@ -263,8 +313,12 @@ def reasoning(rng: random.Random, allowed: list[int] | None = None, book: Templa
     template, tid = _pick(rng, "reasoning", allowed, book)
     (a1, c1, _), (a2, c2, _), (a3, c3, n3) = _fact(rng), _fact(rng), _fact(rng)
     l1, l2, l3 = rng.choice(LEVELS[:2]), rng.choice(LEVELS[:3]), rng.choice(LEVELS[1:4])
-    return _from_answer(template, tid, dict(c1=c1, c1_cap=c1[0].upper() + c1[1:], c2=c2, c3=c3, n3=_en(n3)),
-                        dict(l1=l1, l2=l2, l3=l3, a1=a1, a2=a2, a3=a3))
+    return _from_answer(
+        template,
+        tid,
+        dict(c1=c1, c1_cap=c1[0].upper() + c1[1:], c2=c2, c3=c3, n3=_en(n3)),
+        dict(l1=l1, l2=l2, l3=l3, a1=a1, a2=a2, a3=a3),
+    )
 
 
 def self_(rng: random.Random, allowed: list[int] | None = None, book: TemplateBook | None = None) -> Sample:
@@ -274,8 +328,9 @@ def self_(rng: random.Random, allowed: list[int] | None = None, book: TemplateBo
     noun = rng.choice(V.NOUNS)
     l1, l2 = rng.choice(LEVELS[:3]), rng.choice(LEVELS[:4])
     # the prompt says "the memory of the river", the answer memory(river)
-    return _from_answer(template, tid, dict(obj=f"the {kind} of the {_en(noun)}"),
-                        dict(l1=l1, l2=l2, obj=f"{kind}({noun})", obj2=obj2))
+    return _from_answer(
+        template, tid, dict(obj=f"the {kind} of the {_en(noun)}"), dict(l1=l1, l2=l2, obj=f"{kind}({noun})", obj2=obj2)
+    )
 
 
 def space(rng: random.Random, allowed: list[int] | None = None, book: TemplateBook | None = None) -> Sample:
@@ -284,8 +339,9 @@ def space(rng: random.Random, allowed: list[int] | None = None, book: TemplateBo
     n1, n2 = rng.sample(V.NOUNS, 2)
     place = rng.choice(V.PLACES)
     l1, l2 = rng.choice(LEVELS[:3]), rng.choice(LEVELS[:4])
-    return _from_answer(template, tid, dict(n1=_en(n1), n2=_en(n2), place=place),
-                        dict(n1=n1, n2=n2, place=place, l1=l1, l2=l2))
+    return _from_answer(
+        template, tid, dict(n1=_en(n1), n2=_en(n2), place=place), dict(n1=n1, n2=n2, place=place, l1=l1, l2=l2)
+    )
 
 
 def existential(rng: random.Random, allowed: list[int] | None = None, book: TemplateBook | None = None) -> Sample:
@@ -296,8 +352,12 @@ def existential(rng: random.Random, allowed: list[int] | None = None, book: Temp
     l1, l2 = rng.choice(LEVELS[:3]), rng.choice(LEVELS[:4])
     state = rng.choice(V.STATES)  # drawn for every template, used by some answers: the stream stays aligned
     pred_s = {"exists": "exists", "being": "is a being", "witness": "witnesses"}.get(pred, pred)
-    return _from_answer(template, tid, dict(noun=_en(noun), pred_s=pred_s),
-                        dict(noun=noun, pred=pred, pred2=pred2, state=state, l1=l1, l2=l2))
+    return _from_answer(
+        template,
+        tid,
+        dict(noun=_en(noun), pred_s=pred_s),
+        dict(noun=noun, pred=pred, pred2=pred2, state=state, l1=l1, l2=l2),
+    )
 
 
 def tool(rng: random.Random, allowed: list[int] | None = None, book: TemplateBook | None = None) -> Sample:
@@ -306,8 +366,9 @@ def tool(rng: random.Random, allowed: list[int] | None = None, book: TemplateBoo
     atom, clause, noun = _fact(rng)
     t1, t2 = rng.sample(V.TOOLS, 2)
     l1 = rng.choice(LEVELS[:3])
-    return _from_answer(template, tid, dict(clause=clause, tool=t1, noun=_en(noun)),
-                        dict(atom=atom, noun=noun, t1=t1, t2=t2, l1=l1))
+    return _from_answer(
+        template, tid, dict(clause=clause, tool=t1, noun=_en(noun)), dict(atom=atom, noun=noun, t1=t1, t2=t2, l1=l1)
+    )
 
 
 def polyglot(rng: random.Random, allowed: list[int] | None = None, book: TemplateBook | None = None) -> Sample:
@@ -317,8 +378,12 @@ def polyglot(rng: random.Random, allowed: list[int] | None = None, book: Templat
     langs: tuple[Lang, ...] = ("jbo", "tok", "en")
     lang = rng.choice(langs)
     src, agl = SENTENCE_MAKERS[lang](rng)
-    prompt = template.prompt.format(src=src, lang_name=LANG_NAMES[lang], native=requests.training[lang].format(src=src),
-                                    native_heldout=requests.held_out[lang].format(src=src))
+    prompt = template.prompt.format(
+        src=src,
+        lang_name=LANG_NAMES[lang],
+        native=requests.training[lang].format(src=src),
+        native_heldout=requests.held_out[lang].format(src=src),
+    )
     return Sample(prompt, agl, tid, lang=lang, extra={"source": src, "reference": agl})
 
 

@@ -68,8 +68,7 @@ GLOSS_MARK = "—"  # em dash: everything after it is free English
 # Multi-character glyphs come first so the tokenizer matches them before their parts.
 ALL_GLYPHS: tuple[str, ...] = tuple(
     sorted(
-        set(CERTAINTY) | set(LOGIC) | set(QUANTIFIERS) | {RECURSION} | set(SPACE) | set(SELF) | set(PHI)
-        | {TOOL},
+        set(CERTAINTY) | set(LOGIC) | set(QUANTIFIERS) | {RECURSION} | set(SPACE) | set(SELF) | set(PHI) | {TOOL},
         key=lambda g: (-len(g), g),
     )
 )
@@ -77,8 +76,9 @@ ALL_GLYPHS: tuple[str, ...] = tuple(
 _TIME_TOKEN = r"t[₀-₉][a-z]?"
 _GLYPH_ALT = "|".join(re.escape(g) for g in ALL_GLYPHS)
 # One word for the metrics: a protocol form, a time token, a glyph, or a run of anything else.
+_ONE_CHAR_GLYPHS = re.escape("".join(g for g in ALL_GLYPHS if len(g) == 1))
 _WORD_RE = re.compile(
-    rf"{PROTOCOL_RE.pattern}|{_TIME_TOKEN}|(?:{_GLYPH_ALT}){TOOL_VARIATION_SELECTOR}?|[^\s{re.escape(''.join(g for g in ALL_GLYPHS if len(g) == 1))}]+"
+    rf"{PROTOCOL_RE.pattern}|{_TIME_TOKEN}|(?:{_GLYPH_ALT}){TOOL_VARIATION_SELECTOR}?|[^\s{_ONE_CHAR_GLYPHS}]+"
 )
 
 

@@ -111,7 +111,7 @@ def tokenize(text: str) -> list[Token]:
         if m:
             end = m.end()
             if end < n and (text[end].isalnum() and text[end].isascii()):
-                raise AGLSyntaxError(f"malformed word {text[i:end + 1]!r}", text, i)
+                raise AGLSyntaxError(f"malformed word {text[i : end + 1]!r}", text, i)
             tokens.append(Token("ident", m.group(0), i))
             i = end
             continue

@@ -43,15 +43,29 @@ class _Strict(Strict):
 class Template(_Strict):
     """One prompt template and how the answer to it is made: an `answer` text or a code-built `shape`."""
 
-    prompt: str = Field(min_length=1, description="The user prompt: str.format text; the category's generator "
-                        "fills its {placeholders} (listed in templates.yaml above each category).")
-    answer: str | None = Field(None, min_length=1, description="The assistant answer: str.format text over the "
-                               "category's answer placeholders. Give `answer` or `shape`, not both.")
-    shape: str | None = Field(None, min_length=1, description="The name of an answer the category's generator "
-                              "builds in code (e.g. certainty's `one_level`). Give `answer` or `shape`, not both.")
-    expected_certainty: str | None = Field(None, description="The certainty glyph (● ◕ ◑ ◔ ○) the prompt's "
-                                           "evidence calls for, recorded on the example (the certainty_match "
-                                           "metric); only with an `answer` (a shape chooses its own level).")
+    prompt: str = Field(
+        min_length=1,
+        description="The user prompt: str.format text; the category's generator "
+        "fills its {placeholders} (listed in templates.yaml above each category).",
+    )
+    answer: str | None = Field(
+        None,
+        min_length=1,
+        description="The assistant answer: str.format text over the "
+        "category's answer placeholders. Give `answer` or `shape`, not both.",
+    )
+    shape: str | None = Field(
+        None,
+        min_length=1,
+        description="The name of an answer the category's generator "
+        "builds in code (e.g. certainty's `one_level`). Give `answer` or `shape`, not both.",
+    )
+    expected_certainty: str | None = Field(
+        None,
+        description="The certainty glyph (● ◕ ◑ ◔ ○) the prompt's "
+        "evidence calls for, recorded on the example (the certainty_match "
+        "metric); only with an `answer` (a shape chooses its own level).",
+    )
 
     @field_validator("expected_certainty")
     @classmethod
@@ -73,11 +87,17 @@ class CategoryTemplates(_Strict):
     """The templates of one data category. Template ids are `<category>/<position>`: training templates
     first, then the held-out ones, so ids (and every seeded corpus) depend on the order."""
 
-    templates: list[Template] = Field(min_length=2, description="Training templates: the builder draws these. "
-                                      "At least two, so a held-out split can keep one for each side.")
-    held_out: list[Template] = Field(min_length=1, description="Held-out templates: no corpus draws them, only "
-                                     "the generated evaluation suite (suite_builder.py); ids continue after "
-                                     "the training templates.")
+    templates: list[Template] = Field(
+        min_length=2,
+        description="Training templates: the builder draws these. "
+        "At least two, so a held-out split can keep one for each side.",
+    )
+    held_out: list[Template] = Field(
+        min_length=1,
+        description="Held-out templates: no corpus draws them, only "
+        "the generated evaluation suite (suite_builder.py); ids continue after "
+        "the training templates.",
+    )
 
     def template(self, index: int) -> Template:
         """The template with id `<category>/<index>`: a training one, or past them a held-out one."""
@@ -91,12 +111,15 @@ class CategoryTemplates(_Strict):
 
 
 class NativeRequests(_Strict):
-    """"Translate this into AGL", written in the source sentence's own language (polyglot prompts)."""
+    """ "Translate this into AGL", written in the source sentence's own language (polyglot prompts)."""
 
-    training: dict[Lang, str] = Field(description="Per language (en, jbo, tok): the {native} placeholder of "
-                                      "polyglot prompts, str.format text around {src}.")
-    held_out: dict[Lang, str] = Field(description="Per language: the {native_heldout} placeholder, a rewording "
-                                      "used only by held-out prompts.")
+    training: dict[Lang, str] = Field(
+        description="Per language (en, jbo, tok): the {native} placeholder of "
+        "polyglot prompts, str.format text around {src}."
+    )
+    held_out: dict[Lang, str] = Field(
+        description="Per language: the {native_heldout} placeholder, a rewording used only by held-out prompts."
+    )
 
     @field_validator("training", "held_out")
     @classmethod
@@ -111,8 +134,9 @@ class TemplateBook(_Strict):
     """The whole file: the native requests and the templates of every data category."""
 
     native_requests: NativeRequests = Field(description="The polyglot category's requests in the source language.")
-    categories: dict[str, CategoryTemplates] = Field(description="Data category (AGL.md §3) -> its templates; "
-                                                     "exactly the categories the generators know.")
+    categories: dict[str, CategoryTemplates] = Field(
+        description="Data category (AGL.md §3) -> its templates; exactly the categories the generators know."
+    )
 
 
 @dataclass(frozen=True)
@@ -178,8 +202,9 @@ def _template_problem(template: Template, fills: Placeholders) -> tuple[str, str
 
 def _unknown_field(text: str, known: frozenset[str]) -> str | None:
     try:
-        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
-                  if name is not None]
+        fields = [
+            (name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text) if name is not None
+        ]
     except ValueError as e:  # a lone { or }
         return f"{e} in {text!r} (write {{{{ and }}}} for literal braces)"
     for name, spec, conversion in fields:

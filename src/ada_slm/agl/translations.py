@@ -12,8 +12,9 @@ from ada_slm.agl import vocab as V
 LANG_NAMES = {"tok": "Toki Pona", "jbo": "Lojban", "en": "English"}  # the {lang_name} of polyglot prompts
 
 
-def _agl_translation(level: str, subject: str, predicate: str, obj: str | None, tense: int | None,
-                     modifier: str | None = None) -> str:
+def _agl_translation(
+    level: str, subject: str, predicate: str, obj: str | None, tense: int | None, modifier: str | None = None
+) -> str:
     target = f"{predicate}({obj})" if obj else predicate
     if modifier:
         target = f"{target} ∧ {modifier}"
@@ -41,8 +42,9 @@ def toki_pona(rng: random.Random) -> tuple[str, str]:
     if obj:
         obj_term = V.TOKI_OBJECTS[obj] + (f"_{V.TOKI_ADJECTIVES[adj]}" if adj else "")
     tense = V.TOKI_TENSE[tense_words] if tense_words else None
-    return sentence, _agl_translation(V.TOKI_CERTAINTY[cert_words], V.TOKI_SUBJECTS[subj], V.TOKI_VERBS[verb],
-                                      obj_term, tense)
+    return sentence, _agl_translation(
+        V.TOKI_CERTAINTY[cert_words], V.TOKI_SUBJECTS[subj], V.TOKI_VERBS[verb], obj_term, tense
+    )
 
 
 def lojban(rng: random.Random) -> tuple[str, str]:
@@ -56,8 +58,13 @@ def lojban(rng: random.Random) -> tuple[str, str]:
     parts = [w for w in (cert_word, subj) if w]
     sentence = " ".join(parts) + cu + (f" {tense_word}" if tense_word else "") + f" {verb}" + (f" {obj}" if obj else "")
     tense = V.LOJBAN_TENSE[tense_word] if tense_word else None
-    return sentence, _agl_translation(V.LOJBAN_CERTAINTY[cert_word], V.LOJBAN_SUBJECTS[subj], V.LOJBAN_VERBS[verb],
-                                      V.LOJBAN_OBJECTS[obj] if obj else None, tense)
+    return sentence, _agl_translation(
+        V.LOJBAN_CERTAINTY[cert_word],
+        V.LOJBAN_SUBJECTS[subj],
+        V.LOJBAN_VERBS[verb],
+        V.LOJBAN_OBJECTS[obj] if obj else None,
+        tense,
+    )
 
 
 def english(rng: random.Random) -> tuple[str, str]:
@@ -71,7 +78,7 @@ def english(rng: random.Random) -> tuple[str, str]:
     form = V.ENGLISH_VERBS[verb][0] if third_person else verb
     if when == "yesterday":
         form = {"see": "saw", "hear": "heard", "find": "found", "understand": "understood", "know": "knew"}.get(
-            verb, (verb.split()[0] + ("d" if verb.split()[0].endswith("e") else "ed")) + verb[len(verb.split()[0]):]
+            verb, (verb.split()[0] + ("d" if verb.split()[0].endswith("e") else "ed")) + verb[len(verb.split()[0]) :]
         )
     elif when == "tomorrow":
         form = f"will {verb}"
@@ -79,9 +86,9 @@ def english(rng: random.Random) -> tuple[str, str]:
     sentence = " ".join(words)
     sentence = sentence[0].upper() + sentence[1:] + "."
     tense = V.ENGLISH_TENSE[when] if when else None
-    return sentence, _agl_translation(V.ENGLISH_CERTAINTY[adverb], V.ENGLISH_SUBJECTS[subj], V.ENGLISH_VERBS[verb][1],
-                                      V.ENGLISH_OBJECTS[obj], tense)
-
+    return sentence, _agl_translation(
+        V.ENGLISH_CERTAINTY[adverb], V.ENGLISH_SUBJECTS[subj], V.ENGLISH_VERBS[verb][1], V.ENGLISH_OBJECTS[obj], tense
+    )
 
 
 # language code -> a (source sentence, AGL translation) maker

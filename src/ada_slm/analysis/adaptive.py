@@ -67,45 +67,82 @@ class Design:
         return (self.seeds + list(extra))[:n]
 
     def specs(self, arm: str, n: int) -> list[RunSpec]:
-        return expand(self.study, self.source, self.scale, [arm], self.seed_list(n), self.results_root,
-                      self.exports_root)
+        return expand(
+            self.study, self.source, self.scale, [arm], self.seed_list(n), self.results_root, self.exports_root
+        )
 
     @property
     def rounds_path(self) -> Path:
         return self.results_root / self.study.name / ROUNDS
 
 
-def design(study: Study, source: str, scale: str | None, seeds: list[int], results_root: Path, exports_root: Path,
-           max_seeds: int | None = None) -> Design:
+def design(
+    study: Study,
+    source: str,
+    scale: str | None,
+    seeds: list[int],
+    results_root: Path,
+    exports_root: Path,
+    max_seeds: int | None = None,
+) -> Design:
     a = study.adaptive
     metric = a.metric or (study.decision.metric if study.decision else "agl_awareness")
     skipped = set(study.scale[scale].skip) if scale else set()
     # only the questions this scale asks (analysis.question_not_asked: not a skipped arm, not a corpus-size
     # question that max_steps makes moot), on the arms it runs
-    asked = questions_asked(study, expand(study, source, scale, seeds=list(seeds), results_root=results_root,
-                                          exports_root=exports_root), scale)
-    questions = {q: (x.compare, x.against) for q, x in study.decision.questions.items()
-                 if q in asked} if study.decision else {}
+    asked = questions_asked(
+        study,
+        expand(study, source, scale, seeds=list(seeds), results_root=results_root, exports_root=exports_root),
+        scale,
+    )
+    questions = (
+        {q: (x.compare, x.against) for q, x in study.decision.questions.items() if q in asked} if study.decision else {}
+    )
     sweep = [arm for arm in study.arms if arm not in skipped] if a.eliminate else []
     if not questions and not sweep:
-        raise UserError(f"{source}: --until-decided needs a decision block with questions or adaptive.eliminate: "
-                        "true (nothing to decide)")
+        raise UserError(
+            f"{source}: --until-decided needs a decision block with questions or adaptive.eliminate: "
+            "true (nothing to decide)"
+        )
     max_runs = max_seeds or a.max_seeds
     if max_runs < len(seeds):
         raise UserError(f"--max-seeds {max_runs}: fewer than the study's {len(seeds)} seeds")
-    margin = a.margin or study.equivalence_margins.get(metric) or (
-        study.decision.min_effect if study.decision and study.decision.metric == metric else None)
+    margin = (
+        a.margin
+        or study.equivalence_margins.get(metric)
+        or (study.decision.min_effect if study.decision and study.decision.metric == metric else None)
+    )
     arms = ([BASE_ARM] if study.include_base else []) + [arm for arm in study.arms if arm not in skipped]
     plan = Plan(len(seeds), a.seeds_per_round, max_runs)
-    d = Design(study, source, scale, Path(results_root), Path(exports_root), list(seeds), plan, metric, margin,
-               arms, questions, sweep)
+    d = Design(
+        study,
+        source,
+        scale,
+        Path(results_root),
+        Path(exports_root),
+        list(seeds),
+        plan,
+        metric,
+        margin,
+        arms,
+        questions,
+        sweep,
+    )
     _check_stored_plan(d)
     return d
 
 
 def _plan_dict(d: Design) -> dict:
-    return {"seeds": d.seeds, "seeds_per_round": d.plan.step, "max_seeds": d.plan.max_runs, "alpha": d.plan.alpha,
-            "looks": d.plan.looks, "metric": d.metric, "margin": d.margin, "rule": sequential.RULE}
+    return {
+        "seeds": d.seeds,
+        "seeds_per_round": d.plan.step,
+        "max_seeds": d.plan.max_runs,
+        "alpha": d.plan.alpha,
+        "looks": d.plan.looks,
+        "metric": d.metric,
+        "margin": d.margin,
+        "rule": sequential.RULE,
+    }
 
 
 def _check_stored_plan(d: Design) -> None:
@@ -115,15 +152,19 @@ def _check_stored_plan(d: Design) -> None:
     mine, theirs = _plan_dict(d), stored.get("plan", {})
     for key in ("seeds", "seeds_per_round", "max_seeds", "metric"):
         if key in theirs and theirs[key] != mine[key]:
-            raise UserError(f"{d.rounds_path}: this study was planned with {key} = {theirs[key]}, not {mine[key]}; "
-                            "the alpha spending is fixed by the plan (use the same options, or a fresh --results)")
+            raise UserError(
+                f"{d.rounds_path}: this study was planned with {key} = {theirs[key]}, not {mine[key]}; "
+                "the alpha spending is fixed by the plan (use the same options, or a fresh --results)"
+            )
 
 
 def read_rounds(path: Path) -> dict | None:
     try:
         stored = read_json(path)
     except UnreadableFile as e:
-        raise UserError(f"{path}: corrupt rounds file ({e.reason}); delete it, it is recomputed from the runs") from None
+        raise UserError(
+            f"{path}: corrupt rounds file ({e.reason}); delete it, it is recomputed from the runs"
+        ) from None
     if stored is not None and not (isinstance(stored, dict) and isinstance(stored.get("plan", {}), dict)):
         raise UserError(f"{path}: corrupt rounds file (not a rounds record); delete it, it is recomputed from the runs")
     return stored
@@ -165,13 +206,20 @@ def replay(d: Design) -> Progress:
             return prog
         previous, prog.specs = {s.key for s in specs}, specs
         scores = {a: x.scores[d.metric] for a, x in collect(specs).items()}
-        entry: dict[str, Any] = {"round": k + 1, "runs_per_arm": {a: n[a] for a in d.arms if a != BASE_ARM},
-                                 "threshold": float(d.plan.nominal(d.plan.alpha / max(1, len(q_names)))[k]),
-                                 "questions": {}}
+        entry: dict[str, Any] = {
+            "round": k + 1,
+            "runs_per_arm": {a: n[a] for a in d.arms if a != BASE_ARM},
+            "threshold": float(d.plan.nominal(d.plan.alpha / max(1, len(q_names)))[k]),
+            "questions": {},
+        }
         if q_names:
             opened = status == OPEN
-            vals = [_contrast(scores[d.questions[q][0]], scores[d.questions[q][1]], d.metric) if opened[0, i]
-                    else (0.0, math.nan, math.nan) for i, q in enumerate(q_names)]
+            vals = [
+                _contrast(scores[d.questions[q][0]], scores[d.questions[q][1]], d.metric)
+                if opened[0, i]
+                else (0.0, math.nan, math.nan)
+                for i, q in enumerate(q_names)
+            ]
             est, se, df = (np.array([[v[i] for v in vals]]) for i in range(3))
             status = sequential.answer_questions(est, se, df, status, k, d.plan, d.sign, d.margin)
             for i, q in enumerate(q_names):
@@ -213,10 +261,14 @@ def _eliminate(d: Design, scores: dict, alive: np.ndarray, k: int, entry: dict, 
     prog.eliminated += out
     entry["leader"] = prog.leader
     entry["eliminated"] = out
-    entry["versus_leader"] = {d.arms[j]: {"delta": float(-est[0, leader[0], j]),
-                                          "p": float(contrasts.t_test(est[0, leader[0], j], se[0, leader[0], j],
-                                                                  df[0, leader[0], j])[0])}
-                              for j in live if j != leader[0]}
+    entry["versus_leader"] = {
+        d.arms[j]: {
+            "delta": float(-est[0, leader[0], j]),
+            "p": float(contrasts.t_test(est[0, leader[0], j], se[0, leader[0], j], df[0, leader[0], j])[0]),
+        }
+        for j in live
+        if j != leader[0]
+    }
     entry["elimination_threshold"] = float(d.plan.nominal(d.plan.alpha / max(1, len(d.sweep) - 1))[k])
     return bool(settled[0])
 
@@ -232,10 +284,23 @@ def _needs(d: Design, status, alive, settled: bool, n: dict, nk: int) -> set[str
 
 
 def write_rounds(d: Design, prog: Progress) -> None:
-    atomic_write_text(d.rounds_path, json.dumps(
-        {"plan": _plan_dict(d), "questions": {q: list(v) for q, v in d.questions.items()}, "sweep": d.sweep,
-         "rounds": prog.rounds, "outcome": prog.outcome or "running", "answers": prog.status,
-         "eliminated": prog.eliminated, "leader": prog.leader}, indent=2, allow_nan=True))
+    atomic_write_text(
+        d.rounds_path,
+        json.dumps(
+            {
+                "plan": _plan_dict(d),
+                "questions": {q: list(v) for q, v in d.questions.items()},
+                "sweep": d.sweep,
+                "rounds": prog.rounds,
+                "outcome": prog.outcome or "running",
+                "answers": prog.status,
+                "eliminated": prog.eliminated,
+                "leader": prog.leader,
+            },
+            indent=2,
+            allow_nan=True,
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------------ the runner
@@ -250,8 +315,12 @@ def run_seconds(specs: list[RunSpec]) -> list[float]:
     return out
 
 
-def run_until_decided(d: Design, run_round: Callable[[list[RunSpec]], dict], budget_hours: float | None = None,
-                      on_look: Callable[[Progress], None] | None = None) -> tuple[Progress, dict]:
+def run_until_decided(
+    d: Design,
+    run_round: Callable[[list[RunSpec]], dict],
+    budget_hours: float | None = None,
+    on_look: Callable[[Progress], None] | None = None,
+) -> tuple[Progress, dict]:
     """Rounds until every question is answered (or max seeds / the budget): `run_round(specs)` runs a round's
     unfinished runs (executors.run_study) and returns its counts. A round already begun on disk is finished
     even past the budget, so a resumed study redoes the same rounds."""
@@ -326,6 +395,13 @@ def expected_cost(d: Design, n_sim: int = 1000, seed: int = 0) -> tuple[list[Exp
         sim = sequential.simulate(d.plan, mu, noise, questions, sweep, d.sign, d.margin, n_sim, seed)
         decided = ((sim.status != OPEN).all(-1) & (sim.n < d.plan.max_runs).any(-1)).mean()
         left = np.maximum(0, sim.runs - len(seconds)).mean()
-        out.append(Expectation(name, float(sim.runs.mean()), float(np.percentile(sim.runs, 90)), float(decided),
-                               left * per_run if per_run else None))
+        out.append(
+            Expectation(
+                name,
+                float(sim.runs.mean()),
+                float(np.percentile(sim.runs, 90)),
+                float(decided),
+                left * per_run if per_run else None,
+            )
+        )
     return out, pw.inputs

@@ -95,6 +95,7 @@ class DecisionResult:
     rate: float | None = None
     per_seq: float | None = None
 
+
 class Analysed(Protocol):
     """What the shared report parts read of what was analysed when it is not a study: compare's CompareSpec."""
 
@@ -128,13 +129,21 @@ class StudyAnalysis:
     data: dict[str, ArmData] = field(repr=False, default_factory=dict)
 
 
-def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
-            arms: dict[str, ArmData] | None = None) -> StudyAnalysis:
+def analyse(
+    study: Study, specs: list[RunSpec], scale: str | None = None, arms: dict[str, ArmData] | None = None
+) -> StudyAnalysis:
     arms = arms if arms is not None else collect(specs)
     primary = study.decision.metric if study.decision else "agl_awareness"
     states = [s for a in arms.values() for s in a.states.values()]
-    any_eval = next((r.eval.model_dump(exclude_unset=True) for a in arms.values() for r in a.records.values()
-                     if isinstance(r, RunRecord) and r.eval is not None), None)
+    any_eval = next(
+        (
+            r.eval.model_dump(exclude_unset=True)
+            for a in arms.values()
+            for r in a.records.values()
+            if isinstance(r, RunRecord) and r.eval is not None
+        ),
+        None,
+    )
     results = {name: arm_result(a) for name, a in arms.items()}
     # noise floor per metric: the base model's upper CI bound (below it a baseline is indistinguishable from
     # an untrained model)
@@ -145,10 +154,23 @@ def analyse(study: Study, specs: list[RunSpec], scale: str | None = None,
         if name != study.baseline and ref is not None and arm.records and ref.records:
             comparisons[name] = _compare_arm(study, arm, ref, floors, samples)
     return StudyAnalysis(
-        study, scale, sorted({s.seed for s in specs}), len(specs), states.count("complete"), states.count("failed"),
-        any_eval, primary, results, floors, comparisons, factorials(arms, primary), goldilocks(arms, primary),
+        study,
+        scale,
+        sorted({s.seed for s in specs}),
+        len(specs),
+        states.count("complete"),
+        states.count("failed"),
+        any_eval,
+        primary,
+        results,
+        floors,
+        comparisons,
+        factorials(arms, primary),
+        goldilocks(arms, primary),
         decide(study, arms, specs, scale) if study.decision else None,
-        power(study, arms, primary, n_tests=len(questions_asked(study, specs, scale)) or 1), arms)
+        power(study, arms, primary, n_tests=len(questions_asked(study, specs, scale)) or 1),
+        arms,
+    )
 
 
 def arm_result(arm: ArmData) -> ArmResult:
@@ -168,8 +190,11 @@ def precisions(arm: ArmData | None) -> set[str]:
     """The precisions the arm's finished runs trained in (record meta.precision); empty for the base arm."""
     if arm is None:
         return set()
-    return {str(r.meta.get("precision")) for r in arm.records.values()
-            if isinstance(r, RunRecord) and r.config is not None and r.meta and r.meta.get("precision")}
+    return {
+        str(r.meta.get("precision"))
+        for r in arm.records.values()
+        if isinstance(r, RunRecord) and r.config is not None and r.meta and r.meta.get("precision")
+    }
 
 
 def with_precision(fd: design.FactorDiff, a: ArmData | None, b: ArmData | None) -> design.FactorDiff:
@@ -188,8 +213,9 @@ def sample_design(study: Study, arms: dict[str, ArmData]) -> contrasts.Design:
     return contrasts.Design(study.pairing, item_clusters(arms, study.item_clusters))
 
 
-def _compare_arm(study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float],
-                 samples: contrasts.Design | None = None) -> ArmComparison:
+def _compare_arm(
+    study: Study, arm: ArmData, ref: ArmData, floors: dict[str, float], samples: contrasts.Design | None = None
+) -> ArmComparison:
     samples = samples or sample_design(study, {arm.name: arm, ref.name: ref})
     fd = with_precision(design.factors_of(arm.config, ref.config), arm, ref)
     fd.same_steps = design.same_computation(arm.config, ref.config) and "precision" not in fd.factors
@@ -251,8 +277,11 @@ def goldilocks(arms: dict[str, ArmData], metric: str) -> Goldilocks | None:
         group = {configs[anchor].lora.r: anchor}
         for n in configs:
             fd = design.factors_of(configs[n], configs[anchor])
-            if n != anchor and set(fd.factors) <= {"rank", "batch split"} and not (
-                    "batch split" in fd.factors and fd.split_changes_objective):
+            if (
+                n != anchor
+                and set(fd.factors) <= {"rank", "batch split"}
+                and not ("batch split" in fd.factors and fd.split_changes_objective)
+            ):
                 group.setdefault(configs[n].lora.r, n)
         if len(group) > len(best):
             best = group
@@ -283,11 +312,20 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
         if x.not_asked is None and a and b:
             x.comparison = contrasts.compare(a.scores[d.metric], b.scores[d.metric], d.metric, design=samples)
             if spec.test == "equivalent" and x.comparison is not None:
-                x.equivalence = contrasts.equivalence(a.scores[d.metric], b.scores[d.metric],
-                                                  _question_margin(study, spec, x.comparison), samples)
+                x.equivalence = contrasts.equivalence(
+                    a.scores[d.metric], b.scores[d.metric], _question_margin(study, spec, x.comparison), samples
+                )
         answers.append(x)
-    tested = {x.question: (x.equivalence.p if x.test == "equivalent" and x.equivalence else
-                           x.comparison.p if x.test == "better" and x.comparison else math.nan) for x in answers}
+    tested = {
+        x.question: (
+            x.equivalence.p
+            if x.test == "equivalent" and x.equivalence
+            else x.comparison.p
+            if x.test == "better" and x.comparison
+            else math.nan
+        )
+        for x in answers
+    }
     adjusted = contrasts.holm({q: p for q, p in tested.items() if math.isfinite(p)})
     for x in answers:
         if x.question not in adjusted:
@@ -306,12 +344,14 @@ def decide(study: Study, arms: dict[str, ArmData], specs: list[RunSpec], scale: 
     baseline = arms.get(study.baseline)
     if rule and rule.config and baseline is not None and baseline.config is not None:
         i = d.rules.index(rule)
-        result.next_config = validate_config(deep_merge(baseline.config.model_dump(), rule.config),
-                                             f"{study.name}: decision.rules.{i}.config")
+        result.next_config = validate_config(
+            deep_merge(baseline.config.model_dump(), rule.config), f"{study.name}: decision.rules.{i}.config"
+        )
         result.rate, result.per_seq = measured_throughput([s for s in specs if s.train])
         if result.rate:  # the recommended run trains for its epochs (no max_steps)
-            result.seconds = estimate_seconds(result.next_config.model_copy(update={"max_steps": None}),
-                                              result.rate, result.per_seq)
+            result.seconds = estimate_seconds(
+                result.next_config.model_copy(update={"max_steps": None}), result.rate, result.per_seq
+            )
     return result
 
 
@@ -326,16 +366,20 @@ def _question_margin(study: Study, spec, comparison: contrasts.Comparison) -> fl
     return EQUIVALENCE_SHARE * abs(comparison.baseline.mean) if comparison.baseline else math.nan
 
 
-def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None, b: ArmData | None,
-                       scale: str | None) -> str | None:
+def question_not_asked(
+    study: Study, spec, run_arms: set[str], a: ArmData | None, b: ArmData | None, scale: str | None
+) -> str | None:
     """Why these runs cannot ask the question, from the configs alone (before any result is seen): an arm
     this scale does not run, two arms that compute the same steps (design.same_computation), or a corpus-size
     question (the arms differ in data.size alone) whose arms see
-    the same number of distinct training examples (max_steps stops both before the smaller corpus is used up, so the data differ only in which
+    the same number of distinct training examples (max_steps stops both before the smaller corpus is used up, so the
+    data differ only in which
     examples, not how many)."""
     for arm in (spec.compare, spec.against):
         if arm not in run_arms:
-            where = f"scale {scale} skips it" if scale and arm in study.scale[scale].skip else "it is not among these runs"
+            where = (
+                f"scale {scale} skips it" if scale and arm in study.scale[scale].skip else "it is not among these runs"
+            )
             return f"not asked at this scale: {where} ({arm})"
     if a is None or b is None or a.config is None or b.config is None:
         return None
@@ -347,23 +391,31 @@ def question_not_asked(study: Study, spec, run_arms: set[str], a: ArmData | None
     seen_a, seen_b = a.config.distinct_examples_seen(), b.config.distinct_examples_seen()
     if seen_a is None or seen_a != seen_b:
         return None
-    return (f"not asked at this scale: both arms see {seen_a} distinct examples (max_steps "
-            f"{a.config.optimizer_steps()} × effective batch {a.config.effective_batch} in corpora of "
-            f"{a.config.train_examples} and {b.config.train_examples} training examples): the corpus sizes "
-            f"differ only in which examples are seen, not how many")
+    return (
+        f"not asked at this scale: both arms see {seen_a} distinct examples (max_steps "
+        f"{a.config.optimizer_steps()} × effective batch {a.config.effective_batch} in corpora of "
+        f"{a.config.train_examples} and {b.config.train_examples} training examples): the corpus sizes "
+        f"differ only in which examples are seen, not how many"
+    )
 
 
 def identical_objective(compare: str, against: str, a, b) -> str:
     """Why a question between two arms of the same objective (design.same_objective) is not asked, in words."""
     how = a.loss.normalisation
-    text = (f"split: identical objective under this loss (loss.normalisation {how}) — {compare} and {against} "
-            f"differ only in micro × accum, and a {how}-normalised loss over the step does not depend on the split; ")
+    text = (
+        f"split: identical objective under this loss (loss.normalisation {how}) — {compare} and {against} "
+        f"differ only in micro × accum, and a {how}-normalised loss over the step does not depend on the split; "
+    )
     if design.same_computation(a, b):
-        return text + ("no runs spent: grouped by length, each seed of one is the same run as that seed of the "
-                       "other, number for number, and is trained once. To ask what the split changes, train both "
-                       "under `loss: {normalisation: micro_batch}` (the seed study's loss).")
-    return text + ("their runs differ only by float rounding and dropout draws, so no test can find an effect of "
-                   "the split. To ask what it changes, train both under `loss: {normalisation: micro_batch}`.")
+        return text + (
+            "no runs spent: grouped by length, each seed of one is the same run as that seed of the "
+            "other, number for number, and is trained once. To ask what the split changes, train both "
+            "under `loss: {normalisation: micro_batch}` (the seed study's loss)."
+        )
+    return text + (
+        "their runs differ only by float rounding and dropout draws, so no test can find an effect of "
+        "the split. To ask what it changes, train both under `loss: {normalisation: micro_batch}`."
+    )
 
 
 def questions_asked(study: Study, specs: list[RunSpec], scale: str | None = None) -> list[str]:
@@ -375,5 +427,8 @@ def questions_asked(study: Study, specs: list[RunSpec], scale: str | None = None
     def arm(name: str) -> ArmData | None:  # only the config matters here
         return ArmData(name, configs[name], {}, {}, {}, {}) if name in configs else None
 
-    return [q for q, spec in study.decision.questions.items()
-            if question_not_asked(study, spec, set(configs), arm(spec.compare), arm(spec.against), scale) is None]
+    return [
+        q
+        for q, spec in study.decision.questions.items()
+        if question_not_asked(study, spec, set(configs), arm(spec.compare), arm(spec.against), scale) is None
+    ]

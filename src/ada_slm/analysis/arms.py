@@ -50,8 +50,10 @@ def collect(specs: list[RunSpec], limit: int | None = None, within: list[Path] |
     arms: dict[str, ArmData] = {}
     from_runs: set[str] = set()  # arms whose config is already taken from a finished run's record
     for s in specs:
-        arm = arms.setdefault(s.arm, ArmData(s.arm, s.train, {}, {m: {} for m in (*METRICS, *RUN_METRICS)},
-                                             {m: {} for m in SEED_METRICS}, {}))
+        arm = arms.setdefault(
+            s.arm,
+            ArmData(s.arm, s.train, {}, {m: {} for m in (*METRICS, *RUN_METRICS)}, {m: {} for m in SEED_METRICS}, {}),
+        )
         try:
             rec = records.read_record(s.run_dir, limit, within)
             state = records.state(rec) or "pending"
@@ -93,8 +95,11 @@ def _config_that_ran(arm: ArmData, spec: RunSpec, record: records.RunRecord) -> 
     try:
         ran = config_of_record(record)
     except ValidationError as e:
-        ran, why = None, format_validation_error(e, f"{spec.run_dir / records.RECORD}: config") + \
-            "; the study file's config is shown"
+        ran, why = (
+            None,
+            format_validation_error(e, f"{spec.run_dir / records.RECORD}: config")
+            + "; the study file's config is shown",
+        )
     else:
         # what was configured then against what is configured now (ran has the adapter PEFT built: not an edit)
         changed = differences(record.config, spec.train) if ran is not None else {}
@@ -118,8 +123,9 @@ def _item_scores(path: Path, limit: int | None, within: list[Path] | None) -> di
     for lineno, row in iter_jsonl(path, limit, within):
         metrics, item, output = row.get("metrics"), row.get("id"), row.get("output")
         if not isinstance(item, str) or not isinstance(output, str) or not isinstance(metrics, dict):
-            raise UserError(f"{path}:{lineno}: not an evaluated item (needs a string id and output and a metrics "
-                            "object)")
+            raise UserError(
+                f"{path}:{lineno}: not an evaluated item (needs a string id and output and a metrics object)"
+            )
         for m in METRICS:
             value = metrics.get(m)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -150,6 +156,7 @@ def matrix(scores: dict[int, dict[str, float | None]]) -> np.ndarray | None:
     if not scores:
         return None
     items = sorted(set.intersection(*(set(v) for v in scores.values())))
-    y = np.array([[np.nan if scores[s][i] is None else scores[s][i] for i in items] for s in sorted(scores)],
-                 dtype=float)
+    y = np.array(
+        [[np.nan if scores[s][i] is None else scores[s][i] for i in items] for s in sorted(scores)], dtype=float
+    )
     return y if y.size and np.isfinite(y).any() else None

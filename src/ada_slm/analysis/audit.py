@@ -54,8 +54,9 @@ class Claim(Strict):
     arm: str | None = None
     against: str | None = None
     factor: str | None = None
-    direction: Literal["higher", "lower"] = Field("higher", description="The claim says `arm` scores higher "
-                                                  "(or lower) than `against` on `metric`.")
+    direction: Literal["higher", "lower"] = Field(
+        "higher", description="The claim says `arm` scores higher (or lower) than `against` on `metric`."
+    )
 
 
 class ReportedCriterion(Strict):
@@ -76,8 +77,10 @@ class Reported(Strict):
     train_examples: int | None = None
     arms: dict[str, ReportedArm]
     claims: list[Claim] = Field(default_factory=list)
-    criteria: list[ReportedCriterion] = Field(default_factory=list, description="Success criteria the study "
-                                              "stated before its runs: judged met / not met / undecided.")
+    criteria: list[ReportedCriterion] = Field(
+        default_factory=list,
+        description="Success criteria the study stated before its runs: judged met / not met / undecided.",
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -136,7 +139,9 @@ def _seed_level_test(a: list[float], b: list[float]) -> contrasts.Comparison | N
 
 def _noise(rep: Reported, metric: str) -> float | None:
     """The largest spread between re-runs of the same arm on this metric, if any were reported."""
-    spreads = [max(v) - min(v) for arm in rep.arms.values() for m, v in arm.reruns.items() if m == metric and len(v) > 1]
+    spreads = [
+        max(v) - min(v) for arm in rep.arms.values() for m, v in arm.reruns.items() if m == metric and len(v) > 1
+    ]
     return max(spreads) if spreads else None
 
 
@@ -147,24 +152,34 @@ def audit(rep: Reported) -> list[tuple[str, list[str]]]:
     single = [n for n, k in runs.items() if k == 1]
     if single:
         who = "every number is a single run" if len(single) == len(runs) else f"{', '.join(single)} are single runs"
-        general = [f"n = 1: {who} without a seed, so no confidence interval or test is possible; any difference "
-                   "could be run-to-run noise."]
+        general = [
+            f"n = 1: {who} without a seed, so no confidence interval or test is possible; any difference "
+            "could be run-to-run noise."
+        ]
     else:
-        general = ["Runs per arm: " + ", ".join(f"{n} {k}" for n, k in runs.items()) + "; claims are tested "
-                   "at the seed level where both arms have at least two runs."]
+        general = [
+            "Runs per arm: " + ", ".join(f"{n} {k}" for n, k in runs.items()) + "; claims are tested "
+            "at the seed level where both arms have at least two runs."
+        ]
     for name, arm in rep.arms.items():
         for m, values in arm.reruns.items():
             if len(values) > 1:
-                general.append(f"Re-running {name} gave {m} = " + " and ".join(f"{v:.4f}" for v in values)
-                               + f": the run-to-run spread ({max(values) - min(values):.4f}) is as large as the "
-                               "effects claimed.")
+                general.append(
+                    f"Re-running {name} gave {m} = "
+                    + " and ".join(f"{v:.4f}" for v in values)
+                    + f": the run-to-run spread ({max(values) - min(values):.4f}) is as large as the "
+                    "effects claimed."
+                )
         for text in arm.inconsistencies:
             general.append(f"{name}: {text}.")
         p, r = arm.published, _ran(arm)
         if (p.micro, p.accum) != (r.micro, r.accum):
-            general.append(f"{name} is published as micro {p.micro} × accum {p.accum} = {p.effective} but ran "
-                           f"as micro {r.micro} × accum {r.accum} = {r.effective}"
-                           + (f" ({r.steps} optimizer steps)" if r.steps else "") + ".")
+            general.append(
+                f"{name} is published as micro {p.micro} × accum {p.accum} = {p.effective} but ran "
+                f"as micro {r.micro} × accum {r.accum} = {r.effective}"
+                + (f" ({r.steps} optimizer steps)" if r.steps else "")
+                + "."
+            )
     general += list(rep.notes)
     sections.append(("The table as a whole", general))
 
@@ -194,8 +209,10 @@ def _criterion(rep: Reported, c: ReportedCriterion) -> str:
     if len(runs) < 2:
         side = "above" if above else "below"
         beyond = runs[0] > t if above else runs[0] < t
-        return (f"{c.text}: undecided (n = 1: no CI; as reported {c.arm} {runs[0]:.4f}, "
-                f"{side if beyond else 'not ' + side} {t:g} on one run).")
+        return (
+            f"{c.text}: undecided (n = 1: no CI; as reported {c.arm} {runs[0]:.4f}, "
+            f"{side if beyond else 'not ' + side} {t:g} on one run)."
+        )
     iv = contrasts.arm_interval(np.array(runs)[:, None])
     beyond, short = (iv.low > t, iv.high < t) if above else (iv.high < t, iv.low > t)
     verdict = "met" if beyond else "not met" if short else "undecided"
@@ -204,8 +221,11 @@ def _criterion(rep: Reported, c: ReportedCriterion) -> str:
 
 def _verdict(test: str, reasons: list[str]) -> str:
     # each claim is its own family: p is not corrected over the table's claims, and the verdict says so
-    return (f"Verdict: supported ({test}; this claim tested alone, not corrected over the other claims)."
-            if not reasons else f"Verdict: not supported ({', '.join(reasons)}).")
+    return (
+        f"Verdict: supported ({test}; this claim tested alone, not corrected over the other claims)."
+        if not reasons
+        else f"Verdict: not supported ({', '.join(reasons)})."
+    )
 
 
 def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
@@ -216,11 +236,12 @@ def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
     va = a.metrics.get(metric) if metric is not None else None
     vb = b.metrics.get(metric) if metric is not None else None
     if metric is None or va is None or vb is None:
-        return [f"{claim.metric} is not reported for both arms: nothing to check.",
-                "Verdict: not supported (no data)."]
+        return [f"{claim.metric} is not reported for both arms: nothing to check.", "Verdict: not supported (no data)."]
     delta = va - vb
-    lines = [f"Reported: {claim.metric} {claim.against} {vb:.4f} → {claim.arm} {va:.4f} "
-             f"(Δ {delta:+.4f}" + (f", ratio {va / vb:.1f} without a CI" if vb > 0 else "") + "), one run each."]
+    lines = [
+        f"Reported: {claim.metric} {claim.against} {vb:.4f} → {claim.arm} {va:.4f} "
+        f"(Δ {delta:+.4f}" + (f", ratio {va / vb:.1f} without a CI" if vb > 0 else "") + "), one run each."
+    ]
     reasons = []
     runs_a, runs_b = _values(a, metric), _values(b, metric)
     test = _seed_level_test(runs_a, runs_b)
@@ -230,35 +251,47 @@ def _pair_claim(rep: Reported, claim: Claim) -> list[str]:
     near_zero = vb < NEAR_ZERO or (noise is not None and vb < noise)
     if near_zero:
         why = ([f"below {NEAR_ZERO}"] if vb < NEAR_ZERO else []) + (
-            [f"below the re-run spread {noise:.4f}"] if noise is not None and vb < noise else [])
-        lines.append(f"Baseline ≈ 0: {claim.against}'s {vb:.4f} is {' and '.join(why)}; a ratio over "
-                     "it is not meaningful: n/a (baseline ≈ 0).")
+            [f"below the re-run spread {noise:.4f}"] if noise is not None and vb < noise else []
+        )
+        lines.append(
+            f"Baseline ≈ 0: {claim.against}'s {vb:.4f} is {' and '.join(why)}; a ratio over "
+            "it is not meaningful: n/a (baseline ≈ 0)."
+        )
     if noise is not None and abs(delta) <= noise:
         lines.append(f"The difference ({abs(delta):.4f}) is within the re-run spread ({noise:.4f}).")
     fd = _factors(a, b)
     labels = design.factor_labels(fd)
     if claim.type == "factor":
-        lines.append(f"The claim attributes the difference to {claim.factor}; as run, the arms differ in "
-                     + (", ".join(labels) if labels else "nothing recorded") + ".")
+        lines.append(
+            f"The claim attributes the difference to {claim.factor}; as run, the arms differ in "
+            + (", ".join(labels) if labels else "nothing recorded")
+            + "."
+        )
         ra, rb = _ran(a), _ran(b)
         claimed = (claim.factor or "").lower()
         varied = any(claimed.startswith(name.lower()) for name in fd.factors)
         if "micro-batch" in claimed:
             varied = ra.micro != rb.micro
             if not varied:
-                lines.append(f"Both arms ran with micro-batch {ra.micro}: the micro-batch was never varied, so "
-                             "this claim was not tested.")
+                lines.append(
+                    f"Both arms ran with micro-batch {ra.micro}: the micro-batch was never varied, so "
+                    "this claim was not tested."
+                )
         if not varied:
             reasons.append("the claimed factor was not varied")
     if fd.confounded:
-        lines.append("Confounded: " + ", ".join(labels) + " change together; the data cannot say which "
-                     "one (if any) caused the difference.")
+        lines.append(
+            "Confounded: " + ", ".join(labels) + " change together; the data cannot say which "
+            "one (if any) caused the difference."
+        )
         reasons.append("confounded")
     if near_zero and claim.type == "ratio" or near_zero and test is None:
         reasons.append("baseline ≈ 0")
     if test is not None:
-        lines.append(f"Seed-level test on {len(runs_a)} vs {len(runs_b)} runs ({contrasts.TEST_NAME}): Δ "
-                     f"{test.delta.mean:+.4f} [{test.delta.low:+.4f}, {test.delta.high:+.4f}], p {test.p:.3f}.")
+        lines.append(
+            f"Seed-level test on {len(runs_a)} vs {len(runs_b)} runs ({contrasts.TEST_NAME}): Δ "
+            f"{test.delta.mean:+.4f} [{test.delta.low:+.4f}, {test.delta.high:+.4f}], p {test.p:.3f}."
+        )
         wanted = 1 if claim.direction == "higher" else -1
         if not test.supported:
             reasons.append(f"not distinguishable, p {test.p:.3f}")
@@ -274,26 +307,34 @@ def _loss_claim(rep: Reported, claim: Claim) -> list[str]:
     lines, reasons = [], []
     losses = {name: arm.loss for name, arm in rep.arms.items() if arm.loss}
     kinds = {name: loss.kind for name, loss in losses.items()}
-    lines.append("Published losses: " + ", ".join(
-        f"{n} {losses[n].value:.3f} ({k.replace('_', ' ')})" for n, k in kinds.items()) + ".")
+    lines.append(
+        "Published losses: "
+        + ", ".join(f"{n} {losses[n].value:.3f} ({k.replace('_', ' ')})" for n, k in kinds.items())
+        + "."
+    )
     if len(set(kinds.values())) > 1:
-        lines.append("They are different quantities (last logged step vs whole-run average) and cannot be "
-                     "compared.")
+        lines.append("They are different quantities (last logged step vs whole-run average) and cannot be compared.")
         reasons.append("losses of different kinds")
-    last = {n: (arm.loss.value if arm.loss and arm.loss.kind == "last_step" else arm.other_losses.get("last_step"))
-            for n, arm in rep.arms.items()}
+    last = {
+        n: (arm.loss.value if arm.loss and arm.loss.kind == "last_step" else arm.other_losses.get("last_step"))
+        for n, arm in rep.arms.items()
+    }
     if all(v is not None for v in last.values()):
         lines.append("Like for like (last logged step): " + ", ".join(f"{n} {v:.3f}" for n, v in last.items()) + ".")
     per_step = [(n, loss.value, _ran(rep.arms[n]).accum) for n, loss in losses.items()]
     held_out = bool(kinds) and set(kinds.values()) == {"held_out"} and len(kinds) == len(rep.arms)
     if len({acc for _, _, acc in per_step}) > 1 and not held_out:
-        lines.append("The logged training loss scales with gradient accumulation when it is summed over "
-                     "micro-batches: " + ", ".join(f"{n} {v:.3f} / {acc} = {v / acc:.3f}" for n, v, acc in per_step)
-                     + " — divided by the accumulation the arms are nearly equal.")
+        lines.append(
+            "The logged training loss scales with gradient accumulation when it is summed over "
+            "micro-batches: "
+            + ", ".join(f"{n} {v:.3f} / {acc} = {v / acc:.3f}" for n, v, acc in per_step)
+            + " — divided by the accumulation the arms are nearly equal."
+        )
         reasons.append("different normalisations")
     if not held_out:
-        lines.append("No held-out loss was measured for every arm, so training loss cannot tell overfitting "
-                     "from learning.")
+        lines.append(
+            "No held-out loss was measured for every arm, so training loss cannot tell overfitting from learning."
+        )
         reasons.append("no held-out loss")
     if reasons or claim.metric is None:
         return lines + [_verdict("", reasons or ["no metric named"])]
@@ -304,8 +345,10 @@ def _loss_claim(rep: Reported, claim: Claim) -> list[str]:
     if loss_test is None or metric_test is None:
         return lines + [_verdict("", ["n = 1"])]
     wanted = 1 if claim.direction == "higher" else -1
-    lines.append(f"Highest vs lowest held-out loss ({high} vs {low}): loss Δ {loss_test.delta.mean:+.4f} "
-                 f"(p {loss_test.p:.3f}), {claim.metric} Δ {metric_test.delta.mean:+.4f} (p {metric_test.p:.3f}).")
+    lines.append(
+        f"Highest vs lowest held-out loss ({high} vs {low}): loss Δ {loss_test.delta.mean:+.4f} "
+        f"(p {loss_test.p:.3f}), {claim.metric} Δ {metric_test.delta.mean:+.4f} (p {metric_test.p:.3f})."
+    )
     if not loss_test.supported:
         reasons.append(f"held-out losses not distinguishable, p {loss_test.p:.3f}")
     if not metric_test.supported or wanted * metric_test.delta.mean <= 0:

@@ -53,11 +53,16 @@ def judge(criterion: Criterion, arms: dict, samples: contrasts.Design | None = N
     other = arms.get(c.better_than)
     comp = contrasts.compare(scores, other.scores.get(c.metric, {}), c.metric, design=samples) if other else None
     if comp is None or not math.isfinite(comp.p):
-        return Judged(c, UNDECIDED, f"{c.arm} vs {c.better_than} on {c.metric}: no seed-level test (needs two "
-                                    "finished runs in each)")
+        return Judged(
+            c,
+            UNDECIDED,
+            f"{c.arm} vs {c.better_than} on {c.metric}: no seed-level test (needs two finished runs in each)",
+        )
     sign = 1.0 if higher_is_better(c.metric) else -1.0
-    evidence = (f"{c.metric} Δ {c.arm} − {c.better_than} {comp.delta.mean:+.4f} [{comp.delta.low:+.4f}, "
-                f"{comp.delta.high:+.4f}], {contrasts.verdict(comp)} ({'higher' if sign > 0 else 'lower'} is better)")
+    evidence = (
+        f"{c.metric} Δ {c.arm} − {c.better_than} {comp.delta.mean:+.4f} [{comp.delta.low:+.4f}, "
+        f"{comp.delta.high:+.4f}], {contrasts.verdict(comp)} ({'higher' if sign > 0 else 'lower'} is better)"
+    )
     if comp.supported and sign * comp.delta.mean > 0:
         return Judged(c, MET, evidence)
     worse_side = comp.delta.high < 0 if sign > 0 else comp.delta.low > 0

@@ -78,7 +78,13 @@ def same_computation(a: TrainConfig | None, b: TrainConfig | None) -> bool:
     at most in the micro × accum split, and both execute their steps grouped by length (config `execution`),
     whose passes do not depend on the split — so a seed of one repeats the same seed of the other, number for
     number (study/twins.py then trains it once)."""
-    if a is None or b is None or not same_objective(a, b) or "by_length" != a.execution.grouping or "by_length" != b.execution.grouping:
+    if (
+        a is None
+        or b is None
+        or not same_objective(a, b)
+        or "by_length" != a.execution.grouping
+        or "by_length" != b.execution.grouping
+    ):
         return False
     return set(differences(a, b)) <= {"batch.micro", "batch.accum"}
 
@@ -107,10 +113,17 @@ class FactorDiff:
 
 
 # Factor names of single fields, keyed by their TrainConfig field path (a test checks every key is one).
-FACTOR_NAMES = {"data.size": "data size", "lora.dropout": "LoRA dropout", "lora.targets": "LoRA targets",
-                "lora.use_rslora": "rsLoRA", "lora.use_dora": "DoRA", "data.mix": "data mix", "lr": "learning rate",
-                "base": "base model",
-                "loss.normalisation": "loss normalisation"}
+FACTOR_NAMES = {
+    "data.size": "data size",
+    "lora.dropout": "LoRA dropout",
+    "lora.targets": "LoRA targets",
+    "lora.use_rslora": "rsLoRA",
+    "lora.use_dora": "DoRA",
+    "data.mix": "data mix",
+    "lr": "learning rate",
+    "base": "base model",
+    "loss.normalisation": "loss normalisation",
+}
 
 
 def factors_of(a: TrainConfig | None, b: TrainConfig | None) -> FactorDiff:
@@ -127,7 +140,8 @@ def factors_between(diffs: dict[str, tuple], split_changes_objective: bool = Fal
     batch are one factor, 'batch split' — with a split-invariant loss (token, sequence) it is the same objective
     (in expectation, when LoRA dropout is on), so it is noted but does not confound; with
     `split_changes_objective` (the seed's micro_batch loss) it is a factor like any other. A change of
-    effective batch is its own factor. A corpus size that also changes the number of optimizer steps is 'data size and steps'; other step
+    effective batch is its own factor. A corpus size that also changes the number of optimizer steps is 'data size and
+    steps'; other step
     changes (epochs, max_steps) are 'training length'. Any other field is named by FACTOR_NAMES, else by its
     path."""
     diffs = dict(diffs)
@@ -172,5 +186,7 @@ def factors_between(diffs: dict[str, tuple], split_changes_objective: bool = Fal
 
 def factor_labels(fd: FactorDiff) -> list[str]:
     """Each factor as 'name b→a' (numbers shortest, as the audit prints them)."""
-    return [f"{name} {v[1]:g}→{v[0]:g}" if isinstance(v[0], (int, float)) else f"{name} {v[1]} → {v[0]}"
-            for name, v in fd.factors.items()]
+    return [
+        f"{name} {v[1]:g}→{v[0]:g}" if isinstance(v[0], (int, float)) else f"{name} {v[1]} → {v[0]}"
+        for name, v in fd.factors.items()
+    ]

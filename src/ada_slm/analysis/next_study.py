@@ -67,8 +67,11 @@ def _changed(new: BaseModel, old: BaseModel, skip: tuple = RUN_ONLY_FIELDS) -> d
 def best_arm(a: StudyAnalysis) -> str | None:
     """The trained arm with the best mean on the decision metric (its better direction)."""
     sign = 1.0 if higher_is_better(a.primary) else -1.0
-    scored = [(sign * r.intervals[a.primary].mean, name) for name, r in a.arms.items()
-              if name != BASE_ARM and a.primary in r.intervals and math.isfinite(r.intervals[a.primary].mean)]
+    scored = [
+        (sign * r.intervals[a.primary].mean, name)
+        for name, r in a.arms.items()
+        if name != BASE_ARM and a.primary in r.intervals and math.isfinite(r.intervals[a.primary].mean)
+    ]
     return max(scored)[1] if scored else None
 
 
@@ -87,13 +90,16 @@ def _seeds(a: StudyAnalysis) -> tuple[int, str]:
     needed = seeds_needed(pw.inputs, effect, alpha=pw.alpha, max_seeds=MAX_SEEDS)
     n = MAX_SEEDS if needed is None else min(MAX_SEEDS, max(MIN_SEEDS, needed))
     found = f"{needed}" if needed is not None else f"more than {MAX_SEEDS}"
-    return n, (f"{n}: the seed-level rule needs {found} runs per arm to detect Δ = {effect:.4g} on {a.primary} "
-               f"with 80 % power (simulated from this study's variance components; kept within "
-               f"{MIN_SEEDS}–{MAX_SEEDS})")
+    return n, (
+        f"{n}: the seed-level rule needs {found} runs per arm to detect Δ = {effect:.4g} on {a.primary} "
+        f"with 80 % power (simulated from this study's variance components; kept within "
+        f"{MIN_SEEDS}–{MAX_SEEDS})"
+    )
 
 
-def write_next_study(study: Study, specs: list[RunSpec], scale: str | None, out: Path,
-                     name: str | None = None) -> NextStudy:
+def write_next_study(
+    study: Study, specs: list[RunSpec], scale: str | None, out: Path, name: str | None = None
+) -> NextStudy:
     """Analyse the finished runs, and write the recommended follow-up study to `out` (if the rule changes a
     config). The file is a complete study: `ada-slm study plan/run FILE` take it as it is."""
     if study.decision is None:
@@ -149,17 +155,28 @@ def _header(study: Study, scale: str | None, a: StudyAnalysis, best: str, why: s
     """The comment lines on top of the follow-up study: where it comes from and why it looks as it does."""
     d = a.decision
     assert d is not None and d.rule is not None  # write_next_study: a rule matched
-    answers = "; ".join(f"{x.question}: {x.answer}"
-                        + (f" (Δ {x.comparison.delta.mean:+.4g}, Holm p {x.p_holm:.3g}"
-                           + (", equivalence" if x.test == "equivalent" else "") + ")"
-                           if x.comparison and not x.not_asked else "") for x in d.answers)
+    answers = "; ".join(
+        f"{x.question}: {x.answer}"
+        + (
+            f" (Δ {x.comparison.delta.mean:+.4g}, Holm p {x.p_holm:.3g}"
+            + (", equivalence" if x.test == "equivalent" else "")
+            + ")"
+            if x.comparison and not x.not_asked
+            else ""
+        )
+        for x in d.answers
+    )
     steps_note = ""
     if max_steps:
-        steps_note = (f"\n# At this scale max_steps = {max_steps} fixes the optimizer steps: a larger corpus "
-                      "changes what those steps see, not how many there are. Edit max_steps or epochs to taste.")
-    return (f"# Written by `ada-slm study next {study.name}" + (f" --scale {scale}" if scale else "") + "` on "
-            f"{date.today().isoformat()} from {a.n_complete} finished runs.\n"
-            f"# Decision on {d.metric}: {answers}.\n"
-            f"# Recommended: {d.rule.recommend}\n"
-            f"# Baseline: {best}, the best arm on {d.metric}; `next` = {study.baseline} with the rule's changes.\n"
-            f"# Seeds: {why}." + steps_note + "\n")
+        steps_note = (
+            f"\n# At this scale max_steps = {max_steps} fixes the optimizer steps: a larger corpus "
+            "changes what those steps see, not how many there are. Edit max_steps or epochs to taste."
+        )
+    return (
+        f"# Written by `ada-slm study next {study.name}" + (f" --scale {scale}" if scale else "") + "` on "
+        f"{date.today().isoformat()} from {a.n_complete} finished runs.\n"
+        f"# Decision on {d.metric}: {answers}.\n"
+        f"# Recommended: {d.rule.recommend}\n"
+        f"# Baseline: {best}, the best arm on {d.metric}; `next` = {study.baseline} with the rule's changes.\n"
+        f"# Seeds: {why}." + steps_note + "\n"
+    )

@@ -1,7 +1,8 @@
 """Time and power of a study before any of its runs: what `ada-slm study plan` prints.
 
 Time. Training throughput (tokens/s, tokens per sequence) and evaluation seconds per item are measured once per
-machine kind, precision, base model and sequence cap, and kept with the model cache, in $ADA_SLM_CACHE/throughput.json: the
+machine kind, precision, base model and sequence cap, and kept with the model cache, in
+$ADA_SLM_CACHE/throughput.json: the
 first finished runs a study records on a machine kind write its entry (`study run` and `study plan` do), and
 later entries never overwrite it. A machine kind without an entry gets an estimate from the measurements in the
 docs' Performance page (`KNOWN`), printed as an estimate; without either, no time is printed.
@@ -49,20 +50,38 @@ class Throughput:
 # (machine kind, base model) -> (tokens/s, tokens per sequence, eval s per item, its max_new_tokens, source).
 # Precision is the fixed rule of hardware.resolve_precision: bf16 on AMX, fp32 elsewhere.
 KNOWN = {
-    ("amx", "smollm2-135m"): (170.0, 71.0, None, None,
-                              "docs/guides/cpu-scale.md: 4 × 4 steps of 1,135 tokens / 16 sequences, 2 cores, bf16"),
+    ("amx", "smollm2-135m"): (
+        170.0,
+        71.0,
+        None,
+        None,
+        "docs/guides/cpu-scale.md: 4 × 4 steps of 1,135 tokens / 16 sequences, 2 cores, bf16",
+    ),
     ("avx2", "smollm2-135m"): (87.0, 71.0, None, None, "docs/performance.md, the AVX2 table: 2 cores, fp32"),
-    ("avx512", "smollm2-135m"): (140.0, 71.0, 35 / 133, 48,
-                                 "a phase14d cpu run (docs/performance.md): a 4 × 4 run of 320 sequences ≈ 160 s of training, "
-                                 "133 items evaluated in ≈ 35 s, 2 cores, fp32"),
+    ("avx512", "smollm2-135m"): (
+        140.0,
+        71.0,
+        35 / 133,
+        48,
+        "a phase14d cpu run (docs/performance.md): a 4 × 4 run of 320 sequences ≈ 160 s of training, "
+        "133 items evaluated in ≈ 35 s, 2 cores, fp32",
+    ),
 }
 
 # Metric -> variance components measured on a real study, for power before a study has runs of its own.
 DEFAULT_COMPONENTS = {
-    "agl_awareness": (PowerInputs(run_mean_sd=0.0161, residual_sd=0.0985, interaction_sd=0.185, n_items=133,
-                                  paired_run_mean_sd=0.0109, paired_residual_sd=0.0955),
-                      "phase14d --scale cpu, 12 runs kept (base, v9B, v9C, v9D × 3 seeds; AMX, bf16): SD of a run's "
-                      "mean 0.0161 (0.0109 left after pairing by seed), arm × item SD 0.185, residual SD 0.0985"),
+    "agl_awareness": (
+        PowerInputs(
+            run_mean_sd=0.0161,
+            residual_sd=0.0985,
+            interaction_sd=0.185,
+            n_items=133,
+            paired_run_mean_sd=0.0109,
+            paired_residual_sd=0.0955,
+        ),
+        "phase14d --scale cpu, 12 runs kept (base, v9B, v9C, v9D × 3 seeds; AMX, bf16): SD of a run's "
+        "mean 0.0161 (0.0109 left after pairing by seed), arm × item SD 0.185, residual SD 0.0985",
+    ),
 }
 
 
@@ -104,8 +123,9 @@ def read_store(path: Path | None = None) -> dict:
 def _record_key(rec: dict) -> str | None:
     meta = rec.get("meta") or {}
     choice = meta.get("precision_choice") or {}
-    kind = choice.get("machine_kind") or (f"cuda {meta['device_name']}" if meta.get("device") == "cuda"
-                                          and meta.get("device_name") else None)
+    kind = choice.get("machine_kind") or (
+        f"cuda {meta['device_name']}" if meta.get("device") == "cuda" and meta.get("device_name") else None
+    )
     if not kind or not meta.get("precision") or not meta.get("base"):
         return None
     return machine_key(kind, meta["precision"], meta["base"], (rec.get("config") or {}).get("max_length"))
@@ -131,14 +151,23 @@ def measurements(records: list[tuple[str, dict]]) -> dict[str, dict]:
 
 def _entry(runs: list[tuple[str, dict]]) -> dict:
     """One cache entry from the finished runs of one machine key."""
-    per_seq = [sum(s["tokens"] for s in r["train"]["steps"]) / max(1, sum(s["sequences"] for s in r["train"]["steps"]))
-               for _, r in runs]
+    per_seq = [
+        sum(s["tokens"] for s in r["train"]["steps"]) / max(1, sum(s["sequences"] for s in r["train"]["steps"]))
+        for _, r in runs
+    ]
     # an evaluation served by the eval cache took ~0 s of generation: not a measurement of this machine's speed
-    evals = [r["eval"] for _, r in runs if (r.get("eval") or {}).get("generation_s") and r["eval"].get("n_items")
-             and not r["eval"].get("cached_from")]
-    entry = {"tokens_per_s": statistics.mean(r["train"]["tokens_per_s"] for _, r in runs),
-             "tokens_per_sequence": statistics.mean(per_seq), "runs": len(runs), "study": runs[0][0],
-             "measured": dt.date.today().isoformat()}
+    evals = [
+        r["eval"]
+        for _, r in runs
+        if (r.get("eval") or {}).get("generation_s") and r["eval"].get("n_items") and not r["eval"].get("cached_from")
+    ]
+    entry = {
+        "tokens_per_s": statistics.mean(r["train"]["tokens_per_s"] for _, r in runs),
+        "tokens_per_sequence": statistics.mean(per_seq),
+        "runs": len(runs),
+        "study": runs[0][0],
+        "measured": dt.date.today().isoformat(),
+    }
     overheads = [_overhead(r) for _, r in runs]
     if any(o is not None for o in overheads):
         entry["overhead_s"] = statistics.mean(o for o in overheads if o is not None)
@@ -181,15 +210,21 @@ def throughput_for(kind: str, precision: str, base: str, max_length: int | None,
     entry = store.get(machine_key(kind, precision, base, max_length))
     if isinstance(entry, dict) and entry.get("tokens_per_s") and entry.get("tokens_per_sequence"):
         threads = f", {entry['threads']} thread(s) per run" if entry.get("threads") else ""
-        return Throughput(float(entry["tokens_per_s"]), float(entry["tokens_per_sequence"]),
-                          entry.get("eval_s_per_item"), entry.get("eval_max_new_tokens"),
-                          f"measured on this machine kind ({kind}, {precision}) on {entry.get('measured', '?')} in "
-                          f"study {entry.get('study', '?')} ({entry.get('runs', '?')} runs{threads})", False,
-                          entry.get("overhead_s"))
+        return Throughput(
+            float(entry["tokens_per_s"]),
+            float(entry["tokens_per_sequence"]),
+            entry.get("eval_s_per_item"),
+            entry.get("eval_max_new_tokens"),
+            f"measured on this machine kind ({kind}, {precision}) on {entry.get('measured', '?')} in "
+            f"study {entry.get('study', '?')} ({entry.get('runs', '?')} runs{threads})",
+            False,
+            entry.get("overhead_s"),
+        )
     known = KNOWN.get((kind, base))
     if known:
-        return Throughput(*known[:4], f"ESTIMATE for machine kind {kind}, not measured on this machine: {known[4]}",
-                          True)
+        return Throughput(
+            *known[:4], f"ESTIMATE for machine kind {kind}, not measured on this machine: {known[4]}", True
+        )
     return None
 
 
@@ -213,8 +248,8 @@ def items_for(metric: str, suite_items: list) -> int:
 
 def _rescaled_run_mean_sd(run_mean_sd: float, residual_sd: float, measured_items: int, n_items: int) -> float:
     """A run's mean = training-run effect + the residual averaged over the items: the SD at another item count."""
-    seed_var = max(0.0, run_mean_sd ** 2 - residual_sd ** 2 / measured_items)
-    return (seed_var + residual_sd ** 2 / n_items) ** 0.5
+    seed_var = max(0.0, run_mean_sd**2 - residual_sd**2 / measured_items)
+    return (seed_var + residual_sd**2 / n_items) ** 0.5
 
 
 def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int, pairing: str = "seed"):
@@ -223,11 +258,16 @@ def default_power(metric: str, n_seeds: int, n_items: int, n_tests: int, pairing
     if metric not in DEFAULT_COMPONENTS or n_seeds < 2 or n_items < 1:
         return None
     m, source = DEFAULT_COMPONENTS[metric]
-    inputs = PowerInputs(_rescaled_run_mean_sd(m.run_mean_sd, m.residual_sd, m.n_items, n_items), m.residual_sd,
-                         m.interaction_sd, n_items)
+    inputs = PowerInputs(
+        _rescaled_run_mean_sd(m.run_mean_sd, m.residual_sd, m.n_items, n_items),
+        m.residual_sd,
+        m.interaction_sd,
+        n_items,
+    )
     if pairing == "seed" and m.paired_run_mean_sd is not None and m.paired_residual_sd is not None:  # m.can_pair
-        inputs.paired_run_mean_sd = _rescaled_run_mean_sd(m.paired_run_mean_sd, m.paired_residual_sd, m.n_items,
-                                                          n_items)
+        inputs.paired_run_mean_sd = _rescaled_run_mean_sd(
+            m.paired_run_mean_sd, m.paired_residual_sd, m.n_items, n_items
+        )
         inputs.paired_residual_sd = m.paired_residual_sd
     return power_from(inputs, metric, n_seeds, n_tests), source
 
@@ -243,15 +283,23 @@ def finished_records(specs) -> list[tuple[str, dict]]:
     return out
 
 
-def throughput_of(spec, measured_rate: float | None, measured_per_seq: float | None, store: dict,
-                  max_length: int | None = None) -> Throughput | None:
+def throughput_of(
+    spec, measured_rate: float | None, measured_per_seq: float | None, store: dict, max_length: int | None = None
+) -> Throughput | None:
     """The throughput a run's time is estimated from: this study's finished runs, else the kept measurement of
     this machine kind, else the documented estimate for it. `max_length`: the study's, for the base arm (which
     does not train, but is evaluated at the kept speed)."""
     if measured_rate and measured_per_seq:
         own = _own_measurement(spec)
-        return Throughput(measured_rate, measured_per_seq, own.get("eval_s_per_item"), own.get("eval_max_new_tokens"),
-                          "this study's finished runs", False, own.get("overhead_s"))
+        return Throughput(
+            measured_rate,
+            measured_per_seq,
+            own.get("eval_s_per_item"),
+            own.get("eval_max_new_tokens"),
+            "this study's finished runs",
+            False,
+            own.get("overhead_s"),
+        )
     kind, precision = this_machine(spec.train.precision if spec.train else "auto")
     return throughput_for(kind, precision, spec.base, spec.train.max_length if spec.train else max_length, store)
 
@@ -285,13 +333,16 @@ def repeated_computations(study, specs) -> list[str]:
             configs.setdefault(s.arm, s.train)
     names, lines = list(configs), []
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             if same_computation(configs[a], configs[b]):
-                lines.append(f"note: {a} and {b} compute the same steps (they differ only in micro × accum, the loss "
-                             f"is normalised per {configs[a].loss.normalisation} over the step and both are executed "
-                             "grouped by length): "
-                             f"each seed of {b} is that seed of {a}, number for number — `study run` trains it once and reuses it "
-                             "(record meta.computed_by)")
+                lines.append(
+                    f"note: {a} and {b} compute the same steps (they differ only in micro × accum, the loss "
+                    f"is normalised per {configs[a].loss.normalisation} over the step and both are executed "
+                    "grouped by length): "
+                    f"each seed of {b} is that seed of {a}, number for number — `study run` trains it once and "
+                    "reuses it "
+                    "(record meta.computed_by)"
+                )
     return lines
 
 
@@ -314,33 +365,43 @@ def estimated_seconds(specs, measured_rate: float | None, measured_per_seq: floa
     return total_train, total_eval, total_rest, sources, missing
 
 
-def plan_report(study, specs, measured_rate: float | None, measured_per_seq: float | None,
-                store: dict | None = None, jobs: int = 1) -> list[str]:
+def plan_report(
+    study, specs, measured_rate: float | None, measured_per_seq: float | None, store: dict | None = None, jobs: int = 1
+) -> list[str]:
     """The lines `study plan` prints after its table: estimated time (this study's runs, else this machine
     kind's kept measurement, else the documented estimate) of the runs `jobs` at a time, and the power of the
     design."""
     lines = []
     store = read_store() if store is None else store
-    total_train, total_eval, total_rest, sources, missing = estimated_seconds(specs, measured_rate,
-                                                                             measured_per_seq, store)
+    total_train, total_eval, total_rest, sources, missing = estimated_seconds(
+        specs, measured_rate, measured_per_seq, store
+    )
     for source, t in sources.items():
-        lines.append(f"throughput: {t.tokens_per_s:,.0f} tokens/s, {t.tokens_per_sequence:.0f} tokens per sequence "
-                     f"— {source}")
+        lines.append(
+            f"throughput: {t.tokens_per_s:,.0f} tokens/s, {t.tokens_per_sequence:.0f} tokens per sequence — {source}"
+        )
     if sources:
         est = "ESTIMATED " if any(t.estimate for t in sources.values()) else ""
         todo = sum(1 for s in specs if state_of(s) != "done")
-        parts = [f"training {total_train / 60:.1f} min",
-                 f"evaluation {total_eval / 60:.1f} min" if total_eval else "evaluation (not measured on this "
-                 "machine kind)", f"set-up, held-out loss and export {total_rest / 60:.1f} min" if total_rest else
-                 "set-up (not measured yet)"]
+        parts = [
+            f"training {total_train / 60:.1f} min",
+            f"evaluation {total_eval / 60:.1f} min" if total_eval else "evaluation (not measured on this machine kind)",
+            f"set-up, held-out loss and export {total_rest / 60:.1f} min"
+            if total_rest
+            else "set-up (not measured yet)",
+        ]
         wall = (total_train + total_eval + total_rest) / max(1, jobs)
-        lines.append(f"{est}time of the {todo} runs to do: {' + '.join(parts)} of runs; {jobs} at a time "
-                     f"(--jobs): ≈ {wall / 60:.1f} min of wall time")
+        lines.append(
+            f"{est}time of the {todo} runs to do: {' + '.join(parts)} of runs; {jobs} at a time "
+            f"(--jobs): ≈ {wall / 60:.1f} min of wall time"
+        )
     lines += repeated_computations(study, specs)
     if missing:
         kind, precision = this_machine()
-        lines.append(f"no throughput known for {', '.join(sorted(missing))} on machine kind {kind} ({precision}): run "
-                     "one arm (`ada-slm study run FILE --only ARM --seeds 0`) and it is kept for every later plan")
+        lines.append(
+            f"no throughput known for {', '.join(sorted(missing))} on machine kind {kind} ({precision}): run "
+            "one arm (`ada-slm study run FILE --only ARM --seeds 0`) and it is kept for every later plan"
+        )
     return lines + power_lines(study, specs)
 
 
@@ -357,17 +418,26 @@ def power_lines(study, specs) -> list[str]:
         n_items = items_for(metric, subset(load_suite(specs[0].eval["suite"])[0].items, specs[0].eval.get("limit")))
         found = default_power(metric, len(seeds), n_items, n_tests, study.pairing)
         if found is None:
-            lines.append(f"power: no default variance components for {metric} (and fewer than 2 runs per arm): "
-                         "`ada-slm study power FILE --run-mean-sd …` takes stated ones")
+            lines.append(
+                f"power: no default variance components for {metric} (and fewer than 2 runs per arm): "
+                "`ada-slm study power FILE --run-mean-sd …` takes stated ones"
+            )
             return lines
         pw, source = found[0], "default components: " + found[1]
     i = pw.inputs
-    lines.append(f"power on {metric} from {source}; {i.n_items} items, run-mean SD {i.run_mean_sd:.4f}, α {pw.alpha:.3g} "
-                 f"(first Holm step over {n_tests} question(s)):")
-    lines.append(f"  smallest Δ detected with 80 % power at {pw.n_seeds} runs per arm (this plan"
-                 + (", runs paired by seed" if pw.paired else "") + f"): {pw.detectable[pw.n_seeds]:.4f}; "
-                 + ", ".join(f"{k} runs {v:.4f}" for k, v in pw.detectable.items() if k != pw.n_seeds))
+    lines.append(
+        f"power on {metric} from {source}; {i.n_items} items, run-mean SD {i.run_mean_sd:.4f}, α {pw.alpha:.3g} "
+        f"(first Holm step over {n_tests} question(s)):"
+    )
+    lines.append(
+        f"  smallest Δ detected with 80 % power at {pw.n_seeds} runs per arm (this plan"
+        + (", runs paired by seed" if pw.paired else "")
+        + f"): {pw.detectable[pw.n_seeds]:.4f}; "
+        + ", ".join(f"{k} runs {v:.4f}" for k, v in pw.detectable.items() if k != pw.n_seeds)
+    )
     if pw.detectable_unpaired:
-        lines.append(f"  the same runs unpaired (study `pairing: none`): {pw.detectable_unpaired[pw.n_seeds]:.4f} at "
-                     f"{pw.n_seeds} runs per arm, against {pw.detectable[pw.n_seeds]:.4f} paired by seed")
+        lines.append(
+            f"  the same runs unpaired (study `pairing: none`): {pw.detectable_unpaired[pw.n_seeds]:.4f} at "
+            f"{pw.n_seeds} runs per arm, against {pw.detectable[pw.n_seeds]:.4f} paired by seed"
+        )
     return lines

@@ -31,8 +31,9 @@ DEFAULT_POWER_SEEDS = (3, 5, 8, 12, 20)
 MEDIAN_FIELDS = ("run_mean_sd", "residual_sd", "interaction_sd")
 
 
-def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float | None = None,
-          n_tests: int | None = None) -> Power | None:
+def power(
+    study: Study, arms: dict[str, ArmData], metric: str, min_effect: float | None = None, n_tests: int | None = None
+) -> Power | None:
     """Power of the rule on `metric` from this study's variance components (the median over the trained arms'
     comparisons with the baseline), at the first Holm step of the decision's questions (`n_tests`: those
     asked; default all), in the study's pairing."""
@@ -58,12 +59,14 @@ def power(study: Study, arms: dict[str, ArmData], metric: str, min_effect: float
         inputs.paired_run_mean_sd = float(np.median([i.paired_run_mean_sd for i in paired_found]))
         inputs.paired_residual_sd = float(np.median([i.paired_residual_sd for i in paired_found]))
     n_tests = n_tests or (len(study.decision.questions) if study.decision else 1)
-    return power_from(inputs, metric, ref_y.shape[0], n_tests,
-                      min_effect or (study.decision.min_effect if study.decision else None))
+    return power_from(
+        inputs, metric, ref_y.shape[0], n_tests, min_effect or (study.decision.min_effect if study.decision else None)
+    )
 
 
-def power_from(inputs: PowerInputs, metric: str, n_seeds: int, n_tests: int = 1,
-               min_effect: float | None = None) -> Power:
+def power_from(
+    inputs: PowerInputs, metric: str, n_seeds: int, n_tests: int = 1, min_effect: float | None = None
+) -> Power:
     """Power at these inputs: paired by seed where the inputs hold what pairing leaves (PowerInputs.can_pair),
     with the unpaired figures beside them."""
     alpha = contrasts.ALPHA / max(1, n_tests)

@@ -48,10 +48,15 @@ class StudyDisplay:
         left = sum(1 for v in self.states.values() if v in ("pending", "running", "corrupt"))
         per_run = sum(self.durations) / len(self.durations) if self.durations else None
         eta = f"{left * per_run / self.jobs / 60:.1f} min" if per_run and left else "—"
-        counts = {k: sum(1 for v in self.states.values() if v == k) for k in ("done", "running", "failed",
-                                                                              "corrupt", "pending")}
-        t.caption = (" · ".join(f"{k} {v}" for k, v in counts.items() if v or k != "corrupt") + f" · ETA {eta}"
-                     + (f" · {self.jobs} runs at once" if self.jobs > 1 else ""))
+        counts = {
+            k: sum(1 for v in self.states.values() if v == k)
+            for k in ("done", "running", "failed", "corrupt", "pending")
+        }
+        t.caption = (
+            " · ".join(f"{k} {v}" for k, v in counts.items() if v or k != "corrupt")
+            + f" · ETA {eta}"
+            + (f" · {self.jobs} runs at once" if self.jobs > 1 else "")
+        )
         return t
 
     def changed(self, spec: RunSpec, state: str, detail: str, seconds: float | None) -> None:
@@ -65,8 +70,11 @@ class StudyDisplay:
         elif seconds is not None:  # no terminal (CI logs, pipes): one line per finished run
             self.finished += 1
             why = f": {self.reasons[spec.key]}" if spec.key in self.reasons else ""
-            self.console.print(f"[{self.finished}/{self.todo}] {spec.key} {state} in {seconds:.0f}s{why}",
-                               highlight=False, markup=False)
+            self.console.print(
+                f"[{self.finished}/{self.todo}] {spec.key} {state} in {seconds:.0f}s{why}",
+                highlight=False,
+                markup=False,
+            )
         elif state == "running" and self.jobs > 1:  # runs side by side: say which started, so a log shows them
             running = [s.key for s in self.specs if self.states[s.key] == "running"]
             self.console.print(f"started {spec.key} (running: {', '.join(running)})", highlight=False, markup=False)

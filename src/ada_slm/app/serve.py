@@ -65,6 +65,7 @@ def web_dir() -> Path:
 def create_app(view, allowed_hosts: list[str] | None = None):
     """The Starlette app over a StudyView (or serve_compare.CompareView: the same endpoints). `allowed_hosts`
     guards a loopback server against DNS rebinding (None: any host)."""
+
     class Json(JSONResponse):
         def render(self, content) -> bytes:
             return render_json(content)
@@ -79,8 +80,9 @@ def create_app(view, allowed_hosts: list[str] | None = None):
             seed = None
         detail = view.run(request.path_params["arm"], seed) if seed is not None else None
         if detail is None:
-            return answer({"error": f"no run {request.path_params['arm']}/seed{request.path_params['seed']} "
-                                    f"in {view.label}"}, 404)
+            return answer(
+                {"error": f"no run {request.path_params['arm']}/seed{request.path_params['seed']} in {view.label}"}, 404
+            )
         return answer(detail)
 
     web = web_dir()
@@ -103,8 +105,10 @@ def default_study(results_root: str | Path) -> str:
     names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if len(names) != 1:
         found = f"found {', '.join(names)}" if names else "none yet"
-        raise UserError(f"{root}: name the study to show (a study file, or a shipped study such as phase14d); "
-                        f"study folders under {root}: {found}")
+        raise UserError(
+            f"{root}: name the study to show (a study file, or a shipped study such as phase14d); "
+            f"study folders under {root}: {found}"
+        )
     return names[0]
 
 
@@ -114,8 +118,9 @@ def infer_scale(study: Study, source: str, results_root: str | Path, exports_roo
     on_disk = {}
     for path in (Path(results_root) / study.name).glob(f"*/seed*/{SPEC}"):
         try:
-            on_disk[f"{path.parent.parent.name}/{path.parent.name}"] = read_json(path, MAX_READ_BYTES,
-                                                                                  [Path(results_root)])
+            on_disk[f"{path.parent.parent.name}/{path.parent.name}"] = read_json(
+                path, MAX_READ_BYTES, [Path(results_root)]
+            )
         except UserError:  # a spec that cannot be read says nothing about the scale
             continue
 
@@ -125,9 +130,15 @@ def infer_scale(study: Study, source: str, results_root: str | Path, exports_roo
     best, best_matches = None, 0
     for scale in [None, *study.scale]:
         specs = expand(study, source, scale, results_root=results_root, exports_root=exports_root)
-        matches = sum(1 for s in specs if s.key in on_disk and isinstance(on_disk[s.key], dict)
-                      and strip(on_disk[s.key].get("train")) == strip(s.train.model_dump(mode="json") if s.train is not None else None)
-                      and on_disk[s.key].get("eval") == s.eval)
+        matches = sum(
+            1
+            for s in specs
+            if s.key in on_disk
+            and isinstance(on_disk[s.key], dict)
+            and strip(on_disk[s.key].get("train"))
+            == strip(s.train.model_dump(mode="json") if s.train is not None else None)
+            and on_disk[s.key].get("eval") == s.eval
+        )
         if matches > best_matches:
             best, best_matches = scale, matches
     return best
@@ -142,21 +153,29 @@ def listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except (OSError, OverflowError) as e:  # OverflowError: a port outside 0-65535
         sock.close()
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({getattr(e, 'strerror', None) or e}); "
-                        "choose another --port") from None
+        raise UserError(
+            f"--host {host} --port {port}: cannot listen there ({getattr(e, 'strerror', None) or e}); "
+            "choose another --port"
+        ) from None
     sock.listen(128)  # from here on a request waits in the backlog until the server accepts it
     return sock
 
 
-def serve(study: Study, specs: list[RunSpec], scale: str | None, results_root: str | Path, host: str, port: int,
-          announce=print) -> None:
+def serve(
+    study: Study,
+    specs: list[RunSpec],
+    scale: str | None,
+    results_root: str | Path,
+    host: str,
+    port: int,
+    announce=print,
+) -> None:
     """Serve the page until Ctrl-C. `--port 0` picks a free port; the URL is announced either way."""
     sock = listen(host, port)
     view = StudyView(study, specs, scale, results_root)
     if hasattr(os, "nice"):
         os.nice(10)  # the runner's training gets the CPU first
-    serve_view(view, sock, f"study {study.name} (scale {scale or 'as written'}, results {view.root})", host,
-               announce)
+    serve_view(view, sock, f"study {study.name} (scale {scale or 'as written'}, results {view.root})", host, announce)
 
 
 def serve_view(view, sock: socket.socket, what: str, host: str, announce=print) -> None:

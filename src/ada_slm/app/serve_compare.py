@@ -39,10 +39,16 @@ def analysis_json(result: CompareResult) -> dict:
     neither."""
     a, baseline = result.analysis, result.spec.baseline_arm
     header, cells = compare_report.summary_table(result)
-    arms = [{"arm": name, "baseline": name == baseline, "n_complete": arm.n_complete,
-             "cells": dict(zip(SUMMARY_KEYS, row, strict=True)),
-             "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()}}
-            for (name, arm), row in zip(a.arms.items(), cells, strict=True)]
+    arms = [
+        {
+            "arm": name,
+            "baseline": name == baseline,
+            "n_complete": arm.n_complete,
+            "cells": dict(zip(SUMMARY_KEYS, row, strict=True)),
+            "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()},
+        }
+        for (name, arm), row in zip(a.arms.items(), cells, strict=True)
+    ]
     comparisons: dict[str, dict[str, Any]] = {}
     for name in a.arms:
         if name == baseline:
@@ -53,14 +59,33 @@ def analysis_json(result: CompareResult) -> dict:
             continue
         head, rows = report.comparison_table(a, comp)
         comparisons[name] = {
-            "header": head, "notes": [compare_report.equivalence_note(comp)] if comp.equivalence else [],
-            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row, strict=True)), "delta": interval_cells(c.delta),
-                      "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows, strict=True)]}
+            "header": head,
+            "notes": [compare_report.equivalence_note(comp)] if comp.equivalence else [],
+            "rows": [
+                {
+                    "metric": m,
+                    "cells": dict(zip(COMPARISON_KEYS, row, strict=True)),
+                    "delta": interval_cells(c.delta),
+                    "supported": c.supported,
+                }
+                for (m, c), row in zip(comp.comparisons.items(), rows, strict=True)
+            ],
+        }
     metrics = list(dict.fromkeys(m for arm in a.arms.values() for m in arm.intervals))
-    return {"available": True, "kind": "compare", "metric": a.primary, "baseline": baseline, "metrics": metrics,
-            "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header, strict=True)], "arms": arms,
-            "comparisons": comparisons, "decision": None, "criteria": None,
-            "blocks": _sections(compare_report.render(result), SECTIONS), "errors": []}
+    return {
+        "available": True,
+        "kind": "compare",
+        "metric": a.primary,
+        "baseline": baseline,
+        "metrics": metrics,
+        "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header, strict=True)],
+        "arms": arms,
+        "comparisons": comparisons,
+        "decision": None,
+        "criteria": None,
+        "blocks": _sections(compare_report.render(result), SECTIONS),
+        "errors": [],
+    }
 
 
 class CompareView:
@@ -73,11 +98,23 @@ class CompareView:
         self._analysis["version"] = digest([self._analysis])
         head, rows = compare_report.runs_table(result)
         self._state = {
-            "kind": "compare", "study": spec.name, "description": spec.description.strip(), "scale": None,
-            "results": report_dir or "", "baseline": spec.baseline_arm, "arms": list(result.analysis.arms),
-            "seeds": [], "runs": [], "counts": {}, "runner": None, "compute_left_s": None, "notes": [],
-            "provenance": compare_report.provenance(result), "imported": {"header": head, "rows": rows},
-            "versions": {"curves": None, "analysis": self._analysis["version"]}}
+            "kind": "compare",
+            "study": spec.name,
+            "description": spec.description.strip(),
+            "scale": None,
+            "results": report_dir or "",
+            "baseline": spec.baseline_arm,
+            "arms": list(result.analysis.arms),
+            "seeds": [],
+            "runs": [],
+            "counts": {},
+            "runner": None,
+            "compute_left_s": None,
+            "notes": [],
+            "provenance": compare_report.provenance(result),
+            "imported": {"header": head, "rows": rows},
+            "versions": {"curves": None, "analysis": self._analysis["version"]},
+        }
 
     def state(self) -> dict:
         return self._state

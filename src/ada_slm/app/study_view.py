@@ -132,13 +132,22 @@ def run_state(spec: RunSpec, reader: JsonReader, runner: bool | None, now: float
     if records.is_complete(rec):
         assert rec.eval is not None  # is_complete: it holds the evaluation
         generation_s = rec.eval.generation_s or 0.0
-        return {**out, "state": "complete", "detail": "",
-                "final_val_loss": train.final_val_loss if train else None,
-                "final_train_loss": train.final_train_loss if train else None, "n_items": rec.eval.n_items,
-                "eval_s": generation_s, "seconds": ((train.wall_s if train else None) or 0.0) + generation_s}
+        return {
+            **out,
+            "state": "complete",
+            "detail": "",
+            "final_val_loss": train.final_val_loss if train else None,
+            "final_train_loss": train.final_train_loss if train else None,
+            "n_items": rec.eval.n_items,
+            "eval_s": generation_s,
+            "seconds": ((train.wall_s if train else None) or 0.0) + generation_s,
+        }
     if state in ("complete", "running") and runner is False:
-        return {**out, "state": "interrupted", "detail": "no runner holds the study lock (stopped?): "
-                "`study run` again continues it"}
+        return {
+            **out,
+            "state": "interrupted",
+            "detail": "no runner holds the study lock (stopped?): `study run` again continues it",
+        }
     if state == "complete":
         return {**out, "state": "running", "detail": "trained; evaluating"}
     if state == "running":
@@ -208,18 +217,25 @@ def interval_cells(iv) -> dict:
     return {"mean": iv.mean, "low": iv.low, "high": iv.high, "text": report_doc.ci4(iv)}
 
 
-def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds: dict | None = None,
-                   within: list[Path] | None = None) -> dict:
+def _analysis_json(
+    study: Study, specs: list[RunSpec], scale: str | None, rounds: dict | None = None, within: list[Path] | None = None
+) -> dict:
     """The page's statistics: ONE `analysis.analyse` (what report.md renders), its cells made by report.py's own
     table helpers (summary_table, comparison_table, decision_table, decision_notes) and its other sections by
     report.py's render functions, so the page shows report.md's strings. The only place serve.py touches the
     statistics."""
     a = analyse(study, specs, scale, collect(specs, MAX_READ_BYTES, within))
     header, cells = report.summary_table(a)
-    arms = [{"arm": name, "baseline": name == study.baseline, "n_complete": arm.n_complete,
-             "cells": dict(zip(SUMMARY_KEYS, row, strict=True)),
-             "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()}}
-            for (name, arm), row in zip(a.arms.items(), cells, strict=True)]
+    arms = [
+        {
+            "arm": name,
+            "baseline": name == study.baseline,
+            "n_complete": arm.n_complete,
+            "cells": dict(zip(SUMMARY_KEYS, row, strict=True)),
+            "metrics": {m: interval_cells(iv) for m, iv in arm.intervals.items()},
+        }
+        for (name, arm), row in zip(a.arms.items(), cells, strict=True)
+    ]
     comparisons: dict[str, dict[str, Any]] = {}
     for name, arm in a.arms.items():
         if name == study.baseline:
@@ -229,23 +245,41 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
             comparisons[name] = {"notes": [report.no_comparison_note(arm)], "rows": []}
             continue
         head, rows = report.comparison_table(a, comp)
-        notes = [report.factor_note(comp, name) + report.samples_note(comp.comparisons.get(a.primary)),
-                 report.equivalence_note(a, comp)]
+        notes = [
+            report.factor_note(comp, name) + report.samples_note(comp.comparisons.get(a.primary)),
+            report.equivalence_note(a, comp),
+        ]
         comparisons[name] = {
-            "header": head, "notes": [n for n in notes if n],
-            "rows": [{"metric": m, "cells": dict(zip(COMPARISON_KEYS, row, strict=True)), "delta": interval_cells(c.delta),
-                      "supported": c.supported} for (m, c), row in zip(comp.comparisons.items(), rows, strict=True)]}
+            "header": head,
+            "notes": [n for n in notes if n],
+            "rows": [
+                {
+                    "metric": m,
+                    "cells": dict(zip(COMPARISON_KEYS, row, strict=True)),
+                    "delta": interval_cells(c.delta),
+                    "supported": c.supported,
+                }
+                for (m, c), row in zip(comp.comparisons.items(), rows, strict=True)
+            ],
+        }
     decision = None
     if a.decision:
         head, rows = report_decision.decision_table(a.decision)
-        decision = {"metric": a.decision.metric, "intro": report_decision.decision_intro(a.decision), "header": head,
-                    "questions": [dict(zip(DECISION_KEYS, row, strict=True)) for row in rows],
-                    "notes": report_decision.decision_notes(a)}
+        decision = {
+            "metric": a.decision.metric,
+            "intro": report_decision.decision_intro(a.decision),
+            "header": head,
+            "questions": [dict(zip(DECISION_KEYS, row, strict=True)) for row in rows],
+            "notes": report_decision.decision_notes(a),
+        }
     criteria = None
     if study.criteria:  # report.md's "Success criteria" table, judged by the same function
         head, rows = report_decision.criteria_table(a)
-        criteria = {"intro": report_decision.CRITERIA_INTRO, "header": head,
-                    "rows": [dict(zip(CRITERIA_KEYS, row, strict=True)) for row in rows]}
+        criteria = {
+            "intro": report_decision.CRITERIA_INTRO,
+            "header": head,
+            "rows": [dict(zip(CRITERIA_KEYS, row, strict=True)) for row in rows],
+        }
     doc = report_doc.Doc()  # the report's remaining sections, read back from its own renderer
     report.render_designs(doc, a)
     report_decision.render_power(doc, a)
@@ -254,10 +288,19 @@ def _analysis_json(study: Study, specs: list[RunSpec], scale: str | None, rounds
     if why:
         errors.append(f"{ROUNDS}: {why}: the adaptive rounds are not shown")
     present = [m for m in (*METRICS, *RUN_METRICS) if any(m in arm.intervals for arm in a.arms.values())]
-    return {"metric": a.primary, "baseline": study.baseline, "metrics": present, "answer": answer_lines(a),
-            "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header, strict=True)], "arms": arms,
-            "comparisons": comparisons, "decision": decision, "criteria": criteria, "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
-            "errors": errors}
+    return {
+        "metric": a.primary,
+        "baseline": study.baseline,
+        "metrics": present,
+        "answer": answer_lines(a),
+        "summary_header": [[k, h] for k, h in zip(SUMMARY_KEYS, header, strict=True)],
+        "arms": arms,
+        "comparisons": comparisons,
+        "decision": decision,
+        "criteria": criteria,
+        "blocks": [list(b) for b in doc.blocks if b[0] != "img"],
+        "errors": errors,
+    }
 
 
 # ------------------------------------------------------------------------------------------ the view
@@ -293,20 +336,33 @@ class StudyView:
         now = time.time()
         runner = runner_holds_lock(self.root / ".lock")
         runs = [run_state(s, self.reader, runner, now) for s in self.specs]
-        counts = {k: sum(1 for r in runs if r["state"] == k) for k in
-                  ("complete", "running", "pending", "failed", "interrupted", "unreadable")}
+        counts = {
+            k: sum(1 for r in runs if r["state"] == k)
+            for k in ("complete", "running", "pending", "failed", "interrupted", "unreadable")
+        }
         notes = []
         if not self.root.is_dir():
             notes.append(f"{self.root} does not exist yet: no run of this study has started.")
         elif not counts["complete"]:
             notes.append("No finished run yet: the metrics, the comparison and the decision appear as runs finish.")
-        return {"study": self.study.name, "description": self.study.description.strip(), "scale": self.scale,
-                "results": str(self.root), "baseline": self.study.baseline,
-                "arms": list(dict.fromkeys(s.arm for s in self.specs)),
-                "seeds": sorted({s.seed for s in self.specs}), "runs": runs, "counts": counts, "runner": runner,
-                "compute_left_s": _compute_left(runs), "notes": notes,
-                "versions": {"curves": digest([(s.key, _stamp(s.run_dir / RECORD)) for s in self.specs]),
-                             "analysis": self._analysis_version()[1]}}
+        return {
+            "study": self.study.name,
+            "description": self.study.description.strip(),
+            "scale": self.scale,
+            "results": str(self.root),
+            "baseline": self.study.baseline,
+            "arms": list(dict.fromkeys(s.arm for s in self.specs)),
+            "seeds": sorted({s.seed for s in self.specs}),
+            "runs": runs,
+            "counts": counts,
+            "runner": runner,
+            "compute_left_s": _compute_left(runs),
+            "notes": notes,
+            "versions": {
+                "curves": digest([(s.key, _stamp(s.run_dir / RECORD)) for s in self.specs]),
+                "analysis": self._analysis_version()[1],
+            },
+        }
 
     def curves(self) -> dict:
         out = {}
@@ -326,15 +382,26 @@ class StudyView:
             else:
                 try:
                     rounds, rounds_err = self.reader.read(self.root / ROUNDS)  # an adaptive study's history
-                    result = {"available": True, **_analysis_json(self.study, self.specs, self.scale, rounds,
-                                                                  self.within)}
+                    result = {
+                        "available": True,
+                        **_analysis_json(self.study, self.specs, self.scale, rounds, self.within),
+                    }
                     if rounds_err:
                         result["errors"].append(f"{rounds_err}: the adaptive rounds are not shown")
                 except UserError as e:
                     result = {"available": False, "reason": f"The finished runs cannot be analysed: {e}"}
-                except (KeyError, TypeError, ValueError, AttributeError, IndexError, AssertionError) as e:  # data no run wrote
-                    result = {"available": False, "reason": "The finished runs cannot be analysed: "
-                                                            f"{type(e).__name__} {e}"}
+                except (
+                    KeyError,
+                    TypeError,
+                    ValueError,
+                    AttributeError,
+                    IndexError,
+                    AssertionError,
+                ) as e:  # data no run wrote
+                    result = {
+                        "available": False,
+                        "reason": f"The finished runs cannot be analysed: {type(e).__name__} {e}",
+                    }
             result["version"] = version
             self._analysis = (version, result)
             return result
@@ -351,11 +418,18 @@ class StudyView:
             if isinstance(record.get("train"), dict):
                 record["train"] = {k: v for k, v in record["train"].items() if k not in ("steps", "val")}
         items, items_err = _eval_rows(spec.run_dir / EVAL, self.within)
-        return {"key": spec.key, "arm": arm, "seed": seed, "run_dir": str(spec.run_dir),
-                "state": run_state(spec, self.reader, runner_holds_lock(self.root / ".lock"), time.time()),
-                # what the runner was given (spec.json) where it has started, else what it will be given
-                "config": on_disk.get("train") if on_disk else spec.train and spec.train.model_dump(mode="json"),
-                "base": spec.base, "eval_settings": spec.eval, "record": record,
-                "errors": [e for e in (rec_err, spec_err, items_err) if e],
-                "curve": _curve(rec), "items": items}
-
+        return {
+            "key": spec.key,
+            "arm": arm,
+            "seed": seed,
+            "run_dir": str(spec.run_dir),
+            "state": run_state(spec, self.reader, runner_holds_lock(self.root / ".lock"), time.time()),
+            # what the runner was given (spec.json) where it has started, else what it will be given
+            "config": on_disk.get("train") if on_disk else spec.train and spec.train.model_dump(mode="json"),
+            "base": spec.base,
+            "eval_settings": spec.eval,
+            "record": record,
+            "errors": [e for e in (rec_err, spec_err, items_err) if e],
+            "curve": _curve(rec),
+            "items": items,
+        }

@@ -35,8 +35,9 @@ def _metric_mean(record: records.RunRecord, metric: str) -> float:
     return record.eval.metrics[metric]["mean"] or 0.0
 
 
-def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, results: Path,
-               exports: Path) -> tuple[str, str | None, int]:
+def from_study(
+    study_file: str, arm: str, seed: int | None, scale: str | None, results: Path, exports: Path
+) -> tuple[str, str | None, int]:
     """(base, adapter dir, seed) of a study arm: the given seed, or the seed with the best decision metric."""
     study = load_study(study_file)
     specs = expand(study, study_file, scale, None, None, results, exports)
@@ -48,8 +49,11 @@ def from_study(study_file: str, arm: str, seed: int | None, scale: str | None, r
     if seed is not None:
         done = [(s, r) for s, r in done if s.seed == seed]
     if not done:
-        raise UserError(f"{study.name}/{arm}: no finished run" + (f" for seed {seed}" if seed is not None else "")
-                        + " (run `ada-slm study run` first)")
+        raise UserError(
+            f"{study.name}/{arm}: no finished run"
+            + (f" for seed {seed}" if seed is not None else "")
+            + " (run `ada-slm study run` first)"
+        )
     metric = study.decision.metric if study.decision else "agl_awareness"
     spec, record = max(done, key=lambda sr: (_metric_mean(sr[1], metric), -sr[0].seed))
     return spec.base, records.adapter_dir(record), spec.seed
@@ -95,10 +99,16 @@ def chat(model, tokenizer, read_line, write, max_new_tokens: int, temperature: f
         text = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
         ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]], device=device)
         streamer = _Stream(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                             streamer=streamer, **sampling_kwargs(temperature, top_p))
-        answer = tokenizer.decode(out[0, ids.size(1):], skip_special_tokens=True).strip()
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            streamer=streamer,
+            **sampling_kwargs(temperature, top_p),
+        )
+        answer = tokenizer.decode(out[0, ids.size(1) :], skip_special_tokens=True).strip()
         history.append({"role": "assistant", "content": answer})
 
 
@@ -119,7 +129,7 @@ def read_prompts(path: str | Path) -> list[dict]:
                     messages = messages[:-1]  # a training example: generate the answer
                 out.append({"id": item_id, "messages": messages})
             else:
-                raise UserError(f"{path}:{lineno}: expected a non-empty \"prompt\" or \"messages\"")
+                raise UserError(f'{path}:{lineno}: expected a non-empty "prompt" or "messages"')
     else:
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():

@@ -70,16 +70,26 @@ def save_checkpoint(loop, record: RunRecord, step: int, wall: float) -> None:
     are stored as the plain dicts record.json holds (checkpoints of earlier versions hold the same)."""
     from peft import get_peft_model_state_dict  # heavy: loaded by a run that checkpoints, not on import
 
-    _atomic_torch_save({
-        "step": step, "wall_s": wall, "fingerprint": _config_fingerprint(loop.cfg),
-        "execution": list(loop.execution) if loop.execution is not None else [],  # []: as configured
-        "lora": get_peft_model_state_dict(loop.model), "optimizer": loop.optimizer.state_dict(),
-        "scheduler": loop.scheduler.state_dict(),
-        "steps": [s.model_dump(exclude_unset=True) for s in train_section(record).steps],
-        "val": [v.model_dump(exclude_unset=True) for v in train_section(record).val],
-        "rng": {"torch": torch.get_rng_state(), "python": _python_rng_state(), "numpy": _numpy_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if loop.device.type == "cuda" else None},
-    }, loop.ckpt_path)
+    _atomic_torch_save(
+        {
+            "step": step,
+            "wall_s": wall,
+            "fingerprint": _config_fingerprint(loop.cfg),
+            "execution": list(loop.execution) if loop.execution is not None else [],  # []: as configured
+            "lora": get_peft_model_state_dict(loop.model),
+            "optimizer": loop.optimizer.state_dict(),
+            "scheduler": loop.scheduler.state_dict(),
+            "steps": [s.model_dump(exclude_unset=True) for s in train_section(record).steps],
+            "val": [v.model_dump(exclude_unset=True) for v in train_section(record).val],
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": _python_rng_state(),
+                "numpy": _numpy_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if loop.device.type == "cuda" else None,
+            },
+        },
+        loop.ckpt_path,
+    )
 
 
 def restore_checkpoint(loop, record: RunRecord) -> tuple[int, float]:
@@ -91,8 +101,10 @@ def restore_checkpoint(loop, record: RunRecord) -> tuple[int, float]:
         # cannot run code on --resume (the RNG states are stored as plain lists for this)
         state = torch.load(loop.ckpt_path, weights_only=True)
     except Exception as e:  # torch.load fails in many types (pickle, zip, EOF, runtime): all mean "damaged"
-        raise UserError(f"{loop.ckpt_path}: damaged checkpoint, or one holding more than tensors and plain data "
-                        f"({type(e).__name__}); delete it to start the run over") from None
+        raise UserError(
+            f"{loop.ckpt_path}: damaged checkpoint, or one holding more than tensors and plain data "
+            f"({type(e).__name__}); delete it to start the run over"
+        ) from None
     if not isinstance(state, dict) or not CHECKPOINT_KEYS <= set(state):
         raise UserError(f"{loop.ckpt_path}: not a checkpoint of ada-slm; delete it to start the run over")
     if state["fingerprint"] != _config_fingerprint(loop.cfg):

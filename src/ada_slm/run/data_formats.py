@@ -47,8 +47,7 @@ FORMATS = {  # format -> the fields that identify it
     "text": ("text",),
 }
 ROLES = ("system", "user", "assistant")
-SHAREGPT_SPEAKERS = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                     "system": "system"}
+SHAREGPT_SPEAKERS = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 FILE_KINDS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 UNKNOWN = "unknown"
 
@@ -58,16 +57,19 @@ class RowError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ sources
-def read_records(source: str, split: str = "train", columns: dict | None = None,
-                 split_field: str = "data.split") -> list[tuple[str, dict]]:
+def read_records(
+    source: str, split: str = "train", columns: dict | None = None, split_field: str = "data.split"
+) -> list[tuple[str, dict]]:
     """(where, example) for every example of one split of a source, with `columns` renamed to our fields.
     `where` is FILE:LINE for JSON lines, 'SOURCE row N' (1-based) for everything read through `datasets`."""
     path = Path(source).expanduser()
     kind = FILE_KINDS.get(path.suffix.lower())
     if path.is_file():
         if kind is None:
-            raise UserError(f"{source}: unknown kind of file '{path.suffix}' (read: {', '.join(FILE_KINDS)}, "
-                            "a save_to_disk or data folder, or a Hub dataset id)")
+            raise UserError(
+                f"{source}: unknown kind of file '{path.suffix}' (read: {', '.join(FILE_KINDS)}, "
+                "a save_to_disk or data folder, or a Hub dataset id)"
+            )
         splits: dict[str, Any] = {"train": None}  # None: the file itself
     elif path.is_dir():
         splits = _folder_splits(path, source)
@@ -88,8 +90,9 @@ def read_records(source: str, split: str = "train", columns: dict | None = None,
         dataset, name = _read_file(path, kind), source
     for field, column in (columns or {}).items():
         if column not in dataset.column_names:
-            raise UserError(f"{source}: data.columns.{field}: no column {column!r} "
-                            f"(columns: {', '.join(dataset.column_names)})")
+            raise UserError(
+                f"{source}: data.columns.{field}: no column {column!r} (columns: {', '.join(dataset.column_names)})"
+            )
     return _renamed([(f"{name} row {i}", row) for i, row in enumerate(dataset.to_list(), 1)], columns or {})
 
 
@@ -101,8 +104,9 @@ def _renamed(records: list[tuple[str, dict]], columns: dict) -> list[tuple[str, 
     for where, obj in records:
         for field, column in columns.items():
             if column not in obj:
-                raise UserError(f"{where}: data.columns.{field}: no field {column!r} "
-                                f"(fields: {', '.join(obj) or 'none'})")
+                raise UserError(
+                    f"{where}: data.columns.{field}: no field {column!r} (fields: {', '.join(obj) or 'none'})"
+                )
         renamed = {k: v for k, v in obj.items() if k not in columns}
         renamed.update({field: obj[column] for field, column in columns.items()})
         out.append((where, renamed))
@@ -148,9 +152,15 @@ def _read_file(path: Path, kind: str):
     text = read_utf8(path)  # pandas would name neither the line nor the byte
     header = next(csv.reader(io.StringIO(text)), [])
     # every cell is text: pandas would turn an answer column of numbers into integers
-    return _datasets_call(str(path), lambda ds: ds.load_dataset(
-        "csv", data_files=str(path), split="train",
-        features=ds.Features({name: ds.Value("string") for name in header})))
+    return _datasets_call(
+        str(path),
+        lambda ds: ds.load_dataset(
+            "csv",
+            data_files=str(path),
+            split="train",
+            features=ds.Features({name: ds.Value("string") for name in header}),
+        ),
+    )
 
 
 def _folder_splits(folder: Path, source: str) -> dict:
@@ -169,9 +179,11 @@ def _hub_snapshot(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
-        raise UserError(f"{repo_id}: no such file or folder, and not a dataset in the local Hugging Face cache "
-                        f"(ada-slm never downloads at run time): fetch it with `hf download --repo-type dataset "
-                        f"{repo_id}`") from None
+        raise UserError(
+            f"{repo_id}: no such file or folder, and not a dataset in the local Hugging Face cache "
+            f"(ada-slm never downloads at run time): fetch it with `hf download --repo-type dataset "
+            f"{repo_id}`"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------------ formats
@@ -186,17 +198,21 @@ def detect(obj: dict) -> str:
     if found:
         return (chat or found)[0]
     if {"chosen", "rejected"} & present:
-        raise RowError("preference data (chosen/rejected) is for a preference trainer such as DPO; ada-slm "
-                       "trains on demonstrations: keep the chosen answer as the completion")
+        raise RowError(
+            "preference data (chosen/rejected) is for a preference trainer such as DPO; ada-slm "
+            "trains on demonstrations: keep the chosen answer as the completion"
+        )
     for fmt, keys in FORMATS.items():
         have = [k for k in keys if k in present]
         if have:
             missing = next(k for k in keys if k not in present)
             absent = f"'{missing}' is null" if missing in obj else f"no '{missing}'"
             raise RowError(f"has '{have[0]}' but {absent} (the {fmt} format needs both)")
-    raise RowError(f"no known format (fields: {', '.join(sorted(present)) or 'none'}); expected messages, "
-                   "conversations, prompt + completion, instruction + output, or text with data.format: text (other "
-                   "column names: map them with data.columns)")
+    raise RowError(
+        f"no known format (fields: {', '.join(sorted(present)) or 'none'}); expected messages, "
+        "conversations, prompt + completion, instruction + output, or text with data.format: text (other "
+        "column names: map them with data.columns)"
+    )
 
 
 def _turn(m, label: str) -> tuple[dict, bool]:
@@ -268,12 +284,16 @@ def _conversation(obj: dict, fmt: str) -> list[tuple[dict, bool, str]]:
         raise RowError("field 'history' must be a list of [instruction, answer] pairs")
     turns = _system(obj)
     for i, (query, answer) in enumerate(history):
-        turns += [(*_turn({"role": "user", "content": query}, f"history[{i}][0]"), f"history[{i}][0]"),
-                  (*_turn({"role": "assistant", "content": answer}, f"history[{i}][1]"), f"history[{i}][1]")]
+        turns += [
+            (*_turn({"role": "user", "content": query}, f"history[{i}][0]"), f"history[{i}][0]"),
+            (*_turn({"role": "assistant", "content": answer}, f"history[{i}][1]"), f"history[{i}][1]"),
+        ]
     extra = _text(obj, "input", optional=True)
     prompt = _text(obj, "instruction") + ("\n" + extra if extra.strip() else "")  # LLaMA-Factory's joining
-    return turns + [(*_turn({"role": "user", "content": prompt}, "instruction"), "instruction"),
-                    (*_turn({"role": "assistant", "content": obj["output"]}, "output"), "output")]
+    return turns + [
+        (*_turn({"role": "user", "content": prompt}, "instruction"), "instruction"),
+        (*_turn({"role": "assistant", "content": obj["output"]}, "output"), "output"),
+    ]
 
 
 def _check_conversation(turns: list[tuple[dict, bool, str]]) -> None:
@@ -286,8 +306,9 @@ def _check_conversation(turns: list[tuple[dict, bool, str]]) -> None:
         if m["role"] == "assistant" and "user" not in roles[:i]:
             raise RowError(f"{label}: an assistant turn before any user turn")
     if roles[-1] != "assistant":
-        raise RowError(f"the conversation ends on a {roles[-1]} turn ({turns[-1][2]}); the last must be the "
-                       "assistant's")
+        raise RowError(
+            f"the conversation ends on a {roles[-1]} turn ({turns[-1][2]}); the last must be the assistant's"
+        )
     if not any(trained for _, trained, _ in turns):
         raise RowError("no assistant turn carries loss (every one has weight 0)")
 
@@ -326,8 +347,9 @@ def examples(records: list[tuple[str, dict]], fmt: str = "auto") -> Iterator[tup
         try:
             found = fmt if fmt != "auto" else detect(obj)
             if found == "text" and fmt == "auto":
-                raise RowError("a plain 'text' example: set data.format: text to train on every token "
-                               "(language modelling)")
+                raise RowError(
+                    "a plain 'text' example: set data.format: text to train on every token (language modelling)"
+                )
             if first and found != first[0]:
                 raise RowError(f"a {found} example in a {first[0]} file ({first[1]}); one format per file")
             first = first or (found, where)

@@ -21,8 +21,9 @@ from ada_slm.run.data_formats import RowError, examples, read_records
 IGNORE = -100
 
 
-def read_rows(source: str, fmt: str = "auto", columns: dict | None = None, split: str = "train",
-              split_field: str = "data.split") -> tuple[list[dict], str]:
+def read_rows(
+    source: str, fmt: str = "auto", columns: dict | None = None, split: str = "train", split_field: str = "data.split"
+) -> tuple[list[dict], str]:
     """(rows, format) of one split of a source; the first bad example is a UserError naming where it is."""
     rows, found = [], fmt
     for where, row, row_format in examples(read_records(source, split, columns, split_field), fmt):
@@ -35,16 +36,22 @@ def read_rows(source: str, fmt: str = "auto", columns: dict | None = None, split
     return rows, found
 
 
-def validate(source: str, fmt: str = "auto", columns: dict | None = None, split: str = "train",
-             check_agl: bool = True) -> tuple[int, list[str], str]:
+def validate(
+    source: str, fmt: str = "auto", columns: dict | None = None, split: str = "train", check_agl: bool = True
+) -> tuple[int, list[str], str]:
     """(examples, problems as 'WHERE: reason', what was checked). A corpus of the AGL builder (chat messages,
     every category one of AGL.md's) is held to the builder's schema (id, category, lang) and, with
     `check_agl`, every answer must parse as AGL; any other corpus to the rules of its format. Explicit ids
     must be unique in both."""
     records = read_records(source, split, columns, "--split")
     categories = {obj.get("category") for _, obj in records} - {None}
-    agl = (fmt == "auto" and not columns and categories and categories <= set(CATEGORIES)
-           and all("messages" in obj for _, obj in records))
+    agl = (
+        fmt == "auto"
+        and not columns
+        and categories
+        and categories <= set(CATEGORIES)
+        and all("messages" in obj for _, obj in records)
+    )
     problems, trained, formats = [], 0, set()
     if agl:
         for where, obj in records:
@@ -151,10 +158,12 @@ def chat_tokens(row: dict, tokenizer) -> tuple[list[int], list[int]]:
     for i in (i for i in range(last + 1) if messages[i]["role"] == "assistant"):
         prefix = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
         if not prefix.startswith(rendered):
-            raise UserError(f"example {row.get('id')}: the model's chat template does not render an assistant "
-                            f"turn as its text followed by {eos!r}, so the loss of turn {i} cannot be masked; "
-                            "train this model on single-turn examples")
-        context = tokenizer(prefix[len(rendered):], add_special_tokens=False)["input_ids"]
+            raise UserError(
+                f"example {row.get('id')}: the model's chat template does not render an assistant "
+                f"turn as its text followed by {eos!r}, so the loss of turn {i} cannot be masked; "
+                "train this model on single-turn examples"
+            )
+        context = tokenizer(prefix[len(rendered) :], add_special_tokens=False)["input_ids"]
         answer = tokenizer(messages[i]["content"], add_special_tokens=False)["input_ids"] + [eos_id]
         ids += context + answer
         labels += [IGNORE] * len(context) + (answer if train_on[i] else [IGNORE] * len(answer))

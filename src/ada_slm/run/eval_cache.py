@@ -84,10 +84,13 @@ def _config_dict(config) -> dict:
 
 def model_identity(model) -> dict:
     generation_config = getattr(model, "generation_config", None)
-    return {"class": type(model).__name__, "weights_sha256": weights_sha256(model),
-            "dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()}),
-            "config_sha256": _sha256_json(_config_dict(model.config)),
-            "generation_config_sha256": _sha256_json(generation_config.to_dict()) if generation_config else None}
+    return {
+        "class": type(model).__name__,
+        "weights_sha256": weights_sha256(model),
+        "dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()}),
+        "config_sha256": _sha256_json(_config_dict(model.config)),
+        "generation_config_sha256": _sha256_json(generation_config.to_dict()) if generation_config else None,
+    }
 
 
 def device_identity(model) -> dict:
@@ -98,8 +101,11 @@ def device_identity(model) -> dict:
     else:  # fp32 matmul kernels and the split of reductions differ by CPU kind and thread count
         out["machine_kind"] = hardware.machine_kind()
         out["threads"] = torch.get_num_threads()
-    out["autocast"] = str(torch.get_autocast_dtype(device.type)).removeprefix("torch.") \
-        if torch.is_autocast_enabled(device.type) else None
+    out["autocast"] = (
+        str(torch.get_autocast_dtype(device.type)).removeprefix("torch.")
+        if torch.is_autocast_enabled(device.type)
+        else None
+    )
     return out
 
 
@@ -139,12 +145,20 @@ class EvalCache:
 
     def material(self, model, tokenizer, item_ids: list[str], input_ids: list[list[int]], settings) -> dict:
         """Everything the key is made of (stored with the entry and compared in full on every read)."""
-        return {"format": ENTRY_FORMAT, "code": {"generation_version": self.code_version, **self.libraries},
-                "model": model_identity(model), "device": device_identity(model),
-                "prompts": {"item_ids_sha256": _sha256_json(item_ids), "input_ids_sha256": _sha256_json(input_ids),
-                            "n": len(item_ids), "eos_token_id": tokenizer.eos_token_id,
-                            "pad_token_id": tokenizer.pad_token_id},
-                "generation": generation_identity(settings)}
+        return {
+            "format": ENTRY_FORMAT,
+            "code": {"generation_version": self.code_version, **self.libraries},
+            "model": model_identity(model),
+            "device": device_identity(model),
+            "prompts": {
+                "item_ids_sha256": _sha256_json(item_ids),
+                "input_ids_sha256": _sha256_json(input_ids),
+                "n": len(item_ids),
+                "eos_token_id": tokenizer.eos_token_id,
+                "pad_token_id": tokenizer.pad_token_id,
+            },
+            "generation": generation_identity(settings),
+        }
 
     @staticmethod
     def key(material: dict) -> str:
@@ -184,14 +198,25 @@ class EvalCache:
 
     def store(self, material: dict, outputs: list[list[list[int]]], generated_by: str, generation_s: float) -> str:
         key = self.key(material)
-        atomic_write_text(self.path(key), json.dumps({
-            "key": key, "material": material, "generated_by": generated_by,
-            "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            # where it came from: the checksum is not keyed, so an entry is as trustworthy as whoever can write
-            # the folder (docs/guides/safety.md) — the origin says which machine and user wrote it
-            "origin": {"host": platform.node(), "user": _user()},
-            "generation_s": generation_s, "outputs_sha256": _sha256_json(outputs), "outputs": outputs},
-            ensure_ascii=False) + "\n")
+        atomic_write_text(
+            self.path(key),
+            json.dumps(
+                {
+                    "key": key,
+                    "material": material,
+                    "generated_by": generated_by,
+                    "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                    # where it came from: the checksum is not keyed, so an entry is as trustworthy as whoever can write
+                    # the folder (docs/guides/safety.md) — the origin says which machine and user wrote it
+                    "origin": {"host": platform.node(), "user": _user()},
+                    "generation_s": generation_s,
+                    "outputs_sha256": _sha256_json(outputs),
+                    "outputs": outputs,
+                },
+                ensure_ascii=False,
+            )
+            + "\n",
+        )
         return key
 
     def label(self, out_dir: str | Path) -> str:
@@ -234,8 +259,11 @@ def _entry_problem(raw, key: str, material: dict) -> str | None:
         return "not a cache entry"
     if raw.get("key") != key or raw.get("material") != material:
         return "stored for another key"
-    if not isinstance(raw.get("generated_by"), str) or not isinstance(raw.get("generated_at"), str) \
-            or not isinstance(raw.get("generation_s"), (int, float)):
+    if (
+        not isinstance(raw.get("generated_by"), str)
+        or not isinstance(raw.get("generated_at"), str)
+        or not isinstance(raw.get("generation_s"), (int, float))
+    ):
         return "incomplete entry"
     outputs = raw.get("outputs")
     samples = material["generation"].get("samples", 1)
@@ -266,14 +294,19 @@ def rescore(out_dir: str | Path, summary: dict) -> dict:
         item = items.get(row["id"])
         if item is None or item.prompt != row.get("prompt"):
             what = "is not in" if item is None else "has another prompt in"
-            raise UserError(f"{path}:{lineno}: item {row['id']!r} {what} {suite_path} now; its output cannot be "
-                            "rescored (evaluate the run again)")
+            raise UserError(
+                f"{path}:{lineno}: item {row['id']!r} {what} {suite_path} now; its output cannot be "
+                "rescored (evaluate the run again)"
+            )
         rows.append(ev.item_row(item, row["output"], row.get("sample")))
     if not rows:
         raise UserError(f"{path}: no evaluated items to rescore")
     settings = suites.GenerationSettings.model_validate(summary["generation"])
-    new = {**summary, **ev.score_rows(rows, settings),
-           "rescored_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    new = {
+        **summary,
+        **ev.score_rows(rows, settings),
+        "rescored_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
     write_jsonl(path, rows)
     if (out_dir / "eval_summary.json").is_file():
         write_json(out_dir / "eval_summary.json", new)

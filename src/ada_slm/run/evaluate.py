@@ -41,8 +41,9 @@ def render_prompt(tokenizer, prompt: str | list[dict], chat_template: bool) -> s
     if isinstance(prompt, list):
         return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     if chat_template:
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
     return prompt
 
 
@@ -53,16 +54,18 @@ def encode_prompts(tokenizer, prompts: Sequence[str | list[dict]], chat_template
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None,
-             sample_index: int = 0) -> list[str]:
+def generate(
+    model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None, sample_index: int = 0
+) -> list[str]:
     """Completions of `prompts` as text (special tokens removed, whitespace stripped)."""
     ids = generate_ids(model, tokenizer, prompts, settings, progress, sample_index)
     return [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
 
 
 @torch.no_grad()
-def generate_ids(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None,
-                 sample_index: int = 0) -> list[list[int]]:
+def generate_ids(
+    model, tokenizer, prompts: list[str], settings: GenerationSettings, progress=None, sample_index: int = 0
+) -> list[list[int]]:
     """New-token ids for `prompts` (up to and including end-of-turn), batched `settings.batch_size` at a
     time (left-padded); trailing padding removed."""
     device = next(model.parameters()).device
@@ -82,13 +85,23 @@ def generate_ids(model, tokenizer, prompts: list[str], settings: GenerationSetti
         sampling = {}
         if settings.mode == "seed":  # seeded per batch, so a rerun draws the same samples
             torch.manual_seed(settings.seed * 1_000_003 + sample_index * 10_007 + start)
-            sampling = {"do_sample": True, "temperature": settings.temperature,
-                        "repetition_penalty": settings.repetition_penalty, "top_k": 0, "top_p": 1.0}
+            sampling = {
+                "do_sample": True,
+                "temperature": settings.temperature,
+                "repetition_penalty": settings.repetition_penalty,
+                "top_k": 0,
+                "top_p": 1.0,
+            }
         else:
             sampling = {"do_sample": False}
         generated = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=settings.max_new_tokens,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id, use_cache=True, **sampling,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=settings.max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=pad_id,
+            use_cache=True,
+            **sampling,
         )
         for row, i in enumerate(batch):
             new = generated[row, width:].tolist()
@@ -127,8 +140,14 @@ def bootstrap_ci(values: list[float], seed: int = 0, n_resamples: int = 2000) ->
     arr = np.asarray(values, dtype=float)
     if np.all(arr == arr[0]):
         return float(arr[0]), float(arr[0])
-    res = bootstrap((arr,), np.mean, confidence_level=0.95, n_resamples=n_resamples, method="percentile",
-                    random_state=np.random.default_rng(seed))
+    res = bootstrap(
+        (arr,),
+        np.mean,
+        confidence_level=0.95,
+        n_resamples=n_resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -138,8 +157,12 @@ def summarize(rows: list[dict], metric_names=METRICS, key: str = "metrics") -> d
     for m in metric_names:
         vals = [r[key][m] for r in rows if r[key].get(m) is not None]
         ci = bootstrap_ci(vals)
-        out["metrics"][m] = {"mean": float(np.mean(vals)) if vals else None, "n": len(vals),
-                             "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
+        out["metrics"][m] = {
+            "mean": float(np.mean(vals)) if vals else None,
+            "n": len(vals),
+            "ci_low": ci[0] if ci else None,
+            "ci_high": ci[1] if ci else None,
+        }
     for lang in sorted({r["lang"] for r in rows}):
         sub = [r for r in rows if r["lang"] == lang]
         out["by_lang"][lang] = {"n": len(sub)}
@@ -177,9 +200,12 @@ def _sampling_spread(rows: list[dict], samples: int) -> dict:
                 vals = [r[key][m] for r in rows if r.get("sample") == k and r[key][m] is not None]
                 means.append(float(np.mean(vals)) if vals else None)
             valid = [v for v in means if v is not None]
-            out[key][m] = {"per_sample_means": means,
-                           "sd": float(np.std(valid, ddof=1)) if len(valid) > 1 else None,
-                           "min": min(valid) if valid else None, "max": max(valid) if valid else None}
+            out[key][m] = {
+                "per_sample_means": means,
+                "sd": float(np.std(valid, ddof=1)) if len(valid) > 1 else None,
+                "min": min(valid) if valid else None,
+                "max": max(valid) if valid else None,
+            }
     return out
 
 
@@ -199,18 +225,22 @@ def load_model(base: str, adapter: str | None):
 
 
 def _generate_samples(model, tokenizer, prompts: list[str], settings: GenerationSettings, progress) -> list:
-    return [generate_ids(model, tokenizer, prompts, settings, progress=progress, sample_index=k)
-            for k in range(settings.samples if settings.mode == "seed" else 1)]
+    return [
+        generate_ids(model, tokenizer, prompts, settings, progress=progress, sample_index=k)
+        for k in range(settings.samples if settings.mode == "seed" else 1)
+    ]
 
 
-def _cached_or_generated(model, tokenizer, items: list[SuiteItem], settings: GenerationSettings, out_dir: Path,
-                         progress, cache) -> tuple[list, dict | None, str | None]:
+def _cached_or_generated(
+    model, tokenizer, items: list[SuiteItem], settings: GenerationSettings, out_dir: Path, progress, cache
+) -> tuple[list, dict | None, str | None]:
     """(output ids per sample per item, where they came from if the cache had them, cache key)."""
     prompts = [i.prompt for i in items]
     if cache is None:
         return _generate_samples(model, tokenizer, prompts, settings, progress), None, None
-    material = cache.material(model, tokenizer, [i.id for i in items],
-                              encode_prompts(tokenizer, prompts, settings.chat_template), settings)
+    material = cache.material(
+        model, tokenizer, [i.id for i in items], encode_prompts(tokenizer, prompts, settings.chat_template), settings
+    )
     key = cache.key(material)
     try:
         lock = cache.lock(key)
@@ -221,8 +251,16 @@ def _cached_or_generated(model, tokenizer, items: list[SuiteItem], settings: Gen
     try:
         entry = cache.load(material, len(tokenizer))
         if entry is not None:
-            return entry.outputs, {"run": entry.generated_by, "generated_at": entry.generated_at,
-                                   "generation_s": entry.generation_s, "key": key}, key
+            return (
+                entry.outputs,
+                {
+                    "run": entry.generated_by,
+                    "generated_at": entry.generated_at,
+                    "generation_s": entry.generation_s,
+                    "key": key,
+                },
+                key,
+            )
         start = time.perf_counter()
         outputs = _generate_samples(model, tokenizer, prompts, settings, progress)
         try:
@@ -235,8 +273,15 @@ def _cached_or_generated(model, tokenizer, items: list[SuiteItem], settings: Gen
 
 
 def item_row(item: SuiteItem, output: str, sample: int | None) -> dict:
-    row: dict[str, Any] = {"id": item.id, "lang": item.lang, "category": item.category, "prompt": item.prompt,
-           "output": output, "metrics": score(output, item.model_dump()), "seed_metrics": seed_score(output)}
+    row: dict[str, Any] = {
+        "id": item.id,
+        "lang": item.lang,
+        "category": item.category,
+        "prompt": item.prompt,
+        "output": output,
+        "metrics": score(output, item.model_dump()),
+        "seed_metrics": seed_score(output),
+    }
     if item.template is not None:  # the item's cluster in the analysis
         row["template"] = item.template
     if sample is not None:
@@ -253,8 +298,17 @@ def score_rows(rows: list[dict], settings: GenerationSettings) -> dict:
     return out
 
 
-def evaluate(base: str, adapter: str | None, suite_name: str, settings: GenerationSettings, out_dir: str | Path,
-             limit: int | None = None, progress=None, model_and_tokenizer=None, cache=None) -> dict:
+def evaluate(
+    base: str,
+    adapter: str | None,
+    suite_name: str,
+    settings: GenerationSettings,
+    out_dir: str | Path,
+    limit: int | None = None,
+    progress=None,
+    model_and_tokenizer=None,
+    cache=None,
+) -> dict:
     """Score one model on a suite; writes <out_dir>/eval.jsonl and <out_dir>/eval_summary.json. With `cache`
     (an eval_cache.EvalCache) the outputs come from it when it holds this exact generation (the summary's
     `cached_from` then names the run that generated them), else they are generated and stored in it."""
@@ -272,15 +326,27 @@ def evaluate(base: str, adapter: str | None, suite_name: str, settings: Generati
     rows = []
     for k, sample in enumerate(ids):
         for item, output in zip(items, sample, strict=True):
-            rows.append(item_row(item, tokenizer.decode(output, skip_special_tokens=True).strip(),
-                             k if settings.mode == "seed" else None))
+            rows.append(
+                item_row(
+                    item,
+                    tokenizer.decode(output, skip_special_tokens=True).strip(),
+                    k if settings.mode == "seed" else None,
+                )
+            )
     gen_s = time.perf_counter() - start  # on a hit: the time this evaluation spent, not the stored generation's
     summary = {
-        "suite": suite.name, "suite_path": str(suite_path), "n_items": len(items), "limit": limit,
-        "base": base, "adapter": adapter, "arm": "base" if adapter is None else Path(adapter).parent.name,
-        "generation": settings.model_dump(), "generation_s": gen_s,
+        "suite": suite.name,
+        "suite_path": str(suite_path),
+        "n_items": len(items),
+        "limit": limit,
+        "base": base,
+        "adapter": adapter,
+        "arm": "base" if adapter is None else Path(adapter).parent.name,
+        "generation": settings.model_dump(),
+        "generation_s": gen_s,
         "items_per_s": None if cached_from else len(rows) / gen_s,
-        "cached_from": cached_from, "eval_cache": {"dir": str(cache.directory), "key": key} if cache else None,
+        "cached_from": cached_from,
+        "eval_cache": {"dir": str(cache.directory), "key": key} if cache else None,
         "perplexity": perplexity(model, tokenizer, suite.perplexity_texts),
         **score_rows(rows, settings),
     }

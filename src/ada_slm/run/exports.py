@@ -53,13 +53,16 @@ def check_target(folder: str | Path, kind: str, owner: str, what: str) -> None:
         raise UserError(f"{what} {folder}: is a symbolic link; ada-slm replaces only folders it wrote itself")
     check_writable_dir(folder, what)
     if folder.is_dir() and not _is_empty(folder, what) and not is_own(folder, kind, owner):
-        raise UserError(f"{what} {folder}: already exists and is not the {kind} ada-slm wrote for {owner} (no "
-                        f"{MARKER} naming it); ada-slm deletes only its own earlier exports: choose another "
-                        "folder, or move this one away yourself")
+        raise UserError(
+            f"{what} {folder}: already exists and is not the {kind} ada-slm wrote for {owner} (no "
+            f"{MARKER} naming it); ada-slm deletes only its own earlier exports: choose another "
+            "folder, or move this one away yourself"
+        )
 
 
-def write_folder(folder: str | Path, kind: str, owner: str, what: str, fill: Callable[[Path], None],
-                 sweep: bool = False) -> None:
+def write_folder(
+    folder: str | Path, kind: str, owner: str, what: str, fill: Callable[[Path], None], sweep: bool = False
+) -> None:
     """Write `folder` whole: `fill(tmp)` writes the contents into a temp folder beside it, which is marked and
     renamed into place; an earlier folder there is replaced only as `check_target` allows. `sweep` first
     removes temp folders of earlier, killed writes of the same kind and owner (only under a lock that keeps a

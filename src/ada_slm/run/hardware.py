@@ -36,7 +36,8 @@ def cpu_flags() -> set[str]:
 
 
 def machine_kind(flags: set[str] | None = None) -> str:
-    """'amx' | 'avx512' | 'avx2' | 'other': the CPU kinds the performance tables (docs/performance.md) are measured on."""
+    """'amx' | 'avx512' | 'avx2' | 'other': the CPU kinds the performance tables (docs/performance.md) are measured
+    on."""
     flags = cpu_flags() if flags is None else flags
     if "amx_bf16" in flags:
         return "amx"

@@ -61,8 +61,9 @@ class _TaskDumper(yaml.SafeDumper):
 _TaskDumper.add_representer(_FunctionTag, lambda dumper, v: dumper.represent_scalar("!function", str(v)))
 
 
-def export(out_dir: str | Path, suite_name: str = "multilang", max_new_tokens: int = 48,
-           task: str | None = None) -> Path:
+def export(
+    out_dir: str | Path, suite_name: str = "multilang", max_new_tokens: int = 48, task: str | None = None
+) -> Path:
     """Write the task folder; returns the YAML path."""
     suite, _ = load_suite(suite_name)
     task = check_name(task, "--task") if task else check_name(f"agl_{suite.name}", "task name agl_<suite name>")
@@ -84,10 +85,11 @@ def export(out_dir: str | Path, suite_name: str = "multilang", max_new_tokens: i
         "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True} for m in METRICS],
         "metadata": {"version": 1.0, "source": f"ada-slm suite {suite.name} ({len(suite.items)} items)"},
     }
-    header = (f"# lm-evaluation-harness task for the ada-slm suite {suite.name!r}; written by "
-              f"`ada-slm eval export-lm-eval`.\n# lm_eval --model hf --model_args pretrained=MODEL[,peft=ADAPTER] "
-              f"--include_path {out} --tasks {task} --apply_chat_template\n")
+    header = (
+        f"# lm-evaluation-harness task for the ada-slm suite {suite.name!r}; written by "
+        f"`ada-slm eval export-lm-eval`.\n# lm_eval --model hf --model_args pretrained=MODEL[,peft=ADAPTER] "
+        f"--include_path {out} --tasks {task} --apply_chat_template\n"
+    )
     path = out / f"{task}.yaml"
     atomic_write_text(path, header + yaml.dump(config, Dumper=_TaskDumper, sort_keys=False, allow_unicode=True))
     return path
-

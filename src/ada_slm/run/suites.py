@@ -27,9 +27,12 @@ class SuiteItem(Strict):
     expected_certainty: str | None = Field(None, description="Certainty glyph the stated evidence calls for.")
     reference: str | None = Field(None, description="Reference AGL translation (for translation_chrf).")
     asks_protocol: bool = Field(False, description="The prompt asks for the Tonight Protocol (not spontaneous).")
-    template: str | None = Field(None, description="The template a generated item was made from: items of one "
-                                    "template share its effect, so the analysis samples templates, not items "
-                                    "(a study's item_clusters). None: a hand-written item, its own template.")
+    template: str | None = Field(
+        None,
+        description="The template a generated item was made from: items of one "
+        "template share its effect, so the analysis samples templates, not items "
+        "(a study's item_clusters). None: a hand-written item, its own template.",
+    )
 
     @field_validator("expected_certainty")
     @classmethod
@@ -68,8 +71,16 @@ class GenerationSettings(Strict):
 
     @classmethod
     def seed_compatible(cls, samples: int = 1, batch_size: int = 32, seed: int = 0) -> GenerationSettings:
-        return cls(mode="seed", chat_template=False, max_new_tokens=150, temperature=0.8, repetition_penalty=1.1,
-                   samples=samples, batch_size=batch_size, seed=seed)
+        return cls(
+            mode="seed",
+            chat_template=False,
+            max_new_tokens=150,
+            temperature=0.8,
+            repetition_penalty=1.1,
+            samples=samples,
+            batch_size=batch_size,
+            seed=seed,
+        )
 
 
 def suite_dirs() -> list[Path]:
@@ -130,8 +141,11 @@ def load_suite(name: str) -> tuple[Suite, Path]:
     except ValidationError as e:
         err = e.errors()[0]
         loc = err["loc"]
-        where = f":{lines[loc[1]]}" if len(loc) > 1 and loc[0] == "items" and isinstance(loc[1], int) \
-            and loc[1] < len(lines) else ""
+        where = (
+            f":{lines[loc[1]]}"
+            if len(loc) > 1 and loc[0] == "items" and isinstance(loc[1], int) and loc[1] < len(lines)
+            else ""
+        )
         field = ".".join(map(str, loc))
         msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise UserError(f"{path}{where}: {field}: {msg}") from None

@@ -29,8 +29,13 @@ from ada_slm.errors import UserError
 from ada_slm.schema import Strict
 
 EXPERIMENT_PREFIX = "ada-slm"
-TAG_LEVEL, TAG_STUDY, TAG_SCALE, TAG_ARM, TAG_KEY = ("ada_slm.level", "ada_slm.study", "ada_slm.scale",
-                                                      "ada_slm.arm", "ada_slm.run_key")
+TAG_LEVEL, TAG_STUDY, TAG_SCALE, TAG_ARM, TAG_KEY = (
+    "ada_slm.level",
+    "ada_slm.study",
+    "ada_slm.scale",
+    "ada_slm.arm",
+    "ada_slm.run_key",
+)
 
 
 class Tracking(Strict):
@@ -78,7 +83,7 @@ def experiment_id(client, name: str, uri: str) -> str:
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
-        location = str(Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / name.replace("/", "_"))
+        location = str(Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / name.replace("/", "_"))
     try:
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # created by a concurrent process in the meantime
@@ -188,13 +193,21 @@ class WandbTracker:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             # console="off": the CLI's own progress output stays as it is; the record holds what it shows
-            self.run = wandb.init(project=os.environ.get("WANDB_PROJECT") or EXPERIMENT_PREFIX, group=spec.group,
-                                  job_type=spec.tags.get(TAG_ARM), name=spec.run_name or run_dir.name,
-                                  dir=str(run_dir), id=run_id, resume="allow" if run_id else None,
-                                  settings=wandb.Settings(console="off"))
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT") or EXPERIMENT_PREFIX,
+                group=spec.group,
+                job_type=spec.tags.get(TAG_ARM),
+                name=spec.run_name or run_dir.name,
+                dir=str(run_dir),
+                id=run_id,
+                resume="allow" if run_id else None,
+                settings=wandb.Settings(console="off"),
+            )
         except wandb.Error as e:
-            raise UserError(f"--track wandb: {str(e).splitlines()[0]} (run `wandb login`, or set "
-                            f"WANDB_MODE=offline to write the run under {run_dir / 'wandb'})") from None
+            raise UserError(
+                f"--track wandb: {str(e).splitlines()[0]} (run `wandb login`, or set "
+                f"WANDB_MODE=offline to write the run under {run_dir / 'wandb'})"
+            ) from None
         if run_id is None:
             id_file.write_text(self.run.id + "\n")
         # a resumed run logs its steps after the checkpoint again: plot against our step, not wandb's counter
@@ -248,13 +261,22 @@ class StudyRuns:
         for k, v in flatten(params).items():
             if k not in existing:
                 self.client.log_param(self.study_run, k, v)
-        self.arm_runs = {arm: find_or_create_run(self.client, exp, {**base, TAG_LEVEL: "arm", TAG_ARM: arm,
-                                                                    "mlflow.parentRunId": self.study_run}, arm)
-                         for arm in arms}
+        self.arm_runs = {
+            arm: find_or_create_run(
+                self.client, exp, {**base, TAG_LEVEL: "arm", TAG_ARM: arm, "mlflow.parentRunId": self.study_run}, arm
+            )
+            for arm in arms
+        }
 
     def spec_for(self, arm: str, seed: int, key: str) -> Tracking:
-        return Tracking(kind="mlflow", uri=self.uri, experiment=self.experiment, parent_run_id=self.arm_runs[arm],
-                        run_name=f"{arm}/seed{seed}", tags={TAG_LEVEL: "seed", TAG_ARM: arm, TAG_KEY: key})
+        return Tracking(
+            kind="mlflow",
+            uri=self.uri,
+            experiment=self.experiment,
+            parent_run_id=self.arm_runs[arm],
+            run_name=f"{arm}/seed{seed}",
+            tags={TAG_LEVEL: "seed", TAG_ARM: arm, TAG_KEY: key},
+        )
 
     def log_report(self, paths: list[Path]) -> None:
         for p in paths:

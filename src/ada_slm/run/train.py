@@ -23,10 +23,10 @@ from ada_slm.run.steps import Loop, hold_frozen_linears_in, lora_state_hash, res
 LOSS_NORMALISATION = {  # what a step's training loss is a mean of (config loss.normalisation), as records say it
     "token": "mean per target token over the optimizer step (assistant tokens + end-of-turn; prompt masked)",
     "sequence": "mean over the optimizer step's sequences of each sequence's mean per target token (assistant "
-                "tokens + end-of-turn; prompt masked)",
+    "tokens + end-of-turn; prompt masked)",
     "micro_batch": "mean over the optimizer step's configured micro-batches of each micro-batch's mean per target "
-                   "token (the seed study's loss: it depends on micro × accum; assistant tokens + end-of-turn; "
-                   "prompt masked)",
+    "token (the seed study's loss: it depends on micro × accum; assistant tokens + end-of-turn; "
+    "prompt masked)",
 }
 
 
@@ -59,8 +59,15 @@ def run(cfg: TrainConfig, **kwargs) -> dict:
 
 
 @runlock.holding_out_dir  # one process at a time trains a run folder; a second one is refused in one line
-def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bool = False, console=None,
-          tracker=None, on_step=None) -> TrainedRun:
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    quiet: bool = False,
+    merge: bool = False,
+    console=None,
+    tracker=None,
+    on_step=None,
+) -> TrainedRun:
     """Train one adapter: check the run directory, data, model + adapter, optimizer, (resume), steps, export.
     `tracker` (tracking.open_tracker) mirrors the config, every step and the adapter; the caller ends it.
     `on_step(step, model, tokenizer)` is called after every optimizer step (bench/learning_curve.py evaluates there)."""
@@ -77,15 +84,34 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, merge: bo
     model, lora_init_hash, frozen = _setup_model(cfg, model, device, autocast_dtype)
     trainable, steps_per_epoch, total_steps, optimizer, scheduler = _setup_optimizer(cfg, model, len(data.train_set))
     kind_execution = hardware.execution_defaults(device)
-    loop = Loop(cfg, model, tokenizer, data.train_set, data.val_set, trainable, optimizer, scheduler, device,
-                autocast_dtype, total_steps, record_path, ckpt_path, frozen, cfg.execution_plan(kind_execution),
-                kind_execution)
+    loop = Loop(
+        cfg,
+        model,
+        tokenizer,
+        data.train_set,
+        data.val_set,
+        trainable,
+        optimizer,
+        scheduler,
+        device,
+        autocast_dtype,
+        total_steps,
+        record_path,
+        ckpt_path,
+        frozen,
+        cfg.execution_plan(kind_execution),
+        kind_execution,
+    )
     record = new_record(cfg, model, total_steps, steps_per_epoch, sum(p.numel() for p in trainable), loop.execution)
     record.meta = {
-        "base": cfg.base, "base_path": str(base_path), "base_weights_sha256": models.weights_hash(base_path),
-        **_data_provenance(data), **_machine_provenance(device, precision, precision_choice, autocast_dtype,
-                                                        frozen, n_threads),
-        "seed": cfg.seed, "data_seed": cfg.data.seed, "lora_init_sha256": lora_init_hash,
+        "base": cfg.base,
+        "base_path": str(base_path),
+        "base_weights_sha256": models.weights_hash(base_path),
+        **_data_provenance(data),
+        **_machine_provenance(device, precision, precision_choice, autocast_dtype, frozen, n_threads),
+        "seed": cfg.seed,
+        "data_seed": cfg.data.seed,
+        "lora_init_sha256": lora_init_hash,
     }
     start_step, wall_before = 0, 0.0
     if resume:
@@ -119,8 +145,11 @@ def _setup_hardware(cfg: TrainConfig, console, quiet: bool) -> tuple:
     precision = choose_precision(cfg, device)
     console.print(f"[bold]ada-slm train[/] → {cfg.out_dir}   ({cfg.batch_arithmetic()}, {precision[0]} on {device})")
     if not quiet:
-        console.print(yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True).rstrip(),
-                      highlight=False, markup=False)
+        console.print(
+            yaml.safe_dump(cfg.model_dump(), sort_keys=False, allow_unicode=True).rstrip(),
+            highlight=False,
+            markup=False,
+        )
     return device, n_threads, precision
 
 
@@ -153,20 +182,32 @@ def _setup_optimizer(cfg: TrainConfig, model, n_train: int) -> tuple:
 
 
 def _data_provenance(data: Data) -> dict:
-    return {"data_source": data.source, "train_examples": len(data.train_set), "val_examples": len(data.val_set),
-            "train_dropped_too_long": data.dropped_train, "data_sha256": rows_hash(data.train_rows),
-            "val_sha256": rows_hash(data.val_rows) if data.val_rows else None,
-            "packages": records.package_versions(), "git_commit": records.git_commit()}
+    return {
+        "data_source": data.source,
+        "train_examples": len(data.train_set),
+        "val_examples": len(data.val_set),
+        "train_dropped_too_long": data.dropped_train,
+        "data_sha256": rows_hash(data.train_rows),
+        "val_sha256": rows_hash(data.val_rows) if data.val_rows else None,
+        "packages": records.package_versions(),
+        "git_commit": records.git_commit(),
+    }
 
 
-def _machine_provenance(device, precision: str, precision_choice: dict, autocast_dtype, frozen: dict,
-                        n_threads: int) -> dict:
-    return {"device": str(device),
-            "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor()
-            or platform.machine(),
-            "precision": precision, "precision_choice": precision_choice, "heldout_precision": "fp32",
-            "base_dtype": str(autocast_dtype if frozen else torch.float32).removeprefix("torch."),
-            "torch_threads": n_threads}
+def _machine_provenance(
+    device, precision: str, precision_choice: dict, autocast_dtype, frozen: dict, n_threads: int
+) -> dict:
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(0)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "precision": precision,
+        "precision_choice": precision_choice,
+        "heldout_precision": "fp32",
+        "base_dtype": str(autocast_dtype if frozen else torch.float32).removeprefix("torch."),
+        "torch_threads": n_threads,
+    }
 
 
 def _failed(loop: Loop, record: records.RunRecord, failure: str, wall: float, console) -> TrainedRun:
@@ -194,9 +235,11 @@ def _finish(loop: Loop, record: records.RunRecord, wall: float, merge: bool, con
     if tracker:
         tracker.metrics(len(train.steps), {"train/peak_rss_mb": train.peak_rss_mb, "train/wall_s": wall})
         tracker.artifacts(Path(train.adapter_dir), "adapter")
-    console.print(f"done: {len(train.steps)} steps in {wall:.1f}s, final loss {train.steps[-1].loss:.4f}"
-                  + (f", held-out {train.final_val_loss:.4f}" if train.val else "")
-                  + f", adapter → {train.adapter_dir}")
+    console.print(
+        f"done: {len(train.steps)} steps in {wall:.1f}s, final loss {train.steps[-1].loss:.4f}"
+        + (f", held-out {train.final_val_loss:.4f}" if train.val else "")
+        + f", adapter → {train.adapter_dir}"
+    )
     return TrainedRun(record, loop.model, loop.tokenizer)
 
 
@@ -228,8 +271,10 @@ def check_run_dir(cfg: TrainConfig, resume: bool, merge: bool = False) -> tuple[
     record_path, ckpt_path = out_dir / records.RECORD, out_dir / "checkpoint.pt"
     check_writable_dir(out_dir, "out_dir")
     owner = export_owner(cfg)
-    for what, folder, kind in (("export_dir", cfg.adapter_dir(), "adapter"),
-                               ("merged model folder", merged_dir(cfg), "merged model")):
+    for what, folder, kind in (
+        ("export_dir", cfg.adapter_dir(), "adapter"),
+        ("merged model folder", merged_dir(cfg), "merged model"),
+    ):
         if kind == "merged model" and not merge:
             continue
         resolved = folder.resolve()
@@ -256,9 +301,15 @@ def attach_adapter(cfg: TrainConfig, model):
         return PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True)
     targets = models.default_targets(model) if cfg.lora.targets == "default" else cfg.lora.targets
     # peft annotates lora_alpha as int, but uses it only in the float scale alpha / r: a float alpha is meant
-    peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,  # type: ignore[arg-type]
-                                 lora_dropout=cfg.lora.dropout, target_modules=targets,
-                                 use_rslora=cfg.lora.use_rslora, use_dora=cfg.lora.use_dora, task_type="CAUSAL_LM")
+    peft_config = PeftLoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,  # type: ignore[arg-type]
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets,
+        use_rslora=cfg.lora.use_rslora,
+        use_dora=cfg.lora.use_dora,
+        task_type="CAUSAL_LM",
+    )
     try:
         return get_peft_model(model, peft_config)
     except ValueError as e:
@@ -270,26 +321,46 @@ def make_optimizer(cfg: TrainConfig, trainable: list, total_steps: int):
     from transformers import get_scheduler
 
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_scheduler(cfg.schedule if cfg.schedule != "constant" else "constant_with_warmup",
-                              optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    scheduler = get_scheduler(
+        cfg.schedule if cfg.schedule != "constant" else "constant_with_warmup",
+        optimizer,
+        num_warmup_steps=int(cfg.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
     return optimizer, scheduler
 
 
-def new_record(cfg: TrainConfig, model, total_steps: int, steps_per_epoch: int, n_trainable: int,
-               execution: tuple[int, int] | None) -> records.RunRecord:
+def new_record(
+    cfg: TrainConfig, model, total_steps: int, steps_per_epoch: int, n_trainable: int, execution: tuple[int, int] | None
+) -> records.RunRecord:
     resolved_lora = model.peft_config["default"]
     facts = records.RunFacts(
-        effective_batch=cfg.batch.effective, batch_arithmetic=cfg.batch_arithmetic(), total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch, executed_split=cfg.executed_split(execution),
+        effective_batch=cfg.batch.effective,
+        batch_arithmetic=cfg.batch_arithmetic(),
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        executed_split=cfg.executed_split(execution),
         executed_passes=list(execution) if execution else None,
-        resolved_lora=records.ResolvedLora(r=resolved_lora.r, alpha=resolved_lora.lora_alpha,
-                                           targets=sorted(resolved_lora.target_modules),
-                                           use_rslora=resolved_lora.use_rslora, use_dora=resolved_lora.use_dora))
-    return records.RunRecord(config=cfg, facts=facts, status=records.Status(state=records.RUNNING, reason=None),
-                             train=records.TrainSection(loss_normalisation=LOSS_NORMALISATION[cfg.loss.normalisation], steps=[], val=[],
-                                                        trainable_params=n_trainable),
-                             eval=None)
+        resolved_lora=records.ResolvedLora(
+            r=resolved_lora.r,
+            alpha=resolved_lora.lora_alpha,
+            targets=sorted(resolved_lora.target_modules),
+            use_rslora=resolved_lora.use_rslora,
+            use_dora=resolved_lora.use_dora,
+        ),
+    )
+    return records.RunRecord(
+        config=cfg,
+        facts=facts,
+        status=records.Status(state=records.RUNNING, reason=None),
+        train=records.TrainSection(
+            loss_normalisation=LOSS_NORMALISATION[cfg.loss.normalisation],
+            steps=[],
+            val=[],
+            trainable_params=n_trainable,
+        ),
+        eval=None,
+    )
 
 
 def overall_rate(steps: list[tuple[float | None, float | None]]) -> float:
@@ -314,6 +385,7 @@ def export(loop: Loop, record: records.RunRecord, wall: float, merge: bool) -> N
         def fill(folder: Path) -> None:
             model.save_pretrained(folder)
             loop.tokenizer.save_pretrained(folder)
+
         return fill
 
     # sweep: temp folders of a killed earlier export of this run (we hold the run folder's lock)
@@ -333,8 +405,9 @@ def export(loop: Loop, record: records.RunRecord, wall: float, merge: bool) -> N
     train.final_adapter_sha256 = lora_state_hash(loop.model)
     if merge:
         merged = merged_dir(loop.cfg)
-        exports.write_folder(merged, "merged model", owner, "merged model folder", save(loop.model.merge_and_unload()),
-                             sweep=True)
+        exports.write_folder(
+            merged, "merged model", owner, "merged model folder", save(loop.model.merge_and_unload()), sweep=True
+        )
         train.merged_dir = str(merged)
     record.status = records.Status(state=records.COMPLETE, reason=None)
     runlock.check(loop.cfg.out_dir)

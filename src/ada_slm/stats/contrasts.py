@@ -83,7 +83,7 @@ def _arm_summary(y: np.ndarray):
         s2 = run_means.var(-1, ddof=1) if n_s > 1 else np.full(grand.shape, np.nan)
         if n_s > 1 and n_i > 1:
             resid = y - run_means[..., None] - item_means[..., None, :] + grand[..., None, None]
-            ms_e = (resid ** 2).sum((-2, -1)) / ((n_s - 1) * (n_i - 1))
+            ms_e = (resid**2).sum((-2, -1)) / ((n_s - 1) * (n_i - 1))
         else:
             ms_e = np.zeros(grand.shape)
     return grand, item_means, s2, ms_e
@@ -152,8 +152,12 @@ def combine(est, seed_parts, seed_dfs, item_part, item_df):
     points of power where the item part dominates (0.68 against 0.71 at Δ 0.03 in one such setting)."""
     var = sum(seed_parts) + item_part
     with np.errstate(all="ignore"):
-        upper = [p * k / sps.chi2.ppf(SEED_DF_QUANTILE, np.maximum(k, 1)) for p, k in zip(seed_parts, seed_dfs, strict=True)]
-        denom = sum(p * p / np.maximum(k, 1) for p, k in zip(upper, seed_dfs, strict=True)) + item_part ** 2 / max(item_df, 1)
+        upper = [
+            p * k / sps.chi2.ppf(SEED_DF_QUANTILE, np.maximum(k, 1)) for p, k in zip(seed_parts, seed_dfs, strict=True)
+        ]
+        denom = sum(p * p / np.maximum(k, 1) for p, k in zip(upper, seed_dfs, strict=True)) + item_part**2 / max(
+            item_df, 1
+        )
         df = np.where(denom > 0, (sum(upper) + item_part) ** 2 / denom, np.inf)
     return est, np.sqrt(var), df
 
@@ -202,7 +206,7 @@ class VarianceComponents:
     @property
     def run_mean_sd(self) -> float:
         """SD of one run's mean over these items: what the seed-level test divides by."""
-        return math.sqrt(self.seed_sd ** 2 + self.residual_sd ** 2 / max(self.n_items, 1))
+        return math.sqrt(self.seed_sd**2 + self.residual_sd**2 / max(self.n_items, 1))
 
 
 def variance_components(y: np.ndarray) -> VarianceComponents | None:
@@ -313,9 +317,16 @@ def effective_items(m: Matrices) -> float:
     return float(np.clip(d.var(ddof=1) / v, 1.0, n)) if v > 0 else float(n)
 
 
-def compare(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]], metric: str,
-            noise_floor: float = 0.0, seed: int = 0, n_boot: int = N_BOOT, n_perm: int = N_PERM,
-            design: Design | None = None) -> Comparison | None:
+def compare(
+    a: dict[int, dict[str, float | None]],
+    b: dict[int, dict[str, float | None]],
+    metric: str,
+    noise_floor: float = 0.0,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+    n_perm: int = N_PERM,
+    design: Design | None = None,
+) -> Comparison | None:
     """Arm `a` against baseline `b` (both: run seed -> item id -> score) under `design` (pairing by seed, item
     clusters; default: independent runs and items); None without shared data."""
     m = matrices(a, b, design)
@@ -368,8 +379,9 @@ def _ratio(result: Comparison, m: Matrices, noise_floor: float) -> None:
         result.ratio_note = "n/a (baseline ≈ 0)"
 
 
-def compare_all(a, b, metrics: list[str], noise_floors: dict[str, float] | None = None,
-                design: Design | None = None) -> dict[str, Comparison]:
+def compare_all(
+    a, b, metrics: list[str], noise_floors: dict[str, float] | None = None, design: Design | None = None
+) -> dict[str, Comparison]:
     """`compare` for every metric, with Holm's correction across the metrics of this one comparison."""
     out = {}
     for m in metrics:

@@ -37,19 +37,25 @@ class Effect:
 
 def _matrices(cells: list[dict[int, dict[str, float | None]]]) -> list[np.ndarray]:
     items = sorted(set.intersection(*(set(c[s]) for c in cells for s in c)))
-    mats = [np.array([[np.nan if c[s][i] is None else c[s][i] for i in items] for s in sorted(c)], dtype=float)
-            for c in cells]
+    mats = [
+        np.array([[np.nan if c[s][i] is None else c[s][i] for i in items] for s in sorted(c)], dtype=float)
+        for c in cells
+    ]
     return finite_items(mats)
 
 
-def factorial_2x2(cells: dict[tuple, dict[int, dict[str, float | None]]], seed: int = 0,
-                  n_boot: int = N_BOOT) -> list[Effect]:
+def factorial_2x2(
+    cells: dict[tuple, dict[int, dict[str, float | None]]], seed: int = 0, n_boot: int = N_BOOT
+) -> list[Effect]:
     """Main effects and interaction of a full 2 × 2. `cells[(lo|hi of factor 1, lo|hi of factor 2)]` holds
     run -> item -> score. Each effect is a contrast of the four arm means with the seed and item parts of
     `stats.contrast`; its p is Holm-corrected over the three effects."""
     mats = _matrices([cells[k] for k in [(0, 0), (0, 1), (1, 0), (1, 1)]])
-    contrasts = {"main effect 1": [-0.5, -0.5, 0.5, 0.5], "main effect 2": [-0.5, 0.5, -0.5, 0.5],
-                 "interaction": [1.0, -1.0, -1.0, 1.0]}
+    contrasts = {
+        "main effect 1": [-0.5, -0.5, 0.5, 0.5],
+        "main effect 2": [-0.5, 0.5, -0.5, 0.5],
+        "interaction": [1.0, -1.0, -1.0, 1.0],
+    }
     n_s, n_i = min(m.shape[0] for m in mats), mats[0].shape[1]
     out, ps = [], {}
     for name, c in contrasts.items():
@@ -77,9 +83,14 @@ def goldilocks(levels: list[tuple[float, dict]], seed: int = 0, higher_is_better
             continue
         apply_holm({"l": left, "r": right}, "the two sides of the peak")
         if left.supported and right.supported and sign * left.delta.mean > 0 and sign * right.delta.mean > 0:
-            return True, (f"interior optimum at {mid_v:g} ({word} both neighbours): Δ vs {lo_v:g} "
-                          f"{left.delta.mean:+.4f} [{left.delta.low:+.4f}, {left.delta.high:+.4f}], vs {hi_v:g} "
-                          f"{right.delta.mean:+.4f} [{right.delta.low:+.4f}, {right.delta.high:+.4f}]; "
-                          f"{verdict(left)}, {verdict(right)}")
-    return False, ("not supported by the data (no middle level is " + ("better" if higher_is_better else
-                   "better (lower)") + " than both neighbours by the seed-level test)")
+            return True, (
+                f"interior optimum at {mid_v:g} ({word} both neighbours): Δ vs {lo_v:g} "
+                f"{left.delta.mean:+.4f} [{left.delta.low:+.4f}, {left.delta.high:+.4f}], vs {hi_v:g} "
+                f"{right.delta.mean:+.4f} [{right.delta.low:+.4f}, {right.delta.high:+.4f}]; "
+                f"{verdict(left)}, {verdict(right)}"
+            )
+    return False, (
+        "not supported by the data (no middle level is "
+        + ("better" if higher_is_better else "better (lower)")
+        + " than both neighbours by the seed-level test)"
+    )

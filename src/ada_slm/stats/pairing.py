@@ -29,7 +29,7 @@ def clustered_mean_variance(d: np.ndarray, clusters: np.ndarray | None) -> tuple
         return d.var(-1, ddof=1) / n, n  # one cluster: nothing to be robust over; items as they are
     centred = d - d.mean(-1, keepdims=True)
     totals = centred @ np.eye(g)[index]  # (..., clusters): each cluster's summed deviation
-    return (totals ** 2).sum(-1) * g / (g - 1) / (n * n), g
+    return (totals**2).sum(-1) * g / (g - 1) / (n * n), g
 
 
 def finite_columns(mats: list[np.ndarray]) -> np.ndarray:
@@ -37,7 +37,9 @@ def finite_columns(mats: list[np.ndarray]) -> np.ndarray:
     return np.all([np.isfinite(m).all(axis=-2) for m in mats], axis=0)
 
 
-def align(a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]]) -> tuple[np.ndarray, np.ndarray]:
+def align(
+    a: dict[int, dict[str, float | None]], b: dict[int, dict[str, float | None]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Matrices A[run, item], B[run, item] over the items every run of both arms has (runs need not pair)."""
     A, B, _ = align_items(a, b)
     return A, B

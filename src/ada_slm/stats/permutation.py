@@ -37,11 +37,11 @@ def sign_flip_p(differences: np.ndarray, seed: int = 0, n_perm: int = N_PERM) ->
     """(p, smallest possible p) of an exact two-sided sign-flip test of per-seed paired differences of run means:
     under no effect each seed's difference is as likely to have either sign."""
     n = len(differences)
-    if 2 ** n <= n_perm:
+    if 2**n <= n_perm:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
     else:
         signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_perm, n))
     stat = np.abs((signs * differences).mean(1))
     observed = abs(differences.mean())
     p = float(np.mean(stat >= observed - 1e-12 * max(1.0, observed)))
-    return p, 2 / 2 ** n
+    return p, 2 / 2**n

@@ -46,7 +46,7 @@ def _simulate_null(inputs: PowerInputs, n_seeds: int, n_sim: int, rng: np.random
     if paired:
         return _simulate_paired_null(inputs, n_seeds, n_sim, rng)
     n_i, k = inputs.n_items, n_seeds
-    s2_run, s2_e, s2_w = inputs.run_mean_sd ** 2, inputs.residual_sd ** 2, inputs.interaction_sd ** 2
+    s2_run, s2_e, s2_w = inputs.run_mean_sd**2, inputs.residual_sd**2, inputs.interaction_sd**2
     est = rng.normal(0, math.sqrt(2 * s2_run / k + 2 * s2_w / n_i), n_sim)
     s2 = [s2_run * rng.chisquare(k - 1, n_sim) / (k - 1) for _ in range(2)]
     if n_i > 1:
@@ -65,7 +65,7 @@ def _simulate_paired_null(inputs: PowerInputs, n_seeds: int, n_sim: int, rng: np
     if inputs.paired_run_mean_sd is None or inputs.paired_residual_sd is None:
         raise ValueError("paired power needs the paired SDs (PowerInputs.can_pair)")
     n_i, k = inputs.n_items, n_seeds
-    s2_run, s2_e, s2_w = 2 * inputs.paired_run_mean_sd ** 2, 2 * inputs.paired_residual_sd ** 2, inputs.interaction_sd ** 2
+    s2_run, s2_e, s2_w = 2 * inputs.paired_run_mean_sd**2, 2 * inputs.paired_residual_sd**2, inputs.interaction_sd**2
     est = rng.normal(0, math.sqrt(s2_run / k + 2 * s2_w / n_i), n_sim)
     s2 = s2_run * rng.chisquare(k - 1, n_sim) / (k - 1)
     if n_i > 1:
@@ -78,16 +78,30 @@ def _simulate_paired_null(inputs: PowerInputs, n_seeds: int, n_sim: int, rng: np
     return combine(est, [s2 / k], [k - 1], item_part, n_i - 1)
 
 
-def power_at(inputs: PowerInputs, n_seeds: int, effect: float, alpha: float = ALPHA, n_sim: int = 4000,
-             seed: int = 0, paired: bool = False) -> float:
+def power_at(
+    inputs: PowerInputs,
+    n_seeds: int,
+    effect: float,
+    alpha: float = ALPHA,
+    n_sim: int = 4000,
+    seed: int = 0,
+    paired: bool = False,
+) -> float:
     """P(the rule supports Δ = effect) with n_seeds runs per arm (paired by seed or not), by simulation."""
     noise, se, df = _simulate_null(inputs, n_seeds, n_sim, np.random.default_rng(seed), paired)
     p, _, _ = t_test(noise + effect, se, df, alpha)
     return float(np.mean(p < alpha))
 
 
-def detectable_effect(inputs: PowerInputs, n_seeds: int, power: float = 0.8, alpha: float = ALPHA,
-                      n_sim: int = 4000, seed: int = 0, paired: bool = False) -> float:
+def detectable_effect(
+    inputs: PowerInputs,
+    n_seeds: int,
+    power: float = 0.8,
+    alpha: float = ALPHA,
+    n_sim: int = 4000,
+    seed: int = 0,
+    paired: bool = False,
+) -> float:
     """Smallest |Δ| the rule detects with `power` at n_seeds runs per arm (common random numbers, bisection)."""
     noise, se, df = _simulate_null(inputs, n_seeds, n_sim, np.random.default_rng(seed), paired)
     crit = sps.t.ppf(1 - alpha / 2, df) * se
@@ -98,8 +112,16 @@ def detectable_effect(inputs: PowerInputs, n_seeds: int, power: float = 0.8, alp
     return hi
 
 
-def seeds_needed(inputs: PowerInputs, effect: float, power: float = 0.8, alpha: float = ALPHA,
-                 max_seeds: int = 100, n_sim: int = 4000, seed: int = 0, paired: bool = False) -> int | None:
+def seeds_needed(
+    inputs: PowerInputs,
+    effect: float,
+    power: float = 0.8,
+    alpha: float = ALPHA,
+    max_seeds: int = 100,
+    n_sim: int = 4000,
+    seed: int = 0,
+    paired: bool = False,
+) -> int | None:
     """Fewest runs per arm (≥ 2) at which the rule supports Δ = effect with `power`; None beyond max_seeds."""
     for k in range(2, max_seeds + 1):  # paired from MIN_PAIRS runs on, as `compare` pairs
         if power_at(inputs, k, effect, alpha, n_sim, seed, paired and k >= MIN_PAIRS) >= power:
@@ -107,20 +129,21 @@ def seeds_needed(inputs: PowerInputs, effect: float, power: float = 0.8, alpha: 
     return None
 
 
-def power_inputs(a: np.ndarray, b: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None = None
-                 ) -> PowerInputs | None:
+def power_inputs(
+    a: np.ndarray, b: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None = None
+) -> PowerInputs | None:
     """Pooled power inputs of two arms' Y[run, item] (each with ≥ 2 runs); with `pairs` (their same-seed rows,
     ≥ 2 of them) also what remains of a run after pairing by seed."""
     ca, cb = variance_components(a), variance_components(b)
     if ca is None or cb is None:
         return None
     A, B = finite_items([a, b])
-    run_sd = math.sqrt((ca.run_mean_sd ** 2 + cb.run_mean_sd ** 2) / 2)
-    res_sd = math.sqrt((ca.residual_sd ** 2 + cb.residual_sd ** 2) / 2)
+    run_sd = math.sqrt((ca.run_mean_sd**2 + cb.run_mean_sd**2) / 2)
+    res_sd = math.sqrt((ca.residual_sd**2 + cb.residual_sd**2) / 2)
     inter = 0.0
     if A.shape[1] > 1:
         d = A.mean(0) - B.mean(0)
-        inter = math.sqrt(max(0.0, float(d.var(ddof=1)) - res_sd ** 2 * (1 / A.shape[0] + 1 / B.shape[0])) / 2)
+        inter = math.sqrt(max(0.0, float(d.var(ddof=1)) - res_sd**2 * (1 / A.shape[0] + 1 / B.shape[0])) / 2)
     out = PowerInputs(run_sd, res_sd, inter, A.shape[1])
     if pairs is not None and pairs[0].shape[0] >= 2:
         diff = variance_components(pairs[0] - pairs[1])

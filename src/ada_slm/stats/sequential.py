@@ -38,17 +38,25 @@ from ada_slm.stats.power_simulation import PowerInputs
 
 # Simulated (tests/test_sequential.py): what the elimination does NOT control — with every arm equal, some arm
 # is still dropped in this share of sweeps.
-SWEEP_COMPLETE_NULL = ("six equal arms, looks at 3…10 runs per arm, run SD 0.02, arm × item SD 0.02, residual "
-                       "SD 0.08, 20 items: some arm eliminated in 8.8 % of 2,000 simulated sweeps, each given arm "
-                       "in at most 2 %")
-RULE = ("group-sequential: Lan–DeMets alpha spending, O'Brien–Fleming type, over the planned looks, applied to "
-        "the seed-level t test (nominal p-value per look); graphical Holm across questions")
+SWEEP_COMPLETE_NULL = (
+    "six equal arms, looks at 3…10 runs per arm, run SD 0.02, arm × item SD 0.02, residual "
+    "SD 0.08, 20 items: some arm eliminated in 8.8 % of 2,000 simulated sweeps, each given arm "
+    "in at most 2 %"
+)
+RULE = (
+    "group-sequential: Lan–DeMets alpha spending, O'Brien–Fleming type, over the planned looks, applied to "
+    "the seed-level t test (nominal p-value per look); graphical Holm across questions"
+)
 GRID = 401  # points of the numerical integration per look
 
 # question status codes
 OPEN, BETTER, WORSE, EQUIVALENT = 0, 1, 2, 3
-STATUS_NAMES = {OPEN: "open", BETTER: "supported", WORSE: "supported (other direction)",
-                EQUIVALENT: "equivalent within the margin"}
+STATUS_NAMES = {
+    OPEN: "open",
+    BETTER: "supported",
+    WORSE: "supported (other direction)",
+    EQUIVALENT: "equivalent within the margin",
+}
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,9 @@ def _crossing_mass(c: float, t: float, shift: np.ndarray, scale: float, mass: np
     return float(np.sum(mass * (upper + lower)))
 
 
-def _excess_mass(c: float, t: float, shift: np.ndarray, scale: float, mass: np.ndarray, one_sided: bool,
-                 target: float) -> float:
+def _excess_mass(
+    c: float, t: float, shift: np.ndarray, scale: float, mass: np.ndarray, one_sided: bool, target: float
+) -> float:
     return _crossing_mass(c, t, shift, scale, mass, one_sided) - target
 
 
@@ -144,8 +153,9 @@ def _one_sided_equivalent(est, se, df, margin: float, threshold: float):
     return (se > 0) & (np.maximum(p_low, p_high) < threshold)
 
 
-def answer_questions(est, se, df, status: np.ndarray, k: int, plan: Plan, sign: float,
-                     margin: float | None = None) -> np.ndarray:
+def answer_questions(
+    est, se, df, status: np.ndarray, k: int, plan: Plan, sign: float, margin: float | None = None
+) -> np.ndarray:
     """Update question statuses (S, Q) at look k from the t statistics (S, Q) of every question (open ones
     are at this look's number of runs; closed ones are ignored). Returns the new status array."""
     status = status.copy()
@@ -166,8 +176,17 @@ def answer_questions(est, se, df, status: np.ndarray, k: int, plan: Plan, sign: 
     return status
 
 
-def eliminate(pair_est, pair_se, pair_df, alive: np.ndarray, k: int, plan: Plan, sign: float, n_arms: int,
-              margin: float | None = None):
+def eliminate(
+    pair_est,
+    pair_se,
+    pair_df,
+    alive: np.ndarray,
+    k: int,
+    plan: Plan,
+    sign: float,
+    n_arms: int,
+    margin: float | None = None,
+):
     """One look of arm elimination. pair_* are (S, A, A): the contrast arm i − arm j at this look; `alive`
     (S, A) the arms still receiving runs. Returns (leader (S,), newly eliminated (S, A), sweep settled (S,)):
     settled when one arm is left or every other arm is equivalent to the leader within the margin."""
@@ -224,15 +243,18 @@ class Noise:
 
     @classmethod
     def from_power_inputs(cls, i: PowerInputs) -> Noise:
-        seed_var = max(0.0, i.run_mean_sd ** 2 - i.residual_sd ** 2 / max(i.n_items, 1))
+        seed_var = max(0.0, i.run_mean_sd**2 - i.residual_sd**2 / max(i.n_items, 1))
         return cls(math.sqrt(seed_var), i.interaction_sd, i.residual_sd, i.n_items)
 
     def draw(self, rng: np.random.Generator, means: np.ndarray, n_sim: int, n_runs: int) -> np.ndarray:
         """Y[sim, arm, run, item] (shared item effects cancel in every contrast and are left out)."""
         shape = (n_sim, len(means), n_runs, self.n_items)
-        return (means[None, :, None, None] + self.seed_sd * rng.standard_normal(shape[:3] + (1,))
-                + self.interaction_sd * rng.standard_normal(shape[:2] + (1, self.n_items))
-                + self.residual_sd * rng.standard_normal(shape))
+        return (
+            means[None, :, None, None]
+            + self.seed_sd * rng.standard_normal(shape[:3] + (1,))
+            + self.interaction_sd * rng.standard_normal(shape[:2] + (1, self.n_items))
+            + self.residual_sd * rng.standard_normal(shape)
+        )
 
 
 @dataclass
@@ -243,16 +265,29 @@ class Simulated:
     n: np.ndarray  # (S, A) runs per arm at the end
 
 
-def simulate(plan: Plan, means, noise: Noise, questions: list[tuple[int, int]], sweep: list[int] | None = None,
-             sign: float = 1.0, margin: float | None = None, n_sim: int = 2000, seed: int = 0,
-             chunk: int = 500) -> Simulated:
+def simulate(
+    plan: Plan,
+    means,
+    noise: Noise,
+    questions: list[tuple[int, int]],
+    sweep: list[int] | None = None,
+    sign: float = 1.0,
+    margin: float | None = None,
+    n_sim: int = 2000,
+    seed: int = 0,
+    chunk: int = 500,
+) -> Simulated:
     """Run the adaptive procedure on `n_sim` simulated studies with true arm means `means`: the same rounds,
     looks, `answer_questions` and `eliminate` the runner uses. `questions` are (compare, against) arm indices;
     `sweep` the arms that compete for the lead (None: no elimination)."""
     rng = np.random.default_rng(seed)
     means = np.asarray(means, float)
-    parts = [_simulate_chunk(plan, noise.draw(rng, means, min(chunk, n_sim - s), plan.max_runs), questions, sweep,
-                             sign, margin) for s in range(0, n_sim, chunk)]
+    parts = [
+        _simulate_chunk(
+            plan, noise.draw(rng, means, min(chunk, n_sim - s), plan.max_runs), questions, sweep, sign, margin
+        )
+        for s in range(0, n_sim, chunk)
+    ]
     return Simulated(*(np.concatenate(x) for x in zip(*parts, strict=True)))
 
 

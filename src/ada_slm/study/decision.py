@@ -21,11 +21,16 @@ class Question(Strict):
 
     compare: str = Field(..., description="The arm asked about (an arm of the study, or base).")
     against: str = Field(..., description="The arm it is compared with.")
-    test: Literal["better", "equivalent"] = Field("better", description="better (superiority) or equivalent "
-                                                  "(TOST within ±margin).")
-    margin: float | None = Field(None, gt=0, description="Equivalence margin on the decision metric (test "
-                                    "equivalent; default: the study's equivalence_margins of the metric, else "
-                                    "10 % of the `against` arm's mean).")
+    test: Literal["better", "equivalent"] = Field(
+        "better", description="better (superiority) or equivalent (TOST within ±margin)."
+    )
+    margin: float | None = Field(
+        None,
+        gt=0,
+        description="Equivalence margin on the decision metric (test "
+        "equivalent; default: the study's equivalence_margins of the metric, else "
+        "10 % of the `against` arm's mean).",
+    )
 
     @model_validator(mode="after")
     def _margin_needs_equivalence(self):
@@ -37,18 +42,28 @@ class Question(Strict):
 class Rule(Strict):
     when: dict[str, bool] = Field(default_factory=dict, description="Answers required; {} matches anything.")
     recommend: str = Field(..., description="What to run next, in words.")
-    config: ConfigPatch = Field(default_factory=dict, description="Run-config keys laid over the baseline arm's "
-                                "config: the next run this rule recommends (checked when the study is read).")
+    config: ConfigPatch = Field(
+        default_factory=dict,
+        description="Run-config keys laid over the baseline arm's "
+        "config: the next run this rule recommends (checked when the study is read).",
+    )
 
 
 class Decision(Strict):
-    metric: str = Field("agl_awareness", description="The metric the questions are asked on: a per-item metric "
-                        "(metrics.METRICS) or a run-level one (heldout_loss, train_loss: lower is better; "
-                        "tokens_per_s).")
+    metric: str = Field(
+        "agl_awareness",
+        description="The metric the questions are asked on: a per-item metric "
+        "(metrics.METRICS) or a run-level one (heldout_loss, train_loss: lower is better; "
+        "tokens_per_s).",
+    )
     questions: dict[str, Question] = Field(..., description="Question name -> the two arms compared and the test.")
     rules: list[Rule] = Field(..., min_length=1, description="First matching rule wins.")
-    min_effect: float | None = Field(None, gt=0, description="Smallest difference on `metric` worth acting on: "
-                                        "the report says how many seeds per arm detect it with 80 % power.")
+    min_effect: float | None = Field(
+        None,
+        gt=0,
+        description="Smallest difference on `metric` worth acting on: "
+        "the report says how many seeds per arm detect it with 80 % power.",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -66,16 +81,27 @@ class Adaptive(Strict):
     """How `ada-slm study run --until-decided` adds runs (docs/guides/studies.md)."""
 
     seeds_per_round: int = Field(1, gt=0, description="Runs added to each arm that is still open, per round.")
-    max_seeds: int = Field(10, ge=2, description="Runs per arm at most (the last planned look; the alpha "
-                           "spending is planned over the looks up to it).")
-    eliminate: bool = Field(False, description="Sweep: arms significantly worse than the current leader stop "
-                            "receiving runs; the sweep ends when one arm is left (or the rest are equivalent "
-                            "within `margin`).")
+    max_seeds: int = Field(
+        10,
+        ge=2,
+        description="Runs per arm at most (the last planned look; the alpha "
+        "spending is planned over the looks up to it).",
+    )
+    eliminate: bool = Field(
+        False,
+        description="Sweep: arms significantly worse than the current leader stop "
+        "receiving runs; the sweep ends when one arm is left (or the rest are equivalent "
+        "within `margin`).",
+    )
     metric: str | None = Field(None, description="Metric of the elimination (default: the decision's).")
-    margin: float | None = Field(None, gt=0, description="Equivalence margin on the metric: a question (or "
-                                    "the sweep) also ends when the difference is shown to lie within ±margin "
-                                    "(default: equivalence_margins of the metric, else decision.min_effect, "
-                                    "else no equivalence stop).")
+    margin: float | None = Field(
+        None,
+        gt=0,
+        description="Equivalence margin on the metric: a question (or "
+        "the sweep) also ends when the difference is shown to lie within ±margin "
+        "(default: equivalence_margins of the metric, else decision.min_effect, "
+        "else no equivalence stop).",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -90,12 +116,17 @@ class Criterion(Strict):
     text: str = Field(..., description="The criterion in the study's own words.")
     arm: str = Field(..., description="The arm it is about.")
     metric: str = Field(..., description="A per-item or run-level metric.")
-    above: float | None = Field(None, description="Met when the arm's 95 % CI lies above this value, not met "
-                                   "when it lies below, else undecided.")
+    above: float | None = Field(
+        None,
+        description="Met when the arm's 95 % CI lies above this value, not met when it lies below, else undecided.",
+    )
     below: float | None = Field(None, description="Met when the arm's 95 % CI lies below this value.")
-    better_than: str | None = Field(None, description="Met when the arm beats this arm on the metric by the "
-                                       "seed-level rule (lower for losses); not met when the 95 % CI of the "
-                                       "difference lies on the worse side of 0.")
+    better_than: str | None = Field(
+        None,
+        description="Met when the arm beats this arm on the metric by the "
+        "seed-level rule (lower for losses); not met when the 95 % CI of the "
+        "difference lies on the worse side of 0.",
+    )
 
     @field_validator("metric")
     @classmethod

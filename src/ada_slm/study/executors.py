@@ -52,9 +52,14 @@ def _execute_locked(run_dir: Path) -> int:
     record = records.RunRecord(status=records.Status(state=records.INTERRUPTED))
     try:
         if spec.train is None:  # the base arm: an eval-only record, its config only the base model
-            record = records.RunRecord(facts=records.RunFacts(base=spec.base, arm=BASE_ARM), config=None,
-                                       status=records.Status(state=records.RUNNING), train=None, eval=None,
-                                       meta={"seed": spec.seed})
+            record = records.RunRecord(
+                facts=records.RunFacts(base=spec.base, arm=BASE_ARM),
+                config=None,
+                status=records.Status(state=records.RUNNING),
+                train=None,
+                eval=None,
+                meta={"seed": spec.seed},
+            )
             adapter = None
             loaded = None
             if tracker:
@@ -66,8 +71,16 @@ def _execute_locked(run_dir: Path) -> int:
             adapter = records.adapter_dir(record)
         # the study's runs share one eval cache: the base arm's seeds generate once, a re-run after a crash not again
         cache = EvalCache(run_dir.parent.parent / STUDY_CACHE_DIR)  # results/<study>/.eval-cache
-        summary = evaluate(spec.base, adapter, spec.eval.suite, settings, run_dir,
-                           limit=spec.eval.limit, model_and_tokenizer=loaded, cache=cache)
+        summary = evaluate(
+            spec.base,
+            adapter,
+            spec.eval.suite,
+            settings,
+            run_dir,
+            limit=spec.eval.limit,
+            model_and_tokenizer=loaded,
+            cache=cache,
+        )
         record.eval = records.EvalSection.model_validate(summary)
         record.status = records.Status(state=records.COMPLETE, reason=None)
         if record.meta is None:
@@ -117,8 +130,14 @@ def run_in_subprocess(run_dir: str, cwd: str | None = None) -> tuple[int, str, f
     start = time.perf_counter()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env[lifeline.PARENT_ENV] = str(os.getpid())  # the run dies with this process (the runner or a Ray worker)
-    proc = subprocess.run([sys.executable, "-m", "ada_slm.app.cli", "study", "exec", run_dir], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, env=env, cwd=cwd if cwd and Path(cwd).is_dir() else None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ada_slm.app.cli", "study", "exec", run_dir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd if cwd and Path(cwd).is_dir() else None,
+    )
     return proc.returncode, proc.stderr[-4000:], time.perf_counter() - start
 
 
@@ -145,8 +164,17 @@ def exec_run(run_dir: Path) -> int:
 # What every run imports (torch, transformers, peft: ≈ 8 s per process on 2 cores). The fork server imports it
 # once; each run is then a fresh process forked from it, isolated as before but without paying the imports again.
 # lifeline comes first: importing it binds the fork server's life to the runner's.
-PRELOAD = ["ada_slm.run.lifeline", "torch", "transformers", "transformers.modeling_utils", "transformers.generation",
-           "peft", "ada_slm.run.train", "ada_slm.run.evaluate", "ada_slm.study.executors"]
+PRELOAD = [
+    "ada_slm.run.lifeline",
+    "torch",
+    "transformers",
+    "transformers.modeling_utils",
+    "transformers.generation",
+    "peft",
+    "ada_slm.run.train",
+    "ada_slm.run.evaluate",
+    "ada_slm.study.executors",
+]
 
 
 def _forked_run(run_dir: str, log_path: str, threads: int) -> None:
@@ -221,8 +249,11 @@ class LocalExecutor:
                 while len(running) < self.jobs and (s := _next_startable(queue, running)) is not None:
                     queue.remove(s)
                     started(s)
-                    proc = ctx.Process(target=_forked_run, args=(str(s.run_dir), str(s.run_dir / "run.log"), threads),
-                                       name=f"ada-slm {s.key}")
+                    proc = ctx.Process(
+                        target=_forked_run,
+                        args=(str(s.run_dir), str(s.run_dir / "run.log"), threads),
+                        name=f"ada-slm {s.key}",
+                    )
                     proc.start()
                     running[proc.sentinel] = (proc, s, time.perf_counter())
                 for sentinel in multiprocessing.connection.wait(list(running)):
@@ -265,8 +296,9 @@ class RayExecutor:
     go to the same results directory, so the cluster's nodes must share that storage and have ada-slm
     installed. Without an address a local Ray instance is started (and stopped at the end)."""
 
-    def __init__(self, address: str | None = None, cpus_per_run: float | None = None,
-                 gpus_per_run: float | None = None):
+    def __init__(
+        self, address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float | None = None
+    ):
         self.address, self.cpus_per_run, self.gpus_per_run = address, cpus_per_run, gpus_per_run
 
     def run(self, specs: list[RunSpec], started, finished) -> None:
@@ -277,11 +309,9 @@ class RayExecutor:
         started_here = not ray.is_initialized()
         if started_here:
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as e:
-                raise UserError(f"--address {self.address}: cannot connect to Ray ({str(e).splitlines()[0]})") \
-                    from None
+                raise UserError(f"--address {self.address}: cannot connect to Ray ({str(e).splitlines()[0]})") from None
         try:
             total = ray.cluster_resources()
             # A run trains on CUDA whenever it sees a GPU: ask for one where the cluster has them, with a GPU's
@@ -344,8 +374,14 @@ class RunnerEvents(Protocol):
     def changed(self, spec: RunSpec, state: str, detail: str, seconds: float | None) -> None: ...
 
 
-def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "results", executor=None,
-              tracking_for: Callable | None = None, events: RunnerEvents | None = None) -> dict:
+def run_study(
+    study: Study,
+    specs: list[RunSpec],
+    results_root: str | Path = "results",
+    executor=None,
+    tracking_for: Callable | None = None,
+    events: RunnerEvents | None = None,
+) -> dict:
     """Run every unfinished spec in its own process (locally, or as Ray tasks); returns counts of done, failed
     and pending runs. `tracking_for(spec)` gives each run its `tracking.Tracking` (or None); `events` hears of
     every state change. Holds results/<study>/.lock, so two runners never work on one study."""
@@ -384,9 +420,17 @@ def run_study(study: Study, specs: list[RunSpec], results_root: str | Path = "re
                 with runlock.hold(s.run_dir):
                     rec = records.read_record_or_none(s.run_dir)
                     recorded = rec.status.reason if rec is not None else None
-                    reason = recorded or (err.strip().splitlines() or [
-                        f"the run's process exited with code {code} before recording a reason (its output above "
-                        "says why)"])[-1]
+                    reason = (
+                        recorded
+                        or (
+                            err.strip().splitlines()
+                            or [
+                                f"the run's process exited with code {code} before recording a reason (its output "
+                                "above "
+                                "says why)"
+                            ]
+                        )[-1]
+                    )
                     if records.state(rec) != records.FAILED:
                         records.mark_failed(s.run_dir, reason)
             except runlock.RunFolderBusy as e:

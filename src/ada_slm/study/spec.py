@@ -75,15 +75,24 @@ class ScalePreset(Strict):
     """A named size of the study: `quick` for CPU demos, `full` for the seed's sizes."""
 
     description: str = Field("", description="What this scale is for, in words (shown by `study plan`).")
-    overrides: ConfigPatch = Field(default_factory=dict, description="Run-config keys (nested or key.sub) laid "
-                                   "over the defaults, before each arm's own overrides (e.g. base, data.size, "
-                                   "max_steps).")
-    arms: dict[str, ConfigPatch] = Field(default_factory=dict, description="Per-arm overrides applied last, "
-                                         "to keep an arm's difference at this scale (e.g. a smaller data arm).")
+    overrides: ConfigPatch = Field(
+        default_factory=dict,
+        description="Run-config keys (nested or key.sub) laid "
+        "over the defaults, before each arm's own overrides (e.g. base, data.size, "
+        "max_steps).",
+    )
+    arms: dict[str, ConfigPatch] = Field(
+        default_factory=dict,
+        description="Per-arm overrides applied last, "
+        "to keep an arm's difference at this scale (e.g. a smaller data arm).",
+    )
     eval: EvalPatch = Field(default_factory=dict, description="Overrides of the eval settings.")
     seeds: list[int] | None = Field(None, description="Seeds for this preset (default: the study's).")
-    skip: list[str] = Field(default_factory=list, description="Arms not run at this scale (e.g. an arm whose "
-                            "question this scale cannot ask); the decision says so instead of answering it.")
+    skip: list[str] = Field(
+        default_factory=list,
+        description="Arms not run at this scale (e.g. an arm whose "
+        "question this scale cannot ask); the decision says so instead of answering it.",
+    )
 
     @field_validator("seeds")
     @classmethod
@@ -94,34 +103,52 @@ class ScalePreset(Strict):
 class Study(Strict):
     name: str = Field(..., description="Names the study's folders: letters, digits, '_', '.', '-'.")
     description: str = Field("", description="What the study asks, in words (the report and the page show it).")
-    defaults: ConfigPatch = Field(default_factory=dict, description="Run-config keys shared by every arm (nested "
-                                  "or key.sub keys; any TrainConfig field).")
-    arms: dict[str, ConfigPatch] = Field(..., description="Arm name -> run-config keys laid over the defaults "
-                                         "(nested or key.sub keys).")
+    defaults: ConfigPatch = Field(
+        default_factory=dict,
+        description="Run-config keys shared by every arm (nested or key.sub keys; any TrainConfig field).",
+    )
+    arms: dict[str, ConfigPatch] = Field(
+        ..., description="Arm name -> run-config keys laid over the defaults (nested or key.sub keys)."
+    )
     baseline: str = Field(..., description="The arm every comparison is made against.")
     include_base: bool = Field(True, description="Also evaluate the base model without an adapter ('base').")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="Training seeds: one "
-                             "run per arm and seed (0 ≤ seed < 2**32; arms sharing a seed are paired).")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="Training seeds: one run per arm and seed (0 ≤ seed < 2**32; arms sharing a seed are paired).",
+    )
     eval: EvalSettings = Field(default_factory=EvalSettings, description="How every run is evaluated.")
-    scale: dict[str, ScalePreset] = Field(default_factory=dict, description="Named sizes of the study (quick, "
-                                          "cpu, full…): `--scale NAME`.")
-    decision: Decision | None = Field(None, description="The questions the study asks and the rules that turn "
-                                         "their answers into the next run.")
+    scale: dict[str, ScalePreset] = Field(
+        default_factory=dict, description="Named sizes of the study (quick, cpu, full…): `--scale NAME`."
+    )
+    decision: Decision | None = Field(
+        None, description="The questions the study asks and the rules that turn their answers into the next run."
+    )
     followup_of: str | None = Field(None, description="Study whose best arm `champion:` references use.")
     adaptive: Adaptive = Field(default_factory=Adaptive, description="Rounds of `study run --until-decided`.")
-    equivalence_margins: dict[str, float] = Field(default_factory=dict, description="Metric -> margin of the "
-                                                  "equivalence test (TOST) for arms that differ only in batch split "
-                                                  "(default: 10 % of the baseline's mean).")
-    criteria: list[Criterion] = Field(default_factory=list, description="Success criteria stated before the "
-                                      "runs, judged met / not met / undecided in the report.")
-    pairing: Literal["seed", "none"] = Field("seed", description="How two arms' runs are compared, fixed before "
-                                             "any result: seed — the runs of the seeds both arms have are paired "
-                                             "(same data order, LoRA init and items: a seed is a block) and the "
-                                             "interval is of the same-seed differences; none — independent runs.")
+    equivalence_margins: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> margin of the "
+        "equivalence test (TOST) for arms that differ only in batch split "
+        "(default: 10 % of the baseline's mean).",
+    )
+    criteria: list[Criterion] = Field(
+        default_factory=list,
+        description="Success criteria stated before the runs, judged met / not met / undecided in the report.",
+    )
+    pairing: Literal["seed", "none"] = Field(
+        "seed",
+        description="How two arms' runs are compared, fixed before "
+        "any result: seed — the runs of the seeds both arms have are paired "
+        "(same data order, LoRA init and items: a seed is a block) and the "
+        "interval is of the same-seed differences; none — independent runs.",
+    )
     item_clusters: Literal["template", "category", "none"] = Field(
-        "template", description="What items share an effect in the item term: template — a generated item's "
+        "template",
+        description="What items share an effect in the item term: template — a generated item's "
         "template (a hand-written item is its own); category — the item's category; none — every item "
-        "independent. The item term's d.f. is then the clusters − 1.")
+        "independent. The item term's d.f. is then the clusters − 1.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -237,8 +264,9 @@ class SpecFile(Strict):
 
 
 def write_spec_file(spec: RunSpec, tracking: Tracking | None) -> None:
-    text = SpecFile(arm=spec.arm, seed=spec.seed, base=spec.base, train=spec.train, eval=spec.eval,
-                    tracking=tracking).model_dump_json(indent=2)
+    text = SpecFile(
+        arm=spec.arm, seed=spec.seed, base=spec.base, train=spec.train, eval=spec.eval, tracking=tracking
+    ).model_dump_json(indent=2)
     atomic_write_text(spec.run_dir / records.SPEC, text + "\n")
 
 
@@ -252,8 +280,9 @@ def read_spec_file(run_dir: Path) -> SpecFile:
     try:
         return SpecFile.model_validate_json(data)
     except ValidationError as e:
-        raise UserError(format_validation_error(e, f"{path}: not a run spec written by `study run` (run it "
-                                                   "again to rewrite it)")) from None
+        raise UserError(
+            format_validation_error(e, f"{path}: not a run spec written by `study run` (run it again to rewrite it)")
+        ) from None
 
 
 def load_study(path: str | Path) -> Study:
@@ -292,9 +321,15 @@ def arm_config(study: Study, arm: str, preset: ScalePreset, source: str, scale: 
     return validate_config(deep_merge(study.defaults, *layers), f"{source} ({where})")
 
 
-def expand(study: Study, source: str, scale: str | None = None, only: list[str] | None = None,
-           seeds: list[int] | None = None, results_root: str | Path = "results",
-           exports_root: str | Path = "exports") -> list[RunSpec]:
+def expand(
+    study: Study,
+    source: str,
+    scale: str | None = None,
+    only: list[str] | None = None,
+    seeds: list[int] | None = None,
+    results_root: str | Path = "results",
+    exports_root: str | Path = "exports",
+) -> list[RunSpec]:
     """Every (arm, seed) run of the study, with its resolved config, in a stable order (base first)."""
     preset = ScalePreset()
     if scale is not None:
@@ -314,8 +349,10 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
     specs = []
     arms = _arm_names(study, preset, scale, only, source)
     if len(arms) * len(seeds) > MAX_RUNS:
-        raise UserError(f"{source}: {len(arms)} arms × {len(seeds)} seeds = {len(arms) * len(seeds)} runs: at most "
-                        f"{MAX_RUNS} in one study (split it, or run some arms with --only)")
+        raise UserError(
+            f"{source}: {len(arms)} arms × {len(seeds)} seeds = {len(arms) * len(seeds)} runs: at most "
+            f"{MAX_RUNS} in one study (split it, or run some arms with --only)"
+        )
     for arm in arms:
         cfg = arm_config(study, arm, preset, source, scale)
         for seed in seeds:
@@ -325,14 +362,14 @@ def expand(study: Study, source: str, scale: str | None = None, only: list[str] 
             path_under(exports_root, study.name, arm, f"seed{seed}")
             train = None
             if arm != BASE_ARM:
-                train = cfg.model_copy(update={"seed": seed, "out_dir": str(paths.run_dir),
-                                               "export_dir": str(paths.export_dir)})
+                train = cfg.model_copy(
+                    update={"seed": seed, "out_dir": str(paths.run_dir), "export_dir": str(paths.export_dir)}
+                )
             specs.append(RunSpec(paths, train, cfg.base, eval_settings.model_dump()))
     return specs
 
 
-def _arm_names(study: Study, preset: ScalePreset, scale: str | None, only: list[str] | None,
-               source: str) -> list[str]:
+def _arm_names(study: Study, preset: ScalePreset, scale: str | None, only: list[str] | None, source: str) -> list[str]:
     """The arms this scale runs (base first), narrowed to `only` (--only) where given."""
     arm_names = ([BASE_ARM] if study.include_base else []) + [a for a in study.arms if a not in preset.skip]
     if only:
@@ -374,8 +411,9 @@ def state_of(spec: RunSpec) -> str:
     return "failed" if records.state(rec) == records.FAILED else "pending"
 
 
-def estimate_seconds(cfg: TrainConfig | None, tokens_per_s: float | None,
-                     tokens_per_sequence: float | None) -> float | None:
+def estimate_seconds(
+    cfg: TrainConfig | None, tokens_per_s: float | None, tokens_per_sequence: float | None
+) -> float | None:
     """Training time from measured throughput: sequences (max_steps × effective batch, else training examples ×
     epochs) × tokens per sequence ÷ tokens/s. None for the base arm (nothing to train) or without a rate."""
     if cfg is None or not tokens_per_s or not tokens_per_sequence:
@@ -392,10 +430,10 @@ def measured_throughput(specs: list[RunSpec]) -> tuple[float | None, float | Non
         if rec and rec.train is not None and rec.train.tokens_per_s:
             rates.append(rec.train.tokens_per_s)
             # the train section's tokens_per_s was computed from every step's counts: all of them are there
-            counts = [(x.tokens, x.sequences) for x in rec.train.steps if x.tokens is not None and x.sequences is not None]
+            counts = [
+                (x.tokens, x.sequences) for x in rec.train.steps if x.tokens is not None and x.sequences is not None
+            ]
             per_seq.append(sum(t for t, _ in counts) / max(1, sum(n for _, n in counts)))
     if not rates:
         return None, None
     return sum(rates) / len(rates), sum(per_seq) / len(per_seq)
-
-

@@ -27,8 +27,11 @@ def find_twin(spec, run_dir: Path) -> tuple[Path, records.RunRecord] | None:
     if identity is None:
         return None
     device = hardware.default_device()
-    here = {"precision": hardware.resolve_precision(spec.train.precision, device)[0],
-            "torch_threads": hardware.threads(), "machine_kind": hardware.machine_kind()}
+    here = {
+        "precision": hardware.resolve_precision(spec.train.precision, device)[0],
+        "torch_threads": hardware.threads(),
+        "machine_kind": hardware.machine_kind(),
+    }
     for other in sorted(run_dir.parent.parent.glob("*/seed*")):
         if other == run_dir or other.is_symlink() or not other.is_dir():
             continue
@@ -40,12 +43,19 @@ def find_twin(spec, run_dir: Path) -> tuple[Path, records.RunRecord] | None:
         if other_spec.train is None or other_spec.train.steps_identity() != identity or not records.is_trained(rec):
             continue
         meta = rec.meta or {}
-        ran = {"precision": meta.get("precision"), "torch_threads": meta.get("torch_threads"),
-               "machine_kind": (meta.get("precision_choice") or {}).get("machine_kind", here["machine_kind"])}
+        ran = {
+            "precision": meta.get("precision"),
+            "torch_threads": meta.get("torch_threads"),
+            "machine_kind": (meta.get("precision_choice") or {}).get("machine_kind", here["machine_kind"]),
+        }
         adapter = Path(rec.train.adapter_dir) if rec.train and rec.train.adapter_dir else None
         # only the adapter the twin's own spec exports: a record pointing elsewhere is not copied from
-        if (ran == here and adapter is not None and adapter.resolve() == other_spec.train.adapter_dir().resolve()
-                and (adapter / "adapter_config.json").is_file()):
+        if (
+            ran == here
+            and adapter is not None
+            and adapter.resolve() == other_spec.train.adapter_dir().resolve()
+            and (adapter / "adapter_config.json").is_file()
+        ):
             return other, rec
     return None
 
@@ -76,10 +86,13 @@ def reuse_twin(cfg, twin_dir: Path, twin: records.RunRecord) -> records.RunRecor
     record.facts.executed_split = cfg.executed_split(passes)
     record.train.adapter_dir = str(cfg.adapter_dir())
     record.train.merged_dir = None
-    record.meta = {**(twin.meta or {}), "seed": cfg.seed,
-                   "computed_by": f"{twin_dir.parent.name}/{twin_dir.name}: the same optimizer steps (the same "
-                                  "config and seed but for micro × accum, executed grouped by length), trained "
-                                  "once and reused — not trained again"}
+    record.meta = {
+        **(twin.meta or {}),
+        "seed": cfg.seed,
+        "computed_by": f"{twin_dir.parent.name}/{twin_dir.name}: the same optimizer steps (the same "
+        "config and seed but for micro × accum, executed grouped by length), trained "
+        "once and reused — not trained again",
+    }
     record.eval = None
     record.status = records.Status(state=records.COMPLETE, reason=None)
     runlock.check(cfg.out_dir)

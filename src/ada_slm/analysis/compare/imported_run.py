@@ -26,16 +26,24 @@ class ImportedRun(BaseModel):
     source: Source = Field(description="The tool that wrote the run.")
     path: str = Field(description="The file or folder it was read from.")
     name: str = Field(description="The run's label in the report (its path, or the table's run id).")
-    task: dict = Field(default_factory=dict, description="The evaluation's configuration (task, dataset, "
-                       "scorers, generation): runs are compared only when it is equal.")
-    model: dict = Field(default_factory=dict, description="What was evaluated (model, model args, seed): "
-                        "recorded, allowed to differ.")
-    scores: dict[str, dict[str, float | None]] = Field(description="Metric -> item id -> score (None where "
-                                                          "the metric does not apply to the item).")
+    task: dict = Field(
+        default_factory=dict,
+        description="The evaluation's configuration (task, dataset, "
+        "scorers, generation): runs are compared only when it is equal.",
+    )
+    model: dict = Field(
+        default_factory=dict, description="What was evaluated (model, model args, seed): recorded, allowed to differ."
+    )
+    scores: dict[str, dict[str, float | None]] = Field(
+        description="Metric -> item id -> score (None where the metric does not apply to the item)."
+    )
     lower_is_better: list[str] = Field(default_factory=list, description="Metrics where lower is better.")
-    item_hashes: dict[str, str] = Field(default_factory=dict, description="Item id -> a hash of the item's "
-                                        "content where the tool records one (lm-eval's doc_hash): one id must "
-                                        "mean one item in every run.")
+    item_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Item id -> a hash of the item's "
+        "content where the tool records one (lm-eval's doc_hash): one id must "
+        "mean one item in every run.",
+    )
     arm: str | None = Field(None, description="The arm a table row names, if any.")
 
 
@@ -88,9 +96,13 @@ def check_inspect_file(path: Path) -> None:
             raise UserError(f"{path}: not a readable Inspect log (not a zip: {e})") from None
     total = sum(m.file_size for m in members)
     if total > input_limit():
-        raise UserError(f"{path}: inflates to {total / 2**20:,.0f} MiB, over the limit of "
-                        f"{input_limit() / 2**20:g} MiB ({LIMIT_HINT})")
+        raise UserError(
+            f"{path}: inflates to {total / 2**20:,.0f} MiB, over the limit of "
+            f"{input_limit() / 2**20:g} MiB ({LIMIT_HINT})"
+        )
     for m in members:
         if m.file_size > 2**20 and m.file_size > MAX_INFLATION * max(1, m.compress_size):
-            raise UserError(f"{path}: member {m.filename} inflates {m.file_size / max(1, m.compress_size):,.0f}× "
-                            f"(over {MAX_INFLATION}×): refused as a zip bomb")
+            raise UserError(
+                f"{path}: member {m.filename} inflates {m.file_size / max(1, m.compress_size):,.0f}× "
+                f"(over {MAX_INFLATION}×): refused as a zip bomb"
+            )

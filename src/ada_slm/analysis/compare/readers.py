@@ -96,8 +96,10 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
         if not found:
             raise UserError(f"{path}: no lm-eval results_*.json in this folder (run lm_eval with --output_path)")
         if len(found) > 1:
-            raise UserError(f"{path}: {len(found)} lm-eval results files (one per lm_eval run): name one run's "
-                            f"results_*.json each, e.g. {found[0]}")
+            raise UserError(
+                f"{path}: {len(found)} lm-eval results files (one per lm_eval run): name one run's "
+                f"results_*.json each, e.g. {found[0]}"
+            )
         path = found[0]
     results = read_json_object(path)
     if not isinstance(results.get("configs"), dict) or not isinstance(results.get("results"), dict):
@@ -110,8 +112,9 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
     for task in sorted(results["configs"]):
         samples = path.with_name(f"samples_{task}_{stamp}.jsonl")
         if not samples.is_file():
-            raise UserError(f"{path}: no {samples.name} beside it: compare needs per-item scores, so run lm_eval "
-                            "with --log_samples")
+            raise UserError(
+                f"{path}: no {samples.name} beside it: compare needs per-item scores, so run lm_eval with --log_samples"
+            )
         for lineno, row in iter_jsonl(samples, input_limit()):
             where = f"{samples}:{lineno}"
             if "doc_id" not in row or not isinstance(row.get("metrics"), list):
@@ -134,18 +137,31 @@ def read_lm_eval(path: str | Path) -> ImportedRun:
                 lower.add(metric)
     config = results.get("config") or {}
     return ImportedRun(
-        source="lm-eval", path=str(path), name=str(given),
-        task={"tasks": sorted(results["configs"]), "versions": results.get("versions"),
-              "n-shot": results.get("n-shot"),
-              "configs": {t: _task_config(c) for t, c in results["configs"].items()}},
-        model={"model": config.get("model"), "model_args": config.get("model_args"),
-               "seed": config.get("random_seed"), "gen_kwargs": config.get("gen_kwargs")},
-        scores=scores, lower_is_better=sorted(m for m in lower if m in scores), item_hashes=hashes)
+        source="lm-eval",
+        path=str(path),
+        name=str(given),
+        task={
+            "tasks": sorted(results["configs"]),
+            "versions": results.get("versions"),
+            "n-shot": results.get("n-shot"),
+            "configs": {t: _task_config(c) for t, c in results["configs"].items()},
+        },
+        model={
+            "model": config.get("model"),
+            "model_args": config.get("model_args"),
+            "seed": config.get("random_seed"),
+            "gen_kwargs": config.get("gen_kwargs"),
+        },
+        scores=scores,
+        lower_is_better=sorted(m for m in lower if m in scores),
+        item_hashes=hashes,
+    )
 
 
 # ------------------------------------------------------------------------------------------ Inspect
-INSPECT_MISSING = ("reading Inspect logs needs the inspect_ai package: pip install 'ada-slm[inspect]' "
-                   "(or pip install inspect_ai)")
+INSPECT_MISSING = (
+    "reading Inspect logs needs the inspect_ai package: pip install 'ada-slm[inspect]' (or pip install inspect_ai)"
+)
 
 
 def read_inspect(path: str | Path) -> ImportedRun:
@@ -160,11 +176,11 @@ def read_inspect(path: str | Path) -> ImportedRun:
     try:
         log = read_eval_log(str(path))
     except Exception as e:  # a zip or JSON that is not a log: Inspect raises many kinds; the message says which
-        raise UserError(f"{path}: not a readable Inspect log ({type(e).__name__}: {str(e).splitlines()[0]})") \
-            from None
+        raise UserError(f"{path}: not a readable Inspect log ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if log.status != "success":
-        raise UserError(f"{path}: Inspect log status is {log.status!r}, not 'success' (an unfinished or failed "
-                        "evaluation)")
+        raise UserError(
+            f"{path}: Inspect log status is {log.status!r}, not 'success' (an unfinished or failed evaluation)"
+        )
     if not log.samples:
         raise UserError(f"{path}: the Inspect log holds no samples (written with --no-log-samples?)")
     to_float = value_to_float()
@@ -175,21 +191,30 @@ def read_inspect(path: str | Path) -> ImportedRun:
             values = score.value.items() if isinstance(score.value, dict) else [(None, score.value)]
             for key, value in values:
                 if isinstance(value, list):
-                    raise UserError(f"{path}: sample {item}: scorer {scorer} gives a list, not one value per "
-                                    "sample")
+                    raise UserError(f"{path}: sample {item}: scorer {scorer} gives a list, not one value per sample")
                 name = scorer if key is None else f"{scorer}/{key}"
-                sums.setdefault(name, {}).setdefault(item, []).append(
-                    None if value is None else to_float(value))
-    scores = {m: {i: mean_or_none(vs) for i, vs in per.items()}
-              for m, per in sums.items()}  # the mean over epochs
+                sums.setdefault(name, {}).setdefault(item, []).append(None if value is None else to_float(value))
+    scores = {m: {i: mean_or_none(vs) for i, vs in per.items()} for m, per in sums.items()}  # the mean over epochs
     ev = log.eval
     return ImportedRun(
-        source="inspect", path=str(path), name=str(path),
-        task={"task": ev.task, "task_version": ev.task_version, "task_args": ev.task_args,
-              "dataset": ev.dataset.name, "epochs": ev.config.epochs, "scorers": sorted(scores)},
-        model={"model": ev.model, "model_args": ev.model_args,
-               "generate": log.plan.config.model_dump(exclude_none=True) if log.plan else None},
-        scores=scores)
+        source="inspect",
+        path=str(path),
+        name=str(path),
+        task={
+            "task": ev.task,
+            "task_version": ev.task_version,
+            "task_args": ev.task_args,
+            "dataset": ev.dataset.name,
+            "epochs": ev.config.epochs,
+            "scorers": sorted(scores),
+        },
+        model={
+            "model": ev.model,
+            "model_args": ev.model_args,
+            "generate": log.plan.config.model_dump(exclude_none=True) if log.plan else None,
+        },
+        scores=scores,
+    )
 
 
 # ------------------------------------------------------------------------------------------ trainer_state.json
@@ -218,15 +243,24 @@ def read_trainer_state(path: str | Path) -> ImportedRun:
     evals = [e["eval_loss"] for e in history if isinstance(e, dict) and e.get("eval_loss") is not None]
     train = [e["loss"] for e in history if isinstance(e, dict) and e.get("loss") is not None]
     runtime = [e["train_runtime"] for e in history if isinstance(e, dict) and e.get("train_runtime") is not None]
-    values = {"final_eval_loss": evals[-1] if evals else None, "best_eval_loss": min(evals) if evals else None,
-              "final_train_loss": train[-1] if train else None, "train_runtime": runtime[-1] if runtime else None}
+    values = {
+        "final_eval_loss": evals[-1] if evals else None,
+        "best_eval_loss": min(evals) if evals else None,
+        "final_train_loss": train[-1] if train else None,
+        "train_runtime": runtime[-1] if runtime else None,
+    }
     scores = {m: {RUN_ITEM: number(v, f"{file}: {m}")} for m, v in values.items() if v is not None}
     if not scores:
         raise UserError(f"{file}: log_history holds no eval_loss, loss or train_runtime")
-    return ImportedRun(source="trainer", path=str(file), name=str(Path(path)), task={},
-                       model={k: state.get(k) for k in ("max_steps", "num_train_epochs", "train_batch_size",
-                                                         "global_step")},
-                       scores=scores, lower_is_better=list(scores))
+    return ImportedRun(
+        source="trainer",
+        path=str(file),
+        name=str(Path(path)),
+        task={},
+        model={k: state.get(k) for k in ("max_steps", "num_train_epochs", "train_batch_size", "global_step")},
+        scores=scores,
+        lower_is_better=list(scores),
+    )
 
 
 # ------------------------------------------------------------------------------------------ ada-slm run
@@ -246,8 +280,7 @@ def read_ada_slm(path: str | Path) -> ImportedRun:
             for m in METRICS:
                 value = number(row["metrics"].get(m), f"{path / records.EVAL_ITEMS}:{lineno}: {m}")
                 sums.setdefault(m, {}).setdefault(str(row["id"]), []).append(value)
-    scores = {m: {i: mean_or_none(vs) for i, vs in per.items()}
-              for m, per in sums.items()}
+    scores = {m: {i: mean_or_none(vs) for i, vs in per.items()} for m, per in sums.items()}
     for m, key in RUN_FIELDS.items():
         value = getattr(record.train, key, None) if record.train is not None else None
         if value is not None:
@@ -255,15 +288,21 @@ def read_ada_slm(path: str | Path) -> ImportedRun:
     if not scores:
         raise UserError(f"{path}: neither eval.jsonl nor training losses to compare (run `ada-slm eval` on it)")
     ev = record.eval.model_dump(exclude_unset=True) if record.eval is not None else {}
-    return ImportedRun(source="ada-slm", path=str(path), name=str(path),
-                       # the generation batch size is left out: outputs are identical at any size
-                       task={"suite": ev.get("suite"), "n_items": ev.get("n_items"), "limit": ev.get("limit"),
-                             "generation": {k: v for k, v in (ev.get("generation") or {}).items()
-                                            if k != "batch_size"}},
-                       model={"base": records.base_model(record),
-                              "seed": record.config.seed if record.config is not None else None},
-                       scores=scores, lower_is_better=[m for m, higher in RUN_METRICS.items()
-                                                       if not higher and m in scores])
+    return ImportedRun(
+        source="ada-slm",
+        path=str(path),
+        name=str(path),
+        # the generation batch size is left out: outputs are identical at any size
+        task={
+            "suite": ev.get("suite"),
+            "n_items": ev.get("n_items"),
+            "limit": ev.get("limit"),
+            "generation": {k: v for k, v in (ev.get("generation") or {}).items() if k != "batch_size"},
+        },
+        model={"base": records.base_model(record), "seed": record.config.seed if record.config is not None else None},
+        scores=scores,
+        lower_is_better=[m for m, higher in RUN_METRICS.items() if not higher and m in scores],
+    )
 
 
 # ------------------------------------------------------------------------------------------ plain table
@@ -279,8 +318,10 @@ def _table_rows(path: Path):
         try:
             missing = [c for c in TABLE_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
-                raise UserError(f"{path}:1: no column {missing[0]!r} (a table needs columns "
-                                f"{', '.join(TABLE_COLUMNS)}; optional arm, seed)")
+                raise UserError(
+                    f"{path}:1: no column {missing[0]!r} (a table needs columns "
+                    f"{', '.join(TABLE_COLUMNS)}; optional arm, seed)"
+                )
             for row in reader:
                 yield f"{path}:{reader.line_num}", row
         except csv.Error as e:  # a field over the csv module's limit, a NUL byte, an unclosed quote
@@ -305,13 +346,14 @@ def _parquet_rows(path: Path):
             meta = parquet.metadata
             inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
             if meta.num_rows > MAX_TABLE_ROWS or inflated > input_limit():
-                raise UserError(f"{path}: {meta.num_rows:,} rows, {inflated / 2**20:,.0f} MiB once read: over "
-                                f"the limits of {MAX_TABLE_ROWS:,} rows and {input_limit() / 2**20:g} MiB "
-                                f"({LIMIT_HINT})")
+                raise UserError(
+                    f"{path}: {meta.num_rows:,} rows, {inflated / 2**20:,.0f} MiB once read: over "
+                    f"the limits of {MAX_TABLE_ROWS:,} rows and {input_limit() / 2**20:g} MiB "
+                    f"({LIMIT_HINT})"
+                )
             missing = [c for c in TABLE_COLUMNS if c not in parquet.schema_arrow.names]
             if missing:
-                raise UserError(f"{path}: no column {missing[0]!r} (a table needs columns "
-                                f"{', '.join(TABLE_COLUMNS)})")
+                raise UserError(f"{path}: no column {missing[0]!r} (a table needs columns {', '.join(TABLE_COLUMNS)})")
             n = 0
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH):
                 for row in batch.to_pylist():
@@ -339,8 +381,9 @@ def read_table(path: str | Path, arm: str | None = None) -> list[ImportedRun]:
         if arm is not None and row.get("arm") and str(row["arm"]) != arm:
             continue
         run = str(row["run"])
-        entry = runs.setdefault(run, {"arm": str(row["arm"]) if row.get("arm") else None, "scores": {},
-                                      "seed": row.get("seed")})
+        entry = runs.setdefault(
+            run, {"arm": str(row["arm"]) if row.get("arm") else None, "scores": {}, "seed": row.get("seed")}
+        )
         if row.get("arm") and entry["arm"] != str(row["arm"]):
             raise UserError(f"{where}: run {run} is in arm {entry['arm']!r} on an earlier row, {row['arm']!r} here")
         per_item = entry["scores"].setdefault(str(row["metric"]), {})
@@ -350,8 +393,18 @@ def read_table(path: str | Path, arm: str | None = None) -> list[ImportedRun]:
         per_item[item] = number(row.get("score"), where)
     if not runs:
         raise UserError(f"{path}: no rows" + (f" of arm {arm!r}" if arm and has_arm else ""))
-    return [ImportedRun(source="table", path=str(path), name=run, task={}, model={"seed": e["seed"]},
-                        scores=e["scores"], arm=e["arm"]) for run, e in runs.items()]
+    return [
+        ImportedRun(
+            source="table",
+            path=str(path),
+            name=run,
+            task={},
+            model={"seed": e["seed"]},
+            scores=e["scores"],
+            arm=e["arm"],
+        )
+        for run, e in runs.items()
+    ]
 
 
 # ------------------------------------------------------------------------------------------ by what it is
@@ -369,9 +422,10 @@ def source_of(path: Path) -> Source:
         logs = sorted(path.glob("*.eval"))
         if len(logs) == 1:
             return "inspect"
-        raise UserError(f"{path}: not a run folder of a known tool (lm-eval --output_path, trainer_state.json, "
-                        "ada-slm record.json" + (f"; it holds {len(logs)} Inspect logs: name each one" if logs
-                                                  else "") + ")")
+        raise UserError(
+            f"{path}: not a run folder of a known tool (lm-eval --output_path, trainer_state.json, "
+            "ada-slm record.json" + (f"; it holds {len(logs)} Inspect logs: name each one" if logs else "") + ")"
+        )
     if path.suffix == ".eval":
         return "inspect"
     if path.suffix in TABLE_SUFFIXES:
@@ -388,8 +442,10 @@ def source_of(path: Path) -> Source:
             return "lm-eval"
         if "eval" in head and "version" in head:
             return "inspect"
-    raise UserError(f"{path}: not a file compare can read (an lm-eval results_*.json, an Inspect .eval/.json log, "
-                    "a trainer_state.json, or a .csv/.jsonl/.parquet table)")
+    raise UserError(
+        f"{path}: not a file compare can read (an lm-eval results_*.json, an Inspect .eval/.json log, "
+        "a trainer_state.json, or a .csv/.jsonl/.parquet table)"
+    )
 
 
 def read_runs(path: str | Path, arm: str | None = None) -> list[ImportedRun]:
@@ -400,6 +456,7 @@ def read_runs(path: str | Path, arm: str | None = None) -> list[ImportedRun]:
         return read_table(path, arm)
     if kind == "inspect" and path.is_dir():
         path = next(path.glob("*.eval"))
-    reader = {"lm-eval": read_lm_eval, "inspect": read_inspect, "trainer": read_trainer_state,
-              "ada-slm": read_ada_slm}[kind]
+    reader = {"lm-eval": read_lm_eval, "inspect": read_inspect, "trainer": read_trainer_state, "ada-slm": read_ada_slm}[
+        kind
+    ]
     return [reader(path)]

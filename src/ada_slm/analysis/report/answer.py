@@ -32,11 +32,14 @@ def _what_would_change(a: StudyAnalysis, x: Answer) -> str:
         return ""
     if x.test == "equivalent":
         return " A narrower interval (more runs or items) could show equivalence."
-    needed = seeds_needed(pw.inputs, abs(c.delta.mean), alpha=pw.alpha, max_seeds=MAX_RUNS_SUGGESTED,
-                          n_sim=1000, paired=pw.paired)
+    needed = seeds_needed(
+        pw.inputs, abs(c.delta.mean), alpha=pw.alpha, max_seeds=MAX_RUNS_SUGGESTED, n_sim=1000, paired=pw.paired
+    )
     if needed is None:
-        return (f" A Δ of this size would need more than {MAX_RUNS_SUGGESTED} runs per arm at 80 % power: "
-                "more items, or a larger effect.")
+        return (
+            f" A Δ of this size would need more than {MAX_RUNS_SUGGESTED} runs per arm at 80 % power: "
+            "more items, or a larger effect."
+        )
     return f" ≈ {needed} runs per arm would detect a Δ of this size with 80 % power."
 
 
@@ -54,16 +57,25 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
             lines.append(head + "no finished runs to answer it yet.")
             continue
         if x.test == "equivalent" and e is not None:
-            evidence = (f"Δ {signed(c.delta)}; TOST 90 % CI [{e.low:+.4f}, {e.high:+.4f}] against ±{e.margin:.4f} "
-                        f"(Holm p {contrasts.format_p(x.p_holm)})")
+            evidence = (
+                f"Δ {signed(c.delta)}; TOST 90 % CI [{e.low:+.4f}, {e.high:+.4f}] against ±{e.margin:.4f} "
+                f"(Holm p {contrasts.format_p(x.p_holm)})"
+            )
         else:
             assert d is not None  # x is one of its answers
             evidence = f"Δ {signed(c.delta)} on {d.metric} (Holm p {contrasts.format_p(x.p_holm)})"
         pairing = f", {c.pairing}" if c.pairing != "unpaired" else ""
         other_way = x.test == "better" and not x.yes and c.supported  # a clear difference, the wrong way
         change = "" if x.yes or other_way else _what_would_change(a, x)
-        lines.append(head + f"**{x.answer}**" + (" — the other direction is supported" if other_way else "")
-                     + f" — {evidence}{pairing}" + (" — confounded" if x.confounded else "") + "." + change)
+        lines.append(
+            head
+            + f"**{x.answer}**"
+            + (" — the other direction is supported" if other_way else "")
+            + f" — {evidence}{pairing}"
+            + (" — confounded" if x.confounded else "")
+            + "."
+            + change
+        )
     if d is not None:
         lines.append(f"**Next run:** {d.rule.recommend}" if d.rule else "**Next run:** no rule matches these answers.")
     assert isinstance(a.study, Study)  # the answer is a study's (a comparison of imported runs has none)
@@ -72,9 +84,13 @@ def answer_lines(a: StudyAnalysis) -> list[str]:
         met = [j.criterion.text for j in judged if j.verdict == MET]
         not_met = [j.criterion.text for j in judged if j.verdict == NOT_MET]
         open_ = len(judged) - len(met) - len(not_met)
-        lines.append(f"**Criteria:** met {len(met)} of {len(judged)}" + (f" ({'; '.join(met)})" if met else "")
-                     + f"; not met {len(not_met)}" + (f" ({'; '.join(not_met)})" if not_met else "")
-                     + f"; undecided {open_}.")
+        lines.append(
+            f"**Criteria:** met {len(met)} of {len(judged)}"
+            + (f" ({'; '.join(met)})" if met else "")
+            + f"; not met {len(not_met)}"
+            + (f" ({'; '.join(not_met)})" if not_met else "")
+            + f"; undecided {open_}."
+        )
     return lines
 
 

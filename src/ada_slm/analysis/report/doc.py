@@ -50,7 +50,6 @@ def components(vc: contrasts.VarianceComponents | None, run_level: bool) -> str:
     return f"{vc.seed_sd:.4f} / —" if run_level else f"{vc.seed_sd:.4f} / {vc.item_sd:.4f}"
 
 
-
 # ----------------------------------------------------------------------------------------- the report
 class Doc:
     def __init__(self) -> None:
@@ -99,32 +98,39 @@ class Doc:
                 for row in b[2]:
                     out.append(textwrap.fill(row[0], width))
                     for head, cell in zip(b[1][1:], row[1:], strict=True):
-                        out.append(textwrap.fill(f"{head}: {cell}", width, initial_indent="  ",
-                                                 subsequent_indent="    "))
+                        out.append(
+                            textwrap.fill(f"{head}: {cell}", width, initial_indent="  ", subsequent_indent="    ")
+                        )
             elif b[0] == "img":
                 out.append(f"[plot: {b[2]} — in the HTML report]")
             out.append("")
         return "\n".join(out)
 
     def html(self, title: str) -> str:
-        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-                 "<style>body{font-family:system-ui,sans-serif;max-width:1600px;margin:2em auto;padding:0 1.5em;"
-                 "line-height:1.45}.wide{overflow-x:auto}table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-                 "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child"
-                 "{text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6}</style>"
-                 "</head><body>"]
+        parts = [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            "<style>body{font-family:system-ui,sans-serif;max-width:1600px;margin:2em auto;padding:0 1.5em;"
+            "line-height:1.45}.wide{overflow-x:auto}table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child"
+            "{text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6}</style>"
+            "</head><body>",
+        ]
         for b in self.blocks:
             if b[0] == "h":
                 parts.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
             elif b[0] == "p":  # **x** is bold in the Markdown: the same in the page
                 text = html.escape(b[1]).replace(chr(10), "<br>")
-                parts.append("<p>" + "".join(f"<strong>{part}</strong>" if i % 2 else part
-                                             for i, part in enumerate(text.split("**"))) + "</p>")
+                parts.append(
+                    "<p>"
+                    + "".join(f"<strong>{part}</strong>" if i % 2 else part for i, part in enumerate(text.split("**")))
+                    + "</p>"
+                )
             elif b[0] == "table":
                 head = "".join(f"<th>{html.escape(c)}</th>" for c in b[1])
                 body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in b[2])
-                parts.append(f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
-                             "</table></div>")
+                parts.append(
+                    f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+                )
             elif b[0] == "img":
                 data = base64.b64encode(b[1].read_bytes()).decode()
                 parts.append(f"<p><img alt='{html.escape(b[2])}' src='data:image/png;base64,{data}'></p>")
@@ -135,12 +141,10 @@ class Doc:
 fmt_p = contrasts.format_p
 
 
-
 def mean_sd(iv: contrasts.Interval | None, vc: contrasts.VarianceComponents | None) -> str:
     if iv is None or math.isnan(iv.mean):
         return "—"
     return f"{iv.mean:.3f}" + (f" ± {vc.seed_sd:.3f}" if vc is not None else "")
-
 
 
 def ratio_ci(c: contrasts.Comparison) -> str:

@@ -40,12 +40,22 @@ def _loss_curves(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
                 continue
             steps = rec.train.steps
             colour = f"C{i % 10}"
-            ax.plot([s.step for s in steps], [s.loss for s in steps], color=colour, alpha=0.5,
-                    label=f"{name} train" if seed == min(arm.records) else None)
+            ax.plot(
+                [s.step for s in steps],
+                [s.loss for s in steps],
+                color=colour,
+                alpha=0.5,
+                label=f"{name} train" if seed == min(arm.records) else None,
+            )
             val = rec.train.val
             if val:
-                ax.plot([v.step for v in val], [v.loss for v in val], "o--", color=colour,
-                        label=f"{name} held-out" if seed == min(arm.records) else None)
+                ax.plot(
+                    [v.step for v in val],
+                    [v.loss for v in val],
+                    "o--",
+                    color=colour,
+                    label=f"{name} held-out" if seed == min(arm.records) else None,
+                )
             drew = True
     if drew:
         ax.set_xlabel("optimizer step")
@@ -86,8 +96,11 @@ def _metric_bars(doc: Doc, arms: dict[str, ArmData], out_dir: Path, plt):
 
 
 def _metric_vs_rank(doc: Doc, arms: dict[str, ArmData], primary: str, out_dir: Path, plt):
-    points = [(arm.config.lora.r, name, contrasts.arm_interval(y))
-              for name, arm in arms.items() if arm.config and (y := arm_matrix(arm, primary)) is not None]
+    points = [
+        (arm.config.lora.r, name, contrasts.arm_interval(y))
+        for name, arm in arms.items()
+        if arm.config and (y := arm_matrix(arm, primary)) is not None
+    ]
     if points:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for r, name, iv in points:

@@ -25,8 +25,10 @@ study_app = typer.Typer(help=STUDY_HELP, no_args_is_help=True)
 app.add_typer(study_app, name="study", help=STUDY_HELP)
 
 STUDY_FILE_HELP = "Study YAML (a path, or the name of a shipped study such as phase14d)."
-SCALE_HELP = ("Scale preset of the study file: quick (CPU demo), cpu (the whole study on one 2-core machine) or "
-              "full (the seed's sizes).")
+SCALE_HELP = (
+    "Scale preset of the study file: quick (CPU demo), cpu (the whole study on one 2-core machine) or "
+    "full (the seed's sizes)."
+)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -58,7 +60,10 @@ def study_path(file: str) -> Path:
     if not path.is_file():
         shipped = Path(str(resources.files("ada_slm") / "studies")) / f"{file}.yaml"
         if not shipped.is_file():
-            raise UserError(f"{file}: no such study file (shipped studies: "
-                            + ", ".join(p.stem for p in shipped.parent.glob("*.yaml")) + ")")
+            raise UserError(
+                f"{file}: no such study file (shipped studies: "
+                + ", ".join(p.stem for p in shipped.parent.glob("*.yaml"))
+                + ")"
+            )
         path = shipped
     return path

@@ -27,16 +27,34 @@ def _arms(options: list[str]) -> dict[str, list[str]]:
     return arms
 
 
-def _spec(spec_file: Path | None, arm: list[str], baseline, metric, margin, min_effect, min_shared, name,
-          allow_differing: Sequence[str] = ()):
+def _spec(
+    spec_file: Path | None,
+    arm: list[str],
+    baseline,
+    metric,
+    margin,
+    min_effect,
+    min_shared,
+    name,
+    allow_differing: Sequence[str] = (),
+):
     # the run readers and the statistics load scipy: imported when `compare` runs, not at every command's start
     from ada_slm.analysis.compare.analysis import CompareSpec, load_spec
     from ada_slm.analysis.compare.readers import TABLE_SUFFIXES, read_table
 
-    overrides = {k: v for k, v in {"baseline": baseline, "metric": metric, "min_effect": min_effect,
-                                   "min_shared": min_shared, "name": name, "equivalence_margin": margin,
-                                   "allow_differing": list(allow_differing) or None}.items()
-                 if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "baseline": baseline,
+            "metric": metric,
+            "min_effect": min_effect,
+            "min_shared": min_shared,
+            "name": name,
+            "equivalence_margin": margin,
+            "allow_differing": list(allow_differing) or None,
+        }.items()
+        if v is not None
+    }
     if spec_file is not None and spec_file.suffix in (".yaml", ".yml"):
         if arm:
             raise UserError("give the arms either in the YAML file or as --arm options, not both")
@@ -44,15 +62,18 @@ def _spec(spec_file: Path | None, arm: list[str], baseline, metric, margin, min_
         raw = {**spec.model_dump(exclude_unset=True), "arms": spec.arms, **overrides}
     elif spec_file is not None and spec_file.suffix in TABLE_SUFFIXES:
         if arm:
-            raise UserError(f"{spec_file}: a table given alone names its arms in its arm column; with --arm, give "
-                            "it as an arm's path (--arm NAME=TABLE)")
+            raise UserError(
+                f"{spec_file}: a table given alone names its arms in its arm column; with --arm, give "
+                "it as an arm's path (--arm NAME=TABLE)"
+            )
         runs = read_table(spec_file)
         if any(r.arm is None for r in runs):
             raise UserError(f"{spec_file}: no arm column (or an empty arm): name the arms with --arm NAME=TABLE")
         raw = {"arms": {a: [str(spec_file)] for a in dict.fromkeys(r.arm for r in runs)}, **overrides}
     elif spec_file is not None:
-        raise UserError(f"{spec_file}: give a compare YAML file (.yaml), a table (.csv, .jsonl, .parquet) or "
-                        "--arm options")
+        raise UserError(
+            f"{spec_file}: give a compare YAML file (.yaml), a table (.csv, .jsonl, .parquet) or --arm options"
+        )
     else:
         if not arm:
             raise UserError("nothing to compare: give --arm NAME=PATH[,PATH...] at least twice, or a YAML file")
@@ -79,39 +100,68 @@ def _print_summary(doc, wide: bool) -> None:
 @app.command("compare")
 @user_errors
 def compare(
-    spec_file: Path | None = typer.Argument(None, help="A compare YAML file (arms, baseline, metric, …), or a "
-                                               "table with an arm column. Or use --arm."),
-    arm: list[str] = typer.Option([], "--arm", help="NAME=PATH[,PATH...]: an arm and its runs (repeat for each "
-                                  "arm). A path is an lm-eval --output_path folder or results_*.json, an Inspect "
-                                  "log, a trainer output folder or trainer_state.json, an ada-slm run folder, or a "
-                                  "table (.csv/.jsonl/.parquet: run, item, metric, score[, arm, seed])."),
-    baseline: str | None = typer.Option(None, "--baseline", help="The arm to compare against (default: the "
-                                           "arm named base, else the first arm)."),
-    allow_differing: list[str] = typer.Option([], "--allow-differing", help="KEY: a setting (e.g. temperature) "
-                                              "that may differ between the runs' task configurations because it "
-                                              "is the factor compared; repeat for more. The report names it."),
+    spec_file: Path | None = typer.Argument(
+        None, help="A compare YAML file (arms, baseline, metric, …), or a table with an arm column. Or use --arm."
+    ),
+    arm: list[str] = typer.Option(
+        [],
+        "--arm",
+        help="NAME=PATH[,PATH...]: an arm and its runs (repeat for each "
+        "arm). A path is an lm-eval --output_path folder or results_*.json, an Inspect "
+        "log, a trainer output folder or trainer_state.json, an ada-slm run folder, or a "
+        "table (.csv/.jsonl/.parquet: run, item, metric, score[, arm, seed]).",
+    ),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="The arm to compare against (default: the arm named base, else the first arm)."
+    ),
+    allow_differing: list[str] = typer.Option(
+        [],
+        "--allow-differing",
+        help="KEY: a setting (e.g. temperature) "
+        "that may differ between the runs' task configurations because it "
+        "is the factor compared; repeat for more. The report names it.",
+    ),
     metric: str | None = typer.Option(None, "--metric", help="The primary metric (default: the runs' first)."),
-    equivalence_margin: float | None = typer.Option(None, "--equivalence-margin", help="Test equivalence "
-                                                       "(TOST) of every arm with the baseline within ±this on "
-                                                       "the primary metric."),
-    min_effect: float | None = typer.Option(None, "--min-effect", help="A difference worth detecting: the "
-                                               "report says how many runs per arm detect it with 80 % power."),
-    min_shared: float | None = typer.Option(None, "--min-shared", help="Refuse when fewer than this share "
-                                               "of a metric's items are scored in every run (default 0.9)."),
+    equivalence_margin: float | None = typer.Option(
+        None,
+        "--equivalence-margin",
+        help="Test equivalence (TOST) of every arm with the baseline within ±this on the primary metric.",
+    ),
+    min_effect: float | None = typer.Option(
+        None,
+        "--min-effect",
+        help="A difference worth detecting: the report says how many runs per arm detect it with 80 % power.",
+    ),
+    min_shared: float | None = typer.Option(
+        None,
+        "--min-shared",
+        help="Refuse when fewer than this share of a metric's items are scored in every run (default 0.9).",
+    ),
     name: str | None = typer.Option(None, "--name", help="The comparison's name (the report's title)."),
-    out: Path | None = typer.Option(None, "--out", help="Write report.md, report.html and comparisons.json "
-                                       "here (default: print the summary only); a folder holding a report is "
-                                       "refused unless --force."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Write report.md, report.html and comparisons.json "
+        "here (default: print the summary only); a folder holding a report is "
+        "refused unless --force.",
+    ),
     force: bool = typer.Option(False, "--force", help="With --out: replace a report already there."),
-    wide: bool = typer.Option(False, "--wide", help="Print the tables as tables even in a terminal under "
-                              f"{WIDE_COLUMNS} columns or a pipe (there: a block per row)."),
+    wide: bool = typer.Option(
+        False,
+        "--wide",
+        help="Print the tables as tables even in a terminal under "
+        f"{WIDE_COLUMNS} columns or a pipe (there: a block per row).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the typed result as JSON (for scripts)."),
-    serve: bool = typer.Option(False, "--serve", help="Then show the result on `study serve`'s page in the "
-                               "browser (read once; Ctrl-C stops)."),
-    port: int = typer.Option(8765, "--port", min=0, max=65535, help="With --serve: port to listen on (0: any "
-                             "free port)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="With --serve: address to listen on (default: this "
-                             "machine only)."),
+    serve: bool = typer.Option(
+        False, "--serve", help="Then show the result on `study serve`'s page in the browser (read once; Ctrl-C stops)."
+    ),
+    port: int = typer.Option(
+        8765, "--port", min=0, max=65535, help="With --serve: port to listen on (0: any free port)."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="With --serve: address to listen on (default: this machine only)."
+    ),
 ):
     """Compare runs made with other tools (lm-eval, Inspect, HF Trainer/TRL, ada-slm, any table) with the
     statistics of a study: the run is the unit, items are matched by id, Holm, TOST, power."""
@@ -144,5 +194,6 @@ def _serve(result, name: str, out: Path | None, sock, host: str, as_json: bool) 
 
     view = CompareView(result, str(out) if out is not None else None)
     console_for = err_console if as_json else console  # with --json, stdout is the JSON document
-    serve_view(view, sock, f"comparison {name}", host,
-               lambda line: console_for.print(line, highlight=False, markup=False))
+    serve_view(
+        view, sock, f"comparison {name}", host, lambda line: console_for.print(line, highlight=False, markup=False)
+    )

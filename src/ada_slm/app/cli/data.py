@@ -29,15 +29,24 @@ def _summary_table(title: str, rows: list[dict]) -> Table:
     for col in ("category/lang", "examples", "unique prompts", "unique responses", "mean tokens"):
         table.add_column(col, justify="left" if col == "category/lang" else "right")
     for name, s in list(summary["groups"].items()) + [("total", summary["total"])]:
-        table.add_row(name, str(s["examples"]), str(s["unique_prompts"]), str(s["unique_responses"]),
-                      f"{s['mean_response_tokens']:.1f}", end_section=(name != "total" and False))
+        table.add_row(
+            name,
+            str(s["examples"]),
+            str(s["unique_prompts"]),
+            str(s["unique_responses"]),
+            f"{s['mean_response_tokens']:.1f}",
+            end_section=(name != "total" and False),
+        )
     return table
 
 
 def val_path_for(out: Path) -> Path:
     """data/agl-2k.jsonl -> data/agl-2k.val.jsonl"""
-    return out.with_name(out.name[: -len(".jsonl")] + ".val.jsonl") if out.name.endswith(".jsonl") \
+    return (
+        out.with_name(out.name[: -len(".jsonl")] + ".val.jsonl")
+        if out.name.endswith(".jsonl")
         else out.with_name(out.name + ".val")
+    )
 
 
 @data_app.command("suite")
@@ -57,20 +66,33 @@ def data_suite(
     items = build_heldout_suite(per_category, seed)
     write_jsonl(out, items)
     langs = Counter(i["lang"] for i in items)
-    console.print(f"wrote {out}: {len(items)} items, {len({i['category'] for i in items})} categories, languages "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(langs.items())), highlight=False)
+    console.print(
+        f"wrote {out}: {len(items)} items, {len({i['category'] for i in items})} categories, languages "
+        + ", ".join(f"{k} {v}" for k, v in sorted(langs.items())),
+        highlight=False,
+    )
 
 
 @data_app.command("build")
 @user_errors
 def data_build(
     size: int = typer.Option(2000, "--size", help="Number of examples in total (train + held-out)."),
-    mix: str = typer.Option("pure", "--mix", help="'pure' (all AGL categories), 'polyglot' (Lojban/Toki Pona/"
-                            "English → AGL pairs) or a YAML file of {category: weight}."),
+    mix: str = typer.Option(
+        "pure",
+        "--mix",
+        help="'pure' (all AGL categories), 'polyglot' (Lojban/Toki Pona/"
+        "English → AGL pairs) or a YAML file of {category: weight}.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for every random choice; same seed → byte-identical file."),
-    out: Path = typer.Option(Path("data/agl.jsonl"), "--out", help="Output JSONL (chat messages + id, category, lang)."),
-    val_fraction: float = typer.Option(0.0, "--val-fraction", help="Share held out as <out>.val.jsonl; whole "
-                                       "prompt templates go to one side, none is shared across the split."),
+    out: Path = typer.Option(
+        Path("data/agl.jsonl"), "--out", help="Output JSONL (chat messages + id, category, lang)."
+    ),
+    val_fraction: float = typer.Option(
+        0.0,
+        "--val-fraction",
+        help="Share held out as <out>.val.jsonl; whole "
+        "prompt templates go to one side, none is shared across the split.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary table."),
 ):
     """Generate an AGL corpus: every assistant message parses; duplicates and near-duplicates are dropped."""
@@ -92,12 +114,17 @@ def data_build(
             console.print(_summary_table(f"{val_path_for(out)} (held out)", corpus.val))
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(corpus.dropped.items())) or "none"
         console.print(f"generated {corpus.attempts} candidates, dropped: {dropped}")
-    console.print(f"wrote {len(corpus.train)} train" + (f" + {len(corpus.val)} held-out" if corpus.val else "")
-                  + f" examples to {out} in {elapsed:.1f}s")
+    console.print(
+        f"wrote {len(corpus.train)} train"
+        + (f" + {len(corpus.val)} held-out" if corpus.val else "")
+        + f" examples to {out} in {elapsed:.1f}s"
+    )
 
 
-CORPUS_HELP = ("Corpus: a .jsonl/.json/.parquet/.csv/.arrow file, a save_to_disk or data folder, or a Hub dataset "
-               "id in the local cache.")
+CORPUS_HELP = (
+    "Corpus: a .jsonl/.json/.parquet/.csv/.arrow file, a save_to_disk or data folder, or a Hub dataset "
+    "id in the local cache."
+)
 FORMAT_HELP = "auto (detected per file), messages, sharegpt, prompt_completion, alpaca or text."
 COLUMN_HELP = "FIELD=COLUMN: read FIELD (prompt, completion, messages, …) from COLUMN; repeatable."
 
@@ -120,8 +147,9 @@ def _data_config(file: str, fmt: str, column: list[str] | None, split: str):
 @user_errors
 def data_validate(
     file: str = typer.Argument(..., help=CORPUS_HELP),
-    no_parse: bool = typer.Option(False, "--no-parse", help="AGL corpus: check the schema only, not that "
-                                  "answers are AGL."),
+    no_parse: bool = typer.Option(
+        False, "--no-parse", help="AGL corpus: check the schema only, not that answers are AGL."
+    ),
     fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
     column: list[str] | None = typer.Option(None, "--column", help=COLUMN_HELP),
     split: str = typer.Option("train", "--split", help="Split of a folder or Hub dataset."),
@@ -162,13 +190,20 @@ def data_show(
         known = sorted({r["category"] for r in rows})
         raise UserError(f"{file}: no examples of category {category!r} (present: {', '.join(known)})")
     for row in chosen[:n]:
-        turns = zip(row["messages"], row["train_on"], strict=True) if "messages" in row else [({"role": "text",
-                                                                                   "content": row["text"]}, True)]
-        body = "\n".join(f"[bold]{m['role']}:[/] {escape(m['content'])}"
-                         + (" [dim](context: no loss)[/]" if m["role"] == "assistant" and not trained else "")
-                         for m, trained in turns)
-        console.print(Panel(body, title=escape(f"{row['id']} · {row['category']} · {row['lang']}"),
-                            title_align="left"), highlight=False)
+        turns = (
+            zip(row["messages"], row["train_on"], strict=True)
+            if "messages" in row
+            else [({"role": "text", "content": row["text"]}, True)]
+        )
+        body = "\n".join(
+            f"[bold]{m['role']}:[/] {escape(m['content'])}"
+            + (" [dim](context: no loss)[/]" if m["role"] == "assistant" and not trained else "")
+            for m, trained in turns
+        )
+        console.print(
+            Panel(body, title=escape(f"{row['id']} · {row['category']} · {row['lang']}"), title_align="left"),
+            highlight=False,
+        )
     if summary:
         console.print(_summary_table(file, rows))
 

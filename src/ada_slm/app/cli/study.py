@@ -49,15 +49,19 @@ def study_status(
             rec, detail = None, str(e)
         if st == "done" and rec is not None and rec.train is not None:
             precision = (rec.meta or {}).get("precision")
-            detail = f"held-out loss {rec.train.final_val_loss or float('nan'):.4f}" + (f", {precision}" if precision
-                                                                                      else "")
+            detail = f"held-out loss {rec.train.final_val_loss or float('nan'):.4f}" + (
+                f", {precision}" if precision else ""
+            )
             if precision:
                 precisions.setdefault(str(precision), []).append(s.key)
         table.add_row(s.key, st, detail)
     if len(precisions) > 1:  # a study resumed on another machine kind, or a Ray cluster of mixed kinds
-        err_console.print("warning: runs trained in different precisions (" + "; ".join(
-            f"{p}: {len(keys)} run(s), e.g. {keys[0]}" for p, keys in sorted(precisions.items())) + "); the report "
-            "labels comparisons between them confounded by precision")
+        err_console.print(
+            "warning: runs trained in different precisions ("
+            + "; ".join(f"{p}: {len(keys)} run(s), e.g. {keys[0]}" for p, keys in sorted(precisions.items()))
+            + "); the report "
+            "labels comparisons between them confounded by precision"
+        )
     console.print(table)
 
 
@@ -69,9 +73,13 @@ def study_report(
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
     show: bool = typer.Option(True, "--show/--no-show", help="Print the comparison to the terminal."),
-    rescore: bool = typer.Option(False, "--rescore", help="First re-score every finished run's stored outputs "
-                                 "(eval.jsonl) with today's metrics and suite items: new or changed metrics "
-                                 "without generating again."),
+    rescore: bool = typer.Option(
+        False,
+        "--rescore",
+        help="First re-score every finished run's stored outputs "
+        "(eval.jsonl) with today's metrics and suite items: new or changed metrics "
+        "without generating again.",
+    ),
 ):
     """Write results/<study>/report.md, report.html and plots from the finished runs."""
     from ada_slm.analysis.analysis import analyse  # loads scipy: only the commands that analyse pay for it
@@ -89,6 +97,7 @@ def study_report(
 def _rescore(study, specs, results: Path) -> None:
     """`study report --rescore`, under the study's lock: a runner writing records meanwhile would race it."""
     from ada_slm.run.eval_cache import rescore_runs  # loads torch: only --rescore pays for it
+
     root = results / study.name
     if not root.is_dir():
         return
@@ -96,8 +105,10 @@ def _rescore(study, specs, results: Path) -> None:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise UserError(f"{root}/.lock: a `study run` of this study is running; --rescore rewrites its records, "
-                        "so run it when that has finished") from None
+        raise UserError(
+            f"{root}/.lock: a `study run` of this study is running; --rescore rewrites its records, "
+            "so run it when that has finished"
+        ) from None
     try:
         keys = rescore_runs(specs)
     finally:
@@ -110,8 +121,9 @@ def _rescore(study, specs, results: Path) -> None:
 def study_next(
     file: str = FILE_ARG,
     scale: str | None = SCALE_OPT,
-    out: Path | None = typer.Option(None, "--out", help="Where to write the follow-up study (default: "
-                                       "<results>/<study>/next-study.yaml)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where to write the follow-up study (default: <results>/<study>/next-study.yaml)."
+    ),
     name: str | None = typer.Option(None, "--name", help="Name of the follow-up study (default: <study>-next)."),
     run: bool = typer.Option(False, "--run", help="Run the follow-up study right away (`ada-slm study run FILE`)."),
     results: Path = RESULTS_OPT,
@@ -126,16 +138,27 @@ def study_next(
     result = write_next_study(study, specs, scale, target, name)
     console.print(f"recommended: {result.recommendation}", highlight=False)
     if result.path is None:
-        console.print("nothing to write: the matching rule changes no config (add seeds, e.g. "
-                      f"`ada-slm study power {file}`)", highlight=False)
+        console.print(
+            f"nothing to write: the matching rule changes no config (add seeds, e.g. `ada-slm study power {file}`)",
+            highlight=False,
+        )
         return
-    console.print(f"baseline: {result.best_arm} (best on the decision metric); next: {result.changes}",
-                  highlight=False)
+    console.print(f"baseline: {result.best_arm} (best on the decision metric); next: {result.changes}", highlight=False)
     console.print(f"seeds: {result.seeds_reason}", highlight=False)
     console.print(f"wrote {result.path}: check it with `ada-slm study plan {result.path}`", highlight=False)
     if run:
-        cmd = [sys.executable, "-m", "ada_slm.app.cli", "study", "run", str(result.path), "--results", str(results),
-               "--exports", str(exports)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ada_slm.app.cli",
+            "study",
+            "run",
+            str(result.path),
+            "--results",
+            str(results),
+            "--exports",
+            str(exports),
+        ]
         raise typer.Exit(subprocess.run(cmd).returncode)
 
 
@@ -145,17 +168,27 @@ def study_power(
     file: str = FILE_ARG,
     scale: str | None = SCALE_OPT,
     metric: str | None = typer.Option(None, "--metric", help="Metric (default: the decision's)."),
-    effect: float | None = typer.Option(None, "--effect", help="A difference to detect: print the runs per "
-                                           "arm it needs at 80 % power (default: the decision's min_effect)."),
-    run_mean_sd: float | None = typer.Option(None, "--run-mean-sd", help="Instead of a finished study's: SD "
-                                                "of one run's mean on the metric."),
+    effect: float | None = typer.Option(
+        None,
+        "--effect",
+        help="A difference to detect: print the runs per "
+        "arm it needs at 80 % power (default: the decision's min_effect).",
+    ),
+    run_mean_sd: float | None = typer.Option(
+        None, "--run-mean-sd", help="Instead of a finished study's: SD of one run's mean on the metric."
+    ),
     interaction_sd: float = typer.Option(0.0, "--interaction-sd", help="With --run-mean-sd: arm × item SD."),
     residual_sd: float = typer.Option(0.0, "--residual-sd", help="With --run-mean-sd: run × item residual SD."),
-    items: int | None = typer.Option(None, "--items", help="With --run-mean-sd: items in the suite (default: "
-                                        "the suite's, see --suite)."),
-    suite: str | None = typer.Option(None, "--suite", help="Show the detectable Δ at this suite's item count "
-                                        "(name or file; default: the study's eval.suite at this scale, with its "
-                                        "limit), e.g. the generated agl-heldout."),
+    items: int | None = typer.Option(
+        None, "--items", help="With --run-mean-sd: items in the suite (default: the suite's, see --suite)."
+    ),
+    suite: str | None = typer.Option(
+        None,
+        "--suite",
+        help="Show the detectable Δ at this suite's item count "
+        "(name or file; default: the study's eval.suite at this scale, with its "
+        "limit), e.g. the generated agl-heldout.",
+    ),
     seeds: int = typer.Option(3, "--runs", help="With --run-mean-sd: runs per arm now."),
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
@@ -183,18 +216,25 @@ def study_power(
     else:
         result = power(study, collect(specs), metric, effect, n_tests)
         if result is None:
-            raise UserError(f"{file}: power needs two finished runs in the baseline and another arm "
-                            f"(or pass --run-mean-sd)")
+            raise UserError(
+                f"{file}: power needs two finished runs in the baseline and another arm (or pass --run-mean-sd)"
+            )
         source = f"the variance components of {study.name}'s finished runs"
     i = result.inputs
-    console.print(f"{metric}: from {source} (run-mean SD {i.run_mean_sd:.4f}, arm × item SD "
-                  f"{i.interaction_sd:.4f}, residual SD {i.residual_sd:.4f}, {i.n_items} items), α {result.alpha:.3g}")
+    console.print(
+        f"{metric}: from {source} (run-mean SD {i.run_mean_sd:.4f}, arm × item SD "
+        f"{i.interaction_sd:.4f}, residual SD {i.residual_sd:.4f}, {i.n_items} items), α {result.alpha:.3g}"
+    )
     _print_detectable(result, mark_now=True)
     if run_mean_sd is None and metric not in RUN_METRICS and suite_items != i.n_items:
-        projected = power_from(dataclasses.replace(i, n_items=suite_items), metric, result.n_seeds, n_tests,
-                               result.min_effect)
-        console.print(f"at the {suite_items} items of suite {suite_name} (the same SDs per item and per run — "
-                      f"measure them on that suite to confirm):", highlight=False)
+        projected = power_from(
+            dataclasses.replace(i, n_items=suite_items), metric, result.n_seeds, n_tests, result.min_effect
+        )
+        console.print(
+            f"at the {suite_items} items of suite {suite_name} (the same SDs per item and per run — "
+            f"measure them on that suite to confirm):",
+            highlight=False,
+        )
         _print_detectable(projected, mark_now=False)
 
 
@@ -204,12 +244,17 @@ def _print_detectable(result, mark_now: bool) -> None:
     if result.paired:
         console.print("  runs paired by seed (the study's pairing), the unpaired figure beside it:", highlight=False)
     for k, v in result.detectable.items():
-        console.print(f"  {k:3d} runs per arm: smallest Δ detected with 80 % power {v:.4f}"
-                      + (f" (unpaired {result.detectable_unpaired[k]:.4f})" if result.paired else "")
-                      + ("  (now)" if mark_now and k == result.n_seeds else ""), highlight=False)
+        console.print(
+            f"  {k:3d} runs per arm: smallest Δ detected with 80 % power {v:.4f}"
+            + (f" (unpaired {result.detectable_unpaired[k]:.4f})" if result.paired else "")
+            + ("  (now)" if mark_now and k == result.n_seeds else ""),
+            highlight=False,
+        )
     if result.min_effect:
-        console.print(f"runs per arm for Δ = {result.min_effect:g}: "
-                      + (str(result.seeds_for_min_effect) if result.seeds_for_min_effect else "more than 100"))
+        console.print(
+            f"runs per arm for Δ = {result.min_effect:g}: "
+            + (str(result.seeds_for_min_effect) if result.seeds_for_min_effect else "more than 100")
+        )
 
 
 def _suite_items(suite: str | None, specs) -> tuple[str, int]:
@@ -224,8 +269,7 @@ def _suite_items(suite: str | None, specs) -> tuple[str, int]:
 @user_errors
 def study_serve(
     file: str | None = typer.Argument(None, help=STUDY_FILE_HELP + " Default: the one study under --results."),
-    scale: str | None = typer.Option(None, "--scale", help=SCALE_HELP + " Default: the preset of the runs "
-                                        "on disk."),
+    scale: str | None = typer.Option(None, "--scale", help=SCALE_HELP + " Default: the preset of the runs on disk."),
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
@@ -240,17 +284,29 @@ def study_serve(
     if scale is None:
         scale = serve.infer_scale(study, str(path), results, exports)
         if scale is None and study.scale:
-            console.print(f"scale: as written (no run on disk says otherwise; --scale {'|'.join(study.scale)} "
-                          "chooses one)", highlight=False)
+            console.print(
+                f"scale: as written (no run on disk says otherwise; --scale {'|'.join(study.scale)} chooses one)",
+                highlight=False,
+            )
     specs = expand(study, str(path), scale, results_root=results, exports_root=exports)
-    serve.serve(study, specs, scale, results, host, port,
-                announce=lambda line: console.print(line, highlight=False, markup=False))
+    serve.serve(
+        study,
+        specs,
+        scale,
+        results,
+        host,
+        port,
+        announce=lambda line: console.print(line, highlight=False, markup=False),
+    )
 
 
 @study_app.command("audit")
 @user_errors
-def study_audit(file: str = typer.Argument("phase14d-reported", help="A table of reported single-run numbers "
-                                           "(YAML; default: the seed's Phase 14D table).")):
+def study_audit(
+    file: str = typer.Argument(
+        "phase14d-reported", help="A table of reported single-run numbers (YAML; default: the seed's Phase 14D table)."
+    ),
+):
     """Say, claim by claim, what a published table of single runs can and cannot support."""
     from ada_slm.analysis.audit import audit, load_reported  # loads scipy: see study_report
 

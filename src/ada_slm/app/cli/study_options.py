@@ -18,15 +18,25 @@ ONLY_OPT = typer.Option(None, "--only", help="Comma-separated arms (default: all
 SEEDS_OPT = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the study's).")
 RESULTS_OPT = typer.Option(Path("results"), "--results", help="Results root (results/<study>/<arm>/seed<k>).")
 EXPORTS_OPT = typer.Option(Path("exports"), "--exports", help="Adapter root (exports/<study>/<arm>/seed<k>).")
-MAX_SEEDS_OPT = typer.Option(None, "--max-seeds", min=2, help="With --until-decided: runs per arm at most "
-                             "(default: the study's adaptive.max_seeds).")
-JOBS_OPT = typer.Option(None, "--jobs", "-j", help="Local executor: runs at once, the machine's threads split between "
-                        "them (default: this machine kind's measured best, ada_slm.run.hardware.STUDY_JOBS: 2 on "
-                        "2-core AMX and AVX-512 machines, 1 elsewhere).")
+MAX_SEEDS_OPT = typer.Option(
+    None,
+    "--max-seeds",
+    min=2,
+    help="With --until-decided: runs per arm at most (default: the study's adaptive.max_seeds).",
+)
+JOBS_OPT = typer.Option(
+    None,
+    "--jobs",
+    "-j",
+    help="Local executor: runs at once, the machine's threads split between "
+    "them (default: this machine kind's measured best, ada_slm.run.hardware.STUDY_JOBS: 2 on "
+    "2-core AMX and AVX-512 machines, 1 elsewhere).",
+)
 
 
-def study_specs(file: str, scale: str | None, only: str | None, seeds: str | None, results: Path,
-                exports: Path) -> tuple[Study, list[RunSpec], Path]:
+def study_specs(
+    file: str, scale: str | None, only: str | None, seeds: str | None, results: Path, exports: Path
+) -> tuple[Study, list[RunSpec], Path]:
     """(study, its runs as the options select them, the study file)."""
     path = study_path(file)
     seed_list = None

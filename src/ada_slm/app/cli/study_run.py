@@ -42,20 +42,31 @@ def study_plan(
     seeds: str | None = SEEDS_OPT,
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
-    until_decided: bool = typer.Option(False, "--until-decided", help="Also print the expected runs and time of "
-                                       "`study run --until-decided`, simulated from the finished runs' variance "
-                                       "components and throughput."),
+    until_decided: bool = typer.Option(
+        False,
+        "--until-decided",
+        help="Also print the expected runs and time of "
+        "`study run --until-decided`, simulated from the finished runs' variance "
+        "components and throughput.",
+    ),
     max_seeds: int | None = MAX_SEEDS_OPT,
     jobs: int | None = JOBS_OPT,
-    wide: bool = typer.Option(False, "--wide", help="The table of every run even in a terminal under "
-                              f"{WIDE_COLUMNS} columns (there: one block per arm)."),
-    budget_hours: float | None = typer.Option(None, "--budget-hours", min=0.0, help="Refuse (exit 1, one line) "
-                                                 "a plan whose estimated wall time is over this many hours, "
-                                                 "unless --force."),
+    wide: bool = typer.Option(
+        False,
+        "--wide",
+        help=f"The table of every run even in a terminal under {WIDE_COLUMNS} columns (there: one block per arm).",
+    ),
+    budget_hours: float | None = typer.Option(
+        None,
+        "--budget-hours",
+        min=0.0,
+        help="Refuse (exit 1, one line) a plan whose estimated wall time is over this many hours, unless --force.",
+    ),
     force: bool = typer.Option(False, "--force", help="With --budget-hours: print the plan even over budget."),
 ):
     """Print the expanded runs, what each arm changes against the baseline, the estimated time and the power of
-    the design — before any run from this machine kind's kept throughput (or the estimate on the docs' Performance page) and default
+    the design — before any run from this machine kind's kept throughput (or the estimate on the docs' Performance
+    page) and default
     variance components."""
     # the analysis modules load scipy (and plan torch): imported by the commands that use them, not by `--help`
     from ada_slm.analysis import plan
@@ -72,12 +83,24 @@ def study_plan(
     rows = []
     for s in specs:
         fd = factors_of(s.train, base_spec.train if base_spec else None)
-        diff = "baseline" if s.arm == study.baseline else (
-            ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items()) + (" (confounded)" if fd.confounded else ""))
+        diff = (
+            "baseline"
+            if s.arm == study.baseline
+            else (
+                ", ".join(f"{k} {v[1]}→{v[0]}" for k, v in fd.factors.items())
+                + (" (confounded)" if fd.confounded else "")
+            )
+        )
         t = plan.throughput_of(s, rate, per_seq, store)
         est = estimate_seconds(s.train, t.tokens_per_s, t.tokens_per_sequence) if t else None
-        rows.append((s, describe(s.train), diff, f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min"
-                     if t is not None and est else "—"))
+        rows.append(
+            (
+                s,
+                describe(s.train),
+                diff,
+                f"{'≈ ' if t.estimate else ''}{est / 60:.1f} min" if t is not None and est else "—",
+            )
+        )
     title = f"{study.name} ({path}, scale {scale or 'as written'})"
     if wide or console.width >= WIDE_COLUMNS:
         table = Table(title=title)
@@ -90,8 +113,13 @@ def study_plan(
         _plan_blocks(title, rows)
     for line in plan.plan_report(study, specs, rate, per_seq, store, jobs or _default_jobs()):
         indent = " " * (len(line) - len(line.lstrip()) + 2)
-        console.print(line if wide else textwrap.fill(line, width=max(40, min(console.width, WIDE_COLUMNS)),
-                                                      subsequent_indent=indent), highlight=False, markup=False)
+        console.print(
+            line
+            if wide
+            else textwrap.fill(line, width=max(40, min(console.width, WIDE_COLUMNS)), subsequent_indent=indent),
+            highlight=False,
+            markup=False,
+        )
     if until_decided:
         _plan_adaptive(study, path, scale, specs, results, exports, max_seeds)
 
@@ -102,8 +130,10 @@ def _check_budget(estimate, jobs: int, budget_hours: float | None, force: bool) 
     train, generation, rest, sources, _ = estimate
     wall_h = (train + generation + rest) / max(1, jobs) / 3600
     if budget_hours is not None and sources and wall_h > budget_hours and not force:
-        raise UserError(f"the plan's estimated wall time is {wall_h:.1f} h, over --budget-hours {budget_hours:g} "
-                        "(fewer arms or seeds with --only / --seeds, a smaller scale, or --force to print it)")
+        raise UserError(
+            f"the plan's estimated wall time is {wall_h:.1f} h, over --budget-hours {budget_hours:g} "
+            "(fewer arms or seeds with --only / --seeds, a smaller scale, or --force to print it)"
+        )
 
 
 def _plan_blocks(title: str, rows) -> None:
@@ -117,8 +147,11 @@ def _plan_blocks(title: str, rows) -> None:
         states = ", ".join(f"seed{r[0].seed} {state_of(r[0])}" for r in runs)
         console.print(f"{arm}: {config} · {s.base}", highlight=False, markup=False)
         console.print(f"  vs baseline: {diff}", highlight=False, markup=False)
-        console.print(f"  {states} · " + (f"est. train {est} a run" if s.train else "evaluation only"),
-                      highlight=False, markup=False)
+        console.print(
+            f"  {states} · " + (f"est. train {est} a run" if s.train else "evaluation only"),
+            highlight=False,
+            markup=False,
+        )
 
 
 def _plan_adaptive(study, path, scale, specs, results, exports, max_seeds):
@@ -131,12 +164,18 @@ def _plan_adaptive(study, path, scale, specs, results, exports, max_seeds):
         console.print("expected runs: needs two finished runs in the baseline and another arm (run round 1 first)")
         return
     rows, i = found
-    console.print(f"simulated from run-mean SD {i.run_mean_sd:.4f}, arm × item SD {i.interaction_sd:.4f}, "
-                  f"residual SD {i.residual_sd:.4f}, {i.n_items} items (1000 simulated studies):", highlight=False)
+    console.print(
+        f"simulated from run-mean SD {i.run_mean_sd:.4f}, arm × item SD {i.interaction_sd:.4f}, "
+        f"residual SD {i.residual_sd:.4f}, {i.n_items} items (1000 simulated studies):",
+        highlight=False,
+    )
     for e in rows:
         time_left = f", about {e.seconds_left / 3600:.1f} h of runs left" if e.seconds_left is not None else ""
-        console.print(f"  {e.scenario}: {e.runs_mean:.1f} runs expected (90 % ≤ {e.runs_p90:.0f}), decided before "
-                      f"max seeds in {100 * e.decided:.0f} %{time_left}", highlight=False)
+        console.print(
+            f"  {e.scenario}: {e.runs_mean:.1f} runs expected (90 % ≤ {e.runs_p90:.0f}), decided before "
+            f"max seeds in {100 * e.decided:.0f} %{time_left}",
+            highlight=False,
+        )
 
 
 @study_app.command("run")
@@ -149,51 +188,82 @@ def study_run(
     results: Path = RESULTS_OPT,
     exports: Path = EXPORTS_OPT,
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the runs are done."),
-    executor: str = typer.Option("local", "--executor", help="local: runs on this machine, --jobs at a time; "
-                                 "ray: every run a Ray task (results and exports on storage all nodes share)."),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local: runs on this machine, --jobs at a time; "
+        "ray: every run a Ray task (results and exports on storage all nodes share).",
+    ),
     jobs: int | None = JOBS_OPT,
-    address: str | None = typer.Option(None, "--address", help="Ray cluster: 'auto' or ray://host:10001; "
-                                          "default: start a local Ray instance."),
-    cpus_per_run: float | None = typer.Option(None, "--cpus-per-run", help="Ray: CPUs per run (default: a "
-                                                 "node's CPUs split as --jobs' default splits this machine's)."),
-    gpus_per_run: float | None = typer.Option(None, "--gpus-per-run", help="Ray: GPUs per run (default: 1 "
-                                                 "when the cluster has GPUs, else 0)."),
-    track: str | None = typer.Option(None, "--track", help="Mirror runs to 'mlflow' (nested study → arm → "
-                                        "seed runs), 'tensorboard' (scalars under each run directory) or 'wandb' "
-                                        "(a run per seed, grouped by study; WANDB_MODE=offline: local files)."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
-                                               "sqlite:///<results>/mlflow.db)."),
-    until_decided: bool = typer.Option(False, "--until-decided", help="Adaptive: after the study's seeds, add "
-                                       "runs in rounds to the arms whose questions are still open (and drop arms "
-                                       "the leader beats by the elimination test in a sweep) until every question "
-                                       "is answered; group-sequential rule: docs/guides/studies.md."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster: 'auto' or ray://host:10001; default: start a local Ray instance."
+    ),
+    cpus_per_run: float | None = typer.Option(
+        None,
+        "--cpus-per-run",
+        help="Ray: CPUs per run (default: a node's CPUs split as --jobs' default splits this machine's).",
+    ),
+    gpus_per_run: float | None = typer.Option(
+        None, "--gpus-per-run", help="Ray: GPUs per run (default: 1 when the cluster has GPUs, else 0)."
+    ),
+    track: str | None = typer.Option(
+        None,
+        "--track",
+        help="Mirror runs to 'mlflow' (nested study → arm → "
+        "seed runs), 'tensorboard' (scalars under each run directory) or 'wandb' "
+        "(a run per seed, grouped by study; WANDB_MODE=offline: local files).",
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results>/mlflow.db)."
+    ),
+    until_decided: bool = typer.Option(
+        False,
+        "--until-decided",
+        help="Adaptive: after the study's seeds, add "
+        "runs in rounds to the arms whose questions are still open (and drop arms "
+        "the leader beats by the elimination test in a sweep) until every question "
+        "is answered; group-sequential rule: docs/guides/studies.md.",
+    ),
     max_seeds: int | None = MAX_SEEDS_OPT,
-    budget_hours: float | None = typer.Option(None, "--budget-hours", min=0.0, help="With --until-decided: "
-                                                 "start no new round once the study's measured run time plus "
-                                                 "the round's would exceed this."),
+    budget_hours: float | None = typer.Option(
+        None,
+        "--budget-hours",
+        min=0.0,
+        help="With --until-decided: "
+        "start no new round once the study's measured run time plus "
+        "the round's would exceed this.",
+    ),
 ):
     """Run every unfinished (arm, seed) in its own process; finished runs are skipped, so re-running resumes."""
-    _check_run_options(executor, address, cpus_per_run, gpus_per_run, track, until_decided, only,
-                       max_seeds, budget_hours, jobs)
+    _check_run_options(
+        executor, address, cpus_per_run, gpus_per_run, track, until_decided, only, max_seeds, budget_hours, jobs
+    )
     study, specs, path = study_specs(file, scale, only, seeds, results, exports)
     validate_models(specs)
     _check_writable(results / study.name)
-    runner = RayExecutor(address, cpus_per_run, gpus_per_run) if executor == "ray" else LocalExecutor(jobs or _default_jobs())
+    runner = (
+        RayExecutor(address, cpus_per_run, gpus_per_run)
+        if executor == "ray"
+        else LocalExecutor(jobs or _default_jobs())
+    )
     study_runs, tracking_for = _tracking(track, tracking_uri, study, specs, path, scale, results)
     start = time.perf_counter()
     counts = {"failed": 1}
     try:
         try:
             if until_decided:
-                specs, counts = _run_rounds(study, path, scale, specs, results, exports, runner, tracking_for,
-                                            max_seeds, budget_hours)
+                specs, counts = _run_rounds(
+                    study, path, scale, specs, results, exports, runner, tracking_for, max_seeds, budget_hours
+                )
             else:
                 counts = _run_once(study, specs, results, runner, tracking_for)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished runs are kept; run the same command again to continue")
             raise typer.Exit(130) from None
-        console.print(f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
-                      f"in {time.perf_counter() - start:.0f}s")
+        console.print(
+            f"done {counts['done']}, failed {counts['failed']}, pending {counts['pending']} "
+            f"in {time.perf_counter() - start:.0f}s"
+        )
         _after_runs(study, specs, scale, results, report, study_runs)
     finally:
         if study_runs:
@@ -208,8 +278,9 @@ def _default_jobs() -> int:
     return hardware.default_jobs()
 
 
-def _check_run_options(executor, address, cpus_per_run, gpus_per_run, track, until_decided, only, max_seeds,
-                       budget_hours, jobs=None) -> None:
+def _check_run_options(
+    executor, address, cpus_per_run, gpus_per_run, track, until_decided, only, max_seeds, budget_hours, jobs=None
+) -> None:
     """`study run`'s options that contradict each other, refused before the study is read."""
     check_track(track)
     if executor not in ("local", "ray"):
@@ -230,17 +301,21 @@ def _tracking(track, tracking_uri, study, specs, path, scale, results):
     """(the MLflow study → arm → seed runs or None, the tracking of each run or None) for --track."""
     study_runs, tracking_for = None, None
     if track == "mlflow":
-        study_runs = tracking.StudyRuns(tracking_uri or tracking.default_uri(results), study.name, scale or "default",
-                                        sorted({s.arm for s in specs}),
-                                        {"study_file": str(path), "scale": scale or "default",
-                                         "seeds": sorted({s.seed for s in specs})})
+        study_runs = tracking.StudyRuns(
+            tracking_uri or tracking.default_uri(results),
+            study.name,
+            scale or "default",
+            sorted({s.arm for s in specs}),
+            {"study_file": str(path), "scale": scale or "default", "seeds": sorted({s.seed for s in specs})},
+        )
         tracking_for = lambda s: study_runs.spec_for(s.arm, s.seed, s.key)  # noqa: E731
     elif track == "tensorboard":
         tracking_for = lambda s: tracking.Tracking(kind="tensorboard", run_name=s.key)  # noqa: E731
     elif track == "wandb":
         tracking.import_wandb()  # a missing package is said once here, not by every run
-        tracking_for = lambda s: tracking.Tracking(kind="wandb", run_name=s.key, group=study.name,  # noqa: E731
-                                                   tags={tracking.TAG_ARM: s.arm, tracking.TAG_KEY: s.key})
+        tracking_for = lambda s: tracking.Tracking(  # noqa: E731
+            kind="wandb", run_name=s.key, group=study.name, tags={tracking.TAG_ARM: s.arm, tracking.TAG_KEY: s.key}
+        )
     return study_runs, tracking_for
 
 
@@ -251,14 +326,16 @@ def _check_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):  # unnamed where the OS allows it: nothing is left behind
             pass
     except OSError as e:
-        raise UserError(f"{folder}: cannot write the study's results there ({e.strerror or e}); "
-                        "choose another --results") from None
+        raise UserError(
+            f"{folder}: cannot write the study's results there ({e.strerror or e}); choose another --results"
+        ) from None
 
 
 def _run_once(study, specs, results, runner, tracking_for) -> dict:
     """`study run`: every unfinished run of `specs`, shown live; the counts by final state."""
-    with StudyDisplay(study.name, specs, {s.key: state_of(s) for s in specs}, console,
-                      jobs=getattr(runner, "jobs", 1)) as display:
+    with StudyDisplay(
+        study.name, specs, {s.key: state_of(s) for s in specs}, console, jobs=getattr(runner, "jobs", 1)
+    ) as display:
         return run_study(study, specs, results, executor=runner, tracking_for=tracking_for, events=display)
 
 
@@ -270,8 +347,9 @@ def _run_rounds(study, path, scale, specs, results, exports, runner, tracking_fo
         return _run_once(study, round_specs, results, runner, tracking_for)
 
     d = adaptive.design(study, str(path), scale, sorted({s.seed for s in specs}), results, exports, max_seeds)
-    progress, counts = adaptive.run_until_decided(d, run_round, budget_hours,
-                                                  lambda p: console.print(adaptive.describe_look(p), highlight=False))
+    progress, counts = adaptive.run_until_decided(
+        d, run_round, budget_hours, lambda p: console.print(adaptive.describe_look(p), highlight=False)
+    )
     return progress.specs or specs, counts
 
 

@@ -20,16 +20,24 @@ from ada_slm.run.suites import MAX_NEW_TOKENS, GenerationSettings, load_suite, s
 @app.command("train", context_settings={"allow_extra_args": False})
 @user_errors
 def train_cmd(
-    args: list[str] = typer.Argument(None, metavar="[CONFIG.yaml] [key.sub=value ...]",
-                                     help="A run config (YAML) and/or overrides such as lora.r=32 batch.micro=1."),
+    args: list[str] = typer.Argument(
+        None,
+        metavar="[CONFIG.yaml] [key.sub=value ...]",
+        help="A run config (YAML) and/or overrides such as lora.r=32 batch.micro=1.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last checkpoint."),
     merge: bool = typer.Option(False, "--merge", help="Also write a merged model next to the adapter."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or config dump (for subprocesses)."),
-    track: str | None = typer.Option(None, "--track", help="Mirror the run to 'mlflow', 'tensorboard' "
-                                        "(scalars under <out_dir>/tensorboard) or 'wandb' (WANDB_MODE=offline: "
-                                        "local files under <out_dir>/wandb)."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: "
-                                               "sqlite:///<out_dir>/../mlflow.db)."),
+    track: str | None = typer.Option(
+        None,
+        "--track",
+        help="Mirror the run to 'mlflow', 'tensorboard' "
+        "(scalars under <out_dir>/tensorboard) or 'wandb' (WANDB_MODE=offline: "
+        "local files under <out_dir>/wandb).",
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<out_dir>/../mlflow.db)."
+    ),
 ):
     """Train one LoRA adapter; writes <out_dir>/record.json and the PEFT adapter."""
     from ada_slm.run.train import run  # loads torch: only the commands that train or generate pay for it
@@ -48,12 +56,17 @@ def train_cmd(
         tracker = None
         if track:
             out_dir = Path(cfg.out_dir)
-            tracker = tracking.open_tracker(tracking.Tracking(
-                kind=track, uri=tracking_uri or tracking.default_uri(out_dir.parent), run_name=out_dir.name), out_dir)
+            tracker = tracking.open_tracker(
+                tracking.Tracking(
+                    kind=track, uri=tracking_uri or tracking.default_uri(out_dir.parent), run_name=out_dir.name
+                ),
+                out_dir,
+            )
         record = {"status": {"state": "interrupted"}}
         try:
-            record = run(cfg, resume=resume, quiet=quiet, merge=merge, console=console if not quiet else None,
-                         tracker=tracker)
+            record = run(
+                cfg, resume=resume, quiet=quiet, merge=merge, console=console if not quiet else None, tracker=tracker
+            )
         finally:
             if tracker:
                 tracker.end(record["status"]["state"])
@@ -77,8 +90,10 @@ def metric_table(summary: dict, title: str) -> Table:
         else:
             ci = f" [{m['ci_low']:.4f}, {m['ci_high']:.4f}]" if m["ci_low"] is not None else ""
             cells = [f"{m['mean']:.4f}{ci}", str(m["n"])]
-        per_lang = [("—" if summary["by_lang"][lang][name] is None else f"{summary['by_lang'][lang][name]:.4f}")
-                    for lang in langs]
+        per_lang = [
+            ("—" if summary["by_lang"][lang][name] is None else f"{summary['by_lang'][lang][name]:.4f}")
+            for lang in langs
+        ]
         table.add_row(name, *cells, *per_lang)
     return table
 
@@ -111,35 +126,61 @@ class _EvalGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-eval_app = typer.Typer(cls=_EvalGroup, no_args_is_help=True, help="Score models on an eval suite (`ada-slm eval "
-                       "[RUN_DIR] [OPTIONS]`, see `ada-slm eval run --help`), or export the suite to lm-eval.")
+eval_app = typer.Typer(
+    cls=_EvalGroup,
+    no_args_is_help=True,
+    help="Score models on an eval suite (`ada-slm eval "
+    "[RUN_DIR] [OPTIONS]`, see `ada-slm eval run --help`), or export the suite to lm-eval.",
+)
 app.add_typer(eval_app, name="eval")
 
 
 @eval_app.command("run")
 @user_errors
 def eval_cmd(
-    run_dir: Path | None = typer.Argument(None, help="A finished training run: evaluate its adapter and write "
-                                             "the result into its record.json."),
+    run_dir: Path | None = typer.Argument(
+        None, help="A finished training run: evaluate its adapter and write the result into its record.json."
+    ),
     base: str = typer.Option("smollm2-135m", "--base", help="Base model (ignored with RUN_DIR: the run's base)."),
     adapter: Path | None = typer.Option(None, "--adapter", help="PEFT adapter directory; none = the base arm."),
     suite: str = typer.Option("multilang", "--suite", help="Suite name (suites/NAME.yaml here or shipped) or file."),
-    out: Path | None = typer.Option(None, "--out", help="Where eval.jsonl and eval_summary.json go "
-                                       "(default: RUN_DIR, or evals/<base>[-<adapter>])."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Prompts per generation batch (outputs are identical at any size; 32 measured 5.8× one at a time)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where eval.jsonl and eval_summary.json go (default: RUN_DIR, or evals/<base>[-<adapter>])."
+    ),
+    batch_size: int = typer.Option(
+        32,
+        "--batch-size",
+        help="Prompts per generation batch (outputs are identical at any size; 32 measured 5.8× one at a time).",
+    ),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer."),
-    limit: int | None = typer.Option(None, "--limit", help="Only N suite items, spread evenly over the suite "
-                                        "(quick checks)."),
-    scoring: str = typer.Option("ours", "--scoring", help="ours (AGL.md metrics), seed (the seed study's scorer, "
-                                "for comparison with published numbers) or both, side by side."),
-    generation: str = typer.Option("greedy", "--generation", help="greedy (chat template, deterministic) or seed "
-                                   "(raw prompt, temperature 0.8, repetition penalty 1.1, 150 tokens — seeded)."),
-    samples: int = typer.Option(1, "--samples", help="Draws per prompt with --generation seed; the spread "
-                                "across draws is reported as sampling noise."),
+    limit: int | None = typer.Option(
+        None, "--limit", help="Only N suite items, spread evenly over the suite (quick checks)."
+    ),
+    scoring: str = typer.Option(
+        "ours",
+        "--scoring",
+        help="ours (AGL.md metrics), seed (the seed study's scorer, "
+        "for comparison with published numbers) or both, side by side.",
+    ),
+    generation: str = typer.Option(
+        "greedy",
+        "--generation",
+        help="greedy (chat template, deterministic) or seed "
+        "(raw prompt, temperature 0.8, repetition penalty 1.1, 150 tokens — seeded).",
+    ),
+    samples: int = typer.Option(
+        1,
+        "--samples",
+        help="Draws per prompt with --generation seed; the spread across draws is reported as sampling noise.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse the outputs of an identical earlier "
-                               "evaluation (same weights, prompts, settings, precision, code) from "
-                               "$ADA_SLM_CACHE/eval-cache, and store new ones there."),
+    cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        help="Reuse the outputs of an identical earlier "
+        "evaluation (same weights, prompts, settings, precision, code) from "
+        "$ADA_SLM_CACHE/eval-cache, and store new ones there.",
+    ),
 ):
     """Score a model (base, base + adapter, or a finished run) on an evaluation suite."""
     from ada_slm.run.eval_cache import EvalCache, user_cache_dir  # loads torch: see train_cmd
@@ -160,20 +201,33 @@ def eval_cmd(
     n_items = len(subset(load_suite(suite)[0].items, limit)) * settings.samples
     with Progress(console=err_console, transient=True, disable=quiet) as bar:
         task = bar.add_task(f"generating ({n_items} prompts)", total=n_items)
-        summary = evaluate(base, str(adapter) if adapter else None, suite, settings, out, limit=limit,
-                           progress=lambda n: bar.advance(task, n),
-                           cache=EvalCache(user_cache_dir()) if cache else None)
+        summary = evaluate(
+            base,
+            str(adapter) if adapter else None,
+            suite,
+            settings,
+            out,
+            limit=limit,
+            progress=lambda n: bar.advance(task, n),
+            cache=EvalCache(user_cache_dir()) if cache else None,
+        )
     if record is not None and run_dir is not None:  # (a record is read only from RUN_DIR)
         record.eval = records.EvalSection.model_validate(summary)
         records.write_record(run_dir, record)
     if not quiet:
         _print_scores(summary, settings, base, adapter, scoring)
     if summary["cached_from"]:
-        console.print(f"outputs from the eval cache (generated by {summary['cached_from']['run']} at "
-                      f"{summary['cached_from']['generated_at']}); --no-cache generates them again", highlight=False)
-    console.print(f"{summary['n_items']} items in {summary['generation_s']:.1f}s "
-                  f"(batch {settings.batch_size}, max_new_tokens {settings.max_new_tokens}"
-                  + (f", {settings.samples} samples" if settings.samples > 1 else "") + f") → {out}/eval.jsonl")
+        console.print(
+            f"outputs from the eval cache (generated by {summary['cached_from']['run']} at "
+            f"{summary['cached_from']['generated_at']}); --no-cache generates them again",
+            highlight=False,
+        )
+    console.print(
+        f"{summary['n_items']} items in {summary['generation_s']:.1f}s "
+        f"(batch {settings.batch_size}, max_new_tokens {settings.max_new_tokens}"
+        + (f", {settings.samples} samples" if settings.samples > 1 else "")
+        + f") → {out}/eval.jsonl"
+    )
 
 
 def _trained_run(run_dir: Path, out: Path | None) -> tuple[records.RunRecord, str, Path | None, Path]:
@@ -190,8 +244,9 @@ def _trained_run(run_dir: Path, out: Path | None) -> tuple[records.RunRecord, st
     return record, base, Path(adapter_dir) if adapter_dir else None, out or run_dir
 
 
-def _generation_settings(scoring: str, generation: str, samples: int, batch_size: int,
-                         max_new_tokens: int) -> GenerationSettings:
+def _generation_settings(
+    scoring: str, generation: str, samples: int, batch_size: int, max_new_tokens: int
+) -> GenerationSettings:
     """The settings `eval`'s options ask for, refused when they contradict each other."""
     if scoring not in ("ours", "seed", "both"):
         raise UserError(f"--scoring {scoring!r}: use ours, seed or both")
@@ -204,25 +259,36 @@ def _generation_settings(scoring: str, generation: str, samples: int, batch_size
     return GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
 
 
-def _print_scores(summary: dict, settings: GenerationSettings, base: str, adapter: Path | None,
-                  scoring: str) -> None:
+def _print_scores(summary: dict, settings: GenerationSettings, base: str, adapter: Path | None, scoring: str) -> None:
     """The metric table(s) of `eval`, the sampling noise and the perplexity."""
-    title = f"{summary['suite']} · {base}" + (f" + {adapter}" if adapter else " (base)") + \
-        f" · {settings.mode} generation" + (f", {settings.samples} samples" if settings.samples > 1 else "")
+    title = (
+        f"{summary['suite']} · {base}"
+        + (f" + {adapter}" if adapter else " (base)")
+        + f" · {settings.mode} generation"
+        + (f", {settings.samples} samples" if settings.samples > 1 else "")
+    )
     if scoring == "ours":
         console.print(metric_table(summary, title))
     elif scoring == "seed":
         console.print(metric_table(summary["seed_scoring"], title + " · seed-compatible scoring"))
     else:
         console.print(side_by_side_table(summary, title))
-        console.print("seed-compatible = the original scorer: distinct marker-list entries found as substrings "
-                      "÷ word count (one-letter markers match inside words, repeats don't count).")
+        console.print(
+            "seed-compatible = the original scorer: distinct marker-list entries found as substrings "
+            "÷ word count (one-letter markers match inside words, repeats don't count)."
+        )
     if summary.get("sampling"):
         key = "seed_metrics" if scoring == "seed" else "metrics"
         spread = summary["sampling"][key]
-        console.print("sampling noise (suite mean per draw): " + "; ".join(
-            f"{m} {v['min']:.4f}–{v['max']:.4f}" for m, v in spread.items() if v["min"] is not None
-            and v["max"] != v["min"]) or "none")
+        console.print(
+            "sampling noise (suite mean per draw): "
+            + "; ".join(
+                f"{m} {v['min']:.4f}–{v['max']:.4f}"
+                for m, v in spread.items()
+                if v["min"] is not None and v["max"] != v["min"]
+            )
+            or "none"
+        )
     ppl = summary["perplexity"]
     console.print(f"held-out AGL perplexity: {ppl:.2f}" if ppl else "held-out AGL perplexity: n/a")
 
@@ -233,8 +299,9 @@ def _print_scores(summary: dict, settings: GenerationSettings, base: str, adapte
 def eval_export_lm_eval(
     out_dir: Path = typer.Argument(..., help="Folder to write (<task>.yaml, <task>.jsonl, utils.py)."),
     suite: str = typer.Option("multilang", "--suite", help="Suite name (suites/NAME.yaml here or shipped) or file."),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Generation budget per answer (as in "
-                                       "`ada-slm eval`)."),
+    max_new_tokens: int = typer.Option(
+        48, "--max-new-tokens", help="Generation budget per answer (as in `ada-slm eval`)."
+    ),
     task: str | None = typer.Option(None, "--task", help="lm-eval task name (default: agl_<suite name>)."),
 ):
     """Write an lm-evaluation-harness task folder scored by ada-slm's metrics."""
@@ -242,5 +309,8 @@ def eval_export_lm_eval(
         raise UserError("--max-new-tokens must be positive")
     path = export(out_dir, suite, max_new_tokens, task)
     name = path.stem
-    console.print(f"wrote {path}; run it with:\n  lm_eval --model hf --model_args pretrained=MODEL_DIR,"
-                  f"peft=ADAPTER_DIR --include_path {out_dir} --tasks {name} --apply_chat_template", highlight=False)
+    console.print(
+        f"wrote {path}; run it with:\n  lm_eval --model hf --model_args pretrained=MODEL_DIR,"
+        f"peft=ADAPTER_DIR --include_path {out_dir} --tasks {name} --apply_chat_template",
+        highlight=False,
+    )

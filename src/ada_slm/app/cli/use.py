@@ -50,8 +50,12 @@ def chat_cmd(
     base, adapter_dir = _pick_model(base, adapter, run, study, arm, seed, scale, results, exports)
     model, tokenizer = inference.load(base, adapter_dir)
     interactive = sys.stdin.isatty()
-    err_console.print(f"chatting with {base}" + (f" + {adapter_dir}" if adapter_dir else "") +
-                      " — /reset clears the history, /exit ends", highlight=False)
+    err_console.print(
+        f"chatting with {base}"
+        + (f" + {adapter_dir}" if adapter_dir else "")
+        + " — /reset clears the history, /exit ends",
+        highlight=False,
+    )
 
     def read_line():
         try:
@@ -75,8 +79,9 @@ def chat_cmd(
 @app.command("generate")
 @user_errors
 def generate_cmd(
-    prompts: Path = typer.Option(..., "--prompts", help="Prompts: .txt (one per line) or .jsonl with "
-                                 "{\"prompt\": …} or {\"messages\": […]} lines."),
+    prompts: Path = typer.Option(
+        ..., "--prompts", help='Prompts: .txt (one per line) or .jsonl with {"prompt": …} or {"messages": […]} lines.'
+    ),
     out: Path = typer.Option(..., "--out", help="Output JSONL; prompts already in it are skipped (resumable)."),
     base: str = typer.Option("smollm2-135m", "--base", help="Base model."),
     adapter: Path | None = typer.Option(None, "--adapter", help="PEFT adapter directory."),
@@ -96,8 +101,7 @@ def generate_cmd(
     settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("generating", total=len(items))
-        n = inference.generate_file(model, tokenizer, items, out, settings,
-                                    progress=lambda k: bar.advance(task, k))
+        n = inference.generate_file(model, tokenizer, items, out, settings, progress=lambda k: bar.advance(task, k))
     console.print(f"{n} generated, {len(items) - n} already in {out}")
 
 
