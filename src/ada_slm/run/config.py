@@ -438,11 +438,11 @@ def patch_model(model: type[BaseModel]) -> type[Strict]:
     may hold. Derived from the model, so a field added to TrainConfig is one a patch can set."""
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        kind = info.annotation
+        kind: Any = info.annotation  # a type form built at run time
         if isinstance(kind, type) and issubclass(kind, Strict):
             kind = patch_model(kind)
         elif info.metadata:  # the field's bounds (gt=0, le=…) apply to a value that is set
-            kind = Annotated[(kind, *info.metadata)]  # type: ignore[assignment]
+            kind = Annotated[(kind, *info.metadata)]
         fields[name] = (kind | None, Field(None, description=info.description))
     return create_model(
         f"{model.__name__}Patch",
